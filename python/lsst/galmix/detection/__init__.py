@@ -1,0 +1,1 @@
+"""galmix detection."""

@@ -1,0 +1,27 @@
+"""Declares the pybind11 extension only; all metadata is in pyproject.toml.
+
+The default build is portable (x86-64 baseline); the hot loops carry runtime-dispatched clones for
+AVX2/AVX-512 (see include/lsst/galmix/simd.h). ``GALMIX_MARCH=native pip install -e .`` builds
+everything for the host CPU instead.
+"""
+
+import glob
+import os
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fvisibility=hidden"]
+march = os.environ.get("GALMIX_MARCH")
+if march:
+    compile_args.append(f"-march={march}")
+
+ext = Pybind11Extension(
+    "lsst.galmix._galmix",
+    sorted(glob.glob("src/*.cc") + glob.glob("python/lsst/galmix/*.cc")),
+    include_dirs=["include"],
+    cxx_std=17,
+    extra_compile_args=compile_args,
+)
+
+setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
