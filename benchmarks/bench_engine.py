@@ -1,0 +1,140 @@
+"""Speed of the galmix engine against GalSim real-space drawing of the same Gaussian mixture.
+
+For an 8-Gaussian source convolved with a 2-Gaussian PSF (16 Gaussians) on 32^2 ... 256^2 stamps:
+model image, chi2, and value + gradient + normal equations for 7 free parameters (x, y, ln reff, eta1,
+eta2, n, flux), each as ms per call (median of repeats) and pixel-Gaussians per second, with GalSim
+``drawImage(method="no_pixel")`` of the same mixture in the same run. Then LM fits of a single-band
+8-Gaussian model and PSF-mixture fits of a 41x41 Moffat kernel.
+
+Run: ``python benchmarks/bench_engine.py`` (``make bench``). Timings are single-threaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import galsim
+import numpy as np
+from scipy.interpolate import CubicSpline
+
+from lsst.galmix import engine as ge
+
+K = 8
+
+
+def toy_profile() -> ge.SplineProfile:
+    """A smooth 8-Gaussian profile depending on n (a stand-in with Sersic-like spread of sizes)."""
+    x = np.log(np.linspace(0.5, 6.0, 12))
+    base_s = np.geomspace(0.05, 3.0, K)
+    vals = [np.exp(-0.5 * (np.log(base_s[k]) - 0.3 * x) ** 2) for k in range(K)]
+    vals += [np.log(base_s[k]) + 0.2 * x * (k - K / 2) / K for k in range(K)]
+    cs = CubicSpline(x, np.array(vals).T)
+    return ge.SplineProfile(cs.x, cs.c)
+
+
+PSF = np.array([[0.8, 0.0, 0.0, 1.8, 0.1, 1.6], [0.2, 0.05, -0.05, 7.0, -0.3, 6.5]])
+
+
+def timeit(fn, min_time: float = 0.05, repeats: int = 7) -> float:
+    """Median seconds per call."""
+    fn()
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t
+        if dt > min_time / 5:
+            break
+        n *= 4
+    samples = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        samples.append((time.perf_counter() - t) / n)
+    return float(np.median(samples))
+
+
+def galsim_object(mix: np.ndarray) -> galsim.GSObject:
+    objs = []
+    for f, x, y, xx, xy, yy in mix:
+        m = np.linalg.cholesky(np.array([[xx, xy], [xy, yy]]))
+        g = galsim.Gaussian(sigma=1.0).transform(m[0, 0], m[0, 1], m[1, 0], m[1, 1])
+        objs.append(g.withFlux(f).shift(x, y))
+    return galsim.Sum(objs)
+
+
+def bench_evaluation(sizes: list[int]) -> None:
+    scene = ge.Scene([ge.Source([ge.Component(toy_profile())])], 1)
+    print(f"\n{'stamp':>7} {'mode':>14} {'ms/call':>9} {'Mpix-G/s':>9} {'vs image':>9} {'vs GalSim':>10}")
+    for n in sizes:
+        c = (n - 1) / 2
+        params = np.array([c + 0.3, c - 0.2, np.log(n / 10), 0.3, -0.2, 2.0, 1000.0])
+        mix = scene.gaussians(params, 0, PSF)
+        n_g = mix.shape[0]
+        rng = np.random.default_rng(1)
+        img = ge.scene_image(scene, params, 0, PSF, (n, n)) + rng.normal(0, 0.01, (n, n))
+        band = ge.Band(img, np.full((n, n), 100.0), psf=PSF)
+        out = np.empty((n, n))
+        t_img = timeit(lambda: scene.image(params, 0, PSF, out))
+        t_chi2 = timeit(lambda: scene.chi2(params, [band]))
+        t_ne = timeit(lambda: scene.normal_equations(params, [band]))
+        gs_obj = galsim_object(mix)
+        gs_img = galsim.ImageD(n, n, scale=1.0)
+        t_gs = timeit(lambda: gs_obj.drawImage(image=gs_img, method="no_pixel", center=galsim.PositionD(0, 0)))
+        work = n * n * n_g
+        for mode, t in [("image", t_img), ("chi2", t_chi2), ("value+grad+NE", t_ne), ("GalSim", t_gs)]:
+            print(f"{n:>5}^2 {mode:>14} {t * 1e3:9.4f} {work / t / 1e6:9.1f} {t / t_img:9.2f} {t / t_gs:10.3f}")
+        print(f"{'':>7} image is {t_gs / t_img:.2f}x faster than GalSim; NE/image = {t_ne / t_img:.2f}")
+
+
+def bench_fits(n_fits: int) -> None:
+    scene = ge.Scene([ge.Source([ge.Component(toy_profile())])], 1)
+    rng = np.random.default_rng(3)
+    times, iters, status = [], [], []
+    for i in range(n_fits):
+        n = 48
+        c = (n - 1) / 2
+        truth = np.array([c + rng.uniform(-0.5, 0.5), c + rng.uniform(-0.5, 0.5), np.log(rng.uniform(2, 6)),
+                          rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5), rng.uniform(1, 5), 1000.0])
+        img = ge.scene_image(scene, truth, 0, PSF, (n, n))
+        sigma = 0.02 * img.max()
+        band = ge.Band(img + rng.normal(0, sigma, (n, n)), np.full((n, n), 1 / sigma), psf=PSF)
+        start = truth + np.array([0.3, -0.3, 0.2, 0.1, -0.1, 0.5, 0.0])
+        start[5] = min(max(start[5], 0.6), 5.9)
+        t = time.perf_counter()
+        res = ge.fit(scene, [band], start)
+        times.append(time.perf_counter() - t)
+        iters.append(res.n_iter)
+        status.append(res.status_name)
+    conv = sum(s == "converged" for s in status)
+    print(f"\nLM fit, 1 band, 8-Gaussian model (n free) on 48^2, 7 params: median {np.median(times) * 1e3:.2f} ms, "
+          f"90% {np.percentile(times, 90) * 1e3:.2f} ms, median nIter {np.median(iters):.0f}, "
+          f"converged {conv}/{n_fits}")
+
+
+def bench_psf() -> None:
+    kernel = galsim.Moffat(beta=3.0, fwhm=3.5).shear(e1=0.05, e2=-0.03).drawImage(nx=41, ny=41, scale=1.0).array
+    for n_gauss in (1, 2, 3, 4):
+        res = ge.fit_psf(kernel, n_gauss, x0=-20, y0=-20)
+        t = timeit(lambda: ge.fit_psf(kernel, n_gauss, x0=-20, y0=-20), min_time=0.05, repeats=5)
+        print(f"PSF fit 41x41 Moffat, {n_gauss} Gaussian(s): {t * 1e3:.3f} ms, nIter {res.n_iter}, "
+              f"status {res.status_name}, chi2 {res.chi2:.2e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[32, 64, 128, 256])
+    parser.add_argument("--fits", type=int, default=100)
+    args = parser.parse_args()
+    print("galmix engine benchmark; dispatch:", ge.dispatch_info())
+    print(f"GalSim {galsim.__version__}; 16 Gaussians (8 source x 2 PSF); single thread")
+    bench_evaluation(args.sizes)
+    bench_fits(args.fits)
+    bench_psf()
+
+
+if __name__ == "__main__":
+    main()
