@@ -24,11 +24,18 @@ K = 8
 
 
 def toy_profile() -> ge.SplineProfile:
-    """A smooth 8-Gaussian profile depending on n (a stand-in with Sersic-like spread of sizes)."""
-    x = np.log(np.linspace(0.5, 6.0, 12))
-    base_s = np.geomspace(0.05, 3.0, K)
-    vals = [np.exp(-0.5 * (np.log(base_s[k]) - 0.3 * x) ** 2) for k in range(K)]
-    vals += [np.log(base_s[k]) + 0.2 * x * (k - K / 2) / K for k in range(K)]
+    """A Sersic-like 8-Gaussian profile: fixed log-spaced sizes, weights concentrating with n.
+
+    Not a Sersic fit (python/lsst/galmix/models derives those); it only needs a realistic cost and a
+    well-constrained dependence on n.
+    """
+    x = np.log(np.geomspace(0.4, 8.0, 14))
+    ln_s = np.log(np.geomspace(0.03, 3.0, K))
+    t = (x - x[0]) / (x[-1] - x[0])
+    width = 0.35 + 1.2 * t  # spread of component sizes grows with n
+    centre = -0.1 - 0.9 * t  # and the light concentrates
+    vals = [np.exp(-0.5 * ((ln_s[k] - centre) / width) ** 2) for k in range(K)]
+    vals += [np.full_like(x, ln_s[k]) for k in range(K)]
     cs = CubicSpline(x, np.array(vals).T)
     return ge.SplineProfile(cs.x, cs.c)
 

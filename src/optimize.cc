@@ -127,11 +127,22 @@ public:
         double obj = chi2 + priorTerm(params);
         if (!std::isfinite(obj)) return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite chi2");
         if (_nl.empty()) return finish(res, params, chi2, obj, 0, FitStatus::Converged, "fluxes only");
+        // One pass per trial point: the normal equations at (theta', F) give both the Gauss-Newton system
+        // for the next step and, through the flux block, the exact non-negative fluxes F' and chi2 at theta'.
+        NormalEquations ne;
+        {
+            std::vector<double> p(params);
+            double c;
+            if (!evaluateTrial(p, ne, c)) {
+                return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite normal equations");
+            }
+        }
+        std::vector<double> neFluxes = fluxesOf(params);
         double lambda = _opt.lambda0;
         int nA = static_cast<int>(_nl.size());
         for (int iter = 1; iter <= _opt.maxIter; ++iter) {
             std::vector<double> Hr, br;
-            if (!reducedSystem(params, u, Hr, br)) {
+            if (!reducedSystem(ne, neFluxes, params, u, Hr, br)) {
                 return finish(res, params, chi2, obj, iter, FitStatus::NonFinite, "non-finite normal equations");
             }
             std::vector<double> diag(nA);
@@ -162,15 +173,10 @@ public:
                     pT[_nl[a]] = _tr[_nl[a]].toExternal(uT[a]);
                     stepNorm = std::max(stepNorm, std::abs(delta[a]) * std::sqrt(std::max(Hr[a * nA + a], 0.0)));
                 }
+                std::vector<double> fT = fluxesOf(pT);
+                NormalEquations neT;
                 double chi2T = std::numeric_limits<double>::infinity();
-                bool ok = allFinite(pT);
-                if (ok) {
-                    try {
-                        chi2T = solveFluxes(pT);
-                    } catch (InputError const&) {
-                        ok = false;  // e.g. a size so small the covariance degenerates: reject the step
-                    }
-                }
+                bool ok = allFinite(pT) && evaluateTrial(pT, neT, chi2T);
                 double objT = ok ? chi2T + priorTerm(pT) : std::numeric_limits<double>::infinity();
                 if (std::isfinite(objT) && objT <= obj) {
                     accepted = true;
@@ -179,6 +185,8 @@ public:
                     params = pT;
                     chi2 = chi2T;
                     obj = objT;
+                    ne = std::move(neT);
+                    neFluxes = fT;
                     lambda = std::max(lambda * 0.1, 1e-10);
                     if (decrease <= _opt.ftol * std::max(obj, 1e-300) || stepNorm < _opt.xtol) {
                         return finish(res, params, chi2, obj, iter, FitStatus::Converged, "converged");
@@ -208,6 +216,52 @@ private:
         return t;
     }
 
+    std::vector<double> fluxesOf(std::vector<double> const& p) const {
+        std::vector<double> f;
+        for (int i : _fluxes) f.push_back(p[i]);
+        return f;
+    }
+
+    std::vector<double> solveFluxSystem(std::vector<double> const& G, std::vector<double> const& b) const {
+        int nF = static_cast<int>(b.size());
+        return _opt.nonNegativeFluxes ? nnlsGram(G, b, nF) : solveUnconstrained(G, b, nF);
+    }
+
+    // Normal equations (free nonlinear parameters and all free fluxes) at params, whose fluxes are the
+    // linearisation point F; then replace the fluxes by the exact solution F' at these nonlinear
+    // parameters and return chi2(F') = chi2(F) - 2 dF^T b_f + dF^T G dF (exact: the model is linear in F).
+    bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2) const {
+        std::vector<char> active(_P, 0);
+        for (int i : _nl) active[i] = 1;
+        for (int i : _fluxes) active[i] = 1;
+        try {
+            ne = sceneNormalEquations(_scene, params, _bands, active);
+        } catch (InputError const&) {
+            return false;  // e.g. a size so small that a covariance degenerates: reject the step
+        }
+        if (!allFinite(ne.H) || !allFinite(ne.b) || !std::isfinite(ne.chi2)) return false;
+        int nF = static_cast<int>(_fluxes.size());
+        chi2 = ne.chi2;
+        if (nF == 0) return true;
+        std::vector<double> G = subMatrix(ne.H, _P, _fluxes, _fluxes);
+        std::vector<double> bf(nF), c(nF);
+        for (int a = 0; a < nF; ++a) {
+            bf[a] = ne.b[_fluxes[a]];
+            c[a] = bf[a];
+            for (int k = 0; k < nF; ++k) c[a] += G[a * nF + k] * params[_fluxes[k]];
+        }
+        std::vector<double> F = solveFluxSystem(G, c);
+        for (int a = 0; a < nF; ++a) {
+            double da = F[a] - params[_fluxes[a]];
+            double gd = 0.0;
+            for (int k = 0; k < nF; ++k) gd += G[a * nF + k] * (F[k] - params[_fluxes[k]]);
+            chi2 += da * gd - 2.0 * bf[a] * da;
+        }
+        chi2 = std::max(chi2, 0.0);
+        for (int a = 0; a < nF; ++a) params[_fluxes[a]] = F[a];
+        return std::isfinite(chi2);
+    }
+
     // Solve the free fluxes (non-negative) for the current nonlinear parameters; returns the data chi2.
     double solveFluxes(std::vector<double>& params) const {
         int nF = static_cast<int>(_fluxes.size());
@@ -222,12 +276,7 @@ private:
         std::vector<double> G = subMatrix(ne.H, _P, _fluxes, _fluxes);
         std::vector<double> b(nF);
         for (int a = 0; a < nF; ++a) b[a] = ne.b[_fluxes[a]];
-        std::vector<double> F;
-        if (_opt.nonNegativeFluxes) {
-            F = nnlsGram(G, b, nF);
-        } else {
-            F = solveUnconstrained(G, b, nF);
-        }
+        std::vector<double> F = solveFluxSystem(G, b);
         double chi2 = ne.chi2;
         for (int a = 0; a < nF; ++a) {
             params[_fluxes[a]] = F[a];
@@ -261,17 +310,17 @@ private:
 
     // Gauss-Newton system for the free nonlinear parameters (internal variables), with the fluxes
     // profiled out (Schur complement over the fluxes that are not at their bound) and priors added.
-    bool reducedSystem(std::vector<double> const& params, std::vector<double> const& u, std::vector<double>& Hr,
+    // Gauss-Newton system for the free nonlinear parameters (internal variables) from normal equations
+    // linearised at fluxes neFluxes, with the fluxes profiled out (Schur complement over the fluxes not
+    // at their bound at the current solution) and priors added.
+    bool reducedSystem(NormalEquations const& ne, std::vector<double> const& neFluxes,
+                       std::vector<double> const& params, std::vector<double> const& u, std::vector<double>& Hr,
                        std::vector<double>& br) const {
         std::vector<int> passive;
-        for (int i : _fluxes) {
-            if (params[i] != 0.0 || !_opt.nonNegativeFluxes) passive.push_back(i);
+        for (std::size_t a = 0; a < _fluxes.size(); ++a) {
+            int i = _fluxes[a];
+            if (params[i] != 0.0 || neFluxes[a] != 0.0 || !_opt.nonNegativeFluxes) passive.push_back(i);
         }
-        std::vector<char> active(_P, 0);
-        for (int i : _nl) active[i] = 1;
-        for (int i : passive) active[i] = 1;
-        NormalEquations ne = sceneNormalEquations(_scene, params, _bands, active);
-        if (!allFinite(ne.H) || !allFinite(ne.b) || !std::isfinite(ne.chi2)) return false;
         int nA = static_cast<int>(_nl.size());
         int nF = static_cast<int>(passive.size());
         // Chain rule to the internal variables and priors.
