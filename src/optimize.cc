@@ -188,7 +188,11 @@ public:
                     ne = std::move(neT);
                     neFluxes = fT;
                     lambda = std::max(lambda * 0.1, 1e-10);
-                    if (decrease <= _opt.ftol * std::max(obj, 1e-300) || stepNorm < _opt.xtol) {
+                    // Steps are measured in units of the parameter errors scaled by the residual level
+                    // (capped at 1), so that noiseless fits (PSF kernels) are not stopped early.
+                    double dof = std::max(res.nPix - static_cast<int>(_nl.size() + _fluxes.size()), 1);
+                    double scale = std::min(1.0, std::sqrt(std::max(obj, 0.0) / dof));
+                    if (decrease <= _opt.ftol * std::max(obj, 1e-300) || stepNorm < _opt.xtol * scale) {
                         return finish(res, params, chi2, obj, iter, FitStatus::Converged, "converged");
                     }
                 } else {
@@ -528,6 +532,13 @@ std::vector<FitResult> fitBatch(std::vector<FitProblem> const& problems, int nTh
     return results;
 }
 
+FitOptions psfFitDefaults() {
+    FitOptions o;
+    o.ftol = 1e-6;
+    o.xtol = 1e-3;
+    return o;
+}
+
 PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options) {
     PsfFitResult out;
     try {
@@ -571,16 +582,18 @@ PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options
         double q = std::max(ell.q, 0.2);
         double etaNorm = -std::log(q);
         static const double factors[4][4] = {{1.0}, {0.8, 2.0}, {0.6, 1.2, 2.5}, {0.5, 1.0, 2.0, 4.0}};
-        std::vector<Source> sources;
-        std::vector<double> params;
+        // One source whose N single-Gaussian components share the centre: fewer degeneracies than free
+        // centres, and kernel images are centred by construction.
         auto profile = std::make_shared<FixedProfile>(std::vector<double>{1.0}, std::vector<double>{1.0});
+        Source source;
+        std::vector<double> params{cx, cy};
         for (int k = 0; k < nGauss; ++k) {
-            sources.push_back(Source{{Component{profile, "g"}}});
-            params.insert(params.end(), {cx, cy, std::log(a * factors[nGauss - 1][k]),
-                                         etaNorm * std::cos(2.0 * ell.theta), etaNorm * std::sin(2.0 * ell.theta),
-                                         1.0 / nGauss});
+            source.components.push_back(Component{profile, "g"});
+            params.insert(params.end(), {std::log(a * factors[nGauss - 1][k]), etaNorm * std::cos(2.0 * ell.theta),
+                                         etaNorm * std::sin(2.0 * ell.theta)});
         }
-        Scene scene(sources, 1);
+        for (int k = 0; k < nGauss; ++k) params.push_back(1.0 / nGauss);
+        Scene scene({source}, 1);
         BandInput band{image, {Mixture{Gaussian{1.0, 0.0, 0.0, 0.0, 0.0, 0.0}}}};
         FitOptions opt = options;
         opt.priorMean.clear();
@@ -592,7 +605,7 @@ PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options
         out.chi2 = res.chi2;
         if (res.status == FitStatus::Error) return out;
         double total = 0.0;
-        for (int k = 0; k < nGauss; ++k) total += res.params[scene.fluxIndex(k, 0, 0)];
+        for (int k = 0; k < nGauss; ++k) total += res.params[scene.fluxIndex(0, k, 0)];
         if (!(total > 0.0)) {
             out.status = FitStatus::Error;
             out.message = "fitPsf: fitted mixture has no flux";
@@ -600,11 +613,11 @@ PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options
         }
         out.flux = total;
         for (int k = 0; k < nGauss; ++k) {
-            int o = scene.sourceOffset(k);
+            int o = 2 + 3 * k;
             double S[3], d1[3], d2[3];
-            shapeMatrix(res.params[o + 3], res.params[o + 4], S, d1, d2);
-            double r2 = std::exp(2.0 * res.params[o + 2]);
-            out.gaussians.push_back({res.params[scene.fluxIndex(k, 0, 0)] / total, res.params[o], res.params[o + 1],
+            shapeMatrix(res.params[o + 1], res.params[o + 2], S, d1, d2);
+            double r2 = std::exp(2.0 * res.params[o]);
+            out.gaussians.push_back({res.params[scene.fluxIndex(0, k, 0)] / total, res.params[0], res.params[1],
                                      r2 * S[0], r2 * S[1], r2 * S[2]});
         }
     } catch (std::exception const& e) {

@@ -191,12 +191,12 @@ def test_psf_fit_of_moffat_kernel(n_gauss):
     g = res.gaussians
     assert g.shape == (n_gauss, 6)
     assert g[:, 0].sum() == pytest.approx(1.0)
-    np.testing.assert_allclose(g[:, 1:3], 0.0, atol=0.05)  # the kernel is centred
+    np.testing.assert_allclose(g[:, 1:3], 0.0, atol=0.01)  # the kernel is centred (one shared centre)
     model = ge.render_image(g * [res.flux, 1, 1, 1, 1, 1], kernel.shape, -c, -c)
     resid = np.abs(model - kernel).max() / kernel.max()
     assert res.chi2 == pytest.approx(np.sum((model - kernel) ** 2), rel=1e-6)
     # More Gaussians describe the Moffat wings better.
-    assert resid < {1: 0.1, 2: 0.02, 3: 0.01, 4: 0.006}[n_gauss]
+    assert resid < {1: 0.1, 2: 0.015, 3: 0.003, 4: 0.001}[n_gauss]
 
 
 def test_psf_fit_bad_input():
