@@ -326,7 +326,10 @@ void bindOptimize(py::module_& m) {
                                       options ? *options : FitOptions()};
                  }),
                  py::arg("scene"), py::arg("bands"), py::arg("params0"), py::arg("free") = py::none(),
-                 py::arg("options") = py::none());
+                 py::arg("options") = py::none())
+            .def_property_readonly("scene", [](PyProblem const& p) { return std::const_pointer_cast<Scene>(p.scene); })
+            .def_readonly("bands", &PyProblem::bands)
+            .def_property_readonly("params0", [](PyProblem const& p) { return vectorToArray(p.params0); });
 
     m.def(
             "fit",
