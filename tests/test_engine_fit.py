@@ -239,3 +239,26 @@ def test_blend_of_two_sources_with_per_source_psfs():
     # Errors: the inverse Fisher matrix exists and is positive definite for the blend.
     cov = np.linalg.inv(res.fisher)
     assert np.all(np.diag(cov) > 0)
+    # A fixed flux stays in the model at its value while the others are solved around it.
+    free = np.ones(scene.n_params, bool)
+    free[scene.flux_index(1, 1, 0)] = False
+    start_fixed = start.copy()
+    start_fixed[scene.flux_index(1, 1, 0)] = truth[scene.flux_index(1, 1, 0)]
+    res = ge.fit(scene, bands, start_fixed, free=free)
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    np.testing.assert_allclose(res.params, truth, rtol=1e-6, atol=1e-6)
+
+
+def test_python_threads_share_the_engine():
+    """Evaluation releases the GIL; concurrent calls from Python threads give the serial answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scene = sersic_like_scene()
+    bands = noiseless_bands(scene, TRUTH, [psf_mixture()])
+    params = [START + 0.01 * i for i in range(8)]
+    serial = [scene.normal_equations(p, bands) for p in params]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parallel = list(pool.map(lambda p: scene.normal_equations(p, bands), params))
+    for a, b in zip(serial, parallel):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
