@@ -129,13 +129,19 @@ def bench_fits(n_fits: int) -> None:
         band = ge.Band(img + rng.normal(0, sigma, (n, n)), np.full((n, n), 1 / sigma), psf=PSF)
         start = truth + np.array([0.3, -0.3, 0.2, 0.1, -0.1, 0.5, 0.0])
         start[5] = min(max(start[5], 0.6), 5.9)
-        t = time.perf_counter()
-        res = ge.fit(scene, [band], start)
-        times.append(time.perf_counter() - t)
+        # Best of 3 identical fits: the machine is shared and one fit is short enough to be hit by a
+        # single scheduling hiccup.
+        best = np.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            res = ge.fit(scene, [band], start)
+            best = min(best, time.perf_counter() - t)
+        times.append(best)
         iters.append(res.n_iter)
         status.append(res.status_name)
     conv = sum(s == "converged" for s in status)
-    print(f"\nLM fit, 1 band, 8-Gaussian model (n free) on 48^2, 7 params: median {np.median(times) * 1e3:.2f} ms, "
+    print(f"\nLM fit, 1 band, 8-Gaussian model (n free) on 48^2, 7 params, S/N ~50 per peak pixel (best of 3 "
+          f"per object): median {np.median(times) * 1e3:.2f} ms, "
           f"90% {np.percentile(times, 90) * 1e3:.2f} ms, median nIter {np.median(iters):.0f}, "
           f"converged {conv}/{n_fits}")
 
