@@ -40,6 +40,8 @@ std::vector<Mixture> psfList(py::object const& psf) {
 std::shared_ptr<PyBand> makeBand(py::array image, std::optional<py::array> sigmaInv, py::object psf, double x0,
                                  double y0) {
     auto b = std::make_shared<PyBand>();
+    image = nativeFloat(image);
+    sigmaInv = nativeFloat(sigmaInv);
     b->image = image;
     b->sigmaInv = sigmaInv ? py::object(*sigmaInv) : py::object(py::none());
     b->input.ref = imageRef(image, sigmaInv, x0, y0);
@@ -386,6 +388,7 @@ void bindOptimize(py::module_& m) {
     m.def(
             "fit_psf",
             [](py::array image, int nGauss, double x0, double y0, std::optional<FitOptions> options) {
+                image = nativeFloat(image);
                 ImageRef ref = imageRef(image, std::nullopt, x0, y0);
                 FitOptions opt = options ? *options : psfFitDefaults();
                 py::gil_scoped_release release;
