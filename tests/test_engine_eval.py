@@ -3,8 +3,8 @@
 import galsim
 import numpy as np
 import pytest
-
-from lsst.galmix import _galmix, engine as ge
+from lsst.galmix import _galmix
+from lsst.galmix import engine as ge
 
 GSP = galsim.GSParams(folding_threshold=1e-10, maxk_threshold=1e-12, kvalue_accuracy=1e-14)
 

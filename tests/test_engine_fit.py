@@ -3,10 +3,10 @@
 import galsim
 import numpy as np
 import pytest
+from lsst.galmix import _galmix
+from lsst.galmix import engine as ge
 from scipy.optimize import nnls
 from test_engine_model import made_up_spline, psf_mixture
-
-from lsst.galmix import _galmix, engine as ge
 
 
 def sersic_like_scene(n_bands=1):
