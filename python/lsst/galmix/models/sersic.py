@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_N_COMPONENTS",
     "SersicSpline",
     "sersic_spline",
+    "spline_from_table",
     "sersic_mixture",
     "exponential_mixture",
     "de_vaucouleurs_mixture",
@@ -33,7 +34,7 @@ from numpy.typing import ArrayLike
 from scipy.interpolate import CubicSpline
 
 from .sersic_profile import GAUSSIAN_SIGMA_PER_REFF
-from .sersic_table import read_table
+from .sersic_table import MixtureTable, read_table
 
 DEFAULT_N_COMPONENTS: int = 10
 """Number of Gaussians of the default Sersic mixture (chosen from measurement: doc/sersic.rst)."""
@@ -113,6 +114,29 @@ class SersicSpline:
         return w, s, dw_dn, ds_dn
 
 
+def spline_from_table(table: MixtureTable) -> SersicSpline:
+    """Build the interpolant of a mixture table.
+
+    Parameters
+    ----------
+    table : `MixtureTable`
+        Nodes, weights and sizes.
+
+    Returns
+    -------
+    spline : `SersicSpline`
+        Not-a-knot cubic spline in ``ln n`` of ``[w_1..w_K, ln s_1..ln s_K]``, PPoly layout; arrays are
+        C-contiguous float64 and read-only.
+    """
+    x = np.log(table.n)
+    spline = CubicSpline(x, np.hstack([table.weights, np.log(table.sizes)]), axis=0, bc_type="not-a-knot")
+    breaks = np.ascontiguousarray(spline.x, dtype=np.float64)
+    coeffs = np.ascontiguousarray(spline.c, dtype=np.float64)
+    breaks.setflags(write=False)
+    coeffs.setflags(write=False)
+    return SersicSpline(breaks=breaks, coeffs=coeffs, n_components=table.n_components)
+
+
 @functools.lru_cache(maxsize=None)
 def sersic_spline(n_components: int = DEFAULT_N_COMPONENTS) -> SersicSpline:
     """Return the interpolant of the K-Gaussian Sersic table (cached).
@@ -128,14 +152,7 @@ def sersic_spline(n_components: int = DEFAULT_N_COMPONENTS) -> SersicSpline:
         ``breaks`` (M,) = ln n of the nodes and ``coeffs`` (4, M-1, 2K) in scipy PPoly layout; both
         C-contiguous float64 and read-only.
     """
-    table = read_table(n_components)
-    x = np.log(table.n)
-    spline = CubicSpline(x, np.hstack([table.weights, np.log(table.sizes)]), axis=0, bc_type="not-a-knot")
-    breaks = np.ascontiguousarray(spline.x, dtype=np.float64)
-    coeffs = np.ascontiguousarray(spline.c, dtype=np.float64)
-    breaks.setflags(write=False)
-    coeffs.setflags(write=False)
-    return SersicSpline(breaks=breaks, coeffs=coeffs, n_components=n_components)
+    return spline_from_table(read_table(n_components))
 
 
 def sersic_mixture(

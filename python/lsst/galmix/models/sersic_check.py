@@ -10,7 +10,14 @@ elliptical curve of growth (the radius enclosing half of the known total flux).
 
 from __future__ import annotations
 
-__all__ = ["ConvolvedMeasurement", "measure_convolved", "compare_to_galsim"]
+__all__ = [
+    "ConvolvedMeasurement",
+    "measure_convolved",
+    "measure_profile",
+    "exact_sersic",
+    "mixture_profile",
+    "compare_to_galsim",
+]
 
 import dataclasses
 
@@ -107,6 +114,59 @@ def measure_convolved(
     return ConvolvedMeasurement(flux=enclosed(aperture), hlr=float(hlr))
 
 
+def measure_profile(
+    profile: galsim.GSObject,
+    reff: float,
+    psf: galsim.GSObject,
+    q: float,
+    theta: float,
+    aperture: float = 20.0,
+    margin: float = 12.0,
+) -> ConvolvedMeasurement:
+    """Shear a unit-flux circular profile, convolve it with the PSF, draw it and measure it.
+
+    Parameters
+    ----------
+    profile : `galsim.GSObject`
+        Circular profile of unit flux whose half-light radius is ``reff * sqrt(q)`` (GalSim sizes a
+        sheared profile by the geometric-mean radius, so after the shear ``reff`` is along the major
+        axis).
+    reff : float
+        Half-light radius along the major axis, pixels.
+    psf : `galsim.GSObject`
+        PSF (pixel scale 1).
+    q, theta : float
+        Axis ratio and position angle (radians).
+    aperture : float
+        Semi-major axis of the flux aperture, in units of ``reff``.
+    margin : float
+        Extra half-size of the stamp beyond the aperture, in pixels (room for the PSF wings).
+
+    Returns
+    -------
+    measurement : `ConvolvedMeasurement`
+        Flux in the aperture and half-light semi-major axis of the drawn image.
+    """
+    sheared = profile.shear(galsim.Shear(q=q, beta=theta * galsim.radians))
+    half = int(np.ceil(aperture * reff + margin))
+    image = galsim.Convolve(sheared, psf.withGSParams(_GSPARAMS), gsparams=_GSPARAMS).drawImage(
+        nx=2 * half + 1, ny=2 * half + 1, scale=1.0
+    )
+    return measure_convolved(image, 1.0, q, theta, aperture * reff)
+
+
+def exact_sersic(n: float, reff: float, q: float) -> galsim.GSObject:
+    """Return GalSim's (untruncated) Sersic profile sized for `measure_profile`."""
+    return galsim.Sersic(n=n, half_light_radius=reff * np.sqrt(q), gsparams=_GSPARAMS)
+
+
+def mixture_profile(w: np.ndarray, s: np.ndarray, reff: float, q: float) -> galsim.GSObject:
+    """Return a sum of Gaussians (weights ``w``, sigma ``s * reff``) sized for `measure_profile`."""
+    return galsim.Add(
+        [galsim.Gaussian(sigma=sk * reff * np.sqrt(q), flux=wk, gsparams=_GSPARAMS) for wk, sk in zip(w, s)]
+    )
+
+
 def compare_to_galsim(
     n: float,
     reff: float,
@@ -115,7 +175,6 @@ def compare_to_galsim(
     theta: float = 0.5,
     aperture: float = 20.0,
     n_components: int = DEFAULT_N_COMPONENTS,
-    margin: float = 12.0,
 ) -> tuple[ConvolvedMeasurement, ConvolvedMeasurement]:
     """Render the exact Sersic and its mixture convolved with a PSF and measure both the same way.
 
@@ -132,29 +191,15 @@ def compare_to_galsim(
     aperture : float
         Semi-major axis of the flux aperture, in units of ``reff``.
     n_components : int
-        Number of Gaussians of the mixture.
-    margin : float
-        Extra half-size of the stamp beyond the aperture, in pixels (room for the PSF wings).
+        Number of Gaussians of the mixture (`sersic_mixture`).
 
     Returns
     -------
     exact, mixture : `ConvolvedMeasurement`
         Measurements of the convolved exact profile and of the convolved mixture (unit total flux).
     """
-    psf = psf.withGSParams(_GSPARAMS)
-    # GalSim sizes a sheared profile by the geometric-mean radius: reff along the major axis is
-    # sqrt(q) times larger, hence the sqrt(q) here and for the Gaussians.
-    shear = galsim.Shear(q=q, beta=theta * galsim.radians)
-    exact = galsim.Sersic(n=n, half_light_radius=reff * np.sqrt(q), gsparams=_GSPARAMS).shear(shear)
     w, s, _, _ = sersic_mixture(n, n_components)
-    mixture = galsim.Add(
-        [galsim.Gaussian(sigma=sk * reff * np.sqrt(q), flux=wk, gsparams=_GSPARAMS) for wk, sk in zip(w, s)]
-    ).shear(shear)
-    half = int(np.ceil(aperture * reff + margin))
-    results = []
-    for profile in (exact, mixture):
-        image = galsim.Convolve(profile, psf, gsparams=_GSPARAMS).drawImage(
-            nx=2 * half + 1, ny=2 * half + 1, scale=1.0
-        )
-        results.append(measure_convolved(image, 1.0, q, theta, aperture * reff))
-    return results[0], results[1]
+    return (
+        measure_profile(exact_sersic(n, reff, q), reff, psf, q, theta, aperture),
+        measure_profile(mixture_profile(w, s, reff, q), reff, psf, q, theta, aperture),
+    )
