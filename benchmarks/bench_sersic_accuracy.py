@@ -16,7 +16,6 @@ import time
 
 import galsim
 import numpy as np
-
 from lsst.galmix.models.derive_sersic_mixtures import derive_table
 from lsst.galmix.models.sersic import spline_from_table
 from lsst.galmix.models.sersic_check import exact_sersic, measure_profile, mixture_profile
@@ -63,12 +62,18 @@ def main() -> None:
 
     header = "     n | " + " ".join(f"{r:>5.1f}" for r in ratios)
     for k in args.k:
-        print(f"\nK = {k}  (table {'shipped' if k in available_n_components() else 'derived'} in "
-              f"{derive_time[k]:.1f} s)   dmag [1e-3]  ||  dln(reff) [1e-3]    columns: reff / FWHM")
+        print(
+            f"\nK = {k}  (table {'shipped' if k in available_n_components() else 'derived'} in "
+            f"{derive_time[k]:.1f} s)   dmag [1e-3]  ||  dln(reff) [1e-3]    columns: reff / FWHM"
+        )
         print(header + " || " + " ".join(f"{r:>5.1f}" for r in ratios))
         for i, n in enumerate(n_values):
-            print(f"{n:6.2f} | " + " ".join(f"{v * 1e3:+5.2f}" for v in dmag[k][i]) + " || "
-                  + " ".join(f"{v * 1e3:+5.2f}" for v in dlnr[k][i]))
+            print(
+                f"{n:6.2f} | "
+                + " ".join(f"{v * 1e3:+5.2f}" for v in dmag[k][i])
+                + " || "
+                + " ".join(f"{v * 1e3:+5.2f}" for v in dlnr[k][i])
+            )
     print("\nsummary (worst |value| over the grid, 1e-3):")
     print("   K  |dmag|  |dln reff|  within 0.2%")
     for k in args.k:

@@ -2,8 +2,6 @@
 
 import numpy as np
 import pytest
-from scipy.interpolate import PPoly
-
 from lsst.galmix.models.sersic import (
     DEFAULT_N_COMPONENTS,
     de_vaucouleurs_mixture,
@@ -20,6 +18,7 @@ from lsst.galmix.models.sersic_profile import (
     sersic_surface_brightness,
 )
 from lsst.galmix.models.sersic_table import available_n_components, read_table
+from scipy.interpolate import PPoly
 
 K_VALUES = [10, 12]
 # Dense sampling of the fitted range, off the nodes.
@@ -114,7 +113,7 @@ def test_weights_positive_normalised_sizes_ordered(k: int) -> None:
 def test_derivatives_match_finite_differences(k: int) -> None:
     n = N_DENSE[::20]
     h = 1e-6 * n
-    w, s, dw_dn, ds_dn = sersic_mixture(n, k)
+    _, _, dw_dn, ds_dn = sersic_mixture(n, k)
     w_hi, s_hi, _, _ = sersic_mixture(n + h, k)
     w_lo, s_lo, _, _ = sersic_mixture(n - h, k)
     fd_w = (w_hi - w_lo) / (2 * h[:, None])
@@ -145,7 +144,9 @@ def test_interpolated_mixture_matches_enclosed_light(k: int, tolerance: float) -
     worst = 0.0
     for n in N_DENSE[::40]:
         w, s, _, _ = sersic_mixture(n, k)
-        worst = max(worst, np.max(np.abs(_mixture_enclosed(radius, w, s) - sersic_enclosed_fraction(radius, n))))
+        worst = max(
+            worst, np.max(np.abs(_mixture_enclosed(radius, w, s) - sersic_enclosed_fraction(radius, n)))
+        )
     assert worst < tolerance
 
 
@@ -175,4 +176,6 @@ def test_fixed_profiles() -> None:
     radius = np.linspace(0.0, 5.0, 101)
     for k in K_VALUES:
         w, s, _, _ = sersic_mixture(0.5, k)
-        np.testing.assert_allclose(_mixture_enclosed(radius, w, s), _mixture_enclosed(radius, wg, sg), atol=2e-5)
+        np.testing.assert_allclose(
+            _mixture_enclosed(radius, w, s), _mixture_enclosed(radius, wg, sg), atol=2e-5
+        )

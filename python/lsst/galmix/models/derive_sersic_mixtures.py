@@ -22,7 +22,7 @@ of the vanishing components are otherwise undetermined.
 
 from __future__ import annotations
 
-__all__ = ["default_nodes", "fit_one", "derive_table", "write_table", "main"]
+__all__ = ["default_nodes", "derive_table", "fit_one", "main", "write_table"]
 
 import argparse
 import datetime
@@ -52,6 +52,7 @@ CORE_WEIGHT, CORE_WIDTH = 3.0, 1.0
 the tail (measured: 6x smaller half-light radius errors for K = 10 at the same flux accuracy)."""
 SMOOTHNESS = 1.0e-4
 """Weight of the curvature penalty on the tracks, relative to the enclosed-light residuals."""
+
 
 def default_nodes() -> np.ndarray:
     """Return the Sersic indices at which mixtures are fit.
@@ -258,7 +259,7 @@ def write_table(table: MixtureTable, path: Path, elapsed: float) -> None:
         generator=np.str_("python -m lsst.galmix.models.derive_sersic_mixtures"),
         scipy_version=np.str_(scipy.__version__),
         numpy_version=np.str_(np.__version__),
-        created=np.str_(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+        created=np.str_(datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
         derivation_seconds=np.float64(elapsed),
     )
 

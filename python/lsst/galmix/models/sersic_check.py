@@ -12,11 +12,11 @@ from __future__ import annotations
 
 __all__ = [
     "ConvolvedMeasurement",
+    "compare_to_galsim",
+    "exact_sersic",
     "measure_convolved",
     "measure_profile",
-    "exact_sersic",
     "mixture_profile",
-    "compare_to_galsim",
 ]
 
 import dataclasses
