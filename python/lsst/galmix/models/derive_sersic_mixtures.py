@@ -50,8 +50,10 @@ CORE_WEIGHT, CORE_WIDTH = 3.0, 1.0
 """Residuals are weighted by ``1 + CORE_WEIGHT exp(-(ln r)^2 / (2 CORE_WIDTH^2))``: the light near
 ``reff`` sets the half-light radius of resolved galaxies, so it is fit more tightly than the cusp and
 the tail (measured: 6x smaller half-light radius errors for K = 10 at the same flux accuracy)."""
-SMOOTHNESS = 1.0e-4
-"""Weight of the curvature penalty on the tracks, relative to the enclosed-light residuals."""
+SMOOTHNESS = 1.0e-8
+"""Weight of the curvature penalty on the tracks (per unit ``ln n`` squared), relative to the
+enclosed-light residuals: the residuals ``SMOOTHNESS / step^2 * (p - p_extrapolated)`` approximate
+``SMOOTHNESS / 2 * d^2 p / d(ln n)^2``, independent of the node spacing."""
 
 
 def default_nodes() -> np.ndarray:
@@ -211,7 +213,8 @@ def derive_table(k: int, nodes: np.ndarray | None = None, smoothness: float = SM
             a, b = done[-1], done[-2]
             slope = (params[a] - params[b]) / (x[a] - x[b])
             start = target = params[a] + slope * (x[i] - x[a])
-        params[i], rms[i], max_abs[i] = fit_one(nodes[i], start, target, smoothness)
+        step = abs(x[i] - x[done[-1]]) if done else 1.0
+        params[i], rms[i], max_abs[i] = fit_one(nodes[i], start, target, smoothness / step**2)
         done.append(i)
     weights = np.empty((nodes.size, k))
     sizes = np.empty((nodes.size, k))
