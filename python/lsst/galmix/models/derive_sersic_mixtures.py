@@ -167,16 +167,12 @@ def fit_one(
 
 def _global_start(n: float, k: int) -> np.ndarray:
     """Best of a few log-spaced starting guesses (deterministic) for the first node."""
-    best = None
-    for lo in (-6.0, -5.0, -4.0, -3.0):
-        for hi in (1.0, 1.5, 2.0):
-            s = np.exp(np.linspace(lo, hi, k))
-            w = np.full(k, 1.0 / k)
-            params, rms, _ = fit_one(n, _pack(w, s))
-            if best is None or rms < best[1]:
-                best = (params, rms)
-    assert best is not None
-    return best[0]
+    fits = [
+        fit_one(n, _pack(np.full(k, 1.0 / k), np.exp(np.linspace(lo, hi, k))))
+        for lo in (-6.0, -5.0, -4.0, -3.0)
+        for hi in (1.0, 1.5, 2.0)
+    ]
+    return min(fits, key=lambda fit: fit[1])[0]
 
 
 def derive_table(k: int, nodes: np.ndarray | None = None, smoothness: float = SMOOTHNESS) -> MixtureTable:
@@ -256,8 +252,8 @@ def write_table(table: MixtureTable, path: Path, elapsed: float) -> None:
         objective=np.str_(
             f"least squares of L_mix(<r) - L_sersic(<r) at {N_RADII} radii uniform in ln r, "
             f"{R_MIN:g} <= r/reff <= {R_MAX:g}, weight 1 + {CORE_WEIGHT:g} exp(-(ln r)^2 / "
-            f"(2 * {CORE_WIDTH:g}^2)); continuation from high n with penalty {SMOOTHNESS:g} on the "
-            "deviation from the linear extrapolation of the previous two nodes"
+            f"(2 * {CORE_WIDTH:g}^2)); continuation from high n with penalty residuals "
+            f"{SMOOTHNESS:g} / step(ln n)^2 * (p - linear extrapolation of the previous two nodes)"
         ),
         generator=np.str_("python -m lsst.galmix.models.derive_sersic_mixtures"),
         scipy_version=np.str_(scipy.__version__),
