@@ -104,9 +104,13 @@ def _galaxies(rng: np.random.Generator, mag_r: np.ndarray, x: np.ndarray, y: np.
     zc = np.minimum(z, 1.2)
     cols: dict[str, np.ndarray] = {}
     for band in BANDS:
+        # Colours are relative to r, so r itself gets no scatter: flux_r and bf_r are exact.
+        scatter = 0.0 if band == "r" else 1.0
         shift = _COLOUR_REDSHIFT[band] * zc
-        bulge = bf_r * flux_r * mag_to_flux(31.4 + _BULGE_COLOUR[band] + shift + 0.08 * rng.normal(size=n))
-        disk = (1 - bf_r) * flux_r * mag_to_flux(31.4 + _DISK_COLOUR[band] + shift + 0.1 * rng.normal(size=n))
+        bulge_mag = _BULGE_COLOUR[band] + shift + scatter * 0.08 * rng.normal(size=n)
+        disk_mag = _DISK_COLOUR[band] + shift + scatter * 0.1 * rng.normal(size=n)
+        bulge = bf_r * flux_r * mag_to_flux(31.4 + bulge_mag)
+        disk = (1 - bf_r) * flux_r * mag_to_flux(31.4 + disk_mag)
         cols[f"flux_{band}"] = bulge + disk
         cols[f"bulge_frac_{band}"] = bulge / (bulge + disk)
     dominant_bulge = bf_r > 0.5
