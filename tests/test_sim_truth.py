@@ -123,8 +123,8 @@ def _galsim_major_axis_hlr(row, band="r") -> float:
 def test_composite_reff_matches_galsim_measurement(truth):
     gal = truth[(truth["truth_type"] == 1) & (truth["bulge_frac_r"] > 0.2) & (truth["bulge_frac_r"] < 0.8)]
     for row in gal[:4]:
-        # calculateHLR bins pixels radially: ~0.5% resolution at 50 pixels per reff.
-        assert _galsim_major_axis_hlr(row) == pytest.approx(row["reff"], rel=0.006)
+        # calculateHLR bins pixels radially: a bias of up to ~0.5% at 50 pixels per reff.
+        assert _galsim_major_axis_hlr(row) == pytest.approx(row["reff"], rel=0.008)
 
 
 def test_halflight_exact_cases():
