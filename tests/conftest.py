@@ -23,12 +23,12 @@ def ci_repo(ci_repo_summary) -> str:
 
 
 @pytest.fixture(scope="session")
-def ci_detected_repo(ci_repo) -> str:
-    """The CI repository after running ``detectCoaddSources`` into RUN ``galmix/ci_detect``."""
+def ci_detect_collection(ci_repo) -> str:
+    """Run ``detectCoaddSources`` on the CI repository once; return its output (chained) collection."""
     from lsst.galmix.tasks.detect_coadd_sources import DetectCoaddSourcesTask
     from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
 
     butler = SimplePipelineExecutor.prep_butler(ci_repo, inputs=["galmix/sim"], output=CI_DETECT_COLLECTION)
     executor = SimplePipelineExecutor.from_task_class(DetectCoaddSourcesTask, butler=butler)
     executor.run(register_dataset_types=True)
-    return ci_repo
+    return CI_DETECT_COLLECTION
