@@ -178,3 +178,17 @@ def test_command_line_builds_and_prints(tmp_path, capsys):
     assert "band i (1/1)" in captured.err
     butler = Butler.from_config(str(tmp_path / "cli"), collections="galmix/sim")
     assert butler.get("deep_coadd_cell", **SKY, patch=3, band="i").band == "i"
+
+
+def test_registry_url_is_used(tmp_path):
+    from lsst.galmix.data import create_butler_repo, register_instrument
+
+    database = tmp_path / "elsewhere" / "registry.sqlite3"
+    database.parent.mkdir()
+    butler = create_butler_repo(str(tmp_path / "repo"), registry=f"sqlite:///{database}")
+    register_instrument(butler, "gr")
+    assert database.exists() and not (tmp_path / "repo" / "gen3.sqlite3").exists()
+    reopened = Butler.from_config(str(tmp_path / "repo"))
+    assert {r.band for r in reopened.query_dimension_records("physical_filter")} == {"g", "r"}
+    with pytest.raises(FileExistsError):
+        create_butler_repo(str(tmp_path / "repo"))

@@ -105,7 +105,8 @@ def create_butler_repo(root: str, registry: str | None = None, namespace: str | 
         config["registry", "db"] = registry
         if namespace is not None:
             config["registry", "namespace"] = namespace
-    Butler.makeRepo(path, config=config)
+    # makeRepo would replace an explicit SQLite URL by the in-repository default unless told not to.
+    Butler.makeRepo(path, config=config, forceConfigRoot=registry is None)
     return Butler.from_config(str(path), writeable=True)
 
 
