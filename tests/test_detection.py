@@ -5,7 +5,6 @@ from __future__ import annotations
 import galsim
 import numpy as np
 import pytest
-
 from lsst.galmix.detection import (
     FLAGS,
     OBJECT_ID_STRIDE,
@@ -72,7 +71,7 @@ def test_isolated_sources_positions_moments_fluxes():
         assert row["detect_isPrimary"] and not any(row[f] for f in FLAGS)
     # Every row owns the pixels of its label, and the label image holds only row labels.
     assert set(np.unique(result.labels)) == {0} | set(table["footprintLabel"])
-    ix, iy = int(round(table["x"][0])) - X0, int(round(table["y"][0])) - Y0
+    ix, iy = round(table["x"][0]) - X0, round(table["y"][0]) - Y0
     assert result.labels[iy, ix] == table["footprintLabel"][0]
 
 
@@ -95,12 +94,18 @@ def test_faint_sources_below_threshold_are_not_detected():
 
 
 def test_masks_give_flags_and_zero_weight():
-    planes = {b: {"NO_DATA": np.zeros(SHAPE, bool), "SAT": np.zeros(SHAPE, bool), "EDGE": np.zeros(SHAPE, bool)} for b in "gr"}
+    planes = {
+        b: {"NO_DATA": np.zeros(SHAPE, bool), "SAT": np.zeros(SHAPE, bool), "EDGE": np.zeros(SHAPE, bool)}
+        for b in "gr"
+    }
     planes["g"]["NO_DATA"][:, :20] = True
     planes["r"]["SAT"][49:52, 99:102] = True
     planes["g"]["EDGE"][:3, :] = True
-    objects = [(X0 + 22.0, Y0 + 60.0, 4000.0, 2.5, 0.0), (X0 + 100.0, Y0 + 50.0, 4000.0, 2.5, 0.0),
-               (X0 + 70.0, Y0 + 3.0, 4000.0, 2.5, 0.0)]
+    objects = [
+        (X0 + 22.0, Y0 + 60.0, 4000.0, 2.5, 0.0),
+        (X0 + 100.0, Y0 + 50.0, 4000.0, 2.5, 0.0),
+        (X0 + 70.0, Y0 + 3.0, 4000.0, 2.5, 0.0),
+    ]
     data = _images(objects, planes=planes)
     data.images["g"][:, :20] = np.nan
     table = detect_patch(data).objects

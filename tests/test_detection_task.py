@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from astropy.table import vstack
 from lsst.daf.butler import Butler
-from scipy.spatial import cKDTree
-
 from lsst.galmix.data import SIZES, TractGeometry
 from lsst.galmix.detection import object_columns
 from lsst.galmix.sim.observing import BAND_CONDITIONS, flux_to_mag
+from scipy.spatial import cKDTree
 
 SKY = {"skymap": "galmix_sim", "tract": 0}
 
@@ -35,7 +34,10 @@ def test_one_row_per_detection_and_schema(butler, objects):
         assert len(table) > 50 and np.all(table["patch"] == patch)
         blends = table[table["nChild"] > 1]
         for parent in set(blends["parentObjectId"]):
-            assert np.sum(blends["parentObjectId"] == parent) == blends["nChild"][blends["parentObjectId"] == parent][0]
+            assert (
+                np.sum(blends["parentObjectId"] == parent)
+                == blends["nChild"][blends["parentObjectId"] == parent][0]
+            )
     ids = np.concatenate([t["objectId"] for t in objects.values()])
     assert len(np.unique(ids)) == len(ids) and ids.min() > 0
 
@@ -77,8 +79,10 @@ def test_completeness_isolated_galaxies_one_mag_above_depth(butler, objects):
     assert selected.sum() >= 40
     distance, _ = cKDTree(np.c_[primary["x"], primary["y"]]).query(xy[selected])
     completeness = np.mean(distance < 3.0)
-    print(f"completeness of {selected.sum()} isolated galaxies with r < {BAND_CONDITIONS['r'].depth5 - 1}: "
-          f"{completeness:.3f}")
+    print(
+        f"completeness of {selected.sum()} isolated galaxies with r < {BAND_CONDITIONS['r'].depth5 - 1}: "
+        f"{completeness:.3f}"
+    )
     assert completeness >= 0.95
 
 
@@ -89,11 +93,20 @@ def test_positions_and_fluxes_against_truth(butler, objects):
     matched = distance < 2.0
     assert matched.mean() > 0.8
     stars = matched & truth["is_pointsource"][index] & (truth["flux_r"][index] < 2e5)
-    sky_sep = np.hypot(
-        (primary["ra"][stars] - truth["ra"][index[stars]]) * np.cos(np.radians(truth["dec"][index[stars]])),
-        primary["dec"][stars] - truth["dec"][index[stars]],
-    ) * 3600
+    sky_sep = (
+        np.hypot(
+            (primary["ra"][stars] - truth["ra"][index[stars]])
+            * np.cos(np.radians(truth["dec"][index[stars]])),
+            primary["dec"][stars] - truth["dec"][index[stars]],
+        )
+        * 3600
+    )
     assert np.median(sky_sep) < 0.05
-    bright = matched & (truth["flux_r"][index] > 1000) & (primary["nChild"] == 1) & ~primary["flag_saturatedCenter"]
+    bright = (
+        matched
+        & (truth["flux_r"][index] > 1000)
+        & (primary["nChild"] == 1)
+        & ~primary["flag_saturatedCenter"]
+    )
     ratio = primary["r_initFlux"][bright] / truth["flux_r"][index[bright]]
     assert 0.6 < np.median(ratio) < 1.05

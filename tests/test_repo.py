@@ -6,7 +6,6 @@ import astropy.units as u
 import numpy as np
 import pytest
 from lsst.daf.butler import Butler
-
 from lsst.galmix.data import SIZES, TractGeometry
 from lsst.galmix.sim import make_repo
 from lsst.galmix.sim.cli import main as cli_main
@@ -69,12 +68,16 @@ def test_overlaps_identical_and_masks(butler):
         assert edge[0].all() and edge[:, -1].all() and not edge[200, 200]
         detected = coadd.mask.get("DETECTED")
         assert 0.01 < detected.mean() < 0.5
-    assert any(butler.get("deep_coadd_cell", **SKY, patch=p, band="r").mask.get("BAD").any() for p in range(4))
+    assert any(
+        butler.get("deep_coadd_cell", **SKY, patch=p, band="r").mask.get("BAD").any() for p in range(4)
+    )
 
 
 def test_noise_matches_variance(butler):
     coadd = butler.get("deep_coadd_cell", **SKY, patch=3, band="g")
-    usable = ~(coadd.mask.get("DETECTED") | coadd.mask.get("BAD") | coadd.mask.get("SAT") | coadd.mask.get("NO_DATA"))
+    usable = ~(
+        coadd.mask.get("DETECTED") | coadd.mask.get("BAD") | coadd.mask.get("SAT") | coadd.mask.get("NO_DATA")
+    )
     chi = coadd.image.array[usable] / np.sqrt(coadd.variance.array[usable])
     assert abs(np.mean(chi)) < 0.1
     assert np.std(chi) == pytest.approx(1.0, abs=0.05)
@@ -85,7 +88,10 @@ def test_stored_psf_is_the_rendered_psf(butler):
     for band, patch in (("u", 0), ("r", 3), ("y", 1)):
         coadd = butler.get("deep_coadd_cell", **SKY, patch=patch, band=band)
         field = PsfField(geometry, band)
-        for x, y in ((coadd.bbox.x.start + 10, coadd.bbox.y.start + 10), (coadd.bbox.x.stop - 3, coadd.bbox.y.start + 177)):
+        for x, y in (
+            (coadd.bbox.x.start + 10, coadd.bbox.y.start + 10),
+            (coadd.bbox.x.stop - 3, coadd.bbox.y.start + 177),
+        ):
             i, j = geometry.cell_of(x, y)
             cx, cy = geometry.cell_center(int(i), int(j))
             rendered = field.profile(cx, cy).drawImage(nx=33, ny=33, scale=0.2).array
@@ -111,7 +117,7 @@ def test_star_aperture_flux_matches_truth(butler, truth):
         if patch < 0 or np.sort(distance)[1] < 25:
             continue
         coadd = butler.get("deep_coadd_cell", **SKY, patch=patch, band="r")
-        ix, iy = int(round(star["x"])), int(round(star["y"]))
+        ix, iy = round(star["x"]), round(star["y"])
         x0, y0 = coadd.bbox.x.start, coadd.bbox.y.start
         cut = np.s_[iy - y0 - 12 : iy - y0 + 13, ix - x0 - 12 : ix - x0 + 13]
         if np.any(coadd.mask.get("BAD")[cut] | coadd.mask.get("NO_DATA")[cut]):
@@ -142,9 +148,11 @@ def test_second_repository_side_by_side(tmp_path, ci_repo):
     b = first.get("deep_coadd_cell", **SKY, patch=2, band="r").image.array
     np.testing.assert_array_equal(a, b)
     other = make_repo(str(tmp_path / "seed2"), size="ci", bands="r", seed=2)
-    c = Butler.from_config(other.root, collections="galmix/sim").get(
-        "deep_coadd_cell", **SKY, patch=2, band="r"
-    ).image.array
+    c = (
+        Butler.from_config(other.root, collections="galmix/sim")
+        .get("deep_coadd_cell", **SKY, patch=2, band="r")
+        .image.array
+    )
     assert not np.array_equal(np.nan_to_num(a), np.nan_to_num(c))
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lsst.sphgeom import LonLat, UnitVector3d
-
 from lsst.galmix.data import SIZES, SimSize, TractGeometry
+from lsst.sphgeom import LonLat, UnitVector3d
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -32,7 +31,9 @@ def test_inner_patch_of_matches_boxes():
     x, y = rng.uniform(-0.5, geometry.nx - 0.5, 2000), rng.uniform(-0.5, geometry.ny - 0.5, 2000)
     patch = geometry.inner_patch_of(x, y)
     for xi, yi, p in zip(x, y, patch):
-        owners = [q for q in geometry.patch_ids() if geometry.patch_inner_bbox(q).contains(x=round(xi), y=round(yi))]
+        owners = [
+            q for q in geometry.patch_ids() if geometry.patch_inner_bbox(q).contains(x=round(xi), y=round(yi))
+        ]
         assert owners == ([p] if p >= 0 else [])
 
 
@@ -43,10 +44,14 @@ def test_wcs_scale_projection_and_regions():
     assert sep == pytest.approx(0.2, rel=1e-3)
     sky = geometry.sky_projection.pixel_to_sky(x=123.4, y=456.7)
     ra2, dec2 = geometry.pixel_to_sky(123.4, 456.7)
-    assert sky.ra.deg == pytest.approx(float(ra2), abs=1e-9) and sky.dec.deg == pytest.approx(float(dec2), abs=1e-9)
+    assert sky.ra.deg == pytest.approx(float(ra2), abs=1e-9) and sky.dec.deg == pytest.approx(
+        float(dec2), abs=1e-9
+    )
     for patch in geometry.patch_ids():
         inner = geometry.patch_inner_bbox(patch)
-        cra, cdec = geometry.pixel_to_sky((inner.x.start + inner.x.stop) / 2, (inner.y.start + inner.y.stop) / 2)
+        cra, cdec = geometry.pixel_to_sky(
+            (inner.x.start + inner.x.stop) / 2, (inner.y.start + inner.y.stop) / 2
+        )
         centre = UnitVector3d(LonLat.fromDegrees(float(cra), float(cdec)))
         assert geometry.patch_region(patch).contains(centre)
         assert geometry.region.contains(centre)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import galsim
 import numpy as np
 import pytest
-from scipy.spatial import cKDTree
-
 from lsst.galmix.data import SIZES, TractGeometry
 from lsst.galmix.sim.halflight import composite_half_light_radius
 from lsst.galmix.sim.observing import flux_to_mag
 from lsst.galmix.sim.render import galaxy_profile
 from lsst.galmix.sim.truth import TruthConfig, make_truth
+from scipy.spatial import cKDTree
 
 # doc/conventions.rst, truth_summary.
 EXPECTED_COLUMNS = (
@@ -133,24 +132,37 @@ def test_halflight_exact_cases():
     one = np.array([1.0])
     # A single component in its own aperture: exactly its r_e, for both indices.
     for n in (1.0, 4.0):
-        r = composite_half_light_radius([one], [n], [one * 2.5], [one * 0.3], [one * 0.7], one * 0.3, one * 0.7)
+        r = composite_half_light_radius(
+            [one], [n], [one * 2.5], [one * 0.3], [one * 0.7], one * 0.3, one * 0.7
+        )
         assert r[0] == pytest.approx(2.5, rel=1e-10)
     # Two identical components with the same shape: the same radius.
     r = composite_half_light_radius(
-        [one, one], [1.0, 1.0], [one, one], [one * 0.5, one * 0.5], [one * 0.2, one * 0.2], one * 0.5, one * 0.2
+        [one, one],
+        [1.0, 1.0],
+        [one, one],
+        [one * 0.5, one * 0.5],
+        [one * 0.2, one * 0.2],
+        one * 0.5,
+        one * 0.2,
     )
     assert r[0] == pytest.approx(1.0, rel=1e-10)
     # A round component in a round aperture against the analytic two-component mixture.
+    from lsst.galmix.sim.halflight import sersic_b
     from scipy.optimize import brentq
     from scipy.special import gammainc
-
-    from lsst.galmix.sim.halflight import sersic_b
 
     def enclosed(a):
         return 0.3 * gammainc(8, sersic_b(4) * (a / 0.5) ** 0.25) + 0.7 * gammainc(2, sersic_b(1) * a / 2.0)
 
     exact = brentq(lambda a: enclosed(a) - 0.5, 0.01, 100, xtol=1e-14)
     r = composite_half_light_radius(
-        [one * 0.3, one * 0.7], [4.0, 1.0], [one * 0.5, one * 2.0], [one, one], [one * 0, one * 0], one, one * 0
+        [one * 0.3, one * 0.7],
+        [4.0, 1.0],
+        [one * 0.5, one * 2.0],
+        [one, one],
+        [one * 0, one * 0],
+        one,
+        one * 0,
     )
     assert r[0] == pytest.approx(exact, rel=1e-10)

@@ -7,6 +7,7 @@ __all__ = ("patch_images_from_coadds",)
 from collections.abc import Mapping
 
 import numpy as np
+
 from lsst.images.cells import CellCoadd
 
 from .detect import PatchImages
@@ -55,9 +56,7 @@ def patch_images_from_coadds(coadds: Mapping[str, CellCoadd]) -> PatchImages:
         return np.asarray(sky.ra.deg), np.asarray(sky.dec.deg)
 
     planes = {
-        band: {
-            name: coadd.mask.get(name) for name in MASK_PLANES_USED if name in coadd.mask.schema.names
-        }
+        band: {name: coadd.mask.get(name) for name in MASK_PLANES_USED if name in coadd.mask.schema.names}
         for band, coadd in coadds.items()
     }
     return PatchImages(

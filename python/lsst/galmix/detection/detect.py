@@ -126,7 +126,7 @@ def _empty_table(bands: list[str]) -> Table:
     return table
 
 
-def detect_patch(data: PatchImages, config: DetectionConfig = DetectionConfig()) -> DetectionResult:
+def detect_patch(data: PatchImages, config: DetectionConfig | None = None) -> DetectionResult:
     """Detect and deblend the sources of one patch on an inverse-variance weighted multi-band image.
 
     Parameters
@@ -134,13 +134,14 @@ def detect_patch(data: PatchImages, config: DetectionConfig = DetectionConfig())
     data
         The patch's images, variances, masks and PSF kernel.
     config
-        Detection parameters.
+        Detection parameters (default `DetectionConfig()`).
 
     Returns
     -------
     result : `DetectionResult`
         Object table (every detection is a row, with flags), label image, significance image.
     """
+    config = config if config is not None else DetectionConfig()
     bands = list(data.images)
     goods = [np.isfinite(data.images[b]) for b in bands]
     for band, good_band in zip(bands, goods, strict=True):
@@ -213,7 +214,9 @@ def detect_patch(data: PatchImages, config: DetectionConfig = DetectionConfig())
             fy, fx = fy + ys.start, fx + xs.start
             # Masked pixels are not part of footprints, so look for them just around the footprint too.
             grown = binary_dilation(footprint, iterations=2)
-            touches_border = fy.min() == 0 or fx.min() == 0 or fy.max() == shape[0] - 1 or fx.max() == shape[1] - 1
+            touches_border = (
+                fy.min() == 0 or fx.min() == 0 or fy.max() == shape[0] - 1 or fx.max() == shape[1] - 1
+            )
             row = {
                 "objectId": data.patch * OBJECT_ID_STRIDE + running,
                 "parentObjectId": parent_id,

@@ -45,8 +45,10 @@ TRUTH_COLUMNS: dict[str, tuple[str, str | None, str]] = {
     "reff": (
         "float64",
         "arcsec",
-        "True r-band half-light radius of the whole galaxy: semi-major axis of the ellipse (axis ratio "
-        "and angle of the component dominating the r flux) enclosing half the unconvolved light.",
+        (
+            "True r-band half-light radius of the whole galaxy: semi-major axis of the ellipse (axis "
+            "ratio and angle of the component dominating the r flux) enclosing half the unconvolved light."
+        ),
     ),
 }
 
@@ -173,7 +175,7 @@ def _stars(rng: np.random.Generator, mag_r: np.ndarray, x: np.ndarray, y: np.nda
     return cols
 
 
-def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig = TruthConfig()) -> Table:
+def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig | None = None) -> Table:
     """Draw the truth catalogue of one tract.
 
     Parameters
@@ -183,7 +185,7 @@ def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig = TruthCo
     seed
         Random seed; the catalogue is a deterministic function of ``seed`` and the geometry.
     config
-        Population parameters.
+        Population parameters (default `TruthConfig()`).
 
     Returns
     -------
@@ -192,6 +194,7 @@ def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig = TruthCo
         galaxies have ``reff`` from the exact composite profile, stars have ``reff`` = 0 and NaN
         structure.
     """
+    config = config if config is not None else TruthConfig()
     rng = np.random.default_rng([seed, geometry.tract, 1])
     area = geometry.area_arcmin2
     lo_x, hi_x = -0.5, geometry.nx - 0.5
@@ -208,7 +211,10 @@ def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig = TruthCo
     py = np.clip(gy[host] + sep * np.sin(angle), lo_y, hi_y)
     pmag = np.minimum(mag[host] + rng.uniform(0.0, 2.0, n_pair), config.mag_faint)
     galaxies = _galaxies(
-        rng, np.concatenate([mag, pmag]), np.concatenate([gx, px]), np.concatenate([gy, py]),
+        rng,
+        np.concatenate([mag, pmag]),
+        np.concatenate([gx, px]),
+        np.concatenate([gy, py]),
         geometry.pixel_scale,
     )
 
