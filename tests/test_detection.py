@@ -136,3 +136,17 @@ def test_moments_fallback_flag():
     image[7, 7] = 1.0
     moments = measure_moments(image, np.ones_like(footprint), footprint, 3, 4, 2.0)
     assert not moments.ok and moments.x == 10 and moments.y == 11
+
+
+def test_object_columns_follow_conventions():
+    # doc/conventions.rst, galmix_objects.
+    expected = (
+        ["objectId", "parentObjectId", "nChild", "footprintLabel", "patch", "x", "y", "ra", "dec"]
+        + ["shape_xx", "shape_yy", "shape_xy", "g_initFlux", "i_initFlux"]
+        + ["detect_isPatchInner", "detect_isPrimary"]
+        + ["flag_edge", "flag_noData", "flag_saturatedCenter", "flag_badCenter", "flag_momentsFailed"]
+    )
+    columns = object_columns(["g", "i"])
+    assert list(columns) == expected
+    assert columns["x"][1] == "pix" and columns["g_initFlux"][1] == "nJy" and columns["ra"][1] == "deg"
+    assert all(doc for _, _, doc in columns.values())
