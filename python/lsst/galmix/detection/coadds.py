@@ -64,8 +64,9 @@ def patch_images_from_coadds(coadds: Mapping[str, CellCoadd]) -> PatchImages:
         x0=bbox.x.start,
         y0=bbox.y.start,
         inner=(inner.x.start, inner.x.stop, inner.y.start, inner.y.stop),
-        images={b: np.asarray(c.image.array, dtype=np.float64) for b, c in coadds.items()},
-        variances={b: np.asarray(c.variance.array, dtype=np.float64) for b, c in coadds.items()},
+        # Views of the coadd pixels (float32): a 4k x 4k patch in six bands would double in float64.
+        images={b: c.image.array for b, c in coadds.items()},
+        variances={b: c.variance.array for b, c in coadds.items()},
         planes=planes,
         kernel=np.mean(kernels, axis=0),
         pixel_to_sky=pixel_to_sky,

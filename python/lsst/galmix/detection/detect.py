@@ -236,7 +236,7 @@ def detect_patch(data: PatchImages, config: DetectionConfig | None = None) -> De
             }
             for band, good_band in zip(bands, goods, strict=True):
                 pix = good_band[fy, fx]
-                row[f"{band}_initFlux"] = float(np.sum(data.images[band][fy[pix], fx[pix]]))
+                row[f"{band}_initFlux"] = float(np.sum(data.images[band][fy[pix], fx[pix]], dtype=np.float64))
             rows.append(row)
 
     table = _empty_table(bands) if not rows else Table()
