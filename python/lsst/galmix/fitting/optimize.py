@@ -17,7 +17,7 @@ from ..models.definitions import N_MAX, N_MIN, ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..models.render import component_gaussians, evaluate_gaussians, gaussians_with_jacobian
 
-__all__ = ["BandData", "Priors", "FitSettings", "FitResult", "fit_model"]
+__all__ = ["BandData", "SourceSpec", "Priors", "FitSettings", "FitResult", "fit_model"]
 
 
 @dataclass
@@ -88,6 +88,32 @@ class FitSettings:
 
 
 @dataclass
+class SourceSpec:
+    """One source of a (joint) fit.
+
+    Attributes
+    ----------
+    model : `ModelDef`
+        Its model.
+    xy_fixed : `tuple` [`float`, `float`]
+        Its centre when the model's centroid is fixed.
+    """
+
+    model: ModelDef
+    xy_fixed: tuple[float, float]
+
+    @property
+    def n_theta(self) -> int:
+        """Number of nonlinear parameters."""
+        return self.model.n_nonlinear
+
+    @property
+    def n_comp(self) -> int:
+        """Number of components (linear fluxes per band)."""
+        return len(self.model.components)
+
+
+@dataclass
 class FitResult:
     """Result of one fit.
 
@@ -125,9 +151,9 @@ class FitResult:
 class _Transform:
     """Logistic maps of the bounded parameters."""
 
-    def __init__(self, model: ModelDef, settings: FitSettings) -> None:
+    def __init__(self, names: list[str], settings: FitSettings) -> None:
         self.bounds: dict[int, tuple[float, float]] = {}
-        for i, name in enumerate(model.nonlinear_names):
+        for i, name in enumerate(names):
             if name.endswith(".n"):
                 self.bounds[i] = settings.n_bounds
             elif name.endswith(".ln_reff"):
@@ -154,10 +180,10 @@ class _Transform:
         return any(min(theta[i] - lo, hi - theta[i]) < 1e-3 * (hi - lo) for i, (lo, hi) in self.bounds.items())
 
 
-def _prior_terms(model: ModelDef, theta: np.ndarray, priors: Priors) -> tuple[np.ndarray, np.ndarray]:
+def _prior_terms(names: list[str], theta: np.ndarray, priors: Priors) -> tuple[np.ndarray, np.ndarray]:
     """Prior residuals and their derivatives with respect to natural ``theta``."""
     rows, jac = [], []
-    for i, name in enumerate(model.nonlinear_names):
+    for i, name in enumerate(names):
         key = name.split(".")[-1]
         mean_sig = None
         if key == "ln_reff" and priors.ln_reff is not None:
@@ -181,16 +207,30 @@ def _solve_fluxes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.clip(np.linalg.lstsq(a, b, rcond=None)[0], 0, None)
 
 
-def _evaluate(model, theta, xy_fixed, bands, need_jac):
+def _units(sources: list[SourceSpec], theta: np.ndarray, band: BandData, need_jac: bool):
+    """Unit-flux images of every component of every source, and their derivatives (full theta)."""
+    ev, start = [], 0
+    for src in sources:
+        th = theta[start : start + src.n_theta]
+        if need_jac:
+            gs, dgs = gaussians_with_jacobian(src.model, th, src.xy_fixed, band.psf)
+            for g, dg in zip(gs, dgs):
+                val, d = evaluate_gaussians(g, band.xs, band.ys, dg)
+                full = np.zeros((len(theta), band.xs.size))
+                full[start : start + src.n_theta] = d
+                ev.append((val, full))
+        else:
+            gs = component_gaussians(src.model, th, src.xy_fixed, band.psf)
+            ev += [evaluate_gaussians(g, band.xs, band.ys) for g in gs]
+        start += src.n_theta
+    return ev
+
+
+def _evaluate(sources, theta, bands, need_jac):
     """Residuals, projected Jacobian (natural theta) and fluxes for all bands."""
     res, jacs, fluxes, units, dunits = [], [], [], [], []
     for band in bands:
-        if need_jac:
-            gs, dgs = gaussians_with_jacobian(model, theta, xy_fixed, band.psf)
-            ev = [evaluate_gaussians(g, band.xs, band.ys, dg) for g, dg in zip(gs, dgs)]
-        else:
-            gs = component_gaussians(model, theta, xy_fixed, band.psf)
-            ev = [evaluate_gaussians(g, band.xs, band.ys) for g in gs]
+        ev = _units(sources, theta, band, need_jac)
         u = np.column_stack([e[0] for e in ev])
         a = u * band.sqrtw[:, None]
         b = band.data * band.sqrtw
@@ -213,22 +253,19 @@ def _evaluate(model, theta, xy_fixed, bands, need_jac):
 
 
 def fit_model(
-    model: ModelDef,
+    sources: list[SourceSpec],
     theta0: np.ndarray,
-    xy_fixed: tuple[float, float],
     bands: list[BandData | None],
     settings: FitSettings | None = None,
 ) -> FitResult:
-    """Fit one source model to the pixels of several bands.
+    """Fit one or several sources (jointly) to the pixels of several bands.
 
     Parameters
     ----------
-    model : `ModelDef`
-        The model.
+    sources : `list` [`SourceSpec`]
+        The sources; their parameters are concatenated in this order.
     theta0 : `numpy.ndarray`
-        Initial nonlinear parameters (natural units; ``n`` inside its bounds).
-    xy_fixed : `tuple` [`float`, `float`]
-        Centre for fixed-centroid models.
+        Initial nonlinear parameters of all sources (natural units; ``n`` inside its bounds).
     bands : `list` [`BandData` or `None`]
         Pixels of each band; `None` for a band without data (its fluxes are NaN).
     settings : `FitSettings`, optional
@@ -243,14 +280,16 @@ def fit_model(
     used = [b for b in bands if b is not None]
     if not used:
         raise ValueError("no band has data")
-    tr = _Transform(model, settings)
+    names = [name for src in sources for name in src.model.nonlinear_names]
+    ncomp = sum(src.n_comp for src in sources)
+    tr = _Transform(names, settings)
     u = tr.to_internal(np.asarray(theta0, float))
     npar = len(u)
 
     def objective(u_, need_jac):
         th, dth = tr.to_natural(u_)
-        r, j, f, units, du = _evaluate(model, th, xy_fixed, used, need_jac)
-        pr, pj = _prior_terms(model, th, settings.priors)
+        r, j, f, units, du = _evaluate(sources, th, used, need_jac)
+        pr, pj = _prior_terms(names, th, settings.priors)
         r_all = np.concatenate([r, pr])
         if need_jac:
             j = np.vstack([j, pj]) * dth[None, :]
@@ -259,6 +298,7 @@ def fit_model(
     r, j, f, chi2 = objective(u, npar > 0)
     lam, n_iter, converged = 1e-3, 0, npar == 0
     cost = float(r @ r)
+    cost0 = cost
     while not converged and n_iter < settings.max_iter:
         n_iter += 1
         a = j.T @ j
@@ -277,7 +317,7 @@ def fit_model(
             r, j, f, chi2 = objective(u, True)
             cost = float(r @ r)
             lam = max(lam / 5, 1e-9)
-            if decrease <= settings.rtol * max(cost, 1.0):
+            if decrease <= settings.rtol * cost + 1e-15 * cost0:
                 converged = True
         else:
             lam *= 8
@@ -285,8 +325,8 @@ def fit_model(
             if lam > 1e12 or float(np.abs(step).max()) < 1e-12:
                 converged = True
     theta, _ = tr.to_natural(u)
-    cov, singular = _covariance(model, theta, xy_fixed, used, settings.priors)
-    fluxes = np.full((len(bands), len(model.components)), np.nan)
+    cov, singular = _covariance(sources, names, theta, used, settings.priors)
+    fluxes = np.full((len(bands), ncomp), np.nan)
     k = 0
     for i, b in enumerate(bands):
         if b is not None:
@@ -295,10 +335,10 @@ def fit_model(
     return FitResult(theta, fluxes, cov, chi2, n_iter, converged, tr.at_bound(theta), singular)
 
 
-def _covariance(model, theta, xy_fixed, bands, priors) -> tuple[np.ndarray, bool]:
+def _covariance(sources, names, theta, bands, priors) -> tuple[np.ndarray, bool]:
     """Inverse Fisher matrix of ``[theta, fluxes per band]`` at the best fit."""
-    npar, nc = len(theta), len(model.components)
-    _, _, fl, units, dunits = _evaluate(model, theta, xy_fixed, bands, npar > 0)
+    npar, nc = len(theta), sum(src.n_comp for src in sources)
+    _, _, fl, units, dunits = _evaluate(sources, theta, bands, npar > 0)
     blocks = []
     for b, (band, f, u) in enumerate(zip(bands, fl, units)):
         rows = np.zeros((band.data.size, npar + nc * len(bands)))
@@ -308,7 +348,7 @@ def _covariance(model, theta, xy_fixed, bands, priors) -> tuple[np.ndarray, bool
         blocks.append(rows * band.sqrtw[:, None])
     jac = np.vstack(blocks)
     fisher = jac.T @ jac
-    _, pj = _prior_terms(model, theta, priors)
+    _, pj = _prior_terms(names, theta, priors)
     if pj.size:
         fisher[:npar, :npar] += pj.T @ pj
     try:
