@@ -34,6 +34,11 @@ __all__ = ["PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
 _DELTA = PsfMixture([1.0], [0.0], [0.0], [1e-10], [1e-10], [0.0])
 _SIZES = {1: [1.0], 2: [0.8, 2.0], 3: [0.6, 1.2, 3.0], 4: [0.5, 1.0, 2.0, 4.0]}
 _LARGE_CHI2 = 0.05**2
+# Kernel images are pixel-integrated, so no real component is narrower than a pixel (variance >= 1/12
+# per axis). Narrower Gaussians evaluated at pixel centres can hide arbitrary flux between pixels,
+# so sizes are bounded below and fits with a narrower minor axis are rejected.
+_MIN_REFF = 0.5
+_MIN_SIGMA = 0.25
 
 
 @dataclass
@@ -100,7 +105,7 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> 
         gauss = get_model("gauss")
         sources = [SourceSpec(gauss, (0.0, 0.0)) for _ in range(n_gauss)]
         theta0 = np.concatenate([[mom.x, mom.y, ln_r + np.log(s), e1, e2] for s in _SIZES[n_gauss]])
-        res = fit_model(sources, theta0, [band], FitSettings(max_iter=max_iter, reff_bounds=(1e-3, 1e4)))
+        res = fit_model(sources, theta0, [band], FitSettings(max_iter=max_iter, reff_bounds=(_MIN_REFF, 1e4)))
         f = res.fluxes[0]
         if not (np.isfinite(res.theta).all() and np.isfinite(f).all() and f.sum() > 0):
             flags.set("bad_fit")
@@ -126,7 +131,8 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> 
         chi2 = res.chi2 / float((k * k).sum())
         flags.set("no_convergence", not res.converged)
         flags.set("large_chi2", chi2 > _LARGE_CHI2)
-        if not mix.is_valid():
+        minor = 0.5 * (mix.xx + mix.yy) - np.sqrt(0.25 * (mix.xx - mix.yy) ** 2 + mix.xy**2)
+        if not mix.is_valid() or (minor < _MIN_SIGMA**2).any():
             flags.set("bad_fit")
             return PsfFit(None, chi2, res.n_iter, flags, time.perf_counter() - t0)
         return PsfFit(mix, chi2, res.n_iter, flags, time.perf_counter() - t0)

@@ -45,6 +45,8 @@ class SourceFitConfig:
     blend_mode : `str`
         ``"joint"``: the children of a blend are fitted simultaneously on shared pixels;
         ``"subtract"``: each child on its own stamp with its neighbours' models subtracted.
+    subtract_iterations : `int`
+        Sweeps of refitting with neighbours subtracted in ``"subtract"`` mode.
     max_children : `int`
         Largest blend fitted jointly; larger ones fall back to ``"subtract"`` (``too_many_children``).
     use_footprints : `bool`
@@ -64,6 +66,7 @@ class SourceFitConfig:
     stamp_max: int = 64
     n_init: float = 2.0
     blend_mode: str = "joint"
+    subtract_iterations: int = 3
     max_children: int = 5
     use_footprints: bool = True
     n_threads: int = 1
