@@ -99,21 +99,27 @@ def test_no_convergence_flag(scene):
 
 def test_unexpected_error_flags_the_object_only(scene, monkeypatch):
     images, objects = scene
-    import lsst.galmix.fitting.patch as patch_mod
+    import lsst.galmix.fitting.blend as blend_mod
 
-    calls = []
-    real = patch_mod.fit_objects
+    real = blend_mod._measure_cov
 
-    def sometimes_fails(model, objs, *args):
-        calls.append(1)
-        if len(calls) == 2:
+    def fails_for_second(obj, *args):
+        if obj.x == 1002.0:
             raise FloatingPointError("boom")
-        return real(model, objs, *args)
+        return real(obj, *args)
 
-    monkeypatch.setattr(patch_mod, "fit_objects", sometimes_fails)
+    monkeypatch.setattr(blend_mod, "_measure_cov", fails_for_second)
     t = _fit(images, objects)
     assert t["gauss_flag_exception"].tolist() == [False, True, False]
     assert t["gauss_flag"].tolist() == [False, True, False]
+    assert np.isfinite(t["r_gaussFlux"][[0, 2]]).all() and np.isnan(t["r_gaussFlux"][1])
+
+    # The same inside a blend: the blend's rows are flagged, the isolated object is fitted.
+    objs = Table(objects, copy=True)
+    objs["parentObjectId"] = [0, 5, 5]
+    t = _fit(images, objs)
+    assert t["gauss_flag_exception"].tolist() == [False, True, True]
+    assert np.isfinite(t["r_gaussFlux"][0])
 
 
 def test_empty_catalogue():

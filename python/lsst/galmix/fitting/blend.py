@@ -9,6 +9,7 @@ on its stamp with all its neighbours' first-pass models subtracted.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,10 +21,12 @@ from ..models.render import render
 from .flags import FlagSet
 from .moments import adaptive_moments
 from .optimize import SourceSpec
-from .source import SourceFitConfig, SourceOutcome, band_data, fit_group, initial_theta
+from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, initial_theta, solve
 from .stamps import Exclusion, Stamp, cut_box
 
-__all__ = ["ObjectInput", "BandImage", "fit_objects"]
+__all__ = ["ObjectInput", "BandImage", "fit_objects", "fit_isolated"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -159,7 +162,7 @@ def _merge_stamp_flags(obj: ObjectInput, stamps: Sequence[Stamp | None]) -> list
     return usable
 
 
-def _fit_set(
+def _prepare_set(
     model: ModelDef,
     objs: Sequence[ObjectInput],
     images: Sequence[BandImage | None],
@@ -170,9 +173,10 @@ def _fit_set(
     box: tuple[tuple[int, int], tuple[int, int]] | None = None,
     theta0: np.ndarray | None = None,
     owners: Sequence[ObjectInput] = (),
-) -> list[SourceOutcome | None]:
-    """Fit a set of objects jointly on the box covering their stamps (``owners``: the blend whose
-    pixels are split between its children when there are no footprints)."""
+) -> Prepared | None:
+    """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
+    their stamps (``owners``: the blend whose pixels are split between its children when there are no
+    footprints). `None` (with ``no_data`` flags) when no band is usable."""
     exclude = _exclude(footprints, images_origin(images), keep_labels, owners, objs[0] if owners else None) \
         if cfg.use_footprints else None
     halves = [_half_size(o.cov, cfg) for o in objs]
@@ -182,21 +186,59 @@ def _fit_set(
     usable = set(range(len(images)))
     for o in objs:
         usable &= set(_merge_stamp_flags(o, stamps))
-    missing = [b for b in range(len(images)) if b not in usable]
-    bands = [band_data(stamps[b], ref.psfs[b], None if subtract is None else subtract[b])
+    bands = [band_input(stamps[b], ref.psfs[b], None if subtract is None else subtract[b])
              if b in usable else None for b in range(len(images))]
     if all(b is None for b in bands):
         for o in objs:
             o.flags.set("no_data")
-        return [None] * len(objs)
-    if missing:
+        return None
+    if len(usable) < len(images):
         for o in objs:
             o.flags.set("missing_band")
     specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
     if theta0 is None:
         psf_cov = next(p for p in ref.psfs if p is not None).covariance()
         theta0 = np.concatenate([initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs])
-    return list(fit_group(specs, theta0, bands, cfg.settings, [o.flags for o in objs]))
+    return Prepared(specs, theta0, bands, [o.flags for o in objs])
+
+
+def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
+    prep = _prepare_set(model, objs, images, footprints, keep_labels, cfg, **kw)
+    if prep is None:
+        return [None] * len(objs)
+    return list(solve([prep], cfg.settings, 1)[0])
+
+
+def fit_isolated(
+    model: ModelDef,
+    objs: Sequence[ObjectInput],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+) -> list[SourceOutcome | None]:
+    """Fit isolated objects, all in one batch (one C++ loop, ``cfg.n_threads`` threads).
+
+    Parameters are as for `fit_objects`, with every object fitted on its own.
+    """
+    preps: list[Prepared | None] = []
+    for o in objs:
+        try:
+            _measure(o, objs[:0], images, footprints, cfg)
+            preps.append(_prepare_set(model, [o], images, footprints, [o.label], cfg))
+        except Exception:  # noqa: BLE001 - one bad object must not stop the batch
+            _log.warning("Preparing the fit of the object at (%.1f, %.1f) failed", o.x, o.y, exc_info=True)
+            o.flags.set("exception")
+            preps.append(None)
+    done = iter(solve([p for p in preps if p is not None], cfg.settings, cfg.n_threads))
+    return [None if p is None else next(done)[0] for p in preps]
+
+
+def _measure(o: ObjectInput, group: Sequence[ObjectInput], images, footprints, cfg: SourceFitConfig) -> None:
+    if o.cov is None:
+        excl = _exclude(footprints, images_origin(images), [o.label], group, o)
+        o.cov = _measure_cov(o, images, 2 * cfg.stamp_min, excl)
+        if o.cov is None:
+            o.flags.set("bad_init")
 
 
 def fit_objects(
@@ -228,11 +270,7 @@ def fit_objects(
     """
     labels = [o.label for o in objs]
     for o in objs:
-        if o.cov is None:
-            excl = _exclude(footprints, images_origin(images), [o.label], objs, o) if any(images) else None
-            o.cov = _measure_cov(o, images, 2 * cfg.stamp_min, excl)
-            if o.cov is None:
-                o.flags.set("bad_init")
+        _measure(o, objs, images, footprints, cfg)
     if len(objs) == 1:
         return _fit_set(model, objs, images, footprints, labels, cfg)
     mode = cfg.blend_mode
