@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import engine as ge
 from ..models.definitions import ComponentDef, Profile
-from ..models.profiles import GAUSS_SIZE
+from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
 from .optimize import BandInput, FitResult, FitSettings, SourceSpec, invert_fisher
 
@@ -32,10 +32,10 @@ def _profile(comp: ComponentDef) -> ge.Profile | None:
     from ..models import sersic
 
     if comp.sersic_n is not None:
-        w, s = sersic.sersic_mixture(comp.sersic_n)
-        return ge.FixedProfile(np.asarray(w, float), np.asarray(s, float))
-    breaks, coeffs = sersic.sersic_ppoly()
-    return ge.SplineProfile(np.asarray(breaks, float), np.asarray(coeffs, float))
+        w, s = profile_mixture(comp)
+        return ge.FixedProfile(w, s)
+    spline = sersic.sersic_spline()
+    return ge.SplineProfile(np.asarray(spline.breaks, float), np.asarray(spline.coeffs, float))
 
 
 def psf_array(psf: PsfMixture) -> np.ndarray:
