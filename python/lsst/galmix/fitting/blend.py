@@ -21,7 +21,7 @@ from ..models.render import render
 from .flags import FlagSet
 from .moments import adaptive_moments
 from .optimize import SourceSpec
-from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, initial_theta, solve
+from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, extra_starts, initial_theta, solve
 from .stamps import Exclusion, Stamp, cut_box
 
 __all__ = ["ObjectInput", "BandImage", "fit_objects", "fit_isolated"]
@@ -198,7 +198,10 @@ def _prepare_set(
     specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
     if theta0 is None:
         psf_cov = next(p for p in ref.psfs if p is not None).covariance()
-        theta0 = np.concatenate([initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs])
+        starts = [initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs]
+        for th in starts:
+            extra_starts(model, th)  # shifts the main start; blends use that one only
+        theta0 = np.concatenate(starts)
     return Prepared(specs, theta0, bands, [o.flags for o in objs])
 
 
@@ -220,17 +223,33 @@ def fit_isolated(
 
     Parameters are as for `fit_objects`, with every object fitted on its own.
     """
-    preps: list[Prepared | None] = []
+    preps: list[list[Prepared]] = []
     for o in objs:
         try:
             _measure(o, objs[:0], images, footprints, cfg)
-            preps.append(_prepare_set(model, [o], images, footprints, [o.label], cfg))
+            prep = _prepare_set(model, [o], images, footprints, [o.label], cfg)
+            group = [] if prep is None else [prep]
+            if prep is not None:
+                for alt in extra_starts(model, prep.theta0.copy()):
+                    group.append(Prepared(prep.specs, alt, prep.bands, [FlagSet(mask=o.flags.mask)]))
+            preps.append(group)
         except Exception:  # noqa: BLE001 - one bad object must not stop the batch
             _log.warning("Preparing the fit of the object at (%.1f, %.1f) failed", o.x, o.y, exc_info=True)
             o.flags.set("exception")
-            preps.append(None)
-    done = iter(solve([p for p in preps if p is not None], cfg.settings, cfg.n_threads))
-    return [None if p is None else next(done)[0] for p in preps]
+            preps.append([])
+    done = iter(solve([p for group in preps for p in group], cfg.settings, cfg.n_threads))
+    out: list[SourceOutcome | None] = []
+    for o, group in zip(objs, preps):
+        fits = [next(done)[0] for _ in group]
+        if not fits:
+            out.append(None)
+            continue
+        best = min(fits, key=lambda f: (f.flags.fatal, f.chi2 if np.isfinite(f.chi2) else np.inf))
+        o.flags.mask = best.flags.mask
+        best.flags = o.flags
+        best.time = sum(f.time for f in fits)
+        out.append(best)
+    return out
 
 
 def _measure(o: ObjectInput, group: Sequence[ObjectInput], images, footprints, cfg: SourceFitConfig) -> None:
