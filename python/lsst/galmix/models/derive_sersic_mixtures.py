@@ -22,10 +22,9 @@ of the vanishing components are otherwise undetermined.
 
 from __future__ import annotations
 
-__all__ = ["MixtureTable", "default_nodes", "fit_one", "derive_table", "write_table", "main"]
+__all__ = ["default_nodes", "fit_one", "derive_table", "write_table", "main"]
 
 import argparse
-import dataclasses
 import datetime
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ import scipy
 from scipy.optimize import least_squares
 
 from .sersic_profile import sersic_enclosed_fraction
+from .sersic_table import DATA_DIR, MixtureTable, table_path
 
 R_MIN = 1.0e-4
 """Smallest fitted radius, in ``reff`` (an n = 6 profile has 1e-5 of its light inside)."""
@@ -53,39 +53,6 @@ the tail (measured: 6x smaller half-light radius errors for K = 10 at the same f
 SMOOTHNESS = 1.0e-4
 """Weight of the curvature penalty on the tracks, relative to the enclosed-light residuals."""
 
-DATA_DIR = Path(__file__).parent / "data"
-
-
-@dataclasses.dataclass
-class MixtureTable:
-    """Gaussian-mixture approximations of Sersic profiles at a set of nodes in n.
-
-    Attributes
-    ----------
-    n : `numpy.ndarray`, shape (M,)
-        Sersic indices of the nodes, increasing.
-    weights : `numpy.ndarray`, shape (M, K)
-        Weights ``w_k`` (sum 1 at each node).
-    sizes : `numpy.ndarray`, shape (M, K)
-        Gaussian sigma ``s_k`` in units of ``reff``, increasing in k.
-    rms : `numpy.ndarray`, shape (M,)
-        RMS of ``L_mix(<r) - L(<r)`` over the fitted radii.
-    max_abs : `numpy.ndarray`, shape (M,)
-        Maximum of ``|L_mix(<r) - L(<r)|`` over the fitted radii.
-    """
-
-    n: np.ndarray
-    weights: np.ndarray
-    sizes: np.ndarray
-    rms: np.ndarray
-    max_abs: np.ndarray
-
-    @property
-    def n_components(self) -> int:
-        """Number of Gaussians K."""
-        return self.weights.shape[1]
-
-
 def default_nodes() -> np.ndarray:
     """Return the Sersic indices at which mixtures are fit.
 
@@ -101,7 +68,7 @@ def default_nodes() -> np.ndarray:
         np.exp(np.linspace(np.log(0.8), np.log(1.0), 10)),
         np.exp(np.linspace(0.0, np.log(4.0), 56)),
         np.exp(np.linspace(np.log(4.0), np.log(6.0), 17)),
-        np.exp(np.arange(np.log(6.0), np.log(N_MAX) + 1e-9, 0.025)),
+        np.exp(np.linspace(np.log(6.0), np.log(N_MAX), 5)),
     ]
     nodes = np.unique(np.round(np.concatenate(pieces), 12))
     for exact in (0.5, 1.0, 4.0, 6.0):
@@ -296,11 +263,6 @@ def write_table(table: MixtureTable, path: Path, elapsed: float) -> None:
     )
 
 
-def table_path(k: int) -> Path:
-    """Return the package-data path of the K-Gaussian table."""
-    return DATA_DIR / f"sersic_mixture_k{k:02d}.npz"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: derive and write tables for the requested K."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -311,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         table = derive_table(k)
         elapsed = time.perf_counter() - t0
-        path = args.output_dir / f"sersic_mixture_k{k:02d}.npz"
+        path = table_path(k, args.output_dir)
         write_table(table, path, elapsed)
         in_range = (table.n >= 0.5) & (table.n <= 6.0)
         print(
