@@ -86,7 +86,9 @@ def test_engine_and_numpy_backends_agree(model):
     outs = [_fit(img, t, model, settings=FitSettings(backend=b, rtol=1e-12)) for b in ("engine", "numpy")]
     for col in outs[0].colnames:
         if outs[0][col].dtype.kind == "f" and not col.endswith("_time"):
-            assert outs[0][col][0] == pytest.approx(outs[1][col][0], rel=1e-5, abs=1e-8, nan_ok=True), col
+            # The engine stops on a step below 1e-4 sigma; errors: numpy differentiates the map numerically.
+            rel = 1e-3 if col.endswith("Err") else 1e-4
+            assert outs[0][col][0] == pytest.approx(outs[1][col][0], rel=rel, abs=1e-8, nan_ok=True), col
 
 
 @pytest.mark.parametrize("model,snr", [("exp", 25.0), ("sersic", 50.0)])
