@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.table import Column, Table
+from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
 from .flags import FLAGS, PSF_FLAGS
@@ -147,9 +147,8 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
 
 
 def _table(cols: Sequence[ColumnDef], nrow: int, meta_model: str | None = None) -> Table:
-    t = Table()
-    for c in cols:
-        t[c.name] = Column(np.full(nrow, c.fill, dtype=c.dtype), unit=c.unit, description=c.description)
+    t = Table([np.full(nrow, c.fill, dtype=c.dtype) for c in cols], names=[c.name for c in cols],
+              units=[c.unit for c in cols], descriptions=[c.description for c in cols], copy=False)
     if meta_model is not None:
         t.meta["galmix_model"] = meta_model
     return t
