@@ -120,7 +120,10 @@ def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int
     if best is None:
         return None
     mom = adaptive_moments(best.image, best.weight, best.x0, best.y0, guess=(obj.x, obj.y), fix_centroid=True)
-    return mom.cov if mom.ok else None
+    # An unconverged iteration (slow for high-index profiles) is still a fine starting point.
+    cov = mom.cov
+    valid = np.isfinite(cov).all() and cov[0, 0] > 0 and np.linalg.det(cov) > 0
+    return cov if valid else None
 
 
 def images_origin(images: Sequence[BandImage | None]) -> tuple[int, int]:

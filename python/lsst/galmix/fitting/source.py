@@ -98,10 +98,13 @@ def initial_theta(
     else:
         ln_r, e1, e2 = initial_shape(cov, psf_cov)
     theta: list[float] = [x, y] if model.free_centroid else []
-    for i, comp in enumerate(model.components):
+    n_ext = sum(c.has_shape for c in model.components)
+    for comp in model.components:
         if comp.has_shape:
-            # Second components (the bulge of exp+dev) start smaller so the two are distinguishable.
-            theta += [ln_r - 0.7 * i, e1, e2]
+            # Bulge + disk: the disk (exponential) starts larger than the moments size and the bulge
+            # smaller, so the two components start distinguishable.
+            shift = 0.0 if n_ext == 1 else (0.3 if comp.sersic_n == 1.0 else -0.7)
+            theta += [ln_r + shift, e1, e2]
             if comp.free_n:
                 theta.append(n_init)
     return np.array(theta, dtype=float)
@@ -114,16 +117,23 @@ def extra_starts(model: ModelDef, theta0: np.ndarray) -> list[np.ndarray]:
     dominates the moments, the extended component must start much larger than the moments suggest.
     Measured on GalSim point + Sersic scenes: starting the extended size at 2x and 6x the moments size
     and keeping the better fit finds the right solution where any single start fails on some scenes.
+    Two extended components are also started with their sizes swapped. ``theta0`` may be modified in
+    place (the main start); the returned list holds the other starts.
     """
     has_point = any(not c.has_shape for c in model.components)
-    if not (has_point and model.has_shape):
-        return []
-    alt = theta0.copy()
-    for i, name in enumerate(model.nonlinear_names):
-        if name.endswith(".ln_reff"):
+    sizes = [i for i, name in enumerate(model.nonlinear_names) if name.endswith(".ln_reff")]
+    if has_point and sizes:
+        alt = theta0.copy()
+        for i in sizes:
             theta0[i] += np.log(2.0)
             alt[i] += np.log(6.0)
-    return [alt]
+        return [alt]
+    if len(sizes) == 2:
+        # Two extended components: also try them the other way round (which one is the larger).
+        alt = theta0.copy()
+        alt[sizes[0]], alt[sizes[1]] = theta0[sizes[1]], theta0[sizes[0]]
+        return [alt]
+    return []
 
 
 def band_input(stamp: Stamp | None, psf: PsfMixture | None, model_sub: np.ndarray | None = None
