@@ -43,12 +43,13 @@ FLAGS: tuple[FlagDef, ...] = (
     FlagDef("bad_psf", "The PSF of at least one band could not be obtained or fitted"),
     FlagDef("bad_init", "No valid initial guess (moments failed); the fit started from a default", fatal=False),
     FlagDef("no_convergence", "The optimizer reached its iteration limit without converging"),
-    FlagDef("param_at_bound", "A bounded parameter (Sersic index or size) ended at its bound", fatal=False),
+    FlagDef("param_at_bound", "The Sersic index ended at a bound, or reff outside the configured range",
+            fatal=False),
     FlagDef("singular_fisher", "The Fisher matrix is singular: errors are NaN", fatal=False),
     FlagDef("too_many_children", "The blend has more children than the joint fit allows; fitted per child",
             fatal=False),
     FlagDef("zero_flux", "The best-fit total flux is zero in every band", fatal=False),
-    FlagDef("bad_fit", "The fit diverged or produced non-finite parameters"),
+    FlagDef("bad_fit", "The fit diverged (centre off its pixels, size > 10x the stamp) or gave non-finite values"),
 )
 """Source-fit failure modes in bit order."""
 

@@ -53,8 +53,11 @@ class SourceFitConfig:
     use_footprints : `bool`
         Give zero weight to pixels owned by objects outside the group being fitted (first pass of
         ``"subtract"`` and isolated objects).
+    footprint_only : `bool`
+        With footprints, fit only the pixels of the object's (or blend's) own footprint; otherwise
+        unowned (label 0) pixels are used too.
     n_threads : `int`
-        Threads for fitting groups in parallel.
+        Threads for fitting (C++ batch of isolated objects; blends in parallel).
     psf_n_gauss : `int`
         Gaussians for PSFs supplied as kernel images.
     settings : `FitSettings`
@@ -70,6 +73,7 @@ class SourceFitConfig:
     subtract_iterations: int = 3
     max_children: int = 5
     use_footprints: bool = True
+    footprint_only: bool = False
     n_threads: int = 1
     psf_n_gauss: int = 2
     settings: FitSettings = field(default_factory=FitSettings)
@@ -268,10 +272,21 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
     n_comp = sum(s.n_comp for s in specs)
     used = [i for i, b in enumerate(bands) if b is not None]
     n_pix = sum(int(np.count_nonzero(b.weight)) for b in bands if b is not None)
+    boxes = [(b.x0, b.y0, b.x0 + b.image.shape[1], b.y0 + b.image.shape[0]) for b in bands if b is not None]
+    x_lo, y_lo = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x_hi, y_hi = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    size = float(np.hypot(x_hi - x_lo, y_hi - y_lo))
     out = []
     a = c = 0
     for spec, fl in zip(specs, prep.flags):
         th = res.theta[a : a + spec.n_theta]
+        # A fit that ran away (centre off its pixels, size far beyond them) is not a measurement.
+        ran_away = False
+        if spec.model.free_centroid:
+            ran_away |= not (x_lo - 0.5 <= th[0] <= x_hi - 0.5 and y_lo - 0.5 <= th[1] <= y_hi - 0.5)
+        for k, name in enumerate(spec.model.nonlinear_names):
+            if name.endswith(".ln_reff"):
+                ran_away |= bool(th[k] > np.log(10 * size))
         tcov = res.cov[a : a + spec.n_theta, a : a + spec.n_theta]
         fcov: list[np.ndarray | None] = [None] * len(bands)
         for k, b in enumerate(used):
@@ -281,7 +296,7 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
         fl.set("no_convergence", not res.converged and not res.failed)
         fl.set("param_at_bound", res.at_bound)
         fl.set("singular_fisher", res.singular)
-        fl.set("bad_fit", res.failed or not np.isfinite(th).all())
+        fl.set("bad_fit", res.failed or ran_away or not np.isfinite(th).all())
         fl.set("zero_flux", bool(np.nansum(fluxes) <= 0))
         out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, elapsed, fl))
         a += spec.n_theta
