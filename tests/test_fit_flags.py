@@ -41,6 +41,23 @@ def test_clean_scene_has_no_fatal_flags(scene):
     assert np.allclose(t["r_gaussFlux"], 2000, rtol=0.05)
 
 
+def test_sky_coordinates_threads_and_row_order(scene):
+    images, objects = scene
+    objs = Table(objects, copy=True)
+    objs["objectId"] = [30, 10, 20]
+    objs["parentObjectId"] = [0, 0, 0]
+
+    def pixel_to_sky(x, y):
+        return 150.0 + 1e-5 * (np.asarray(x) - 1000), 2.0 + 1e-5 * (np.asarray(y) - 2000)
+
+    one = fit_patch(images, ORIGIN, objs, None, {"g": MIX, "r": MIX}, "gauss", SourceFitConfig(), pixel_to_sky)
+    two = fit_patch(images, ORIGIN, objs, None, {"g": MIX, "r": MIX}, "gauss", SourceFitConfig(n_threads=2))
+    assert list(one["objectId"]) == [30, 10, 20]
+    assert np.allclose(one["gauss_ra"], 150.0 + 1e-5 * (one["gauss_x"] - 1000), rtol=0, atol=1e-12)
+    assert np.allclose(one["gauss_dec"], 2.0 + 1e-5 * (one["gauss_y"] - 2000), rtol=0, atol=1e-12)
+    assert np.array_equal(one["r_gaussFlux"], two["r_gaussFlux"])
+
+
 def test_all_pixels_masked(scene):
     images, objects = _copy(scene[0]), scene[1]
     for b in images:
