@@ -20,7 +20,6 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
-
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.schema import flux_column

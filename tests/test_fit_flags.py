@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-
 from lsst.galmix.fitting.optimize import FitSettings
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image

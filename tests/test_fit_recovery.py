@@ -3,12 +3,17 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
-from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, noise_sigma_for_snr, psf_kernel, \
-    render_stamp
+from lsst.galmix.fitting.testing import (
+    GalaxyTruth,
+    make_scene,
+    moffat_psf,
+    noise_sigma_for_snr,
+    psf_kernel,
+    render_stamp,
+)
 
 PSFS = {"g": moffat_psf(4.0), "r": moffat_psf(3.5), "i": moffat_psf(3.0)}
 MIX4 = {b: fit_psf_image(psf_kernel(p, 41), 4).mixture for b, p in PSFS.items()}

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from scipy.special import gamma, gammaincinv
-
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.models.psf_mixture import PsfMixture
+from scipy.special import gamma, gammaincinv
 
 DATA = Path(os.environ.get("GALMIX_DATA", "/work/shared/data")) / "sdss_imfit"
 

@@ -24,7 +24,7 @@ from .optimize import SourceSpec
 from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, extra_starts, initial_theta, solve
 from .stamps import Exclusion, Stamp, cut_box
 
-__all__ = ["ObjectInput", "BandImage", "fit_objects", "fit_isolated"]
+__all__ = ["BandImage", "ObjectInput", "fit_isolated", "fit_objects"]
 
 _log = logging.getLogger(__name__)
 
@@ -112,8 +112,8 @@ def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int
         if im is None:
             continue
         st = cut_box(im.image, im.variance, im.bad, im.origin,
-                     (int(round(obj.x)) - half, int(round(obj.y)) - half),
-                     (int(round(obj.x)) + half + 1, int(round(obj.y)) + half + 1), exclude)
+                     (int(np.floor(obj.x + 0.5)) - half, int(np.floor(obj.y + 0.5)) - half),
+                     (int(np.floor(obj.x + 0.5)) + half + 1, int(np.floor(obj.y + 0.5)) + half + 1), exclude)
         if st.n_pix == 0:
             continue
         sn = float((st.image * np.sqrt(st.weight)).sum())
@@ -146,10 +146,10 @@ def _stamps(images, start, stop, exclude) -> list[Stamp | None]:
 
 
 def _box(objs: Sequence[ObjectInput], halves: Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]]:
-    x0 = min(int(round(o.x)) - h for o, h in zip(objs, halves))
-    y0 = min(int(round(o.y)) - h for o, h in zip(objs, halves))
-    x1 = max(int(round(o.x)) + h + 1 for o, h in zip(objs, halves))
-    y1 = max(int(round(o.y)) + h + 1 for o, h in zip(objs, halves))
+    x0 = min(int(np.floor(o.x + 0.5)) - h for o, h in zip(objs, halves))
+    y0 = min(int(np.floor(o.y + 0.5)) - h for o, h in zip(objs, halves))
+    x1 = max(int(np.floor(o.x + 0.5)) + h + 1 for o, h in zip(objs, halves))
+    y1 = max(int(np.floor(o.y + 0.5)) + h + 1 for o, h in zip(objs, halves))
     return (x0, y0), (x1, y1)
 
 

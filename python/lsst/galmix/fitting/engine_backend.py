@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -20,10 +20,10 @@ from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
 from .optimize import BandInput, FitResult, FitSettings, SourceSpec, invert_fisher
 
-__all__ = ["EngineProblem", "make_problem", "run_problems", "psf_array"]
+__all__ = ["EngineProblem", "make_problem", "psf_array", "run_problems"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _profile(comp: ComponentDef) -> ge.Profile | None:
     if comp.profile == Profile.POINT:
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FlagDef", "FLAGS", "PSF_FLAGS", "flag_bit", "flag_names", "FlagSet"]
+__all__ = ["FLAGS", "PSF_FLAGS", "FlagDef", "FlagSet", "flag_bit", "flag_names"]
 
 
 @dataclass(frozen=True)

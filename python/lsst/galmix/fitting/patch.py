@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,7 +21,7 @@ from .psf import PsfSpec, psf_at
 from .schema import PASSTHROUGH_COLUMNS, empty_source_table
 from .source import PixelToSky, SourceFitConfig, write_flags, write_row
 
-__all__ = ["fit_patch", "ImageTriple"]
+__all__ = ["ImageTriple", "fit_patch"]
 
 _log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from ..models.definitions import ModelDef, get_model
 from .flags import FLAGS, PSF_FLAGS
 
 __all__ = [
-    "ColumnDef",
-    "source_columns",
-    "empty_source_table",
-    "psf_columns",
-    "empty_psf_table",
-    "flux_column",
     "PASSTHROUGH_COLUMNS",
+    "ColumnDef",
+    "empty_psf_table",
+    "empty_source_table",
+    "flux_column",
+    "psf_columns",
+    "source_columns",
 ]
 
 

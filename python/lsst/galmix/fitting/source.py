@@ -23,8 +23,18 @@ from .optimize import BandData, BandInput, FitResult, FitSettings, SourceSpec, f
 from .schema import flux_column
 from .stamps import Stamp
 
-__all__ = ["SourceFitConfig", "initial_theta", "extra_starts", "band_input", "Prepared", "solve", "split_result", "write_row",
-           "write_flags", "SourceOutcome"]
+__all__ = [
+    "Prepared",
+    "SourceFitConfig",
+    "SourceOutcome",
+    "band_input",
+    "extra_starts",
+    "initial_theta",
+    "solve",
+    "split_result",
+    "write_flags",
+    "write_row",
+]
 
 PixelToSky = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
