@@ -324,7 +324,7 @@ def _q_err(eta: np.ndarray, cov: np.ndarray) -> float:
 
 
 def write_row(
-    table: Table,
+    table: Table | dict[str, np.ndarray],
     row: int,
     outcome: SourceOutcome,
     bands: Sequence[str],
@@ -336,7 +336,7 @@ def write_row(
     Parameters
     ----------
     table : `astropy.table.Table`
-        Table made by `lsst.galmix.fitting.schema.empty_source_table`.
+        Table made by `lsst.galmix.fitting.schema.empty_source_table` (or its columns as arrays).
     row : `int`
         Row index.
     outcome : `SourceOutcome`
@@ -400,7 +400,7 @@ def write_row(
     write_flags(table, row, name, outcome.flags)
 
 
-def write_flags(table: Table, row: int, model_name: str, flags: FlagSet) -> None:
+def write_flags(table: Table | dict[str, np.ndarray], row: int, model_name: str, flags: FlagSet) -> None:
     """Set the flag columns of a row (the summary flag from the fatal flags)."""
     for fname in flags.names():
         table[f"{model_name}_flag_{fname}"][row] = True
