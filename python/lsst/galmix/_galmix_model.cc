@@ -326,7 +326,10 @@ void bindOptimize(py::module_& m) {
                                       options ? *options : FitOptions()};
                  }),
                  py::arg("scene"), py::arg("bands"), py::arg("params0"), py::arg("free") = py::none(),
-                 py::arg("options") = py::none());
+                 py::arg("options") = py::none())
+            .def_property_readonly("scene", [](PyProblem const& p) { return std::const_pointer_cast<Scene>(p.scene); })
+            .def_readonly("bands", &PyProblem::bands)
+            .def_property_readonly("params0", [](PyProblem const& p) { return vectorToArray(p.params0); });
 
     m.def(
             "fit",
@@ -381,14 +384,16 @@ void bindOptimize(py::module_& m) {
             "fit_psf",
             [](py::array image, int nGauss, double x0, double y0, std::optional<FitOptions> options) {
                 ImageRef ref = imageRef(image, std::nullopt, x0, y0);
-                FitOptions opt = options ? *options : FitOptions();
+                FitOptions opt = options ? *options : psfFitDefaults();
                 py::gil_scoped_release release;
                 return fitPsf(ref, nGauss, opt);
             },
             py::arg("image"), py::arg("n_gauss") = 2, py::arg("x0") = 0.0, py::arg("y0") = 0.0,
             py::arg("options") = py::none(),
-            "Fit n_gauss (1..4) Gaussians (free centres, shapes, non-negative fluxes) to a PSF kernel image with\n"
-            "uniform unit weights, evaluated at pixel centres (the kernel image already includes the pixel).");
+            "Fit n_gauss (1..4) concentric Gaussians (one free centre, free shapes, non-negative fluxes) to a PSF\n"
+            "kernel image with uniform unit weights, evaluated at pixel centres (the kernel image already\n"
+            "includes the pixel). options default to default_psf_fit_options() (ftol 1e-6, xtol 1e-3).");
+    m.def("default_psf_fit_options", &psfFitDefaults, "FitOptions used by fit_psf when none are given.");
 
     m.def(
             "nnls_gram",
