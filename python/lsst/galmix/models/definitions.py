@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
-    "Profile",
+    "MODELS",
+    "N_MAX",
+    "N_MIN",
     "ComponentDef",
     "ModelDef",
-    "MODELS",
+    "Profile",
     "get_model",
     "model_names",
-    "N_MIN",
-    "N_MAX",
 ]
 
 N_MIN = 0.5
