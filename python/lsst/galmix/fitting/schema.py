@@ -18,10 +18,10 @@ from .flags import FLAGS, PSF_FLAGS
 __all__ = [
     "PASSTHROUGH_COLUMNS",
     "ColumnDef",
+    "columns_to_table",
+    "empty_columns",
     "empty_psf_table",
     "empty_source_table",
-    "empty_columns",
-    "columns_to_table",
     "flux_column",
     "psf_columns",
     "source_columns",
