@@ -115,3 +115,19 @@ def test_large_blend_falls_back_to_subtract():
     out = fit_patch(images, (0, 0), objects, None, {"r": MIX4["r"]}, "gauss", SourceFitConfig(max_children=2))
     assert out["gauss_flag_too_many_children"].all() and not out["gauss_flag"].any()
     assert np.allclose(out["r_gaussFlux"], 1000.0, rtol=0.05)
+
+
+def test_model_image_rebuilt_from_table_leaves_noise_residuals():
+    from lsst.galmix.fitting.rebuild import model_image
+
+    truths = [GalaxyTruth(125.0, 230.0, 2000.0, n=0.5, reff=3.0, q=0.6, theta=0.3),
+              GalaxyTruth(160.0, 225.0, 800.0, n=0)]
+    sigma = 0.05
+    images, objects = make_scene(truths, {"r": PSFS["r"]}, {"r": 1.0}, (60, 90), {"r": sigma},
+                                 np.random.default_rng(8), (100, 200))
+    out = fit_patch(images, (100, 200), objects, None, {"r": MIX4["r"]}, "gauss")
+    model = model_image(out, "gauss", "r", MIX4["r"], (60, 90), (100, 200))
+    chi = (images["r"][0] - model) / sigma
+    assert abs(model.sum() - 2800.0) < 0.01 * 2800.0
+    assert np.std(chi) == pytest.approx(1.0, abs=0.05)
+    assert np.std(images["r"][0] / sigma) > 3.0

@@ -7,6 +7,7 @@ from .flags import FLAGS, PSF_FLAGS, FlagDef, FlagSet
 from .optimize import FitSettings, Priors
 from .patch import fit_patch
 from .psf import PsfFit, fit_psf_image, fit_psf_images_table, psf_at
+from .rebuild import model_image
 from .schema import ColumnDef, empty_psf_table, empty_source_table, flux_column, psf_columns, source_columns
 from .source import SourceFitConfig
 
@@ -26,6 +27,7 @@ __all__ = [
     "fit_psf_image",
     "fit_psf_images_table",
     "flux_column",
+    "model_image",
     "psf_at",
     "psf_columns",
     "source_columns",
