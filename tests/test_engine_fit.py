@@ -221,3 +221,44 @@ def test_reported_chi2_is_exact_when_a_component_collapses():
     assert res.status == ge.FitStatus.CONVERGED, res.message
     assert res.chi2 == pytest.approx(scene.chi2(res.params, [band]), rel=1e-9)
     assert res.chi2 < 1e-3 * np.sum(kernel**2)  # a 2-Gaussian-quality local minimum, not a collapse
+
+
+def test_blend_of_two_sources_with_per_source_psfs():
+    spline = ge.SplineProfile(*made_up_spline())
+    disk = ge.FixedProfile([0.6, 0.4], [0.7, 1.6])
+    scene = ge.Scene([ge.Source([ge.Component(spline, "sersic")]),
+                      ge.Source([ge.Component(disk, "disk"), ge.Component(None, "point")])], n_bands=2)
+    truth = np.array([18.2, 20.5, np.log(2.5), 0.3, -0.2, 2.5, 400.0, 300.0,
+                      25.1, 22.4, np.log(3.0), -0.25, 0.1, 250.0, 350.0, 60.0, 20.0])
+    psfs = [psf_mixture(), [psf_mixture(1.3), psf_mixture(1.2, dx=0.1)]]
+    bands = noiseless_bands(scene, truth, psfs)
+    start = truth + np.array([0.4, -0.3, 0.2, -0.1, 0.1, 0.5, 0, 0, -0.3, 0.4, -0.15, 0.1, -0.1, 0, 0, 0, 0])
+    res = ge.fit(scene, bands, start)
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    np.testing.assert_allclose(res.params, truth, rtol=1e-6, atol=1e-6)
+    # Errors: the inverse Fisher matrix exists and is positive definite for the blend.
+    cov = np.linalg.inv(res.fisher)
+    assert np.all(np.diag(cov) > 0)
+    # A fixed flux stays in the model at its value while the others are solved around it.
+    free = np.ones(scene.n_params, bool)
+    free[scene.flux_index(1, 1, 0)] = False
+    start_fixed = start.copy()
+    start_fixed[scene.flux_index(1, 1, 0)] = truth[scene.flux_index(1, 1, 0)]
+    res = ge.fit(scene, bands, start_fixed, free=free)
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    np.testing.assert_allclose(res.params, truth, rtol=1e-6, atol=1e-6)
+
+
+def test_python_threads_share_the_engine():
+    """Evaluation releases the GIL; concurrent calls from Python threads give the serial answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scene = sersic_like_scene()
+    bands = noiseless_bands(scene, TRUTH, [psf_mixture()])
+    params = [START + 0.01 * i for i in range(8)]
+    serial = [scene.normal_equations(p, bands) for p in params]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parallel = list(pool.map(lambda p: scene.normal_equations(p, bands), params))
+    for a, b in zip(serial, parallel):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
