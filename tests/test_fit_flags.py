@@ -93,8 +93,11 @@ def test_missing_band_and_bad_psf_keep_other_bands(scene):
         raise RuntimeError("no PSF here")
 
     t = _fit(images, objects, psfs={"g": broken, "r": MIX})
-    assert t["gauss_flag_bad_psf"].all() and t["gauss_flag"].all()
+    assert t["gauss_flag_bad_psf"].all() and not t["gauss_flag"].any()
     assert np.isnan(t["g_gaussFlux"]).all() and np.allclose(t["r_gaussFlux"], 2000, rtol=0.05)
+    # No PSF in any band: nothing to fit.
+    t = _fit(images, objects, psfs={"g": broken, "r": None})
+    assert t["gauss_flag_no_data"].all() and t["gauss_flag"].all()
 
 
 def test_object_off_image_and_at_edge(scene):
