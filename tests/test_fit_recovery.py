@@ -50,15 +50,19 @@ def test_stars_flux_and_position():
     assert np.allclose(out["point_x"], [20.2, 60.9], atol=2e-3)
 
 
-def test_multiband_colours_with_per_band_psfs():
+@pytest.mark.parametrize("model,n", [("gauss", 0.5), ("sersic", 1.5)])
+def test_multiband_colours_with_per_band_psfs(model, n):
     colours = {"g": 0.4, "r": 1.0, "i": 1.6}
-    truths = [GalaxyTruth(35.0, 34.0, 3000.0, n=0.5, reff=3.0, q=0.6, theta=-0.7)]
+    truths = [GalaxyTruth(35.0, 34.0, 3000.0, n=n, reff=3.0, q=0.6, theta=-0.7)]
     images, objects = make_scene(truths, PSFS, colours, (70, 70), {b: 1e-3 for b in PSFS},
                                  np.random.default_rng(1))
-    out = fit_patch(images, (0, 0), objects, None, MIX4, "gauss")
+    out = fit_patch(images, (0, 0), objects, None, MIX4, model)
+    assert not out[f"{model}_flag"][0]
     for b in ("g", "i"):
-        colour = -2.5 * np.log10(out[f"{b}_gaussFlux"][0] / out["r_gaussFlux"][0])
+        colour = -2.5 * np.log10(out[f"{b}_{model}Flux"][0] / out[f"r_{model}Flux"][0])
         assert colour == pytest.approx(-2.5 * np.log10(colours[b]), abs=2e-3)
+    if model == "sersic":
+        assert out["sersic_n"][0] == pytest.approx(n, abs=0.03)
 
 
 def test_error_calibration_flux_and_reff_at_snr_30():
