@@ -89,6 +89,9 @@ public:
             throw InputError("priorMean and priorSigma must have the same length");
         }
         if (!(opt.nMin > 0.0 && opt.nMax > opt.nMin)) throw InputError("need 0 < nMin < nMax");
+        if ((!opt.lower.empty() && static_cast<int>(opt.lower.size()) != _P) || opt.lower.size() != opt.upper.size()) {
+            throw InputError("lower and upper bounds must both have one entry per parameter");
+        }
         auto const& info = scene.paramInfo();
         _tr.resize(_P);
         _prec.assign(_P, 0.0);
@@ -100,6 +103,10 @@ public:
                 _nl.push_back(i);
             }
             if (info[i].kind == ParamKind::SersicN) _tr[i] = {true, opt.nMin, opt.nMax};
+            if (!opt.lower.empty() && info[i].kind != ParamKind::Flux && std::isfinite(opt.lower[i]) &&
+                std::isfinite(opt.upper[i]) && opt.upper[i] > opt.lower[i]) {
+                _tr[i] = {true, opt.lower[i], opt.upper[i]};
+            }
             if (!opt.priorSigma.empty() && info[i].kind != ParamKind::Flux) {
                 double s = opt.priorSigma[i];
                 if (s > 0.0 && std::isfinite(s)) {

@@ -3,10 +3,10 @@
 import galsim
 import numpy as np
 import pytest
+from lsst.galmix import _galmix
+from lsst.galmix import engine as ge
 from scipy.optimize import nnls
 from test_engine_model import made_up_spline, psf_mixture
-
-from lsst.galmix import _galmix, engine as ge
 
 
 def sersic_like_scene(n_bands=1):
@@ -262,3 +262,24 @@ def test_python_threads_share_the_engine():
     for a, b in zip(serial, parallel):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def test_general_bounds_on_size():
+    scene = sersic_like_scene()
+    bands = noiseless_bands(scene, TRUTH, [psf_mixture()])
+    opts = ge.FitOptions()
+    lower = np.full(scene.n_params, -np.inf)
+    upper = np.full(scene.n_params, np.inf)
+    lower[2], upper[2] = np.log(1.0), np.log(2.5)  # truth ln(3) is outside: the fit stops at the bound
+    opts.lower, opts.upper = lower, upper
+    start = START.copy()
+    start[2] = np.log(2.0)
+    res = ge.fit(scene, bands, start, options=opts)
+    assert res.status in (ge.FitStatus.CONVERGED, ge.FitStatus.MAX_ITER), res.message
+    assert np.log(2.4) < res.params[2] <= np.log(2.5)
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(res.params, TRUTH, rtol=1e-3)
+    bad = ge.FitOptions()
+    bad.lower = lower[:3]
+    bad.upper = upper[:3]
+    assert ge.fit(scene, bands, start, options=bad).status == ge.FitStatus.ERROR
