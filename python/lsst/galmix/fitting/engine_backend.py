@@ -86,6 +86,8 @@ def make_problem(
     free = np.ones(npar, bool)
     theta_index, flux_index = [], []
     mean, sigma = np.zeros(npar), np.full(npar, np.inf)
+    lower, upper = np.full(npar, -np.inf), np.full(npar, np.inf)
+    ln_lo, ln_hi = np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1])
     k = 0
     for s, spec in enumerate(specs):
         off = scene.source_offset(s)
@@ -101,6 +103,10 @@ def make_problem(
         for j, i in enumerate(idx):
             params0[i] = theta0[k + j]
             key = names[j].split(".")[-1]
+            if key == "ln_reff":
+                lower[i], upper[i] = ln_lo, ln_hi
+                margin = 1e-6 * (ln_hi - ln_lo)
+                params0[i] = np.clip(params0[i], ln_lo + margin, ln_hi - margin)
             pri = settings.priors
             if key == "ln_reff" and pri.ln_reff is not None:
                 mean[i], sigma[i] = pri.ln_reff
@@ -118,6 +124,7 @@ def make_problem(
     opts.max_iter = settings.max_iter
     opts.ftol = settings.rtol
     opts.n_min, opts.n_max = settings.n_bounds
+    opts.lower, opts.upper = lower, upper
     if np.isfinite(sigma).any():
         opts.prior_mean = mean
         opts.prior_sigma = sigma
@@ -149,8 +156,7 @@ def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
             if name.endswith(".n"):
                 at_bound |= min(theta[k + j] - lo, hi - theta[k + j]) < 1e-3 * (hi - lo)
             elif name.endswith(".ln_reff"):
-                # The engine does not bound sizes: report leaving the configured range as "at bound".
-                at_bound |= not (r_lo <= theta[k + j] <= r_hi)
+                at_bound |= min(theta[k + j] - r_lo, r_hi - theta[k + j]) < 1e-3 * (r_hi - r_lo)
         k += spec.n_theta
     return FitResult(theta, fluxes, cov, float(res.chi2), int(res.n_iter),
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bool(at_bound),
