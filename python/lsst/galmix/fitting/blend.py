@@ -259,6 +259,47 @@ def fit_isolated(
     return out
 
 
+def fit_joint_blends(
+    model: ModelDef,
+    groups: Sequence[Sequence[ObjectInput]],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+) -> list[list[SourceOutcome | None] | None]:
+    """Fit blends jointly (each on the union of its children's stamps), all in one C++ batch.
+
+    Parameters are as for `fit_objects`; every group must have at most ``cfg.max_children`` children.
+
+    Returns
+    -------
+    outcomes : `list`
+        Per group, one outcome (or `None`) per child; `None` for a group whose preparation raised
+        (its children carry the ``exception`` flag).
+    """
+    preps: list[Prepared | None] = []
+    prepared_ok: list[bool] = []
+    for objs in groups:
+        try:
+            for o in objs:
+                _measure(o, objs, images, footprints, cfg)
+            preps.append(_prepare_set(model, objs, images, footprints, [o.label for o in objs], cfg))
+            prepared_ok.append(True)
+        except Exception:  # noqa: BLE001 - one bad blend must not stop the batch
+            _log.warning("Preparing the fit of a blend of %d objects failed", len(objs), exc_info=True)
+            for o in objs:
+                o.flags.set("exception")
+            preps.append(None)
+            prepared_ok.append(False)
+    done = iter(solve([p for p in preps if p is not None], cfg.settings, cfg.n_threads))
+    out: list[list[SourceOutcome | None] | None] = []
+    for objs, prep, ok in zip(groups, preps, prepared_ok):
+        if not ok:
+            out.append(None)
+        else:
+            out.append([None] * len(objs) if prep is None else list(next(done)))
+    return out
+
+
 def _measure(o: ObjectInput, group: Sequence[ObjectInput], images, footprints, cfg: SourceFitConfig) -> None:
     if o.cov is None:
         excl = _exclude(footprints, images_origin(images), [o.label], group, o, cfg.footprint_only)
