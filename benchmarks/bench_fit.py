@@ -206,6 +206,30 @@ def three_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> list[Case]:
     return cases
 
 
+def patch_throughput(rng, psf_gauss: int, n_side: int = 6) -> None:
+    """End-to-end ``fit_patch`` time per object on a patch of n_side^2 Sersic galaxies (one band)."""
+    from lsst.galmix.fitting.patch import fit_patch
+    from lsst.galmix.fitting.testing import make_scene
+
+    psf = _moffat(0.7)
+    mix = fit_psf_image(psf_kernel(psf, 41), psf_gauss).mixture
+    truths = []
+    for iy in range(n_side):
+        for ix in range(n_side):
+            t, _, _ = _draw_truth(rng, (50, 500))
+            t.reff = min(t.reff, 6.0)
+            t.x, t.y, t.flux = 40 + 80 * ix + rng.uniform(-0.5, 0.5), 40 + 80 * iy + rng.uniform(-0.5, 0.5), 2000.0
+            truths.append(t)
+    images, objects = make_scene(truths, {"r": psf}, {"r": 1.0}, (80 * n_side, 80 * n_side), {"r": 0.05}, rng)
+    for n_threads in (1, 2):
+        cfg = SourceFitConfig(pixel_scale=PIXEL, n_threads=n_threads)
+        t0 = time.perf_counter()
+        table = fit_patch(images, (0, 0), objects, None, {"r": mix}, "sersic", cfg)
+        dt = time.perf_counter() - t0
+        print(f"  fit_patch, {len(objects)} Sersic galaxies, 1 band, {n_threads} thread(s): "
+              f"{1e3 * dt / len(objects):.2f} ms per object end to end; fatal flags {int(table['sersic_flag'].sum())}")
+
+
 def _report_times(name: str, cases: list[Case], codes: list[str]) -> None:
     for code in codes:
         ts = np.array([c.res[f"{code}_time"] for c in cases]) * 1e3
@@ -243,6 +267,7 @@ def main() -> None:
     for ng in (2, args.psf_gauss):
         ts = [fit_psf_image(kern, ng).time for _ in range(20)]
         print(f"  PSF mixture fit ({ng} Gaussians, 41x41 kernel): median {1e3 * np.median(ts):.2f} ms")
+    patch_throughput(np.random.default_rng(args.seed + 1000), args.psf_gauss)
     gal, _ = single_band(n_gal, rng, args.psf_gauss, not args.no_imfit)
     print(f"Single-band Sersic galaxies: {n_gal}")
     _report_times("sersic 1-band", gal, codes)
