@@ -1,0 +1,391 @@
+"""Fitting groups of objects: isolated objects, joint blend fits and per-child fits with neighbours
+subtracted.
+
+``"joint"`` fits all children of a blend (up to ``max_children``) simultaneously on the union of their
+stamps, each with its own model parameters and fluxes. ``"subtract"`` is cheaper: each child is first
+fitted on its own stamp with the other children's footprint pixels given zero weight, then refitted
+on its stamp with all its neighbours' first-pass models subtracted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models.definitions import ModelDef
+from ..models.psf_mixture import PsfMixture
+from ..models.render import render
+from .flags import FlagSet
+from .moments import adaptive_moments
+from .optimize import SourceSpec
+from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, extra_starts, initial_theta, solve
+from .stamps import Exclusion, Stamp, cut_box
+
+__all__ = ["BandImage", "ObjectInput", "fit_isolated", "fit_objects"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class BandImage:
+    """The full image of one band.
+
+    Attributes
+    ----------
+    image, variance : `numpy.ndarray`
+        ``[NY, NX]`` data (nJy) and variance.
+    bad : `numpy.ndarray` of `bool` or `None`
+        True = masked.
+    origin : `tuple` [`int`, `int`]
+        Absolute ``(x, y)`` of ``image[0, 0]``.
+    """
+
+    image: np.ndarray
+    variance: np.ndarray
+    bad: np.ndarray | None
+    origin: tuple[int, int]
+
+
+@dataclass
+class ObjectInput:
+    """One object to fit.
+
+    Attributes
+    ----------
+    x, y : `float`
+        Absolute position.
+    cov : `numpy.ndarray` or `None`
+        Observed covariance from a catalogue (pixel^2), or `None` to measure adaptive moments.
+    label : `int`
+        Footprint label (0: none).
+    psfs : `list` [`PsfMixture` or `None`]
+        PSF per band at the object.
+    flags : `FlagSet`
+        Flags collected so far (filled by the fit).
+    """
+
+    x: float
+    y: float
+    cov: np.ndarray | None
+    label: int
+    psfs: list[PsfMixture | None]
+    flags: FlagSet
+
+
+def _exclude(
+    footprints: np.ndarray | None,
+    origin: tuple[int, int],
+    keep: Sequence[int],
+    owners: Sequence[ObjectInput] = (),
+    me: ObjectInput | None = None,
+    strict: bool = False,
+) -> Exclusion | None:
+    """Pixels not to use: owned (footprint label) by objects outside ``keep`` (with ``strict``, also
+    unowned pixels), or, without footprints, closer to another of ``owners`` than to ``me`` (a Voronoi
+    split of a blend)."""
+    keep_set = [k for k in keep if k != 0]
+    others = [o for o in owners if o is not me]
+
+    def exclusion(x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray | None:
+        ex = None
+        if footprints is not None:
+            lab = footprints[y0 - origin[1] : y0 - origin[1] + shape[0], x0 - origin[0] : x0 - origin[0] + shape[1]]
+            ex = ~np.isin(lab, keep_set) if strict else (lab != 0) & ~np.isin(lab, keep_set)
+        elif me is not None and others:
+            yy, xx = np.mgrid[y0 : y0 + shape[0], x0 : x0 + shape[1]]
+            d_me = (xx - me.x) ** 2 + (yy - me.y) ** 2
+            ex = np.zeros(shape, bool)
+            for o in others:
+                ex |= (xx - o.x) ** 2 + (yy - o.y) ** 2 < d_me
+        return ex
+
+    return exclusion if (footprints is not None or (me is not None and others)) else None
+
+
+def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int, exclude) -> np.ndarray | None:
+    """Observed covariance from adaptive moments in the band with the highest S/N."""
+    best, best_sn = None, 0.0
+    for im in images:
+        if im is None:
+            continue
+        st = cut_box(im.image, im.variance, im.bad, im.origin,
+                     (int(np.floor(obj.x + 0.5)) - half, int(np.floor(obj.y + 0.5)) - half),
+                     (int(np.floor(obj.x + 0.5)) + half + 1, int(np.floor(obj.y + 0.5)) + half + 1), exclude)
+        if st.n_pix == 0:
+            continue
+        sn = float((st.image * np.sqrt(st.weight)).sum())
+        if sn > best_sn:
+            best, best_sn = st, sn
+    if best is None:
+        return None
+    # Only a starting point: 1% convergence is plenty and keeps this numpy step cheap.
+    mom = adaptive_moments(best.image, best.weight, best.x0, best.y0, guess=(obj.x, obj.y), fix_centroid=True,
+                           rtol=1e-2)
+    # An unconverged iteration (slow for high-index profiles) is still a fine starting point.
+    cov = mom.cov
+    valid = np.isfinite(cov).all() and cov[0, 0] > 0 and np.linalg.det(cov) > 0
+    return cov if valid else None
+
+
+def images_origin(images: Sequence[BandImage | None]) -> tuple[int, int]:
+    """The common origin of the band images."""
+    return next(im.origin for im in images if im is not None)
+
+
+def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> int:
+    if cov is None:
+        return cfg.stamp_min * 2
+    sigma = float(np.sqrt(max(np.linalg.eigvalsh(cov).max(), 0.0)))
+    return int(np.clip(np.ceil(cfg.stamp_sigmas * sigma), cfg.stamp_min, cfg.stamp_max))
+
+
+def _stamps(images, start, stop, exclude) -> list[Stamp | None]:
+    return [None if im is None else cut_box(im.image, im.variance, im.bad, im.origin, start, stop, exclude)
+            for im in images]
+
+
+def _box(objs: Sequence[ObjectInput], halves: Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    x0 = min(int(np.floor(o.x + 0.5)) - h for o, h in zip(objs, halves))
+    y0 = min(int(np.floor(o.y + 0.5)) - h for o, h in zip(objs, halves))
+    x1 = max(int(np.floor(o.x + 0.5)) + h + 1 for o, h in zip(objs, halves))
+    y1 = max(int(np.floor(o.y + 0.5)) + h + 1 for o, h in zip(objs, halves))
+    return (x0, y0), (x1, y1)
+
+
+def _merge_stamp_flags(obj: ObjectInput, stamps: Sequence[Stamp | None]) -> list[int]:
+    """Propagate data-quality flags; return indices of bands with usable data and PSF."""
+    usable = []
+    for b, (st, psf) in enumerate(zip(stamps, obj.psfs)):
+        if st is None:
+            continue
+        for name in ("nan_pixels", "bad_variance", "masked_pixels", "edge"):
+            if name in st.flags:
+                obj.flags.set(name)
+        if st.n_pix > 0 and psf is not None:
+            usable.append(b)
+    return usable
+
+
+def _prepare_set(
+    model: ModelDef,
+    objs: Sequence[ObjectInput],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    keep_labels: Sequence[int],
+    cfg: SourceFitConfig,
+    subtract: Sequence[np.ndarray | None] | None = None,
+    box: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    theta0: np.ndarray | None = None,
+    owners: Sequence[ObjectInput] = (),
+) -> Prepared | None:
+    """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
+    their stamps (``owners``: the blend whose pixels are split between its children when there are no
+    footprints). `None` (with ``no_data`` flags) when no band is usable."""
+    exclude = _exclude(footprints, images_origin(images), keep_labels, owners, objs[0] if owners else None,
+                       cfg.footprint_only) if cfg.use_footprints else None
+    halves = [_half_size(o.cov, cfg) for o in objs]
+    start, stop = box if box is not None else _box(objs, halves)
+    stamps = _stamps(images, start, stop, exclude)
+    ref = objs[0]
+    usable = set(range(len(images)))
+    for o in objs:
+        usable &= set(_merge_stamp_flags(o, stamps))
+    bands = [band_input(stamps[b], ref.psfs[b], None if subtract is None else subtract[b])
+             if b in usable else None for b in range(len(images))]
+    if all(b is None for b in bands):
+        for o in objs:
+            o.flags.set("no_data")
+        return None
+    if len(usable) < len(images):
+        for o in objs:
+            o.flags.set("missing_band")
+    specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
+    if theta0 is None:
+        psf_cov = next(p for p in ref.psfs if p is not None).covariance()
+        starts = [initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs]
+        for th in starts:
+            extra_starts(model, th)  # shifts the main start; blends use that one only
+        theta0 = np.concatenate(starts)
+    return Prepared(specs, theta0, bands, [o.flags for o in objs])
+
+
+def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
+    prep = _prepare_set(model, objs, images, footprints, keep_labels, cfg, **kw)
+    if prep is None:
+        return [None] * len(objs)
+    return list(solve([prep], cfg.settings, 1)[0])
+
+
+def fit_isolated(
+    model: ModelDef,
+    objs: Sequence[ObjectInput],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+) -> list[SourceOutcome | None]:
+    """Fit isolated objects, all in one batch (one C++ loop, ``cfg.n_threads`` threads).
+
+    Parameters are as for `fit_objects`, with every object fitted on its own.
+    """
+    preps: list[list[Prepared]] = []
+    for o in objs:
+        try:
+            _measure(o, objs[:0], images, footprints, cfg)
+            prep = _prepare_set(model, [o], images, footprints, [o.label], cfg)
+            group = [] if prep is None else [prep]
+            if prep is not None:
+                for alt in extra_starts(model, prep.theta0.copy()):
+                    group.append(Prepared(prep.specs, alt, prep.bands, [FlagSet(mask=o.flags.mask)]))
+            preps.append(group)
+        except Exception:  # noqa: BLE001 - one bad object must not stop the batch
+            _log.warning("Preparing the fit of the object at (%.1f, %.1f) failed", o.x, o.y, exc_info=True)
+            o.flags.set("exception")
+            preps.append([])
+    done = iter(solve([p for group in preps for p in group], cfg.settings, cfg.n_threads))
+    out: list[SourceOutcome | None] = []
+    for o, group in zip(objs, preps):
+        fits = [next(done)[0] for _ in group]
+        if not fits:
+            out.append(None)
+            continue
+        best = min(fits, key=lambda f: (f.flags.fatal, f.chi2 if np.isfinite(f.chi2) else np.inf))
+        o.flags.mask = best.flags.mask
+        best.flags = o.flags
+        best.time = sum(f.time for f in fits)
+        out.append(best)
+    return out
+
+
+def fit_joint_blends(
+    model: ModelDef,
+    groups: Sequence[Sequence[ObjectInput]],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+) -> list[list[SourceOutcome | None] | None]:
+    """Fit blends jointly (each on the union of its children's stamps), all in one C++ batch.
+
+    Parameters are as for `fit_objects`; every group must have at most ``cfg.max_children`` children.
+
+    Returns
+    -------
+    outcomes : `list`
+        Per group, one outcome (or `None`) per child; `None` for a group whose preparation raised
+        (its children carry the ``exception`` flag).
+    """
+    preps: list[Prepared | None] = []
+    prepared_ok: list[bool] = []
+    for objs in groups:
+        try:
+            for o in objs:
+                _measure(o, objs, images, footprints, cfg)
+            preps.append(_prepare_set(model, objs, images, footprints, [o.label for o in objs], cfg))
+            prepared_ok.append(True)
+        except Exception:  # noqa: BLE001 - one bad blend must not stop the batch
+            _log.warning("Preparing the fit of a blend of %d objects failed", len(objs), exc_info=True)
+            for o in objs:
+                o.flags.set("exception")
+            preps.append(None)
+            prepared_ok.append(False)
+    done = iter(solve([p for p in preps if p is not None], cfg.settings, cfg.n_threads))
+    out: list[list[SourceOutcome | None] | None] = []
+    for objs, prep, ok in zip(groups, preps, prepared_ok):
+        if not ok:
+            out.append(None)
+        else:
+            out.append([None] * len(objs) if prep is None else list(next(done)))
+    return out
+
+
+def _measure(o: ObjectInput, group: Sequence[ObjectInput], images, footprints, cfg: SourceFitConfig) -> None:
+    if o.cov is None:
+        excl = _exclude(footprints, images_origin(images), [o.label], group, o, cfg.footprint_only)
+        o.cov = _measure_cov(o, images, 2 * cfg.stamp_min, excl)
+        if o.cov is None:
+            o.flags.set("bad_init")
+
+
+def fit_objects(
+    model: ModelDef,
+    objs: Sequence[ObjectInput],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+) -> list[SourceOutcome | None]:
+    """Fit one group of objects (an isolated object or the children of one blend).
+
+    Parameters
+    ----------
+    model : `ModelDef`
+        The model of every object of the group.
+    objs : sequence of `ObjectInput`
+        The objects (their ``cov`` is measured here when `None`; flags are updated in place).
+    images : sequence of `BandImage` or `None`
+        Images per band (`None`: band missing).
+    footprints : `numpy.ndarray` or `None`
+        Label image aligned with the images.
+    cfg : `SourceFitConfig`
+        Configuration.
+
+    Returns
+    -------
+    outcomes : `list` [`SourceOutcome` or `None`]
+        One per object; `None` for objects that could not be fitted (flags say why).
+    """
+    labels = [o.label for o in objs]
+    for o in objs:
+        _measure(o, objs, images, footprints, cfg)
+    if len(objs) == 1:
+        return _fit_set(model, objs, images, footprints, labels, cfg)
+    mode = cfg.blend_mode
+    if mode not in ("joint", "subtract"):
+        raise ValueError(f"blend_mode must be 'joint' or 'subtract', not {mode!r}")
+    if mode == "joint" and len(objs) > cfg.max_children:
+        for o in objs:
+            o.flags.set("too_many_children")
+        mode = "subtract"
+    if mode == "joint":
+        return _fit_set(model, objs, images, footprints, labels, cfg)
+    # Pass 1: each child alone, its siblings' footprints masked.
+    first = [_fit_set(model, [o], images, footprints, [o.label], cfg, owners=objs)[0] for o in objs]
+    # Passes 2..: Gauss-Seidel sweeps, each child refitted on all its pixels with its siblings' latest
+    # models subtracted.
+    current = list(first)
+    for _ in range(cfg.subtract_iterations):
+        for i, o in enumerate(objs):
+            if current[i] is None:
+                continue
+            start, stop = _box([o], [_half_size(o.cov, cfg)])
+            sub = [None if im is None else _siblings_image(model, objs, current, i, b, im, start, stop)
+                   for b, im in enumerate(images)]
+            keep = [o.label] + labels
+            current[i] = _fit_set(model, [o], images, footprints, keep, cfg, subtract=sub, box=(start, stop),
+                                  theta0=current[i].theta)[0]
+    return current
+
+
+def _siblings_image(model, objs, fits, i, b, im, start, stop) -> np.ndarray:
+    """Sum of the models of all objects but ``i`` in band ``b`` over the part of the box on the image."""
+    shape = (stop[1] - start[1], stop[0] - start[0])
+    img = np.zeros(shape)
+    cx, cy = 0.5 * (start[0] + stop[0]), 0.5 * (start[1] + stop[1])
+    half = 0.5 * np.hypot(*shape)
+    for j, other in enumerate(fits):
+        psf = objs[j].psfs[b]
+        if j == i or other is None or psf is None or not np.isfinite(other.fluxes[b]).all():
+            continue
+        # Neighbours whose light cannot reach the box (beyond 15 reff + 5 PSF sigma) are skipped.
+        sizes = [np.exp(other.theta[k]) for k, name in enumerate(model.nonlinear_names) if name.endswith("ln_reff")]
+        reach = 15 * max(sizes, default=0.0) + 5 * np.sqrt(np.trace(psf.covariance()))
+        ox, oy = other.spec.xy_fixed if not model.free_centroid else other.theta[:2]
+        if np.hypot(ox - cx, oy - cy) > half + reach:
+            continue
+        img += render(model, other.theta, other.fluxes[b], psf, shape, start, other.spec.xy_fixed)
+    # Clip to the part of the box inside the image, as cut_box does.
+    x0, y0 = max(start[0], im.origin[0]), max(start[1], im.origin[1])
+    x1 = min(stop[0], im.origin[0] + im.image.shape[1])
+    y1 = min(stop[1], im.origin[1] + im.image.shape[0])
+    return img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]]

@@ -1,0 +1,204 @@
+"""`fit_patch`: fit every object of a patch with one model; the entry point of the PipelineTask.
+
+Every input object gets exactly one output row. A failure while fitting one group (an isolated object
+or a blend) flags that group's rows (``exception``) and is logged; it never stops the patch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from astropy.table import Table
+
+from ..models.definitions import ModelDef, get_model
+from .blend import BandImage, ObjectInput, fit_isolated, fit_joint_blends, fit_objects
+from .flags import FlagSet
+from .psf import PsfSpec, psf_at
+from .schema import PASSTHROUGH_COLUMNS, columns_to_table, empty_columns, source_columns
+from .source import PixelToSky, SourceFitConfig, write_flags, write_row
+
+__all__ = ["ImageTriple", "fit_patch"]
+
+_log = logging.getLogger(__name__)
+
+ImageTriple = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""``(image, variance, bad)``: nJy image, variance, boolean mask (True = do not use) or None."""
+
+
+def _catalogue_cov(row, names: Sequence[str]) -> np.ndarray | None:
+    if not {"shape_xx", "shape_yy", "shape_xy"} <= set(names):
+        return None
+    cov = np.array([[row["shape_xx"], row["shape_xy"]], [row["shape_xy"], row["shape_yy"]]], dtype=float)
+    if not np.isfinite(cov).all() or cov[0, 0] <= 0 or np.linalg.det(cov) <= 0:
+        return None
+    return cov
+
+
+def _groups(objects: Table) -> list[list[int]]:
+    """Row indices grouped by blend (isolated objects alone)."""
+    if "parentObjectId" not in objects.colnames:
+        return [[i] for i in range(len(objects))]
+    parent = np.asarray(objects["parentObjectId"])
+    groups: dict[int, list[int]] = {}
+    out: list[list[int]] = []
+    for i, p in enumerate(parent):
+        if p == 0:
+            out.append([i])
+        else:
+            groups.setdefault(int(p), []).append(i)
+    return out + list(groups.values())
+
+
+def fit_patch(
+    images: Mapping[str, ImageTriple | None],
+    origin: tuple[int, int],
+    objects: Table,
+    footprints: np.ndarray | None,
+    psfs: Mapping[str, PsfSpec | None],
+    model: str | ModelDef,
+    config: SourceFitConfig | None = None,
+    pixel_to_sky: PixelToSky | None = None,
+    bands: Sequence[str] | None = None,
+) -> Table:
+    """Fit one model to every object of a patch in all bands.
+
+    Parameters
+    ----------
+    images : mapping [`str`, ``(image, variance, bad)`` or `None`]
+        Per band: image (nJy), variance and boolean mask (True = bad) arrays ``[NY, NX]``; a band mapped
+        to `None` is missing (its fluxes are NaN, ``missing_band`` flag).
+    origin : `tuple` [`int`, `int`]
+        Absolute tract ``(x, y)`` of ``image[0, 0]``.
+    objects : `astropy.table.Table`
+        ``galmix_objects`` rows: needs ``x``, ``y``; uses ``objectId``, ``parentObjectId``, ``patch``,
+        ``detect_isPrimary``, ``footprintLabel`` and ``shape_xx/yy/xy`` when present.
+    footprints : `numpy.ndarray` or `None`
+        ``galmix_footprints`` label image aligned with the images.
+    psfs : mapping [`str`, PSF spec]
+        Per band: a `PsfMixture`, a ``galmix_psf_fits`` table, or a callable ``(x, y)`` returning a
+        mixture or a kernel image (see `lsst.galmix.fitting.psf.psf_at`).
+    model : `str` or `ModelDef`
+        Model name (see `lsst.galmix.models.definitions.MODELS`).
+    config : `SourceFitConfig`, optional
+        Configuration (pixel scale, stamps, blend mode, threads, optimizer settings).
+    pixel_to_sky : callable, optional
+        ``(x, y) -> (ra, dec)`` degrees (vectorised) for the ``_ra``/``_dec`` columns.
+    bands : sequence of `str`, optional
+        Output band order (default: the keys of ``images``).
+
+    Returns
+    -------
+    table : `astropy.table.Table`
+        Exactly one row per input object, in input order, with the columns of
+        `lsst.galmix.fitting.schema.source_columns`.
+    """
+    cfg = config or SourceFitConfig()
+    m = get_model(model) if isinstance(model, str) else model
+    bands = list(bands) if bands is not None else list(images)
+    # Rows are written into plain arrays (astropy item assignment is slow) and become a table at the end.
+    col_defs = source_columns(m, bands)
+    table = empty_columns(col_defs, len(objects))
+    for col in PASSTHROUGH_COLUMNS:
+        if col.name in objects.colnames:
+            table[col.name] = np.asarray(objects[col.name]).astype(col.dtype)
+    band_images: list[BandImage | None] = []
+    for band in bands:
+        triple = images.get(band)
+        band_images.append(None if triple is None else BandImage(triple[0], triple[1], triple[2], origin))
+    names = objects.colnames
+    flags = [FlagSet() for _ in range(len(objects))]
+
+    def build(i: int) -> ObjectInput:
+        row = objects[i]
+        x, y = float(row["x"]), float(row["y"])
+        psf_list = []
+        for b, band in enumerate(bands):
+            try:
+                psf = psf_at(psfs.get(band), x, y, cfg.psf_n_gauss) if band_images[b] is not None else None
+            except Exception:  # noqa: BLE001 - a broken PSF source flags the band, not the patch
+                _log.warning("PSF for band %s at (%.1f, %.1f) failed", band, x, y, exc_info=True)
+                psf = None
+            if band_images[b] is not None and psf is None:
+                flags[i].set("bad_psf")
+            if psf is None or band_images[b] is None:
+                flags[i].set("missing_band")
+            psf_list.append(psf)
+        label = int(row["footprintLabel"]) if "footprintLabel" in names else 0
+        return ObjectInput(x, y, _catalogue_cov(row, names), label, psf_list, flags[i])
+
+    def write(i: int, out, seconds: float) -> None:
+        if out is None:
+            table[f"{m.name}_x"][i], table[f"{m.name}_y"][i] = objects[i]["x"], objects[i]["y"]
+            table[f"{m.name}_time"][i] = seconds
+            write_flags(table, i, m.name, flags[i])
+        else:
+            write_row(table, i, out, bands, cfg.pixel_scale, pixel_to_sky)
+
+    def failed(group: list[int], seconds: float) -> None:
+        ids = [objects[i]["objectId"] if "objectId" in names else i for i in group]
+        _log.warning("Fit of objects %s failed", ids, exc_info=True)
+        for i in group:
+            flags[i].set("exception")
+            write(i, None, seconds)
+
+    def run_blend(group: list[int]) -> None:
+        t0 = time.perf_counter()
+        try:
+            outcomes = fit_objects(m, [build(i) for i in group], band_images, footprints, cfg)
+            for i, out in zip(group, outcomes):
+                write(i, out, (time.perf_counter() - t0) / len(group))
+        except Exception:  # noqa: BLE001 - one bad blend must not stop the patch
+            failed(group, (time.perf_counter() - t0) / len(group))
+
+    groups = _groups(objects)
+    isolated = [g[0] for g in groups if len(g) == 1]
+    t0 = time.perf_counter()
+    objs = {}
+    for i in isolated:
+        try:
+            objs[i] = build(i)
+        except Exception:  # noqa: BLE001
+            failed([i], 0.0)
+    try:
+        keys = list(objs)
+        for i, out in zip(keys, fit_isolated(m, [objs[i] for i in keys], band_images, footprints, cfg)):
+            write(i, out, (time.perf_counter() - t0) / max(len(keys), 1) if out is None else out.time)
+    except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects, keep the blends
+        failed(list(objs), (time.perf_counter() - t0) / max(len(objs), 1))
+    blends = [g for g in groups if len(g) > 1]
+    if cfg.blend_mode == "joint":
+        # Blends small enough for a joint fit go to the C++ batch together; the others are fitted
+        # child by child below.
+        joint = [g for g in blends if len(g) <= cfg.max_children]
+        blends = [g for g in blends if len(g) > cfg.max_children]
+        t0 = time.perf_counter()
+        built = []
+        for g in joint:
+            try:
+                built.append((g, [build(i) for i in g]))
+            except Exception:  # noqa: BLE001
+                failed(g, 0.0)
+        try:
+            results = fit_joint_blends(m, [objs_ for _, objs_ in built], band_images, footprints, cfg)
+            for (g, _), outcomes in zip(built, results):
+                if outcomes is None:
+                    for i in g:
+                        write(i, None, 0.0)
+                    continue
+                for i, out in zip(g, outcomes):
+                    write(i, out, (time.perf_counter() - t0) / max(len(joint), 1) if out is None else out.time)
+        except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects
+            failed([i for g, _ in built for i in g], 0.0)
+    if cfg.n_threads > 1 and len(blends) > 1:
+        with ThreadPoolExecutor(cfg.n_threads) as pool:
+            list(pool.map(run_blend, blends))
+    else:
+        for g in blends:
+            run_blend(g)
+    out = columns_to_table(col_defs, table)
+    out.meta["galmix_model"] = m.name
+    return out

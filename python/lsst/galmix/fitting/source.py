@@ -1,0 +1,407 @@
+"""Fitting one source (or one joint group of sources) in all bands, and writing output rows.
+
+Errors come from the inverse Fisher matrix of all parameters at the best fit, so flux errors are
+marginalised over the shape (and over the other components' fluxes). ``reff`` is reported in pixels
+and arcsec; the error of ``q`` is propagated from the covariance of ``eta``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.table import Table
+
+from ..models.definitions import ModelDef
+from ..models.ellipse import q_theta_from_eta
+from ..models.psf_mixture import PsfMixture
+from .flags import FlagSet
+from .moments import initial_shape
+from .optimize import BandData, BandInput, FitResult, FitSettings, SourceSpec, fit_model
+from .schema import flux_column
+from .stamps import Stamp
+
+__all__ = [
+    "Prepared",
+    "SourceFitConfig",
+    "SourceOutcome",
+    "band_input",
+    "extra_starts",
+    "initial_theta",
+    "solve",
+    "split_result",
+    "write_flags",
+    "write_row",
+]
+
+PixelToSky = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class SourceFitConfig:
+    """Configuration of source fitting (all defaults documented in doc/fitting.rst).
+
+    Attributes
+    ----------
+    pixel_scale : `float`
+        Arcsec per pixel (for ``reff`` in arcsec).
+    stamp_sigmas : `float`
+        Stamp half-size in units of the observed (PSF-convolved) major-axis sigma.
+    stamp_min, stamp_max : `int`
+        Bounds of the stamp half-size (pixels).
+    n_init : `float`
+        Starting Sersic index of free-index components.
+    blend_mode : `str`
+        ``"joint"``: the children of a blend are fitted simultaneously on shared pixels;
+        ``"subtract"``: each child on its own stamp with its neighbours' models subtracted.
+    subtract_iterations : `int`
+        Sweeps of refitting with neighbours subtracted in ``"subtract"`` mode.
+    max_children : `int`
+        Largest blend fitted jointly; larger ones fall back to ``"subtract"`` (``too_many_children``).
+    use_footprints : `bool`
+        Give zero weight to pixels owned by objects outside the group being fitted (first pass of
+        ``"subtract"`` and isolated objects).
+    footprint_only : `bool`
+        With footprints, fit only the pixels of the object's (or blend's) own footprint; otherwise
+        unowned (label 0) pixels are used too.
+    n_threads : `int`
+        Threads for fitting (C++ batch of isolated objects; blends in parallel).
+    psf_n_gauss : `int`
+        Gaussians for PSFs supplied as kernel images.
+    settings : `FitSettings`
+        Optimizer settings and priors.
+    """
+
+    pixel_scale: float = 0.2
+    stamp_sigmas: float = 6.0
+    stamp_min: int = 10
+    stamp_max: int = 64
+    n_init: float = 2.0
+    blend_mode: str = "joint"
+    subtract_iterations: int = 3
+    max_children: int = 5
+    use_footprints: bool = True
+    footprint_only: bool = False
+    n_threads: int = 1
+    psf_n_gauss: int = 2
+    settings: FitSettings = field(default_factory=FitSettings)
+
+
+def initial_theta(
+    model: ModelDef, x: float, y: float, cov: np.ndarray | None, psf_cov: np.ndarray | None, n_init: float
+) -> np.ndarray:
+    """Starting nonlinear parameters from (PSF-convolved) moments.
+
+    Parameters
+    ----------
+    model : `ModelDef`
+        The model.
+    x, y : `float`
+        Starting centre.
+    cov : `numpy.ndarray` or `None`
+        Observed covariance (pixel^2); `None` starts from a small round source.
+    psf_cov : `numpy.ndarray` or `None`
+        PSF covariance subtracted from ``cov``.
+    n_init : `float`
+        Starting Sersic index.
+    """
+    if cov is None or not (np.isfinite(cov).all() and np.linalg.det(cov) > 0):
+        ln_r, e1, e2 = np.log(1.0), 0.0, 0.0
+    else:
+        ln_r, e1, e2 = initial_shape(cov, psf_cov)
+    theta: list[float] = [x, y] if model.free_centroid else []
+    n_ext = sum(c.has_shape for c in model.components)
+    for comp in model.components:
+        if comp.has_shape:
+            # Bulge + disk: the disk (exponential) starts larger than the moments size and the bulge
+            # smaller, so the two components start distinguishable.
+            shift = 0.0 if n_ext == 1 else (0.3 if comp.sersic_n == 1.0 else -0.7)
+            theta += [ln_r + shift, e1, e2]
+            if comp.free_n:
+                theta.append(n_init)
+    return np.array(theta, dtype=float)
+
+
+def extra_starts(model: ModelDef, theta0: np.ndarray) -> list[np.ndarray]:
+    """Further starting points for models whose likelihood is multimodal.
+
+    A point source plus an extended component can trade flux between the two; when the point
+    dominates the moments, the extended component must start much larger than the moments suggest.
+    Measured on GalSim point + Sersic scenes: starting the extended size at 2x and 6x the moments size
+    and keeping the better fit finds the right solution where any single start fails on some scenes.
+    Two extended components are also started with their sizes swapped. ``theta0`` may be modified in
+    place (the main start); the returned list holds the other starts.
+    """
+    has_point = any(not c.has_shape for c in model.components)
+    sizes = [i for i, name in enumerate(model.nonlinear_names) if name.endswith(".ln_reff")]
+    if has_point and sizes:
+        alt = theta0.copy()
+        for i in sizes:
+            theta0[i] += np.log(2.0)
+            alt[i] += np.log(6.0)
+        return [alt]
+    if len(sizes) == 2:
+        # Two extended components: also try them the other way round (which one is the larger).
+        alt = theta0.copy()
+        alt[sizes[0]], alt[sizes[1]] = theta0[sizes[1]], theta0[sizes[0]]
+        return [alt]
+    return []
+
+
+def band_input(stamp: Stamp | None, psf: PsfMixture | None, model_sub: np.ndarray | None = None
+               ) -> BandInput | None:
+    """A stamp as a fit input (`None` if the stamp or PSF is unusable).
+
+    Parameters
+    ----------
+    stamp : `Stamp` or `None`
+        The stamp.
+    psf : `PsfMixture` or `None`
+        The PSF.
+    model_sub : `numpy.ndarray`, optional
+        Image (stamp shape) subtracted from the data (neighbours' models).
+    """
+    if stamp is None or psf is None or stamp.n_pix == 0:
+        return None
+    image = stamp.image if model_sub is None else np.where(stamp.weight > 0, stamp.image - model_sub, 0.0)
+    return BandInput(image, stamp.weight, stamp.x0, stamp.y0, psf)
+
+
+def _band_data(b: BandInput | None) -> BandData | None:
+    if b is None:
+        return None
+    use = b.weight > 0
+    yy, xx = np.nonzero(use)
+    return BandData((xx + b.x0).astype(float), (yy + b.y0).astype(float), b.image[use], np.sqrt(b.weight[use]),
+                    b.psf)
+
+
+@dataclass
+class Prepared:
+    """A fit ready to run: sources, starting parameters and band inputs.
+
+    Attributes
+    ----------
+    specs : `list` [`SourceSpec`]
+        Sources fitted jointly.
+    theta0 : `numpy.ndarray`
+        Starting nonlinear parameters.
+    bands : `list` [`BandInput` or `None`]
+        Inputs per band.
+    flags : `list` [`FlagSet`]
+        Flags per source (updated with the fit's outcome).
+    """
+
+    specs: list[SourceSpec]
+    theta0: np.ndarray
+    bands: list[BandInput | None]
+    flags: list[FlagSet]
+
+
+def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 1) -> list[list[SourceOutcome]]:
+    """Run prepared fits (in one engine batch, or one by one in numpy) and split them per source.
+
+    Parameters
+    ----------
+    prepared : sequence of `Prepared`
+        The fits.
+    settings : `FitSettings`
+        Optimizer settings; ``settings.backend`` chooses ``"engine"`` (C++) or ``"numpy"``.
+    n_threads : `int`
+        Engine threads.
+
+    Returns
+    -------
+    outcomes : `list` [`list` [`SourceOutcome`]]
+        Per fit, one outcome per source.
+    """
+    t0 = time.perf_counter()
+    if settings.backend == "engine":
+        from .engine_backend import make_problem, run_problems
+
+        results = run_problems([make_problem(p.specs, p.theta0, p.bands, settings) for p in prepared], n_threads)
+    elif settings.backend == "numpy":
+        results = [fit_model(p.specs, p.theta0, [_band_data(b) for b in p.bands], settings) for p in prepared]
+    else:
+        raise ValueError(f"backend must be 'engine' or 'numpy', not {settings.backend!r}")
+    n_src = max(sum(len(p.specs) for p in prepared), 1)
+    elapsed = (time.perf_counter() - t0) / n_src
+    return [split_result(p, r, elapsed) for p, r in zip(prepared, results)]
+
+
+@dataclass
+class SourceOutcome:
+    """Per-source outcome of a (joint) fit, ready to be written as a row.
+
+    Attributes
+    ----------
+    spec : `SourceSpec`
+        Model and fixed centre.
+    theta : `numpy.ndarray`
+        Nonlinear parameters.
+    theta_cov : `numpy.ndarray`
+        Their covariance.
+    fluxes : `numpy.ndarray`
+        ``(n_band, n_comp)``.
+    flux_cov : `list` [`numpy.ndarray` or `None`]
+        Per band ``(n_comp, n_comp)`` covariance.
+    chi2 : `float`, n_pix : `int`, n_iter : `int`, time : `float`
+        Fit statistics (shared by the sources of a joint fit; time is the per-source share).
+    flags : `FlagSet`
+        Flags.
+    """
+
+    spec: SourceSpec
+    theta: np.ndarray
+    theta_cov: np.ndarray
+    fluxes: np.ndarray
+    flux_cov: list[np.ndarray | None]
+    chi2: float
+    n_pix: int
+    n_iter: int
+    time: float
+    flags: FlagSet
+
+
+def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceOutcome]:
+    """Split a (joint) fit result per source and set the fit-outcome flags.
+
+    Parameters
+    ----------
+    prep : `Prepared`
+        The fit's inputs.
+    res : `FitResult`
+        Its result.
+    elapsed : `float`
+        Seconds attributed to each source.
+    """
+    specs, bands = prep.specs, prep.bands
+    n_theta = sum(s.n_theta for s in specs)
+    n_comp = sum(s.n_comp for s in specs)
+    used = [i for i, b in enumerate(bands) if b is not None]
+    n_pix = sum(int(np.count_nonzero(b.weight)) for b in bands if b is not None)
+    boxes = [(b.x0, b.y0, b.x0 + b.image.shape[1], b.y0 + b.image.shape[0]) for b in bands if b is not None]
+    x_lo, y_lo = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x_hi, y_hi = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    size = float(np.hypot(x_hi - x_lo, y_hi - y_lo))
+    out = []
+    a = c = 0
+    for spec, fl in zip(specs, prep.flags):
+        th = res.theta[a : a + spec.n_theta]
+        # A fit that ran away (centre off its pixels, size far beyond them) is not a measurement.
+        ran_away = False
+        if spec.model.free_centroid:
+            ran_away |= not (x_lo - 0.5 <= th[0] <= x_hi - 0.5 and y_lo - 0.5 <= th[1] <= y_hi - 0.5)
+        for k, name in enumerate(spec.model.nonlinear_names):
+            if name.endswith(".ln_reff"):
+                ran_away |= bool(th[k] > np.log(10 * size))
+        tcov = res.cov[a : a + spec.n_theta, a : a + spec.n_theta]
+        fcov: list[np.ndarray | None] = [None] * len(bands)
+        for k, b in enumerate(used):
+            i0 = n_theta + k * n_comp + c
+            fcov[b] = res.cov[i0 : i0 + spec.n_comp, i0 : i0 + spec.n_comp]
+        fluxes = res.fluxes[:, c : c + spec.n_comp]
+        fl.set("no_convergence", not res.converged and not res.failed)
+        fl.set("param_at_bound", res.at_bound)
+        fl.set("singular_fisher", res.singular)
+        fl.set("bad_fit", res.failed or ran_away or not np.isfinite(th).all())
+        fl.set("zero_flux", bool(np.nansum(fluxes) <= 0))
+        out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, elapsed, fl))
+        a += spec.n_theta
+        c += spec.n_comp
+    return out
+
+
+def _q_err(eta: np.ndarray, cov: np.ndarray) -> float:
+    e = float(np.hypot(*eta))
+    q = np.exp(-e)
+    if e < 1e-9:
+        return float(q * np.sqrt(0.5 * (cov[0, 0] + cov[1, 1])))
+    grad = -q * eta / e
+    return float(np.sqrt(max(grad @ cov @ grad, 0.0)))
+
+
+def write_row(
+    table: Table | dict[str, np.ndarray],
+    row: int,
+    outcome: SourceOutcome,
+    bands: Sequence[str],
+    pixel_scale: float,
+    pixel_to_sky: PixelToSky | None,
+) -> None:
+    """Write one source's outcome into a ``galmix_<Model>_patch`` table row.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Table made by `lsst.galmix.fitting.schema.empty_source_table` (or its columns as arrays).
+    row : `int`
+        Row index.
+    outcome : `SourceOutcome`
+        The fit.
+    bands : sequence of `str`
+        Band names, in the order of ``outcome.fluxes``.
+    pixel_scale : `float`
+        Arcsec per pixel.
+    pixel_to_sky : callable or `None`
+        ``(x, y) -> (ra, dec)`` in degrees, vectorised; `None` leaves ra/dec NaN.
+    """
+    m = outcome.spec.model
+    name = m.name
+    th, tcov = outcome.theta, outcome.theta_cov
+    for b, band in enumerate(bands):
+        f = outcome.fluxes[b]
+        cov = outcome.flux_cov[b]
+        if not np.isfinite(f).all():
+            continue
+        table[flux_column(m, band)][row] = f.sum()
+        table[flux_column(m, band) + "Err"][row] = np.sqrt(cov.sum()) if cov is not None else np.nan
+        if m.multi:
+            for j, comp in enumerate(m.components):
+                table[flux_column(m, band, comp.name)][row] = f[j]
+                table[flux_column(m, band, comp.name) + "Err"][row] = (
+                    np.sqrt(cov[j, j]) if cov is not None else np.nan)
+    i = 0
+    if m.free_centroid:
+        x, y = th[0], th[1]
+        table[f"{name}_xErr"][row] = np.sqrt(tcov[0, 0])
+        table[f"{name}_yErr"][row] = np.sqrt(tcov[1, 1])
+        i = 2
+    else:
+        x, y = outcome.spec.xy_fixed
+    table[f"{name}_x"][row], table[f"{name}_y"][row] = x, y
+    if pixel_to_sky is not None:
+        ra, dec = pixel_to_sky(np.array([x]), np.array([y]))
+        table[f"{name}_ra"][row] = float(np.ravel(ra)[0])
+        table[f"{name}_dec"][row] = float(np.ravel(dec)[0])
+    for comp in m.components:
+        if not comp.has_shape:
+            continue
+        p = m.component_prefix(comp)
+        reff = float(np.exp(th[i]))
+        q, theta = q_theta_from_eta(th[i + 1], th[i + 2])
+        table[f"{p}_reffPix"][row] = reff
+        table[f"{p}_reff"][row] = reff * pixel_scale
+        table[f"{p}_reffErr"][row] = reff * pixel_scale * np.sqrt(tcov[i, i])
+        table[f"{p}_q"][row] = q
+        table[f"{p}_qErr"][row] = _q_err(th[i + 1 : i + 3], tcov[i + 1 : i + 3, i + 1 : i + 3])
+        table[f"{p}_theta"][row] = np.degrees(theta)
+        i += 3
+        if comp.free_n:
+            table[f"{p}_n"][row] = th[i]
+            table[f"{p}_nErr"][row] = np.sqrt(tcov[i, i])
+            i += 1
+    table[f"{name}_chi2"][row] = outcome.chi2
+    table[f"{name}_nPix"][row] = outcome.n_pix
+    table[f"{name}_nIter"][row] = outcome.n_iter
+    table[f"{name}_time"][row] = outcome.time
+    write_flags(table, row, name, outcome.flags)
+
+
+def write_flags(table: Table | dict[str, np.ndarray], row: int, model_name: str, flags: FlagSet) -> None:
+    """Set the flag columns of a row (the summary flag from the fatal flags)."""
+    for fname in flags.names():
+        table[f"{model_name}_flag_{fname}"][row] = True
+    table[f"{model_name}_flag"][row] = flags.fatal
