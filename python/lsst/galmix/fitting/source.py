@@ -69,7 +69,9 @@ class SourceFitConfig:
     n_threads : `int`
         Threads for fitting (C++ batch of isolated objects; blends in parallel).
     psf_n_gauss : `int`
-        Gaussians for PSFs supplied as kernel images.
+        Gaussians for PSFs supplied as kernel images. Default 4: with fewer, extended sources absorb the
+        PSF wings the mixture misses into their size and index (2 Gaussians on a Moffat PSF: n = 4
+        galaxies come out 0.036 mag bright, n +0.28; 4 Gaussians: <= 0.001 mag; doc/fitting.rst).
     settings : `FitSettings`
         Optimizer settings and priors.
     """
@@ -85,7 +87,7 @@ class SourceFitConfig:
     use_footprints: bool = True
     footprint_only: bool = False
     n_threads: int = 1
-    psf_n_gauss: int = 2
+    psf_n_gauss: int = 4
     settings: FitSettings = field(default_factory=FitSettings)
 
 
