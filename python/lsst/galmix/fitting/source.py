@@ -77,7 +77,7 @@ class SourceFitConfig:
     """
 
     pixel_scale: float = 0.2
-    stamp_sigmas: float = 6.0
+    stamp_sigmas: float = 4.5
     stamp_min: int = 10
     stamp_max: int = 64
     n_init: float = 2.0
