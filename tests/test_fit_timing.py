@@ -18,11 +18,16 @@ def test_time_is_per_object_not_the_batch_average():
                                  np.random.default_rng(3))
     # The first fit of a model pays one-off set-up (profile tables): warm up so the times compare fits.
     fit_patch(images, (0, 0), objects[:1], None, {"r": mix}, "exp", SourceFitConfig(stamp_max=64))
-    t0 = time.perf_counter()
-    table = fit_patch(images, (0, 0), objects, None, {"r": mix}, "exp", SourceFitConfig(stamp_max=64))
-    total = time.perf_counter() - t0
-    assert not table["exp_flag"].any()
-    small, large = table["exp_time"]
-    # Each row has its own time (a batch average would make them equal); together they fit in the call.
-    assert 0 < small < large
-    assert small + large <= total
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        table = fit_patch(images, (0, 0), objects, None, {"r": mix}, "exp", SourceFitConfig(stamp_max=64))
+        total = time.perf_counter() - t0
+        assert not table["exp_flag"].any()
+        # Together the rows' times fit in the call (they exclude the patch-level work).
+        assert 0 < table["exp_time"].sum() <= total
+        times.append(np.asarray(table["exp_time"]))
+    # Each row has its own time (a batch average would make them equal); the minimum over repeats
+    # removes the load of the shared machine.
+    small, large = np.min(times, axis=0)
+    assert small < large
