@@ -31,3 +31,17 @@ def test_time_is_per_object_not_the_batch_average():
     # removes the load of the shared machine.
     small, large = np.min(times, axis=0)
     assert small < large
+
+
+def test_blend_children_have_their_own_times():
+    psf = moffat_psf(3.5)
+    mix = fit_psf_image(psf_kernel(psf, 41), 2).mixture
+    truths = [GalaxyTruth(30.2, 30.1, 2000.0, n=1.0, reff=2.0), GalaxyTruth(38.3, 31.4, 3000.0, n=1.0, reff=3.0)]
+    images, objects = make_scene(truths, {"r": psf}, {"r": 1.0}, (64, 72), {"r": 1.0}, np.random.default_rng(4))
+    objects["parentObjectId"] = [7, 7]
+    for mode in ("joint", "subtract"):
+        t0 = time.perf_counter()
+        table = fit_patch(images, (0, 0), objects, None, {"r": mix}, "exp", SourceFitConfig(blend_mode=mode))
+        total = time.perf_counter() - t0
+        assert not table["exp_flag"].any()
+        assert (table["exp_time"] > 0).all() and table["exp_time"].sum() <= total
