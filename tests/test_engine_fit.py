@@ -38,9 +38,11 @@ def test_lm_recovers_noiseless_model():
     np.testing.assert_allclose(res.params, truth, rtol=1e-7, atol=1e-7)
     assert res.chi2 < 1e-10 * np.sum(bands[0].image ** 2)
     assert res.n_pix == 1600 and res.n_iter >= 2
-    # The Fisher matrix is J^T W J at the best fit, over all parameters.
+    # The Fisher matrix is J^T W J at the best fit, over all parameters. It is taken from the last pass
+    # of the optimizer, whose fluxes are within 1e-4 (relative) of the final ones (doc/engine.rst).
     _, _, H, _ = scene.normal_equations(res.params, bands)
-    np.testing.assert_allclose(res.fisher, H, rtol=1e-10)
+    np.testing.assert_allclose(res.fisher, H, rtol=1e-4, atol=1e-12 * np.abs(H).max())
+    assert res.seconds > 0
 
 
 def test_multiband_fixed_centroid_and_float32():

@@ -40,6 +40,7 @@ struct FitResult {
     std::string message;
     std::vector<double> fisher;   // J^T W J (P x P, all parameters, natural units) at the best fit
     std::vector<double> priorPrecision;  // 1/sigma^2 of the prior on each parameter (0 = none)
+    double seconds = 0.0;         // wall-clock time of this fit (input checks, optimisation, Fisher matrix)
 };
 
 /// A band's inputs before checking: image (+ inverse sigma) and PSF mixtures (one, or one per source).

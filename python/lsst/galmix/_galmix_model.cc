@@ -312,7 +312,7 @@ void bindOptimize(py::module_& m) {
 
     py::class_<FitResult>(m, "FitResult",
                           "Result of fit/fit_batch: params (P,), chi2, objective, n_iter, n_pix, status, message,\n"
-                          "fisher (P, P) and prior_precision (P,).")
+                          "fisher (P, P), prior_precision (P,) and seconds.")
             .def_property_readonly("params", [](FitResult const& r) { return vectorToArray(r.params); })
             .def_readonly("chi2", &FitResult::chi2)
             .def_readonly("objective", &FitResult::objective, "chi2 + prior terms.")
@@ -328,7 +328,9 @@ void bindOptimize(py::module_& m) {
                                    },
                                    "J^T W J (P, P) at the best fit, all parameters, natural units, data only.")
             .def_property_readonly("prior_precision",
-                                   [](FitResult const& r) { return vectorToArray(r.priorPrecision); });
+                                   [](FitResult const& r) { return vectorToArray(r.priorPrecision); })
+            .def_readonly("seconds", &FitResult::seconds,
+                          "Wall-clock seconds of this fit in C++ (per problem, also inside fit_batch).");
 
     py::class_<PyProblem>(m, "FitProblem", "One independent fit for fit_batch.")
             .def(py::init([](std::shared_ptr<Scene> scene, std::vector<std::shared_ptr<PyBand>> bands, DArray params0,
