@@ -1,0 +1,117 @@
+"""The one registry of failure modes of the source and PSF fitters.
+
+Each flag becomes a boolean column ``<model>_flag_<name>`` (source fits) or ``psf_flag_<name>``
+(PSF fits); the summary column ``<model>_flag`` / ``psf_flag`` is set when any flag marked ``fatal``
+is set (the fit values are then not to be trusted). Non-fatal flags mark degraded but usable fits.
+Flags are carried in the library as integer bit masks; `FLAGS` fixes the bit of each name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FlagDef", "FLAGS", "PSF_FLAGS", "flag_bit", "flag_names", "FlagSet"]
+
+
+@dataclass(frozen=True)
+class FlagDef:
+    """A named failure mode.
+
+    Parameters
+    ----------
+    name : `str`
+        Column suffix (``no_data`` -> ``<model>_flag_no_data``).
+    description : `str`
+        Column description.
+    fatal : `bool`
+        Whether the flag sets the summary flag.
+    """
+
+    name: str
+    description: str
+    fatal: bool = True
+
+
+FLAGS: tuple[FlagDef, ...] = (
+    FlagDef("exception", "An unexpected error occurred while fitting this object (see the log)"),
+    FlagDef("no_data", "No usable pixel in any band (all masked, outside the image or zero weight)"),
+    FlagDef("nan_pixels", "Some pixels had non-finite values and were given zero weight", fatal=False),
+    FlagDef("bad_variance", "Some pixels had zero, negative or non-finite variance (zero weight)", fatal=False),
+    FlagDef("masked_pixels", "Some pixels of the footprint were masked (zero weight)", fatal=False),
+    FlagDef("edge", "The stamp was truncated by the image edge", fatal=False),
+    FlagDef("missing_band", "At least one band had no usable data or PSF; its fluxes are NaN", fatal=False),
+    FlagDef("bad_psf", "The PSF of at least one band could not be obtained or fitted"),
+    FlagDef("bad_init", "No valid initial guess (moments failed); the fit started from a default", fatal=False),
+    FlagDef("no_convergence", "The optimizer reached its iteration limit without converging"),
+    FlagDef("param_at_bound", "A bounded parameter (Sersic index or size) ended at its bound", fatal=False),
+    FlagDef("singular_fisher", "The Fisher matrix is singular: errors are NaN", fatal=False),
+    FlagDef("too_many_children", "The blend has more children than the joint fit allows; fitted per child",
+            fatal=False),
+    FlagDef("zero_flux", "The best-fit total flux is zero in every band", fatal=False),
+    FlagDef("bad_fit", "The fit diverged or produced non-finite parameters"),
+)
+"""Source-fit failure modes in bit order."""
+
+PSF_FLAGS: tuple[FlagDef, ...] = (
+    FlagDef("exception", "An unexpected error occurred while fitting the PSF image"),
+    FlagDef("no_data", "The PSF kernel image is missing, empty or non-finite"),
+    FlagDef("no_convergence", "The optimizer reached its iteration limit without converging"),
+    FlagDef("bad_fit", "The mixture is degenerate (non-positive size or weight) or the fit diverged"),
+    FlagDef("large_chi2", "The residual fraction of the mixture fit is large (> 5% of the flux)", fatal=False),
+)
+"""PSF-fit failure modes in bit order."""
+
+_BITS = {f.name: i for i, f in enumerate(FLAGS)}
+_PSF_BITS = {f.name: i for i, f in enumerate(PSF_FLAGS)}
+
+
+def flag_bit(name: str, psf: bool = False) -> int:
+    """Bit value (``1 << index``) of a named flag.
+
+    Parameters
+    ----------
+    name : `str`
+        Flag name.
+    psf : `bool`
+        Look the name up in `PSF_FLAGS` instead of `FLAGS`.
+    """
+    return 1 << (_PSF_BITS if psf else _BITS)[name]
+
+
+def flag_names(psf: bool = False) -> list[str]:
+    """Names of all flags in bit order."""
+    return [f.name for f in (PSF_FLAGS if psf else FLAGS)]
+
+
+class FlagSet:
+    """A mutable set of named flags stored as a bit mask.
+
+    Parameters
+    ----------
+    psf : `bool`
+        Use the PSF registry.
+    """
+
+    def __init__(self, psf: bool = False, mask: int = 0) -> None:
+        self.psf = psf
+        self.mask = int(mask)
+
+    def set(self, name: str, value: bool = True) -> None:
+        """Set (or clear) a flag by name."""
+        bit = flag_bit(name, self.psf)
+        self.mask = (self.mask | bit) if value else (self.mask & ~bit)
+
+    def __contains__(self, name: str) -> bool:
+        return bool(self.mask & flag_bit(name, self.psf))
+
+    def names(self) -> list[str]:
+        """Names of the set flags."""
+        return [n for n in flag_names(self.psf) if n in self]
+
+    @property
+    def fatal(self) -> bool:
+        """Whether any fatal flag is set."""
+        return any(f.fatal and f.name in self for f in (PSF_FLAGS if self.psf else FLAGS))
+
+    def __repr__(self) -> str:
+        return f"FlagSet({self.names()})"

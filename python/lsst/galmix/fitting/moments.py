@@ -1,0 +1,158 @@
+"""Adaptive (elliptical-Gaussian-weighted) moments and PSF-deconvolved initial guesses.
+
+Adaptive moments iterate the weight ellipse until it matches the object: for a Gaussian object of
+covariance ``C`` the fixed point of ``M <- 2 Q(M)`` (``Q`` the weighted second moments) is ``M = C``.
+The PSF is removed by subtracting its covariance, which is exact for Gaussians and a good start for
+everything else; the fitter does the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models.ellipse import eta_from_q_theta, q_theta_from_covariance
+
+__all__ = ["Moments", "adaptive_moments", "initial_shape"]
+
+# Half-light radius of a Gaussian in units of its sigma.
+_GAUSS_REFF = float(np.sqrt(2 * np.log(2)))
+
+
+@dataclass
+class Moments:
+    """Centroid, covariance and flux of an adaptive-moments measurement.
+
+    Attributes
+    ----------
+    x, y : `float`
+        Centroid in the coordinates of the stamp's origin (absolute pixels when ``x0, y0`` are given).
+    cov : `numpy.ndarray`
+        2x2 covariance (pixel^2).
+    flux : `float`
+        Flux of the matched elliptical Gaussian.
+    ok : `bool`
+        Whether the iteration converged to a positive-definite covariance.
+    """
+
+    x: float
+    y: float
+    cov: np.ndarray
+    flux: float
+    ok: bool
+
+
+def adaptive_moments(
+    image: np.ndarray,
+    weight: np.ndarray | None = None,
+    x0: float = 0.0,
+    y0: float = 0.0,
+    guess: tuple[float, float] | None = None,
+    sigma0: float = 2.0,
+    max_iter: int = 50,
+    fix_centroid: bool = False,
+) -> Moments:
+    """Adaptive second moments of an image.
+
+    Parameters
+    ----------
+    image : `numpy.ndarray`
+        Data ``[ny, nx]``.
+    weight : `numpy.ndarray`, optional
+        Pixels with zero weight are ignored.
+    x0, y0 : `float`
+        Absolute coordinates of ``image[0, 0]``.
+    guess : `tuple` [`float`, `float`], optional
+        Absolute starting centroid (default: the brightest pixel).
+    sigma0 : `float`
+        Starting weight sigma (pixels).
+    max_iter : `int`
+        Maximum number of iterations.
+    fix_centroid : `bool`
+        Hold the centroid at ``guess``.
+
+    Returns
+    -------
+    moments : `Moments`
+        The measurement; ``ok`` is False if it failed (the returned values are then the start).
+    """
+    img = np.asarray(image, dtype=np.float64)
+    use = np.isfinite(img) if weight is None else (np.asarray(weight) > 0) & np.isfinite(img)
+    ny, nx = img.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    xx = xx[use].astype(float)
+    yy = yy[use].astype(float)
+    val = img[use]
+    if val.size == 0:
+        g = guess if guess is not None else (x0, y0)
+        return Moments(g[0], g[1], np.eye(2) * sigma0**2, 0.0, False)
+    if guess is None:
+        k = int(np.argmax(val))
+        cx, cy = xx[k], yy[k]
+    else:
+        cx, cy = guess[0] - x0, guess[1] - y0
+    m = np.eye(2) * sigma0**2
+    ok = False
+    flux = 0.0
+    for _ in range(max_iter):
+        det = m[0, 0] * m[1, 1] - m[0, 1] ** 2
+        if not det > 0:
+            break
+        inv = np.array([[m[1, 1], -m[0, 1]], [-m[0, 1], m[0, 0]]]) / det
+        dx, dy = xx - cx, yy - cy
+        w = np.exp(-0.5 * (inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy)) * val
+        s = w.sum()
+        if not s > 0:
+            break
+        ncx = cx if fix_centroid else cx + float((w * dx).sum() / s)
+        ncy = cy if fix_centroid else cy + float((w * dy).sum() / s)
+        dx, dy = xx - ncx, yy - ncy
+        q = np.array([[(w * dx * dx).sum(), (w * dx * dy).sum()], [(w * dx * dy).sum(), (w * dy * dy).sum()]]) / s
+        new = 2.0 * q
+        # Sub-pixel objects: keep the weight from collapsing below the pixel scale.
+        new += np.eye(2) * max(0.0, 1.0 / 12 - min(np.linalg.eigvalsh(new)))
+        if not (np.isfinite(new).all() and np.linalg.det(new) > 0):
+            break
+        done = np.allclose(new, m, rtol=1e-4, atol=1e-6) and abs(ncx - cx) < 1e-4 and abs(ncy - cy) < 1e-4
+        m, cx, cy = new, ncx, ncy
+        # At the fixed point the weighted sum is half the flux of a Gaussian object.
+        flux = 2.0 * float(s)
+        if done:
+            ok = True
+            break
+        if not (0 <= cx < nx and 0 <= cy < ny) or m[0, 0] > 4 * (nx * nx + ny * ny):
+            break
+    flux = 2.0 * float(val.clip(min=0).sum()) if not ok else flux
+    return Moments(cx + x0, cy + y0, m, flux, ok)
+
+
+def initial_shape(
+    cov: np.ndarray, psf_cov: np.ndarray | None, min_sigma: float = 0.3
+) -> tuple[float, float, float]:
+    """PSF-deconvolved ``(ln reff, eta1, eta2)`` from a (PSF-convolved) covariance.
+
+    Parameters
+    ----------
+    cov : `numpy.ndarray`
+        Object covariance (pixel^2), e.g. adaptive moments or a catalogue's ``shape_xx`` etc.
+    psf_cov : `numpy.ndarray` or `None`
+        PSF covariance to subtract.
+    min_sigma : `float`
+        Floor of the deconvolved major/minor sigma (pixels), so that unresolved objects start small but
+        not degenerate.
+
+    Returns
+    -------
+    ln_reff, eta1, eta2 : `float`
+        Starting shape, with ``reff`` the half-light radius of a Gaussian of the deconvolved covariance.
+    """
+    c = np.array(cov, dtype=float)
+    if psf_cov is not None:
+        c = c - np.asarray(psf_cov, dtype=float)
+    evals, evecs = np.linalg.eigh(0.5 * (c + c.T))
+    evals = np.maximum(evals, min_sigma**2)
+    c = evecs @ np.diag(evals) @ evecs.T
+    sigma, q, theta = q_theta_from_covariance(c)
+    eta1, eta2 = eta_from_q_theta(max(q, 0.05), theta)
+    return float(np.log(sigma * _GAUSS_REFF)), eta1, eta2

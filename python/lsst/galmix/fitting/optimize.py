@@ -1,0 +1,364 @@
+"""Levenberg-Marquardt with the linear fluxes projected out (variable projection), on numpy.
+
+The nonlinear parameters (centroid, ``ln reff``, ``eta``, ``n``) are shared by all bands; for any
+trial value the fluxes (one per band per component) are the exact non-negative least-squares solution,
+and the Gauss-Newton step uses Kaufman's projected Jacobian. Bounded parameters (``n``, ``ln reff``)
+are mapped to unbounded internal ones by a logistic transform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import nnls
+
+from ..models.definitions import N_MAX, N_MIN, ModelDef
+from ..models.psf_mixture import PsfMixture
+from ..models.render import component_gaussians, evaluate_gaussians, gaussians_with_jacobian
+
+__all__ = ["BandData", "SourceSpec", "Priors", "FitSettings", "FitResult", "fit_model"]
+
+
+@dataclass
+class BandData:
+    """Usable pixels of one band (zero-weight pixels already dropped).
+
+    Attributes
+    ----------
+    xs, ys : `numpy.ndarray`
+        Absolute pixel-centre coordinates.
+    data : `numpy.ndarray`
+        Pixel values (with any neighbours' models already subtracted).
+    sqrtw : `numpy.ndarray`
+        Square root of the inverse variance.
+    psf : `PsfMixture`
+        PSF of the band at the object.
+    """
+
+    xs: np.ndarray
+    ys: np.ndarray
+    data: np.ndarray
+    sqrtw: np.ndarray
+    psf: PsfMixture
+
+
+@dataclass
+class Priors:
+    """Optional Gaussian priors (None = no prior). Defaults: none; the fit is pure maximum likelihood.
+
+    Attributes
+    ----------
+    ln_reff : `tuple` [`float`, `float`] or `None`
+        Mean and sigma of ``ln reff`` (pixels).
+    eta_sigma : `float` or `None`
+        Sigma of each conformal-shear component about 0 (favours round shapes).
+    n : `tuple` [`float`, `float`] or `None`
+        Mean and sigma of the Sersic index.
+    """
+
+    ln_reff: tuple[float, float] | None = None
+    eta_sigma: float | None = None
+    n: tuple[float, float] | None = None
+
+
+@dataclass
+class FitSettings:
+    """Optimizer settings.
+
+    Attributes
+    ----------
+    max_iter : `int`
+        Maximum number of accepted-or-rejected LM steps.
+    rtol : `float`
+        Convergence: relative chi-square decrease of an accepted step below this.
+    n_bounds : `tuple` [`float`, `float`]
+        Bounds of the Sersic index.
+    reff_bounds : `tuple` [`float`, `float`]
+        Bounds of ``reff`` in pixels.
+    priors : `Priors`
+        Priors.
+    """
+
+    max_iter: int = 100
+    rtol: float = 1e-8
+    n_bounds: tuple[float, float] = (N_MIN, N_MAX)
+    reff_bounds: tuple[float, float] = (1e-2, 1e3)
+    priors: Priors = field(default_factory=Priors)
+
+
+@dataclass
+class SourceSpec:
+    """One source of a (joint) fit.
+
+    Attributes
+    ----------
+    model : `ModelDef`
+        Its model.
+    xy_fixed : `tuple` [`float`, `float`]
+        Its centre when the model's centroid is fixed.
+    """
+
+    model: ModelDef
+    xy_fixed: tuple[float, float]
+
+    @property
+    def n_theta(self) -> int:
+        """Number of nonlinear parameters."""
+        return self.model.n_nonlinear
+
+    @property
+    def n_comp(self) -> int:
+        """Number of components (linear fluxes per band)."""
+        return len(self.model.components)
+
+
+@dataclass
+class FitResult:
+    """Result of one fit.
+
+    Attributes
+    ----------
+    theta : `numpy.ndarray`
+        Best-fit nonlinear parameters (natural units).
+    fluxes : `numpy.ndarray`
+        ``(n_band, n_comp)`` fluxes (NaN for bands without data).
+    cov : `numpy.ndarray`
+        Covariance (inverse Fisher) of ``[theta, fluxes of band 0, band 1, ...]`` (bands with data only);
+        NaN when singular.
+    chi2 : `float`
+        Best-fit chi-square (without the prior term).
+    n_iter : `int`
+        Number of iterations.
+    converged : `bool`
+        Whether the convergence criterion was met.
+    at_bound : `bool`
+        Whether a bounded parameter ended within 1e-3 (relative) of a bound.
+    singular : `bool`
+        Whether the Fisher matrix was singular.
+    """
+
+    theta: np.ndarray
+    fluxes: np.ndarray
+    cov: np.ndarray
+    chi2: float
+    n_iter: int
+    converged: bool
+    at_bound: bool
+    singular: bool
+
+
+class _Transform:
+    """Logistic maps of the bounded parameters."""
+
+    def __init__(self, names: list[str], settings: FitSettings) -> None:
+        self.bounds: dict[int, tuple[float, float]] = {}
+        for i, name in enumerate(names):
+            if name.endswith(".n"):
+                self.bounds[i] = settings.n_bounds
+            elif name.endswith(".ln_reff"):
+                self.bounds[i] = (np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1]))
+
+    def to_internal(self, theta: np.ndarray) -> np.ndarray:
+        u = theta.astype(float).copy()
+        for i, (lo, hi) in self.bounds.items():
+            t = np.clip((theta[i] - lo) / (hi - lo), 1e-9, 1 - 1e-9)
+            u[i] = np.log(t / (1 - t))
+        return u
+
+    def to_natural(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Natural parameters and d(theta)/du."""
+        theta = u.copy()
+        d = np.ones_like(u)
+        for i, (lo, hi) in self.bounds.items():
+            s = 1.0 / (1.0 + np.exp(-np.clip(u[i], -40, 40)))
+            theta[i] = lo + (hi - lo) * s
+            d[i] = (hi - lo) * s * (1 - s)
+        return theta, d
+
+    def at_bound(self, theta: np.ndarray) -> bool:
+        return any(min(theta[i] - lo, hi - theta[i]) < 1e-3 * (hi - lo) for i, (lo, hi) in self.bounds.items())
+
+
+def _prior_terms(names: list[str], theta: np.ndarray, priors: Priors) -> tuple[np.ndarray, np.ndarray]:
+    """Prior residuals and their derivatives with respect to natural ``theta``."""
+    rows, jac = [], []
+    for i, name in enumerate(names):
+        key = name.split(".")[-1]
+        mean_sig = None
+        if key == "ln_reff" and priors.ln_reff is not None:
+            mean_sig = priors.ln_reff
+        elif key in ("eta1", "eta2") and priors.eta_sigma is not None:
+            mean_sig = (0.0, priors.eta_sigma)
+        elif key == "n" and priors.n is not None:
+            mean_sig = priors.n
+        if mean_sig is not None:
+            rows.append((theta[i] - mean_sig[0]) / mean_sig[1])
+            j = np.zeros(len(theta))
+            j[i] = 1.0 / mean_sig[1]
+            jac.append(j)
+    return np.array(rows), np.array(jac).reshape(len(rows), len(theta))
+
+
+def _solve_fluxes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    try:
+        return nnls(a, b, maxiter=50 * a.shape[1])[0]
+    except RuntimeError:
+        return np.clip(np.linalg.lstsq(a, b, rcond=None)[0], 0, None)
+
+
+def _units(sources: list[SourceSpec], theta: np.ndarray, band: BandData, need_jac: bool):
+    """Unit-flux images of every component of every source, and their derivatives (full theta)."""
+    ev, start = [], 0
+    for src in sources:
+        th = theta[start : start + src.n_theta]
+        if need_jac:
+            gs, dgs = gaussians_with_jacobian(src.model, th, src.xy_fixed, band.psf)
+            for g, dg in zip(gs, dgs):
+                val, d = evaluate_gaussians(g, band.xs, band.ys, dg)
+                full = np.zeros((len(theta), band.xs.size))
+                full[start : start + src.n_theta] = d
+                ev.append((val, full))
+        else:
+            gs = component_gaussians(src.model, th, src.xy_fixed, band.psf)
+            ev += [evaluate_gaussians(g, band.xs, band.ys) for g in gs]
+        start += src.n_theta
+    return ev
+
+
+def _evaluate(sources, theta, bands, need_jac):
+    """Residuals, projected Jacobian (natural theta) and fluxes for all bands."""
+    res, jacs, fluxes, units, dunits = [], [], [], [], []
+    for band in bands:
+        ev = _units(sources, theta, band, need_jac)
+        u = np.column_stack([e[0] for e in ev])
+        a = u * band.sqrtw[:, None]
+        b = band.data * band.sqrtw
+        f = _solve_fluxes(a, b)
+        res.append(b - a @ f)
+        fluxes.append(f)
+        units.append(u)
+        if need_jac:
+            du = [e[1] for e in ev]
+            j = -band.sqrtw[:, None] * sum(fc * d.T for fc, d in zip(f, du))
+            act = f > 0
+            if act.any():
+                q, _ = np.linalg.qr(a[:, act])
+                j = j - q @ (q.T @ j)
+            jacs.append(j)
+            dunits.append(du)
+    r = np.concatenate(res) if res else np.zeros(0)
+    j = np.vstack(jacs) if need_jac and jacs else None
+    return r, j, fluxes, units, dunits
+
+
+def fit_model(
+    sources: list[SourceSpec],
+    theta0: np.ndarray,
+    bands: list[BandData | None],
+    settings: FitSettings | None = None,
+) -> FitResult:
+    """Fit one or several sources (jointly) to the pixels of several bands.
+
+    Parameters
+    ----------
+    sources : `list` [`SourceSpec`]
+        The sources; their parameters are concatenated in this order.
+    theta0 : `numpy.ndarray`
+        Initial nonlinear parameters of all sources (natural units; ``n`` inside its bounds).
+    bands : `list` [`BandData` or `None`]
+        Pixels of each band; `None` for a band without data (its fluxes are NaN).
+    settings : `FitSettings`, optional
+        Optimizer settings.
+
+    Returns
+    -------
+    result : `FitResult`
+        The best fit.
+    """
+    settings = settings or FitSettings()
+    used = [b for b in bands if b is not None]
+    if not used:
+        raise ValueError("no band has data")
+    names = [name for src in sources for name in src.model.nonlinear_names]
+    ncomp = sum(src.n_comp for src in sources)
+    tr = _Transform(names, settings)
+    u = tr.to_internal(np.asarray(theta0, float))
+    npar = len(u)
+
+    def objective(u_, need_jac):
+        th, dth = tr.to_natural(u_)
+        r, j, f, units, du = _evaluate(sources, th, used, need_jac)
+        pr, pj = _prior_terms(names, th, settings.priors)
+        r_all = np.concatenate([r, pr])
+        if need_jac:
+            j = np.vstack([j, pj]) * dth[None, :]
+        return r_all, j, f, float(r @ r)
+
+    r, j, f, chi2 = objective(u, npar > 0)
+    lam, n_iter, converged = 1e-3, 0, npar == 0
+    cost = float(r @ r)
+    cost0 = cost
+    while not converged and n_iter < settings.max_iter:
+        n_iter += 1
+        a = j.T @ j
+        g = j.T @ r
+        diag = np.maximum(np.diag(a), 1e-12 * max(np.diag(a).max(), 1e-300))
+        try:
+            step = np.linalg.solve(a + lam * np.diag(diag), -g)
+        except np.linalg.LinAlgError:
+            lam *= 10
+            continue
+        r_new, _, _, _ = objective(u + step, False)
+        cost_new = float(r_new @ r_new)
+        if np.isfinite(cost_new) and cost_new < cost:
+            u = u + step
+            decrease = cost - cost_new
+            r, j, f, chi2 = objective(u, True)
+            cost = float(r @ r)
+            lam = max(lam / 5, 1e-9)
+            if decrease <= settings.rtol * cost + 1e-15 * cost0:
+                converged = True
+        else:
+            lam *= 8
+            # A minimum to machine precision: no step direction lowers the cost.
+            if lam > 1e12 or float(np.abs(step).max()) < 1e-12:
+                converged = True
+    theta, _ = tr.to_natural(u)
+    cov, singular = _covariance(sources, names, theta, used, settings.priors)
+    fluxes = np.full((len(bands), ncomp), np.nan)
+    k = 0
+    for i, b in enumerate(bands):
+        if b is not None:
+            fluxes[i] = f[k]
+            k += 1
+    return FitResult(theta, fluxes, cov, chi2, n_iter, converged, tr.at_bound(theta), singular)
+
+
+def _covariance(sources, names, theta, bands, priors) -> tuple[np.ndarray, bool]:
+    """Inverse Fisher matrix of ``[theta, fluxes per band]`` at the best fit."""
+    npar, nc = len(theta), sum(src.n_comp for src in sources)
+    _, _, fl, units, dunits = _evaluate(sources, theta, bands, npar > 0)
+    blocks = []
+    for b, (band, f, u) in enumerate(zip(bands, fl, units)):
+        rows = np.zeros((band.data.size, npar + nc * len(bands)))
+        if npar:
+            rows[:, :npar] = sum(fc * d.T for fc, d in zip(f, dunits[b]))
+        rows[:, npar + b * nc : npar + (b + 1) * nc] = u
+        blocks.append(rows * band.sqrtw[:, None])
+    jac = np.vstack(blocks)
+    fisher = jac.T @ jac
+    _, pj = _prior_terms(names, theta, priors)
+    if pj.size:
+        fisher[:npar, :npar] += pj.T @ pj
+    try:
+        scale = np.sqrt(np.diag(fisher))
+        if not (np.isfinite(fisher).all() and (scale > 0).all()):
+            raise np.linalg.LinAlgError
+        norm = fisher / np.outer(scale, scale)
+        if np.linalg.cond(norm) > 1e12:
+            raise np.linalg.LinAlgError
+        cov = np.linalg.inv(norm) / np.outer(scale, scale)
+        return cov, False
+    except np.linalg.LinAlgError:
+        return np.full(fisher.shape, np.nan), True

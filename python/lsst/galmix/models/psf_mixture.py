@@ -1,0 +1,82 @@
+"""A PSF represented as a normalised mixture of 2-D Gaussians (pixel units, pixel response included)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PsfMixture"]
+
+
+@dataclass
+class PsfMixture:
+    """Normalised Gaussian mixture of a PSF.
+
+    Attributes
+    ----------
+    frac : `numpy.ndarray`
+        Flux fractions (sum 1).
+    dx, dy : `numpy.ndarray`
+        Offsets of the Gaussian centres from the kernel centre (pixels).
+    xx, yy, xy : `numpy.ndarray`
+        Covariances (pixel^2).
+    """
+
+    frac: np.ndarray
+    dx: np.ndarray
+    dy: np.ndarray
+    xx: np.ndarray
+    yy: np.ndarray
+    xy: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("frac", "dx", "dy", "xx", "yy", "xy"):
+            setattr(self, name, np.atleast_1d(np.asarray(getattr(self, name), dtype=np.float64)))
+
+    @property
+    def n_gauss(self) -> int:
+        """Number of Gaussians."""
+        return len(self.frac)
+
+    @classmethod
+    def gaussian(cls, sigma: float) -> PsfMixture:
+        """A single circular Gaussian of standard deviation ``sigma`` (pixels)."""
+        return cls([1.0], [0.0], [0.0], [sigma**2], [sigma**2], [0.0])
+
+    def covariance(self) -> np.ndarray:
+        """Total 2x2 covariance of the mixture about its centroid (pixel^2)."""
+        f = self.frac / self.frac.sum()
+        mx, my = (f * self.dx).sum(), (f * self.dy).sum()
+        cxx = (f * (self.xx + (self.dx - mx) ** 2)).sum()
+        cyy = (f * (self.yy + (self.dy - my) ** 2)).sum()
+        cxy = (f * (self.xy + (self.dx - mx) * (self.dy - my))).sum()
+        return np.array([[cxx, cxy], [cxy, cyy]])
+
+    def is_valid(self) -> bool:
+        """Whether all fractions and determinants are finite and the covariances positive definite."""
+        arr = np.concatenate([self.frac, self.dx, self.dy, self.xx, self.yy, self.xy])
+        det = self.xx * self.yy - self.xy**2
+        return bool(np.isfinite(arr).all() and (self.xx > 0).all() and (det > 0).all()
+                    and abs(self.frac.sum() - 1) < 1e-6)
+
+    def to_row(self) -> dict[str, float]:
+        """Columns ``psf_g{i}_frac, _dx, _dy, _xx, _yy, _xy`` of a ``galmix_psf_fits`` row."""
+        row: dict[str, float] = {}
+        for i in range(self.n_gauss):
+            for name in ("frac", "dx", "dy", "xx", "yy", "xy"):
+                row[f"psf_g{i}_{name}"] = float(getattr(self, name)[i])
+        return row
+
+    @classmethod
+    def from_row(cls, row) -> PsfMixture:
+        """Read a mixture from a ``galmix_psf_fits`` row (any mapping with those column names)."""
+        keys = row.colnames if hasattr(row, "colnames") else list(row.keys())
+        n = 0
+        while f"psf_g{n}_frac" in keys:
+            n += 1
+        if n == 0:
+            raise KeyError("row has no psf_g0_frac column")
+        vals = {name: [float(row[f"psf_g{i}_{name}"]) for i in range(n)]
+                for name in ("frac", "dx", "dy", "xx", "yy", "xy")}
+        return cls(**vals)
