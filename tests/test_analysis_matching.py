@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-
 from lsst.galmix.analysis import (
     angular_separation_arcsec,
     build_matched_table,

@@ -5,7 +5,6 @@ import io
 import numpy as np
 import pytest
 from astropy.table import Table
-
 from lsst.galmix.analysis import (
     MatchedSpec,
     binned_stats,
@@ -85,7 +84,7 @@ def _matched_table(n=3000, gal_bias=0.05, seed=5):
 
 
 def test_metrics_recover_injected_bias():
-    t, lost, spurious = _matched_table()
+    t, _, _ = _matched_table()
     spec = MatchedSpec(model="sersic", bands=BANDS + ["y"], mag_min=18, mag_max=26)
     m = compute_metrics(t, spec)
     assert m["bands"] == BANDS  # y has no columns

@@ -3,8 +3,8 @@
 Only numpy, scipy, astropy and matplotlib: nothing here depends on the Butler or the fitter.
 """
 
-from .matching import *
 from .catalogs import *
+from .matching import *
 from .metrics import *
 from .plots import *
 from .stats import *

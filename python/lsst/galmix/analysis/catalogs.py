@@ -17,10 +17,11 @@ from .matching import MatchResult, sky_to_unit
 __all__ = [
     "COMMON_OBJECT_COLUMNS",
     "REF_PREFIX",
-    "consolidate_models",
-    "resolve_duplicates",
-    "match_tables",
     "build_matched_table",
+    "consolidate_models",
+    "match_tables",
+    "pixel_scale_arcsec",
+    "resolve_duplicates",
 ]
 
 COMMON_OBJECT_COLUMNS = ("objectId", "parentObjectId", "patch", "detect_isPrimary", "detect_isPatchInner")
@@ -255,3 +256,33 @@ def build_matched_table(ref: Table, target: Table, ref_match: Table, target_matc
     out["match_hasRef"] = Column(ref_idx >= 0, description="Row has a reference entry")
     out["match_hasObject"] = Column(tgt_idx >= 0, description="Row has a measured object")
     return out
+
+
+def pixel_scale_arcsec(x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.ndarray) -> float:
+    """Mean pixel scale of a table from an affine fit of sky to pixel coordinates.
+
+    Parameters
+    ----------
+    x, y : `numpy.ndarray`
+        Pixel coordinates.
+    ra, dec : `numpy.ndarray`
+        Sky coordinates (deg) of the same points.
+
+    Returns
+    -------
+    scale : `float`
+        ``sqrt(|det J|)`` in arcsec per pixel, NaN with fewer than 3 usable, non-collinear points.
+    """
+    x, y, ra, dec = (np.asarray(v, dtype=float) for v in (x, y, ra, dec))
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(ra) & np.isfinite(dec)
+    if ok.sum() < 3:
+        return float("nan")
+    dec0 = np.median(dec[ok])
+    ra0 = np.median(ra[ok])
+    east = ((ra[ok] - ra0 + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(dec0)) * 3600.0
+    north = (dec[ok] - dec0) * 3600.0
+    design = np.column_stack([x[ok], y[ok], np.ones(ok.sum())])
+    coef, _, rank, _ = np.linalg.lstsq(design, np.column_stack([east, north]), rcond=None)
+    if rank < 3:
+        return float("nan")
+    return float(np.sqrt(abs(np.linalg.det(coef[:2, :2]))))

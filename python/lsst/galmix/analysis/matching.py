@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["MatchResult", "match_probabilistic", "sky_to_unit", "angular_separation_arcsec"]
+__all__ = ["MatchResult", "angular_separation_arcsec", "match_probabilistic", "sky_to_unit"]
 
 _ARCSEC_PER_RAD = 180.0 / np.pi * 3600.0
 

@@ -16,9 +16,9 @@ from matplotlib.figure import Figure
 
 from .catalogs import REF_PREFIX
 from .plots import PanelData, plot_binned_panels, plot_completeness_purity, plot_size_magnitude
-from .stats import BinnedStats, binned_stats, completeness_purity, flux_to_mag, mag_bins, sigma_mad
+from .stats import binned_stats, completeness_purity, flux_to_mag, mag_bins, sigma_mad
 
-__all__ = ["MatchedSpec", "matched_columns", "compute_metrics", "make_plots", "plot_names", "COLORS"]
+__all__ = ["COLORS", "MatchedSpec", "compute_metrics", "make_plots", "matched_columns", "plot_names"]
 
 COLORS = (("g", "r"), ("r", "i"), ("i", "z"))
 """Colours reported, as band pairs."""

@@ -9,11 +9,11 @@ import numpy as np
 __all__ = [
     "MAD_TO_SIGMA",
     "BinnedStats",
-    "sigma_mad",
     "binned_stats",
     "completeness_purity",
-    "mag_bins",
     "flux_to_mag",
+    "mag_bins",
+    "sigma_mad",
 ]
 
 MAD_TO_SIGMA = 1.4826
