@@ -12,7 +12,7 @@ import numpy as np
 
 from .flags import FlagSet
 
-__all__ = ["Stamp", "cut_stamp", "weights_from_variance"]
+__all__ = ["Stamp", "cut_stamp", "cut_box", "weights_from_variance"]
 
 
 @dataclass
@@ -120,17 +120,35 @@ def cut_stamp(
     stamp : `Stamp`
         The stamp; ``no_data`` set if it has no usable pixel (including a centre off the image).
     """
-    ny, nx = image.shape
     ix = int(np.floor(center[0] - origin[0] + 0.5))
     iy = int(np.floor(center[1] - origin[1] + 0.5))
-    xa, xb = ix - half_size, ix + half_size + 1
-    ya, yb = iy - half_size, iy + half_size + 1
+    return cut_box(image, variance, bad, origin,
+                   (ix - half_size + origin[0], iy - half_size + origin[1]),
+                   (ix + half_size + 1 + origin[0], iy + half_size + 1 + origin[1]), exclude)
+
+
+def cut_box(
+    image: np.ndarray,
+    variance: np.ndarray,
+    bad: np.ndarray | None,
+    origin: tuple[int, int],
+    start: tuple[int, int],
+    stop: tuple[int, int],
+    exclude: np.ndarray | None = None,
+) -> Stamp:
+    """Cut the absolute pixel box ``[start, stop)`` (x, y), clipped to the image.
+
+    Parameters are as for `cut_stamp`, with ``start`` and ``stop`` the absolute ``(x, y)`` corners.
+    """
+    ny, nx = image.shape
+    xa, ya = int(start[0]) - origin[0], int(start[1]) - origin[1]
+    xb, yb = int(stop[0]) - origin[0], int(stop[1]) - origin[1]
     cxa, cxb, cya, cyb = max(xa, 0), min(xb, nx), max(ya, 0), min(yb, ny)
     if cxa >= cxb or cya >= cyb:
         flags = FlagSet()
         flags.set("no_data")
         flags.set("edge")
-        return Stamp(np.zeros((0, 0)), np.zeros((0, 0)), origin[0] + ix, origin[1] + iy, flags)
+        return Stamp(np.zeros((0, 0)), np.zeros((0, 0)), origin[0] + xa, origin[1] + ya, flags)
     sl = (slice(cya, cyb), slice(cxa, cxb))
     data, weight, flags = weights_from_variance(image[sl], variance[sl], None if bad is None else bad[sl])
     if exclude is not None:

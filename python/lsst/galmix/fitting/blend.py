@@ -1,0 +1,248 @@
+"""Fitting groups of objects: isolated objects, joint blend fits and per-child fits with neighbours
+subtracted.
+
+``"joint"`` fits all children of a blend (up to ``max_children``) simultaneously on the union of their
+stamps, each with its own model parameters and fluxes. ``"subtract"`` is cheaper: each child is first
+fitted on its own stamp with the other children's footprint pixels given zero weight, then refitted
+on its stamp with all its neighbours' first-pass models subtracted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models.definitions import ModelDef
+from ..models.psf_mixture import PsfMixture
+from ..models.render import render
+from .flags import FlagSet
+from .moments import adaptive_moments
+from .optimize import SourceSpec
+from .source import SourceFitConfig, SourceOutcome, band_data, fit_group, initial_theta
+from .stamps import Stamp, cut_box
+
+__all__ = ["ObjectInput", "BandImage", "fit_objects"]
+
+
+@dataclass
+class BandImage:
+    """The full image of one band.
+
+    Attributes
+    ----------
+    image, variance : `numpy.ndarray`
+        ``[NY, NX]`` data (nJy) and variance.
+    bad : `numpy.ndarray` of `bool` or `None`
+        True = masked.
+    origin : `tuple` [`int`, `int`]
+        Absolute ``(x, y)`` of ``image[0, 0]``.
+    """
+
+    image: np.ndarray
+    variance: np.ndarray
+    bad: np.ndarray | None
+    origin: tuple[int, int]
+
+
+@dataclass
+class ObjectInput:
+    """One object to fit.
+
+    Attributes
+    ----------
+    x, y : `float`
+        Absolute position.
+    cov : `numpy.ndarray` or `None`
+        Observed covariance from a catalogue (pixel^2), or `None` to measure adaptive moments.
+    label : `int`
+        Footprint label (0: none).
+    psfs : `list` [`PsfMixture` or `None`]
+        PSF per band at the object.
+    flags : `FlagSet`
+        Flags collected so far (filled by the fit).
+    """
+
+    x: float
+    y: float
+    cov: np.ndarray | None
+    label: int
+    psfs: list[PsfMixture | None]
+    flags: FlagSet
+
+
+def _exclude(footprints: np.ndarray | None, keep: Sequence[int]) -> np.ndarray | None:
+    if footprints is None:
+        return None
+    return (footprints != 0) & ~np.isin(footprints, [k for k in keep if k != 0])
+
+
+def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int, exclude) -> np.ndarray | None:
+    """Observed covariance from adaptive moments in the band with the highest S/N."""
+    best, best_sn = None, 0.0
+    for im in images:
+        if im is None:
+            continue
+        st = cut_box(im.image, im.variance, im.bad, im.origin,
+                     (int(round(obj.x)) - half, int(round(obj.y)) - half),
+                     (int(round(obj.x)) + half + 1, int(round(obj.y)) + half + 1), exclude)
+        if st.n_pix == 0:
+            continue
+        sn = float((st.image * np.sqrt(st.weight)).sum())
+        if sn > best_sn:
+            best, best_sn = st, sn
+    if best is None:
+        return None
+    mom = adaptive_moments(best.image, best.weight, best.x0, best.y0, guess=(obj.x, obj.y), fix_centroid=True)
+    return mom.cov if mom.ok else None
+
+
+def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> int:
+    if cov is None:
+        return cfg.stamp_min * 2
+    sigma = float(np.sqrt(max(np.linalg.eigvalsh(cov).max(), 0.0)))
+    return int(np.clip(np.ceil(cfg.stamp_sigmas * sigma), cfg.stamp_min, cfg.stamp_max))
+
+
+def _stamps(images, start, stop, exclude) -> list[Stamp | None]:
+    return [None if im is None else cut_box(im.image, im.variance, im.bad, im.origin, start, stop, exclude)
+            for im in images]
+
+
+def _box(objs: Sequence[ObjectInput], halves: Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    x0 = min(int(round(o.x)) - h for o, h in zip(objs, halves))
+    y0 = min(int(round(o.y)) - h for o, h in zip(objs, halves))
+    x1 = max(int(round(o.x)) + h + 1 for o, h in zip(objs, halves))
+    y1 = max(int(round(o.y)) + h + 1 for o, h in zip(objs, halves))
+    return (x0, y0), (x1, y1)
+
+
+def _merge_stamp_flags(obj: ObjectInput, stamps: Sequence[Stamp | None]) -> list[int]:
+    """Propagate data-quality flags; return indices of bands with usable data and PSF."""
+    usable = []
+    for b, (st, psf) in enumerate(zip(stamps, obj.psfs)):
+        if st is None:
+            continue
+        for name in ("nan_pixels", "bad_variance", "masked_pixels", "edge"):
+            if name in st.flags:
+                obj.flags.set(name)
+        if st.n_pix > 0 and psf is not None:
+            usable.append(b)
+    return usable
+
+
+def _fit_set(
+    model: ModelDef,
+    objs: Sequence[ObjectInput],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    keep_labels: Sequence[int],
+    cfg: SourceFitConfig,
+    subtract: Sequence[np.ndarray | None] | None = None,
+    box: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    theta0: np.ndarray | None = None,
+) -> list[SourceOutcome | None]:
+    """Fit a set of objects jointly on the box covering their stamps."""
+    exclude = _exclude(footprints, keep_labels) if cfg.use_footprints else None
+    halves = [_half_size(o.cov, cfg) for o in objs]
+    start, stop = box if box is not None else _box(objs, halves)
+    stamps = _stamps(images, start, stop, exclude)
+    ref = objs[0]
+    usable = set(range(len(images)))
+    for o in objs:
+        usable &= set(_merge_stamp_flags(o, stamps))
+    missing = [b for b in range(len(images)) if b not in usable]
+    bands = [band_data(stamps[b], ref.psfs[b], None if subtract is None else subtract[b])
+             if b in usable else None for b in range(len(images))]
+    if all(b is None for b in bands):
+        for o in objs:
+            o.flags.set("no_data")
+        return [None] * len(objs)
+    if missing:
+        for o in objs:
+            o.flags.set("missing_band")
+    specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
+    if theta0 is None:
+        psf_cov = next(p for p in ref.psfs if p is not None).covariance()
+        theta0 = np.concatenate([initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs])
+    return list(fit_group(specs, theta0, bands, cfg.settings, [o.flags for o in objs]))
+
+
+def fit_objects(
+    model: ModelDef,
+    objs: Sequence[ObjectInput],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+) -> list[SourceOutcome | None]:
+    """Fit one group of objects (an isolated object or the children of one blend).
+
+    Parameters
+    ----------
+    model : `ModelDef`
+        The model of every object of the group.
+    objs : sequence of `ObjectInput`
+        The objects (their ``cov`` is measured here when `None`; flags are updated in place).
+    images : sequence of `BandImage` or `None`
+        Images per band (`None`: band missing).
+    footprints : `numpy.ndarray` or `None`
+        Label image aligned with the images.
+    cfg : `SourceFitConfig`
+        Configuration.
+
+    Returns
+    -------
+    outcomes : `list` [`SourceOutcome` or `None`]
+        One per object; `None` for objects that could not be fitted (flags say why).
+    """
+    labels = [o.label for o in objs]
+    for o in objs:
+        if o.cov is None:
+            o.cov = _measure_cov(o, images, 2 * cfg.stamp_min, _exclude(footprints, [o.label]))
+            if o.cov is None:
+                o.flags.set("bad_init")
+    if len(objs) == 1:
+        return _fit_set(model, objs, images, footprints, labels, cfg)
+    mode = cfg.blend_mode
+    if mode not in ("joint", "subtract"):
+        raise ValueError(f"blend_mode must be 'joint' or 'subtract', not {mode!r}")
+    if mode == "joint" and len(objs) > cfg.max_children:
+        for o in objs:
+            o.flags.set("too_many_children")
+        mode = "subtract"
+    if mode == "joint":
+        return _fit_set(model, objs, images, footprints, labels, cfg)
+    # Pass 1: each child alone, its siblings' footprints masked.
+    first = [_fit_set(model, [o], images, footprints, [o.label], cfg)[0] for o in objs]
+    out: list[SourceOutcome | None] = []
+    for i, o in enumerate(objs):
+        if first[i] is None:
+            out.append(None)
+            continue
+        halves = [_half_size(o.cov, cfg)]
+        start, stop = _box([o], halves)
+        sub = []
+        for b, im in enumerate(images):
+            if im is None:
+                sub.append(None)
+                continue
+            shape = (stop[1] - start[1], stop[0] - start[0])
+            img = np.zeros(shape)
+            for j, other in enumerate(first):
+                if j == i or other is None or not np.isfinite(other.fluxes[b]).all():
+                    continue
+                psf = objs[j].psfs[b]
+                if psf is not None:
+                    img += render(model, other.theta, other.fluxes[b], psf, shape, start, other.spec.xy_fixed)
+            # Clip to the part of the box inside the image, as cut_box does.
+            x0 = max(start[0], im.origin[0])
+            y0 = max(start[1], im.origin[1])
+            x1 = min(stop[0], im.origin[0] + im.image.shape[1])
+            y1 = min(stop[1], im.origin[1] + im.image.shape[0])
+            sub.append(img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]])
+        keep = [0] if not cfg.use_footprints else [o.label] + labels
+        res = _fit_set(model, [o], images, footprints, keep, cfg, subtract=sub, box=(start, stop),
+                       theta0=first[i].theta)
+        out.append(res[0])
+    return out

@@ -1,0 +1,159 @@
+"""`fit_patch`: fit every object of a patch with one model; the entry point of the PipelineTask.
+
+Every input object gets exactly one output row. A failure while fitting one group (an isolated object
+or a blend) flags that group's rows (``exception``) and is logged; it never stops the patch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from astropy.table import Table
+
+from ..models.definitions import ModelDef, get_model
+from .blend import BandImage, ObjectInput, fit_objects
+from .flags import FlagSet
+from .psf import PsfSpec, psf_at
+from .schema import PASSTHROUGH_COLUMNS, empty_source_table
+from .source import PixelToSky, SourceFitConfig, write_flags, write_row
+
+__all__ = ["fit_patch", "ImageTriple"]
+
+_log = logging.getLogger(__name__)
+
+ImageTriple = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""``(image, variance, bad)``: nJy image, variance, boolean mask (True = do not use) or None."""
+
+
+def _catalogue_cov(row, names: Sequence[str]) -> np.ndarray | None:
+    if not {"shape_xx", "shape_yy", "shape_xy"} <= set(names):
+        return None
+    cov = np.array([[row["shape_xx"], row["shape_xy"]], [row["shape_xy"], row["shape_yy"]]], dtype=float)
+    if not np.isfinite(cov).all() or cov[0, 0] <= 0 or np.linalg.det(cov) <= 0:
+        return None
+    return cov
+
+
+def _groups(objects: Table) -> list[list[int]]:
+    """Row indices grouped by blend (isolated objects alone)."""
+    if "parentObjectId" not in objects.colnames:
+        return [[i] for i in range(len(objects))]
+    parent = np.asarray(objects["parentObjectId"])
+    groups: dict[int, list[int]] = {}
+    out: list[list[int]] = []
+    for i, p in enumerate(parent):
+        if p == 0:
+            out.append([i])
+        else:
+            groups.setdefault(int(p), []).append(i)
+    return out + list(groups.values())
+
+
+def fit_patch(
+    images: Mapping[str, ImageTriple | None],
+    origin: tuple[int, int],
+    objects: Table,
+    footprints: np.ndarray | None,
+    psfs: Mapping[str, PsfSpec | None],
+    model: str | ModelDef,
+    config: SourceFitConfig | None = None,
+    pixel_to_sky: PixelToSky | None = None,
+    bands: Sequence[str] | None = None,
+) -> Table:
+    """Fit one model to every object of a patch in all bands.
+
+    Parameters
+    ----------
+    images : mapping [`str`, ``(image, variance, bad)`` or `None`]
+        Per band: image (nJy), variance and boolean mask (True = bad) arrays ``[NY, NX]``; a band mapped
+        to `None` is missing (its fluxes are NaN, ``missing_band`` flag).
+    origin : `tuple` [`int`, `int`]
+        Absolute tract ``(x, y)`` of ``image[0, 0]``.
+    objects : `astropy.table.Table`
+        ``galmix_objects`` rows: needs ``x``, ``y``; uses ``objectId``, ``parentObjectId``, ``patch``,
+        ``detect_isPrimary``, ``footprintLabel`` and ``shape_xx/yy/xy`` when present.
+    footprints : `numpy.ndarray` or `None`
+        ``galmix_footprints`` label image aligned with the images.
+    psfs : mapping [`str`, PSF spec]
+        Per band: a `PsfMixture`, a ``galmix_psf_fits`` table, or a callable ``(x, y)`` returning a
+        mixture or a kernel image (see `lsst.galmix.fitting.psf.psf_at`).
+    model : `str` or `ModelDef`
+        Model name (see `lsst.galmix.models.definitions.MODELS`).
+    config : `SourceFitConfig`, optional
+        Configuration (pixel scale, stamps, blend mode, threads, optimizer settings).
+    pixel_to_sky : callable, optional
+        ``(x, y) -> (ra, dec)`` degrees (vectorised) for the ``_ra``/``_dec`` columns.
+    bands : sequence of `str`, optional
+        Output band order (default: the keys of ``images``).
+
+    Returns
+    -------
+    table : `astropy.table.Table`
+        Exactly one row per input object, in input order, with the columns of
+        `lsst.galmix.fitting.schema.source_columns`.
+    """
+    cfg = config or SourceFitConfig()
+    m = get_model(model) if isinstance(model, str) else model
+    bands = list(bands) if bands is not None else list(images)
+    table = empty_source_table(m, bands, len(objects))
+    for col in PASSTHROUGH_COLUMNS:
+        if col.name in objects.colnames:
+            table[col.name] = np.asarray(objects[col.name]).astype(col.dtype)
+    band_images: list[BandImage | None] = []
+    for band in bands:
+        triple = images.get(band)
+        band_images.append(None if triple is None else BandImage(triple[0], triple[1], triple[2], origin))
+    names = objects.colnames
+    flags = [FlagSet() for _ in range(len(objects))]
+
+    def build(i: int) -> ObjectInput:
+        row = objects[i]
+        x, y = float(row["x"]), float(row["y"])
+        psf_list = []
+        for b, band in enumerate(bands):
+            try:
+                psf = psf_at(psfs.get(band), x, y, cfg.psf_n_gauss) if band_images[b] is not None else None
+            except Exception:  # noqa: BLE001 - a broken PSF source flags the band, not the patch
+                _log.warning("PSF for band %s at (%.1f, %.1f) failed", band, x, y, exc_info=True)
+                psf = None
+            if band_images[b] is not None and psf is None:
+                flags[i].set("bad_psf")
+            if psf is None or band_images[b] is None:
+                flags[i].set("missing_band")
+            psf_list.append(psf)
+        label = int(row["footprintLabel"]) if "footprintLabel" in names else 0
+        return ObjectInput(x, y, _catalogue_cov(row, names), label, psf_list, flags[i])
+
+    def run(group: list[int]) -> None:
+        t0 = time.perf_counter()
+        try:
+            objs = [build(i) for i in group]
+            outcomes = fit_objects(m, objs, band_images, footprints, cfg)
+            for i, out in zip(group, outcomes):
+                if out is None:
+                    flags[i].set("no_data")
+                    table[f"{m.name}_x"][i], table[f"{m.name}_y"][i] = objects[i]["x"], objects[i]["y"]
+                    table[f"{m.name}_time"][i] = (time.perf_counter() - t0) / len(group)
+                    write_flags(table, i, m.name, flags[i])
+                else:
+                    write_row(table, i, out, bands, cfg.pixel_scale, pixel_to_sky)
+        except Exception:  # noqa: BLE001 - one bad object must not stop the patch
+            _log.warning("Fit of objects %s failed", [objects[i]["objectId"] if "objectId" in names else i
+                                                      for i in group], exc_info=True)
+            for i in group:
+                flags[i].set("exception")
+                table[f"{m.name}_time"][i] = (time.perf_counter() - t0) / len(group)
+                write_flags(table, i, m.name, flags[i])
+
+    groups = _groups(objects)
+    if cfg.n_threads > 1:
+        with ThreadPoolExecutor(cfg.n_threads) as pool:
+            list(pool.map(run, groups))
+    else:
+        for g in groups:
+            run(g)
+    return table

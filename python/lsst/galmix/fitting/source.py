@@ -1,0 +1,306 @@
+"""Fitting one source (or one joint group of sources) in all bands, and writing output rows.
+
+Errors come from the inverse Fisher matrix of all parameters at the best fit, so flux errors are
+marginalised over the shape (and over the other components' fluxes). ``reff`` is reported in pixels
+and arcsec; the error of ``q`` is propagated from the covariance of ``eta``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.table import Table
+
+from ..models.definitions import ModelDef
+from ..models.ellipse import q_theta_from_eta
+from ..models.psf_mixture import PsfMixture
+from .flags import FlagSet
+from .moments import initial_shape
+from .optimize import BandData, FitResult, FitSettings, SourceSpec, fit_model
+from .schema import flux_column
+from .stamps import Stamp
+
+__all__ = ["SourceFitConfig", "initial_theta", "band_data", "fit_group", "write_row", "SourceOutcome"]
+
+PixelToSky = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class SourceFitConfig:
+    """Configuration of source fitting (all defaults documented in doc/fitting.rst).
+
+    Attributes
+    ----------
+    pixel_scale : `float`
+        Arcsec per pixel (for ``reff`` in arcsec).
+    stamp_sigmas : `float`
+        Stamp half-size in units of the observed (PSF-convolved) major-axis sigma.
+    stamp_min, stamp_max : `int`
+        Bounds of the stamp half-size (pixels).
+    n_init : `float`
+        Starting Sersic index of free-index components.
+    blend_mode : `str`
+        ``"joint"``: the children of a blend are fitted simultaneously on shared pixels;
+        ``"subtract"``: each child on its own stamp with its neighbours' models subtracted.
+    max_children : `int`
+        Largest blend fitted jointly; larger ones fall back to ``"subtract"`` (``too_many_children``).
+    use_footprints : `bool`
+        Give zero weight to pixels owned by objects outside the group being fitted (first pass of
+        ``"subtract"`` and isolated objects).
+    n_threads : `int`
+        Threads for fitting groups in parallel.
+    psf_n_gauss : `int`
+        Gaussians for PSFs supplied as kernel images.
+    settings : `FitSettings`
+        Optimizer settings and priors.
+    """
+
+    pixel_scale: float = 0.2
+    stamp_sigmas: float = 6.0
+    stamp_min: int = 10
+    stamp_max: int = 64
+    n_init: float = 2.0
+    blend_mode: str = "joint"
+    max_children: int = 5
+    use_footprints: bool = True
+    n_threads: int = 1
+    psf_n_gauss: int = 2
+    settings: FitSettings = field(default_factory=FitSettings)
+
+
+def initial_theta(
+    model: ModelDef, x: float, y: float, cov: np.ndarray | None, psf_cov: np.ndarray | None, n_init: float
+) -> np.ndarray:
+    """Starting nonlinear parameters from (PSF-convolved) moments.
+
+    Parameters
+    ----------
+    model : `ModelDef`
+        The model.
+    x, y : `float`
+        Starting centre.
+    cov : `numpy.ndarray` or `None`
+        Observed covariance (pixel^2); `None` starts from a small round source.
+    psf_cov : `numpy.ndarray` or `None`
+        PSF covariance subtracted from ``cov``.
+    n_init : `float`
+        Starting Sersic index.
+    """
+    if cov is None or not (np.isfinite(cov).all() and np.linalg.det(cov) > 0):
+        ln_r, e1, e2 = np.log(1.0), 0.0, 0.0
+    else:
+        ln_r, e1, e2 = initial_shape(cov, psf_cov)
+    theta: list[float] = [x, y] if model.free_centroid else []
+    for i, comp in enumerate(model.components):
+        if comp.has_shape:
+            # Second components (the bulge of exp+dev) start smaller so the two are distinguishable.
+            theta += [ln_r - 0.7 * i, e1, e2]
+            if comp.free_n:
+                theta.append(n_init)
+    return np.array(theta, dtype=float)
+
+
+def band_data(stamp: Stamp | None, psf: PsfMixture | None, model_sub: np.ndarray | None = None) -> BandData | None:
+    """Usable pixels of a stamp as `BandData` (`None` if the stamp or PSF is unusable).
+
+    Parameters
+    ----------
+    stamp : `Stamp` or `None`
+        The stamp.
+    psf : `PsfMixture` or `None`
+        The PSF.
+    model_sub : `numpy.ndarray`, optional
+        Image (stamp shape) subtracted from the data (neighbours' models).
+    """
+    if stamp is None or psf is None or stamp.n_pix == 0:
+        return None
+    use = stamp.weight > 0
+    yy, xx = np.nonzero(use)
+    data = stamp.image[use] - (model_sub[use] if model_sub is not None else 0.0)
+    return BandData((xx + stamp.x0).astype(float), (yy + stamp.y0).astype(float), data,
+                    np.sqrt(stamp.weight[use]), psf)
+
+
+@dataclass
+class SourceOutcome:
+    """Per-source outcome of a (joint) fit, ready to be written as a row.
+
+    Attributes
+    ----------
+    spec : `SourceSpec`
+        Model and fixed centre.
+    theta : `numpy.ndarray`
+        Nonlinear parameters.
+    theta_cov : `numpy.ndarray`
+        Their covariance.
+    fluxes : `numpy.ndarray`
+        ``(n_band, n_comp)``.
+    flux_cov : `list` [`numpy.ndarray` or `None`]
+        Per band ``(n_comp, n_comp)`` covariance.
+    chi2 : `float`, n_pix : `int`, n_iter : `int`, time : `float`
+        Fit statistics (shared by the sources of a joint fit; time is the per-source share).
+    flags : `FlagSet`
+        Flags.
+    """
+
+    spec: SourceSpec
+    theta: np.ndarray
+    theta_cov: np.ndarray
+    fluxes: np.ndarray
+    flux_cov: list[np.ndarray | None]
+    chi2: float
+    n_pix: int
+    n_iter: int
+    time: float
+    flags: FlagSet
+
+
+def fit_group(
+    specs: Sequence[SourceSpec],
+    theta0: np.ndarray,
+    bands: Sequence[BandData | None],
+    settings: FitSettings,
+    flags: Sequence[FlagSet],
+) -> list[SourceOutcome]:
+    """Fit sources jointly and split the result per source.
+
+    Parameters
+    ----------
+    specs : sequence of `SourceSpec`
+        The sources.
+    theta0 : `numpy.ndarray`
+        Concatenated starting parameters.
+    bands : sequence of `BandData` or `None`
+        Pixels per band (`None`: band unusable).
+    settings : `FitSettings`
+        Optimizer settings.
+    flags : sequence of `FlagSet`
+        Flags per source, updated in place (``no_convergence``, ``param_at_bound``...).
+
+    Returns
+    -------
+    outcomes : `list` [`SourceOutcome`]
+        One per source.
+    """
+    t0 = time.perf_counter()
+    res: FitResult = fit_model(list(specs), theta0, list(bands), settings)
+    elapsed = (time.perf_counter() - t0) / len(specs)
+    n_theta = sum(s.n_theta for s in specs)
+    n_comp = sum(s.n_comp for s in specs)
+    used = [i for i, b in enumerate(bands) if b is not None]
+    n_pix = sum(b.data.size for b in bands if b is not None)
+    out = []
+    a = c = 0
+    for spec, fl in zip(specs, flags):
+        th = res.theta[a : a + spec.n_theta]
+        tcov = res.cov[a : a + spec.n_theta, a : a + spec.n_theta]
+        fcov: list[np.ndarray | None] = [None] * len(bands)
+        for k, b in enumerate(used):
+            i0 = n_theta + k * n_comp + c
+            fcov[b] = res.cov[i0 : i0 + spec.n_comp, i0 : i0 + spec.n_comp]
+        fluxes = res.fluxes[:, c : c + spec.n_comp]
+        fl.set("no_convergence", not res.converged)
+        fl.set("param_at_bound", res.at_bound)
+        fl.set("singular_fisher", res.singular)
+        fl.set("bad_fit", not np.isfinite(th).all())
+        fl.set("zero_flux", bool(np.nansum(fluxes) <= 0))
+        out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, elapsed, fl))
+        a += spec.n_theta
+        c += spec.n_comp
+    return out
+
+
+def _q_err(eta: np.ndarray, cov: np.ndarray) -> float:
+    e = float(np.hypot(*eta))
+    q = np.exp(-e)
+    if e < 1e-9:
+        return float(q * np.sqrt(0.5 * (cov[0, 0] + cov[1, 1])))
+    grad = -q * eta / e
+    return float(np.sqrt(max(grad @ cov @ grad, 0.0)))
+
+
+def write_row(
+    table: Table,
+    row: int,
+    outcome: SourceOutcome,
+    bands: Sequence[str],
+    pixel_scale: float,
+    pixel_to_sky: PixelToSky | None,
+) -> None:
+    """Write one source's outcome into a ``galmix_<Model>_patch`` table row.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Table made by `lsst.galmix.fitting.schema.empty_source_table`.
+    row : `int`
+        Row index.
+    outcome : `SourceOutcome`
+        The fit.
+    bands : sequence of `str`
+        Band names, in the order of ``outcome.fluxes``.
+    pixel_scale : `float`
+        Arcsec per pixel.
+    pixel_to_sky : callable or `None`
+        ``(x, y) -> (ra, dec)`` in degrees, vectorised; `None` leaves ra/dec NaN.
+    """
+    m = outcome.spec.model
+    name = m.name
+    th, tcov = outcome.theta, outcome.theta_cov
+    for b, band in enumerate(bands):
+        f = outcome.fluxes[b]
+        cov = outcome.flux_cov[b]
+        if not np.isfinite(f).all():
+            continue
+        table[flux_column(m, band)][row] = f.sum()
+        table[flux_column(m, band) + "Err"][row] = np.sqrt(cov.sum()) if cov is not None else np.nan
+        if m.multi:
+            for j, comp in enumerate(m.components):
+                table[flux_column(m, band, comp.name)][row] = f[j]
+                table[flux_column(m, band, comp.name) + "Err"][row] = (
+                    np.sqrt(cov[j, j]) if cov is not None else np.nan)
+    i = 0
+    if m.free_centroid:
+        x, y = th[0], th[1]
+        table[f"{name}_xErr"][row] = np.sqrt(tcov[0, 0])
+        table[f"{name}_yErr"][row] = np.sqrt(tcov[1, 1])
+        i = 2
+    else:
+        x, y = outcome.spec.xy_fixed
+    table[f"{name}_x"][row], table[f"{name}_y"][row] = x, y
+    if pixel_to_sky is not None:
+        ra, dec = pixel_to_sky(np.array([x]), np.array([y]))
+        table[f"{name}_ra"][row] = float(np.ravel(ra)[0])
+        table[f"{name}_dec"][row] = float(np.ravel(dec)[0])
+    for comp in m.components:
+        if not comp.has_shape:
+            continue
+        p = m.component_prefix(comp)
+        reff = float(np.exp(th[i]))
+        q, theta = q_theta_from_eta(th[i + 1], th[i + 2])
+        table[f"{p}_reffPix"][row] = reff
+        table[f"{p}_reff"][row] = reff * pixel_scale
+        table[f"{p}_reffErr"][row] = reff * pixel_scale * np.sqrt(tcov[i, i])
+        table[f"{p}_q"][row] = q
+        table[f"{p}_qErr"][row] = _q_err(th[i + 1 : i + 3], tcov[i + 1 : i + 3, i + 1 : i + 3])
+        table[f"{p}_theta"][row] = np.degrees(theta)
+        i += 3
+        if comp.free_n:
+            table[f"{p}_n"][row] = th[i]
+            table[f"{p}_nErr"][row] = np.sqrt(tcov[i, i])
+            i += 1
+    table[f"{name}_chi2"][row] = outcome.chi2
+    table[f"{name}_nPix"][row] = outcome.n_pix
+    table[f"{name}_nIter"][row] = outcome.n_iter
+    table[f"{name}_time"][row] = outcome.time
+    write_flags(table, row, name, outcome.flags)
+
+
+def write_flags(table: Table, row: int, model_name: str, flags: FlagSet) -> None:
+    """Set the flag columns of a row (the summary flag from the fatal flags)."""
+    for fname in flags.names():
+        table[f"{model_name}_flag_{fname}"][row] = True
+    table[f"{model_name}_flag"][row] = flags.fatal

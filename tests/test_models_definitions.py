@@ -1,0 +1,67 @@
+"""The model registry and the output schema derived from it."""
+
+import numpy as np
+import pytest
+
+from lsst.galmix.fitting.flags import FLAGS, PSF_FLAGS, FlagSet
+from lsst.galmix.fitting.schema import empty_psf_table, empty_source_table, source_columns
+from lsst.galmix.models.definitions import MODELS, get_model
+
+
+def test_registry_has_all_models_with_fixed_centroid_variants():
+    base = ["point", "gauss", "exp", "dev", "sersic", "expdev", "ptsersic"]
+    assert sorted(MODELS) == sorted(base + [b + "FixedCen" for b in base])
+    assert get_model("sersic").nonlinear_names == ("x", "y", "sersic.ln_reff", "sersic.eta1", "sersic.eta2",
+                                                    "sersic.n")
+    assert get_model("expdevFixedCen").nonlinear_names == (
+        "exp.ln_reff", "exp.eta1", "exp.eta2", "dev.ln_reff", "dev.eta1", "dev.eta2")
+    assert get_model("point").nonlinear_names == ("x", "y")
+    assert get_model("pointFixedCen").n_nonlinear == 0
+    with pytest.raises(KeyError, match="known models"):
+        get_model("nosuch")
+
+
+def test_single_component_columns_follow_conventions():
+    names = [c.name for c in source_columns("sersic", ["g", "r"])]
+    for col in ["objectId", "parentObjectId", "patch", "detect_isPrimary", "g_sersicFlux", "g_sersicFluxErr",
+                "r_sersicFlux", "sersic_reff", "sersic_reffPix", "sersic_reffErr", "sersic_q", "sersic_qErr",
+                "sersic_theta", "sersic_n", "sersic_nErr", "sersic_ra", "sersic_dec", "sersic_x", "sersic_y",
+                "sersic_xErr", "sersic_yErr", "sersic_chi2", "sersic_nPix", "sersic_nIter", "sersic_time",
+                "sersic_flag"]:
+        assert col in names
+    assert len(names) == len(set(names))
+    # Fixed-index profiles report no n.
+    assert "exp_n" not in [c.name for c in source_columns("exp", ["r"])]
+
+
+def test_two_component_columns_carry_component_prefix():
+    names = [c.name for c in source_columns("expdev", ["i"])]
+    for col in ["i_expdevFlux", "i_expdev_expFlux", "i_expdev_devFlux", "i_expdev_devFluxErr",
+                "expdev_exp_reff", "expdev_dev_reff", "expdev_dev_q", "expdev_x"]:
+        assert col in names
+    pts = [c.name for c in source_columns("ptsersic", ["i"])]
+    assert "ptsersic_sersic_n" in pts and "i_ptsersic_ptFlux" in pts and "ptsersic_pt_reff" not in pts
+
+
+def test_every_column_has_description_unit_and_flags_are_complete():
+    table = empty_source_table("expdev", ["g", "r", "i"], 3)
+    for col in table.columns.values():
+        assert col.description
+    assert table["expdev_exp_reff"].unit == "arcsec"
+    assert table["g_expdevFlux"].unit == "nJy"
+    assert np.isnan(table["g_expdevFlux"]).all() and not table["expdev_flag"].any()
+    flag_cols = [c for c in table.colnames if c.startswith("expdev_flag_")]
+    assert flag_cols == [f"expdev_flag_{f.name}" for f in FLAGS]
+    psf = empty_psf_table(3, 2)
+    assert "psf_g2_xy" in psf.colnames and "psf_g3_xy" not in psf.colnames
+    assert [c for c in psf.colnames if c.startswith("psf_flag_")] == [f"psf_flag_{f.name}" for f in PSF_FLAGS]
+
+
+def test_flagset_fatal_summary():
+    fs = FlagSet()
+    fs.set("edge")
+    assert not fs.fatal and fs.names() == ["edge"]
+    fs.set("no_convergence")
+    assert fs.fatal
+    fs.set("no_convergence", False)
+    assert not fs.fatal
