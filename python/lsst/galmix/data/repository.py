@@ -1,0 +1,201 @@
+"""Butler repository setup without obs/skymap packages: seed config, dimension records, dataset types.
+
+The facts this relies on (measured, see DESIGN.md): ``band`` is a view of ``physical_filter``, so an
+instrument with physical filters defines the bands; ``skymap`` needs ``hash``, ``tract_max``,
+``patch_nx_max`` and ``patch_ny_max``; ``patch`` needs ``cell_x`` and ``cell_y`` and a region.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "BANDS",
+    "COADD_DATASET_TYPE",
+    "INSTRUMENT",
+    "RUN",
+    "TRUTH_DATASET_TYPE",
+    "check_bands",
+    "create_butler_repo",
+    "physical_filter_name",
+    "register_dataset_types",
+    "register_instrument",
+    "register_skymap",
+)
+
+import importlib.resources
+import os
+
+from lsst.daf.butler import Butler, Config, DatasetType
+from lsst.resources import ResourcePath
+
+from .skymap import TractGeometry
+
+RUN = "galmix/sim"
+INSTRUMENT = "GalmixSim"
+BANDS = "ugrizy"
+COADD_DATASET_TYPE = "deep_coadd_cell"
+TRUTH_DATASET_TYPE = "truth_summary"
+
+
+def physical_filter_name(band: str) -> str:
+    """Return the physical filter of a band (``sim_<band>``).
+
+    Parameters
+    ----------
+    band
+        Band name, one of ``u g r i z y``.
+    """
+    return f"sim_{band}"
+
+
+def check_bands(bands: str | list[str]) -> list[str]:
+    """Validate a band selection and return it as a list in ``ugrizy`` order.
+
+    Parameters
+    ----------
+    bands
+        Band names, as a string (``"gri"``) or a list.
+
+    Raises
+    ------
+    ValueError
+        If a band is unknown, repeated, or none is given.
+    """
+    requested = list(bands)
+    unknown = [b for b in requested if b not in BANDS]
+    if unknown:
+        raise ValueError(f"Unknown band(s) {''.join(unknown)!r}: galmix simulates only bands {BANDS!r}.")
+    if len(set(requested)) != len(requested):
+        raise ValueError(f"Band list {''.join(requested)!r} repeats a band.")
+    if not requested:
+        raise ValueError("At least one band is needed.")
+    return [b for b in BANDS if b in requested]
+
+
+def _seed_config() -> Config:
+    with importlib.resources.as_file(
+        importlib.resources.files("lsst.galmix.configs").joinpath("butler-seed.yaml")
+    ) as path:
+        return Config(str(path))
+
+
+def create_butler_repo(root: str, registry: str | None = None, namespace: str | None = None) -> Butler:
+    """Create an empty Butler repository from the galmix seed config and return a writeable Butler.
+
+    Parameters
+    ----------
+    root
+        Repository root directory; it must not exist yet, or be an empty directory.
+    registry
+        Registry database URL; `None` for SQLite inside the repository. A PostgreSQL URL
+        (``postgresql+psycopg2://...``) needs the ``btree_gist`` extension in that database.
+    namespace
+        Registry schema namespace for a shared database (PostgreSQL); ignored for SQLite.
+
+    Raises
+    ------
+    FileExistsError
+        If ``root`` exists and is not an empty directory.
+    """
+    path = ResourcePath(root, forceDirectory=True)
+    if path.isLocal and os.path.exists(path.ospath):
+        if not os.path.isdir(path.ospath) or os.listdir(path.ospath):
+            raise FileExistsError(f"Repository path {root!r} already exists and is not empty; choose a new one.")
+    config = _seed_config()
+    if registry is not None:
+        config["registry", "db"] = registry
+        if namespace is not None:
+            config["registry", "namespace"] = namespace
+    Butler.makeRepo(path, config=config)
+    return Butler.from_config(str(path), writeable=True)
+
+
+def register_instrument(butler: Butler, bands: list[str]) -> None:
+    """Insert the ``GalmixSim`` instrument and one physical filter per band.
+
+    Parameters
+    ----------
+    butler
+        Writeable Butler.
+    bands
+        Bands to define (validated by `check_bands`).
+    """
+    butler.registry.insertDimensionData(
+        "instrument",
+        {
+            "name": INSTRUMENT,
+            "visit_max": 1,
+            "exposure_max": 1,
+            "detector_max": 1,
+            "class_name": "lsst.galmix.sim.GalmixSim",
+        },
+    )
+    butler.registry.insertDimensionData(
+        "physical_filter",
+        *[{"instrument": INSTRUMENT, "name": physical_filter_name(b), "band": b} for b in check_bands(bands)],
+    )
+
+
+def register_skymap(butler: Butler, geometry: TractGeometry) -> None:
+    """Insert the skymap, its tract and its patches (with sphgeom regions).
+
+    Parameters
+    ----------
+    butler
+        Writeable Butler.
+    geometry
+        Tract geometry; its ``skymap`` name is the skymap record name.
+    """
+    butler.registry.insertDimensionData(
+        "skymap",
+        {
+            "name": geometry.skymap,
+            "hash": geometry.hash,
+            "tract_max": geometry.tract + 1,
+            "patch_nx_max": geometry.size.n_patches_x,
+            "patch_ny_max": geometry.size.n_patches_y,
+        },
+    )
+    butler.registry.insertDimensionData(
+        "tract", {"skymap": geometry.skymap, "id": geometry.tract, "region": geometry.region}
+    )
+    patches = []
+    for patch in geometry.patch_ids():
+        index = geometry.patch_index(patch)
+        patches.append(
+            {
+                "skymap": geometry.skymap,
+                "tract": geometry.tract,
+                "id": patch,
+                "cell_x": index.x,
+                "cell_y": index.y,
+                "region": geometry.patch_region(patch),
+            }
+        )
+    butler.registry.insertDimensionData("patch", *patches)
+
+
+def register_dataset_types(butler: Butler) -> dict[str, DatasetType]:
+    """Register the dataset types the simulated repository writes.
+
+    Parameters
+    ----------
+    butler
+        Writeable Butler.
+
+    Returns
+    -------
+    dataset_types : `dict` [`str`, `lsst.daf.butler.DatasetType`]
+        ``deep_coadd_cell`` (CellCoadd; tract, patch, band) and ``truth_summary`` (ArrowAstropy; tract).
+    """
+    universe = butler.dimensions
+    dataset_types = {
+        COADD_DATASET_TYPE: DatasetType(
+            COADD_DATASET_TYPE, universe.conform(["skymap", "tract", "patch", "band"]), "CellCoadd"
+        ),
+        TRUTH_DATASET_TYPE: DatasetType(
+            TRUTH_DATASET_TYPE, universe.conform(["skymap", "tract"]), "ArrowAstropy"
+        ),
+    }
+    for dataset_type in dataset_types.values():
+        butler.registry.registerDatasetType(dataset_type)
+    return dataset_types

@@ -1,0 +1,112 @@
+"""Exact half-light radius of a sum of elliptical Sersic profiles.
+
+The light of a component of Sersic index ``n``, major-axis half-light radius ``r_e``, axis ratio ``q``
+enclosed by a circle of radius ``a`` is, with ``g(phi)^2 = cos^2(phi - theta) + sin^2(phi - theta)/q^2``,
+
+    F(<a) / F = 1 / (2 pi q) * integral dphi g(phi)^-2 P(2n, b_n (a g(phi) / r_e)^(1/n)),
+
+with ``P`` the regularised lower incomplete gamma function. An elliptical aperture becomes a circle
+after a linear stretch, which maps each component to another elliptical Sersic profile of the same
+``n`` and flux. The angular integral of a smooth periodic function converges geometrically with the
+trapezoid rule, so the enclosed flux (and hence the radius found by bisection) is exact to rounding.
+"""
+
+from __future__ import annotations
+
+__all__ = ("composite_half_light_radius", "sersic_b")
+
+import numpy as np
+from scipy.special import gammainc, gammaincinv
+
+_N_PHI = 128
+
+
+def sersic_b(n: float) -> float:
+    """Return ``b_n`` such that ``r_e`` encloses half the light of a Sersic profile.
+
+    Parameters
+    ----------
+    n
+        Sersic index.
+    """
+    return float(gammaincinv(2.0 * n, 0.5))
+
+
+def _stretched(reff: np.ndarray, q: np.ndarray, theta: np.ndarray, ap_q: np.ndarray, ap_theta: np.ndarray):
+    """Shape of a component after the stretch that maps the aperture ellipse to a circle."""
+    c, s = np.cos(theta - ap_theta), np.sin(theta - ap_theta)
+    # Component shape matrix in the aperture frame, then stretch the aperture minor axis by 1/ap_q.
+    mxx = reff**2 * (c**2 + q**2 * s**2)
+    myy = reff**2 * (s**2 + q**2 * c**2) / ap_q**2
+    mxy = reff**2 * c * s * (1.0 - q**2) / ap_q
+    half_trace = 0.5 * (mxx + myy)
+    root = np.sqrt(0.25 * (mxx - myy) ** 2 + mxy**2)
+    major = np.sqrt(half_trace + root)
+    minor = np.sqrt(np.maximum(half_trace - root, 0.0))
+    new_theta = 0.5 * np.arctan2(2.0 * mxy, mxx - myy)
+    return major, minor / major, new_theta
+
+
+def _enclosed_fraction(
+    a: np.ndarray, n: float, reff: np.ndarray, q: np.ndarray, theta: np.ndarray
+) -> np.ndarray:
+    phi = np.linspace(0.0, 2.0 * np.pi, _N_PHI, endpoint=False)
+    d = phi[None, :] - theta[:, None]
+    g2 = np.cos(d) ** 2 + np.sin(d) ** 2 / q[:, None] ** 2
+    x = sersic_b(n) * (a[:, None] * np.sqrt(g2) / reff[:, None]) ** (1.0 / n)
+    return np.mean(gammainc(2.0 * n, x) / g2, axis=1) / q
+
+
+def composite_half_light_radius(
+    fluxes: list[np.ndarray],
+    indices: list[float],
+    reffs: list[np.ndarray],
+    qs: list[np.ndarray],
+    thetas: list[np.ndarray],
+    ap_q: np.ndarray,
+    ap_theta: np.ndarray,
+) -> np.ndarray:
+    """Return the semi-major axis of the elliptical aperture holding half the light of a composite.
+
+    Parameters
+    ----------
+    fluxes
+        Per component, the fluxes of all galaxies (any consistent unit; zero allowed).
+    indices
+        Per component, the Sersic index (1 exponential, 4 de Vaucouleurs).
+    reffs
+        Per component, major-axis half-light radii (any consistent unit, > 0).
+    qs
+        Per component, axis ratios b/a.
+    thetas
+        Per component, position angles of the major axis, radians.
+    ap_q, ap_theta
+        Axis ratio and position angle (radians) of the aperture ellipses.
+
+    Returns
+    -------
+    reff : `numpy.ndarray`
+        Semi-major axis of the half-light aperture, in the unit of ``reffs``.
+    """
+    ap_q = np.asarray(ap_q, dtype=float)
+    ap_theta = np.asarray(ap_theta, dtype=float)
+    total = sum(np.asarray(f, dtype=float) for f in fluxes)
+    comps = []
+    for flux, n, reff, q, theta in zip(fluxes, indices, reffs, qs, thetas, strict=True):
+        major, q_new, theta_new = _stretched(
+            np.asarray(reff, float), np.asarray(q, float), np.asarray(theta, float), ap_q, ap_theta
+        )
+        comps.append((np.asarray(flux, float) / total, n, major, q_new, theta_new))
+    # The composite's half-light circle lies between the smallest minor and largest major axes of
+    # the stretched components: every component encloses < 1/2 inside the first, > 1/2 outside the second.
+    lo = np.log(np.min([major * q_new for _, _, major, q_new, _ in comps], axis=0) * 0.999)
+    hi = np.log(np.max([major for _, _, major, _, _ in comps], axis=0) * 1.001)
+    # Vectorised bisection in log radius: 48 halvings reach ~1e-14 relative precision.
+    for _ in range(48):
+        mid = 0.5 * (lo + hi)
+        a = np.exp(mid)
+        enclosed = sum(w * _enclosed_fraction(a, n, r, q, t) for w, n, r, q, t in comps)
+        below = enclosed < 0.5
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    return np.exp(0.5 * (lo + hi))
