@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from lsst.galmix.fitting.flags import FLAGS, PSF_FLAGS, FlagSet
 from lsst.galmix.fitting.schema import empty_psf_table, empty_source_table, source_columns
 from lsst.galmix.models.definitions import MODELS, get_model

@@ -1,11 +1,10 @@
 """PSF mixture fitting to kernel images."""
 
+import galsim
 import numpy as np
-
 from lsst.galmix.fitting.psf import fit_psf_image, fit_psf_images_table, psf_at
 from lsst.galmix.fitting.testing import moffat_psf, psf_kernel
 from lsst.galmix.models.psf_mixture import PsfMixture
-import galsim
 
 
 def test_gaussian_kernel_recovered_exactly():
