@@ -1,1 +1,4 @@
-"""galmix data."""
+"""galmix data: Butler repository setup (seed config, dimension records, dataset types) and skymap geometry."""
+
+from .repository import *
+from .skymap import *

@@ -8,7 +8,7 @@ that contains it. The tract bounding box is the union of the patch outer boxes a
 
 from __future__ import annotations
 
-__all__ = ("SIZES", "SimSize", "TractGeometry", "sky_polygon")
+__all__ = ("PIXEL_SCALE_ARCSEC", "SIZES", "SKYMAP_NAME", "SimSize", "TractGeometry", "sky_polygon")
 
 import dataclasses
 import hashlib
