@@ -76,7 +76,7 @@ def mag_bins(lo: float, hi: float, width: float = 1.0) -> np.ndarray:
     edges : `numpy.ndarray`
         Edges; the last edge is ``hi`` when ``hi - lo`` is a multiple of ``width``.
     """
-    n = int(round((hi - lo) / width))
+    n = round((hi - lo) / width)
     return lo + width * np.arange(n + 1)
 
 

@@ -15,10 +15,10 @@ from lsst.pipe.base import connectionTypes as cT
 from ..fitting.optimize import FitSettings
 from ..fitting.patch import fit_patch
 from ..fitting.source import SourceFitConfig
-from ..models.definitions import MODELS, get_model
+from ..models.definitions import MODELS
 from ._templates import MODEL_TEMPLATE_DEFAULT, apply_model_template
 
-__all__ = ["FitCoaddMultibandConnections", "FitCoaddMultibandConfig", "FitCoaddMultibandTask"]
+__all__ = ["FitCoaddMultibandConfig", "FitCoaddMultibandConnections", "FitCoaddMultibandTask"]
 
 
 class FitCoaddMultibandConnections(

@@ -13,7 +13,7 @@ from lsst.pipe.base import connectionTypes as cT
 
 from ..fitting.psf import fit_psf_images_table
 
-__all__ = ["FitCoaddPsfConnections", "FitCoaddPsfConfig", "FitCoaddPsfTask"]
+__all__ = ["FitCoaddPsfConfig", "FitCoaddPsfConnections", "FitCoaddPsfTask"]
 
 
 class FitCoaddPsfConnections(
@@ -90,7 +90,7 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
             grid = psf.grid
             for cell in psf.bounds.cell_indices():
                 bbox = grid.bbox_of(cell)
-                kernels.append(self._kernel(lambda: psf[cell].array))
+                kernels.append(self._kernel(lambda c=cell: psf[c].array))
                 positions.append((bbox.x.start + (bbox.x.stop - bbox.x.start - 1) / 2,
                                   bbox.y.start + (bbox.y.stop - bbox.y.start - 1) / 2))
                 cells.append((cell.j, cell.i))  # CellIJ is (row, column)
@@ -98,9 +98,9 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
             if objects is None:
                 raise ValueError("mode='object' needs the object table")
             for x, y in zip(np.asarray(objects["x"], float), np.asarray(objects["y"], float)):
-                kernels.append(self._kernel(lambda: psf.compute_kernel_image(x=x, y=y).array))
+                kernels.append(self._kernel(lambda x=x, y=y: psf.compute_kernel_image(x=x, y=y).array))
                 positions.append((x, y))
-                index = psf.grid.index_of(x=int(round(x)), y=int(round(y))) if np.isfinite(x + y) else None
+                index = psf.grid.index_of(x=round(x), y=round(y)) if np.isfinite(x + y) else None
                 cells.append((index.j, index.i) if index is not None else (-1, -1))
         table = fit_psf_images_table(kernels, positions, cells, n_gauss=self.config.nGauss)
         n_bad = int(np.sum(table["psf_flag"]))
