@@ -18,6 +18,7 @@ from .stats import binned_stats
 __all__ = ["PanelData", "plot_binned_panels", "plot_completeness_purity", "plot_size_magnitude"]
 
 _SIGMA_STYLES = ((1, "-", 0.9), (2, "--", 0.7), (3, ":", 0.6))
+_MIN_FOR_SPREAD = 3
 
 
 @dataclass
@@ -49,11 +50,13 @@ def _draw_binned(
     centers = stats.centers
     ok = stats.count > 0
     ax.plot(centers[ok], stats.median[ok], "-o", color="C3", ms=3, lw=1.5, label="median")
+    # A scatter from fewer points than this is not worth a line.
+    spread_ok = stats.count >= _MIN_FOR_SPREAD
     for n_sig, style, alpha in _SIGMA_STYLES:
         for sign in (-1, 1):
             ax.plot(
-                centers[ok],
-                stats.median[ok] + sign * n_sig * stats.sigma_mad[ok],
+                centers[spread_ok],
+                stats.median[spread_ok] + sign * n_sig * stats.sigma_mad[spread_ok],
                 style,
                 color="C0",
                 alpha=alpha,

@@ -104,6 +104,8 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
                 cells.append((index.j, index.i) if index is not None else (-1, -1))
         table = fit_psf_images_table(kernels, positions, cells, n_gauss=self.config.nGauss)
         n_bad = int(np.sum(table["psf_flag"]))
+        self.metadata["nKernels"] = len(table)
+        self.metadata["fitSeconds"] = time.perf_counter() - t0
         self.log.info(
             "Fitted %d PSF kernels with %d Gaussians in %.2f s (%d flagged; median residual power %.2g)",
             len(table), self.config.nGauss, time.perf_counter() - t0, n_bad,
