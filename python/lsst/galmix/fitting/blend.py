@@ -9,6 +9,7 @@ on its stamp with all its neighbours' first-pass models subtracted.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,10 +21,12 @@ from ..models.render import render
 from .flags import FlagSet
 from .moments import adaptive_moments
 from .optimize import SourceSpec
-from .source import SourceFitConfig, SourceOutcome, band_data, fit_group, initial_theta
-from .stamps import Stamp, cut_box
+from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, extra_starts, initial_theta, solve
+from .stamps import Exclusion, Stamp, cut_box
 
-__all__ = ["ObjectInput", "BandImage", "fit_objects"]
+__all__ = ["ObjectInput", "BandImage", "fit_objects", "fit_isolated"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,10 +75,32 @@ class ObjectInput:
     flags: FlagSet
 
 
-def _exclude(footprints: np.ndarray | None, keep: Sequence[int]) -> np.ndarray | None:
-    if footprints is None:
-        return None
-    return (footprints != 0) & ~np.isin(footprints, [k for k in keep if k != 0])
+def _exclude(
+    footprints: np.ndarray | None,
+    origin: tuple[int, int],
+    keep: Sequence[int],
+    owners: Sequence[ObjectInput] = (),
+    me: ObjectInput | None = None,
+) -> Exclusion | None:
+    """Pixels not to use: owned (footprint label) by objects outside ``keep``, or, without footprints,
+    closer to another of ``owners`` than to ``me`` (a Voronoi split of a blend)."""
+    keep_set = [k for k in keep if k != 0]
+    others = [o for o in owners if o is not me]
+
+    def exclusion(x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray | None:
+        ex = None
+        if footprints is not None:
+            lab = footprints[y0 - origin[1] : y0 - origin[1] + shape[0], x0 - origin[0] : x0 - origin[0] + shape[1]]
+            ex = (lab != 0) & ~np.isin(lab, keep_set)
+        elif me is not None and others:
+            yy, xx = np.mgrid[y0 : y0 + shape[0], x0 : x0 + shape[1]]
+            d_me = (xx - me.x) ** 2 + (yy - me.y) ** 2
+            ex = np.zeros(shape, bool)
+            for o in others:
+                ex |= (xx - o.x) ** 2 + (yy - o.y) ** 2 < d_me
+        return ex
+
+    return exclusion if (footprints is not None or (me is not None and others)) else None
 
 
 def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int, exclude) -> np.ndarray | None:
@@ -96,6 +121,11 @@ def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int
         return None
     mom = adaptive_moments(best.image, best.weight, best.x0, best.y0, guess=(obj.x, obj.y), fix_centroid=True)
     return mom.cov if mom.ok else None
+
+
+def images_origin(images: Sequence[BandImage | None]) -> tuple[int, int]:
+    """The common origin of the band images."""
+    return next(im.origin for im in images if im is not None)
 
 
 def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> int:
@@ -132,7 +162,7 @@ def _merge_stamp_flags(obj: ObjectInput, stamps: Sequence[Stamp | None]) -> list
     return usable
 
 
-def _fit_set(
+def _prepare_set(
     model: ModelDef,
     objs: Sequence[ObjectInput],
     images: Sequence[BandImage | None],
@@ -142,9 +172,13 @@ def _fit_set(
     subtract: Sequence[np.ndarray | None] | None = None,
     box: tuple[tuple[int, int], tuple[int, int]] | None = None,
     theta0: np.ndarray | None = None,
-) -> list[SourceOutcome | None]:
-    """Fit a set of objects jointly on the box covering their stamps."""
-    exclude = _exclude(footprints, keep_labels) if cfg.use_footprints else None
+    owners: Sequence[ObjectInput] = (),
+) -> Prepared | None:
+    """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
+    their stamps (``owners``: the blend whose pixels are split between its children when there are no
+    footprints). `None` (with ``no_data`` flags) when no band is usable."""
+    exclude = _exclude(footprints, images_origin(images), keep_labels, owners, objs[0] if owners else None) \
+        if cfg.use_footprints else None
     halves = [_half_size(o.cov, cfg) for o in objs]
     start, stop = box if box is not None else _box(objs, halves)
     stamps = _stamps(images, start, stop, exclude)
@@ -152,21 +186,78 @@ def _fit_set(
     usable = set(range(len(images)))
     for o in objs:
         usable &= set(_merge_stamp_flags(o, stamps))
-    missing = [b for b in range(len(images)) if b not in usable]
-    bands = [band_data(stamps[b], ref.psfs[b], None if subtract is None else subtract[b])
+    bands = [band_input(stamps[b], ref.psfs[b], None if subtract is None else subtract[b])
              if b in usable else None for b in range(len(images))]
     if all(b is None for b in bands):
         for o in objs:
             o.flags.set("no_data")
-        return [None] * len(objs)
-    if missing:
+        return None
+    if len(usable) < len(images):
         for o in objs:
             o.flags.set("missing_band")
     specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
     if theta0 is None:
         psf_cov = next(p for p in ref.psfs if p is not None).covariance()
-        theta0 = np.concatenate([initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs])
-    return list(fit_group(specs, theta0, bands, cfg.settings, [o.flags for o in objs]))
+        starts = [initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs]
+        for th in starts:
+            extra_starts(model, th)  # shifts the main start; blends use that one only
+        theta0 = np.concatenate(starts)
+    return Prepared(specs, theta0, bands, [o.flags for o in objs])
+
+
+def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
+    prep = _prepare_set(model, objs, images, footprints, keep_labels, cfg, **kw)
+    if prep is None:
+        return [None] * len(objs)
+    return list(solve([prep], cfg.settings, 1)[0])
+
+
+def fit_isolated(
+    model: ModelDef,
+    objs: Sequence[ObjectInput],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+) -> list[SourceOutcome | None]:
+    """Fit isolated objects, all in one batch (one C++ loop, ``cfg.n_threads`` threads).
+
+    Parameters are as for `fit_objects`, with every object fitted on its own.
+    """
+    preps: list[list[Prepared]] = []
+    for o in objs:
+        try:
+            _measure(o, objs[:0], images, footprints, cfg)
+            prep = _prepare_set(model, [o], images, footprints, [o.label], cfg)
+            group = [] if prep is None else [prep]
+            if prep is not None:
+                for alt in extra_starts(model, prep.theta0.copy()):
+                    group.append(Prepared(prep.specs, alt, prep.bands, [FlagSet(mask=o.flags.mask)]))
+            preps.append(group)
+        except Exception:  # noqa: BLE001 - one bad object must not stop the batch
+            _log.warning("Preparing the fit of the object at (%.1f, %.1f) failed", o.x, o.y, exc_info=True)
+            o.flags.set("exception")
+            preps.append([])
+    done = iter(solve([p for group in preps for p in group], cfg.settings, cfg.n_threads))
+    out: list[SourceOutcome | None] = []
+    for o, group in zip(objs, preps):
+        fits = [next(done)[0] for _ in group]
+        if not fits:
+            out.append(None)
+            continue
+        best = min(fits, key=lambda f: (f.flags.fatal, f.chi2 if np.isfinite(f.chi2) else np.inf))
+        o.flags.mask = best.flags.mask
+        best.flags = o.flags
+        best.time = sum(f.time for f in fits)
+        out.append(best)
+    return out
+
+
+def _measure(o: ObjectInput, group: Sequence[ObjectInput], images, footprints, cfg: SourceFitConfig) -> None:
+    if o.cov is None:
+        excl = _exclude(footprints, images_origin(images), [o.label], group, o)
+        o.cov = _measure_cov(o, images, 2 * cfg.stamp_min, excl)
+        if o.cov is None:
+            o.flags.set("bad_init")
 
 
 def fit_objects(
@@ -198,10 +289,7 @@ def fit_objects(
     """
     labels = [o.label for o in objs]
     for o in objs:
-        if o.cov is None:
-            o.cov = _measure_cov(o, images, 2 * cfg.stamp_min, _exclude(footprints, [o.label]))
-            if o.cov is None:
-                o.flags.set("bad_init")
+        _measure(o, objs, images, footprints, cfg)
     if len(objs) == 1:
         return _fit_set(model, objs, images, footprints, labels, cfg)
     mode = cfg.blend_mode
@@ -214,35 +302,34 @@ def fit_objects(
     if mode == "joint":
         return _fit_set(model, objs, images, footprints, labels, cfg)
     # Pass 1: each child alone, its siblings' footprints masked.
-    first = [_fit_set(model, [o], images, footprints, [o.label], cfg)[0] for o in objs]
-    out: list[SourceOutcome | None] = []
-    for i, o in enumerate(objs):
-        if first[i] is None:
-            out.append(None)
-            continue
-        halves = [_half_size(o.cov, cfg)]
-        start, stop = _box([o], halves)
-        sub = []
-        for b, im in enumerate(images):
-            if im is None:
-                sub.append(None)
+    first = [_fit_set(model, [o], images, footprints, [o.label], cfg, owners=objs)[0] for o in objs]
+    # Passes 2..: Gauss-Seidel sweeps, each child refitted on all its pixels with its siblings' latest
+    # models subtracted.
+    current = list(first)
+    for _ in range(cfg.subtract_iterations):
+        for i, o in enumerate(objs):
+            if current[i] is None:
                 continue
-            shape = (stop[1] - start[1], stop[0] - start[0])
-            img = np.zeros(shape)
-            for j, other in enumerate(first):
-                if j == i or other is None or not np.isfinite(other.fluxes[b]).all():
-                    continue
-                psf = objs[j].psfs[b]
-                if psf is not None:
-                    img += render(model, other.theta, other.fluxes[b], psf, shape, start, other.spec.xy_fixed)
-            # Clip to the part of the box inside the image, as cut_box does.
-            x0 = max(start[0], im.origin[0])
-            y0 = max(start[1], im.origin[1])
-            x1 = min(stop[0], im.origin[0] + im.image.shape[1])
-            y1 = min(stop[1], im.origin[1] + im.image.shape[0])
-            sub.append(img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]])
-        keep = [0] if not cfg.use_footprints else [o.label] + labels
-        res = _fit_set(model, [o], images, footprints, keep, cfg, subtract=sub, box=(start, stop),
-                       theta0=first[i].theta)
-        out.append(res[0])
-    return out
+            start, stop = _box([o], [_half_size(o.cov, cfg)])
+            sub = [None if im is None else _siblings_image(model, objs, current, i, b, im, start, stop)
+                   for b, im in enumerate(images)]
+            keep = [o.label] + labels
+            current[i] = _fit_set(model, [o], images, footprints, keep, cfg, subtract=sub, box=(start, stop),
+                                  theta0=current[i].theta)[0]
+    return current
+
+
+def _siblings_image(model, objs, fits, i, b, im, start, stop) -> np.ndarray:
+    """Sum of the models of all objects but ``i`` in band ``b`` over the part of the box on the image."""
+    shape = (stop[1] - start[1], stop[0] - start[0])
+    img = np.zeros(shape)
+    for j, other in enumerate(fits):
+        psf = objs[j].psfs[b]
+        if j == i or other is None or psf is None or not np.isfinite(other.fluxes[b]).all():
+            continue
+        img += render(model, other.theta, other.fluxes[b], psf, shape, start, other.spec.xy_fixed)
+    # Clip to the part of the box inside the image, as cut_box does.
+    x0, y0 = max(start[0], im.origin[0]), max(start[1], im.origin[1])
+    x1 = min(stop[0], im.origin[0] + im.image.shape[1])
+    y1 = min(stop[1], im.origin[1] + im.image.shape[0])
+    return img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]]

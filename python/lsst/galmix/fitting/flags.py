@@ -57,7 +57,8 @@ PSF_FLAGS: tuple[FlagDef, ...] = (
     FlagDef("no_data", "The PSF kernel image is missing, empty or non-finite"),
     FlagDef("no_convergence", "The optimizer reached its iteration limit without converging"),
     FlagDef("bad_fit", "The mixture is degenerate (non-positive size or weight) or the fit diverged"),
-    FlagDef("large_chi2", "The residual fraction of the mixture fit is large (> 5% of the flux)", fatal=False),
+    FlagDef("large_chi2", "The residual power of the mixture fit exceeds 0.25% of the kernel's",
+            fatal=False),
 )
 """PSF-fit failure modes in bit order."""
 

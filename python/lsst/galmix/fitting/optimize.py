@@ -17,7 +17,30 @@ from ..models.definitions import N_MAX, N_MIN, ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..models.render import component_gaussians, evaluate_gaussians, gaussians_with_jacobian
 
-__all__ = ["BandData", "SourceSpec", "Priors", "FitSettings", "FitResult", "fit_model"]
+__all__ = ["BandInput", "BandData", "invert_fisher", "SourceSpec", "Priors", "FitSettings", "FitResult", "fit_model"]
+
+
+@dataclass
+class BandInput:
+    """One band's stamp for a fit.
+
+    Attributes
+    ----------
+    image : `numpy.ndarray`
+        Data (neighbours' models already subtracted), zero where the weight is zero.
+    weight : `numpy.ndarray`
+        Inverse variance (0 = excluded).
+    x0, y0 : `int`
+        Absolute coordinates of ``image[0, 0]``.
+    psf : `PsfMixture`
+        PSF of the band.
+    """
+
+    image: np.ndarray
+    weight: np.ndarray
+    x0: int
+    y0: int
+    psf: PsfMixture
 
 
 @dataclass
@@ -78,6 +101,8 @@ class FitSettings:
         Bounds of ``reff`` in pixels.
     priors : `Priors`
         Priors.
+    backend : `str`
+        ``"engine"`` (C++, default) or ``"numpy"`` (this module; the reference implementation).
     """
 
     max_iter: int = 100
@@ -85,6 +110,7 @@ class FitSettings:
     n_bounds: tuple[float, float] = (N_MIN, N_MAX)
     reff_bounds: tuple[float, float] = (1e-2, 1e3)
     priors: Priors = field(default_factory=Priors)
+    backend: str = "engine"
 
 
 @dataclass
@@ -136,6 +162,10 @@ class FitResult:
         Whether a bounded parameter ended within 1e-3 (relative) of a bound.
     singular : `bool`
         Whether the Fisher matrix was singular.
+    failed : `bool`
+        Whether the optimizer reported an error or non-finite values.
+    message : `str`
+        Optimizer message.
     """
 
     theta: np.ndarray
@@ -146,6 +176,8 @@ class FitResult:
     converged: bool
     at_bound: bool
     singular: bool
+    failed: bool = False
+    message: str = ""
 
 
 class _Transform:
@@ -351,6 +383,15 @@ def _covariance(sources, names, theta, bands, priors) -> tuple[np.ndarray, bool]
     _, pj = _prior_terms(names, theta, priors)
     if pj.size:
         fisher[:npar, :npar] += pj.T @ pj
+    return invert_fisher(fisher)
+
+
+def invert_fisher(fisher: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Covariance from a Fisher matrix (NaN and ``True`` when it is singular).
+
+    The matrix is scaled to unit diagonal before the condition-number test, so parameters of very
+    different units (fluxes in nJy, ``ln reff``) do not look singular.
+    """
     try:
         scale = np.sqrt(np.diag(fisher))
         if not (np.isfinite(fisher).all() and (scale > 0).all()):

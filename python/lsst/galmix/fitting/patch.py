@@ -15,7 +15,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
-from .blend import BandImage, ObjectInput, fit_objects
+from .blend import BandImage, ObjectInput, fit_isolated, fit_objects
 from .flags import FlagSet
 from .psf import PsfSpec, psf_at
 from .schema import PASSTHROUGH_COLUMNS, empty_source_table
@@ -128,32 +128,50 @@ def fit_patch(
         label = int(row["footprintLabel"]) if "footprintLabel" in names else 0
         return ObjectInput(x, y, _catalogue_cov(row, names), label, psf_list, flags[i])
 
-    def run(group: list[int]) -> None:
+    def write(i: int, out, seconds: float) -> None:
+        if out is None:
+            table[f"{m.name}_x"][i], table[f"{m.name}_y"][i] = objects[i]["x"], objects[i]["y"]
+            table[f"{m.name}_time"][i] = seconds
+            write_flags(table, i, m.name, flags[i])
+        else:
+            write_row(table, i, out, bands, cfg.pixel_scale, pixel_to_sky)
+
+    def failed(group: list[int], seconds: float) -> None:
+        ids = [objects[i]["objectId"] if "objectId" in names else i for i in group]
+        _log.warning("Fit of objects %s failed", ids, exc_info=True)
+        for i in group:
+            flags[i].set("exception")
+            write(i, None, seconds)
+
+    def run_blend(group: list[int]) -> None:
         t0 = time.perf_counter()
         try:
-            objs = [build(i) for i in group]
-            outcomes = fit_objects(m, objs, band_images, footprints, cfg)
+            outcomes = fit_objects(m, [build(i) for i in group], band_images, footprints, cfg)
             for i, out in zip(group, outcomes):
-                if out is None:
-                    flags[i].set("no_data")
-                    table[f"{m.name}_x"][i], table[f"{m.name}_y"][i] = objects[i]["x"], objects[i]["y"]
-                    table[f"{m.name}_time"][i] = (time.perf_counter() - t0) / len(group)
-                    write_flags(table, i, m.name, flags[i])
-                else:
-                    write_row(table, i, out, bands, cfg.pixel_scale, pixel_to_sky)
-        except Exception:  # noqa: BLE001 - one bad object must not stop the patch
-            _log.warning("Fit of objects %s failed", [objects[i]["objectId"] if "objectId" in names else i
-                                                      for i in group], exc_info=True)
-            for i in group:
-                flags[i].set("exception")
-                table[f"{m.name}_time"][i] = (time.perf_counter() - t0) / len(group)
-                write_flags(table, i, m.name, flags[i])
+                write(i, out, (time.perf_counter() - t0) / len(group))
+        except Exception:  # noqa: BLE001 - one bad blend must not stop the patch
+            failed(group, (time.perf_counter() - t0) / len(group))
 
     groups = _groups(objects)
-    if cfg.n_threads > 1:
+    isolated = [g[0] for g in groups if len(g) == 1]
+    t0 = time.perf_counter()
+    objs = {}
+    for i in isolated:
+        try:
+            objs[i] = build(i)
+        except Exception:  # noqa: BLE001
+            failed([i], 0.0)
+    try:
+        keys = list(objs)
+        for i, out in zip(keys, fit_isolated(m, [objs[i] for i in keys], band_images, footprints, cfg)):
+            write(i, out, (time.perf_counter() - t0) / max(len(keys), 1) if out is None else out.time)
+    except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects, keep the blends
+        failed(list(objs), (time.perf_counter() - t0) / max(len(objs), 1))
+    blends = [g for g in groups if len(g) > 1]
+    if cfg.n_threads > 1 and len(blends) > 1:
         with ThreadPoolExecutor(cfg.n_threads) as pool:
-            list(pool.map(run, groups))
+            list(pool.map(run_blend, blends))
     else:
-        for g in groups:
-            run(g)
+        for g in blends:
+            run_blend(g)
     return table

@@ -6,13 +6,17 @@ non-finite value, and pixels with zero, negative or non-finite variance. Each re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .flags import FlagSet
 
-__all__ = ["Stamp", "cut_stamp", "cut_box", "weights_from_variance"]
+__all__ = ["Stamp", "Exclusion", "cut_stamp", "cut_box", "weights_from_variance"]
+
+Exclusion = Callable[[int, int, tuple[int, int]], "np.ndarray | None"]
+"""``(x0, y0, (ny, nx)) -> bool array``: pixels of that absolute box to give zero weight (no flag)."""
 
 
 @dataclass
@@ -95,7 +99,7 @@ def cut_stamp(
     origin: tuple[int, int],
     center: tuple[float, float],
     half_size: int,
-    exclude: np.ndarray | None = None,
+    exclude: Exclusion | None = None,
 ) -> Stamp:
     """Cut a square stamp around a position.
 
@@ -111,9 +115,9 @@ def cut_stamp(
         Absolute ``(x, y)`` of the object.
     half_size : `int`
         The stamp spans ``round(center) +- half_size`` (clipped to the image; ``edge`` flag if clipped).
-    exclude : `numpy.ndarray` of `bool`, optional
-        Full-image array of pixels to give zero weight without a flag (e.g. pixels owned by other
-        objects' footprints).
+    exclude : callable, optional
+        `Exclusion`: pixels to give zero weight without a flag (e.g. pixels owned by other objects'
+        footprints); called with the clipped box only, so it never touches the full image.
 
     Returns
     -------
@@ -134,7 +138,7 @@ def cut_box(
     origin: tuple[int, int],
     start: tuple[int, int],
     stop: tuple[int, int],
-    exclude: np.ndarray | None = None,
+    exclude: Exclusion | None = None,
 ) -> Stamp:
     """Cut the absolute pixel box ``[start, stop)`` (x, y), clipped to the image.
 
@@ -151,8 +155,9 @@ def cut_box(
         return Stamp(np.zeros((0, 0)), np.zeros((0, 0)), origin[0] + xa, origin[1] + ya, flags)
     sl = (slice(cya, cyb), slice(cxa, cxb))
     data, weight, flags = weights_from_variance(image[sl], variance[sl], None if bad is None else bad[sl])
-    if exclude is not None:
-        ex = np.asarray(exclude[sl], bool)
+    ex = None if exclude is None else exclude(origin[0] + cxa, origin[1] + cya, data.shape)
+    if ex is not None:
+        ex = np.asarray(ex, bool)
         weight[ex] = 0.0
         data[ex] = 0.0
         flags.set("no_data", not weight.any())

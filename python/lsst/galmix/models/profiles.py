@@ -36,10 +36,15 @@ def profile_mixture(comp: ComponentDef, n: float | None = None) -> tuple[np.ndar
         return np.ones(1), np.zeros(1)
     if comp.profile == Profile.GAUSS:
         return np.ones(1), np.full(1, GAUSS_SIZE)
-    from .sersic import sersic_mixture
+    from . import sersic
 
-    index = comp.sersic_n if comp.sersic_n is not None else n
-    if index is None:
-        raise ValueError(f"component {comp.name} needs a Sersic index")
-    w, s = sersic_mixture(float(index))
+    if comp.sersic_n == 1.0:
+        w, s = sersic.exponential_mixture()
+    elif comp.sersic_n == 4.0:
+        w, s = sersic.de_vaucouleurs_mixture()
+    else:
+        index = comp.sersic_n if comp.sersic_n is not None else n
+        if index is None:
+            raise ValueError(f"component {comp.name} needs a Sersic index")
+        w, s = sersic.sersic_mixture(float(index))[:2]
     return np.asarray(w, dtype=float), np.asarray(s, dtype=float)

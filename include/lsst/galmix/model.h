@@ -1,0 +1,101 @@
+// Parameter map: source models (components of radial profiles + ellipse + per-band fluxes) -> Gaussians.
+#ifndef LSST_GALMIX_MODEL_H
+#define LSST_GALMIX_MODEL_H
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lsst/galmix/evaluate.h"
+#include "lsst/galmix/mixture.h"
+#include "lsst/galmix/profile.h"
+
+namespace lsst {
+namespace galmix {
+
+/// One component of a source: a radial profile, or a point source (profile == nullptr).
+struct Component {
+    std::shared_ptr<const Profile> profile;
+    std::string name;
+    bool isPoint() const { return !profile; }
+    bool hasN() const { return profile && profile->dependsOnN(); }
+    /// Nonlinear parameters of the component: (ln reff, eta1, eta2[, n]) or none for a point.
+    int nShapeParams() const { return isPoint() ? 0 : (hasN() ? 4 : 3); }
+};
+
+/// A source: components sharing one centroid.
+struct Source {
+    std::vector<Component> components;
+};
+
+/// Kind of each parameter.
+enum class ParamKind { X = 0, Y = 1, LnReff = 2, Eta1 = 3, Eta2 = 4, SersicN = 5, Flux = 6 };
+
+struct ParamInfo {
+    int source, component, band;  // component/band -1 where not applicable
+    ParamKind kind;
+};
+
+/// A PSF-convolved Gaussian mixture of one band with the derivatives of its Gaussians.
+struct BandMixture {
+    Mixture mixture;
+    std::vector<GaussianDeriv> derivs;  // columns are global parameter indices
+};
+
+/// A list of sources with concatenated parameters. Per source the layout is
+///   [x, y, then per extended component: ln reff, eta1, eta2, (n if the profile depends on n),
+///    then fluxes: component-major, band-minor (F_c0b0, F_c0b1, ..., F_c1b0, ...)].
+/// PSFs are given per band and per source (psfs[s], or a single entry shared by all sources); PSF
+/// Gaussian centres are offsets from the source centroid.
+class Scene {
+public:
+    Scene(std::vector<Source> sources, int nBands);
+
+    int nParams() const { return static_cast<int>(_info.size()); }
+    int nBands() const { return _nBands; }
+    int nSources() const { return static_cast<int>(_sources.size()); }
+    std::vector<Source> const& sources() const { return _sources; }
+    std::vector<ParamInfo> const& paramInfo() const { return _info; }
+    std::vector<std::string> paramNames() const;
+    int sourceOffset(int s) const { return _offsets[s]; }
+    int fluxIndex(int s, int c, int b) const;
+
+    /// Gaussians of one band and (if wanted) their derivatives with respect to the parameters
+    /// flagged in `active` (size nParams, or empty for all).
+    void bandMixture(std::vector<double> const& params, int band, std::vector<Mixture> const& psfs,
+                     std::vector<char> const& active, bool withDerivs, BandMixture& out) const;
+
+private:
+    std::vector<Source> _sources;
+    int _nBands;
+    std::vector<int> _offsets;
+    std::vector<ParamInfo> _info;
+};
+
+/// One band's data: a checked image and the PSF mixture of each source (one entry = all sources).
+struct BandData {
+    BandData(ImageRef const& ref, std::vector<Mixture> psfs);
+    PreparedImage image;
+    std::vector<Mixture> psfs;
+};
+
+/// Model image of one band into `out`.
+void sceneImage(Scene const& scene, std::vector<double> const& params, int band,
+                std::vector<Mixture> const& psfs, OutImageRef const& out);
+
+/// chi2 summed over bands.
+double sceneChi2(Scene const& scene, std::vector<double> const& params, std::vector<BandData> const& bands);
+
+/// One-pass chi2 and normal equations (nParams x nParams, global layout) summed over bands; inactive
+/// parameters have zero rows and columns.
+NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> const& params,
+                                     std::vector<BandData> const& bands, std::vector<char> const& active);
+
+/// Shape matrix S(eta) = R(theta) diag(1, q^2) R(theta)^T (xx, xy, yy) and its derivatives
+/// d/deta1, d/deta2 (each xx, xy, yy).
+void shapeMatrix(double eta1, double eta2, double S[3], double dS1[3], double dS2[3]);
+
+}  // namespace galmix
+}  // namespace lsst
+
+#endif

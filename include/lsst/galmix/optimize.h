@@ -1,0 +1,81 @@
+// Levenberg-Marquardt with fluxes solved exactly (variable projection), batch fitting, PSF-mixture fits.
+#ifndef LSST_GALMIX_OPTIMIZE_H
+#define LSST_GALMIX_OPTIMIZE_H
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lsst/galmix/model.h"
+
+namespace lsst {
+namespace galmix {
+
+struct FitOptions {
+    int maxIter = 100;        // Gauss-Newton / LM iterations (normal-equation evaluations)
+    double ftol = 1e-10;      // converged when the relative decrease of the objective is below this
+    double xtol = 1e-4;       // ... or every step is below xtol times the parameter's error
+    double lambda0 = 1e-3;    // initial Marquardt damping (relative to diag(H))
+    double nMin = 0.5;        // bounds of Sersic indices (logistic transform)
+    double nMax = 6.0;
+    bool nonNegativeFluxes = true;
+    /// Gaussian priors, per parameter (size nParams, or empty for none); sigma <= 0 or inf means no
+    /// prior. Priors on flux parameters are ignored (fluxes are solved linearly).
+    std::vector<double> priorMean, priorSigma;
+};
+
+enum class FitStatus { Converged = 0, MaxIter = 1, Singular = 2, NonFinite = 3, Error = 4 };
+
+struct FitResult {
+    std::vector<double> params;   // best-fit parameters (global layout, fluxes included)
+    double chi2 = 0.0;            // data chi2 at the best fit
+    double objective = 0.0;       // chi2 + prior terms
+    int nIter = 0;
+    int nPix = 0;                 // weighted pixels summed over bands
+    FitStatus status = FitStatus::Error;
+    std::string message;
+    std::vector<double> fisher;   // J^T W J (P x P, all parameters, natural units) at the best fit
+    std::vector<double> priorPrecision;  // 1/sigma^2 of the prior on each parameter (0 = none)
+};
+
+/// A band's inputs before checking: image (+ inverse sigma) and PSF mixtures (one, or one per source).
+struct BandInput {
+    ImageRef ref;
+    std::vector<Mixture> psfs;
+};
+
+struct FitProblem {
+    std::shared_ptr<const Scene> scene;
+    std::vector<BandInput> bands;
+    std::vector<double> params0;
+    std::vector<char> free;  // empty = all free
+    FitOptions options;
+};
+
+/// Fit one scene; bad inputs give status Error with a message (never throws for data problems).
+FitResult fitScene(Scene const& scene, std::vector<BandInput> const& bands, std::vector<double> const& params0,
+                   std::vector<char> const& free, FitOptions const& options);
+
+/// Fit many independent problems, optionally on nThreads threads (<= 0: hardware concurrency).
+std::vector<FitResult> fitBatch(std::vector<FitProblem> const& problems, int nThreads);
+
+/// Non-negative least squares in Gram form: minimise x^T G x - 2 b^T x subject to x >= 0.
+std::vector<double> nnlsGram(std::vector<double> const& G, std::vector<double> const& b, int n);
+
+struct PsfFitResult {
+    Mixture gaussians;            // fluxes are fractions (sum 1); centres in the image's pixel frame
+    double flux = 0.0;            // total flux of the fitted mixture before normalisation
+    double chi2 = 0.0;            // sum of squared residuals (uniform unit weights)
+    int nIter = 0;
+    FitStatus status = FitStatus::Error;
+    std::string message;
+};
+
+/// Fit nGauss (1..4) Gaussians with free centres, shapes and non-negative fluxes to a PSF kernel image,
+/// with uniform weights (every pixel weight 1: the kernel image is noiseless).
+PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options);
+
+}  // namespace galmix
+}  // namespace lsst
+
+#endif

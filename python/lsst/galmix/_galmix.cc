@@ -1,0 +1,244 @@
+// pybind11 bindings of the galmix C++ engine (thin: conversions and GIL handling only).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <sstream>
+
+#include "lsst/galmix/evaluate.h"
+#include "lsst/galmix/fastexp.h"
+#include "lsst/galmix/gaussian.h"
+#include "lsst/galmix/mixture.h"
+#include "lsst/galmix/simd.h"
+#include "bindings_common.h"
+
+namespace py = pybind11;
+using namespace lsst::galmix;
+
+namespace lsst {
+namespace galmix {
+namespace bind {
+
+DType dtypeOf(py::array const& a, const char* what) {
+    if (a.dtype().is(py::dtype::of<double>())) return DType::F64;
+    if (a.dtype().is(py::dtype::of<float>())) return DType::F32;
+    throw InputError(std::string(what) + " must be float32 or float64");
+}
+
+void check2d(py::array const& a, const char* what) {
+    if (a.ndim() != 2) throw InputError(std::string(what) + " must be a 2-d array");
+    if (a.shape(1) > 1 && a.strides(1) != static_cast<py::ssize_t>(a.itemsize())) {
+        throw InputError(std::string(what) + " must be contiguous along x (last axis)");
+    }
+    if (a.strides(0) % static_cast<py::ssize_t>(a.itemsize()) != 0 || a.strides(0) < 0) {
+        throw InputError(std::string(what) + " has an unsupported row stride");
+    }
+}
+
+ImageRef imageRef(py::array const& data, std::optional<py::array> const& sigmaInv, double x0, double y0) {
+    check2d(data, "image");
+    ImageRef ref;
+    ref.data = data.data();
+    ref.dtype = dtypeOf(data, "image");
+    ref.ny = data.shape(0);
+    ref.nx = data.shape(1);
+    ref.rowStride = data.strides(0) / data.itemsize();
+    ref.x0 = x0;
+    ref.y0 = y0;
+    if (sigmaInv && !sigmaInv->is_none()) {
+        py::array const& s = *sigmaInv;
+        check2d(s, "sigma_inv");
+        if (s.shape(0) != data.shape(0) || s.shape(1) != data.shape(1)) {
+            std::ostringstream os;
+            os << "sigma_inv shape (" << s.shape(0) << ", " << s.shape(1) << ") does not match image shape ("
+               << data.shape(0) << ", " << data.shape(1) << ")";
+            throw InputError(os.str());
+        }
+        ref.sigmaInv = s.data();
+        ref.sigmaDtype = dtypeOf(s, "sigma_inv");
+        ref.sigmaRowStride = s.strides(0) / s.itemsize();
+    }
+    return ref;
+}
+
+Mixture mixtureFromArray(py::array_t<double, py::array::c_style | py::array::forcecast> const& a) {
+    if (a.ndim() == 1 && a.shape(0) == 6) {
+        return {Gaussian::fromArray(a.data())};
+    }
+    if (a.ndim() != 2 || a.shape(1) != 6) {
+        throw InputError("a Gaussian mixture is an (N, 6) array of (flux, x, y, xx, xy, yy)");
+    }
+    Mixture m;
+    m.reserve(a.shape(0));
+    for (py::ssize_t i = 0; i < a.shape(0); ++i) m.push_back(Gaussian::fromArray(a.data(i, 0)));
+    return m;
+}
+
+py::array_t<double> mixtureToArray(Mixture const& m) {
+    py::array_t<double> out({static_cast<py::ssize_t>(m.size()), py::ssize_t(6)});
+    auto r = out.mutable_unchecked<2>();
+    for (std::size_t i = 0; i < m.size(); ++i) {
+        auto v = m[i].toArray();
+        for (int k = 0; k < 6; ++k) r(i, k) = v[k];
+    }
+    return out;
+}
+
+py::array_t<double> matrixToArray(std::vector<double> const& v, py::ssize_t n) {
+    py::array_t<double> out({n, n});
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
+}
+
+py::array_t<double> vectorToArray(std::vector<double> const& v) {
+    py::array_t<double> out(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
+}
+
+}  // namespace bind
+}  // namespace galmix
+}  // namespace lsst
+
+using namespace lsst::galmix::bind;
+
+PYBIND11_MODULE(_galmix, m) {
+    m.doc() = "galmix C++ engine: PSF-convolved Gaussian mixtures, their derivatives and fitters.";
+    py::register_exception<InputError>(m, "InputError", PyExc_ValueError);
+
+    m.def("dispatch_info", &dispatchInfo, "Describe the build and the SIMD code path used by the kernels.");
+
+    m.def(
+            "fast_exp",
+            [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
+                py::array_t<double> out(x.size());
+                double const* in = x.data();
+                double* o = out.mutable_data();
+                for (py::ssize_t i = 0; i < x.size(); ++i) o[i] = fastExp(in[i]);
+                return out;
+            },
+            py::arg("x"),
+            "The engine's polynomial exp applied element-wise (flattened); exposed for accuracy tests.");
+
+    m.def(
+            "gaussian_from_sigma",
+            [](double flux, double x, double y, double sx, double sy, double rho) {
+                return fromSigma(flux, x, y, {sx, sy, rho}).toArray();
+            },
+            py::arg("flux"), py::arg("x"), py::arg("y"), py::arg("sigma_x"), py::arg("sigma_y"), py::arg("rho"),
+            "Gaussian (flux, x, y, xx, xy, yy) from marginal sigmas and correlation coefficient.");
+    m.def(
+            "gaussian_to_sigma",
+            [](std::array<double, 6> g) {
+                auto s = toSigma(Gaussian::fromArray(g.data()));
+                return std::make_tuple(s.sigmaX, s.sigmaY, s.rho);
+            },
+            py::arg("gaussian"), "(sigma_x, sigma_y, rho) of a Gaussian (flux, x, y, xx, xy, yy).");
+    m.def(
+            "gaussian_from_ellipse",
+            [](double flux, double x, double y, double a, double q, double theta) {
+                return fromEllipse(flux, x, y, {a, q, theta}).toArray();
+            },
+            py::arg("flux"), py::arg("x"), py::arg("y"), py::arg("a"), py::arg("q"), py::arg("theta"),
+            "Gaussian from major-axis sigma a, axis ratio q = b/a and position angle theta (radians CCW "
+            "from +x).");
+    m.def(
+            "gaussian_to_ellipse",
+            [](std::array<double, 6> g) {
+                auto e = toEllipse(Gaussian::fromArray(g.data()));
+                return std::make_tuple(e.a, e.q, e.theta);
+            },
+            py::arg("gaussian"), "(a, q, theta) of a Gaussian; theta in (-pi/2, pi/2].");
+    m.def(
+            "convolve",
+            [](py::array_t<double, py::array::c_style | py::array::forcecast> src,
+               py::array_t<double, py::array::c_style | py::array::forcecast> psf) {
+                return mixtureToArray(convolve(mixtureFromArray(src), mixtureFromArray(psf)));
+            },
+            py::arg("source"), py::arg("psf"),
+            "Convolve an (N, 6) source mixture with an (M, 6) PSF mixture -> (N*M, 6), source-major.");
+
+    m.def(
+            "render",
+            [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, py::array out, double x0,
+               double y0) {
+                check2d(out, "out");
+                if (!out.writeable()) throw InputError("out must be writeable");
+                OutImageRef ref;
+                ref.data = out.mutable_data();
+                ref.dtype = dtypeOf(out, "out");
+                ref.ny = out.shape(0);
+                ref.nx = out.shape(1);
+                ref.rowStride = out.strides(0) / out.itemsize();
+                ref.x0 = x0;
+                ref.y0 = y0;
+                Mixture m = mixtureFromArray(mix);
+                {
+                    py::gil_scoped_release release;
+                    renderImage(m, ref);
+                }
+                return out;
+            },
+            py::arg("mixture"), py::arg("out"), py::arg("x0") = 0.0, py::arg("y0") = 0.0,
+            "Overwrite `out` (2-d float32/float64, [y, x]) with the (N, 6) mixture evaluated at pixel\n"
+            "centres; element [0, 0] is at pixel coordinate (x0, y0). Returns `out`.");
+
+    m.def(
+            "chi2",
+            [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, py::array data,
+               std::optional<py::array> sigmaInv, double x0, double y0) {
+                Mixture m = mixtureFromArray(mix);
+                ImageRef ref = imageRef(data, sigmaInv, x0, y0);
+                py::gil_scoped_release release;
+                PreparedImage img(ref);
+                return computeChi2(m, img);
+            },
+            py::arg("mixture"), py::arg("data"), py::arg("sigma_inv") = py::none(), py::arg("x0") = 0.0,
+            py::arg("y0") = 0.0,
+            "sum(sigma_inv^2 (data - model)^2) over pixels of non-zero weight (unit weights if sigma_inv is "
+            "None).");
+
+    m.def(
+            "normal_equations",
+            [](py::array_t<double, py::array::c_style | py::array::forcecast> mix,
+               py::array_t<double, py::array::c_style | py::array::forcecast> dmix, py::array data,
+               std::optional<py::array> sigmaInv, double x0, double y0) {
+                Mixture m = mixtureFromArray(mix);
+                if (dmix.ndim() != 3 || dmix.shape(0) != static_cast<py::ssize_t>(m.size()) || dmix.shape(1) != 6) {
+                    throw InputError("derivatives must be an (N, 6, P) array matching the (N, 6) mixture");
+                }
+                int P = static_cast<int>(dmix.shape(2));
+                std::vector<GaussianDeriv> derivs;
+                auto r = dmix.unchecked<3>();
+                for (py::ssize_t g = 0; g < dmix.shape(0); ++g) {
+                    for (int p = 0; p < P; ++p) {
+                        GaussianDeriv d{static_cast<int>(g), p, {}};
+                        bool any = false;
+                        for (int k = 0; k < 6; ++k) {
+                            d.d[k] = r(g, k, p);
+                            any = any || d.d[k] != 0.0;
+                        }
+                        if (any) derivs.push_back(d);
+                    }
+                }
+                ImageRef ref = imageRef(data, sigmaInv, x0, y0);
+                NormalEquations ne = makeNormalEquations(P);
+                {
+                    py::gil_scoped_release release;
+                    PreparedImage img(ref);
+                    accumulateNormalEquations(m, derivs, img, ne);
+                }
+                std::vector<double> grad(ne.b.size());
+                for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = -2.0 * ne.b[i];
+                return py::make_tuple(ne.chi2, vectorToArray(grad), matrixToArray(ne.H, P), vectorToArray(ne.b));
+            },
+            py::arg("mixture"), py::arg("derivatives"), py::arg("data"), py::arg("sigma_inv") = py::none(),
+            py::arg("x0") = 0.0, py::arg("y0") = 0.0,
+            "One pass over the weighted pixels: (chi2, grad (P,), H = J^T W J (P, P), b = J^T W r (P,)),\n"
+            "r = data - model, grad = d chi2/dp = -2 b. `derivatives[g, k, p]` = d(mixture[g, k])/d(p_p)\n"
+            "(sparse in practice: zeros are skipped).");
+
+    bindModel(m);
+    bindOptimize(m);
+}

@@ -1,0 +1,405 @@
+// pybind11 bindings of the parameter map (profiles, components, sources, scenes) and the optimizers.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <optional>
+
+#include "bindings_common.h"
+#include "lsst/galmix/model.h"
+#include "lsst/galmix/optimize.h"
+#include "lsst/galmix/profile.h"
+
+namespace lsst {
+namespace galmix {
+namespace bind {
+
+namespace {
+
+using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+// One band's arrays (kept alive here) and the engine's view of them.
+struct PyBand {
+    py::array image;
+    py::object sigmaInv;
+    BandInput input;
+};
+
+std::vector<Mixture> psfList(py::object const& psf) {
+    std::vector<Mixture> out;
+    if (py::isinstance<py::list>(psf) || py::isinstance<py::tuple>(psf)) {
+        for (auto item : psf) out.push_back(mixtureFromArray(py::cast<DArray>(item)));
+    } else {
+        out.push_back(mixtureFromArray(py::cast<DArray>(psf)));
+    }
+    if (out.empty()) throw InputError("need at least one PSF mixture");
+    return out;
+}
+
+std::shared_ptr<PyBand> makeBand(py::array image, std::optional<py::array> sigmaInv, py::object psf, double x0,
+                                 double y0) {
+    auto b = std::make_shared<PyBand>();
+    b->image = image;
+    b->sigmaInv = sigmaInv ? py::object(*sigmaInv) : py::object(py::none());
+    b->input.ref = imageRef(image, sigmaInv, x0, y0);
+    b->input.psfs = psfList(psf);
+    return b;
+}
+
+std::vector<BandData> prepare(std::vector<std::shared_ptr<PyBand>> const& bands) {
+    std::vector<BandData> out;
+    out.reserve(bands.size());
+    for (auto const& b : bands) out.emplace_back(b->input.ref, b->input.psfs);
+    return out;
+}
+
+std::vector<double> toVector(DArray const& a) {
+    if (a.ndim() != 1) throw InputError("expected a 1-d parameter array");
+    return std::vector<double>(a.data(), a.data() + a.size());
+}
+
+std::vector<char> toMask(std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> const& m) {
+    std::vector<char> out;
+    if (m) {
+        out.resize(m->size());
+        for (py::ssize_t i = 0; i < m->size(); ++i) out[i] = m->data()[i] ? 1 : 0;
+    }
+    return out;
+}
+
+py::tuple neTuple(NormalEquations const& ne) {
+    std::vector<double> grad(ne.b.size());
+    for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = -2.0 * ne.b[i];
+    return py::make_tuple(ne.chi2, vectorToArray(grad), matrixToArray(ne.H, ne.nParams), vectorToArray(ne.b));
+}
+
+struct PyProblem {
+    std::shared_ptr<const Scene> scene;
+    std::vector<std::shared_ptr<PyBand>> bands;
+    std::vector<double> params0;
+    std::vector<char> free;
+    FitOptions options;
+};
+
+const char* statusName(FitStatus s) {
+    switch (s) {
+        case FitStatus::Converged: return "converged";
+        case FitStatus::MaxIter: return "max_iter";
+        case FitStatus::Singular: return "singular";
+        case FitStatus::NonFinite: return "non_finite";
+        default: return "error";
+    }
+}
+
+}  // namespace
+
+void bindModel(py::module_& m) {
+    py::class_<Profile, std::shared_ptr<Profile>>(m, "Profile",
+                                                  "Radial profile: K concentric Gaussians (weights w_k, sizes s_k "
+                                                  "in units of reff).")
+            .def_property_readonly("size", &Profile::size, "Number of Gaussians K.")
+            .def_property_readonly("depends_on_n", &Profile::dependsOnN,
+                                   "True if weights/sizes depend on a Sersic index (the component gets an n "
+                                   "parameter).")
+            .def(
+                    "evaluate",
+                    [](Profile const& p, double n) {
+                        ProfileValues v;
+                        p.evaluate(n, v);
+                        return py::make_tuple(vectorToArray(v.w), vectorToArray(v.s), vectorToArray(v.dw),
+                                              vectorToArray(v.ds));
+                    },
+                    py::arg("n") = 1.0, "(w, s, dw/dn, ds/dn) at Sersic index n, each (K,).");
+    py::class_<FixedProfile, Profile, std::shared_ptr<FixedProfile>>(m, "FixedProfile",
+                                                                     "Fixed weights (normalised to sum 1) and sizes.")
+            .def(py::init([](DArray w, DArray s) { return std::make_shared<FixedProfile>(toVector(w), toVector(s)); }),
+                 py::arg("weights"), py::arg("sizes"));
+    py::class_<SplineProfile, Profile, std::shared_ptr<SplineProfile>>(
+            m, "SplineProfile",
+            "Weights and sizes as piecewise cubics in x = ln(n), scipy PPoly layout: breakpoints (M,), coefficients\n"
+            "(4, M-1, 2K) with c[0] the highest order in (x - x_i); values [w_1..w_K, ln s_1..ln s_K]. Weights are\n"
+            "normalised to sum 1; end polynomials extrapolate.")
+            .def(py::init([](DArray x, DArray c) {
+                     if (c.ndim() != 3 || c.shape(0) != 4 || c.shape(1) != x.size() - 1) {
+                         throw InputError("SplineProfile: coefficients must have shape (4, M-1, 2K)");
+                     }
+                     return std::make_shared<SplineProfile>(toVector(x),
+                                                            std::vector<double>(c.data(), c.data() + c.size()),
+                                                            static_cast<int>(c.shape(2)));
+                 }),
+                 py::arg("breakpoints"), py::arg("coefficients"));
+
+    py::class_<Component>(m, "Component", "A source component: a radial profile, or a point source (profile=None).")
+            .def(py::init([](std::shared_ptr<Profile> p, std::string name) {
+                     return Component{std::shared_ptr<const Profile>(p), std::move(name)};
+                 }),
+                 py::arg("profile") = nullptr, py::arg("name") = "")
+            .def_property_readonly("is_point", &Component::isPoint)
+            .def_property_readonly("has_n", &Component::hasN)
+            .def_property_readonly("n_shape_params", &Component::nShapeParams)
+            .def_readonly("name", &Component::name);
+    py::class_<Source>(m, "Source", "Components sharing one centroid.")
+            .def(py::init([](std::vector<Component> c) { return Source{std::move(c)}; }), py::arg("components"))
+            .def_readonly("components", &Source::components);
+
+    py::enum_<ParamKind>(m, "ParamKind")
+            .value("X", ParamKind::X)
+            .value("Y", ParamKind::Y)
+            .value("LN_REFF", ParamKind::LnReff)
+            .value("ETA1", ParamKind::Eta1)
+            .value("ETA2", ParamKind::Eta2)
+            .value("SERSIC_N", ParamKind::SersicN)
+            .value("FLUX", ParamKind::Flux);
+
+    py::class_<PyBand, std::shared_ptr<PyBand>>(
+            m, "Band",
+            "One band's data: image [y, x] (float32/64), optional inverse sigma (same shape; weight = sigma_inv^2,\n"
+            "0 masks a pixel), PSF mixture(s) as (N, 6) arrays (flux, dx, dy, xx, xy, yy; centres relative to\n"
+            "the source) -- one array shared by all sources or a list with one per source -- and the pixel\n"
+            "coordinate (x0, y0) of element [0, 0]. Arrays are referenced, not copied; values are checked when\n"
+            "used.")
+            .def(py::init(&makeBand), py::arg("image"), py::arg("sigma_inv") = py::none(), py::arg("psf"),
+                 py::arg("x0") = 0.0, py::arg("y0") = 0.0)
+            .def_readonly("image", &PyBand::image)
+            .def_readonly("sigma_inv", &PyBand::sigmaInv)
+            .def_property_readonly("x0", [](PyBand const& b) { return b.input.ref.x0; })
+            .def_property_readonly("y0", [](PyBand const& b) { return b.input.ref.y0; });
+
+    py::class_<Scene, std::shared_ptr<Scene>>(
+            m, "Scene",
+            "Sources with concatenated parameters. Per source: [x, y, then per extended component ln_reff, eta1,\n"
+            "eta2 (+ n if its profile depends on n), then fluxes component-major, band-minor].")
+            .def(py::init<std::vector<Source>, int>(), py::arg("sources"), py::arg("n_bands") = 1)
+            .def_property_readonly("n_params", &Scene::nParams)
+            .def_property_readonly("n_bands", &Scene::nBands)
+            .def_property_readonly("n_sources", &Scene::nSources)
+            .def_property_readonly("sources", &Scene::sources)
+            .def("param_names", &Scene::paramNames, "Names like 's0.x', 's0.c1.lnReff', 's0.c0.flux[2]'.")
+            .def(
+                    "param_kinds",
+                    [](Scene const& s) {
+                        std::vector<int> k;
+                        for (auto const& p : s.paramInfo()) k.push_back(static_cast<int>(p.kind));
+                        return k;
+                    },
+                    "ParamKind value of each parameter (ints).")
+            .def(
+                    "param_index",
+                    [](Scene const& s) {
+                        py::array_t<int> out({static_cast<py::ssize_t>(s.nParams()), py::ssize_t(3)});
+                        auto r = out.mutable_unchecked<2>();
+                        for (int i = 0; i < s.nParams(); ++i) {
+                            auto const& p = s.paramInfo()[i];
+                            r(i, 0) = p.source;
+                            r(i, 1) = p.component;
+                            r(i, 2) = p.band;
+                        }
+                        return out;
+                    },
+                    "(P, 3) int array: source, component (-1 for x, y), band (-1 unless flux) of each parameter.")
+            .def("source_offset", &Scene::sourceOffset, py::arg("source"), "Index of the source's x parameter.")
+            .def("flux_index", &Scene::fluxIndex, py::arg("source"), py::arg("component"), py::arg("band"))
+            .def(
+                    "gaussians",
+                    [](Scene const& s, DArray params, int band, py::object psf) {
+                        BandMixture bm;
+                        s.bandMixture(toVector(params), band, psfList(psf), {}, false, bm);
+                        return mixtureToArray(bm.mixture);
+                    },
+                    py::arg("params"), py::arg("band"), py::arg("psf"),
+                    "The PSF-convolved (G, 6) mixture of one band (source, component, profile Gaussian, PSF "
+                    "Gaussian order).")
+            .def(
+                    "gaussian_derivatives",
+                    [](Scene const& s, DArray params, int band, py::object psf) {
+                        BandMixture bm;
+                        s.bandMixture(toVector(params), band, psfList(psf), {}, true, bm);
+                        py::array_t<double> out({static_cast<py::ssize_t>(bm.mixture.size()), py::ssize_t(6),
+                                                 static_cast<py::ssize_t>(s.nParams())});
+                        std::fill(out.mutable_data(), out.mutable_data() + out.size(), 0.0);
+                        auto r = out.mutable_unchecked<3>();
+                        for (auto const& d : bm.derivs) {
+                            for (int k = 0; k < 6; ++k) r(d.gaussian, k, d.column) += d.d[k];
+                        }
+                        return out;
+                    },
+                    py::arg("params"), py::arg("band"), py::arg("psf"),
+                    "Dense (G, 6, P) d(gaussians)/d(params) (for tests; the engine uses the sparse form).")
+            .def(
+                    "image",
+                    [](Scene const& s, DArray params, int band, py::object psf, py::array out, double x0, double y0) {
+                        check2d(out, "out");
+                        OutImageRef ref;
+                        ref.data = out.mutable_data();
+                        ref.dtype = dtypeOf(out, "out");
+                        ref.ny = out.shape(0);
+                        ref.nx = out.shape(1);
+                        ref.rowStride = out.strides(0) / out.itemsize();
+                        ref.x0 = x0;
+                        ref.y0 = y0;
+                        auto p = toVector(params);
+                        auto psfs = psfList(psf);
+                        {
+                            py::gil_scoped_release release;
+                            sceneImage(s, p, band, psfs, ref);
+                        }
+                        return out;
+                    },
+                    py::arg("params"), py::arg("band"), py::arg("psf"), py::arg("out"), py::arg("x0") = 0.0,
+                    py::arg("y0") = 0.0, "Overwrite `out` with the model image of one band; returns `out`.")
+            .def(
+                    "chi2",
+                    [](Scene const& s, DArray params, std::vector<std::shared_ptr<PyBand>> const& bands) {
+                        auto p = toVector(params);
+                        py::gil_scoped_release release;
+                        return sceneChi2(s, p, prepare(bands));
+                    },
+                    py::arg("params"), py::arg("bands"), "chi2 summed over bands (list of Band, one per band).")
+            .def(
+                    "normal_equations",
+                    [](Scene const& s, DArray params, std::vector<std::shared_ptr<PyBand>> const& bands,
+                       std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> active) {
+                        auto p = toVector(params);
+                        auto mask = toMask(active);
+                        NormalEquations ne;
+                        {
+                            py::gil_scoped_release release;
+                            ne = sceneNormalEquations(s, p, prepare(bands), mask);
+                        }
+                        return neTuple(ne);
+                    },
+                    py::arg("params"), py::arg("bands"), py::arg("active") = py::none(),
+                    "(chi2, grad (P,), H = J^T W J (P, P), b = J^T W r (P,)) over all bands in one pass per band;\n"
+                    "parameters with active[i] False get zero rows/columns.");
+}
+
+void bindOptimize(py::module_& m) {
+    py::enum_<FitStatus>(m, "FitStatus")
+            .value("CONVERGED", FitStatus::Converged)
+            .value("MAX_ITER", FitStatus::MaxIter)
+            .value("SINGULAR", FitStatus::Singular)
+            .value("NON_FINITE", FitStatus::NonFinite)
+            .value("ERROR", FitStatus::Error);
+
+    py::class_<FitOptions>(m, "FitOptions", "Options of the Levenberg-Marquardt fitter.")
+            .def(py::init<>())
+            .def_readwrite("max_iter", &FitOptions::maxIter)
+            .def_readwrite("ftol", &FitOptions::ftol, "Converged when the relative objective decrease < ftol.")
+            .def_readwrite("xtol", &FitOptions::xtol, "... or when every step < xtol * its parameter error.")
+            .def_readwrite("lambda0", &FitOptions::lambda0)
+            .def_readwrite("n_min", &FitOptions::nMin)
+            .def_readwrite("n_max", &FitOptions::nMax)
+            .def_readwrite("nonnegative_fluxes", &FitOptions::nonNegativeFluxes)
+            .def_property(
+                    "prior_mean", [](FitOptions const& o) { return vectorToArray(o.priorMean); },
+                    [](FitOptions& o, DArray a) { o.priorMean = toVector(a); },
+                    "(P,) prior means (natural units: ln reff, eta1, eta2, n); ignored for fluxes.")
+            .def_property(
+                    "prior_sigma", [](FitOptions const& o) { return vectorToArray(o.priorSigma); },
+                    [](FitOptions& o, DArray a) { o.priorSigma = toVector(a); },
+                    "(P,) prior sigmas; <= 0 or inf = no prior on that parameter.");
+
+    py::class_<FitResult>(m, "FitResult")
+            .def_property_readonly("params", [](FitResult const& r) { return vectorToArray(r.params); })
+            .def_readonly("chi2", &FitResult::chi2)
+            .def_readonly("objective", &FitResult::objective, "chi2 + prior terms.")
+            .def_readonly("n_iter", &FitResult::nIter)
+            .def_readonly("n_pix", &FitResult::nPix)
+            .def_readonly("status", &FitResult::status)
+            .def_property_readonly("status_name", [](FitResult const& r) { return statusName(r.status); })
+            .def_readonly("message", &FitResult::message)
+            .def_property_readonly("fisher",
+                                   [](FitResult const& r) {
+                                       auto n = static_cast<py::ssize_t>(r.params.size());
+                                       return matrixToArray(r.fisher, n);
+                                   },
+                                   "J^T W J (P, P) at the best fit, all parameters, natural units, data only.")
+            .def_property_readonly("prior_precision",
+                                   [](FitResult const& r) { return vectorToArray(r.priorPrecision); });
+
+    py::class_<PyProblem>(m, "FitProblem", "One independent fit for fit_batch.")
+            .def(py::init([](std::shared_ptr<Scene> scene, std::vector<std::shared_ptr<PyBand>> bands, DArray params0,
+                             std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> free,
+                             std::optional<FitOptions> options) {
+                     return PyProblem{scene, std::move(bands), toVector(params0), toMask(free),
+                                      options ? *options : FitOptions()};
+                 }),
+                 py::arg("scene"), py::arg("bands"), py::arg("params0"), py::arg("free") = py::none(),
+                 py::arg("options") = py::none());
+
+    m.def(
+            "fit",
+            [](std::shared_ptr<Scene> scene, std::vector<std::shared_ptr<PyBand>> const& bands, DArray params0,
+               std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> free,
+               std::optional<FitOptions> options) {
+                std::vector<BandInput> in;
+                for (auto const& b : bands) in.push_back(b->input);
+                auto p = toVector(params0);
+                auto mask = toMask(free);
+                FitOptions opt = options ? *options : FitOptions();
+                py::gil_scoped_release release;
+                return fitScene(*scene, in, p, mask, opt);
+            },
+            py::arg("scene"), py::arg("bands"), py::arg("params0"), py::arg("free") = py::none(),
+            py::arg("options") = py::none(),
+            "Levenberg-Marquardt fit of the free nonlinear parameters with the free fluxes solved exactly\n"
+            "(non-negative least squares) at every step. `free` (P,) bool, default all. Never raises for bad\n"
+            "data: see FitResult.status / message.");
+
+    m.def(
+            "fit_batch",
+            [](std::vector<PyProblem> const& problems, int nThreads) {
+                std::vector<FitProblem> in;
+                in.reserve(problems.size());
+                for (auto const& p : problems) {
+                    FitProblem fp;
+                    fp.scene = p.scene;
+                    for (auto const& b : p.bands) fp.bands.push_back(b->input);
+                    fp.params0 = p.params0;
+                    fp.free = p.free;
+                    fp.options = p.options;
+                    in.push_back(std::move(fp));
+                }
+                py::gil_scoped_release release;
+                return fitBatch(in, nThreads);
+            },
+            py::arg("problems"), py::arg("n_threads") = 1,
+            "Fit independent problems in one C++ loop on n_threads threads (<= 0: all cores); per-problem status.");
+
+    py::class_<PsfFitResult>(m, "PsfFitResult")
+            .def_property_readonly("gaussians", [](PsfFitResult const& r) { return mixtureToArray(r.gaussians); },
+                                   "(N, 6): fraction (sum 1), x, y (pixel frame of the image), xx, xy, yy.")
+            .def_readonly("flux", &PsfFitResult::flux)
+            .def_readonly("chi2", &PsfFitResult::chi2)
+            .def_readonly("n_iter", &PsfFitResult::nIter)
+            .def_readonly("status", &PsfFitResult::status)
+            .def_property_readonly("status_name", [](PsfFitResult const& r) { return statusName(r.status); })
+            .def_readonly("message", &PsfFitResult::message);
+
+    m.def(
+            "fit_psf",
+            [](py::array image, int nGauss, double x0, double y0, std::optional<FitOptions> options) {
+                ImageRef ref = imageRef(image, std::nullopt, x0, y0);
+                FitOptions opt = options ? *options : FitOptions();
+                py::gil_scoped_release release;
+                return fitPsf(ref, nGauss, opt);
+            },
+            py::arg("image"), py::arg("n_gauss") = 2, py::arg("x0") = 0.0, py::arg("y0") = 0.0,
+            py::arg("options") = py::none(),
+            "Fit n_gauss (1..4) Gaussians (free centres, shapes, non-negative fluxes) to a PSF kernel image with\n"
+            "uniform unit weights, evaluated at pixel centres (the kernel image already includes the pixel).");
+
+    m.def(
+            "nnls_gram",
+            [](DArray G, DArray b) {
+                auto n = static_cast<int>(b.size());
+                if (G.ndim() != 2 || G.shape(0) != n || G.shape(1) != n) throw InputError("G must be (n, n)");
+                return vectorToArray(nnlsGram(std::vector<double>(G.data(), G.data() + G.size()), toVector(b), n));
+            },
+            py::arg("G"), py::arg("b"), "argmin x^T G x - 2 b^T x subject to x >= 0.");
+}
+
+}  // namespace bind
+}  // namespace galmix
+}  // namespace lsst

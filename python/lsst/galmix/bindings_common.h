@@ -1,0 +1,35 @@
+// Shared helpers of the pybind11 binding translation units.
+#ifndef LSST_GALMIX_BINDINGS_COMMON_H
+#define LSST_GALMIX_BINDINGS_COMMON_H
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <vector>
+
+#include "lsst/galmix/evaluate.h"
+#include "lsst/galmix/mixture.h"
+
+namespace lsst {
+namespace galmix {
+namespace bind {
+
+namespace py = pybind11;
+
+DType dtypeOf(py::array const& a, const char* what);
+void check2d(py::array const& a, const char* what);
+ImageRef imageRef(py::array const& data, std::optional<py::array> const& sigmaInv, double x0, double y0);
+Mixture mixtureFromArray(py::array_t<double, py::array::c_style | py::array::forcecast> const& a);
+py::array_t<double> mixtureToArray(Mixture const& m);
+py::array_t<double> matrixToArray(std::vector<double> const& v, py::ssize_t n);
+py::array_t<double> vectorToArray(std::vector<double> const& v);
+
+void bindModel(py::module_& m);
+void bindOptimize(py::module_& m);
+
+}  // namespace bind
+}  // namespace galmix
+}  // namespace lsst
+
+#endif

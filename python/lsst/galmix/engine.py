@@ -1,0 +1,113 @@
+"""Thin Python helpers around the C++ engine (:mod:`lsst.galmix._galmix`).
+
+Everything numerical happens in C++; this module only re-exports the bound API and adds small
+conveniences (allocating output images, shape-parameter conversions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._galmix import (
+    Band,
+    Component,
+    FitOptions,
+    FitProblem,
+    FitResult,
+    FitStatus,
+    FixedProfile,
+    ParamKind,
+    Profile,
+    PsfFitResult,
+    Scene,
+    Source,
+    SplineProfile,
+    chi2,
+    convolve,
+    dispatch_info,
+    fit,
+    fit_batch,
+    fit_psf,
+    gaussian_from_ellipse,
+    gaussian_from_sigma,
+    gaussian_to_ellipse,
+    gaussian_to_sigma,
+    normal_equations,
+    render,
+)
+
+__all__ = [
+    "Band",
+    "Component",
+    "FitOptions",
+    "FitProblem",
+    "FitResult",
+    "FitStatus",
+    "FixedProfile",
+    "ParamKind",
+    "Profile",
+    "PsfFitResult",
+    "Scene",
+    "Source",
+    "SplineProfile",
+    "chi2",
+    "convolve",
+    "dispatch_info",
+    "eta_from_q_theta",
+    "fit",
+    "fit_batch",
+    "fit_psf",
+    "gaussian_from_ellipse",
+    "gaussian_from_sigma",
+    "gaussian_to_ellipse",
+    "gaussian_to_sigma",
+    "normal_equations",
+    "q_theta_from_eta",
+    "render",
+    "render_image",
+    "scene_image",
+]
+
+
+def render_image(
+    mixture: np.ndarray, shape: tuple[int, int], x0: float = 0.0, y0: float = 0.0, dtype: type = np.float64
+) -> np.ndarray:
+    """Evaluate an ``(N, 6)`` mixture on a new ``shape`` = (ny, nx) image.
+
+    Parameters
+    ----------
+    mixture : `numpy.ndarray`
+        Rows (flux, x, y, xx, xy, yy) in pixel units.
+    shape : `tuple` [`int`, `int`]
+        (ny, nx) of the image.
+    x0, y0 : `float`
+        Pixel coordinate of array element [0, 0] (pixel centres are at integers).
+    dtype : `type`
+        ``numpy.float32`` or ``numpy.float64``.
+
+    Returns
+    -------
+    image : `numpy.ndarray`
+        The mixture evaluated at the pixel centres.
+    """
+    out = np.empty(shape, dtype=dtype)
+    return render(np.asarray(mixture, dtype=np.float64), out, x0, y0)
+
+
+def scene_image(
+    scene: Scene, params: np.ndarray, band: int, psf, shape: tuple[int, int], x0: float = 0.0, y0: float = 0.0
+) -> np.ndarray:
+    """Model image of one band of a scene on a new float64 image of ``shape`` = (ny, nx)."""
+    out = np.empty(shape, dtype=np.float64)
+    return scene.image(np.asarray(params, dtype=np.float64), band, psf, out, x0, y0)
+
+
+def eta_from_q_theta(q: float | np.ndarray, theta: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Conformal shear (eta1, eta2) from axis ratio q = b/a and position angle theta (radians)."""
+    eta = -np.log(q)
+    return eta * np.cos(2.0 * np.asarray(theta)), eta * np.sin(2.0 * np.asarray(theta))
+
+
+def q_theta_from_eta(eta1: float | np.ndarray, eta2: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Axis ratio q and position angle theta (radians, in (-pi/2, pi/2]) from the conformal shear."""
+    return np.exp(-np.hypot(eta1, eta2)), 0.5 * np.arctan2(eta2, eta1)

@@ -1,0 +1,171 @@
+"""Running fits in the C++ engine (`lsst.galmix.engine`): scenes from the model registry, batch fits.
+
+The engine's parameter vector is, per source, ``x, y``, the shape parameters of each extended component
+(``ln reff, eta1, eta2[, n]``) and then the fluxes (component-major, band-minor). This module maps it to
+and from the library's layout (`lsst.galmix.fitting.optimize.FitResult`: nonlinear parameters of all
+sources, then per used band the fluxes of all components) and inverts the engine's Fisher matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .. import engine as ge
+from ..models.definitions import ComponentDef, Profile
+from ..models.profiles import GAUSS_SIZE, profile_mixture
+from ..models.psf_mixture import PsfMixture
+from .optimize import BandInput, FitResult, FitSettings, SourceSpec, invert_fisher
+
+__all__ = ["EngineProblem", "make_problem", "run_problems", "psf_array"]
+
+
+@lru_cache(maxsize=None)
+def _profile(comp: ComponentDef) -> ge.Profile | None:
+    if comp.profile == Profile.POINT:
+        return None
+    if comp.profile == Profile.GAUSS:
+        return ge.FixedProfile(np.ones(1), np.full(1, GAUSS_SIZE))
+    from ..models import sersic
+
+    if comp.sersic_n is not None:
+        w, s = profile_mixture(comp)
+        return ge.FixedProfile(w, s)
+    spline = sersic.sersic_spline()
+    return ge.SplineProfile(np.asarray(spline.breaks, float), np.asarray(spline.coeffs, float))
+
+
+def psf_array(psf: PsfMixture) -> np.ndarray:
+    """The engine's ``(M, 6)`` PSF layout ``(frac, dx, dy, xx, xy, yy)``."""
+    return np.column_stack([psf.frac, psf.dx, psf.dy, psf.xx, psf.xy, psf.yy])
+
+
+def _scene(specs: Sequence[SourceSpec], n_bands: int) -> ge.Scene:
+    sources = [ge.Source([ge.Component(_profile(c), c.name) for c in s.model.components]) for s in specs]
+    return ge.Scene(sources, n_bands=n_bands)
+
+
+@dataclass
+class EngineProblem:
+    """A prepared engine fit and the index maps needed to read its result."""
+
+    problem: ge.FitProblem
+    scene: ge.Scene
+    specs: list[SourceSpec]
+    n_bands: int
+    used: list[int]
+    theta_index: np.ndarray
+    flux_index: np.ndarray
+    free: np.ndarray
+    settings: FitSettings
+
+
+def make_problem(
+    specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None], settings: FitSettings
+) -> EngineProblem:
+    """Prepare an engine fit of sources (jointly) on the usable bands.
+
+    Parameters
+    ----------
+    specs : sequence of `SourceSpec`
+        Sources.
+    theta0 : `numpy.ndarray`
+        Starting nonlinear parameters in the library layout.
+    bands : sequence of `BandInput` or `None`
+        Stamps per band (`None`: not used).
+    settings : `FitSettings`
+        Optimizer settings and priors.
+    """
+    used = [i for i, b in enumerate(bands) if b is not None]
+    scene = _scene(specs, len(used))
+    npar = scene.n_params
+    params0 = np.zeros(npar)
+    free = np.ones(npar, bool)
+    theta_index, flux_index = [], []
+    mean, sigma = np.zeros(npar), np.full(npar, np.inf)
+    k = 0
+    for s, spec in enumerate(specs):
+        off = scene.source_offset(s)
+        if spec.model.free_centroid:
+            idx = [off, off + 1]
+        else:
+            params0[off : off + 2] = spec.xy_fixed
+            free[off : off + 2] = False
+            idx = []
+        n_shape = sum(len(c.nonlinear_names) for c in spec.model.components)
+        idx += list(range(off + 2, off + 2 + n_shape))
+        names = spec.model.nonlinear_names
+        for j, i in enumerate(idx):
+            params0[i] = theta0[k + j]
+            key = names[j].split(".")[-1]
+            pri = settings.priors
+            if key == "ln_reff" and pri.ln_reff is not None:
+                mean[i], sigma[i] = pri.ln_reff
+            elif key in ("eta1", "eta2") and pri.eta_sigma is not None:
+                mean[i], sigma[i] = 0.0, pri.eta_sigma
+            elif key == "n" and pri.n is not None:
+                mean[i], sigma[i] = pri.n
+        theta_index += idx
+        k += len(idx)
+    for b in range(len(used)):
+        for s, spec in enumerate(specs):
+            for c in range(spec.n_comp):
+                flux_index.append(scene.flux_index(s, c, b))
+    opts = ge.FitOptions()
+    opts.max_iter = settings.max_iter
+    opts.ftol = settings.rtol
+    opts.n_min, opts.n_max = settings.n_bounds
+    if np.isfinite(sigma).any():
+        opts.prior_mean = mean
+        opts.prior_sigma = sigma
+    eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
+                 for b in (bands[i] for i in used)]
+    problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
+    return EngineProblem(problem, scene, list(specs), len(bands), used, np.array(theta_index, int),
+                         np.array(flux_index, int), free, settings)
+
+
+def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
+    params = np.asarray(res.params)
+    theta = params[p.theta_index]
+    ncomp = sum(s.n_comp for s in p.specs)
+    fluxes = np.full((p.n_bands, ncomp), np.nan)
+    fl = params[p.flux_index].reshape(len(p.used), ncomp)
+    for k, b in enumerate(p.used):
+        fluxes[b] = fl[k]
+    fisher = np.asarray(res.fisher) + np.diag(np.asarray(res.prior_precision))
+    order = np.concatenate([p.theta_index, p.flux_index])
+    cov, singular = invert_fisher(fisher[np.ix_(order, order)])
+    status = int(res.status)
+    at_bound = False
+    lo, hi = p.settings.n_bounds
+    k = 0
+    for spec in p.specs:
+        for j, name in enumerate(spec.model.nonlinear_names):
+            if name.endswith(".n"):
+                at_bound |= min(theta[k + j] - lo, hi - theta[k + j]) < 1e-3 * (hi - lo)
+        k += spec.n_theta
+    return FitResult(theta, fluxes, cov, float(res.chi2), int(res.n_iter),
+                     converged=status == int(ge.FitStatus.CONVERGED), at_bound=bool(at_bound),
+                     singular=singular or status == int(ge.FitStatus.SINGULAR),
+                     failed=status in (int(ge.FitStatus.NON_FINITE), int(ge.FitStatus.ERROR)),
+                     message=str(res.message))
+
+
+def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[FitResult]:
+    """Fit prepared problems in one C++ loop (threads release the GIL).
+
+    Parameters
+    ----------
+    problems : sequence of `EngineProblem`
+        Prepared fits.
+    n_threads : `int`
+        Threads (``<= 0``: all cores).
+    """
+    if not problems:
+        return []
+    results = ge.fit_batch([p.problem for p in problems], n_threads=n_threads)
+    return [_result(p, r) for p, r in zip(problems, results)]

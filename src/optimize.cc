@@ -1,0 +1,569 @@
+#include "lsst/galmix/optimize.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <sstream>
+#include <thread>
+
+namespace lsst {
+namespace galmix {
+
+namespace {
+
+// In-place Cholesky of a symmetric positive-definite n x n matrix (lower triangle); false if not SPD.
+bool cholesky(std::vector<double>& A, int n) {
+    for (int j = 0; j < n; ++j) {
+        double d = A[j * n + j];
+        for (int k = 0; k < j; ++k) d -= A[j * n + k] * A[j * n + k];
+        if (!(d > 0.0) || !std::isfinite(d)) return false;
+        d = std::sqrt(d);
+        A[j * n + j] = d;
+        for (int i = j + 1; i < n; ++i) {
+            double s = A[i * n + j];
+            for (int k = 0; k < j; ++k) s -= A[i * n + k] * A[j * n + k];
+            A[i * n + j] = s / d;
+        }
+    }
+    return true;
+}
+
+void choleskySolve(std::vector<double> const& L, int n, double* x) {
+    for (int i = 0; i < n; ++i) {
+        double s = x[i];
+        for (int k = 0; k < i; ++k) s -= L[i * n + k] * x[k];
+        x[i] = s / L[i * n + i];
+    }
+    for (int i = n - 1; i >= 0; --i) {
+        double s = x[i];
+        for (int k = i + 1; k < n; ++k) s -= L[k * n + i] * x[k];
+        x[i] = s / L[i * n + i];
+    }
+}
+
+std::vector<double> subMatrix(std::vector<double> const& H, int P, std::vector<int> const& rows,
+                              std::vector<int> const& cols) {
+    std::vector<double> out(rows.size() * cols.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        for (std::size_t j = 0; j < cols.size(); ++j) out[i * cols.size() + j] = H[rows[i] * P + cols[j]];
+    }
+    return out;
+}
+
+bool allFinite(std::vector<double> const& v) {
+    return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
+}
+
+// Bounded parameters (Sersic n) live in an unbounded variable u: n = lo + (hi - lo) / (1 + exp(-u)).
+struct Transform {
+    bool bounded = false;
+    double lo = 0.0, hi = 0.0;
+    double toInternal(double p) const {
+        if (!bounded) return p;
+        double t = (p - lo) / (hi - lo);
+        t = std::min(std::max(t, 1e-6), 1.0 - 1e-6);
+        return std::log(t / (1.0 - t));
+    }
+    double toExternal(double u) const { return bounded ? lo + (hi - lo) / (1.0 + std::exp(-u)) : u; }
+    double derivative(double u) const {  // dp/du
+        if (!bounded) return 1.0;
+        double s = 1.0 / (1.0 + std::exp(-u));
+        return (hi - lo) * s * (1.0 - s);
+    }
+};
+
+class SceneFitter {
+public:
+    SceneFitter(Scene const& scene, std::vector<BandData> const& bands, std::vector<char> const& free,
+                FitOptions const& opt)
+            : _scene(scene), _bands(bands), _opt(opt), _P(scene.nParams()) {
+        if (!free.empty() && static_cast<int>(free.size()) != _P) {
+            throw InputError("free mask must have one entry per parameter");
+        }
+        if (!opt.priorMean.empty() && static_cast<int>(opt.priorMean.size()) != _P) {
+            throw InputError("priorMean must have one entry per parameter");
+        }
+        if (opt.priorMean.size() != opt.priorSigma.size()) {
+            throw InputError("priorMean and priorSigma must have the same length");
+        }
+        if (!(opt.nMin > 0.0 && opt.nMax > opt.nMin)) throw InputError("need 0 < nMin < nMax");
+        auto const& info = scene.paramInfo();
+        _tr.resize(_P);
+        _prec.assign(_P, 0.0);
+        for (int i = 0; i < _P; ++i) {
+            bool isFree = free.empty() || free[i];
+            if (info[i].kind == ParamKind::Flux) {
+                if (isFree) _fluxes.push_back(i);
+            } else if (isFree) {
+                _nl.push_back(i);
+            }
+            if (info[i].kind == ParamKind::SersicN) _tr[i] = {true, opt.nMin, opt.nMax};
+            if (!opt.priorSigma.empty() && info[i].kind != ParamKind::Flux) {
+                double s = opt.priorSigma[i];
+                if (s > 0.0 && std::isfinite(s)) {
+                    if (!std::isfinite(opt.priorMean[i])) throw InputError("non-finite prior mean");
+                    _prec[i] = 1.0 / (s * s);
+                }
+            }
+        }
+    }
+
+    FitResult run(std::vector<double> params) {
+        FitResult res;
+        res.priorPrecision = _prec;
+        for (auto const& b : _bands) res.nPix += static_cast<int>(b.image.nPixels());
+        if (static_cast<int>(params.size()) != _P) throw InputError("initial parameters have the wrong length");
+        if (!allFinite(params)) throw InputError("non-finite initial parameters");
+        // Start strictly inside the bounds.
+        std::vector<double> u(_nl.size());
+        for (std::size_t a = 0; a < _nl.size(); ++a) {
+            int i = _nl[a];
+            u[a] = _tr[i].toInternal(params[i]);
+            params[i] = _tr[i].toExternal(u[a]);
+        }
+        double chi2 = solveFluxes(params);
+        double obj = chi2 + priorTerm(params);
+        if (!std::isfinite(obj)) return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite chi2");
+        if (_nl.empty()) return finish(res, params, chi2, obj, 0, FitStatus::Converged, "fluxes only");
+        double lambda = _opt.lambda0;
+        int nA = static_cast<int>(_nl.size());
+        for (int iter = 1; iter <= _opt.maxIter; ++iter) {
+            std::vector<double> Hr, br;
+            if (!reducedSystem(params, u, Hr, br)) {
+                return finish(res, params, chi2, obj, iter, FitStatus::NonFinite, "non-finite normal equations");
+            }
+            std::vector<double> diag(nA);
+            double maxDiag = 0.0;
+            for (int a = 0; a < nA; ++a) maxDiag = std::max(maxDiag, Hr[a * nA + a]);
+            if (!(maxDiag > 0.0)) {
+                return finish(res, params, chi2, obj, iter, FitStatus::Singular, "no parameter affects the model");
+            }
+            for (int a = 0; a < nA; ++a) diag[a] = std::max(Hr[a * nA + a], 1e-12 * maxDiag);
+            bool accepted = false;
+            while (!accepted) {
+                std::vector<double> A(Hr);
+                for (int a = 0; a < nA; ++a) A[a * nA + a] += lambda * diag[a] + 1e-14 * maxDiag;
+                std::vector<double> delta(br);
+                if (!cholesky(A, nA)) {
+                    lambda *= 10.0;
+                    if (lambda > 1e12) {
+                        return finish(res, params, chi2, obj, iter, FitStatus::Singular, "singular normal equations");
+                    }
+                    continue;
+                }
+                choleskySolve(A, nA, delta.data());
+                std::vector<double> uT(u);
+                std::vector<double> pT(params);
+                double stepNorm = 0.0;
+                for (int a = 0; a < nA; ++a) {
+                    uT[a] += delta[a];
+                    pT[_nl[a]] = _tr[_nl[a]].toExternal(uT[a]);
+                    stepNorm = std::max(stepNorm, std::abs(delta[a]) * std::sqrt(std::max(Hr[a * nA + a], 0.0)));
+                }
+                double chi2T = std::numeric_limits<double>::infinity();
+                bool ok = allFinite(pT);
+                if (ok) {
+                    try {
+                        chi2T = solveFluxes(pT);
+                    } catch (InputError const&) {
+                        ok = false;  // e.g. a size so small the covariance degenerates: reject the step
+                    }
+                }
+                double objT = ok ? chi2T + priorTerm(pT) : std::numeric_limits<double>::infinity();
+                if (std::isfinite(objT) && objT <= obj) {
+                    accepted = true;
+                    double decrease = obj - objT;
+                    u = uT;
+                    params = pT;
+                    chi2 = chi2T;
+                    obj = objT;
+                    lambda = std::max(lambda * 0.1, 1e-10);
+                    if (decrease <= _opt.ftol * std::max(obj, 1e-300) || stepNorm < _opt.xtol) {
+                        return finish(res, params, chi2, obj, iter, FitStatus::Converged, "converged");
+                    }
+                } else {
+                    lambda *= 10.0;
+                    if (lambda > 1e10) {
+                        // No damped step lowers the objective: a minimum to numerical precision.
+                        return finish(res, params, chi2, obj, iter, FitStatus::Converged,
+                                      "converged (no further decrease)");
+                    }
+                }
+            }
+        }
+        return finish(res, params, chi2, obj, _opt.maxIter, FitStatus::MaxIter, "maximum iterations reached");
+    }
+
+private:
+    double priorTerm(std::vector<double> const& p) const {
+        double t = 0.0;
+        for (int i = 0; i < _P; ++i) {
+            if (_prec[i] > 0.0) {
+                double d = p[i] - _opt.priorMean[i];
+                t += d * d * _prec[i];
+            }
+        }
+        return t;
+    }
+
+    // Solve the free fluxes (non-negative) for the current nonlinear parameters; returns the data chi2.
+    double solveFluxes(std::vector<double>& params) const {
+        int nF = static_cast<int>(_fluxes.size());
+        if (nF == 0) return sceneChi2(_scene, params, _bands);
+        std::vector<char> active(_P, 0);
+        for (int i : _fluxes) {
+            active[i] = 1;
+            params[i] = 0.0;
+        }
+        // With the free fluxes at zero, b = M^T W (d - m_fixed) and H_ff is the Gram matrix.
+        NormalEquations ne = sceneNormalEquations(_scene, params, _bands, active);
+        std::vector<double> G = subMatrix(ne.H, _P, _fluxes, _fluxes);
+        std::vector<double> b(nF);
+        for (int a = 0; a < nF; ++a) b[a] = ne.b[_fluxes[a]];
+        std::vector<double> F;
+        if (_opt.nonNegativeFluxes) {
+            F = nnlsGram(G, b, nF);
+        } else {
+            F = solveUnconstrained(G, b, nF);
+        }
+        double chi2 = ne.chi2;
+        for (int a = 0; a < nF; ++a) {
+            params[_fluxes[a]] = F[a];
+            double gF = 0.0;
+            for (int c = 0; c < nF; ++c) gF += G[a * nF + c] * F[c];
+            chi2 += F[a] * gF - 2.0 * b[a] * F[a];
+        }
+        // Rounding can make the algebraic update slightly negative for a perfect model.
+        return std::max(chi2, 0.0);
+    }
+
+    static std::vector<double> solveUnconstrained(std::vector<double> const& G, std::vector<double> const& b, int n) {
+        // Columns without pixels (zero diagonal) stay at zero.
+        std::vector<int> use;
+        double maxD = 0.0;
+        for (int a = 0; a < n; ++a) maxD = std::max(maxD, G[a * n + a]);
+        for (int a = 0; a < n; ++a) {
+            if (G[a * n + a] > 1e-14 * maxD) use.push_back(a);
+        }
+        std::vector<double> x(n, 0.0);
+        int m = static_cast<int>(use.size());
+        if (m == 0) return x;
+        std::vector<double> A = subMatrix(G, n, use, use);
+        std::vector<double> y(m);
+        for (int a = 0; a < m; ++a) y[a] = b[use[a]];
+        if (!cholesky(A, m)) return nnlsGram(G, b, n);
+        choleskySolve(A, m, y.data());
+        for (int a = 0; a < m; ++a) x[use[a]] = y[a];
+        return x;
+    }
+
+    // Gauss-Newton system for the free nonlinear parameters (internal variables), with the fluxes
+    // profiled out (Schur complement over the fluxes that are not at their bound) and priors added.
+    bool reducedSystem(std::vector<double> const& params, std::vector<double> const& u, std::vector<double>& Hr,
+                       std::vector<double>& br) const {
+        std::vector<int> passive;
+        for (int i : _fluxes) {
+            if (params[i] != 0.0 || !_opt.nonNegativeFluxes) passive.push_back(i);
+        }
+        std::vector<char> active(_P, 0);
+        for (int i : _nl) active[i] = 1;
+        for (int i : passive) active[i] = 1;
+        NormalEquations ne = sceneNormalEquations(_scene, params, _bands, active);
+        if (!allFinite(ne.H) || !allFinite(ne.b) || !std::isfinite(ne.chi2)) return false;
+        int nA = static_cast<int>(_nl.size());
+        int nF = static_cast<int>(passive.size());
+        // Chain rule to the internal variables and priors.
+        std::vector<double> scale(nA);
+        for (int a = 0; a < nA; ++a) scale[a] = _tr[_nl[a]].derivative(u[a]);
+        Hr = subMatrix(ne.H, _P, _nl, _nl);
+        br.resize(nA);
+        std::vector<double> Haf = subMatrix(ne.H, _P, _nl, passive);
+        for (int a = 0; a < nA; ++a) {
+            br[a] = ne.b[_nl[a]] * scale[a];
+            for (int c = 0; c < nA; ++c) Hr[a * nA + c] *= scale[a] * scale[c];
+            for (int f = 0; f < nF; ++f) Haf[a * nF + f] *= scale[a];
+        }
+        if (nF > 0) {
+            std::vector<double> Hff = subMatrix(ne.H, _P, passive, passive);
+            if (cholesky(Hff, nF)) {
+                std::vector<double> bf(nF);
+                for (int f = 0; f < nF; ++f) bf[f] = ne.b[passive[f]];
+                choleskySolve(Hff, nF, bf.data());
+                std::vector<double> X(nF);
+                for (int a = 0; a < nA; ++a) {
+                    for (int f = 0; f < nF; ++f) X[f] = Haf[a * nF + f];
+                    choleskySolve(Hff, nF, X.data());  // X = Hff^-1 H_fa (column a)
+                    for (int f = 0; f < nF; ++f) br[a] -= Haf[a * nF + f] * bf[f];
+                    for (int c = 0; c < nA; ++c) {
+                        double s = 0.0;
+                        for (int f = 0; f < nF; ++f) s += Haf[c * nF + f] * X[f];
+                        Hr[a * nA + c] -= s;
+                    }
+                }
+            }
+        }
+        for (int a = 0; a < nA; ++a) {
+            int i = _nl[a];
+            if (_prec[i] > 0.0) {
+                Hr[a * nA + a] += scale[a] * scale[a] * _prec[i];
+                br[a] += scale[a] * (_opt.priorMean[i] - params[i]) * _prec[i];
+            }
+        }
+        return allFinite(Hr) && allFinite(br);
+    }
+
+    FitResult& finish(FitResult& res, std::vector<double> const& params, double chi2, double obj, int iter,
+                      FitStatus status, std::string const& msg) const {
+        res.params = params;
+        res.chi2 = chi2;
+        res.objective = obj;
+        res.nIter = iter;
+        res.status = status;
+        res.message = msg;
+        if (allFinite(params)) {
+            try {
+                NormalEquations ne = sceneNormalEquations(_scene, params, _bands, {});
+                res.fisher = ne.H;
+            } catch (InputError const& e) {
+                res.fisher.assign(static_cast<std::size_t>(_P) * _P, std::numeric_limits<double>::quiet_NaN());
+                res.message += std::string("; Fisher matrix failed: ") + e.what();
+            }
+        } else {
+            res.fisher.assign(static_cast<std::size_t>(_P) * _P, std::numeric_limits<double>::quiet_NaN());
+        }
+        return res;
+    }
+
+    Scene const& _scene;
+    std::vector<BandData> const& _bands;
+    FitOptions const& _opt;
+    int _P;
+    std::vector<int> _nl, _fluxes;
+    std::vector<Transform> _tr;
+    std::vector<double> _prec;
+};
+
+}  // namespace
+
+std::vector<double> nnlsGram(std::vector<double> const& G, std::vector<double> const& b, int n) {
+    // Lawson-Hanson active set on the normal equations.
+    std::vector<double> x(n, 0.0);
+    std::vector<char> passive(n, 0), usable(n, 1);
+    double maxD = 0.0, maxB = 0.0;
+    for (int a = 0; a < n; ++a) {
+        maxD = std::max(maxD, G[a * n + a]);
+        maxB = std::max(maxB, std::abs(b[a]));
+    }
+    for (int a = 0; a < n; ++a) usable[a] = G[a * n + a] > 1e-14 * maxD;
+    double tol = 1e-13 * std::max(maxB, 1e-300);
+    auto gradient = [&](std::vector<double>& w) {
+        for (int a = 0; a < n; ++a) {
+            double s = b[a];
+            for (int c = 0; c < n; ++c) s -= G[a * n + c] * x[c];
+            w[a] = s;
+        }
+    };
+    std::vector<double> w(n);
+    for (int outer = 0; outer < 3 * n + 10; ++outer) {
+        gradient(w);
+        int j = -1;
+        double best = tol;
+        for (int a = 0; a < n; ++a) {
+            if (!passive[a] && usable[a] && w[a] > best) {
+                best = w[a];
+                j = a;
+            }
+        }
+        if (j < 0) break;
+        passive[j] = 1;
+        for (int inner = 0; inner < 3 * n + 10; ++inner) {
+            std::vector<int> idx;
+            for (int a = 0; a < n; ++a) {
+                if (passive[a]) idx.push_back(a);
+            }
+            int m = static_cast<int>(idx.size());
+            std::vector<double> A = subMatrix(G, n, idx, idx);
+            std::vector<double> z(m);
+            for (int a = 0; a < m; ++a) z[a] = b[idx[a]];
+            if (!cholesky(A, m)) {
+                // Collinear with the passive set: this column cannot enter.
+                passive[j] = 0;
+                usable[j] = 0;
+                break;
+            }
+            choleskySolve(A, m, z.data());
+            bool allPos = true;
+            for (int a = 0; a < m; ++a) allPos = allPos && z[a] > 0.0;
+            if (allPos) {
+                for (int a = 0; a < m; ++a) x[idx[a]] = z[a];
+                break;
+            }
+            // Step towards z until the first passive variable reaches zero; it leaves the passive set.
+            double alpha = 1.0;
+            int hit = -1;
+            for (int a = 0; a < m; ++a) {
+                if (z[a] <= 0.0) {
+                    double xa = x[idx[a]];
+                    double t = xa / (xa - z[a]);
+                    if (t < alpha || hit < 0) {
+                        alpha = std::min(alpha, t);
+                        hit = a;
+                    }
+                }
+            }
+            for (int a = 0; a < m; ++a) x[idx[a]] += alpha * (z[a] - x[idx[a]]);
+            x[idx[hit]] = 0.0;
+            for (int a = 0; a < m; ++a) {
+                if (x[idx[a]] <= 0.0) {
+                    x[idx[a]] = 0.0;
+                    passive[idx[a]] = 0;
+                }
+            }
+        }
+    }
+    return x;
+}
+
+FitResult fitScene(Scene const& scene, std::vector<BandInput> const& bands, std::vector<double> const& params0,
+                   std::vector<char> const& free, FitOptions const& options) {
+    FitResult res;
+    try {
+        if (static_cast<int>(bands.size()) != scene.nBands()) throw InputError("need one band input per band");
+        std::vector<BandData> data;
+        data.reserve(bands.size());
+        for (auto const& b : bands) data.emplace_back(b.ref, b.psfs);
+        int nPix = 0;
+        for (auto const& d : data) nPix += static_cast<int>(d.image.nPixels());
+        if (nPix == 0) throw InputError("no pixel has non-zero weight");
+        SceneFitter fitter(scene, data, free, options);
+        return fitter.run(params0);
+    } catch (std::exception const& e) {
+        res.status = FitStatus::Error;
+        res.message = e.what();
+        res.params = params0;
+        res.chi2 = res.objective = std::numeric_limits<double>::quiet_NaN();
+        int P = scene.nParams();
+        res.fisher.assign(static_cast<std::size_t>(P) * P, std::numeric_limits<double>::quiet_NaN());
+        res.priorPrecision.assign(P, 0.0);
+    }
+    return res;
+}
+
+std::vector<FitResult> fitBatch(std::vector<FitProblem> const& problems, int nThreads) {
+    std::vector<FitResult> results(problems.size());
+    auto work = [&](std::size_t i) {
+        auto const& p = problems[i];
+        if (!p.scene) {
+            results[i].status = FitStatus::Error;
+            results[i].message = "problem without a scene";
+            return;
+        }
+        results[i] = fitScene(*p.scene, p.bands, p.params0, p.free, p.options);
+    };
+    if (nThreads <= 0) nThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    nThreads = static_cast<int>(std::min<std::size_t>(nThreads, std::max<std::size_t>(problems.size(), 1)));
+    if (nThreads <= 1) {
+        for (std::size_t i = 0; i < problems.size(); ++i) work(i);
+        return results;
+    }
+    std::atomic<std::size_t> next{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < nThreads; ++t) {
+        threads.emplace_back([&]() {
+            for (std::size_t i = next++; i < problems.size(); i = next++) work(i);
+        });
+    }
+    for (auto& t : threads) t.join();
+    return results;
+}
+
+PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options) {
+    PsfFitResult out;
+    try {
+        if (nGauss < 1 || nGauss > 4) throw InputError("fitPsf: nGauss must be 1..4");
+        if (image.sigmaInv) throw InputError("fitPsf: the PSF fit uses uniform weights; pass no inverse sigma");
+        PreparedImage checked(image);  // finite values
+        // Unweighted moments of the positive part of the kernel for the starting point.
+        double s0 = 0.0, sx = 0.0, sy = 0.0;
+        std::vector<double> row(image.nx);
+        auto load = [&](std::ptrdiff_t y) {
+            for (std::ptrdiff_t x = 0; x < image.nx; ++x) {
+                double v = image.dtype == DType::F32
+                                   ? static_cast<double>(static_cast<float const*>(image.data)[y * image.rowStride + x])
+                                   : static_cast<double const*>(image.data)[y * image.rowStride + x];
+                row[x] = std::max(v, 0.0);
+            }
+        };
+        for (std::ptrdiff_t y = 0; y < image.ny; ++y) {
+            load(y);
+            for (std::ptrdiff_t x = 0; x < image.nx; ++x) {
+                s0 += row[x];
+                sx += row[x] * (image.x0 + x);
+                sy += row[x] * (image.y0 + y);
+            }
+        }
+        if (!(s0 > 0.0)) throw InputError("fitPsf: the kernel image has no positive flux");
+        double cx = sx / s0, cy = sy / s0, mxx = 0.0, mxy = 0.0, myy = 0.0;
+        for (std::ptrdiff_t y = 0; y < image.ny; ++y) {
+            load(y);
+            for (std::ptrdiff_t x = 0; x < image.nx; ++x) {
+                double dx = image.x0 + x - cx, dy = image.y0 + y - cy;
+                mxx += row[x] * dx * dx;
+                mxy += row[x] * dx * dy;
+                myy += row[x] * dy * dy;
+            }
+        }
+        Gaussian mom{1.0, cx, cy, mxx / s0, mxy / s0, myy / s0};
+        // Moments of a kernel with wings overestimate the core: start the Gaussians around a smaller size.
+        EllipseForm ell = toEllipse(mom);
+        double a = std::max(0.5 * ell.a, 0.3);
+        double q = std::max(ell.q, 0.2);
+        double etaNorm = -std::log(q);
+        static const double factors[4][4] = {{1.0}, {0.8, 2.0}, {0.6, 1.2, 2.5}, {0.5, 1.0, 2.0, 4.0}};
+        std::vector<Source> sources;
+        std::vector<double> params;
+        auto profile = std::make_shared<FixedProfile>(std::vector<double>{1.0}, std::vector<double>{1.0});
+        for (int k = 0; k < nGauss; ++k) {
+            sources.push_back(Source{{Component{profile, "g"}}});
+            params.insert(params.end(), {cx, cy, std::log(a * factors[nGauss - 1][k]),
+                                         etaNorm * std::cos(2.0 * ell.theta), etaNorm * std::sin(2.0 * ell.theta),
+                                         1.0 / nGauss});
+        }
+        Scene scene(sources, 1);
+        BandInput band{image, {Mixture{Gaussian{1.0, 0.0, 0.0, 0.0, 0.0, 0.0}}}};
+        FitOptions opt = options;
+        opt.priorMean.clear();
+        opt.priorSigma.clear();
+        FitResult res = fitScene(scene, {band}, params, {}, opt);
+        out.status = res.status;
+        out.message = res.message;
+        out.nIter = res.nIter;
+        out.chi2 = res.chi2;
+        if (res.status == FitStatus::Error) return out;
+        double total = 0.0;
+        for (int k = 0; k < nGauss; ++k) total += res.params[scene.fluxIndex(k, 0, 0)];
+        if (!(total > 0.0)) {
+            out.status = FitStatus::Error;
+            out.message = "fitPsf: fitted mixture has no flux";
+            return out;
+        }
+        out.flux = total;
+        for (int k = 0; k < nGauss; ++k) {
+            int o = scene.sourceOffset(k);
+            double S[3], d1[3], d2[3];
+            shapeMatrix(res.params[o + 3], res.params[o + 4], S, d1, d2);
+            double r2 = std::exp(2.0 * res.params[o + 2]);
+            out.gaussians.push_back({res.params[scene.fluxIndex(k, 0, 0)] / total, res.params[o], res.params[o + 1],
+                                     r2 * S[0], r2 * S[1], r2 * S[2]});
+        }
+    } catch (std::exception const& e) {
+        out.status = FitStatus::Error;
+        out.message = e.what();
+    }
+    return out;
+}
+
+}  // namespace galmix
+}  // namespace lsst

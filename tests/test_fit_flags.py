@@ -1,0 +1,128 @@
+"""Bad inputs give flags, never exceptions; every object gets one row."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from lsst.galmix.fitting.optimize import FitSettings
+from lsst.galmix.fitting.patch import fit_patch
+from lsst.galmix.fitting.psf import fit_psf_image
+from lsst.galmix.fitting.source import SourceFitConfig
+from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, psf_kernel
+
+PSF = moffat_psf(3.0)
+MIX = fit_psf_image(psf_kernel(PSF, 31), 2).mixture
+ORIGIN = (1000, 2000)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    truths = [GalaxyTruth(1030.0, 2030.0, 2000.0, n=0.5, reff=3.0, q=0.7, theta=0.3),
+              GalaxyTruth(1002.0, 2040.0, 2000.0, n=0.5, reff=3.0, q=0.7, theta=0.3),
+              GalaxyTruth(1070.0, 2030.0, 2000.0, n=0.5, reff=3.0, q=0.7, theta=0.3)]
+    images, objects = make_scene(truths, {"g": PSF, "r": PSF}, {"g": 0.5, "r": 1.0}, (60, 100),
+                                 {"g": 0.5, "r": 0.5}, np.random.default_rng(5), ORIGIN)
+    return images, objects
+
+
+def _fit(images, objects, model="gauss", psfs=None, **kw):
+    return fit_patch(images, ORIGIN, objects, None, psfs or {"g": MIX, "r": MIX}, model,
+                     SourceFitConfig(**kw))
+
+
+def _copy(images):
+    return {b: (im.copy(), var.copy(), bad.copy()) for b, (im, var, bad) in images.items()}
+
+
+def test_clean_scene_has_no_fatal_flags(scene):
+    t = _fit(*scene)
+    assert len(t) == 3 and not t["gauss_flag"].any()
+    assert t["gauss_flag_edge"].tolist() == [False, True, False]
+    assert np.allclose(t["r_gaussFlux"], 2000, rtol=0.05)
+
+
+def test_all_pixels_masked(scene):
+    images, objects = _copy(scene[0]), scene[1]
+    for b in images:
+        images[b][2][:, 50:] = True
+    t = _fit(images, objects)
+    assert list(t["gauss_flag_no_data"]) == [False, False, True]
+    assert t["gauss_flag"][2] and np.isnan(t["r_gaussFlux"][2]) and t["gauss_x"][2] == 1070.0
+    assert not t["gauss_flag"][0]
+
+
+def test_nan_pixels_and_zero_variance_get_zero_weight(scene):
+    images, objects = _copy(scene[0]), scene[1]
+    images["r"][0][28:31, 28:31] = np.nan
+    images["g"][1][25:35, 25:35] = 0.0
+    images["g"][1][20, 60:80] = -1.0
+    t = _fit(images, objects)
+    assert t["gauss_flag_nan_pixels"][0] and t["gauss_flag_bad_variance"][0]
+    assert t["gauss_flag_bad_variance"][2]
+    assert not t["gauss_flag"].any()
+    assert np.isfinite(t["r_gaussFlux"]).all()
+    # Object 0 lost its g-band core: its g flux rests on the wings and its error grows accordingly.
+    assert np.allclose(t["g_gaussFlux"][1:], 1000, rtol=0.05)
+    assert abs(t["g_gaussFlux"][0] - 1000) < 0.1 * 1000
+    assert t["g_gaussFluxErr"][0] > 2 * t["g_gaussFluxErr"][2]
+
+
+def test_missing_band_and_bad_psf_keep_other_bands(scene):
+    images, objects = scene
+    t = _fit({"g": None, "r": images["r"]}, objects)
+    assert t["gauss_flag_missing_band"].all() and not t["gauss_flag"].any()
+    assert np.isnan(t["g_gaussFlux"]).all() and np.isfinite(t["r_gaussFlux"]).all()
+
+    def broken(x, y):
+        raise RuntimeError("no PSF here")
+
+    t = _fit(images, objects, psfs={"g": broken, "r": MIX})
+    assert t["gauss_flag_bad_psf"].all() and t["gauss_flag"].all()
+    assert np.isnan(t["g_gaussFlux"]).all() and np.allclose(t["r_gaussFlux"], 2000, rtol=0.05)
+
+
+def test_object_off_image_and_at_edge(scene):
+    images, objects = scene
+    objs = Table(objects, copy=True)
+    objs["x"][1] = 1000.5  # half the stamp outside the image
+    objs["x"][2] = 5000.0  # far outside
+    t = _fit(images, objs)
+    assert t["gauss_flag_edge"][1] and not t["gauss_flag"][1] and np.isfinite(t["r_gaussFlux"][1])
+    assert t["gauss_flag_no_data"][2] and t["gauss_flag"][2]
+
+
+def test_no_convergence_flag(scene):
+    t = _fit(*scene, settings=FitSettings(max_iter=1))
+    assert t["gauss_flag_no_convergence"].all() and t["gauss_flag"].all()
+    assert (t["gauss_nIter"] == 1).all()
+
+
+def test_unexpected_error_flags_the_object_only(scene, monkeypatch):
+    images, objects = scene
+    import lsst.galmix.fitting.blend as blend_mod
+
+    real = blend_mod._measure_cov
+
+    def fails_for_second(obj, *args):
+        if obj.x == 1002.0:
+            raise FloatingPointError("boom")
+        return real(obj, *args)
+
+    monkeypatch.setattr(blend_mod, "_measure_cov", fails_for_second)
+    t = _fit(images, objects)
+    assert t["gauss_flag_exception"].tolist() == [False, True, False]
+    assert t["gauss_flag"].tolist() == [False, True, False]
+    assert np.isfinite(t["r_gaussFlux"][[0, 2]]).all() and np.isnan(t["r_gaussFlux"][1])
+
+    # The same inside a blend: the blend's rows are flagged, the isolated object is fitted.
+    objs = Table(objects, copy=True)
+    objs["parentObjectId"] = [0, 5, 5]
+    t = _fit(images, objs)
+    assert t["gauss_flag_exception"].tolist() == [False, True, True]
+    assert np.isfinite(t["r_gaussFlux"][0])
+
+
+def test_empty_catalogue():
+    t = fit_patch({"r": (np.zeros((5, 5)), np.ones((5, 5)), None)}, (0, 0), Table({"x": [], "y": []}), None,
+                  {"r": MIX}, "sersic")
+    assert len(t) == 0 and "r_sersicFlux" in t.colnames

@@ -1,0 +1,124 @@
+"""Sersic, bulge+disk and point+Sersic fits of GalSim-rendered galaxies; engine vs numpy backends."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from lsst.galmix.fitting.optimize import FitSettings
+from lsst.galmix.fitting.patch import fit_patch
+from lsst.galmix.fitting.psf import fit_psf_image
+from lsst.galmix.fitting.source import SourceFitConfig
+from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp
+
+PSF = moffat_psf(3.5)
+# Four Gaussians: with two, the PSF model itself biases fluxes by ~1% (doc/fitting.rst).
+MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
+
+
+def _one(t: GalaxyTruth) -> Table:
+    return Table({"objectId": [1], "x": [t.x], "y": [t.y]})
+
+
+def _fit(img, t, model, var=1e-4, **kw):
+    return fit_patch({"r": (img, np.full(img.shape, var), None)}, (0, 0), _one(t), None, {"r": MIX}, model,
+                     SourceFitConfig(**kw))
+
+
+@pytest.mark.parametrize("n,reff,q", [(1.0, 3.0, 0.6), (2.5, 4.0, 0.8), (4.0, 1.5, 0.5)])
+def test_noiseless_sersic_recovered(n, reff, q):
+    t = GalaxyTruth(40.2, 39.7, 1000.0, n=n, reff=reff, q=q, theta=0.4)
+    img = render_stamp([t], PSF, (80, 80))
+    out = _fit(img, t, "sersic")
+    assert not out["sersic_flag"][0]
+    assert abs(-2.5 * np.log10(out["r_sersicFlux"][0] / 1000.0)) < 0.003
+    assert abs(np.log(out["sersic_reffPix"][0] / reff)) < 0.005
+    assert abs(out["sersic_n"][0] - n) < 0.03
+    assert out["sersic_q"][0] == pytest.approx(q, abs=0.005)
+
+
+def test_noisy_sersic_within_errors():
+    t = GalaxyTruth(40.0, 40.0, 1000.0, n=2.0, reff=3.0, q=0.7, theta=1.0)
+    clean = render_stamp([t], PSF, (80, 80))
+    sigma = noise_sigma_for_snr(clean, 100.0)
+    img = clean + np.random.default_rng(11).normal(0, sigma, clean.shape)
+    out = _fit(img, t, "sersic", var=sigma**2)
+    assert not out["sersic_flag"][0]
+    assert abs(out["r_sersicFlux"][0] - 1000.0) < 4 * out["r_sersicFluxErr"][0]
+    assert abs(out["sersic_reff"][0] - 0.6) < 4 * out["sersic_reffErr"][0]
+    assert abs(out["sersic_n"][0] - 2.0) < 4 * out["sersic_nErr"][0]
+
+
+def test_bulge_plus_disk():
+    t = GalaxyTruth(40.0, 40.0, 2000.0, n=1.0, reff=5.0, q=0.6, theta=0.3, bulge_frac=0.4, bulge_reff=1.5)
+    img = render_stamp([t], PSF, (80, 80))
+    out = _fit(img, t, "expdev")
+    assert not out["expdev_flag"][0]
+    assert out["r_expdevFlux"][0] == pytest.approx(2000.0, rel=0.005)
+    assert out["r_expdev_devFlux"][0] / out["r_expdevFlux"][0] == pytest.approx(0.4, abs=0.01)
+    assert out["expdev_exp_reffPix"][0] == pytest.approx(5.0, rel=0.01)
+    assert out["expdev_dev_reffPix"][0] == pytest.approx(1.5, rel=0.03)
+
+
+def test_point_plus_sersic():
+    gal = GalaxyTruth(40.0, 40.0, 2000.0, n=1.0, reff=4.0, q=0.7, theta=0.3)
+    star = GalaxyTruth(40.0, 40.0, 500.0, n=0)
+    img = render_stamp([gal, star], PSF, (80, 80))
+    out = _fit(img, gal, "ptsersic")
+    assert not out["ptsersic_flag"][0]
+    assert out["r_ptsersic_ptFlux"][0] == pytest.approx(500.0, rel=0.01)
+    assert out["r_ptsersic_sersicFlux"][0] == pytest.approx(2000.0, rel=0.005)
+    assert out["ptsersic_sersic_n"][0] == pytest.approx(1.0, abs=0.03)
+
+
+def test_n_at_bound_is_flagged():
+    t = GalaxyTruth(40.0, 40.0, 1000.0, n=0.5, reff=3.0, q=0.7, theta=0.3)
+    img = render_stamp([t], PSF, (80, 80))
+    out = _fit(img, t, "sersic", settings=FitSettings(n_bounds=(1.0, 6.0)))
+    assert out["sersic_flag_param_at_bound"][0] and not out["sersic_flag"][0]
+    assert out["sersic_n"][0] == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("model", ["sersic", "expdevFixedCen"])
+def test_engine_and_numpy_backends_agree(model):
+    t = GalaxyTruth(30.3, 29.6, 1000.0, n=1.5, reff=3.0, q=0.6, theta=0.4, bulge_frac=0.3, bulge_reff=1.2)
+    clean = render_stamp([t], PSF, (60, 60))
+    img = clean + np.random.default_rng(2).normal(0, noise_sigma_for_snr(clean, 200.0), clean.shape)
+    outs = [_fit(img, t, model, settings=FitSettings(backend=b, rtol=1e-12)) for b in ("engine", "numpy")]
+    for col in outs[0].colnames:
+        if outs[0][col].dtype.kind == "f" and not col.endswith("_time"):
+            # The engine stops on a step below 1e-4 sigma; errors: numpy differentiates the map numerically.
+            rel = 1e-3 if col.endswith("Err") else 1e-4
+            assert outs[0][col][0] == pytest.approx(outs[1][col][0], rel=rel, abs=1e-8, nan_ok=True), col
+
+
+@pytest.mark.parametrize("model,snr", [("exp", 25.0), ("sersic", 50.0)])
+def test_error_calibration(model, snr):
+    """std((fit - ref) / err) within 10% of 1 for flux and reff over 300 noise realisations.
+
+    With n free at S/N ~ 25 the likelihood is far from Gaussian in (n, reff, flux) and the pull spread
+    of reff drops to ~0.86 (measured; doc/fitting.rst), so the free-index model is checked at S/N 50.
+    """
+    t = GalaxyTruth(20.0, 20.0, 1000.0, n=1.0 if model == "exp" else 1.5, reff=3.0, q=0.7, theta=0.2)
+    clean = render_stamp([t], PSF, (41, 41))
+    sigma = noise_sigma_for_snr(clean, snr)
+    rng = np.random.default_rng(7)
+    obj = _one(t)
+    obj["shape_xx"], obj["shape_yy"], obj["shape_xy"] = [14.0], [11.0], [0.5]
+    cfg = SourceFitConfig(stamp_min=16, stamp_max=16)
+    var = np.full(clean.shape, sigma**2)
+    ref = fit_patch({"r": (clean, var, None)}, (0, 0), obj, None, {"r": MIX}, model, cfg)
+    rows = []
+    for _ in range(300):
+        img = clean + rng.normal(0, sigma, clean.shape)
+        out = fit_patch({"r": (img, var, None)}, (0, 0), obj, None, {"r": MIX}, model, cfg)
+        if out[f"{model}_flag"][0] or out[f"{model}_flag_param_at_bound"][0]:
+            continue
+        rows.append((out[f"r_{model}Flux"][0], out[f"r_{model}FluxErr"][0], out[f"{model}_reff"][0],
+                     out[f"{model}_reffErr"][0]))
+    f, fe, r, re = np.array(rows).T
+    assert len(rows) > 285
+    pull_f = (f - ref[f"r_{model}Flux"][0]) / fe
+    pull_r = (r - ref[f"{model}_reff"][0]) / re
+    assert np.std(pull_f) == pytest.approx(1.0, abs=0.1)
+    assert np.std(pull_r) == pytest.approx(1.0, abs=0.1)
+    assert abs(np.mean(pull_f)) < 0.2 and abs(np.mean(pull_r)) < 0.2
