@@ -168,3 +168,16 @@ def test_match_tables_roundtrip():
     assert list(ref_t["match_row"]) == [0]
     assert list(tgt_t["match_row"]) == [0, -1]
     assert str(ref_t["match_distance"].unit) == "arcsec"
+
+
+def test_in_bounding_box_wraps_ra():
+    from lsst.galmix.analysis import in_bounding_box
+
+    inside = in_bounding_box(
+        np.array([359.95, 0.05, 0.2, 0.0]), np.array([0.0, 0.0, 0.0, 1.0]),
+        np.array([359.9, 0.1, np.nan]), np.array([-0.1, 0.1, 0.0]),
+    )
+    assert list(inside) == [True, True, False, False]
+    assert not in_bounding_box([1.0], [1.0], [np.nan], [np.nan]).any()
+    assert in_bounding_box([0.1 + 0.4 / 3600], [0.0], [0.0, 0.1], [0.0, 0.0], margin=0.5)[0]
+    assert not in_bounding_box([0.1 + 0.6 / 3600], [0.0], [0.0, 0.1], [0.0, 0.0], margin=0.5)[0]

@@ -21,6 +21,7 @@ __all__ = [
     "consolidate_models",
     "match_tables",
     "pixel_scale_arcsec",
+    "in_bounding_box",
     "resolve_duplicates",
 ]
 
@@ -286,3 +287,42 @@ def pixel_scale_arcsec(x: np.ndarray, y: np.ndarray, ra: np.ndarray, dec: np.nda
     if rank < 3:
         return float("nan")
     return float(np.sqrt(abs(np.linalg.det(coef[:2, :2]))))
+
+
+def in_bounding_box(
+    ra: np.ndarray, dec: np.ndarray, box_ra: np.ndarray, box_dec: np.ndarray, margin: float = 0.0
+) -> np.ndarray:
+    """Whether points lie in the RA/Dec bounding box of other points.
+
+    Parameters
+    ----------
+    ra, dec : `numpy.ndarray`
+        Points to test (deg).
+    box_ra, box_dec : `numpy.ndarray`
+        Points defining the box (deg); non-finite values are ignored. RA wraps around the box's circular mean.
+    margin : `float`
+        Growth of the box on every side (arcsec).
+
+    Returns
+    -------
+    inside : `numpy.ndarray`
+        Boolean array; all False when no box point is finite.
+    """
+    ra, dec = np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)
+    box_ra, box_dec = np.asarray(box_ra, dtype=float), np.asarray(box_dec, dtype=float)
+    ok = np.isfinite(box_ra) & np.isfinite(box_dec)
+    if not ok.any():
+        return np.zeros(len(ra), dtype=bool)
+    rad = np.deg2rad(box_ra[ok])
+    ra0 = float(np.rad2deg(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())))
+    d_box = (box_ra[ok] - ra0 + 180.0) % 360.0 - 180.0
+    d = (ra - ra0 + 180.0) % 360.0 - 180.0
+    m_dec = margin / 3600.0
+    m_ra = m_dec / max(np.cos(np.deg2rad(np.median(box_dec[ok]))), 1e-6)
+    with np.errstate(invalid="ignore"):
+        return (
+            (d >= d_box.min() - m_ra)
+            & (d <= d_box.max() + m_ra)
+            & (dec >= box_dec[ok].min() - m_dec)
+            & (dec <= box_dec[ok].max() + m_dec)
+        )

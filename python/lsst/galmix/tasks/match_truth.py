@@ -9,7 +9,7 @@ import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
-from ..analysis.catalogs import match_tables, pixel_scale_arcsec
+from ..analysis.catalogs import in_bounding_box, match_tables, pixel_scale_arcsec
 from ..analysis.matching import match_probabilistic
 from ..analysis.stats import flux_to_mag
 
@@ -83,6 +83,11 @@ class MatchTruthConfig(pipeBase.PipelineTaskConfig, pipelineConnections=MatchTru
     targetPrimaryColumn = pexConfig.Field[str](
         doc="Boolean object column selecting objects that may be matched", default="isPrimary"
     )
+    refInPrimaryArea = pexConfig.Field[bool](
+        doc="Only references inside the RA/Dec bounding box of the matchable objects are candidates "
+        "(references in the tract's outer border, where no object is primary, would count as missed)",
+        default=True,
+    )
     pixelScale = pexConfig.Field[float](
         doc="Pixel scale (arcsec) used when it cannot be measured from the table", default=0.2
     )
@@ -140,6 +145,11 @@ class MatchTruthTask(pipeBase.PipelineTask):
             tgt_select &= _col(target, "detect_isPrimary", False).astype(bool)
 
         t_ra, t_dec = _col(target, f"{m}_ra"), _col(target, f"{m}_dec")
+        if cfg.refInPrimaryArea:
+            ref_select &= in_bounding_box(
+                _col(reference, cfg.refRaColumn), _col(reference, cfg.refDecColumn),
+                t_ra[tgt_select], t_dec[tgt_select], margin=cfg.radius,
+            )
         scale = np.nan
         if f"{m}_x" in target.colnames:
             scale = pixel_scale_arcsec(_col(target, f"{m}_x"), _col(target, f"{m}_y"), t_ra, t_dec)
