@@ -19,9 +19,9 @@ __all__ = [
     "REF_PREFIX",
     "build_matched_table",
     "consolidate_models",
+    "in_bounding_box",
     "match_tables",
     "pixel_scale_arcsec",
-    "in_bounding_box",
     "resolve_duplicates",
 ]
 
