@@ -67,3 +67,30 @@ def test_match_parameters():
     } <= names
     assert graph.dataset_types["galmix_exp_matchedRefMagDiff_r_Plot"].storage_class_name == "Plot"
     assert graph.dataset_types["galmix_exp_matchedMetrics"].storage_class_name == "StructuredDataDict"
+
+
+@pytest.mark.parametrize(
+    "name, task",
+    [
+        ("fitCoaddMultiband_fast.py", "FitCoaddMultibandTask"),
+        ("fitCoaddPsf_perObject.py", "FitCoaddPsfTask"),
+        ("analyzeMatched_bright.py", "AnalyzeMatchedTask"),
+    ],
+)
+def test_config_files_load(name, task):
+    import lsst.galmix.tasks as tasks
+
+    config = getattr(tasks, task).ConfigClass()
+    before = config.toDict()
+    config.load(str(PIPELINES.parent / "config" / name))
+    config.validate()
+    assert config.toDict() != before
+
+
+def test_psf_object_mode_reads_objects():
+    from lsst.galmix.tasks import FitCoaddPsfConfig, FitCoaddPsfConnections
+
+    config = FitCoaddPsfConfig()
+    assert "objects" not in FitCoaddPsfConnections(config=config).inputs
+    config.mode = "object"
+    assert "objects" in FitCoaddPsfConnections(config=config).inputs
