@@ -78,7 +78,7 @@ def test_match_parameters():
     ],
 )
 def test_config_files_load(name, task):
-    import lsst.galmix.tasks as tasks
+    from lsst.galmix import tasks
 
     config = getattr(tasks, task).ConfigClass()
     before = config.toDict()
