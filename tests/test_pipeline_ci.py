@@ -181,3 +181,37 @@ def test_blend_inspector(ci_run, butler, tmp_path):
     bad = subprocess.run([exe, ci_run[0], "--collections", OUT, "--object", "-5"], capture_output=True,
                          text=True, check=False)
     assert bad.returncode == 1 and "not in any" in bad.stderr
+
+
+def test_fit_task_edge_cases(butler):
+    from lsst.galmix.tasks import (
+        FitCoaddMultibandConfig,
+        FitCoaddMultibandTask,
+        FitCoaddPsfConfig,
+        FitCoaddPsfTask,
+    )
+
+    patch = TRACT | {"patch": 0}
+    coadds = {b: butler.get("deep_coadd_cell", patch | {"band": b}) for b in "gr"}
+    psf = {b: butler.get("galmix_psf_fits", patch | {"band": b}) for b in "gr"}
+    objects = butler.get("galmix_objects", patch)
+    footprints = butler.get("galmix_footprints", patch)
+    config = FitCoaddMultibandConfig()
+    config.bands = ["g", "r", "i"]  # i has no coadd here
+    task = FitCoaddMultibandTask(config=config)
+    assert len(task.run(coadds, objects[:0], footprints, psf).outputTable) == 0  # empty catalogue
+    isolated = objects[objects["parentObjectId"] == 0][:4]
+    out = task.run(coadds, isolated, footprints, psf).outputTable
+    assert np.all(np.isnan(out["i_sersicFlux"])) and np.all(out["sersic_flag_missing_band"])
+    assert np.all(np.isfinite(out["r_sersicFlux"]))
+    nothing = task.run({}, isolated, footprints, {}).outputTable
+    assert len(nothing) == len(isolated) and np.all(nothing["sersic_flag"])
+    # PSF from the coadd kernel at each object instead of galmix_psf_fits: same fluxes within 1%.
+    config.usePsfFits = False
+    own = FitCoaddMultibandTask(config=config).run(coadds, isolated, footprints, {}).outputTable
+    np.testing.assert_allclose(own["r_sersicFlux"], out["r_sersicFlux"], rtol=0.01)
+    psf_config = FitCoaddPsfConfig()
+    psf_config.mode = "object"
+    per_object = FitCoaddPsfTask(config=psf_config).run(coadds["r"].psf, isolated).psfFits
+    assert len(per_object) == len(isolated) and not per_object["psf_flag"].any()
+    np.testing.assert_allclose(per_object["x"], isolated["x"])
