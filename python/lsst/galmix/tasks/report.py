@@ -87,12 +87,21 @@ def task_timings(butler: Butler, collection: str) -> dict[str, TaskTiming]:
 
 
 def format_timings(timings: dict[str, TaskTiming]) -> str:
-    """Text table of task timings (objects per second where the task reports objects)."""
-    lines = [f"{'task':34s} {'quanta':>6s} {'wall s':>8s} {'cpu s':>8s} {'fit s':>8s} {'objects':>8s} {'obj/s':>7s}"]
+    """Text table of task timings.
+
+    Objects per wall-clock second and per CPU second (= per core, quanta run one at a time) are given
+    for tasks that report ``nObjects``.
+    """
+    lines = [
+        f"{'task':34s} {'quanta':>6s} {'wall s':>8s} {'cpu s':>8s} {'fit s':>8s} {'objects':>8s} "
+        f"{'obj/wall-s':>10s} {'obj/cpu-s':>9s}"
+    ]
     for t in sorted(timings.values(), key=lambda t: -t.wall):
-        rate = f"{t.n_objects / t.wall:7.2f}" if t.n_objects and t.wall > 0 else f"{'':>7s}"
+        rate = f"{t.n_objects / t.wall:10.2f}" if t.n_objects and t.wall > 0 else f"{'':>10s}"
+        cpu_rate = f"{t.n_objects / t.cpu:9.2f}" if t.n_objects and t.cpu > 0 else f"{'':>9s}"
         lines.append(
-            f"{t.label:34s} {t.n_quanta:6d} {t.wall:8.2f} {t.cpu:8.2f} {t.work:8.2f} {t.n_objects:8d} {rate}"
+            f"{t.label:34s} {t.n_quanta:6d} {t.wall:8.2f} {t.cpu:8.2f} {t.work:8.2f} {t.n_objects:8d} "
+            f"{rate} {cpu_rate}"
         )
     return "\n".join(lines)
 
