@@ -92,10 +92,11 @@ def format_timings(timings: dict[str, TaskTiming]) -> str:
     Objects per wall-clock second and per CPU second (= per core, quanta run one at a time) are given
     for tasks that report ``nObjects``.
     """
-    lines = [
+    header = (
         f"{'task':34s} {'quanta':>6s} {'wall s':>8s} {'cpu s':>8s} {'fit s':>8s} {'objects':>8s} "
         f"{'obj/wall-s':>10s} {'obj/cpu-s':>9s}"
-    ]
+    )
+    lines = [header]
     for t in sorted(timings.values(), key=lambda t: -t.wall):
         rate = f"{t.n_objects / t.wall:10.2f}" if t.n_objects and t.wall > 0 else f"{'':>10s}"
         cpu_rate = f"{t.n_objects / t.cpu:9.2f}" if t.n_objects and t.cpu > 0 else f"{'':>9s}"
