@@ -196,7 +196,8 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
             if images[band] is None:
                 psfs[band] = None
                 continue
-            reference = reference or coadd
+            if reference is None:
+                reference = coadd
             if cfg.usePsfFits:
                 psfs[band] = psfFits.get(band)
             else:
