@@ -138,7 +138,19 @@ def summarize(repo: str, output: str, plot_dir: str | None = None) -> str:
     for dt in sorted(butler.registry.queryDatasetTypes("galmix_*_matchedMetrics"), key=lambda d: d.name):
         for ref in butler.query_datasets(dt.name, collections=output, explain=False):
             lines += ["", f"Metrics {dt.name} ({butler.getURI(ref)}):", format_metrics_summary(butler.get(ref))]
-    lines += ["", "Task timings (sum over quanta):", format_timings(task_timings(butler, output))]
+    timings = task_timings(butler, output)
+    lines += ["", "Task timings (sum over quanta):", format_timings(timings)]
+    n_objects = sum(
+        len(butler.get(ref))
+        for ref in butler.query_datasets("objectTable_tract_galmix", collections=output, explain=False)
+    )
+    cpu = sum(t.cpu for t in timings.values())
+    wall = sum(t.wall for t in timings.values())
+    if n_objects and cpu > 0:
+        lines.append(
+            f"All quanta: {n_objects} objects, {wall:.1f} s wall, {cpu:.1f} s CPU: "
+            f"{n_objects / cpu:.2f} objects per CPU second (per core) for the whole pipeline"
+        )
     return "\n".join(lines)
 
 
