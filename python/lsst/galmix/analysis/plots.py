@@ -154,7 +154,12 @@ def plot_completeness_purity(
 
 
 def plot_size_magnitude(
-    panels: Sequence[PanelData], edges: np.ndarray, xlabel: str, ylabel: str, title: str
+    panels: Sequence[PanelData],
+    edges: np.ndarray,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    ylim: tuple[float, float] = (-2.5, 1.5),
 ) -> Figure:
     """Size against magnitude with running median and sigma_MAD of log10(size).
 
@@ -168,6 +173,8 @@ def plot_size_magnitude(
         Axis labels (``ylabel`` describes the size before taking log10).
     title : `str`
         Figure title (the selection).
+    ylim : `tuple` [`float`, `float`]
+        Range of log10(size) shown (collapsed fits far below it still count in the statistics).
 
     Returns
     -------
@@ -179,4 +186,4 @@ def plot_size_magnitude(
         y = np.asarray(p.y, dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"):
             logged.append(PanelData(p.label, p.x, np.where(y > 0, np.log10(y), np.nan)))
-    return plot_binned_panels(logged, edges, xlabel, f"log10 {ylabel}", title, zero_line=False)
+    return plot_binned_panels(logged, edges, xlabel, f"log10 {ylabel}", title, ylim=ylim, zero_line=False)
