@@ -341,18 +341,20 @@ def make_plots(table: Table, spec: MatchedSpec) -> dict[str, Figure]:
                 f"{reff} (arcsec)",
                 _title(spec, cols, "size-magnitude (class from reference)"),
             )
-        per_class = {}
+        primary_objects = cols.has_obj & cols.primary
+        completeness = {}
         for label in ("galaxies", "stars"):
             ref_rows = cols.has_ref & (cols.is_star == (label == "stars"))
-            per_class[label] = completeness_purity(
-                x[ref_rows],
-                (cols.has_obj & cols.primary)[ref_rows],
-                flux_to_mag(cols.flux[sb])[cols.has_obj & cols.primary],
-                cols.has_ref[cols.has_obj & cols.primary],
-                edges,
+            completeness[label] = completeness_purity(
+                x[ref_rows], primary_objects[ref_rows], np.array([]), np.array([], dtype=bool), edges
             )
+        purity = completeness_purity(
+            np.array([]), np.array([], dtype=bool), flux_to_mag(cols.flux[sb])[primary_objects],
+            cols.has_ref[primary_objects], edges,
+        )
         figs["completenessPurity"] = plot_completeness_purity(
-            edges, per_class, f"galmix {spec.model}: completeness (reference {sb} mag) and purity (all objects)"
+            edges, completeness, purity,
+            f"galmix {spec.model}: completeness (references, {sb} mag) and purity (primary objects)",
         )
     return figs
 

@@ -118,16 +118,23 @@ def plot_binned_panels(
 
 
 def plot_completeness_purity(
-    edges: np.ndarray, per_class: Mapping[str, Mapping[str, np.ndarray]], title: str
+    edges: np.ndarray,
+    completeness: Mapping[str, Mapping[str, np.ndarray]],
+    purity: Mapping[str, np.ndarray],
+    title: str,
 ) -> Figure:
-    """Plot completeness and purity against magnitude.
+    """Plot completeness per class against reference magnitude and purity against measured magnitude.
 
     Parameters
     ----------
     edges : `numpy.ndarray`
         Magnitude bin edges.
-    per_class : `~collections.abc.Mapping`
-        Label -> output of `lsst.galmix.analysis.stats.completeness_purity`.
+    completeness : `~collections.abc.Mapping`
+        Class label -> output of `lsst.galmix.analysis.stats.completeness_purity` for that class's
+        references (``completeness`` and ``n_ref`` used).
+    purity : `~collections.abc.Mapping`
+        Output of `~lsst.galmix.analysis.stats.completeness_purity` for all objects (``purity`` and
+        ``n_target`` used); measured objects have no class.
     title : `str`
         Figure title (the selection).
 
@@ -140,9 +147,9 @@ def plot_completeness_purity(
     centers = 0.5 * (edges[1:] + edges[:-1])
     fig = Figure(figsize=(9, 4), layout="constrained")
     ax_c, ax_p = fig.subplots(1, 2)
-    for i, (label, cp) in enumerate(per_class.items()):
-        ax_c.plot(centers, cp["completeness"], "-o", ms=3, color=f"C{i}", label=label)
-        ax_p.plot(centers, cp["purity"], "-o", ms=3, color=f"C{i}", label=label)
+    for i, (label, cp) in enumerate(completeness.items()):
+        ax_c.plot(centers, cp["completeness"], "-o", ms=3, color=f"C{i}", label=f"{label} (N={cp['n_ref'].sum()})")
+    ax_p.plot(centers, purity["purity"], "-o", ms=3, color="k", label=f"all objects (N={purity['n_target'].sum()})")
     for ax, name, xl in ((ax_c, "completeness", "reference mag"), (ax_p, "purity", "measured mag")):
         ax.set_ylim(0, 1.05)
         ax.set_xlabel(xl)
