@@ -181,3 +181,22 @@ def test_in_bounding_box_wraps_ra():
     assert not in_bounding_box([1.0], [1.0], [np.nan], [np.nan]).any()
     assert in_bounding_box([0.1 + 0.4 / 3600], [0.0], [0.0, 0.1], [0.0, 0.0], margin=0.5)[0]
     assert not in_bounding_box([0.1 + 0.6 / 3600], [0.0], [0.0, 0.1], [0.0, 0.0], margin=0.5)[0]
+
+
+def test_in_primary_area():
+    from lsst.galmix.analysis import in_primary_area
+
+    # Primary objects span RA 10.00-10.01; non-primary objects at 10.02 (outside the box) and at
+    # 10.008 (inside it: a border region not owned by this patch).
+    obj_ra = np.array([10.0, 10.01, 10.02, 10.005, 10.008])
+    obj_dec = np.array([0.0, 0.01, 0.005, 0.005, 0.001])
+    primary = np.array([True, True, False, True, False])
+    ra = np.array([10.005 + 0.5 / 3600, 10.008 + 0.5 / 3600, 10.0195, 10.002, 10.5])
+    dec = np.array([0.005, 0.001, 0.0, 0.002, 0.005])
+    # near a primary; near the non-primary inside the box; outside the box; undetected inside; far away.
+    inside = in_primary_area(ra, dec, obj_ra, obj_dec, primary, radius=2.0)
+    assert list(inside) == [True, False, False, True, False]
+    # A non-primary duplicate next to a primary copy does not exclude the reference.
+    inside = in_primary_area([10.005], [0.005], np.r_[obj_ra, 10.005], np.r_[obj_dec, 0.005],
+                             np.r_[primary, False], radius=2.0)
+    assert inside[0]

@@ -20,6 +20,7 @@ __all__ = [
     "build_matched_table",
     "consolidate_models",
     "in_bounding_box",
+    "in_primary_area",
     "match_tables",
     "pixel_scale_arcsec",
     "resolve_duplicates",
@@ -326,3 +327,52 @@ def in_bounding_box(
             & (dec >= box_dec[ok].min() - m_dec)
             & (dec <= box_dec[ok].max() + m_dec)
         )
+
+
+def in_primary_area(
+    ra: np.ndarray,
+    dec: np.ndarray,
+    obj_ra: np.ndarray,
+    obj_dec: np.ndarray,
+    obj_primary: np.ndarray,
+    radius: float = 2.0,
+) -> np.ndarray:
+    """Whether points lie where detected objects are primary.
+
+    A point is outside the primary area when objects lie within ``radius`` of it and none of them is
+    primary (patch borders not owned by the patch, the tract's outer border), or when it lies outside
+    the RA/Dec bounding box of the primary objects grown by ``radius``. Points with no object nearby
+    inside the box (undetected sources) are inside.
+
+    Parameters
+    ----------
+    ra, dec : `numpy.ndarray`
+        Points (deg).
+    obj_ra, obj_dec : `numpy.ndarray`
+        All objects (deg); non-finite rows are ignored.
+    obj_primary : `numpy.ndarray`
+        Primary flag of each object.
+    radius : `float`
+        Neighbourhood radius (arcsec).
+
+    Returns
+    -------
+    inside : `numpy.ndarray`
+        Boolean array.
+    """
+    obj_ra, obj_dec = np.asarray(obj_ra, dtype=float), np.asarray(obj_dec, dtype=float)
+    primary = np.asarray(obj_primary, dtype=bool)
+    ok = np.isfinite(obj_ra) & np.isfinite(obj_dec)
+    inside = in_bounding_box(ra, dec, obj_ra[ok & primary], obj_dec[ok & primary], margin=radius)
+    if not ok.any():
+        return inside
+    tree = cKDTree(sky_to_unit(obj_ra[ok], obj_dec[ok]))
+    prim_ok = primary[ok]
+    pts = sky_to_unit(ra, dec)
+    finite = np.all(np.isfinite(pts), axis=1)
+    chord = 2 * np.sin(radius / _ARCSEC_PER_RAD / 2)
+    for i in np.flatnonzero(inside & finite):
+        near = tree.query_ball_point(pts[i], chord)
+        if near and not prim_ok[near].any():
+            inside[i] = False
+    return inside

@@ -9,7 +9,7 @@ import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
-from ..analysis.catalogs import in_bounding_box, match_tables, pixel_scale_arcsec
+from ..analysis.catalogs import in_primary_area, match_tables, pixel_scale_arcsec
 from ..analysis.matching import match_probabilistic
 from ..analysis.stats import flux_to_mag
 
@@ -84,9 +84,13 @@ class MatchTruthConfig(pipeBase.PipelineTaskConfig, pipelineConnections=MatchTru
         doc="Boolean object column selecting objects that may be matched", default="isPrimary"
     )
     refInPrimaryArea = pexConfig.Field[bool](
-        doc="Only references inside the RA/Dec bounding box of the matchable objects are candidates "
-        "(references in the tract's outer border, where no object is primary, would count as missed)",
+        doc="Only references in the area where objects are primary are candidates (see "
+        "lsst.galmix.analysis.catalogs.in_primary_area): references in patch or tract borders would "
+        "otherwise count as missed",
         default=True,
+    )
+    primaryAreaRadius = pexConfig.Field[float](
+        doc="Neighbourhood radius (arcsec) deciding whether a reference lies in the primary area", default=2.0
     )
     pixelScale = pexConfig.Field[float](
         doc="Pixel scale (arcsec) used when it cannot be measured from the table", default=0.2
@@ -146,9 +150,9 @@ class MatchTruthTask(pipeBase.PipelineTask):
 
         t_ra, t_dec = _col(target, f"{m}_ra"), _col(target, f"{m}_dec")
         if cfg.refInPrimaryArea:
-            ref_select &= in_bounding_box(
+            ref_select &= in_primary_area(
                 _col(reference, cfg.refRaColumn), _col(reference, cfg.refDecColumn),
-                t_ra[tgt_select], t_dec[tgt_select], margin=cfg.radius,
+                t_ra, t_dec, tgt_select, radius=cfg.primaryAreaRadius,
             )
         scale = np.nan
         if f"{m}_x" in target.colnames:
