@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-
 from lsst.galmix.fitting.optimize import FitSettings
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
@@ -39,6 +38,23 @@ def test_clean_scene_has_no_fatal_flags(scene):
     assert len(t) == 3 and not t["gauss_flag"].any()
     assert t["gauss_flag_edge"].tolist() == [False, True, False]
     assert np.allclose(t["r_gaussFlux"], 2000, rtol=0.05)
+
+
+def test_sky_coordinates_threads_and_row_order(scene):
+    images, objects = scene
+    objs = Table(objects, copy=True)
+    objs["objectId"] = [30, 10, 20]
+    objs["parentObjectId"] = [0, 0, 0]
+
+    def pixel_to_sky(x, y):
+        return 150.0 + 1e-5 * (np.asarray(x) - 1000), 2.0 + 1e-5 * (np.asarray(y) - 2000)
+
+    one = fit_patch(images, ORIGIN, objs, None, {"g": MIX, "r": MIX}, "gauss", SourceFitConfig(), pixel_to_sky)
+    two = fit_patch(images, ORIGIN, objs, None, {"g": MIX, "r": MIX}, "gauss", SourceFitConfig(n_threads=2))
+    assert list(one["objectId"]) == [30, 10, 20]
+    assert np.allclose(one["gauss_ra"], 150.0 + 1e-5 * (one["gauss_x"] - 1000), rtol=0, atol=1e-12)
+    assert np.allclose(one["gauss_dec"], 2.0 + 1e-5 * (one["gauss_y"] - 2000), rtol=0, atol=1e-12)
+    assert np.array_equal(one["r_gaussFlux"], two["r_gaussFlux"])
 
 
 def test_all_pixels_masked(scene):
@@ -77,8 +93,11 @@ def test_missing_band_and_bad_psf_keep_other_bands(scene):
         raise RuntimeError("no PSF here")
 
     t = _fit(images, objects, psfs={"g": broken, "r": MIX})
-    assert t["gauss_flag_bad_psf"].all() and t["gauss_flag"].all()
+    assert t["gauss_flag_bad_psf"].all() and not t["gauss_flag"].any()
     assert np.isnan(t["g_gaussFlux"]).all() and np.allclose(t["r_gaussFlux"], 2000, rtol=0.05)
+    # No PSF in any band: nothing to fit.
+    t = _fit(images, objects, psfs={"g": broken, "r": None})
+    assert t["gauss_flag_no_data"].all() and t["gauss_flag"].all()
 
 
 def test_object_off_image_and_at_edge(scene):

@@ -3,12 +3,17 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
-from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, noise_sigma_for_snr, psf_kernel, \
-    render_stamp
+from lsst.galmix.fitting.testing import (
+    GalaxyTruth,
+    make_scene,
+    moffat_psf,
+    noise_sigma_for_snr,
+    psf_kernel,
+    render_stamp,
+)
 
 PSFS = {"g": moffat_psf(4.0), "r": moffat_psf(3.5), "i": moffat_psf(3.0)}
 MIX4 = {b: fit_psf_image(psf_kernel(p, 41), 4).mixture for b, p in PSFS.items()}
@@ -45,15 +50,19 @@ def test_stars_flux_and_position():
     assert np.allclose(out["point_x"], [20.2, 60.9], atol=2e-3)
 
 
-def test_multiband_colours_with_per_band_psfs():
+@pytest.mark.parametrize("model,n", [("gauss", 0.5), ("sersic", 1.5)])
+def test_multiband_colours_with_per_band_psfs(model, n):
     colours = {"g": 0.4, "r": 1.0, "i": 1.6}
-    truths = [GalaxyTruth(35.0, 34.0, 3000.0, n=0.5, reff=3.0, q=0.6, theta=-0.7)]
+    truths = [GalaxyTruth(35.0, 34.0, 3000.0, n=n, reff=3.0, q=0.6, theta=-0.7)]
     images, objects = make_scene(truths, PSFS, colours, (70, 70), {b: 1e-3 for b in PSFS},
                                  np.random.default_rng(1))
-    out = fit_patch(images, (0, 0), objects, None, MIX4, "gauss")
+    out = fit_patch(images, (0, 0), objects, None, MIX4, model)
+    assert not out[f"{model}_flag"][0]
     for b in ("g", "i"):
-        colour = -2.5 * np.log10(out[f"{b}_gaussFlux"][0] / out["r_gaussFlux"][0])
+        colour = -2.5 * np.log10(out[f"{b}_{model}Flux"][0] / out[f"r_{model}Flux"][0])
         assert colour == pytest.approx(-2.5 * np.log10(colours[b]), abs=2e-3)
+    if model == "sersic":
+        assert out["sersic_n"][0] == pytest.approx(n, abs=0.03)
 
 
 def test_error_calibration_flux_and_reff_at_snr_30():
@@ -110,3 +119,19 @@ def test_large_blend_falls_back_to_subtract():
     out = fit_patch(images, (0, 0), objects, None, {"r": MIX4["r"]}, "gauss", SourceFitConfig(max_children=2))
     assert out["gauss_flag_too_many_children"].all() and not out["gauss_flag"].any()
     assert np.allclose(out["r_gaussFlux"], 1000.0, rtol=0.05)
+
+
+def test_model_image_rebuilt_from_table_leaves_noise_residuals():
+    from lsst.galmix.fitting.rebuild import model_image
+
+    truths = [GalaxyTruth(125.0, 230.0, 2000.0, n=0.5, reff=3.0, q=0.6, theta=0.3),
+              GalaxyTruth(160.0, 225.0, 800.0, n=0)]
+    sigma = 0.05
+    images, objects = make_scene(truths, {"r": PSFS["r"]}, {"r": 1.0}, (60, 90), {"r": sigma},
+                                 np.random.default_rng(8), (100, 200))
+    out = fit_patch(images, (100, 200), objects, None, {"r": MIX4["r"]}, "gauss")
+    model = model_image(out, "gauss", "r", MIX4["r"], (60, 90), (100, 200))
+    chi = (images["r"][0] - model) / sigma
+    assert abs(model.sum() - 2800.0) < 0.01 * 2800.0
+    assert np.std(chi) == pytest.approx(1.0, abs=0.05)
+    assert np.std(images["r"][0] / sigma) > 3.0

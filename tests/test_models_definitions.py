@@ -8,7 +8,7 @@ from lsst.galmix.models.definitions import MODELS, get_model
 
 
 def test_registry_has_all_models_with_fixed_centroid_variants():
-    base = ["point", "gauss", "exp", "dev", "sersic", "expdev", "ptsersic"]
+    base = ["point", "gauss", "exp", "dev", "sersic", "expdev", "ptsersic", "sersicexp"]
     assert sorted(MODELS) == sorted(base + [b + "FixedCen" for b in base])
     assert get_model("sersic").nonlinear_names == ("x", "y", "sersic.ln_reff", "sersic.eta1", "sersic.eta2",
                                                     "sersic.n")

@@ -8,7 +8,6 @@ benchmarks/bench_sersic_accuracy.py.
 import galsim
 import numpy as np
 import pytest
-
 from lsst.galmix.models.sersic import DEFAULT_N_COMPONENTS, sersic_mixture
 from lsst.galmix.models.sersic_check import compare_to_galsim, measure_convolved
 

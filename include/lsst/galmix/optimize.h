@@ -71,9 +71,12 @@ struct PsfFitResult {
     std::string message;
 };
 
-/// Fit nGauss (1..4) Gaussians with free centres, shapes and non-negative fluxes to a PSF kernel image,
-/// with uniform weights (every pixel weight 1: the kernel image is noiseless).
+/// Fit nGauss (1..4) concentric Gaussians (shared free centre; free shapes; non-negative fluxes) to a PSF
+/// kernel image with uniform weights (every pixel weight 1: the kernel image is noiseless).
 PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options);
+
+/// Defaults for fitPsf: ftol 1e-6 and xtol 1e-3 (a kernel's mixture needs no more; see doc/engine.rst).
+FitOptions psfFitDefaults();
 
 }  // namespace galmix
 }  // namespace lsst

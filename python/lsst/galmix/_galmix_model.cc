@@ -143,7 +143,7 @@ void bindModel(py::module_& m) {
             .def(py::init([](std::vector<Component> c) { return Source{std::move(c)}; }), py::arg("components"))
             .def_readonly("components", &Source::components);
 
-    py::enum_<ParamKind>(m, "ParamKind")
+    py::enum_<ParamKind>(m, "ParamKind", "Kind of a scene parameter (see Scene.param_kinds).")
             .value("X", ParamKind::X)
             .value("Y", ParamKind::Y)
             .value("LN_REFF", ParamKind::LnReff)
@@ -275,7 +275,7 @@ void bindModel(py::module_& m) {
 }
 
 void bindOptimize(py::module_& m) {
-    py::enum_<FitStatus>(m, "FitStatus")
+    py::enum_<FitStatus>(m, "FitStatus", "Outcome of a fit: CONVERGED, MAX_ITER, SINGULAR, NON_FINITE, ERROR (bad input).")
             .value("CONVERGED", FitStatus::Converged)
             .value("MAX_ITER", FitStatus::MaxIter)
             .value("SINGULAR", FitStatus::Singular)
@@ -300,7 +300,9 @@ void bindOptimize(py::module_& m) {
                     [](FitOptions& o, DArray a) { o.priorSigma = toVector(a); },
                     "(P,) prior sigmas; <= 0 or inf = no prior on that parameter.");
 
-    py::class_<FitResult>(m, "FitResult")
+    py::class_<FitResult>(m, "FitResult",
+                          "Result of fit/fit_batch: params (P,), chi2, objective, n_iter, n_pix, status, message,\n"
+                          "fisher (P, P) and prior_precision (P,).")
             .def_property_readonly("params", [](FitResult const& r) { return vectorToArray(r.params); })
             .def_readonly("chi2", &FitResult::chi2)
             .def_readonly("objective", &FitResult::objective, "chi2 + prior terms.")
@@ -326,7 +328,10 @@ void bindOptimize(py::module_& m) {
                                       options ? *options : FitOptions()};
                  }),
                  py::arg("scene"), py::arg("bands"), py::arg("params0"), py::arg("free") = py::none(),
-                 py::arg("options") = py::none());
+                 py::arg("options") = py::none())
+            .def_property_readonly("scene", [](PyProblem const& p) { return std::const_pointer_cast<Scene>(p.scene); })
+            .def_readonly("bands", &PyProblem::bands)
+            .def_property_readonly("params0", [](PyProblem const& p) { return vectorToArray(p.params0); });
 
     m.def(
             "fit",
@@ -367,7 +372,8 @@ void bindOptimize(py::module_& m) {
             py::arg("problems"), py::arg("n_threads") = 1,
             "Fit independent problems in one C++ loop on n_threads threads (<= 0: all cores); per-problem status.");
 
-    py::class_<PsfFitResult>(m, "PsfFitResult")
+    py::class_<PsfFitResult>(m, "PsfFitResult",
+                             "Result of fit_psf: gaussians (N, 6), flux, chi2, n_iter, status, message.")
             .def_property_readonly("gaussians", [](PsfFitResult const& r) { return mixtureToArray(r.gaussians); },
                                    "(N, 6): fraction (sum 1), x, y (pixel frame of the image), xx, xy, yy.")
             .def_readonly("flux", &PsfFitResult::flux)
@@ -381,14 +387,16 @@ void bindOptimize(py::module_& m) {
             "fit_psf",
             [](py::array image, int nGauss, double x0, double y0, std::optional<FitOptions> options) {
                 ImageRef ref = imageRef(image, std::nullopt, x0, y0);
-                FitOptions opt = options ? *options : FitOptions();
+                FitOptions opt = options ? *options : psfFitDefaults();
                 py::gil_scoped_release release;
                 return fitPsf(ref, nGauss, opt);
             },
             py::arg("image"), py::arg("n_gauss") = 2, py::arg("x0") = 0.0, py::arg("y0") = 0.0,
             py::arg("options") = py::none(),
-            "Fit n_gauss (1..4) Gaussians (free centres, shapes, non-negative fluxes) to a PSF kernel image with\n"
-            "uniform unit weights, evaluated at pixel centres (the kernel image already includes the pixel).");
+            "Fit n_gauss (1..4) concentric Gaussians (one free centre, free shapes, non-negative fluxes) to a PSF\n"
+            "kernel image with uniform unit weights, evaluated at pixel centres (the kernel image already\n"
+            "includes the pixel). options default to default_psf_fit_options() (ftol 1e-6, xtol 1e-3).");
+    m.def("default_psf_fit_options", &psfFitDefaults, "FitOptions used by fit_psf when none are given.");
 
     m.def(
             "nnls_gram",

@@ -24,7 +24,7 @@ from .optimize import SourceSpec
 from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, extra_starts, initial_theta, solve
 from .stamps import Exclusion, Stamp, cut_box
 
-__all__ = ["ObjectInput", "BandImage", "fit_objects", "fit_isolated"]
+__all__ = ["BandImage", "ObjectInput", "fit_isolated", "fit_objects"]
 
 _log = logging.getLogger(__name__)
 
@@ -81,9 +81,11 @@ def _exclude(
     keep: Sequence[int],
     owners: Sequence[ObjectInput] = (),
     me: ObjectInput | None = None,
+    strict: bool = False,
 ) -> Exclusion | None:
-    """Pixels not to use: owned (footprint label) by objects outside ``keep``, or, without footprints,
-    closer to another of ``owners`` than to ``me`` (a Voronoi split of a blend)."""
+    """Pixels not to use: owned (footprint label) by objects outside ``keep`` (with ``strict``, also
+    unowned pixels), or, without footprints, closer to another of ``owners`` than to ``me`` (a Voronoi
+    split of a blend)."""
     keep_set = [k for k in keep if k != 0]
     others = [o for o in owners if o is not me]
 
@@ -91,7 +93,7 @@ def _exclude(
         ex = None
         if footprints is not None:
             lab = footprints[y0 - origin[1] : y0 - origin[1] + shape[0], x0 - origin[0] : x0 - origin[0] + shape[1]]
-            ex = (lab != 0) & ~np.isin(lab, keep_set)
+            ex = ~np.isin(lab, keep_set) if strict else (lab != 0) & ~np.isin(lab, keep_set)
         elif me is not None and others:
             yy, xx = np.mgrid[y0 : y0 + shape[0], x0 : x0 + shape[1]]
             d_me = (xx - me.x) ** 2 + (yy - me.y) ** 2
@@ -110,8 +112,8 @@ def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int
         if im is None:
             continue
         st = cut_box(im.image, im.variance, im.bad, im.origin,
-                     (int(round(obj.x)) - half, int(round(obj.y)) - half),
-                     (int(round(obj.x)) + half + 1, int(round(obj.y)) + half + 1), exclude)
+                     (int(np.floor(obj.x + 0.5)) - half, int(np.floor(obj.y + 0.5)) - half),
+                     (int(np.floor(obj.x + 0.5)) + half + 1, int(np.floor(obj.y + 0.5)) + half + 1), exclude)
         if st.n_pix == 0:
             continue
         sn = float((st.image * np.sqrt(st.weight)).sum())
@@ -119,8 +121,13 @@ def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int
             best, best_sn = st, sn
     if best is None:
         return None
-    mom = adaptive_moments(best.image, best.weight, best.x0, best.y0, guess=(obj.x, obj.y), fix_centroid=True)
-    return mom.cov if mom.ok else None
+    # Only a starting point: 1% convergence is plenty and keeps this numpy step cheap.
+    mom = adaptive_moments(best.image, best.weight, best.x0, best.y0, guess=(obj.x, obj.y), fix_centroid=True,
+                           rtol=1e-2)
+    # An unconverged iteration (slow for high-index profiles) is still a fine starting point.
+    cov = mom.cov
+    valid = np.isfinite(cov).all() and cov[0, 0] > 0 and np.linalg.det(cov) > 0
+    return cov if valid else None
 
 
 def images_origin(images: Sequence[BandImage | None]) -> tuple[int, int]:
@@ -141,10 +148,10 @@ def _stamps(images, start, stop, exclude) -> list[Stamp | None]:
 
 
 def _box(objs: Sequence[ObjectInput], halves: Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]]:
-    x0 = min(int(round(o.x)) - h for o, h in zip(objs, halves))
-    y0 = min(int(round(o.y)) - h for o, h in zip(objs, halves))
-    x1 = max(int(round(o.x)) + h + 1 for o, h in zip(objs, halves))
-    y1 = max(int(round(o.y)) + h + 1 for o, h in zip(objs, halves))
+    x0 = min(int(np.floor(o.x + 0.5)) - h for o, h in zip(objs, halves))
+    y0 = min(int(np.floor(o.y + 0.5)) - h for o, h in zip(objs, halves))
+    x1 = max(int(np.floor(o.x + 0.5)) + h + 1 for o, h in zip(objs, halves))
+    y1 = max(int(np.floor(o.y + 0.5)) + h + 1 for o, h in zip(objs, halves))
     return (x0, y0), (x1, y1)
 
 
@@ -177,8 +184,8 @@ def _prepare_set(
     """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
     their stamps (``owners``: the blend whose pixels are split between its children when there are no
     footprints). `None` (with ``no_data`` flags) when no band is usable."""
-    exclude = _exclude(footprints, images_origin(images), keep_labels, owners, objs[0] if owners else None) \
-        if cfg.use_footprints else None
+    exclude = _exclude(footprints, images_origin(images), keep_labels, owners, objs[0] if owners else None,
+                       cfg.footprint_only) if cfg.use_footprints else None
     halves = [_half_size(o.cov, cfg) for o in objs]
     start, stop = box if box is not None else _box(objs, halves)
     stamps = _stamps(images, start, stop, exclude)
@@ -254,7 +261,7 @@ def fit_isolated(
 
 def _measure(o: ObjectInput, group: Sequence[ObjectInput], images, footprints, cfg: SourceFitConfig) -> None:
     if o.cov is None:
-        excl = _exclude(footprints, images_origin(images), [o.label], group, o)
+        excl = _exclude(footprints, images_origin(images), [o.label], group, o, cfg.footprint_only)
         o.cov = _measure_cov(o, images, 2 * cfg.stamp_min, excl)
         if o.cov is None:
             o.flags.set("bad_init")
@@ -323,9 +330,17 @@ def _siblings_image(model, objs, fits, i, b, im, start, stop) -> np.ndarray:
     """Sum of the models of all objects but ``i`` in band ``b`` over the part of the box on the image."""
     shape = (stop[1] - start[1], stop[0] - start[0])
     img = np.zeros(shape)
+    cx, cy = 0.5 * (start[0] + stop[0]), 0.5 * (start[1] + stop[1])
+    half = 0.5 * np.hypot(*shape)
     for j, other in enumerate(fits):
         psf = objs[j].psfs[b]
         if j == i or other is None or psf is None or not np.isfinite(other.fluxes[b]).all():
+            continue
+        # Neighbours whose light cannot reach the box (beyond 15 reff + 5 PSF sigma) are skipped.
+        sizes = [np.exp(other.theta[k]) for k, name in enumerate(model.nonlinear_names) if name.endswith("ln_reff")]
+        reach = 15 * max(sizes, default=0.0) + 5 * np.sqrt(np.trace(psf.covariance()))
+        ox, oy = other.spec.xy_fixed if not model.free_centroid else other.theta[:2]
+        if np.hypot(ox - cx, oy - cy) > half + reach:
             continue
         img += render(model, other.theta, other.fluxes[b], psf, shape, start, other.spec.xy_fixed)
     # Clip to the part of the box inside the image, as cut_box does.

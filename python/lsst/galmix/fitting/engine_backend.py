@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -20,10 +20,10 @@ from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
 from .optimize import BandInput, FitResult, FitSettings, SourceSpec, invert_fisher
 
-__all__ = ["EngineProblem", "make_problem", "run_problems", "psf_array"]
+__all__ = ["EngineProblem", "make_problem", "psf_array", "run_problems"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _profile(comp: ComponentDef) -> ge.Profile | None:
     if comp.profile == Profile.POINT:
         return None
@@ -142,11 +142,15 @@ def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
     status = int(res.status)
     at_bound = False
     lo, hi = p.settings.n_bounds
+    r_lo, r_hi = np.log(p.settings.reff_bounds[0]), np.log(p.settings.reff_bounds[1])
     k = 0
     for spec in p.specs:
         for j, name in enumerate(spec.model.nonlinear_names):
             if name.endswith(".n"):
                 at_bound |= min(theta[k + j] - lo, hi - theta[k + j]) < 1e-3 * (hi - lo)
+            elif name.endswith(".ln_reff"):
+                # The engine does not bound sizes: report leaving the configured range as "at bound".
+                at_bound |= not (r_lo <= theta[k + j] <= r_hi)
         k += spec.n_theta
     return FitResult(theta, fluxes, cov, float(res.chi2), int(res.n_iter),
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bool(at_bound),

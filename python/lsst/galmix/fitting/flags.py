@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FlagDef", "FLAGS", "PSF_FLAGS", "flag_bit", "flag_names", "FlagSet"]
+__all__ = ["FLAGS", "PSF_FLAGS", "FlagDef", "FlagSet", "flag_bit", "flag_names"]
 
 
 @dataclass(frozen=True)
@@ -34,21 +34,23 @@ class FlagDef:
 
 FLAGS: tuple[FlagDef, ...] = (
     FlagDef("exception", "An unexpected error occurred while fitting this object (see the log)"),
-    FlagDef("no_data", "No usable pixel in any band (all masked, outside the image or zero weight)"),
+    FlagDef("no_data", "No usable band: no pixel with non-zero weight (masked, off the image) or no PSF"),
     FlagDef("nan_pixels", "Some pixels had non-finite values and were given zero weight", fatal=False),
     FlagDef("bad_variance", "Some pixels had zero, negative or non-finite variance (zero weight)", fatal=False),
     FlagDef("masked_pixels", "Some pixels of the footprint were masked (zero weight)", fatal=False),
     FlagDef("edge", "The stamp was truncated by the image edge", fatal=False),
     FlagDef("missing_band", "At least one band had no usable data or PSF; its fluxes are NaN", fatal=False),
-    FlagDef("bad_psf", "The PSF of at least one band could not be obtained or fitted"),
+    FlagDef("bad_psf", "The PSF of at least one band could not be obtained or fitted; that band's fluxes are NaN",
+            fatal=False),
     FlagDef("bad_init", "No valid initial guess (moments failed); the fit started from a default", fatal=False),
     FlagDef("no_convergence", "The optimizer reached its iteration limit without converging"),
-    FlagDef("param_at_bound", "A bounded parameter (Sersic index or size) ended at its bound", fatal=False),
+    FlagDef("param_at_bound", "The Sersic index ended at a bound, or reff outside the configured range",
+            fatal=False),
     FlagDef("singular_fisher", "The Fisher matrix is singular: errors are NaN", fatal=False),
     FlagDef("too_many_children", "The blend has more children than the joint fit allows; fitted per child",
             fatal=False),
     FlagDef("zero_flux", "The best-fit total flux is zero in every band", fatal=False),
-    FlagDef("bad_fit", "The fit diverged or produced non-finite parameters"),
+    FlagDef("bad_fit", "The fit diverged (centre off its pixels, size > 10x the stamp) or gave non-finite values"),
 )
 """Source-fit failure modes in bit order."""
 

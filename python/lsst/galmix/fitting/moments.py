@@ -99,20 +99,27 @@ def adaptive_moments(
     m = np.eye(2) * sigma0**2
     ok = False
     flux = 0.0
+    # Products of the offsets are recomputed only when the centroid moves (never when it is fixed).
+    dx = dy = dxx = dxy = dyy = None
     for _ in range(max_iter):
         det = m[0, 0] * m[1, 1] - m[0, 1] ** 2
         if not det > 0:
             break
-        inv = np.array([[m[1, 1], -m[0, 1]], [-m[0, 1], m[0, 0]]]) / det
-        dx, dy = xx - cx, yy - cy
-        w = np.exp(-0.5 * (inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy)) * val
+        if dx is None:
+            dx, dy = xx - cx, yy - cy
+            dxx, dxy, dyy = dx * dx, dx * dy, dy * dy
+        w = np.exp((-0.5 / det) * (m[1, 1] * dxx - 2 * m[0, 1] * dxy + m[0, 0] * dyy)) * val
         s = w.sum()
         if not s > 0:
             break
-        ncx = cx if fix_centroid else cx + float((w * dx).sum() / s)
-        ncy = cy if fix_centroid else cy + float((w * dy).sum() / s)
-        dx, dy = xx - ncx, yy - ncy
-        q = np.array([[(w * dx * dx).sum(), (w * dx * dy).sum()], [(w * dx * dy).sum(), (w * dy * dy).sum()]]) / s
+        if fix_centroid:
+            ncx, ncy = cx, cy
+            q = np.array([[w @ dxx, w @ dxy], [w @ dxy, w @ dyy]]) / s
+        else:
+            ncx, ncy = cx + float(w @ dx) / s, cy + float(w @ dy) / s
+            ex, ey = dx - (ncx - cx), dy - (ncy - cy)
+            q = np.array([[w @ (ex * ex), w @ (ex * ey)], [w @ (ex * ey), w @ (ey * ey)]]) / s
+            dx = None
         new = 2.0 * q
         # Sub-pixel objects: keep the weight from collapsing below the pixel scale.
         tr, det_new = new[0, 0] + new[1, 1], new[0, 0] * new[1, 1] - new[0, 1] ** 2

@@ -17,7 +17,7 @@ from ..models.definitions import N_MAX, N_MIN, ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..models.render import component_gaussians, evaluate_gaussians, gaussians_with_jacobian
 
-__all__ = ["BandInput", "BandData", "invert_fisher", "SourceSpec", "Priors", "FitSettings", "FitResult", "fit_model"]
+__all__ = ["BandData", "BandInput", "FitResult", "FitSettings", "Priors", "SourceSpec", "fit_model", "invert_fisher"]
 
 
 @dataclass
@@ -320,7 +320,7 @@ def fit_model(
 
     def objective(u_, need_jac):
         th, dth = tr.to_natural(u_)
-        r, j, f, units, du = _evaluate(sources, th, used, need_jac)
+        r, j, f, _, _ = _evaluate(sources, th, used, need_jac)
         pr, pj = _prior_terms(names, th, settings.priors)
         r_all = np.concatenate([r, pr])
         if need_jac:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,10 +18,10 @@ from ..models.definitions import ModelDef, get_model
 from .blend import BandImage, ObjectInput, fit_isolated, fit_objects
 from .flags import FlagSet
 from .psf import PsfSpec, psf_at
-from .schema import PASSTHROUGH_COLUMNS, empty_source_table
+from .schema import PASSTHROUGH_COLUMNS, columns_to_table, empty_columns, source_columns
 from .source import PixelToSky, SourceFitConfig, write_flags, write_row
 
-__all__ = ["fit_patch", "ImageTriple"]
+__all__ = ["ImageTriple", "fit_patch"]
 
 _log = logging.getLogger(__name__)
 
@@ -99,7 +99,9 @@ def fit_patch(
     cfg = config or SourceFitConfig()
     m = get_model(model) if isinstance(model, str) else model
     bands = list(bands) if bands is not None else list(images)
-    table = empty_source_table(m, bands, len(objects))
+    # Rows are written into plain arrays (astropy item assignment is slow) and become a table at the end.
+    col_defs = source_columns(m, bands)
+    table = empty_columns(col_defs, len(objects))
     for col in PASSTHROUGH_COLUMNS:
         if col.name in objects.colnames:
             table[col.name] = np.asarray(objects[col.name]).astype(col.dtype)
@@ -174,4 +176,6 @@ def fit_patch(
     else:
         for g in blends:
             run_blend(g)
-    return table
+    out = columns_to_table(col_defs, table)
+    out.meta["galmix_model"] = m.name
+    return out

@@ -77,7 +77,7 @@ def _fit_engine(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None:
     """The C++ fit of a normalised kernel; `None` if it failed or is degenerate (then numpy is tried)."""
     from .. import engine as ge
 
-    opts = ge.FitOptions()
+    opts = ge.default_psf_fit_options()
     opts.max_iter = max_iter
     res = ge.fit_psf(k, n_gauss=n_gauss, options=opts)
     g = np.asarray(res.gaussians)

@@ -10,19 +10,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.table import Column, Table
+from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
 from .flags import FLAGS, PSF_FLAGS
 
 __all__ = [
-    "ColumnDef",
-    "source_columns",
-    "empty_source_table",
-    "psf_columns",
-    "empty_psf_table",
-    "flux_column",
     "PASSTHROUGH_COLUMNS",
+    "ColumnDef",
+    "columns_to_table",
+    "empty_columns",
+    "empty_psf_table",
+    "empty_source_table",
+    "flux_column",
+    "psf_columns",
+    "source_columns",
 ]
 
 
@@ -146,10 +148,19 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
     return cols
 
 
+def empty_columns(cols: Sequence[ColumnDef], nrow: int) -> dict[str, np.ndarray]:
+    """Arrays of unfitted values for ``cols`` (fast to fill row by row; see `columns_to_table`)."""
+    return {c.name: np.full(nrow, c.fill, dtype=c.dtype) for c in cols}
+
+
+def columns_to_table(cols: Sequence[ColumnDef], arrays: dict[str, np.ndarray]) -> Table:
+    """An astropy table of ``arrays`` with the units and descriptions of ``cols``, in ``cols`` order."""
+    return Table([arrays[c.name] for c in cols], names=[c.name for c in cols], units=[c.unit for c in cols],
+                 descriptions=[c.description for c in cols], copy=False)
+
+
 def _table(cols: Sequence[ColumnDef], nrow: int, meta_model: str | None = None) -> Table:
-    t = Table()
-    for c in cols:
-        t[c.name] = Column(np.full(nrow, c.fill, dtype=c.dtype), unit=c.unit, description=c.description)
+    t = columns_to_table(cols, empty_columns(cols, nrow))
     if meta_model is not None:
         t.meta["galmix_model"] = meta_model
     return t

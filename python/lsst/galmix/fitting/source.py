@@ -23,8 +23,18 @@ from .optimize import BandData, BandInput, FitResult, FitSettings, SourceSpec, f
 from .schema import flux_column
 from .stamps import Stamp
 
-__all__ = ["SourceFitConfig", "initial_theta", "extra_starts", "band_input", "Prepared", "solve", "split_result", "write_row",
-           "write_flags", "SourceOutcome"]
+__all__ = [
+    "Prepared",
+    "SourceFitConfig",
+    "SourceOutcome",
+    "band_input",
+    "extra_starts",
+    "initial_theta",
+    "solve",
+    "split_result",
+    "write_flags",
+    "write_row",
+]
 
 PixelToSky = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -53,8 +63,11 @@ class SourceFitConfig:
     use_footprints : `bool`
         Give zero weight to pixels owned by objects outside the group being fitted (first pass of
         ``"subtract"`` and isolated objects).
+    footprint_only : `bool`
+        With footprints, fit only the pixels of the object's (or blend's) own footprint; otherwise
+        unowned (label 0) pixels are used too.
     n_threads : `int`
-        Threads for fitting groups in parallel.
+        Threads for fitting (C++ batch of isolated objects; blends in parallel).
     psf_n_gauss : `int`
         Gaussians for PSFs supplied as kernel images.
     settings : `FitSettings`
@@ -70,6 +83,7 @@ class SourceFitConfig:
     subtract_iterations: int = 3
     max_children: int = 5
     use_footprints: bool = True
+    footprint_only: bool = False
     n_threads: int = 1
     psf_n_gauss: int = 2
     settings: FitSettings = field(default_factory=FitSettings)
@@ -98,10 +112,13 @@ def initial_theta(
     else:
         ln_r, e1, e2 = initial_shape(cov, psf_cov)
     theta: list[float] = [x, y] if model.free_centroid else []
-    for i, comp in enumerate(model.components):
+    n_ext = sum(c.has_shape for c in model.components)
+    for comp in model.components:
         if comp.has_shape:
-            # Second components (the bulge of exp+dev) start smaller so the two are distinguishable.
-            theta += [ln_r - 0.7 * i, e1, e2]
+            # Bulge + disk: the disk (exponential) starts larger than the moments size and the bulge
+            # smaller, so the two components start distinguishable.
+            shift = 0.0 if n_ext == 1 else (0.3 if comp.sersic_n == 1.0 else -0.7)
+            theta += [ln_r + shift, e1, e2]
             if comp.free_n:
                 theta.append(n_init)
     return np.array(theta, dtype=float)
@@ -114,16 +131,23 @@ def extra_starts(model: ModelDef, theta0: np.ndarray) -> list[np.ndarray]:
     dominates the moments, the extended component must start much larger than the moments suggest.
     Measured on GalSim point + Sersic scenes: starting the extended size at 2x and 6x the moments size
     and keeping the better fit finds the right solution where any single start fails on some scenes.
+    Two extended components are also started with their sizes swapped. ``theta0`` may be modified in
+    place (the main start); the returned list holds the other starts.
     """
     has_point = any(not c.has_shape for c in model.components)
-    if not (has_point and model.has_shape):
-        return []
-    alt = theta0.copy()
-    for i, name in enumerate(model.nonlinear_names):
-        if name.endswith(".ln_reff"):
+    sizes = [i for i, name in enumerate(model.nonlinear_names) if name.endswith(".ln_reff")]
+    if has_point and sizes:
+        alt = theta0.copy()
+        for i in sizes:
             theta0[i] += np.log(2.0)
             alt[i] += np.log(6.0)
-    return [alt]
+        return [alt]
+    if len(sizes) == 2:
+        # Two extended components: also try them the other way round (which one is the larger).
+        alt = theta0.copy()
+        alt[sizes[0]], alt[sizes[1]] = theta0[sizes[1]], theta0[sizes[0]]
+        return [alt]
+    return []
 
 
 def band_input(stamp: Stamp | None, psf: PsfMixture | None, model_sub: np.ndarray | None = None
@@ -258,10 +282,21 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
     n_comp = sum(s.n_comp for s in specs)
     used = [i for i, b in enumerate(bands) if b is not None]
     n_pix = sum(int(np.count_nonzero(b.weight)) for b in bands if b is not None)
+    boxes = [(b.x0, b.y0, b.x0 + b.image.shape[1], b.y0 + b.image.shape[0]) for b in bands if b is not None]
+    x_lo, y_lo = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x_hi, y_hi = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    size = float(np.hypot(x_hi - x_lo, y_hi - y_lo))
     out = []
     a = c = 0
     for spec, fl in zip(specs, prep.flags):
         th = res.theta[a : a + spec.n_theta]
+        # A fit that ran away (centre off its pixels, size far beyond them) is not a measurement.
+        ran_away = False
+        if spec.model.free_centroid:
+            ran_away |= not (x_lo - 0.5 <= th[0] <= x_hi - 0.5 and y_lo - 0.5 <= th[1] <= y_hi - 0.5)
+        for k, name in enumerate(spec.model.nonlinear_names):
+            if name.endswith(".ln_reff"):
+                ran_away |= bool(th[k] > np.log(10 * size))
         tcov = res.cov[a : a + spec.n_theta, a : a + spec.n_theta]
         fcov: list[np.ndarray | None] = [None] * len(bands)
         for k, b in enumerate(used):
@@ -271,7 +306,7 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
         fl.set("no_convergence", not res.converged and not res.failed)
         fl.set("param_at_bound", res.at_bound)
         fl.set("singular_fisher", res.singular)
-        fl.set("bad_fit", res.failed or not np.isfinite(th).all())
+        fl.set("bad_fit", res.failed or ran_away or not np.isfinite(th).all())
         fl.set("zero_flux", bool(np.nansum(fluxes) <= 0))
         out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, elapsed, fl))
         a += spec.n_theta
@@ -289,7 +324,7 @@ def _q_err(eta: np.ndarray, cov: np.ndarray) -> float:
 
 
 def write_row(
-    table: Table,
+    table: Table | dict[str, np.ndarray],
     row: int,
     outcome: SourceOutcome,
     bands: Sequence[str],
@@ -301,7 +336,7 @@ def write_row(
     Parameters
     ----------
     table : `astropy.table.Table`
-        Table made by `lsst.galmix.fitting.schema.empty_source_table`.
+        Table made by `lsst.galmix.fitting.schema.empty_source_table` (or its columns as arrays).
     row : `int`
         Row index.
     outcome : `SourceOutcome`
@@ -365,7 +400,7 @@ def write_row(
     write_flags(table, row, name, outcome.flags)
 
 
-def write_flags(table: Table, row: int, model_name: str, flags: FlagSet) -> None:
+def write_flags(table: Table | dict[str, np.ndarray], row: int, model_name: str, flags: FlagSet) -> None:
     """Set the flag columns of a row (the summary flag from the fatal flags)."""
     for fname in flags.names():
         table[f"{model_name}_flag_{fname}"][row] = True

@@ -13,7 +13,7 @@ import numpy as np
 
 from .flags import FlagSet
 
-__all__ = ["Stamp", "Exclusion", "cut_stamp", "cut_box", "weights_from_variance"]
+__all__ = ["Exclusion", "Stamp", "cut_box", "cut_stamp", "weights_from_variance"]
 
 Exclusion = Callable[[int, int, tuple[int, int]], "np.ndarray | None"]
 """``(x0, y0, (ny, nx)) -> bool array``: pixels of that absolute box to give zero weight (no flag)."""

@@ -13,8 +13,15 @@ import galsim
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["GalaxyTruth", "moffat_psf", "psf_kernel", "galsim_profile", "render_stamp", "noise_sigma_for_snr",
-           "make_scene"]
+__all__ = [
+    "GalaxyTruth",
+    "galsim_profile",
+    "make_scene",
+    "moffat_psf",
+    "noise_sigma_for_snr",
+    "psf_kernel",
+    "render_stamp",
+]
 
 
 @dataclass

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
-    "Profile",
+    "MODELS",
+    "N_MAX",
+    "N_MIN",
     "ComponentDef",
     "ModelDef",
-    "MODELS",
+    "Profile",
     "get_model",
     "model_names",
-    "N_MIN",
-    "N_MAX",
 ]
 
 N_MIN = 0.5
@@ -150,6 +150,8 @@ MODELS: dict[str, ModelDef] = {
         + _model("sersic", (_SERSIC,), "Sersic with free index")
         + _model("expdev", (_EXP, _DEV), "Exponential + de Vaucouleurs sharing a centre")
         + _model("ptsersic", (_POINT, _SERSIC), "Point source + Sersic sharing a centre")
+        + _model("sersicexp", (_SERSIC, _EXP), "Sersic + exponential sharing a centre (bulge + disk with free "
+                 "bulge index)")
     )
 }
 """All models by name; ``<name>FixedCen`` variants hold the centroid fixed."""

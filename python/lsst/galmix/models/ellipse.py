@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["eta_from_q_theta", "q_theta_from_eta", "covariance", "q_theta_from_covariance"]
+__all__ = ["covariance", "eta_from_q_theta", "q_theta_from_covariance", "q_theta_from_eta"]
 
 
 def eta_from_q_theta(q: float, theta: float) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .definitions import ComponentDef, Profile
 
-__all__ = ["profile_mixture", "GAUSS_SIZE"]
+__all__ = ["GAUSS_SIZE", "profile_mixture"]
 
 GAUSS_SIZE = 1.0 / float(np.sqrt(2.0 * np.log(2.0)))
 """Sigma of a Gaussian in units of its half-light radius."""

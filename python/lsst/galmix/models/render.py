@@ -19,7 +19,7 @@ from .ellipse import q_theta_from_eta
 from .profiles import profile_mixture
 from .psf_mixture import PsfMixture
 
-__all__ = ["component_gaussians", "gaussians_with_jacobian", "evaluate_gaussians", "render"]
+__all__ = ["component_gaussians", "evaluate_gaussians", "gaussians_with_jacobian", "render"]
 
 _FD_STEP = 1e-6
 

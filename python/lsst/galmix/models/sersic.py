@@ -5,8 +5,8 @@ flux ``w_k F`` and covariance ``(s_k reff)^2 R(theta) diag(1, q^2) R(theta)^T`` 
 ``reff`` being the half-light radius of the exact Sersic profile.
 
 Between the tabulated nodes the values ``[v_1..v_K, ln s_1..ln s_K]`` are interpolated by a
-not-a-knot cubic spline in ``x = ln n``; the weights are then ``w_k = v_k / sum_j v_j`` (the table's
-weights sum to 1 at the nodes, the spline's only approximately in between). The spline is exported in
+not-a-knot cubic spline in ``x = ln n``; the weights are then ``w_k = v_k / sum_j v_j`` (the spline is
+linear in its data and the table's weights sum to 1 at every node, so this only removes rounding). The spline is exported in
 scipy ``PPoly`` layout (`sersic_spline`), which is what the C++ engine evaluates; `sersic_mixture`
 evaluates that same layout in numpy. Outside the tabulated range n is clamped to it and the
 derivatives are zero.
@@ -17,13 +17,13 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_N_COMPONENTS",
     "SersicSpline",
-    "sersic_spline",
-    "spline_from_table",
-    "sersic_mixture",
-    "exponential_mixture",
     "de_vaucouleurs_mixture",
+    "exponential_mixture",
     "gaussian_mixture",
     "point_mixture",
+    "sersic_mixture",
+    "sersic_spline",
+    "spline_from_table",
 ]
 
 import dataclasses
@@ -137,7 +137,7 @@ def spline_from_table(table: MixtureTable) -> SersicSpline:
     return SersicSpline(breaks=breaks, coeffs=coeffs, n_components=table.n_components)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sersic_spline(n_components: int = DEFAULT_N_COMPONENTS) -> SersicSpline:
     """Return the interpolant of the K-Gaussian Sersic table (cached).
 

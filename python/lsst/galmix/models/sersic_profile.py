@@ -8,7 +8,7 @@ reference that the Gaussian-mixture tables are fit to (see ``derive_sersic_mixtu
 
 from __future__ import annotations
 
-__all__ = ["sersic_b", "sersic_enclosed_fraction", "sersic_surface_brightness", "GAUSSIAN_SIGMA_PER_REFF"]
+__all__ = ["GAUSSIAN_SIGMA_PER_REFF", "sersic_b", "sersic_enclosed_fraction", "sersic_surface_brightness"]
 
 import numpy as np
 from numpy.typing import ArrayLike

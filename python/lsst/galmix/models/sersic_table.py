@@ -9,7 +9,7 @@ enclosed-light residuals of each fit), ``n_components`` (K) and provenance strin
 
 from __future__ import annotations
 
-__all__ = ["MixtureTable", "DATA_DIR", "table_path", "read_table", "available_n_components"]
+__all__ = ["DATA_DIR", "MixtureTable", "available_n_components", "read_table", "table_path"]
 
 import dataclasses
 import functools
@@ -76,7 +76,7 @@ def available_n_components() -> list[int]:
     return sorted(int(p.stem[-2:]) for p in DATA_DIR.glob("sersic_mixture_k*.npz"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_table(n_components: int) -> MixtureTable:
     """Read the package-data table with K Gaussians (cached).
 
@@ -103,11 +103,7 @@ def read_table(n_components: int) -> MixtureTable:
         )
     with np.load(path) as data:
         arrays = {key: np.array(data[key]) for key in ("n", "weights", "sizes", "rms", "max_abs")}
-        metadata = {
-            key: str(data[key])
-            for key in data.files
-            if key not in arrays and key != "n_components"
-        }
+        metadata = {key: str(data[key]) for key in data.files if key not in arrays and key != "n_components"}
         if int(data["n_components"]) != arrays["weights"].shape[1]:
             raise ValueError(f"{path}: n_components does not match the weights' shape")
     for value in arrays.values():

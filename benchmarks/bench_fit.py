@@ -1,0 +1,272 @@
+"""Speed and accuracy of galmix's Sersic fits against pyimfit (exact Sersic x PSF image), same run.
+
+Sets (issue 3, item 7): single-band Sersic galaxies (n 0.5-6, r_e 0.3"-2", q 0.2-1, random angle,
+S/N 20-1000, Moffat PSF FWHM 0.6"-0.8", 0.2" pixels); stars; a 3-band set with colours and per-band
+PSFs. Every image is rendered by GalSim (exact profiles, pixel-integrated) and fitted by galmix (Sersic
+mixture, PSF = Gaussian mixture fitted to the PSF kernel image) and by pyimfit (exact Sersic convolved
+with the PSF image drawn without the pixel, since Imfit integrates over pixels itself).
+
+Times are per object on one core: galmix = stamp cutting + adaptive moments + the C++ fit (the
+pieces ``fit_patch`` runs per object); pyimfit = ``Imfit.fit``. pyimfit starts from the truth
+(perturbed), galmix from its own moments: the comparison favours pyimfit's convergence.
+
+Usage: ``python benchmarks/bench_fit.py [--quick] [--psf-gauss N] [--seed S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import galsim
+import numpy as np
+from lsst.galmix import engine as ge
+from lsst.galmix.fitting.blend import BandImage, ObjectInput, fit_isolated
+from lsst.galmix.fitting.flags import FlagSet
+from lsst.galmix.fitting.psf import fit_psf_image
+from lsst.galmix.fitting.source import SourceFitConfig
+from lsst.galmix.fitting.testing import GalaxyTruth, noise_sigma_for_snr, psf_kernel, render_stamp
+from lsst.galmix.models.definitions import get_model
+from scipy.special import gamma, gammaincinv
+
+PIXEL = 0.2
+SN_BINS = [(20, 50), (50, 200), (200, 1001)]
+MAG0 = 31.4
+
+
+@dataclass
+class Case:
+    """One fitted object: truth, per-code results (mag, ln reff, n, time, failed)."""
+
+    truth: GalaxyTruth
+    snr: float
+    res: dict
+
+
+def _sigma_mad(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if len(x) else np.nan
+
+
+def _moffat(fwhm_arcsec: float) -> galsim.GSObject:
+    return galsim.Moffat(beta=3.5, fwhm=fwhm_arcsec / PIXEL)
+
+
+def _stamp_size(t: GalaxyTruth, fwhm_pix: float) -> int:
+    return int(min(2 * int(max(6 * t.reff * max(t.n, 1.0) ** 0.5, 4 * fwhm_pix)) + 1, 121))
+
+
+def _galmix_fit(images, psfs, t, model, cfg) -> tuple[dict, float]:
+    objs = [ObjectInput(t.x, t.y, None, 0, psfs, FlagSet())]
+    t0 = time.perf_counter()
+    out = fit_isolated(get_model(model), objs, images, None, cfg)[0]
+    dt = time.perf_counter() - t0
+    if out is None or out.flags.fatal:
+        return {"failed": True}, dt
+    m = get_model(model)
+    th = out.theta
+    res = {"failed": False, "flux": out.fluxes[:, 0]}
+    if m.has_shape:
+        i = 2 if m.free_centroid else 0
+        res["lnreff"] = th[i]
+        res["n"] = th[i + 3] if m.components[0].free_n else np.nan
+    return res, dt
+
+
+def _imfit_sersic(img, sigma, psf_img, t) -> tuple[dict, float]:
+    import pyimfit
+
+    q0 = float(np.clip(t.q * 0.9, 0.1, 1.0))
+    n0, re0 = 2.0, t.reff * 1.2
+    bn = gammaincinv(2 * n0, 0.5)
+    ie0 = t.flux / (2 * np.pi * n0 * np.exp(bn) * bn ** (-2 * n0) * gamma(2 * n0) * re0**2 * q0)
+    pa0 = np.degrees(t.theta) - 90.0 + 10.0
+    model = {"function_sets": [{"label": "fs", "X0": [t.x + 1, t.x - 4, t.x + 6],
+                                "Y0": [t.y + 1, t.y - 4, t.y + 6],
+                                "function_list": [{"name": "Sersic", "label": "", "parameters": {
+                                    "PA": [pa0, pa0 - 180, pa0 + 180], "ell": [1 - q0, 0.0, 0.95],
+                                    "n": [n0, 0.3, 10.0], "I_e": [ie0, 0.0, 1e3 * ie0 + 1e3],
+                                    "r_e": [re0, 0.05, 200.0]}}]}]}
+    t0 = time.perf_counter()
+    try:
+        fitter = pyimfit.Imfit(model, psf=psf_img, maxThreads=1)
+        fitter.fit(img, error=np.full(img.shape, sigma), error_type="sigma")
+        dt = time.perf_counter() - t0
+        p = fitter.getRawParameters()
+        ok = bool(fitter.fitConverged)
+        flux = float(fitter.getModelFluxes()[0])
+        return {"failed": not ok, "flux": np.array([flux]), "lnreff": np.log(p[6]), "n": p[4]}, dt
+    except Exception:  # noqa: BLE001 - a pyimfit failure is a benchmark outcome
+        return {"failed": True}, time.perf_counter() - t0
+
+
+def _imfit_point(img, sigma, psf_img, t) -> tuple[dict, float]:
+    import pyimfit
+
+    model = {"function_sets": [{"label": "fs", "X0": [t.x + 0.5, t.x - 3, t.x + 3], "Y0": [t.y + 0.5, t.y - 3, t.y + 3],
+                                "function_list": [{"name": "PointSource", "label": "", "parameters": {
+                                    "I_tot": [t.flux * 1.2, 0.0, t.flux * 100]}}]}]}
+    t0 = time.perf_counter()
+    try:
+        fitter = pyimfit.Imfit(model, psf=psf_img, maxThreads=1)
+        fitter.fit(img, error=np.full(img.shape, sigma), error_type="sigma")
+        dt = time.perf_counter() - t0
+        return {"failed": not fitter.fitConverged, "flux": np.array([fitter.getRawParameters()[2]])}, dt
+    except Exception:  # noqa: BLE001
+        return {"failed": True}, time.perf_counter() - t0
+
+
+def _draw_truth(rng, snr_range=(20, 1000)) -> tuple[GalaxyTruth, float, float]:
+    n = float(np.exp(rng.uniform(np.log(0.5), np.log(6.0))))
+    reff = rng.uniform(0.3, 2.0) / PIXEL
+    fwhm = rng.uniform(0.6, 0.8) / PIXEL
+    snr = float(np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]))))
+    t = GalaxyTruth(0.0, 0.0, 1000.0, n=n, reff=reff, q=rng.uniform(0.2, 1.0), theta=rng.uniform(0, np.pi))
+    return t, fwhm, snr
+
+
+def single_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> tuple[list[Case], list[float]]:
+    cases, psf_times = [], []
+    cfg = SourceFitConfig(pixel_scale=PIXEL)
+    for _ in range(n_gal):
+        t, fwhm, snr = _draw_truth(rng)
+        size = _stamp_size(t, fwhm)
+        t.x = t.y = (size - 1) / 2 + rng.uniform(-0.5, 0.5)
+        psf = _moffat(fwhm * PIXEL)
+        clean = render_stamp([t], psf, (size, size))
+        sigma = noise_sigma_for_snr(clean, snr)
+        img = clean + rng.normal(0, sigma, clean.shape)
+        pf = fit_psf_image(psf_kernel(psf, 41), psf_gauss)
+        psf_times.append(pf.time)
+        images = [BandImage(img, np.full(img.shape, sigma**2), None, (0, 0))]
+        res = {}
+        res["galmix"], res["galmix_time"] = _galmix_fit(images, [pf.mixture], t, "sersic", cfg)
+        if with_imfit:
+            pimg = psf.drawImage(nx=41, ny=41, scale=1.0, method="no_pixel").array
+            res["pyimfit"], res["pyimfit_time"] = _imfit_sersic(img, sigma, pimg / pimg.sum(), t)
+        cases.append(Case(t, snr, res))
+    return cases, psf_times
+
+
+def stars(n_star: int, rng, psf_gauss: int, with_imfit: bool) -> list[Case]:
+    cases = []
+    cfg = SourceFitConfig(pixel_scale=PIXEL)
+    for _ in range(n_star):
+        fwhm = rng.uniform(0.6, 0.8) / PIXEL
+        snr = float(np.exp(rng.uniform(np.log(20), np.log(1000))))
+        size = 41
+        t = GalaxyTruth(20 + rng.uniform(-0.5, 0.5), 20 + rng.uniform(-0.5, 0.5), 1000.0, n=0)
+        psf = _moffat(fwhm * PIXEL)
+        clean = render_stamp([t], psf, (size, size))
+        sigma = noise_sigma_for_snr(clean, snr)
+        img = clean + rng.normal(0, sigma, clean.shape)
+        mix = fit_psf_image(psf_kernel(psf, 41), psf_gauss).mixture
+        images = [BandImage(img, np.full(img.shape, sigma**2), None, (0, 0))]
+        res = {}
+        res["galmix"], res["galmix_time"] = _galmix_fit(images, [mix], t, "point", cfg)
+        if with_imfit:
+            pimg = psf.drawImage(nx=41, ny=41, scale=1.0, method="no_pixel").array
+            res["pyimfit"], res["pyimfit_time"] = _imfit_point(img, sigma, pimg / pimg.sum(), t)
+        cases.append(Case(t, snr, res))
+    return cases
+
+
+def three_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> list[Case]:
+    bands = ["g", "r", "i"]
+    fwhms = {"g": 0.8, "r": 0.7, "i": 0.6}
+    cases = []
+    cfg = SourceFitConfig(pixel_scale=PIXEL)
+    mixes = {b: fit_psf_image(psf_kernel(_moffat(f), 41), psf_gauss).mixture for b, f in fwhms.items()}
+    for _ in range(n_gal):
+        t, _, snr = _draw_truth(rng, (50, 1000))
+        colours = {"g": 10 ** (-0.4 * rng.uniform(0.2, 1.2)), "r": 1.0, "i": 10 ** (0.4 * rng.uniform(0.1, 0.6))}
+        size = _stamp_size(t, fwhms["g"] / PIXEL)
+        t.x = t.y = (size - 1) / 2 + rng.uniform(-0.5, 0.5)
+        images, imgs, sigmas = [], {}, {}
+        for b in bands:
+            tb = GalaxyTruth(**{**t.__dict__, "flux": t.flux * colours[b]})
+            clean = render_stamp([tb], _moffat(fwhms[b]), (size, size))
+            sigma = noise_sigma_for_snr(clean, snr * np.sqrt(colours[b]))
+            imgs[b] = clean + rng.normal(0, sigma, clean.shape)
+            sigmas[b] = sigma
+            images.append(BandImage(imgs[b], np.full(clean.shape, sigma**2), None, (0, 0)))
+        res = {"colours": colours}
+        res["galmix"], res["galmix_time"] = _galmix_fit(images, [mixes[b] for b in bands], t, "sersic", cfg)
+        if with_imfit:
+            fl, tt, failed = [], 0.0, False
+            for b in bands:
+                pimg = _moffat(fwhms[b]).drawImage(nx=41, ny=41, scale=1.0, method="no_pixel").array
+                tb = GalaxyTruth(**{**t.__dict__, "flux": t.flux * colours[b]})
+                r, dt = _imfit_sersic(imgs[b], sigmas[b], pimg / pimg.sum(), tb)
+                tt += dt
+                failed |= r["failed"]
+                fl.append(r.get("flux", [np.nan])[0])
+            res["pyimfit"], res["pyimfit_time"] = {"failed": failed, "flux": np.array(fl)}, tt
+        cases.append(Case(t, snr, res))
+    return cases
+
+
+def _report_times(name: str, cases: list[Case], codes: list[str]) -> None:
+    for code in codes:
+        ts = np.array([c.res[f"{code}_time"] for c in cases]) * 1e3
+        fail = np.mean([c.res[code]["failed"] for c in cases])
+        print(f"  {name:12s} {code:8s} time median {np.median(ts):8.2f} ms  p90 {np.percentile(ts, 90):8.2f} ms"
+              f"  failures {100 * fail:5.1f}%")
+
+
+def _report_accuracy(cases: list[Case], codes: list[str]) -> None:
+    print(f"  {'S/N bin':>10s} {'code':8s} {'N':>4s} {'dmag med':>9s} {'sMAD':>7s} {'dlnRe med':>10s} {'sMAD':>7s}"
+          f" {'dn med':>7s} {'sMAD':>6s}")
+    for lo, hi in SN_BINS:
+        sel = [c for c in cases if lo <= c.snr < hi]
+        for code in codes:
+            ok = [c for c in sel if not c.res[code]["failed"]]
+            dmag = np.array([-2.5 * np.log10(c.res[code]["flux"][0] / c.truth.flux) for c in ok])
+            dlr = np.array([c.res[code]["lnreff"] - np.log(c.truth.reff) for c in ok])
+            dn = np.array([c.res[code]["n"] - c.truth.n for c in ok])
+            print(f"  {lo:4d}-{hi - 1:<5d} {code:8s} {len(ok):4d} {np.median(dmag):+9.4f} {_sigma_mad(dmag):7.4f}"
+                  f" {np.median(dlr):+10.4f} {_sigma_mad(dlr):7.4f} {np.median(dn):+7.3f} {_sigma_mad(dn):6.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="40 galaxies, 10 stars, 10 three-band galaxies")
+    parser.add_argument("--psf-gauss", type=int, default=4, help="Gaussians in galmix's PSF mixtures")
+    parser.add_argument("--no-imfit", action="store_true", help="skip pyimfit")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    n_gal, n_star, n_3 = (40, 10, 10) if args.quick else (200, 50, 50)
+    codes = ["galmix"] + ([] if args.no_imfit else ["pyimfit"])
+    rng = np.random.default_rng(args.seed)
+    print(f"galmix engine: {ge.dispatch_info()}; PSF mixtures of {args.psf_gauss} Gaussians; one core")
+    kern = psf_kernel(_moffat(0.7), 41)
+    for ng in (2, args.psf_gauss):
+        ts = [fit_psf_image(kern, ng).time for _ in range(20)]
+        print(f"  PSF mixture fit ({ng} Gaussians, 41x41 kernel): median {1e3 * np.median(ts):.2f} ms")
+    gal, _ = single_band(n_gal, rng, args.psf_gauss, not args.no_imfit)
+    print(f"Single-band Sersic galaxies: {n_gal}")
+    _report_times("sersic 1-band", gal, codes)
+    _report_accuracy(gal, codes)
+    st = stars(n_star, rng, args.psf_gauss, not args.no_imfit)
+    print(f"Stars: {n_star}")
+    _report_times("point", st, codes)
+    for code in codes:
+        ok = [c for c in st if not c.res[code]["failed"]]
+        hi = [c for c in ok if c.snr >= 200]
+        dmag = np.array([-2.5 * np.log10(c.res[code]["flux"][0] / c.truth.flux) for c in ok])
+        dhi = np.array([-2.5 * np.log10(c.res[code]["flux"][0] / c.truth.flux) for c in hi])
+        print(f"  {code:8s} dmag median {np.median(dmag):+.4f} sMAD {_sigma_mad(dmag):.4f};"
+              f" S/N>=200 ({len(hi)}): median {np.median(dhi) if len(hi) else np.nan:+.4f}")
+    tb = three_band(n_3, rng, args.psf_gauss, not args.no_imfit)
+    print(f"Three-band Sersic galaxies (g r i, per-band PSFs, colours): {n_3}")
+    _report_times("sersic 3-band", tb, codes)
+    for code in codes:
+        ok = [c for c in tb if not c.res[code]["failed"]]
+        for b0, b1, i0, i1 in (("g", "r", 0, 1), ("r", "i", 1, 2)):
+            d = np.array([-2.5 * np.log10(c.res[code]["flux"][i0] / c.res[code]["flux"][i1])
+                          + 2.5 * np.log10(c.res["colours"][b0] / c.res["colours"][b1]) for c in ok])
+            print(f"  {code:8s} {b0}-{b1} colour bias {np.median(d):+.4f} sMAD {_sigma_mad(d):.4f} (N={len(ok)})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Model images rebuilt from a ``galmix_<Model>_patch`` table (for residuals and inspection)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from astropy.table import Table
+
+from ..models.definitions import ModelDef, get_model
+from ..models.ellipse import eta_from_q_theta
+from ..models.render import render
+from .psf import PsfSpec, psf_at
+from .schema import flux_column
+
+__all__ = ["model_image", "theta_from_row"]
+
+
+def theta_from_row(model: ModelDef, row) -> np.ndarray:
+    """Nonlinear parameters (fitter layout, natural units) of one output row."""
+    theta: list[float] = [float(row[f"{model.name}_x"]), float(row[f"{model.name}_y"])] \
+        if model.free_centroid else []
+    for comp in model.components:
+        if not comp.has_shape:
+            continue
+        p = model.component_prefix(comp)
+        e1, e2 = eta_from_q_theta(float(row[f"{p}_q"]), np.radians(float(row[f"{p}_theta"])))
+        theta += [np.log(float(row[f"{p}_reffPix"])), e1, e2]
+        if comp.free_n:
+            theta.append(float(row[f"{p}_n"]))
+    return np.array(theta)
+
+
+def model_image(
+    table: Table,
+    model: str | ModelDef,
+    band: str,
+    psf: PsfSpec,
+    shape: tuple[int, int],
+    origin: tuple[int, int] = (0, 0),
+    rows: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Sum of the fitted models of a band over an image.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Output of `lsst.galmix.fitting.patch.fit_patch`.
+    model : `str` or `ModelDef`
+        Its model.
+    band : `str`
+        Band.
+    psf : PSF spec
+        As for ``fit_patch`` (mixture, ``galmix_psf_fits`` table or callable).
+    shape : `tuple` [`int`, `int`]
+        ``(ny, nx)`` of the image.
+    origin : `tuple` [`int`, `int`]
+        Absolute ``(x, y)`` of pixel ``[0, 0]``.
+    rows : sequence of `int`, optional
+        Rows to include (default: all rows without the summary flag and with finite fluxes).
+
+    Returns
+    -------
+    image : `numpy.ndarray`
+        The model image (nJy per pixel).
+    """
+    m = get_model(model) if isinstance(model, str) else model
+    image = np.zeros(shape)
+    if rows is None:
+        rows = [i for i in range(len(table)) if not table[f"{m.name}_flag"][i]]
+    for i in rows:
+        row = table[i]
+        fluxes = np.array([row[flux_column(m, band, c.name)] for c in m.components], dtype=float)
+        theta = theta_from_row(m, row)
+        if not (np.isfinite(fluxes).all() and np.isfinite(theta).all()):
+            continue
+        x, y = float(row[f"{m.name}_x"]), float(row[f"{m.name}_y"])
+        mix = psf_at(psf, x, y)
+        if mix is None:
+            continue
+        image += render(m, theta, fluxes, mix, shape, origin, (x, y))
+    return image

@@ -1,0 +1,264 @@
+"""Optimizer through the bindings: LM + NNLS recovery, fixed parameters, priors, bounds, flags, batch, PSF fit."""
+
+import galsim
+import numpy as np
+import pytest
+from scipy.optimize import nnls
+from test_engine_model import made_up_spline, psf_mixture
+
+from lsst.galmix import _galmix, engine as ge
+
+
+def sersic_like_scene(n_bands=1):
+    spline = ge.SplineProfile(*made_up_spline())
+    return ge.Scene([ge.Source([ge.Component(spline, "sersic")])], n_bands)
+
+
+def noiseless_bands(scene, truth, psfs, shape=(40, 40), x0=0.0, y0=0.0):
+    bands = []
+    for b in range(scene.n_bands):
+        img = ge.scene_image(scene, truth, b, psfs[b], shape, x0, y0)
+        bands.append(ge.Band(img, np.full(shape, 2.0), psf=psfs[b], x0=x0, y0=y0))
+    return bands
+
+
+TRUTH = np.array([20.3, 19.6, np.log(3.0), 0.3, -0.2, 2.5, 500.0])
+START = TRUTH + np.array([0.7, -0.5, 0.3, -0.2, 0.25, -0.8, 0.0])
+
+
+def test_lm_recovers_noiseless_model():
+    scene = sersic_like_scene()
+    shift = np.array([-5.0, 7.0, 0, 0, 0, 0, 0])  # a grid whose element [0, 0] is at pixel (-5, 7)
+    truth = TRUTH + shift
+    bands = noiseless_bands(scene, truth, [psf_mixture()], x0=-5.0, y0=7.0)
+    start = START + shift
+    start[6] = 1.0  # the flux start value is irrelevant: it is solved linearly
+    res = ge.fit(scene, bands, start)
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    np.testing.assert_allclose(res.params, truth, rtol=1e-7, atol=1e-7)
+    assert res.chi2 < 1e-10 * np.sum(bands[0].image ** 2)
+    assert res.n_pix == 1600 and res.n_iter >= 2
+    # The Fisher matrix is J^T W J at the best fit, over all parameters.
+    _, _, H, _ = scene.normal_equations(res.params, bands)
+    np.testing.assert_allclose(res.fisher, H, rtol=1e-10)
+
+
+def test_multiband_fixed_centroid_and_float32():
+    scene = sersic_like_scene(n_bands=3)
+    truth = np.concatenate([TRUTH[:6], [300.0, 500.0, 650.0]])
+    psfs = [psf_mixture(1.0), psf_mixture(1.4), psf_mixture(0.8, dx=0.05)]
+    bands = []
+    for b in range(3):
+        img = ge.scene_image(scene, truth, b, psfs[b], (40, 40)).astype(np.float32)
+        bands.append(ge.Band(img, np.ones((40, 40), np.float32), psf=psfs[b]))
+    free = np.ones(scene.n_params, bool)
+    free[:2] = False
+    start = np.concatenate([truth[:2], START[2:6], [1.0, 1.0, 1.0]])
+    res = ge.fit(scene, bands, start, free=free)
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    assert tuple(res.params[:2]) == tuple(truth[:2])
+    # float32 data limit the precision of the recovered values.
+    np.testing.assert_allclose(res.params, truth, rtol=2e-5, atol=2e-5)
+
+
+def test_flux_only_fit_point_source():
+    scene = ge.Scene([ge.Source([ge.Component(None, "point")])], n_bands=2)
+    truth = np.array([10.2, 11.7, 42.0, 17.0])
+    psfs = [psf_mixture(), psf_mixture(1.3)]
+    bands = noiseless_bands(scene, truth, psfs, shape=(24, 24))
+    free = np.array([False, False, True, True])
+    res = ge.fit(scene, bands, np.array([10.2, 11.7, 0.0, 0.0]), free=free)
+    assert res.status == ge.FitStatus.CONVERGED and res.n_iter == 0
+    np.testing.assert_allclose(res.params, truth, rtol=1e-12)
+    # With a free centroid it converges from an offset start too.
+    res = ge.fit(scene, bands, np.array([10.9, 11.1, 0.0, 0.0]))
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    np.testing.assert_allclose(res.params, truth, rtol=1e-8)
+
+
+def test_fluxes_are_non_negative():
+    # Two-component model whose second component is absent from the data.
+    spline = ge.SplineProfile(*made_up_spline())
+    disk = ge.FixedProfile([1.0], [2.0])
+    scene = ge.Scene([ge.Source([ge.Component(spline), ge.Component(disk)])], 1)
+    truth = np.array([20.3, 19.6, np.log(3.0), 0.3, -0.2, 2.5, np.log(2.0), 0.0, 0.1, 500.0, 0.0])
+    bands = noiseless_bands(scene, truth, [psf_mixture()])
+    # Data minus a bit of an extended component: unconstrained least squares would want negative flux.
+    extra = ge.scene_image(scene, np.array([*truth[:9], 0.0, 30.0]), 0, psf_mixture(), (40, 40))
+    band = ge.Band(bands[0].image - extra, bands[0].sigma_inv, psf=psf_mixture())
+    free = np.ones(scene.n_params, bool)
+    free[6:9] = False
+    res = ge.fit(scene, [band], truth, free=free)
+    assert res.status == ge.FitStatus.CONVERGED
+    assert res.params[10] == 0.0 and res.params[9] > 0
+    opts = ge.FitOptions()
+    opts.nonnegative_fluxes = False
+    res2 = ge.fit(scene, [band], truth, free=free, options=opts)
+    assert res2.params[10] < 0
+
+
+def test_nnls_matches_scipy():
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        A = rng.normal(size=(30, 6))
+        y = rng.normal(size=30)
+        x = _galmix.nnls_gram(A.T @ A, A.T @ y)
+        ref, _ = nnls(A, y)
+        np.testing.assert_allclose(x, ref, atol=1e-10)
+
+
+def test_priors_pull_towards_their_mean():
+    scene = sersic_like_scene()
+    bands = noiseless_bands(scene, TRUTH, [psf_mixture()])
+    noisy = bands[0].image + np.random.default_rng(4).normal(0, 0.1, (40, 40))
+    band = ge.Band(noisy, np.full((40, 40), 10.0), psf=psf_mixture())
+    free_fit = ge.fit(scene, [band], START)
+    opts = ge.FitOptions()
+    mean = np.zeros(scene.n_params)
+    sigma = np.zeros(scene.n_params)
+    mean[2], sigma[2] = np.log(1.5), 1e-5  # tight prior on ln reff
+    mean[5], sigma[5] = 4.0, 1e-5  # and on n
+    opts.prior_mean, opts.prior_sigma = mean, sigma
+    res = ge.fit(scene, [band], START, options=opts)
+    assert res.status == ge.FitStatus.CONVERGED
+    assert abs(res.params[2] - np.log(1.5)) < 1e-3 and abs(res.params[5] - 4.0) < 1e-3
+    # Without the prior the fit stays within its errors (inverse Fisher) of the truth.
+    err = np.sqrt(np.diag(np.linalg.inv(free_fit.fisher)))
+    assert abs(free_fit.params[2] - TRUTH[2]) < 3 * err[2] and abs(free_fit.params[5] - TRUTH[5]) < 3 * err[5]
+    assert abs(free_fit.params[2] - np.log(1.5)) > 10 * err[2]
+    prior_term = ((res.params[2] - mean[2]) / sigma[2]) ** 2 + ((res.params[5] - 4.0) / sigma[5]) ** 2
+    assert res.objective == pytest.approx(res.chi2 + prior_term, rel=1e-9)
+    np.testing.assert_allclose(res.prior_precision[[2, 5]], 1e10)
+
+
+def test_sersic_index_stays_within_bounds():
+    scene = sersic_like_scene()
+    truth = TRUTH.copy()
+    truth[5] = 6.8  # outside [n_min, n_max] = [0.5, 6]: the fit ends at the bound
+    bands = noiseless_bands(scene, truth, [psf_mixture()])
+    start = START.copy()
+    start[5] = 5.0  # the made-up profile has other local minima in n
+    res = ge.fit(scene, bands, start)
+    assert res.status in (ge.FitStatus.CONVERGED, ge.FitStatus.MAX_ITER)
+    assert 5.9 < res.params[5] <= 6.0
+
+
+def test_bad_data_gives_status_not_exception():
+    scene = sersic_like_scene()
+    bands = noiseless_bands(scene, TRUTH, [psf_mixture()])
+    img = bands[0].image.copy()
+    img[3, 3] = np.nan
+    res = ge.fit(scene, [ge.Band(img, bands[0].sigma_inv, psf=psf_mixture())], START)
+    assert res.status == ge.FitStatus.ERROR and "image value" in res.message
+    res = ge.fit(scene, [ge.Band(img, np.zeros((40, 40)), psf=psf_mixture())], START)
+    assert res.status == ge.FitStatus.ERROR and "no pixel" in res.message
+    res = ge.fit(scene, bands, START[:-1])
+    assert res.status == ge.FitStatus.ERROR
+
+
+def test_batch_threads_match_single_thread():
+    scene = sersic_like_scene()
+    rng = np.random.default_rng(7)
+    problems = []
+    for i in range(12):
+        truth = TRUTH + np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-0.3, 0.3),
+                                  rng.uniform(-0.3, 0.3), rng.uniform(-0.3, 0.3), rng.uniform(-1, 1), 0.0])
+        bands = noiseless_bands(scene, truth, [psf_mixture()])
+        noisy = bands[0].image + rng.normal(0, 0.5, (40, 40))
+        problems.append(ge.FitProblem(scene, [ge.Band(noisy, np.full((40, 40), 2.0), psf=psf_mixture())], START))
+    bad = np.full((40, 40), np.nan)
+    problems.insert(5, ge.FitProblem(scene, [ge.Band(bad, np.ones((40, 40)), psf=psf_mixture())], START))
+    single = ge.fit_batch(problems, n_threads=1)
+    multi = ge.fit_batch(problems, n_threads=3)
+    assert single[5].status == multi[5].status == ge.FitStatus.ERROR
+    for a, b, p in zip(single, multi, problems):
+        assert a.status == b.status and a.n_iter == b.n_iter
+        np.testing.assert_array_equal(a.params, b.params)
+        if a.status == ge.FitStatus.CONVERGED:
+            assert a.chi2 == pytest.approx(scene.chi2(a.params, p.bands), rel=1e-9)
+    assert sum(r.status == ge.FitStatus.CONVERGED for r in single) == 12
+
+
+def moffat_kernel(size=41, fwhm=3.5, beta=3.0, e1=0.05, e2=-0.03):
+    psf = galsim.Moffat(beta=beta, fwhm=fwhm).shear(e1=e1, e2=e2)
+    return psf.drawImage(nx=size, ny=size, scale=1.0).array
+
+
+@pytest.mark.parametrize("n_gauss", [1, 2, 3, 4])
+def test_psf_fit_of_moffat_kernel(n_gauss):
+    kernel = moffat_kernel()
+    c = (kernel.shape[0] - 1) / 2
+    res = ge.fit_psf(kernel, n_gauss, x0=-c, y0=-c)
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    g = res.gaussians
+    assert g.shape == (n_gauss, 6)
+    assert g[:, 0].sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(g[:, 1:3], 0.0, atol=0.01)  # the kernel is centred (one shared centre)
+    model = ge.render_image(g * [res.flux, 1, 1, 1, 1, 1], kernel.shape, -c, -c)
+    resid = np.abs(model - kernel).max() / kernel.max()
+    assert res.chi2 == pytest.approx(np.sum((model - kernel) ** 2), rel=1e-6)
+    # More Gaussians describe the Moffat wings better.
+    assert resid < {1: 0.1, 2: 0.015, 3: 0.003, 4: 0.001}[n_gauss]
+
+
+def test_psf_fit_bad_input():
+    res = ge.fit_psf(np.zeros((11, 11)), 2)
+    assert res.status == ge.FitStatus.ERROR and "positive flux" in res.message
+    res = ge.fit_psf(moffat_kernel(), 5)
+    assert res.status == ge.FitStatus.ERROR
+
+
+def test_reported_chi2_is_exact_when_a_component_collapses():
+    """A start where LM drives one Gaussian far below a pixel (huge Gram entries): the chi2 the fitter
+    reports and optimises must still be the true chi2 of its parameters."""
+    kernel = moffat_kernel()
+    prof = ge.FixedProfile([1.0], [1.0])
+    scene = ge.Scene([ge.Source([ge.Component(prof)] * 3)], 1)
+    band = ge.Band(kernel, None, psf=np.array([[1.0, 0, 0, 0, 0, 0]]), x0=-20, y0=-20)
+    sizes = 0.5 * 2.39 * np.array([0.6, 1.2, 2.5])
+    p0 = np.concatenate([[0.0, 0.0], np.ravel([[np.log(s), 0.0, 0.0] for s in sizes]), np.full(3, 1 / 3)])
+    res = ge.fit(scene, [band], p0, options=ge.default_psf_fit_options())
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    assert res.chi2 == pytest.approx(scene.chi2(res.params, [band]), rel=1e-9)
+    assert res.chi2 < 1e-3 * np.sum(kernel**2)  # a 2-Gaussian-quality local minimum, not a collapse
+
+
+def test_blend_of_two_sources_with_per_source_psfs():
+    spline = ge.SplineProfile(*made_up_spline())
+    disk = ge.FixedProfile([0.6, 0.4], [0.7, 1.6])
+    scene = ge.Scene([ge.Source([ge.Component(spline, "sersic")]),
+                      ge.Source([ge.Component(disk, "disk"), ge.Component(None, "point")])], n_bands=2)
+    truth = np.array([18.2, 20.5, np.log(2.5), 0.3, -0.2, 2.5, 400.0, 300.0,
+                      25.1, 22.4, np.log(3.0), -0.25, 0.1, 250.0, 350.0, 60.0, 20.0])
+    psfs = [psf_mixture(), [psf_mixture(1.3), psf_mixture(1.2, dx=0.1)]]
+    bands = noiseless_bands(scene, truth, psfs)
+    start = truth + np.array([0.4, -0.3, 0.2, -0.1, 0.1, 0.5, 0, 0, -0.3, 0.4, -0.15, 0.1, -0.1, 0, 0, 0, 0])
+    res = ge.fit(scene, bands, start)
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    np.testing.assert_allclose(res.params, truth, rtol=1e-6, atol=1e-6)
+    # Errors: the inverse Fisher matrix exists and is positive definite for the blend.
+    cov = np.linalg.inv(res.fisher)
+    assert np.all(np.diag(cov) > 0)
+    # A fixed flux stays in the model at its value while the others are solved around it.
+    free = np.ones(scene.n_params, bool)
+    free[scene.flux_index(1, 1, 0)] = False
+    start_fixed = start.copy()
+    start_fixed[scene.flux_index(1, 1, 0)] = truth[scene.flux_index(1, 1, 0)]
+    res = ge.fit(scene, bands, start_fixed, free=free)
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    np.testing.assert_allclose(res.params, truth, rtol=1e-6, atol=1e-6)
+
+
+def test_python_threads_share_the_engine():
+    """Evaluation releases the GIL; concurrent calls from Python threads give the serial answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scene = sersic_like_scene()
+    bands = noiseless_bands(scene, TRUTH, [psf_mixture()])
+    params = [START + 0.01 * i for i in range(8)]
+    serial = [scene.normal_equations(p, bands) for p in params]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parallel = list(pool.map(lambda p: scene.normal_equations(p, bands), params))
+    for a, b in zip(serial, parallel):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
