@@ -97,15 +97,16 @@ def create_butler_repo(root: str, registry: str | None = None, namespace: str | 
         If ``root`` exists and is not an empty directory.
     """
     path = ResourcePath(root, forceDirectory=True)
-    if path.isLocal and os.path.exists(path.ospath):
-        if not os.path.isdir(path.ospath) or os.listdir(path.ospath):
-            raise FileExistsError(f"Repository path {root!r} already exists and is not empty; choose a new one.")
+    local = path.ospath if path.isLocal else None
+    if local is not None and os.path.exists(local) and (not os.path.isdir(local) or os.listdir(local)):
+        raise FileExistsError(f"Repository path {root!r} already exists and is not empty; choose a new one.")
     config = _seed_config()
     if registry is not None:
         config["registry", "db"] = registry
         if namespace is not None:
             config["registry", "namespace"] = namespace
-    Butler.makeRepo(path, config=config)
+    # makeRepo would replace an explicit SQLite URL by the in-repository default unless told not to.
+    Butler.makeRepo(path, config=config, forceConfigRoot=registry is None)
     return Butler.from_config(str(path), writeable=True)
 
 

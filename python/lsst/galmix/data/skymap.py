@@ -16,10 +16,9 @@ from collections.abc import Iterator
 
 import astropy.wcs
 import numpy as np
-from lsst.images import Box
+
+from lsst.images import YX, Box, SkyProjection, TractFrame
 from lsst.images.cells import CellGrid, PatchDefinition
-from lsst.images import YX
-from lsst.images import SkyProjection, TractFrame
 from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
 
 SKYMAP_NAME = "galmix_sim"
@@ -233,7 +232,9 @@ class TractGeometry:
         patch
             Patch id.
         """
-        cells = CellGrid(bbox=self.patch_outer_bbox(patch), cell_shape=YX(self.size.cell_size, self.size.cell_size))
+        cells = CellGrid(
+            bbox=self.patch_outer_bbox(patch), cell_shape=YX(self.size.cell_size, self.size.cell_size)
+        )
         return PatchDefinition(
             id=patch, index=self.patch_index(patch), inner_bbox=self.patch_inner_bbox(patch), cells=cells
         )

@@ -7,6 +7,7 @@ __all__ = ("patch_images_from_coadds",)
 from collections.abc import Mapping
 
 import numpy as np
+
 from lsst.images.cells import CellCoadd
 
 from .detect import PatchImages
@@ -55,9 +56,7 @@ def patch_images_from_coadds(coadds: Mapping[str, CellCoadd]) -> PatchImages:
         return np.asarray(sky.ra.deg), np.asarray(sky.dec.deg)
 
     planes = {
-        band: {
-            name: coadd.mask.get(name) for name in MASK_PLANES_USED if name in coadd.mask.schema.names
-        }
+        band: {name: coadd.mask.get(name) for name in MASK_PLANES_USED if name in coadd.mask.schema.names}
         for band, coadd in coadds.items()
     }
     return PatchImages(
@@ -65,8 +64,9 @@ def patch_images_from_coadds(coadds: Mapping[str, CellCoadd]) -> PatchImages:
         x0=bbox.x.start,
         y0=bbox.y.start,
         inner=(inner.x.start, inner.x.stop, inner.y.start, inner.y.stop),
-        images={b: np.asarray(c.image.array, dtype=np.float64) for b, c in coadds.items()},
-        variances={b: np.asarray(c.variance.array, dtype=np.float64) for b, c in coadds.items()},
+        # Views of the coadd pixels (float32): a 4k x 4k patch in six bands would double in float64.
+        images={b: c.image.array for b, c in coadds.items()},
+        variances={b: c.variance.array for b, c in coadds.items()},
         planes=planes,
         kernel=np.mean(kernels, axis=0),
         pixel_to_sky=pixel_to_sky,

@@ -5,11 +5,14 @@ from __future__ import annotations
 __all__ = ("DetectionConfig", "DetectionResult", "PatchImages", "detect_patch")
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 from astropy.table import Table
 from photutils.segmentation import deblend_sources, detect_sources
+from photutils.utils.exceptions import NoDetectionsWarning
+from scipy.ndimage import binary_dilation
 
 from .image import combine_bands, smoothed_significance
 from .moments import measure_moments
@@ -123,7 +126,7 @@ def _empty_table(bands: list[str]) -> Table:
     return table
 
 
-def detect_patch(data: PatchImages, config: DetectionConfig = DetectionConfig()) -> DetectionResult:
+def detect_patch(data: PatchImages, config: DetectionConfig | None = None) -> DetectionResult:
     """Detect and deblend the sources of one patch on an inverse-variance weighted multi-band image.
 
     Parameters
@@ -131,22 +134,29 @@ def detect_patch(data: PatchImages, config: DetectionConfig = DetectionConfig())
     data
         The patch's images, variances, masks and PSF kernel.
     config
-        Detection parameters.
+        Detection parameters (default `DetectionConfig()`).
 
     Returns
     -------
     result : `DetectionResult`
         Object table (every detection is a row, with flags), label image, significance image.
     """
+    config = config if config is not None else DetectionConfig()
     bands = list(data.images)
-    bad = data.plane("BAD") | data.plane("NO_DATA")
-    goods = [~bad & np.isfinite(data.images[b]) for b in bands]
+    goods = [np.isfinite(data.images[b]) for b in bands]
+    for band, good_band in zip(bands, goods, strict=True):
+        for name in ("BAD", "NO_DATA"):
+            if name in data.planes[band]:
+                good_band &= ~data.planes[band][name]
     mean, variance, good = combine_bands(
         [data.images[b] for b in bands], [data.variances[b] for b in bands], goods
     )
     significance = smoothed_significance(mean, variance, data.kernel, good)
     shape = mean.shape
-    segm = detect_sources(significance, config.threshold, config.n_pixels, mask=~good)
+    with warnings.catch_warnings():
+        # An empty patch is a valid outcome (an empty table), not a warning.
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        segm = detect_sources(significance, config.threshold, config.n_pixels, mask=~good)
     if segm is None:
         return DetectionResult(_empty_table(bands), np.zeros(shape, dtype=np.int32), significance)
     original = segm.data.copy()
@@ -202,7 +212,11 @@ def detect_patch(data: PatchImages, config: DetectionConfig = DetectionConfig())
             near = (slice(max(0, iy - 1), iy + 2), slice(max(0, ix - 1), ix + 2))
             fy, fx = np.nonzero(footprint)
             fy, fx = fy + ys.start, fx + xs.start
-            touches_border = fy.min() == 0 or fx.min() == 0 or fy.max() == shape[0] - 1 or fx.max() == shape[1] - 1
+            # Masked pixels are not part of footprints, so look for them just around the footprint too.
+            grown = binary_dilation(footprint, iterations=2)
+            touches_border = (
+                fy.min() == 0 or fx.min() == 0 or fy.max() == shape[0] - 1 or fx.max() == shape[1] - 1
+            )
             row = {
                 "objectId": data.patch * OBJECT_ID_STRIDE + running,
                 "parentObjectId": parent_id,
@@ -214,15 +228,15 @@ def detect_patch(data: PatchImages, config: DetectionConfig = DetectionConfig())
                 "shape_xx": moments.xx,
                 "shape_yy": moments.yy,
                 "shape_xy": moments.xy,
-                "flag_edge": bool(edge_plane[fy, fx].any() or touches_border),
-                "flag_noData": bool(no_data[fy, fx].any()),
+                "flag_edge": bool(edge_plane[ys, xs][grown].any() or touches_border),
+                "flag_noData": bool(no_data[ys, xs][grown].any()),
                 "flag_saturatedCenter": bool(sat[near].any()),
                 "flag_badCenter": bool(bad_cols[near].any()),
                 "flag_momentsFailed": not moments.ok,
             }
             for band, good_band in zip(bands, goods, strict=True):
                 pix = good_band[fy, fx]
-                row[f"{band}_initFlux"] = float(np.sum(data.images[band][fy[pix], fx[pix]]))
+                row[f"{band}_initFlux"] = float(np.sum(data.images[band][fy[pix], fx[pix]], dtype=np.float64))
             rows.append(row)
 
     table = _empty_table(bands) if not rows else Table()

@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     progress = _Progress(sys.stderr, args.quiet)
     try:
         summary = make_repo(
-            args.repo, size=args.size, bands=args.bands, seed=args.seed, registry=args.registry,
+            args.repo,
+            size=args.size,
+            bands=args.bands,
+            seed=args.seed,
+            registry=args.registry,
             progress=progress,
         )
     except (ValueError, FileExistsError) as err:

@@ -6,6 +6,7 @@ __all__ = ("make_cell_coadd", "mask_schema")
 
 import astropy.units as u
 import numpy as np
+
 from lsst.images import Image, Mask, MaskPlane, MaskSchema
 from lsst.images.cells import CellCoadd, CellGridBounds, CellPointSpreadFunction
 

@@ -9,8 +9,6 @@ import os
 import time
 from collections.abc import Callable
 
-from lsst.daf.butler import Butler
-
 from ..data.repository import (
     COADD_DATASET_TYPE,
     RUN,
@@ -77,10 +75,12 @@ class RepoSummary:
         size = self.geometry.size
         lines = [
             f"Repository {self.root}: RUN {self.run!r}, skymap {self.skymap!r}, tract {self.tract}",
-            f"  size {size.name!r}: {len(self.patches)} patches of "
-            f"{size.patch_inner + 2 * size.patch_border} px (inner {size.patch_inner}, border "
-            f"{size.patch_border}), {size.cell_size}-px cells, tract {self.geometry.nx}x{self.geometry.ny} px "
-            f"at {self.geometry.pixel_scale} arcsec/px",
+            (
+                f"  size {size.name!r}: {len(self.patches)} patches of "
+                f"{size.patch_inner + 2 * size.patch_border} px (inner {size.patch_inner}, border "
+                f"{size.patch_border}), {size.cell_size}-px cells, "
+                f"tract {self.geometry.nx}x{self.geometry.ny} px at {self.geometry.pixel_scale} arcsec/px"
+            ),
             f"  truth_summary: {self.n_truth} objects ({self.n_galaxies} galaxies, {self.n_stars} stars)",
             f"  {COADD_DATASET_TYPE}: {self.n_coadds} coadds, bands {''.join(self.bands)}; noise sigma/pixel "
             + ", ".join(f"{b} {s:.1f} nJy" for b, s in self.noise_sigma.items()),
@@ -103,7 +103,7 @@ def make_repo(
     seed: int = 1,
     registry: str | None = None,
     progress: Callable[[str], None] | None = None,
-    truth_config: TruthConfig = TruthConfig(),
+    truth_config: TruthConfig | None = None,
 ) -> RepoSummary:
     """Create a simulated repository: dimension records, ``truth_summary`` and ``deep_coadd_cell``.
 
@@ -122,7 +122,7 @@ def make_repo(
     progress
         Called with a short message at each step (the command line prints them).
     truth_config
-        Population parameters of the truth catalogue.
+        Population parameters of the truth catalogue (default `TruthConfig()`).
 
     Returns
     -------
@@ -159,7 +159,11 @@ def make_repo(
     for band_index, band in enumerate(band_list):
         label = f"band {band} ({band_index + 1}/{len(band_list)})"
         rendered = render_band(
-            truth, geometry, band, seed, progress=lambda done, total: say(f"{label}: {done}/{total} objects")
+            truth,
+            geometry,
+            band,
+            seed,
+            progress=lambda done, total, label=label: say(f"{label}: {done}/{total} objects"),
         )
         noise_sigma[band] = rendered.noise_sigma
         for patch in geometry.patch_ids():

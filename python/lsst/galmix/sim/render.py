@@ -119,7 +119,7 @@ def _defects(geometry: TractGeometry, seed: int) -> tuple[np.ndarray, np.ndarray
         length = rng.integers(geometry.ny // 8, geometry.ny // 3)
         y0 = rng.integers(0, geometry.ny - length)
         bad[y0 : y0 + length, x] = True
-    yy, xx = np.mgrid[0 : geometry.ny, 0 : geometry.nx]
+    yy, xx = np.ogrid[0 : geometry.ny, 0 : geometry.nx]
     # A triangle at the tract origin that reaches into the inner region of patch 0.
     leg = geometry.size.patch_border + 0.4 * geometry.size.patch_inner
     no_data = xx + yy < leg
@@ -186,7 +186,7 @@ def render_band(
             progress(index + 1, n)
 
     sigma = psf_field.noise_sigma(k)
-    yy, xx = np.mgrid[0 : geometry.ny, 0 : geometry.nx]
+    yy, xx = np.ogrid[0 : geometry.ny, 0 : geometry.nx]
     # The number of contributing visits varies smoothly: +-10% in variance across the tract.
     depth_pattern = 1.0 + 0.1 * np.sin(2 * np.pi * xx / geometry.nx) * np.cos(np.pi * yy / geometry.ny)
     variance = sigma**2 * depth_pattern

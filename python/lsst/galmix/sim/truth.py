@@ -45,8 +45,10 @@ TRUTH_COLUMNS: dict[str, tuple[str, str | None, str]] = {
     "reff": (
         "float64",
         "arcsec",
-        "True r-band half-light radius of the whole galaxy: semi-major axis of the ellipse (axis ratio "
-        "and angle of the component dominating the r flux) enclosing half the unconvolved light.",
+        (
+            "True r-band half-light radius of the whole galaxy: semi-major axis of the ellipse (axis "
+            "ratio and angle of the component dominating the r flux) enclosing half the unconvolved light."
+        ),
     ),
 }
 
@@ -104,9 +106,13 @@ def _galaxies(rng: np.random.Generator, mag_r: np.ndarray, x: np.ndarray, y: np.
     zc = np.minimum(z, 1.2)
     cols: dict[str, np.ndarray] = {}
     for band in BANDS:
+        # Colours are relative to r, so r itself gets no scatter: flux_r and bf_r are exact.
+        scatter = 0.0 if band == "r" else 1.0
         shift = _COLOUR_REDSHIFT[band] * zc
-        bulge = bf_r * flux_r * mag_to_flux(31.4 + _BULGE_COLOUR[band] + shift + 0.08 * rng.normal(size=n))
-        disk = (1 - bf_r) * flux_r * mag_to_flux(31.4 + _DISK_COLOUR[band] + shift + 0.1 * rng.normal(size=n))
+        bulge_mag = _BULGE_COLOUR[band] + shift + scatter * 0.08 * rng.normal(size=n)
+        disk_mag = _DISK_COLOUR[band] + shift + scatter * 0.1 * rng.normal(size=n)
+        bulge = bf_r * flux_r * mag_to_flux(31.4 + bulge_mag)
+        disk = (1 - bf_r) * flux_r * mag_to_flux(31.4 + disk_mag)
         cols[f"flux_{band}"] = bulge + disk
         cols[f"bulge_frac_{band}"] = bulge / (bulge + disk)
     dominant_bulge = bf_r > 0.5
@@ -169,7 +175,7 @@ def _stars(rng: np.random.Generator, mag_r: np.ndarray, x: np.ndarray, y: np.nda
     return cols
 
 
-def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig = TruthConfig()) -> Table:
+def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig | None = None) -> Table:
     """Draw the truth catalogue of one tract.
 
     Parameters
@@ -179,7 +185,7 @@ def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig = TruthCo
     seed
         Random seed; the catalogue is a deterministic function of ``seed`` and the geometry.
     config
-        Population parameters.
+        Population parameters (default `TruthConfig()`).
 
     Returns
     -------
@@ -188,6 +194,7 @@ def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig = TruthCo
         galaxies have ``reff`` from the exact composite profile, stars have ``reff`` = 0 and NaN
         structure.
     """
+    config = config if config is not None else TruthConfig()
     rng = np.random.default_rng([seed, geometry.tract, 1])
     area = geometry.area_arcmin2
     lo_x, hi_x = -0.5, geometry.nx - 0.5
@@ -204,7 +211,10 @@ def make_truth(geometry: TractGeometry, seed: int, config: TruthConfig = TruthCo
     py = np.clip(gy[host] + sep * np.sin(angle), lo_y, hi_y)
     pmag = np.minimum(mag[host] + rng.uniform(0.0, 2.0, n_pair), config.mag_faint)
     galaxies = _galaxies(
-        rng, np.concatenate([mag, pmag]), np.concatenate([gx, px]), np.concatenate([gy, py]),
+        rng,
+        np.concatenate([mag, pmag]),
+        np.concatenate([gx, px]),
+        np.concatenate([gy, py]),
         geometry.pixel_scale,
     )
 

@@ -14,7 +14,9 @@ from ..detection.coadds import patch_images_from_coadds
 from ..detection.detect import DetectionConfig, detect_patch
 
 
-class DetectCoaddSourcesConnections(pipeBase.PipelineTaskConnections, dimensions=("skymap", "tract", "patch")):
+class DetectCoaddSourcesConnections(
+    pipeBase.PipelineTaskConnections, dimensions=("skymap", "tract", "patch")
+):
     """Connections: all bands' cell coadds of a patch in, object table and footprint labels out."""
 
     coadds = cT.Input(
@@ -38,10 +40,14 @@ class DetectCoaddSourcesConnections(pipeBase.PipelineTaskConnections, dimensions
     )
 
 
-class DetectCoaddSourcesConfig(pipeBase.PipelineTaskConfig, pipelineConnections=DetectCoaddSourcesConnections):
+class DetectCoaddSourcesConfig(
+    pipeBase.PipelineTaskConfig, pipelineConnections=DetectCoaddSourcesConnections
+):
     """Configuration of `DetectCoaddSourcesTask` (mirrors `lsst.galmix.detection.DetectionConfig`)."""
 
-    threshold = pexConfig.Field[float](doc="Detection threshold, sigma of the PSF-smoothed image.", default=5.0)
+    threshold = pexConfig.Field[float](
+        doc="Detection threshold, sigma of the PSF-smoothed image.", default=5.0
+    )
     n_pixels = pexConfig.Field[int](doc="Minimum number of connected pixels above threshold.", default=5)
     deblend = pexConfig.Field[bool](doc="Split footprints with several peaks.", default=True)
     n_levels = pexConfig.Field[int](doc="Number of deblending thresholds.", default=32)

@@ -1,0 +1,34 @@
+"""Shared pytest fixtures. Simulation fixtures (prefixed ``ci_``) build the CI repository once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+CI_SEED = 1
+CI_DETECT_COLLECTION = "galmix/ci_detect"
+
+
+@pytest.fixture(scope="session")
+def ci_repo_summary(tmp_path_factory):
+    """`lsst.galmix.sim.RepoSummary` of a CI-size repository (2x2 patches, ugrizy, seed 1)."""
+    from lsst.galmix.sim import make_repo
+
+    return make_repo(str(tmp_path_factory.mktemp("galmix_ci") / "repo"), size="ci", seed=CI_SEED)
+
+
+@pytest.fixture(scope="session")
+def ci_repo(ci_repo_summary) -> str:
+    """Path of the session's CI-size simulated repository (RUN ``galmix/sim``)."""
+    return ci_repo_summary.root
+
+
+@pytest.fixture(scope="session")
+def ci_detect_collection(ci_repo) -> str:
+    """Run ``detectCoaddSources`` on the CI repository once; return its output (chained) collection."""
+    from lsst.galmix.tasks.detect_coadd_sources import DetectCoaddSourcesTask
+    from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
+
+    butler = SimplePipelineExecutor.prep_butler(ci_repo, inputs=["galmix/sim"], output=CI_DETECT_COLLECTION)
+    executor = SimplePipelineExecutor.from_task_class(DetectCoaddSourcesTask, butler=butler)
+    executor.run(register_dataset_types=True)
+    return CI_DETECT_COLLECTION

@@ -1,0 +1,152 @@
+"""Detection library on synthetic arrays: thresholds, deblending, moments, flags, empty input."""
+
+from __future__ import annotations
+
+import galsim
+import numpy as np
+import pytest
+from lsst.galmix.detection import (
+    FLAGS,
+    OBJECT_ID_STRIDE,
+    DetectionConfig,
+    PatchImages,
+    detect_patch,
+    object_columns,
+)
+from lsst.galmix.detection.image import combine_bands
+from lsst.galmix.detection.moments import measure_moments
+
+SHAPE = (120, 140)
+X0, Y0 = 1000, 2000
+PATCH = 7
+
+
+def _kernel() -> np.ndarray:
+    return galsim.Gaussian(sigma=2.0).drawImage(nx=21, ny=21, scale=1.0).array
+
+
+def _images(objects, bands="gr", sigma=1.0, seed=0, planes=None):
+    rng = np.random.default_rng(seed)
+    images, variances = {}, {}
+    for band in bands:
+        image = np.zeros(SHAPE)
+        for x, y, flux, size, e1 in objects:
+            profile = galsim.Gaussian(sigma=size, flux=flux).shear(e1=e1, e2=0.0)
+            stamp = galsim.ImageD(SHAPE[1], SHAPE[0], scale=1.0)
+            profile.drawImage(image=stamp, offset=(x - (SHAPE[1] - 1) / 2 - X0, y - (SHAPE[0] - 1) / 2 - Y0))
+            image += stamp.array
+        images[band] = image + rng.normal(0.0, sigma, SHAPE)
+        variances[band] = np.full(SHAPE, sigma**2)
+    return PatchImages(
+        patch=PATCH,
+        x0=X0,
+        y0=Y0,
+        inner=(X0 + 10, X0 + 130, Y0 + 10, Y0 + 110),
+        images=images,
+        variances=variances,
+        planes=planes or {b: {} for b in bands},
+        kernel=_kernel(),
+        pixel_to_sky=lambda x, y: (np.asarray(x) * 1e-3, np.asarray(y) * 1e-3),
+    )
+
+
+def test_isolated_sources_positions_moments_fluxes():
+    objects = [(X0 + 40.3, Y0 + 50.7, 3000.0, 2.5, 0.0), (X0 + 100.0, Y0 + 70.2, 5000.0, 3.0, 0.3)]
+    result = detect_patch(_images(objects))
+    table = result.objects
+    assert len(table) == 2
+    assert list(table.colnames) == list(object_columns(["g", "r"]))
+    table.sort("x")
+    for row, (x, y, flux, size, e1) in zip(table, objects):
+        assert row["x"] == pytest.approx(x, abs=0.1) and row["y"] == pytest.approx(y, abs=0.1)
+        # Adaptive moments of an elliptical Gaussian are its covariance.
+        s2 = size**2
+        assert row["shape_xx"] == pytest.approx(s2 * (1 + e1) / np.sqrt(1 - e1**2), rel=0.1)
+        assert row["shape_yy"] == pytest.approx(s2 * (1 - e1) / np.sqrt(1 - e1**2), rel=0.1)
+        assert abs(row["shape_xy"]) < 0.1 * s2
+        assert 0.8 * flux < row["g_initFlux"] < 1.05 * flux
+        assert row["nChild"] == 1 and row["parentObjectId"] == 0
+        assert row["objectId"] // OBJECT_ID_STRIDE == PATCH and row["patch"] == PATCH
+        assert row["ra"] == pytest.approx(row["x"] * 1e-3)
+        assert row["detect_isPrimary"] and not any(row[f] for f in FLAGS)
+    # Every row owns the pixels of its label, and the label image holds only row labels.
+    assert set(np.unique(result.labels)) == {0} | set(table["footprintLabel"])
+    ix, iy = round(table["x"][0]) - X0, round(table["y"][0]) - Y0
+    assert result.labels[iy, ix] == table["footprintLabel"][0]
+
+
+def test_blend_is_deblended_into_children():
+    objects = [(X0 + 60.0, Y0 + 60.0, 4000.0, 2.2, 0.0), (X0 + 69.0, Y0 + 60.0, 2500.0, 2.2, 0.0)]
+    table = detect_patch(_images(objects)).objects
+    assert len(table) == 2
+    assert np.all(table["nChild"] == 2)
+    parent = table["parentObjectId"][0]
+    assert parent != 0 and np.all(table["parentObjectId"] == parent)
+    assert parent not in table["objectId"] and len(set(table["objectId"])) == 2
+    no_deblend = detect_patch(_images(objects), DetectionConfig(deblend=False)).objects
+    assert len(no_deblend) == 1 and no_deblend["nChild"][0] == 1
+
+
+def test_faint_sources_below_threshold_are_not_detected():
+    table = detect_patch(_images([(X0 + 60.0, Y0 + 60.0, 20.0, 2.0, 0.0)])).objects
+    assert len(table) == 0
+    assert list(table.colnames) == list(object_columns(["g", "r"]))
+
+
+def test_masks_give_flags_and_zero_weight():
+    planes = {
+        b: {"NO_DATA": np.zeros(SHAPE, bool), "SAT": np.zeros(SHAPE, bool), "EDGE": np.zeros(SHAPE, bool)}
+        for b in "gr"
+    }
+    planes["g"]["NO_DATA"][:, :20] = True
+    planes["r"]["SAT"][49:52, 99:102] = True
+    planes["g"]["EDGE"][:3, :] = True
+    objects = [
+        (X0 + 22.0, Y0 + 60.0, 4000.0, 2.5, 0.0),
+        (X0 + 100.0, Y0 + 50.0, 4000.0, 2.5, 0.0),
+        (X0 + 70.0, Y0 + 3.0, 4000.0, 2.5, 0.0),
+    ]
+    data = _images(objects, planes=planes)
+    data.images["g"][:, :20] = np.nan
+    table = detect_patch(data).objects
+    table.sort("x")
+    assert len(table) == 3
+    assert table["flag_noData"][0] and not table["flag_noData"][2]
+    assert table["flag_saturatedCenter"][2] and not table["flag_saturatedCenter"][0]
+    assert table["flag_edge"][1] and not table["detect_isPatchInner"][1] and not table["detect_isPrimary"][1]
+    assert np.all(np.isfinite(table["g_initFlux"]))
+
+
+def test_combine_bands_is_inverse_variance_mean():
+    a, b = np.full((2, 2), 10.0), np.full((2, 2), 20.0)
+    va, vb = np.full((2, 2), 1.0), np.full((2, 2), 4.0)
+    good = np.ones((2, 2), bool)
+    bad = good.copy()
+    bad[0, 0] = False
+    mean, var, ok = combine_bands([a, b], [va, vb], [bad, good])
+    assert mean[1, 1] == pytest.approx((10 / 1 + 20 / 4) / (1 + 1 / 4))
+    assert var[1, 1] == pytest.approx(1 / 1.25)
+    assert mean[0, 0] == 20 and var[0, 0] == 4 and ok.all()
+
+
+def test_moments_fallback_flag():
+    image = np.zeros((15, 15))
+    footprint = np.zeros_like(image, dtype=bool)
+    footprint[7, 7] = True
+    image[7, 7] = 1.0
+    moments = measure_moments(image, np.ones_like(footprint), footprint, 3, 4, 2.0)
+    assert not moments.ok and moments.x == 10 and moments.y == 11
+
+
+def test_object_columns_follow_conventions():
+    # doc/conventions.rst, galmix_objects.
+    expected = (
+        ["objectId", "parentObjectId", "nChild", "footprintLabel", "patch", "x", "y", "ra", "dec"]
+        + ["shape_xx", "shape_yy", "shape_xy", "g_initFlux", "i_initFlux"]
+        + ["detect_isPatchInner", "detect_isPrimary"]
+        + ["flag_edge", "flag_noData", "flag_saturatedCenter", "flag_badCenter", "flag_momentsFailed"]
+    )
+    columns = object_columns(["g", "i"])
+    assert list(columns) == expected
+    assert columns["x"][1] == "pix" and columns["g_initFlux"][1] == "nJy" and columns["ra"][1] == "deg"
+    assert all(doc for _, _, doc in columns.values())
