@@ -84,10 +84,10 @@ def test_matched_fraction(matched):
     primary = matched["match_hasObject"] & matched["isPrimary"]
     bright = primary & (flux_to_mag(matched["r_sersicFlux"]) < 24)
     purity = (bright & matched["match_hasRef"]).sum() / bright.sum()
-    assert purity > 0.9  # measured 0.96
+    assert purity > 0.9  # measured 0.98
     ref_bright = matched["match_hasRef"] & (flux_to_mag(matched["refcat_flux_r"]) < 23)
     completeness = (ref_bright & matched["match_hasObject"]).sum() / ref_bright.sum()
-    assert completeness > 0.8
+    assert completeness > 0.75  # measured 0.83 (25 of 30 references)
     assert np.nanmax(matched["match_distance"]) <= 0.5
 
 
