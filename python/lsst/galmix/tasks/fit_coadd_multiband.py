@@ -12,7 +12,7 @@ import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
-from ..fitting.optimize import FitSettings
+from ..fitting.optimize import FitSettings, Priors
 from ..fitting.patch import fit_patch
 from ..fitting.source import SourceFitConfig
 from ..models.definitions import MODELS
@@ -99,6 +99,14 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
     nInit = pexConfig.Field[float](doc="Initial Sersic index of free-index components", default=2.0)
     maxIter = pexConfig.Field[int](doc="Optimizer iteration limit", default=100)
     nThreads = pexConfig.Field[int](doc="Threads fitting groups in parallel within the quantum", default=1)
+    priorN = pexConfig.ListField[float](
+        doc="Gaussian prior on the Sersic index: [mean, sigma]; empty for none (maximum likelihood)",
+        default=[],
+        length=None,
+    )
+    priorEtaSigma = pexConfig.Field[float](
+        doc="Sigma of a Gaussian prior on each conformal-shear component about 0; 0 for none", default=0.0
+    )
 
     @property
     def modelName(self) -> str:
@@ -108,6 +116,10 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
 
     def validate(self):
         super().validate()
+        if self.priorN and (len(self.priorN) != 2 or self.priorN[1] <= 0):
+            raise pexConfig.FieldValidationError(
+                FitCoaddMultibandConfig.priorN, self, "priorN is [mean, sigma] with sigma > 0"
+            )
         if self.model.endswith("FixedCen"):
             raise pexConfig.FieldValidationError(
                 FitCoaddMultibandConfig.model, self, "Give the base model and set fixCentroid instead"
@@ -132,7 +144,14 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
             use_footprints=self.useFootprints,
             n_threads=self.nThreads,
             psf_n_gauss=self.psfNGauss,
-            settings=dataclasses.replace(FitSettings(), max_iter=self.maxIter),
+            settings=dataclasses.replace(
+                FitSettings(),
+                max_iter=self.maxIter,
+                priors=Priors(
+                    n=tuple(self.priorN) if self.priorN else None,
+                    eta_sigma=self.priorEtaSigma if self.priorEtaSigma > 0 else None,
+                ),
+            ),
         )
 
 
