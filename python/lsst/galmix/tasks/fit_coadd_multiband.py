@@ -85,7 +85,9 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
     usePsfFits = pexConfig.Field[bool](
         doc="PSF from galmix_psf_fits (else fitted here to the coadd kernel at each object)", default=True
     )
-    psfNGauss = pexConfig.Field[int](doc="Gaussians for PSFs fitted here (usePsfFits=False)", default=3)
+    psfNGauss = pexConfig.Field[int](
+        doc="Gaussians for PSFs fitted here (usePsfFits=False)", default=SourceFitConfig().psf_n_gauss
+    )
     blendMode = pexConfig.ChoiceField[str](
         doc="How blends are fitted",
         default="joint",

@@ -12,6 +12,7 @@ import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
 from ..fitting.psf import fit_psf_images_table
+from ..fitting.source import SourceFitConfig
 
 __all__ = ["FitCoaddPsfConfig", "FitCoaddPsfConnections", "FitCoaddPsfTask"]
 
@@ -48,7 +49,12 @@ class FitCoaddPsfConnections(
 class FitCoaddPsfConfig(pipeBase.PipelineTaskConfig, pipelineConnections=FitCoaddPsfConnections):
     """Configuration of `FitCoaddPsfTask`."""
 
-    nGauss = pexConfig.RangeField[int](doc="Gaussians in the PSF mixture", default=3, min=1, max=4)
+    nGauss = pexConfig.RangeField[int](
+        doc="Gaussians in the PSF mixture (default: the fitting library's)",
+        default=SourceFitConfig().psf_n_gauss,
+        min=1,
+        max=4,
+    )
     mode = pexConfig.ChoiceField[str](
         doc="Where to fit the PSF",
         default="cell",
