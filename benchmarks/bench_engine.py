@@ -17,9 +17,8 @@ import time
 
 import galsim
 import numpy as np
-from scipy.interpolate import CubicSpline
-
 from lsst.galmix import engine as ge
+from scipy.interpolate import CubicSpline
 
 K = 8
 
@@ -85,6 +84,16 @@ def galsim_object(mix: np.ndarray) -> galsim.GSObject:
     return galsim.Sum(objs)
 
 
+def evaluation_calls(scene, params, band, out, gs_obj, gs_img) -> dict:
+    """The four timed calls on one stamp."""
+    return {
+        "image": lambda: scene.image(params, 0, PSF, out),
+        "chi2": lambda: scene.chi2(params, [band]),
+        "value+grad+NE": lambda: scene.normal_equations(params, [band]),
+        "GalSim": lambda: gs_obj.drawImage(image=gs_img, method="no_pixel", center=galsim.PositionD(0, 0)),
+    }
+
+
 def bench_evaluation(sizes: list[int]) -> None:
     scene = ge.Scene([ge.Source([ge.Component(toy_profile())])], 1)
     print(f"\n{'stamp':>7} {'mode':>14} {'ms/call':>9} {'Mpix-G/s':>9} {'vs image':>9} {'vs GalSim':>10}"
@@ -98,14 +107,8 @@ def bench_evaluation(sizes: list[int]) -> None:
         img = ge.scene_image(scene, params, 0, PSF, (n, n)) + rng.normal(0, 0.01, (n, n))
         band = ge.Band(img, np.full((n, n), 100.0), psf=PSF)
         out = np.empty((n, n))
-        gs_obj = galsim_object(mix)
-        gs_img = galsim.ImageD(n, n, scale=1.0)
-        med, best = timeit_many({
-            "image": lambda: scene.image(params, 0, PSF, out),
-            "chi2": lambda: scene.chi2(params, [band]),
-            "value+grad+NE": lambda: scene.normal_equations(params, [band]),
-            "GalSim": lambda: gs_obj.drawImage(image=gs_img, method="no_pixel", center=galsim.PositionD(0, 0)),
-        })
+        calls = evaluation_calls(scene, params, band, out, galsim_object(mix), galsim.ImageD(n, n, scale=1.0))
+        med, best = timeit_many(calls)
         work = n * n * n_g
         for mode, t in med.items():
             print(f"{n:>5}^2 {mode:>14} {t * 1e3:9.4f} {work / t / 1e6:9.1f} {t / med['image']:9.2f}"
@@ -129,13 +132,19 @@ def bench_fits(n_fits: int) -> None:
         band = ge.Band(img + rng.normal(0, sigma, (n, n)), np.full((n, n), 1 / sigma), psf=PSF)
         start = truth + np.array([0.3, -0.3, 0.2, 0.1, -0.1, 0.5, 0.0])
         start[5] = min(max(start[5], 0.6), 5.9)
-        t = time.perf_counter()
-        res = ge.fit(scene, [band], start)
-        times.append(time.perf_counter() - t)
+        # Best of 3 identical fits: the machine is shared and one fit is short enough to be hit by a
+        # single scheduling hiccup.
+        best = np.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            res = ge.fit(scene, [band], start)
+            best = min(best, time.perf_counter() - t)
+        times.append(best)
         iters.append(res.n_iter)
         status.append(res.status_name)
     conv = sum(s == "converged" for s in status)
-    print(f"\nLM fit, 1 band, 8-Gaussian model (n free) on 48^2, 7 params: median {np.median(times) * 1e3:.2f} ms, "
+    print(f"\nLM fit, 1 band, 8-Gaussian model (n free) on 48^2, 7 params, S/N ~50 per peak pixel (best of 3 "
+          f"per object): median {np.median(times) * 1e3:.2f} ms, "
           f"90% {np.percentile(times, 90) * 1e3:.2f} ms, median nIter {np.median(iters):.0f}, "
           f"converged {conv}/{n_fits}")
 
@@ -144,7 +153,7 @@ def bench_psf() -> None:
     kernel = galsim.Moffat(beta=3.0, fwhm=3.5).shear(e1=0.05, e2=-0.03).drawImage(nx=41, ny=41, scale=1.0).array
     for n_gauss in (1, 2, 3, 4):
         res = ge.fit_psf(kernel, n_gauss, x0=-20, y0=-20)
-        t = timeit(lambda: ge.fit_psf(kernel, n_gauss, x0=-20, y0=-20), min_time=0.05, repeats=5)
+        t = timeit(lambda n=n_gauss: ge.fit_psf(kernel, n, x0=-20, y0=-20), min_time=0.05, repeats=5)
         print(f"PSF fit 41x41 Moffat, {n_gauss} Gaussian(s): {t * 1e3:.3f} ms, nIter {res.n_iter}, "
               f"status {res.status_name}, chi2 {res.chi2:.2e}")
 

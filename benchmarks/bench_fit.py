@@ -33,6 +33,8 @@ from scipy.special import gamma, gammaincinv
 PIXEL = 0.2
 SN_BINS = [(20, 50), (50, 200), (200, 1001)]
 MAG0 = 31.4
+# Stamp half-size in observed-moment sigmas used by galmix (``--stamp-sigmas``).
+STAMP_SIGMAS = [SourceFitConfig.stamp_sigmas]
 
 
 @dataclass
@@ -127,7 +129,7 @@ def _draw_truth(rng, snr_range=(20, 1000)) -> tuple[GalaxyTruth, float, float]:
 
 def single_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> tuple[list[Case], list[float]]:
     cases, psf_times = [], []
-    cfg = SourceFitConfig(pixel_scale=PIXEL)
+    cfg = SourceFitConfig(pixel_scale=PIXEL, stamp_sigmas=STAMP_SIGMAS[0])
     for _ in range(n_gal):
         t, fwhm, snr = _draw_truth(rng)
         size = _stamp_size(t, fwhm)
@@ -150,7 +152,7 @@ def single_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> tuple[list
 
 def stars(n_star: int, rng, psf_gauss: int, with_imfit: bool) -> list[Case]:
     cases = []
-    cfg = SourceFitConfig(pixel_scale=PIXEL)
+    cfg = SourceFitConfig(pixel_scale=PIXEL, stamp_sigmas=STAMP_SIGMAS[0])
     for _ in range(n_star):
         fwhm = rng.uniform(0.6, 0.8) / PIXEL
         snr = float(np.exp(rng.uniform(np.log(20), np.log(1000))))
@@ -175,7 +177,7 @@ def three_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> list[Case]:
     bands = ["g", "r", "i"]
     fwhms = {"g": 0.8, "r": 0.7, "i": 0.6}
     cases = []
-    cfg = SourceFitConfig(pixel_scale=PIXEL)
+    cfg = SourceFitConfig(pixel_scale=PIXEL, stamp_sigmas=STAMP_SIGMAS[0])
     mixes = {b: fit_psf_image(psf_kernel(_moffat(f), 41), psf_gauss).mixture for b, f in fwhms.items()}
     for _ in range(n_gal):
         t, _, snr = _draw_truth(rng, (50, 1000))
@@ -206,6 +208,30 @@ def three_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> list[Case]:
     return cases
 
 
+def patch_throughput(rng, psf_gauss: int, n_side: int = 6) -> None:
+    """End-to-end ``fit_patch`` time per object on a patch of n_side^2 Sersic galaxies (one band)."""
+    from lsst.galmix.fitting.patch import fit_patch
+    from lsst.galmix.fitting.testing import make_scene
+
+    psf = _moffat(0.7)
+    mix = fit_psf_image(psf_kernel(psf, 41), psf_gauss).mixture
+    truths = []
+    for iy in range(n_side):
+        for ix in range(n_side):
+            t, _, _ = _draw_truth(rng, (50, 500))
+            t.reff = min(t.reff, 6.0)
+            t.x, t.y, t.flux = 40 + 80 * ix + rng.uniform(-0.5, 0.5), 40 + 80 * iy + rng.uniform(-0.5, 0.5), 2000.0
+            truths.append(t)
+    images, objects = make_scene(truths, {"r": psf}, {"r": 1.0}, (80 * n_side, 80 * n_side), {"r": 0.05}, rng)
+    for n_threads in (1, 2):
+        cfg = SourceFitConfig(pixel_scale=PIXEL, n_threads=n_threads, stamp_sigmas=STAMP_SIGMAS[0])
+        t0 = time.perf_counter()
+        table = fit_patch(images, (0, 0), objects, None, {"r": mix}, "sersic", cfg)
+        dt = time.perf_counter() - t0
+        print(f"  fit_patch, {len(objects)} Sersic galaxies, 1 band, {n_threads} thread(s): "
+              f"{1e3 * dt / len(objects):.2f} ms per object end to end; fatal flags {int(table['sersic_flag'].sum())}")
+
+
 def _report_times(name: str, cases: list[Case], codes: list[str]) -> None:
     for code in codes:
         ts = np.array([c.res[f"{code}_time"] for c in cases]) * 1e3
@@ -234,8 +260,11 @@ def main() -> None:
     parser.add_argument("--psf-gauss", type=int, default=4, help="Gaussians in galmix's PSF mixtures")
     parser.add_argument("--no-imfit", action="store_true", help="skip pyimfit")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--stamp-sigmas", type=float, default=SourceFitConfig.stamp_sigmas,
+                        help="galmix stamp half-size in observed-moment sigmas")
     args = parser.parse_args()
     n_gal, n_star, n_3 = (40, 10, 10) if args.quick else (200, 50, 50)
+    STAMP_SIGMAS[0] = args.stamp_sigmas
     codes = ["galmix"] + ([] if args.no_imfit else ["pyimfit"])
     rng = np.random.default_rng(args.seed)
     print(f"galmix engine: {ge.dispatch_info()}; PSF mixtures of {args.psf_gauss} Gaussians; one core")
@@ -243,6 +272,7 @@ def main() -> None:
     for ng in (2, args.psf_gauss):
         ts = [fit_psf_image(kern, ng).time for _ in range(20)]
         print(f"  PSF mixture fit ({ng} Gaussians, 41x41 kernel): median {1e3 * np.median(ts):.2f} ms")
+    patch_throughput(np.random.default_rng(args.seed + 1000), args.psf_gauss)
     gal, _ = single_band(n_gal, rng, args.psf_gauss, not args.no_imfit)
     print(f"Single-band Sersic galaxies: {n_gal}")
     _report_times("sersic 1-band", gal, codes)

@@ -86,9 +86,21 @@ def footprints(images, objects: Table, threshold: float = 3.0) -> np.ndarray:
     return labels
 
 
+def aperture_mag(image: np.ndarray, x: float, y: float, radius: float = 10.0) -> float:
+    """AB magnitude in a circular aperture minus the median of the 25-35 pixel annulus (local sky and
+    the light of large neighbours), a model-free reference."""
+    yy, xx = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    r = np.hypot(xx - x, yy - y)
+    annulus = (r > 25) & (r < 35)
+    if not annulus.any() or not (r < radius).any():
+        return np.nan
+    flux = (image[r < radius] - np.median(image[annulus])).sum()
+    return float(31.4 - 2.5 * np.log10(flux)) if flux > 0 else np.nan
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="sersic")
+    parser.add_argument("--model", default="exp")
     parser.add_argument("--link", type=float, default=10.0, help="blend linking length (pixels)")
     parser.add_argument("--blend-mode", default="joint", choices=["joint", "subtract"])
     parser.add_argument("--footprint-only", action="store_true", help="fit only footprint pixels")
@@ -133,6 +145,13 @@ def main() -> None:
         sel = good & np.isfinite(ref) & np.isfinite(col) & (np.asarray(cat["r_cmodel_mag"], float) < 24)
         d = col[sel] - ref[sel]
         print(f"  {b0}-{b1} colour galmix - HSC CModel: median {np.median(d):+.3f} (N={int(sel.sum())})")
+    print("  unflagged objects with an HSC CModel magnitude (r band):")
+    print("     x      y   CModel    Kron  aperture(r<10px)  galmix")
+    image = images["r"][0]
+    for i in np.flatnonzero(good & np.isfinite(np.asarray(cat["r_cmodel_mag"], float))):
+        x, y = float(objects["x"][i]), float(objects["y"][i])
+        print(f"  {x:6.1f} {y:6.1f} {cat['r_cmodel_mag'][i]:7.2f} {cat['r_kronflux_mag'][i]:7.2f}"
+              f" {aperture_mag(image, x, y):10.2f} {mags['r'][i]:14.2f}")
     if args.output:
         table.write(args.output, overwrite=True)
 

@@ -3,8 +3,8 @@
 import galsim
 import numpy as np
 import pytest
-
-from lsst.galmix import _galmix, engine as ge
+from lsst.galmix import _galmix
+from lsst.galmix import engine as ge
 
 GSP = galsim.GSParams(folding_threshold=1e-10, maxk_threshold=1e-12, kvalue_accuracy=1e-14)
 
@@ -238,3 +238,13 @@ def test_truncated_evaluation_is_exact_to_double_precision():
     assert np.abs(ours - exact).max() <= 4 * np.finfo(float).eps * exact.max()
     # Far from the compact Gaussian its tail is dropped, but only where it is below 1e-17 of its peak.
     assert ours[0, 89] == pytest.approx(exact[0, 89], rel=1e-12)
+
+
+def test_byte_swapped_input_is_accepted():
+    """FITS data arrive big-endian: they are converted (the only case where the engine copies)."""
+    conv, data, sinv = make_data((15, 16))
+    expected = ge.chi2(conv, data, sinv)
+    swapped = data.astype(">f8")
+    assert ge.chi2(conv, swapped, sinv.astype(">f4")) == pytest.approx(expected, rel=1e-6)
+    band = ge.Band(swapped, sinv.astype(">f8"), psf=PSF)
+    assert band.image.dtype == np.float64 and band.image.dtype.isnative

@@ -3,9 +3,8 @@
 import galsim
 import numpy as np
 import pytest
-from scipy.interpolate import CubicSpline
-
 from lsst.galmix import engine as ge
+from scipy.interpolate import CubicSpline
 
 GSP = galsim.GSParams(folding_threshold=1e-10, maxk_threshold=1e-12, kvalue_accuracy=1e-14)
 
@@ -64,7 +63,7 @@ def test_spline_profile_matches_scipy_and_derivatives():
 
 
 def test_fixed_profile_normalises_and_validates():
-    w, s, dw, ds = ge.FixedProfile([2.0, 6.0], [1.0, 2.0]).evaluate()
+    w, _, dw, ds = ge.FixedProfile([2.0, 6.0], [1.0, 2.0]).evaluate()
     np.testing.assert_allclose(w, [0.25, 0.75])
     assert np.all(dw == 0) and np.all(ds == 0)
     with pytest.raises(ValueError):

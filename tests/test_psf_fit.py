@@ -2,8 +2,11 @@
 
 import galsim
 import numpy as np
+from astropy.table import Table
+from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image, fit_psf_images_table, psf_at
-from lsst.galmix.fitting.testing import moffat_psf, psf_kernel
+from lsst.galmix.fitting.source import SourceFitConfig
+from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
 from lsst.galmix.models.psf_mixture import PsfMixture
 
 
@@ -21,14 +24,16 @@ def test_gaussian_kernel_recovered_exactly():
     assert abs(fit.mixture.dx[0]) < 1e-6 and abs(fit.mixture.dy[0]) < 1e-6
 
 
-def test_moffat_more_gaussians_fit_better_and_fractions_sum_to_one():
+def test_moffat_more_gaussians_fit_better_and_fractions_hold_the_light():
     kern = psf_kernel(moffat_psf(3.5), 41)
-    chi2 = []
+    chi2, light = [], []
     for n in (1, 2, 3):
         fit = fit_psf_image(kern, n)
         assert fit.mixture is not None and fit.mixture.n_gauss == n
-        assert abs(fit.mixture.frac.sum() - 1) < 1e-12
         chi2.append(fit.chi2)
+        light.append(fit.mixture.frac.sum())
+    # Free amplitudes are kept: their sum is the kernel light the mixture holds (0.90, 0.984, 0.997).
+    assert 0.85 < light[0] < light[1] < light[2] < 1.0
     assert chi2[0] > 10 * chi2[1] > 100 * chi2[2]
     assert chi2[1] < 2e-4
     assert fit_psf_image(kern, 1).flags.names() == ["large_chi2"]
@@ -53,3 +58,26 @@ def test_table_roundtrip_and_lookup():
     assert near is not None and np.allclose(near.frac, mix.frac)
     assert psf_at(lambda x, y: kern, 0, 0).n_gauss == 2
     assert psf_at(lambda x, y: None, 0, 0) is None
+
+
+def _star_dmag(n_gauss: int, source_limited: bool) -> float:
+    psf = moffat_psf(3.5)
+    mix = fit_psf_image(psf_kernel(psf, 41), n_gauss).mixture
+    truth = GalaxyTruth(30.3, 30.1, 1e4, n=0)
+    shape = (61, 61)
+    img = render_stamp([truth], psf, shape)
+    # Sky-limited: uniform variance. Source-limited: the source's Poisson variance (peak ~100x the sky).
+    var = np.full(shape, 1.0) + (img.clip(0) if source_limited else 0.0)
+    objs = Table({"objectId": [1], "x": [truth.x], "y": [truth.y]})
+    tab = fit_patch({"r": (img, var, np.zeros(shape, bool))}, (0, 0), objs, None, {"r": mix}, "point",
+                    config=SourceFitConfig(stamp_max=30))
+    return float(-2.5 * np.log10(tab["r_pointFlux"][0] / truth.flux))
+
+
+def test_star_flux_unbiased_with_two_gaussian_psf():
+    # The mixture's amplitudes are not renormalised, so the flux of a star is exact in the sky-limited
+    # regime although 2 Gaussians miss 1.6% of the Moffat light (renormalised: 0.018 mag faint).
+    assert abs(_star_dmag(2, source_limited=False)) < 0.003
+    # Source-limited (weights follow the profile) the normal-equation identity no longer holds exactly,
+    # but the remaining bias is of the order of the residual power (measured 2e-4 mag).
+    assert abs(_star_dmag(2, source_limited=True)) < 0.003

@@ -22,6 +22,10 @@ struct FitOptions {
     /// Gaussian priors, per parameter (size nParams, or empty for none); sigma <= 0 or inf means no
     /// prior. Priors on flux parameters are ignored (fluxes are solved linearly).
     std::vector<double> priorMean, priorSigma;
+    /// Optional bounds per parameter (size nParams, or empty): where both are finite and lower < upper,
+    /// the parameter is fitted through a logistic transform into (lower, upper); this overrides
+    /// [nMin, nMax] for Sersic indices. Ignored for fluxes (non-negativity is nonNegativeFluxes).
+    std::vector<double> lower, upper;
 };
 
 enum class FitStatus { Converged = 0, MaxIter = 1, Singular = 2, NonFinite = 3, Error = 4 };
@@ -36,6 +40,7 @@ struct FitResult {
     std::string message;
     std::vector<double> fisher;   // J^T W J (P x P, all parameters, natural units) at the best fit
     std::vector<double> priorPrecision;  // 1/sigma^2 of the prior on each parameter (0 = none)
+    double seconds = 0.0;         // wall-clock time of this fit (input checks, optimisation, Fisher matrix)
 };
 
 /// A band's inputs before checking: image (+ inverse sigma) and PSF mixtures (one, or one per source).

@@ -26,6 +26,20 @@ DType dtypeOf(py::array const& a, const char* what) {
     throw InputError(std::string(what) + " must be float32 or float64");
 }
 
+py::array nativeFloat(py::array const& a) {
+    if (a.dtype().is(py::dtype::of<double>()) || a.dtype().is(py::dtype::of<float>())) return a;
+    if (a.dtype().kind() == 'f' && (a.itemsize() == 4 || a.itemsize() == 8)) {
+        py::dtype native = a.itemsize() == 8 ? py::dtype::of<double>() : py::dtype::of<float>();
+        return a.attr("astype")(native);
+    }
+    return a;
+}
+
+std::optional<py::array> nativeFloat(std::optional<py::array> const& a) {
+    if (!a || a->is_none()) return a;
+    return nativeFloat(*a);
+}
+
 void check2d(py::array const& a, const char* what) {
     if (a.ndim() != 2) throw InputError(std::string(what) + " must be a 2-d array");
     if (a.shape(1) > 1 && a.strides(1) != static_cast<py::ssize_t>(a.itemsize())) {
@@ -189,6 +203,8 @@ PYBIND11_MODULE(_galmix, m) {
             [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, py::array data,
                std::optional<py::array> sigmaInv, double x0, double y0) {
                 Mixture m = mixtureFromArray(mix);
+                data = nativeFloat(data);
+                sigmaInv = nativeFloat(sigmaInv);
                 ImageRef ref = imageRef(data, sigmaInv, x0, y0);
                 py::gil_scoped_release release;
                 PreparedImage img(ref);
@@ -222,6 +238,8 @@ PYBIND11_MODULE(_galmix, m) {
                         if (any) derivs.push_back(d);
                     }
                 }
+                data = nativeFloat(data);
+                sigmaInv = nativeFloat(sigmaInv);
                 ImageRef ref = imageRef(data, sigmaInv, x0, y0);
                 NormalEquations ne = makeNormalEquations(P);
                 {

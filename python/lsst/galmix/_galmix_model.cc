@@ -40,6 +40,8 @@ std::vector<Mixture> psfList(py::object const& psf) {
 std::shared_ptr<PyBand> makeBand(py::array image, std::optional<py::array> sigmaInv, py::object psf, double x0,
                                  double y0) {
     auto b = std::make_shared<PyBand>();
+    image = nativeFloat(image);
+    sigmaInv = nativeFloat(sigmaInv);
     b->image = image;
     b->sigmaInv = sigmaInv ? py::object(*sigmaInv) : py::object(py::none());
     b->input.ref = imageRef(image, sigmaInv, x0, y0);
@@ -298,11 +300,19 @@ void bindOptimize(py::module_& m) {
             .def_property(
                     "prior_sigma", [](FitOptions const& o) { return vectorToArray(o.priorSigma); },
                     [](FitOptions& o, DArray a) { o.priorSigma = toVector(a); },
-                    "(P,) prior sigmas; <= 0 or inf = no prior on that parameter.");
+                    "(P,) prior sigmas; <= 0 or inf = no prior on that parameter.")
+            .def_property(
+                    "lower", [](FitOptions const& o) { return vectorToArray(o.lower); },
+                    [](FitOptions& o, DArray a) { o.lower = toVector(a); },
+                    "(P,) lower bounds (natural units); with `upper`, finite pairs are enforced by a logistic\n"
+                    "transform and override [n_min, n_max]; -inf/inf = unbounded; ignored for fluxes.")
+            .def_property(
+                    "upper", [](FitOptions const& o) { return vectorToArray(o.upper); },
+                    [](FitOptions& o, DArray a) { o.upper = toVector(a); }, "(P,) upper bounds; see `lower`.");
 
     py::class_<FitResult>(m, "FitResult",
                           "Result of fit/fit_batch: params (P,), chi2, objective, n_iter, n_pix, status, message,\n"
-                          "fisher (P, P) and prior_precision (P,).")
+                          "fisher (P, P), prior_precision (P,) and seconds.")
             .def_property_readonly("params", [](FitResult const& r) { return vectorToArray(r.params); })
             .def_readonly("chi2", &FitResult::chi2)
             .def_readonly("objective", &FitResult::objective, "chi2 + prior terms.")
@@ -318,7 +328,9 @@ void bindOptimize(py::module_& m) {
                                    },
                                    "J^T W J (P, P) at the best fit, all parameters, natural units, data only.")
             .def_property_readonly("prior_precision",
-                                   [](FitResult const& r) { return vectorToArray(r.priorPrecision); });
+                                   [](FitResult const& r) { return vectorToArray(r.priorPrecision); })
+            .def_readonly("seconds", &FitResult::seconds,
+                          "Wall-clock seconds of this fit in C++ (per problem, also inside fit_batch).");
 
     py::class_<PyProblem>(m, "FitProblem", "One independent fit for fit_batch.")
             .def(py::init([](std::shared_ptr<Scene> scene, std::vector<std::shared_ptr<PyBand>> bands, DArray params0,
@@ -386,6 +398,7 @@ void bindOptimize(py::module_& m) {
     m.def(
             "fit_psf",
             [](py::array image, int nGauss, double x0, double y0, std::optional<FitOptions> options) {
+                image = nativeFloat(image);
                 ImageRef ref = imageRef(image, std::nullopt, x0, y0);
                 FitOptions opt = options ? *options : psfFitDefaults();
                 py::gil_scoped_release release;

@@ -18,6 +18,10 @@ namespace bind {
 namespace py = pybind11;
 
 DType dtypeOf(py::array const& a, const char* what);
+/// `a` itself if it is native-endian float32/float64 (no copy); a native copy of a byte-swapped float array
+/// (e.g. read from FITS); anything else is returned unchanged (and rejected later by dtypeOf).
+py::array nativeFloat(py::array const& a);
+std::optional<py::array> nativeFloat(std::optional<py::array> const& a);
 void check2d(py::array const& a, const char* what);
 ImageRef imageRef(py::array const& data, std::optional<py::array> const& sigmaInv, double x0, double y0);
 Mixture mixtureFromArray(py::array_t<double, py::array::c_style | py::array::forcecast> const& a);

@@ -8,6 +8,7 @@ sources, then per used band the fluxes of all components) and inverts the engine
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -86,6 +87,8 @@ def make_problem(
     free = np.ones(npar, bool)
     theta_index, flux_index = [], []
     mean, sigma = np.zeros(npar), np.full(npar, np.inf)
+    lower, upper = np.full(npar, -np.inf), np.full(npar, np.inf)
+    ln_lo, ln_hi = np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1])
     k = 0
     for s, spec in enumerate(specs):
         off = scene.source_offset(s)
@@ -101,6 +104,10 @@ def make_problem(
         for j, i in enumerate(idx):
             params0[i] = theta0[k + j]
             key = names[j].split(".")[-1]
+            if key == "ln_reff":
+                lower[i], upper[i] = ln_lo, ln_hi
+                margin = 1e-6 * (ln_hi - ln_lo)
+                params0[i] = np.clip(params0[i], ln_lo + margin, ln_hi - margin)
             pri = settings.priors
             if key == "ln_reff" and pri.ln_reff is not None:
                 mean[i], sigma[i] = pri.ln_reff
@@ -117,7 +124,9 @@ def make_problem(
     opts = ge.FitOptions()
     opts.max_iter = settings.max_iter
     opts.ftol = settings.rtol
+    opts.xtol = settings.xtol
     opts.n_min, opts.n_max = settings.n_bounds
+    opts.lower, opts.upper = lower, upper
     if np.isfinite(sigma).any():
         opts.prior_mean = mean
         opts.prior_sigma = sigma
@@ -149,14 +158,13 @@ def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
             if name.endswith(".n"):
                 at_bound |= min(theta[k + j] - lo, hi - theta[k + j]) < 1e-3 * (hi - lo)
             elif name.endswith(".ln_reff"):
-                # The engine does not bound sizes: report leaving the configured range as "at bound".
-                at_bound |= not (r_lo <= theta[k + j] <= r_hi)
+                at_bound |= min(theta[k + j] - r_lo, r_hi - theta[k + j]) < 1e-3 * (r_hi - r_lo)
         k += spec.n_theta
     return FitResult(theta, fluxes, cov, float(res.chi2), int(res.n_iter),
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bool(at_bound),
                      singular=singular or status == int(ge.FitStatus.SINGULAR),
                      failed=status in (int(ge.FitStatus.NON_FINITE), int(ge.FitStatus.ERROR)),
-                     message=str(res.message))
+                     message=str(res.message), seconds=float(res.seconds))
 
 
 def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[FitResult]:
@@ -168,8 +176,20 @@ def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[
         Prepared fits.
     n_threads : `int`
         Threads (``<= 0``: all cores).
+
+    Returns
+    -------
+    results : `list` [`FitResult`]
+        One per problem; ``seconds`` is that problem's own C++ fit time plus the conversion of its
+        result (not a share of the batch).
     """
     if not problems:
         return []
     results = ge.fit_batch([p.problem for p in problems], n_threads=n_threads)
-    return [_result(p, r) for p, r in zip(problems, results)]
+    out = []
+    for p, r in zip(problems, results):
+        t0 = time.perf_counter()
+        res = _result(p, r)
+        res.seconds += time.perf_counter() - t0
+        out.append(res)
+    return out

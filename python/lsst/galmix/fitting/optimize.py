@@ -95,6 +95,9 @@ class FitSettings:
         Maximum number of accepted-or-rejected LM steps.
     rtol : `float`
         Convergence: relative chi-square decrease of an accepted step below this.
+    xtol : `float`
+        Convergence (engine backend): every parameter's accepted step below ``xtol`` times its
+        (conditional) error, scaled by the residual level.
     n_bounds : `tuple` [`float`, `float`]
         Bounds of the Sersic index.
     reff_bounds : `tuple` [`float`, `float`]
@@ -107,6 +110,7 @@ class FitSettings:
 
     max_iter: int = 100
     rtol: float = 1e-8
+    xtol: float = 1e-4
     n_bounds: tuple[float, float] = (N_MIN, N_MAX)
     reff_bounds: tuple[float, float] = (1e-2, 1e3)
     priors: Priors = field(default_factory=Priors)
@@ -166,6 +170,9 @@ class FitResult:
         Whether the optimizer reported an error or non-finite values.
     message : `str`
         Optimizer message.
+    seconds : `float`
+        Wall-clock seconds of this fit (engine: measured in C++ per problem, plus the conversion of
+        its result), NaN when not measured.
     """
 
     theta: np.ndarray
@@ -178,6 +185,7 @@ class FitResult:
     singular: bool
     failed: bool = False
     message: str = ""
+    seconds: float = float("nan")
 
 
 class _Transform:

@@ -15,7 +15,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
-from .blend import BandImage, ObjectInput, fit_isolated, fit_objects
+from .blend import BandImage, ObjectInput, fit_isolated, fit_joint_blends, fit_objects
 from .flags import FlagSet
 from .psf import PsfSpec, psf_at
 from .schema import PASSTHROUGH_COLUMNS, columns_to_table, empty_columns, source_columns
@@ -170,6 +170,29 @@ def fit_patch(
     except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects, keep the blends
         failed(list(objs), (time.perf_counter() - t0) / max(len(objs), 1))
     blends = [g for g in groups if len(g) > 1]
+    if cfg.blend_mode == "joint":
+        # Blends small enough for a joint fit go to the C++ batch together; the others are fitted
+        # child by child below.
+        joint = [g for g in blends if len(g) <= cfg.max_children]
+        blends = [g for g in blends if len(g) > cfg.max_children]
+        t0 = time.perf_counter()
+        built = []
+        for g in joint:
+            try:
+                built.append((g, [build(i) for i in g]))
+            except Exception:  # noqa: BLE001
+                failed(g, 0.0)
+        try:
+            results = fit_joint_blends(m, [objs_ for _, objs_ in built], band_images, footprints, cfg)
+            for (g, _), outcomes in zip(built, results):
+                if outcomes is None:
+                    for i in g:
+                        write(i, None, 0.0)
+                    continue
+                for i, out in zip(g, outcomes):
+                    write(i, out, (time.perf_counter() - t0) / max(len(joint), 1) if out is None else out.time)
+        except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects
+            failed([i for g, _ in built for i in g], 0.0)
     if cfg.n_threads > 1 and len(blends) > 1:
         with ThreadPoolExecutor(cfg.n_threads) as pool:
             list(pool.map(run_blend, blends))

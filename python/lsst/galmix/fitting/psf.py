@@ -4,7 +4,11 @@ Weighting: the kernel image is normalised to unit sum and treated as noiseless, 
 same weight and the fit minimises the summed squared residual (the L2 distance between kernel and
 mixture). Gaussians are evaluated at pixel centres: the mixture therefore includes the pixel response
 of the kernel image, as doc/conventions.rst requires. Each Gaussian has its own centre, size and shape;
-the fractions are the linear (non-negative) amplitudes, normalised to sum 1.
+the fractions are the linear (non-negative) amplitudes fitted to the unit-sum kernel and are NOT
+renormalised: their sum is the fraction of the kernel's light the mixture holds (just below 1, the
+wings it misses). With free amplitudes the least-squares normal equations give
+``sum(kernel * mixture) = sum(mixture^2)``, so a sky-limited fit of ``F * mixture`` to a star of flux ``F``
+returns ``F`` exactly; renormalising to unit sum would bias it by the missed wing fraction.
 
 ``psf_chi2`` is the residual power fraction ``sum (kernel - model)^2 / sum kernel^2``.
 """
@@ -32,9 +36,9 @@ __all__ = ["PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
 # A point-like "PSF" for fitting the PSF itself: Gaussians need a positive-definite covariance and
 # 1e-10 pixel^2 changes pixel values by far less than double-precision rounding of the kernel.
 _DELTA = PsfMixture([1.0], [0.0], [0.0], [1e-10], [1e-10], [0.0])
-# Starting sizes (units of the moments sigma), one or more sets per number of Gaussians; measured on
-# Moffat kernels (FWHM 2.5-5 pixels): these sets reach the best minimum found among those tried.
-_SIZES = {1: [[1.0]], 2: [[0.8, 2.0]], 3: [[0.5, 1.0, 2.0]], 4: [[0.6, 1.0, 1.6, 2.5], [0.5, 1.0, 2.0, 4.0]]}
+# Starting sizes (units of the moments sigma) per number of Gaussians: measured on Moffat (FWHM 2.5-6
+# pixels), Kolmogorov, HSC and SDSS kernels, these reach the best minimum found among the sets tried.
+_SIZES = {1: [[1.0]], 2: [[0.8, 2.0]], 3: [[0.5, 1.0, 2.0]], 4: [[0.6, 1.0, 1.6, 2.5]]}
 _LARGE_CHI2 = 0.05**2
 # Kernel images are pixel-integrated, so no real component is narrower than a pixel (variance >= 1/12
 # per axis). Narrower Gaussians evaluated at pixel centres can hide arbitrary flux between pixels,
@@ -84,7 +88,7 @@ def _fit_engine(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None:
     if g.shape != (n_gauss, 6) or not np.isfinite(g).all() or not g[:, 0].sum() > 0:
         return None
     cx, cy = k.shape[1] // 2, k.shape[0] // 2
-    mix = PsfMixture(g[:, 0] / g[:, 0].sum(), g[:, 1] - cx, g[:, 2] - cy, g[:, 3], g[:, 5], g[:, 4])
+    mix = PsfMixture(g[:, 0] * float(res.flux), g[:, 1] - cx, g[:, 2] - cy, g[:, 3], g[:, 5], g[:, 4])
     if not _minor_ok(mix):
         return None
     flags = FlagSet(psf=True)
@@ -106,7 +110,7 @@ def _mixture(theta: np.ndarray, fluxes: np.ndarray, n_gauss: int) -> PsfMixture 
         q, th = q_theta_from_eta(eta1, eta2)
         sig = np.exp(ln_reff) * GAUSS_SIZE
         c, s = np.cos(th), np.sin(th)
-        rows.append((fluxes[i] / fluxes.sum(), x, y, sig**2 * (c * c + q * q * s * s),
+        rows.append((fluxes[i], x, y, sig**2 * (c * c + q * q * s * s),
                      sig**2 * (s * s + q * q * c * c), sig**2 * c * s * (1 - q * q)))
     # Gaussians with zero amplitude stay (frac 0) so every row has n_gauss entries.
     mix = PsfMixture(*np.array(rows).T)

@@ -11,12 +11,15 @@ __all__ = ["PsfMixture"]
 
 @dataclass
 class PsfMixture:
-    """Normalised Gaussian mixture of a PSF.
+    """Gaussian mixture of a PSF (fractions of the PSF's total light).
 
     Attributes
     ----------
     frac : `numpy.ndarray`
-        Flux fractions (sum 1).
+        Flux fractions of the PSF's light. Fitted mixtures keep the least-squares amplitudes, whose sum is
+        the fraction of the kernel's light the mixture holds (slightly below 1): source models are
+        ``F * mixture`` without renormalisation, which makes sky-limited fluxes unbiased
+        (doc/conventions.rst, "PSF and pixel integration").
     dx, dy : `numpy.ndarray`
         Offsets of the Gaussian centres from the kernel centre (pixels).
     xx, yy, xy : `numpy.ndarray`
@@ -54,11 +57,12 @@ class PsfMixture:
         return np.array([[cxx, cxy], [cxy, cyy]])
 
     def is_valid(self) -> bool:
-        """Whether all fractions and determinants are finite and the covariances positive definite."""
+        """Whether all values are finite, the covariances positive definite and the fractions sum to
+        0.5-1.5 (a mixture holds roughly all of the PSF's light; not necessarily exactly 1)."""
         arr = np.concatenate([self.frac, self.dx, self.dy, self.xx, self.yy, self.xy])
         det = self.xx * self.yy - self.xy**2
         return bool(np.isfinite(arr).all() and (self.xx > 0).all() and (det > 0).all()
-                    and abs(self.frac.sum() - 1) < 1e-6)
+                    and 0.5 < self.frac.sum() < 1.5)
 
     def to_row(self) -> dict[str, float]:
         """Columns ``psf_g{i}_frac, _dx, _dy, _xx, _yy, _xy`` of a ``galmix_psf_fits`` row."""
