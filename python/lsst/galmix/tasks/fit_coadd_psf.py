@@ -54,6 +54,7 @@ class FitCoaddPsfConfig(pipeBase.PipelineTaskConfig, pipelineConnections=FitCoad
         default=SourceFitConfig().psf_n_gauss,
         min=1,
         max=4,
+        inclusiveMax=True,
     )
     mode = pexConfig.ChoiceField[str](
         doc="Where to fit the PSF",
