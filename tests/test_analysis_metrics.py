@@ -132,3 +132,16 @@ def test_plots_are_png():
     ax = fig.axes[0]
     assert len(fig.axes) == 2 and ax.get_title().startswith("galaxies")
     assert len(ax.lines) >= 7
+
+
+def test_size_plot_of_a_multi_component_model():
+    t, _, _ = _matched_table(n=300)
+    for b in BANDS:
+        t.rename_column(f"{b}_sersicFlux", f"{b}_sersicexpFlux")
+        t.rename_column(f"{b}_sersicFluxErr", f"{b}_sersicexpFluxErr")
+    t.rename_column("sersic_reff", "sersicexp_sersic_reff")
+    for name in ("ra", "dec", "flag"):
+        t.rename_column(f"sersic_{name}", f"sersicexp_{name}")
+    figs = make_plots(t, MatchedSpec(model="sersicexp", bands=BANDS))
+    assert "sizeMagnitude" in figs
+    assert "sersicexp_sersic_reff" in figs["sizeMagnitude"].axes[0].get_ylabel()

@@ -330,8 +330,12 @@ def make_plots(table: Table, spec: MatchedSpec) -> dict[str, Figure]:
             _title(spec, cols, "position difference"),
             ylim=(-200, 200),
         )
-        reff = f"{spec.model}_reff"
-        if reff in table.colnames:
+        # Multi-component models have per-component sizes only: show the first component's.
+        candidates = [f"{spec.model}_reff"] + sorted(
+            c for c in table.colnames if c.startswith(f"{spec.model}_") and c.endswith("_reff")
+        )
+        reff = next((c for c in candidates if c in table.colnames), None)
+        if reff is not None:
             size = _col(table, reff).astype(float)
             meas = flux_to_mag(cols.flux[sb])
             figs["sizeMagnitude"] = plot_size_magnitude(
