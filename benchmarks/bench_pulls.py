@@ -1,8 +1,8 @@
 """Error calibration against S/N: pulls of flux and r_e of a free-index Sersic over noise realisations.
 
 Usage: ``python benchmarks/bench_pulls.py MODEL SNR [N_REAL]`` (e.g. ``sersic 25 400``). The galaxy is that
-of ``tests/test_fit_sersic.py::test_error_calibration`` (n 1.5, r_e 3 px, q 0.7, Moffat FWHM 3.5 px, 4-Gaussian
-PSF); the reference is the fit of the noiseless image. Prints the spread of (fit - ref) / error with each
+of ``tests/test_fit_sersic.py::test_error_calibration`` (n 1.5, r_e 3 px, q 0.7, Moffat FWHM 3.5 px,
+4-Gaussian PSF); the reference is the fit of the noiseless image. Prints the spread of (fit - ref) / error with each
 fit's own errors and with the errors of the reference fit (the Fisher matrix at the truth), the number of
 fits with n at a bound, and quantiles of n and of the error ratio.
 """
@@ -49,7 +49,9 @@ def rep(name, sel):
     lr = (np.log(r[sel]) - np.log(r0)) / (re[sel] / r[sel])
     print(f"  {name:28s} std pull F {pf.std():.3f} reff {pr.std():.3f} ln reff {lr.std():.3f}; "
           f"with ref errors F {((f[sel]-F0)/Fe0).std():.3f} reff {((r[sel]-r0)/re0).std():.3f}; "
-          f"mean pull F {pf.mean():+.3f} r {pr.mean():+.3f}; robust(1.4826 MAD) r {1.4826*np.median(abs(pr-np.median(pr))):.3f}")
+          f"mean pull F {pf.mean():+.3f} r {pr.mean():+.3f}; "
+          f"robust(1.4826 MAD) r {1.4826 * np.median(abs(pr - np.median(pr))):.3f}")
 rep("all (incl. at bound)", np.ones(len(a), bool))
 rep("excluding at bound", keep)
-print("  n quantiles", np.round(np.percentile(n, [1, 10, 50, 90, 99]), 2), "err ratio re/re0 quantiles", np.round(np.percentile(re / re0, [10, 50, 90]), 2))
+print("  n quantiles", np.round(np.percentile(n, [1, 10, 50, 90, 99]), 2),
+      "err ratio re/re0 quantiles", np.round(np.percentile(re / re0, [10, 50, 90]), 2))

@@ -214,8 +214,8 @@ public:
                 }
             }
         }
-        return finish(res, params, chi2, obj, _opt.maxIter, FitStatus::MaxIter, "maximum iterations reached", &ne,
-                      &neFluxes);
+        return finish(res, params, chi2, obj, _opt.maxIter, FitStatus::MaxIter, "maximum iterations reached",
+                      &ne, &neFluxes);
     }
 
 private:
@@ -519,7 +519,9 @@ std::vector<double> nnlsGram(std::vector<double> const& G, std::vector<double> c
 FitResult fitScene(Scene const& scene, std::vector<BandInput> const& bands, std::vector<double> const& params0,
                    std::vector<char> const& free, FitOptions const& options) {
     auto start = std::chrono::steady_clock::now();
-    auto elapsed = [&]() { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    auto elapsed = [&]() {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
     FitResult res;
     try {
         if (static_cast<int>(bands.size()) != scene.nBands()) throw InputError("need one band input per band");

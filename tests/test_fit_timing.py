@@ -18,11 +18,30 @@ def test_time_is_per_object_not_the_batch_average():
                                  np.random.default_rng(3))
     # The first fit of a model pays one-off set-up (profile tables): warm up so the times compare fits.
     fit_patch(images, (0, 0), objects[:1], None, {"r": mix}, "exp", SourceFitConfig(stamp_max=64))
-    t0 = time.perf_counter()
-    table = fit_patch(images, (0, 0), objects, None, {"r": mix}, "exp", SourceFitConfig(stamp_max=64))
-    total = time.perf_counter() - t0
-    assert not table["exp_flag"].any()
-    small, large = table["exp_time"]
-    # Each row has its own time (a batch average would make them equal); together they fit in the call.
-    assert 0 < small < large
-    assert small + large <= total
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        table = fit_patch(images, (0, 0), objects, None, {"r": mix}, "exp", SourceFitConfig(stamp_max=64))
+        total = time.perf_counter() - t0
+        assert not table["exp_flag"].any()
+        # Together the rows' times fit in the call (they exclude the patch-level work).
+        assert 0 < table["exp_time"].sum() <= total
+        times.append(np.asarray(table["exp_time"]))
+    # Each row has its own time (a batch average would make them equal); the minimum over repeats
+    # removes the load of the shared machine.
+    small, large = np.min(times, axis=0)
+    assert small < large
+
+
+def test_blend_children_have_their_own_times():
+    psf = moffat_psf(3.5)
+    mix = fit_psf_image(psf_kernel(psf, 41), 2).mixture
+    truths = [GalaxyTruth(30.2, 30.1, 2000.0, n=1.0, reff=2.0), GalaxyTruth(38.3, 31.4, 3000.0, n=1.0, reff=3.0)]
+    images, objects = make_scene(truths, {"r": psf}, {"r": 1.0}, (64, 72), {"r": 1.0}, np.random.default_rng(4))
+    objects["parentObjectId"] = [7, 7]
+    for mode in ("joint", "subtract"):
+        t0 = time.perf_counter()
+        table = fit_patch(images, (0, 0), objects, None, {"r": mix}, "exp", SourceFitConfig(blend_mode=mode))
+        total = time.perf_counter() - t0
+        assert not table["exp_flag"].any()
+        assert (table["exp_time"] > 0).all() and table["exp_time"].sum() <= total

@@ -370,11 +370,11 @@ def fit_objects(
         for i, o in enumerate(objs):
             if current[i] is None:
                 continue
+            t0 = time.perf_counter()
             start, stop = _box([o], [_half_size(o.cov, cfg)])
             sub = [None if im is None else _siblings_image(model, objs, current, i, b, im, start, stop)
                    for b, im in enumerate(images)]
             keep = [o.label] + labels
-            t0 = time.perf_counter()
             previous = current[i].time
             current[i] = _fit_set(model, [o], images, footprints, keep, cfg, subtract=sub, box=(start, stop),
                                   theta0=current[i].theta)[0]

@@ -109,7 +109,7 @@ class FitSettings:
     """
 
     max_iter: int = 100
-    rtol: float = 1e-8
+    rtol: float = 1e-6
     xtol: float = 1e-4
     n_bounds: tuple[float, float] = (N_MIN, N_MAX)
     reff_bounds: tuple[float, float] = (1e-2, 1e3)

@@ -198,7 +198,8 @@ def psf_columns(n_gauss: int) -> list[ColumnDef]:
     ]
     for i in range(n_gauss):
         cols += [
-            ColumnDef(f"psf_g{i}_frac", "f8", None, f"Flux fraction of Gaussian {i} of the unit-sum kernel (the sum is the light the "
+            ColumnDef(f"psf_g{i}_frac", "f8", None,
+                      f"Flux fraction of Gaussian {i} of the unit-sum kernel (the sum is the light the "
                       "mixture holds, just below 1; not renormalised)"),
             ColumnDef(f"psf_g{i}_dx", "f8", "pix", f"x offset of Gaussian {i} from the kernel centre"),
             ColumnDef(f"psf_g{i}_dy", "f8", "pix", f"y offset of Gaussian {i} from the kernel centre"),
