@@ -1,0 +1,386 @@
+"""Metrics and plots of a matched table (measured objects against a reference catalogue).
+
+The matched table is the output of `lsst.galmix.analysis.catalogs.build_matched_table`: object columns
+with their own names (``<band>_<model>Flux``...), reference columns prefixed ``refcat_`` (DC2-like
+``refcat_flux_<band>``, ``refcat_is_pointsource``, ``refcat_ra``...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.table import Table
+from matplotlib.figure import Figure
+
+from .catalogs import REF_PREFIX
+from .plots import PanelData, plot_binned_panels, plot_completeness_purity, plot_size_magnitude
+from .stats import binned_stats, completeness_purity, flux_to_mag, mag_bins, sigma_mad
+
+__all__ = ["COLORS", "MatchedSpec", "compute_metrics", "make_plots", "matched_columns", "plot_names"]
+
+COLORS = (("g", "r"), ("r", "i"), ("i", "z"))
+"""Colours reported, as band pairs."""
+
+
+@dataclass
+class MatchedSpec:
+    """What to measure in a matched table.
+
+    Attributes
+    ----------
+    model : `str`
+        Model whose columns are compared (``<band>_<model>Flux``, ``<model>_ra``...).
+    bands : `list` [`str`]
+        Bands to analyse (those without columns are skipped).
+    mag_min, mag_max, mag_width : `float`
+        Magnitude bins of the binned statistics.
+    summary_min, summary_max : `float`
+        Reference-magnitude range of the one-number summaries.
+    selection_band : `str`
+        Band of the reference magnitude used for completeness, colours, positions and sizes.
+    """
+
+    model: str = "sersic"
+    bands: list[str] = field(default_factory=lambda: list("ugrizy"))
+    mag_min: float = 17.0
+    mag_max: float = 27.0
+    mag_width: float = 1.0
+    summary_min: float = 20.0
+    summary_max: float = 24.0
+    selection_band: str = "r"
+
+    @property
+    def edges(self) -> np.ndarray:
+        """Magnitude bin edges."""
+        return mag_bins(self.mag_min, self.mag_max, self.mag_width)
+
+
+@dataclass
+class _Columns:
+    """Arrays extracted once from the matched table."""
+
+    bands: list[str]
+    good: np.ndarray
+    has_ref: np.ndarray
+    has_obj: np.ndarray
+    primary: np.ndarray
+    is_star: np.ndarray
+    flux: dict[str, np.ndarray]
+    flux_err: dict[str, np.ndarray]
+    ref_flux: dict[str, np.ndarray]
+    selection: str
+
+
+def _col(table: Table, name: str, fill=np.nan) -> np.ndarray:
+    if name not in table.colnames:
+        return np.full(len(table), fill)
+    col = table[name]
+    if hasattr(col, "filled"):
+        col = col.filled(fill)
+    return np.asarray(col)
+
+
+def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
+    """Extract the arrays the metrics and plots use.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Matched table.
+    spec : `MatchedSpec`
+        What to measure.
+
+    Returns
+    -------
+    columns : `_Columns`
+        Flags, classes and fluxes per band; ``good`` = matched, primary and not flagged.
+    """
+    m = spec.model
+    has_ref = _col(table, "match_hasRef", False).astype(bool)
+    has_obj = _col(table, "match_hasObject", False).astype(bool)
+    primary_name = "isPrimary" if "isPrimary" in table.colnames else "detect_isPrimary"
+    primary = _col(table, primary_name, False).astype(bool)
+    flagged = _col(table, f"{m}_flag", True).astype(bool)
+    is_star = _col(table, REF_PREFIX + "is_pointsource", False).astype(bool)
+    bands = [
+        b for b in spec.bands if f"{b}_{m}Flux" in table.colnames and REF_PREFIX + f"flux_{b}" in table.colnames
+    ]
+    return _Columns(
+        bands=bands,
+        good=has_ref & has_obj & primary & ~flagged,
+        has_ref=has_ref,
+        has_obj=has_obj,
+        primary=primary,
+        is_star=is_star,
+        flux={b: _col(table, f"{b}_{m}Flux").astype(float) for b in bands},
+        flux_err={b: _col(table, f"{b}_{m}FluxErr").astype(float) for b in bands},
+        ref_flux={b: _col(table, REF_PREFIX + f"flux_{b}").astype(float) for b in bands},
+        selection=f"matched, {primary_name}, not {m}_flag",
+    )
+
+
+def _classes(cols: _Columns) -> dict[str, np.ndarray]:
+    return {"galaxies": cols.good & ~cols.is_star, "stars": cols.good & cols.is_star}
+
+
+def _summary(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> dict[str, float | int | None]:
+    sel = np.isfinite(x) & np.isfinite(y) & (x >= lo) & (x < hi)
+    med = float(np.median(y[sel])) if sel.any() else float("nan")
+    smad = sigma_mad(y[sel])
+    return {
+        "count": int(sel.sum()),
+        "median": med if np.isfinite(med) else None,
+        "sigma_mad": smad if np.isfinite(smad) else None,
+    }
+
+
+def _mag_diff(cols: _Columns, band: str) -> tuple[np.ndarray, np.ndarray]:
+    ref_mag = flux_to_mag(cols.ref_flux[band])
+    return ref_mag, flux_to_mag(cols.flux[band]) - ref_mag
+
+
+def _flux_chi(cols: _Columns, band: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chi = (cols.flux[band] - cols.ref_flux[band]) / cols.flux_err[band]
+    return flux_to_mag(cols.ref_flux[band]), chi
+
+
+def _color_diff(cols: _Columns, b1: str, b2: str, sel_band: str) -> tuple[np.ndarray, np.ndarray]:
+    meas = flux_to_mag(cols.flux[b1]) - flux_to_mag(cols.flux[b2])
+    ref = flux_to_mag(cols.ref_flux[b1]) - flux_to_mag(cols.ref_flux[b2])
+    return flux_to_mag(cols.ref_flux[sel_band]), meas - ref
+
+
+def _position_diff(table: Table, spec: MatchedSpec) -> tuple[np.ndarray, np.ndarray]:
+    """RA*cos(dec) and Dec differences, measured minus reference, in mas."""
+    ra = _col(table, f"{spec.model}_ra").astype(float)
+    dec = _col(table, f"{spec.model}_dec").astype(float)
+    ref_ra = _col(table, REF_PREFIX + "ra").astype(float)
+    ref_dec = _col(table, REF_PREFIX + "dec").astype(float)
+    dra = ((ra - ref_ra + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(ref_dec)) * 3.6e6
+    return dra, (dec - ref_dec) * 3.6e6
+
+
+def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
+    """Compute the metrics of a matched table.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Matched table.
+    spec : `MatchedSpec`
+        What to measure.
+
+    Returns
+    -------
+    metrics : `dict`
+        Plain-Python nested dict (YAML-serialisable): ``model``, ``selection``, counts, and per class
+        (``galaxies``, ``stars``) ``magDiff`` and ``fluxChi`` per band, ``colorDiff`` per colour and
+        ``positionDiff`` (``ra_mas``, ``dec_mas``) as binned statistics (``bin_lo``, ``bin_hi``, ``count``,
+        ``median``, ``sigma_mad``); ``completeness`` per class and ``purity`` (all objects) per bin of
+        ``selection_band`` magnitude; ``summary``: one-number statistics for references in
+        ``[summary_min, summary_max)``.
+    """
+    cols = matched_columns(table, spec)
+    edges = spec.edges
+    classes = _classes(cols)
+    sb = spec.selection_band
+    lo, hi = spec.summary_min, spec.summary_max
+    out: dict = {
+        "model": spec.model,
+        "selection": cols.selection,
+        "bands": list(cols.bands),
+        "summary_range": [lo, hi],
+        "n_ref": int(cols.has_ref.sum()),
+        "n_object": int((cols.has_obj & cols.primary).sum()),
+        "n_matched": int((cols.has_ref & cols.has_obj).sum()),
+        "n_good": int(cols.good.sum()),
+        "magDiff": {},
+        "fluxChi": {},
+        "colorDiff": {},
+        "positionDiff": {},
+        "completeness": {},
+        "summary": {},
+    }
+    dra, ddec = _position_diff(table, spec)
+    for label, sel in classes.items():
+        out["magDiff"][label] = {}
+        out["fluxChi"][label] = {}
+        out["colorDiff"][label] = {}
+        summary: dict = {"magDiff": {}, "fluxChi": {}, "colorDiff": {}}
+        for b in cols.bands:
+            x, y = _mag_diff(cols, b)
+            out["magDiff"][label][b] = binned_stats(x[sel], y[sel], edges).to_dict()
+            summary["magDiff"][b] = _summary(x[sel], y[sel], lo, hi)
+            x, y = _flux_chi(cols, b)
+            out["fluxChi"][label][b] = binned_stats(x[sel], y[sel], edges).to_dict()
+            summary["fluxChi"][b] = _summary(x[sel], y[sel], lo, hi)
+        for b1, b2 in COLORS:
+            if b1 in cols.bands and b2 in cols.bands and sb in cols.bands:
+                x, y = _color_diff(cols, b1, b2, sb)
+                out["colorDiff"][label][f"{b1}-{b2}"] = binned_stats(x[sel], y[sel], edges).to_dict()
+                summary["colorDiff"][f"{b1}-{b2}"] = _summary(x[sel], y[sel], lo, hi)
+        if sb in cols.bands:
+            x = flux_to_mag(cols.ref_flux[sb])
+            out["positionDiff"][label] = {
+                "ra_mas": binned_stats(x[sel], dra[sel], edges).to_dict(),
+                "dec_mas": binned_stats(x[sel], ddec[sel], edges).to_dict(),
+            }
+            summary["positionDiff"] = {
+                "ra_mas": _summary(x[sel], dra[sel], lo, hi),
+                "dec_mas": _summary(x[sel], ddec[sel], lo, hi),
+            }
+            ref_rows = cols.has_ref & (cols.is_star == (label == "stars"))
+            cp = completeness_purity(
+                x[ref_rows], (cols.has_obj & cols.primary)[ref_rows], np.array([]), np.array([]), edges
+            )
+            out["completeness"][label] = {
+                "n_ref": [int(v) for v in cp["n_ref"]],
+                "n_matched": [int(v) for v in cp["n_ref_matched"]],
+                "fraction": [None if not np.isfinite(v) else float(v) for v in cp["completeness"]],
+            }
+        out["summary"][label] = summary
+    if sb in cols.bands:
+        obj_rows = cols.has_obj & cols.primary
+        meas = flux_to_mag(cols.flux[sb])
+        cp = completeness_purity(np.array([]), np.array([], bool), meas[obj_rows], cols.has_ref[obj_rows], edges)
+        out["purity"] = {
+            "n_object": [int(v) for v in cp["n_target"]],
+            "n_matched": [int(v) for v in cp["n_target_matched"]],
+            "fraction": [None if not np.isfinite(v) else float(v) for v in cp["purity"]],
+        }
+    out["bin_lo"] = [float(v) for v in edges[:-1]]
+    out["bin_hi"] = [float(v) for v in edges[1:]]
+    return out
+
+
+def _title(spec: MatchedSpec, cols: _Columns, what: str) -> str:
+    return f"galmix {spec.model}: {what}\nselection: {cols.selection}"
+
+
+def make_plots(table: Table, spec: MatchedSpec) -> dict[str, Figure]:
+    """Make the matched-catalogue plots.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Matched table.
+    spec : `MatchedSpec`
+        What to plot.
+
+    Returns
+    -------
+    figures : `dict` [`str`, `matplotlib.figure.Figure`]
+        ``matchedRefMagDiff_<band>``, ``matchedRefMagChi_<band>``, ``matchedRefColorDiff_<b1><b2>``,
+        ``matchedRefPositionDiff``, ``sizeMagnitude``, ``completenessPurity``; names whose columns are
+        absent are omitted (see `plot_names`).
+    """
+    cols = matched_columns(table, spec)
+    edges = spec.edges
+    classes = _classes(cols)
+    sb = spec.selection_band
+    figs: dict[str, Figure] = {}
+    for b in cols.bands:
+        x, y = _mag_diff(cols, b)
+        figs[f"matchedRefMagDiff_{b}"] = plot_binned_panels(
+            [PanelData(k, x[s], 1000 * y[s]) for k, s in classes.items()],
+            edges,
+            f"reference {b} mag",
+            f"{b}: {spec.model} - reference (mmag)",
+            _title(spec, cols, f"{b}-band magnitude difference"),
+            ylim=(-300, 300),
+        )
+        x, y = _flux_chi(cols, b)
+        figs[f"matchedRefMagChi_{b}"] = plot_binned_panels(
+            [PanelData(k, x[s], y[s]) for k, s in classes.items()],
+            edges,
+            f"reference {b} mag",
+            f"{b}: ({spec.model} - reference) / error",
+            _title(spec, cols, f"{b}-band flux chi"),
+            ylim=(-10, 10),
+        )
+    if sb in cols.bands:
+        for b1, b2 in COLORS:
+            if b1 in cols.bands and b2 in cols.bands:
+                x, y = _color_diff(cols, b1, b2, sb)
+                figs[f"matchedRefColorDiff_{b1}{b2}"] = plot_binned_panels(
+                    [PanelData(k, x[s], 1000 * y[s]) for k, s in classes.items()],
+                    edges,
+                    f"reference {sb} mag",
+                    f"({b1}-{b2}): {spec.model} - reference (mmag)",
+                    _title(spec, cols, f"{b1}-{b2} colour difference"),
+                    ylim=(-300, 300),
+                )
+        x = flux_to_mag(cols.ref_flux[sb])
+        dra, ddec = _position_diff(table, spec)
+        gal = classes["galaxies"]
+        star = classes["stars"]
+        figs["matchedRefPositionDiff"] = plot_binned_panels(
+            [
+                PanelData("galaxies RA cos(Dec)", x[gal], dra[gal]),
+                PanelData("galaxies Dec", x[gal], ddec[gal]),
+                PanelData("stars RA cos(Dec)", x[star], dra[star]),
+                PanelData("stars Dec", x[star], ddec[star]),
+            ],
+            edges,
+            f"reference {sb} mag",
+            "measured - reference (mas)",
+            _title(spec, cols, "position difference"),
+            ylim=(-200, 200),
+        )
+        # Multi-component models have per-component sizes only: show the first component's.
+        candidates = [f"{spec.model}_reff"] + sorted(
+            c for c in table.colnames if c.startswith(f"{spec.model}_") and c.endswith("_reff")
+        )
+        reff = next((c for c in candidates if c in table.colnames), None)
+        if reff is not None:
+            size = _col(table, reff).astype(float)
+            meas = flux_to_mag(cols.flux[sb])
+            figs["sizeMagnitude"] = plot_size_magnitude(
+                [PanelData(k, meas[s], size[s]) for k, s in classes.items()],
+                edges,
+                f"{spec.model} {sb} mag",
+                f"{reff} (arcsec)",
+                _title(spec, cols, "size-magnitude (class from reference)"),
+            )
+        primary_objects = cols.has_obj & cols.primary
+        completeness = {}
+        for label in ("galaxies", "stars"):
+            ref_rows = cols.has_ref & (cols.is_star == (label == "stars"))
+            completeness[label] = completeness_purity(
+                x[ref_rows], primary_objects[ref_rows], np.array([]), np.array([], dtype=bool), edges
+            )
+        purity = completeness_purity(
+            np.array([]), np.array([], dtype=bool), flux_to_mag(cols.flux[sb])[primary_objects],
+            cols.has_ref[primary_objects], edges,
+        )
+        figs["completenessPurity"] = plot_completeness_purity(
+            edges, completeness, purity,
+            f"galmix {spec.model}: completeness (references, {sb} mag) and purity (primary objects)",
+        )
+    return figs
+
+
+def plot_names(bands: Sequence[str], has_size: bool = True) -> list[str]:
+    """Names `make_plots` produces when every band has columns.
+
+    Parameters
+    ----------
+    bands : `~collections.abc.Sequence` [`str`]
+        Bands analysed; must include the selection band for the tract-wide plots.
+    has_size : `bool`
+        Whether the model has a size (not the point-source model).
+
+    Returns
+    -------
+    names : `list` [`str`]
+        Plot names.
+    """
+    names = [f"matchedRefMagDiff_{b}" for b in bands] + [f"matchedRefMagChi_{b}" for b in bands]
+    names += [f"matchedRefColorDiff_{b1}{b2}" for b1, b2 in COLORS if b1 in bands and b2 in bands]
+    names += ["matchedRefPositionDiff", "completenessPurity"]
+    if has_size:
+        names.append("sizeMagnitude")
+    return names

@@ -1,0 +1,133 @@
+"""analyzeMatched: metrics (StructuredDataDict) and PNG plots of a matched table for one model."""
+
+from __future__ import annotations
+
+from astropy.table import Table
+
+import lsst.pex.config as pexConfig
+import lsst.pipe.base as pipeBase
+from lsst.pipe.base import connectionTypes as cT
+
+from ..analysis.metrics import MatchedSpec, compute_metrics, make_plots, plot_names
+from ..models.definitions import get_model
+from ._templates import MODEL_TEMPLATE_DEFAULT, apply_model_template
+
+__all__ = ["AnalyzeMatchedConfig", "AnalyzeMatchedConnections", "AnalyzeMatchedTask"]
+
+
+class AnalyzeMatchedConnections(
+    pipeBase.PipelineTaskConnections,
+    dimensions=("skymap", "tract"),
+    defaultTemplates={
+        "refName": "truth_summary",
+        "targetName": "objectTable_tract_galmix",
+        "model": MODEL_TEMPLATE_DEFAULT,
+    },
+):
+    """Plot outputs ``plot_<name>`` -> ``galmix_<model>_<name>_Plot`` are added in ``__init__``."""
+
+    matched = cT.Input(
+        doc="Matched table",
+        name="matched_{refName}_{targetName}",
+        storageClass="ArrowAstropy",
+        dimensions=("skymap", "tract"),
+    )
+    metrics = cT.Output(
+        doc="Binned and summary statistics of the matched table",
+        name="galmix_{model}_matchedMetrics",
+        storageClass="StructuredDataDict",
+        dimensions=("skymap", "tract"),
+    )
+
+    def __init__(self, *, config: AnalyzeMatchedConfig):
+        for name in plot_names(config.bands, has_size=get_model(config.model).has_shape):
+            setattr(
+                self,
+                f"plot_{name}",
+                cT.Output(
+                    doc=f"Plot {name}",
+                    name=f"galmix_{{model}}_{name}_Plot",
+                    storageClass="Plot",
+                    dimensions=("skymap", "tract"),
+                ),
+            )
+        apply_model_template(self, config.model)
+
+
+class AnalyzeMatchedConfig(pipeBase.PipelineTaskConfig, pipelineConnections=AnalyzeMatchedConnections):
+    """Configuration of `AnalyzeMatchedTask`."""
+
+    model = pexConfig.Field[str](doc="Model analysed (a name of the model registry)", default="sersic")
+    bands = pexConfig.ListField[str](doc="Bands analysed", default=list("ugrizy"))
+    magMin = pexConfig.Field[float](doc="First magnitude bin edge", default=17.0)
+    magMax = pexConfig.Field[float](doc="Last magnitude bin edge", default=27.0)
+    magWidth = pexConfig.Field[float](doc="Magnitude bin width", default=1.0)
+    summaryMin = pexConfig.Field[float](doc="Bright end of the summary range (reference mag)", default=20.0)
+    summaryMax = pexConfig.Field[float](doc="Faint end of the summary range (reference mag)", default=24.0)
+    selectionBand = pexConfig.Field[str](
+        doc="Band of the magnitude for colours, positions, sizes and completeness", default="r"
+    )
+
+    def validate(self):
+        super().validate()
+        get_model(self.model)
+        if self.selectionBand not in self.bands:
+            raise pexConfig.FieldValidationError(
+                AnalyzeMatchedConfig.selectionBand, self, "selectionBand must be one of bands"
+            )
+
+    def spec(self) -> MatchedSpec:
+        """The analysis specification of this config."""
+        return MatchedSpec(
+            model=self.model,
+            bands=list(self.bands),
+            mag_min=self.magMin,
+            mag_max=self.magMax,
+            mag_width=self.magWidth,
+            summary_min=self.summaryMin,
+            summary_max=self.summaryMax,
+            selection_band=self.selectionBand,
+        )
+
+
+class AnalyzeMatchedTask(pipeBase.PipelineTask):
+    """Compute metrics and plots (see `lsst.galmix.analysis.metrics`)."""
+
+    ConfigClass = AnalyzeMatchedConfig
+    _DefaultName = "analyzeMatched"
+    config: AnalyzeMatchedConfig
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        outputs = self.run(butlerQC.get(inputRefs.matched))
+        butlerQC.put(outputs.metrics, outputRefs.metrics)
+        for name, fig in outputs.plots.items():
+            ref = getattr(outputRefs, f"plot_{name}", None)
+            if ref is not None:
+                butlerQC.put(fig, ref)
+        missing = [n for n in plot_names(self.config.bands) if n not in outputs.plots]
+        if missing:
+            self.log.warning("No data for plots %s (columns absent)", missing)
+
+    def run(self, matched: Table) -> pipeBase.Struct:
+        """Analyse a matched table.
+
+        Parameters
+        ----------
+        matched : `astropy.table.Table`
+            Matched table.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``metrics`` (`dict`) and ``plots`` (`dict` of name -> `matplotlib.figure.Figure`).
+        """
+        spec = self.config.spec()
+        metrics = compute_metrics(matched, spec)
+        plots = make_plots(matched, spec)
+        for label in ("galaxies", "stars"):
+            for band, s in metrics["summary"].get(label, {}).get("magDiff", {}).items():
+                self.log.info(
+                    "%s %s %s %.0f-%.0f mag: N=%d median dmag=%s sigma_MAD=%s", spec.model, label, band,
+                    spec.summary_min, spec.summary_max, s["count"], s["median"], s["sigma_mad"],
+                )
+        return pipeBase.Struct(metrics=metrics, plots=plots)

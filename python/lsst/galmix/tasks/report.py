@@ -1,0 +1,148 @@
+"""Summaries of a finished pipeline run: per-task timings from task metadata and metric digests."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from lsst.daf.butler import Butler
+
+__all__ = ["TaskTiming", "format_metrics_summary", "format_timings", "task_timings"]
+
+
+@dataclass
+class TaskTiming:
+    """Timing of all quanta of one task label.
+
+    Attributes
+    ----------
+    label : `str`
+        Task label.
+    n_quanta : `int`
+        Quanta run.
+    wall : `float`
+        Sum over quanta of wall-clock seconds from quantum preparation to its end (includes I/O).
+    cpu : `float`
+        Sum of CPU seconds over the same interval.
+    work : `float`
+        Sum of the seconds the task reports for its own science step (``fitSeconds``); 0 if none.
+    n_objects : `int`
+        Sum of ``nObjects`` reported by the task; 0 if none.
+    """
+
+    label: str
+    n_quanta: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+    work: float = 0.0
+    n_objects: int = 0
+
+    @property
+    def overhead(self) -> float:
+        """Wall seconds not spent in the science step (Butler I/O, framework, preparation)."""
+        return self.wall - self.work
+
+
+def _first(value):
+    return value[0] if isinstance(value, list) else value
+
+
+def task_timings(butler: Butler, collection: str) -> dict[str, TaskTiming]:
+    """Collect per-label timings from the ``<label>_metadata`` datasets of a collection.
+
+    Parameters
+    ----------
+    butler : `lsst.daf.butler.Butler`
+        Butler of the repository.
+    collection : `str`
+        Output collection of the run.
+
+    Returns
+    -------
+    timings : `dict` [`str`, `TaskTiming`]
+        By task label.
+    """
+    out: dict[str, TaskTiming] = defaultdict(lambda: TaskTiming(""))
+    names = [dt.name for dt in butler.registry.queryDatasetTypes("*_metadata")]
+    for name in names:
+        label = name.removesuffix("_metadata")
+        refs = list(butler.registry.queryDatasets(name, collections=collection, findFirst=True))
+        for ref in refs:
+            md = butler.get(ref).to_dict()
+            q = md.get("quantum", {})
+            if "prepUtc" not in q or "endUtc" not in q:
+                continue
+            t = out[label]
+            t.label = label
+            t.n_quanta += 1
+            t.wall += (
+                datetime.fromisoformat(_first(q["endUtc"])) - datetime.fromisoformat(_first(q["prepUtc"]))
+            ).total_seconds()
+            t.cpu += float(_first(q["endCpuTime"])) - float(_first(q["prepCpuTime"]))
+            own = md.get(label, {})
+            t.work += float(_first(own.get("fitSeconds", 0.0)) or 0.0)
+            t.n_objects += int(_first(own.get("nObjects", 0)) or 0)
+    return dict(out)
+
+
+def format_timings(timings: dict[str, TaskTiming]) -> str:
+    """Text table of task timings.
+
+    Objects per wall-clock second and per CPU second (= per core, quanta run one at a time) are given
+    for tasks that report ``nObjects``.
+    """
+    header = (
+        f"{'task':34s} {'quanta':>6s} {'wall s':>8s} {'cpu s':>8s} {'fit s':>8s} {'objects':>8s} "
+        f"{'obj/wall-s':>10s} {'obj/cpu-s':>9s}"
+    )
+    lines = [header]
+    for t in sorted(timings.values(), key=lambda t: -t.wall):
+        rate = f"{t.n_objects / t.wall:10.2f}" if t.n_objects and t.wall > 0 else f"{'':>10s}"
+        cpu_rate = f"{t.n_objects / t.cpu:9.2f}" if t.n_objects and t.cpu > 0 else f"{'':>9s}"
+        lines.append(
+            f"{t.label:34s} {t.n_quanta:6d} {t.wall:8.2f} {t.cpu:8.2f} {t.work:8.2f} {t.n_objects:8d} "
+            f"{rate} {cpu_rate}"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(v, scale: float = 1000.0, sign: bool = True) -> str:
+    if v is None:
+        return f"{'n/a':>7s}"
+    return f"{v * scale:+7.1f}" if sign else f"{v * scale:7.1f}"
+
+
+def format_metrics_summary(metrics: dict) -> str:
+    """Short text digest of an ``analyzeMatched`` metrics dict.
+
+    Parameters
+    ----------
+    metrics : `dict`
+        Output of `lsst.galmix.analysis.metrics.compute_metrics`.
+
+    Returns
+    -------
+    text : `str`
+        Magnitude bias and scatter per band for galaxies and stars, colour bias, in mmag.
+    """
+    lo, hi = metrics["summary_range"]
+    header = (
+        f"model {metrics['model']}: {metrics['n_matched']} matched of {metrics['n_ref']} references and "
+        f"{metrics['n_object']} primary objects; reference magnitudes {lo:g}-{hi:g}, values in mmag"
+    )
+    lines = [header]
+    for label in ("galaxies", "stars"):
+        summary = metrics["summary"].get(label, {})
+        for band, s in summary.get("magDiff", {}).items():
+            lines.append(
+                f"  {label:8s} {band}: N={s['count']:4d}  median dmag {_fmt(s['median'])}"
+                f"  sigma_MAD {_fmt(s['sigma_mad'], sign=False)}"
+            )
+        colours = summary.get("colorDiff", {})
+        if colours:
+            lines.append(
+                f"  {label:8s} colour bias: "
+                + ", ".join(f"{c} {_fmt(s['median']).strip()}" for c, s in colours.items())
+            )
+    return "\n".join(lines)

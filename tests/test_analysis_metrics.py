@@ -1,0 +1,147 @@
+"""Tests of binned statistics, metrics and plots on synthetic matched tables."""
+
+import io
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from lsst.galmix.analysis import (
+    MatchedSpec,
+    binned_stats,
+    completeness_purity,
+    compute_metrics,
+    flux_to_mag,
+    make_plots,
+    plot_names,
+    sigma_mad,
+)
+
+BANDS = list("griz")
+
+
+def test_sigma_mad_gaussian_and_outliers():
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 2.0, 200_000)
+    assert sigma_mad(x) == pytest.approx(2.0, rel=0.01)
+    x[:1000] = 1e6  # 0.5% outliers barely move it
+    assert sigma_mad(x) == pytest.approx(2.0, rel=0.02)
+    assert np.isnan(sigma_mad([np.nan]))
+
+
+def test_binned_stats():
+    x = np.array([0.5, 0.6, 0.7, 1.5, 1.6, np.nan, 2.5])
+    y = np.array([1.0, 2.0, 30.0, -1.0, np.nan, 5.0, 4.0])
+    s = binned_stats(x, y, np.array([0.0, 1.0, 2.0]))
+    assert list(s.count) == [3, 1]
+    assert list(s.median) == [2.0, -1.0]
+    assert s.sigma_mad[0] == pytest.approx(1.4826)
+    d = s.to_dict()
+    assert d["bin_lo"] == [0.0, 1.0] and d["count"] == [3, 1]
+
+
+def test_completeness_purity():
+    edges = np.array([20.0, 21.0, 22.0])
+    cp = completeness_purity(
+        np.array([20.1, 20.2, 21.5, 21.6]), np.array([True, False, True, True]),
+        np.array([20.5, 21.5, 21.7]), np.array([True, True, False]), edges,
+    )
+    assert list(cp["completeness"]) == [0.5, 1.0]
+    assert list(cp["purity"]) == [1.0, 0.5]
+    assert flux_to_mag(np.array([3631e9]))[0] == pytest.approx(31.4 - 2.5 * np.log10(3631e9))
+
+
+def _matched_table(n=3000, gal_bias=0.05, seed=5):
+    """Matched table with a known g-band bias for galaxies and unbiased stars."""
+    rng = np.random.default_rng(seed)
+    t = Table()
+    star = rng.random(n) < 0.3
+    mag_r = rng.uniform(18, 26, n)
+    colors = {"g": 0.5, "r": 0.0, "i": -0.3, "z": -0.4}
+    for b in BANDS:
+        ref = 10 ** (-0.4 * (mag_r + colors[b] - 31.4))
+        err = 0.01 * ref + 5.0
+        scale = 10 ** (-0.4 * gal_bias) if b == "g" else 1.0
+        meas = np.where(star, ref, ref * scale) + rng.normal(0, 1, n) * err
+        t[f"{b}_sersicFlux"] = meas
+        t[f"{b}_sersicFluxErr"] = err
+        t[f"refcat_flux_{b}"] = ref
+    t["refcat_is_pointsource"] = star
+    t["refcat_ra"] = rng.uniform(10, 10.1, n)
+    t["refcat_dec"] = rng.uniform(-5, -4.9, n)
+    t["sersic_ra"] = t["refcat_ra"] + 20 / 3.6e6 / np.cos(np.deg2rad(t["refcat_dec"]))  # +20 mas east
+    t["sersic_dec"] = t["refcat_dec"] + rng.normal(0, 10 / 3.6e6, n)
+    t["sersic_reff"] = np.where(star, 0.01, 0.5)
+    t["sersic_flag"] = rng.random(n) < 0.05
+    t["isPrimary"] = np.ones(n, dtype=bool)
+    t["match_hasRef"] = np.ones(n, dtype=bool)
+    t["match_hasObject"] = np.ones(n, dtype=bool)
+    # Unmatched references fainter than r = 25 half of the time; a few unmatched objects.
+    lost = (mag_r > 25) & (rng.random(n) < 0.5)
+    t["match_hasObject"][lost] = False
+    spurious = rng.random(n) < 0.02
+    t["match_hasRef"][spurious & ~lost] = False
+    return t, lost, spurious & ~lost
+
+
+def test_metrics_recover_injected_bias():
+    t, _, _ = _matched_table()
+    spec = MatchedSpec(model="sersic", bands=BANDS + ["y"], mag_min=18, mag_max=26)
+    m = compute_metrics(t, spec)
+    assert m["bands"] == BANDS  # y has no columns
+    gal_g = m["summary"]["galaxies"]["magDiff"]["g"]
+    assert gal_g["median"] == pytest.approx(0.05, abs=0.004)
+    assert m["summary"]["stars"]["magDiff"]["g"]["median"] == pytest.approx(0.0, abs=0.004)
+    assert m["summary"]["galaxies"]["magDiff"]["r"]["median"] == pytest.approx(0.0, abs=0.004)
+    assert m["summary"]["galaxies"]["colorDiff"]["g-r"]["median"] == pytest.approx(0.05, abs=0.005)
+    assert m["summary"]["galaxies"]["colorDiff"]["r-i"]["median"] == pytest.approx(0.0, abs=0.005)
+    # Chi of unbiased stars ~ N(0, 1).
+    assert m["summary"]["stars"]["fluxChi"]["r"]["sigma_mad"] == pytest.approx(1.0, abs=0.1)
+    assert m["summary"]["galaxies"]["positionDiff"]["ra_mas"]["median"] == pytest.approx(20.0, abs=0.5)
+    assert m["summary"]["galaxies"]["positionDiff"]["dec_mas"]["sigma_mad"] == pytest.approx(10.0, rel=0.1)
+    # Per-bin statistics: the g bias is there in every galaxy bin with enough objects.
+    meds = np.array([v for v in m["magDiff"]["galaxies"]["g"]["median"] if v is not None])
+    assert np.all(np.abs(meds - 0.05) < 0.02)
+    # Completeness is 1 for r < 25 and about 0.5 beyond; purity reflects the spurious rows.
+    comp = m["completeness"]["galaxies"]["fraction"]
+    assert comp[:6] == [1.0] * 6
+    assert 0.3 < comp[7] < 0.7
+    assert all(0.9 < v <= 1.0 for v in m["purity"]["fraction"] if v is not None)
+    good = (t["match_hasRef"] & t["match_hasObject"] & ~t["sersic_flag"]).sum()
+    assert m["n_good"] == good
+    assert m["n_ref"] == t["match_hasRef"].sum()
+
+
+def test_metrics_yaml_serialisable():
+    import yaml
+
+    t, _, _ = _matched_table(n=200)
+    m = compute_metrics(t, MatchedSpec(bands=BANDS))
+    assert yaml.safe_load(yaml.safe_dump(m)) == m
+
+
+def test_plots_are_png():
+    t, _, _ = _matched_table(n=500)
+    figs = make_plots(t, MatchedSpec(bands=BANDS))
+    assert sorted(figs) == sorted(plot_names(BANDS))
+    fig = figs["matchedRefMagDiff_g"]
+    assert "selection" in fig._suptitle.get_text()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
+    # One panel per class, each with median and 3 x 2 sigma_MAD lines.
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2 and ax.get_title().startswith("galaxies")
+    assert len(ax.lines) >= 7
+
+
+def test_size_plot_of_a_multi_component_model():
+    t, _, _ = _matched_table(n=300)
+    for b in BANDS:
+        t.rename_column(f"{b}_sersicFlux", f"{b}_sersicexpFlux")
+        t.rename_column(f"{b}_sersicFluxErr", f"{b}_sersicexpFluxErr")
+    t.rename_column("sersic_reff", "sersicexp_sersic_reff")
+    for name in ("ra", "dec", "flag"):
+        t.rename_column(f"sersic_{name}", f"sersicexp_{name}")
+    figs = make_plots(t, MatchedSpec(model="sersicexp", bands=BANDS))
+    assert "sizeMagnitude" in figs
+    assert "sersicexp_sersic_reff" in figs["sizeMagnitude"].axes[0].get_ylabel()
