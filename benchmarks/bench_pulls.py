@@ -61,13 +61,15 @@ for _ in range(nreal):
     if profile:
         (lo,), (hi,) = reff_profile_errors(images, (0, 0), obj, {"r": MIX}, model, out, cfg)
     rows.append((out[f"r_{model}Flux"][0], out[f"r_{model}FluxErr"][0], out[f"{model}_reff"][0],
-                 out[f"{model}_reffErr"][0], out[f"{model}_n"][0] if model == "sersic" else 1.0, bound, lo, hi))
+                 out[f"{model}_reffErr"][0], out[f"{model}_n"][0] if model == "sersic" else 1.0, bound,
+                 lo, hi))
 a = np.array(rows, float)
 f, fe, r, re, n, b, lo, hi = a.T
 keep = b == 0
 n0 = ref[f"{model}_n"][0] if model == "sersic" else 1.0
 print(f"{model} S/N {snr}: N={len(a)}, at_bound={nb}, true n={true_n}, ref n={n0:.3f}, "
-      f"ref r_e/true {ref[f'{model}_reffPix'][0] / 3.0:.4f}, ref F/true {F0 / 1000.0:.4f}, prior n={priors.n}")
+      f"ref r_e/true {ref[f'{model}_reffPix'][0] / 3.0:.4f}, ref F/true {F0 / 1000.0:.4f}, "
+      f"prior n={priors.n}")
 
 
 def rep(name, sel):
@@ -82,13 +84,15 @@ def rep(name, sel):
         side = np.where(r[sel] < r0, hi[sel], lo[sel])
         w = np.where(dln < 0, np.log1p(hi[sel] / r[sel]), -np.log1p(-lo[sel] / r[sel]))
         pp, pl = (r[sel] - r0) / side, dln / w
-        print(f"  {'':22s} profile: std pull reff {pp.std():.3f} ln reff {pl.std():.3f}; mean {pp.mean():+.3f} / "
-              f"{pl.mean():+.3f}; 68% coverage profile {(abs(pl) < 1).mean():.3f} Fisher {(abs(lr) < 1).mean():.3f}")
+        print(f"  {'':22s} profile: std pull reff {pp.std():.3f} ln reff {pl.std():.3f}; "
+              f"mean {pp.mean():+.3f} / {pl.mean():+.3f}; 68% coverage profile {(abs(pl) < 1).mean():.3f} "
+              f"Fisher {(abs(lr) < 1).mean():.3f}")
 
 
 rep("all (incl. at bound)", np.ones(len(a), bool))
 rep("excluding at bound", keep)
-print(f"  median n - ref n {np.median(n[keep]) - n0:+.3f}, median r_e/ref - 1 {np.median(r[keep] / r0) - 1:+.4f}, "
+print(f"  median n - ref n {np.median(n[keep]) - n0:+.3f}, "
+      f"median r_e/ref - 1 {np.median(r[keep] / r0) - 1:+.4f}, "
       f"median F/ref - 1 {np.median(f[keep] / F0) - 1:+.4f}")
 print("  n quantiles", np.round(np.percentile(n, [1, 10, 50, 90, 99]), 2),
       "err ratio re/re0 quantiles", np.round(np.percentile(re / re0, [10, 50, 90]), 2))
