@@ -98,7 +98,8 @@ def test_error_calibration(model, snr):
     """std((fit - ref) / err) within 10% of 1 for flux and reff over 300 noise realisations.
 
     With n free at S/N ~ 25 the likelihood is far from Gaussian in (n, reff, flux) and the pull spread
-    of reff drops to ~0.86 (measured; doc/fitting.rst), so the free-index model is checked at S/N 50.
+    of reff drops to ~0.86 (measured; doc/fitting.rst), so the free-index model is checked at S/N 50;
+    the profile-likelihood errors that hold at S/N 20 are tested in ``test_fit_profile.py``.
     """
     t = GalaxyTruth(20.0, 20.0, 1000.0, n=1.0 if model == "exp" else 1.5, reff=3.0, q=0.7, theta=0.2)
     clean = render_stamp([t], PSF, (41, 41))

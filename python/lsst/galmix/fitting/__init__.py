@@ -6,6 +6,7 @@ The entry points used by the PipelineTasks are re-exported here; see doc/fitting
 from .flags import FLAGS, PSF_FLAGS, FlagDef, FlagSet
 from .optimize import FitSettings, Priors
 from .patch import fit_patch
+from .profile import reff_profile_errors
 from .psf import PsfFit, fit_psf_image, fit_psf_images_table, psf_at
 from .rebuild import model_image
 from .schema import ColumnDef, empty_psf_table, empty_source_table, flux_column, psf_columns, source_columns
@@ -30,5 +31,6 @@ __all__ = [
     "model_image",
     "psf_at",
     "psf_columns",
+    "reff_profile_errors",
     "source_columns",
 ]
