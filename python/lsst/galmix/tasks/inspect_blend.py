@@ -16,11 +16,8 @@ from matplotlib.figure import Figure
 
 from lsst.daf.butler import Butler
 
-from ..fitting.psf import psf_at
-from ..fitting.schema import flux_column
+from ..fitting import rebuild
 from ..models.definitions import ModelDef, get_model
-from ..models.ellipse import eta_from_q_theta
-from ..models.render import render
 
 __all__ = ["inspect_blend", "main", "render_objects", "theta_from_row"]
 
@@ -46,18 +43,8 @@ def theta_from_row(model: ModelDef, row: Row) -> tuple[np.ndarray, tuple[float, 
     xy : `tuple` [`float`, `float`]
         The centre (for fixed-centroid models).
     """
-    m = model.name
-    xy = (float(row[f"{m}_x"]), float(row[f"{m}_y"]))
-    values: list[float] = list(xy) if model.free_centroid else []
-    for comp in model.components:
-        if not comp.has_shape:
-            continue
-        p = model.component_prefix(comp)
-        eta1, eta2 = eta_from_q_theta(float(row[f"{p}_q"]), np.deg2rad(float(row[f"{p}_theta"])))
-        values += [np.log(float(row[f"{p}_reffPix"])), eta1, eta2]
-        if comp.free_n:
-            values.append(float(row[f"{p}_n"]))
-    return np.array(values), xy
+    xy = (float(row[f"{model.name}_x"]), float(row[f"{model.name}_y"]))
+    return rebuild.theta_from_row(model, row), xy
 
 
 def render_objects(
@@ -92,18 +79,9 @@ def render_objects(
     image : `numpy.ndarray`
         Model image (nJy per pixel).
     """
-    image = np.zeros(shape)
-    for row in rows:
-        theta, xy = theta_from_row(model, row)
-        if model.multi:
-            fluxes = np.array([float(row[flux_column(model, band, c.name)]) for c in model.components])
-        else:
-            fluxes = np.array([float(row[flux_column(model, band)])])
-        psf = psf_at(psf_table, xy[0], xy[1]) if psf_table is not None else None
-        if psf is None or not (np.all(np.isfinite(theta)) and np.all(np.isfinite(fluxes))):
-            continue
-        image += render(model, theta, fluxes, psf, shape, origin, xy)
-    return image
+    if psf_table is None:
+        return np.zeros(shape)
+    return rebuild.model_image(rows, model, band, psf_table, shape, origin, rows=range(len(rows)))
 
 
 def _find_object(butler: Butler, collections: Sequence[str], object_id: int, model: str):
