@@ -163,6 +163,27 @@ def _position_diff(table: Table, spec: MatchedSpec) -> tuple[np.ndarray, np.ndar
     return dra, (dec - ref_dec) * 3.6e6
 
 
+def _completeness(cols: _Columns, ref_mag: np.ndarray, label: str, edges: np.ndarray) -> dict[str, np.ndarray]:
+    """Completeness of the references of one class; a match counts only if the object is primary."""
+    ref_rows = cols.has_ref & (cols.is_star == (label == "stars"))
+    primary_objects = cols.has_obj & cols.primary
+    return completeness_purity(
+        ref_mag[ref_rows], primary_objects[ref_rows], np.array([]), np.array([], dtype=bool), edges
+    )
+
+
+def _purity(cols: _Columns, meas_mag: np.ndarray, edges: np.ndarray) -> dict[str, np.ndarray]:
+    """Purity of the primary objects (matched to any reference)."""
+    primary_objects = cols.has_obj & cols.primary
+    return completeness_purity(
+        np.array([]), np.array([], dtype=bool), meas_mag[primary_objects], cols.has_ref[primary_objects], edges
+    )
+
+
+def _fractions(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
 def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
     """Compute the metrics of a matched table.
 
@@ -232,24 +253,19 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
                 "ra_mas": _summary(x[sel], dra[sel], lo, hi),
                 "dec_mas": _summary(x[sel], ddec[sel], lo, hi),
             }
-            ref_rows = cols.has_ref & (cols.is_star == (label == "stars"))
-            cp = completeness_purity(
-                x[ref_rows], (cols.has_obj & cols.primary)[ref_rows], np.array([]), np.array([]), edges
-            )
+            cp = _completeness(cols, x, label, edges)
             out["completeness"][label] = {
                 "n_ref": [int(v) for v in cp["n_ref"]],
                 "n_matched": [int(v) for v in cp["n_ref_matched"]],
-                "fraction": [None if not np.isfinite(v) else float(v) for v in cp["completeness"]],
+                "fraction": _fractions(cp["completeness"]),
             }
         out["summary"][label] = summary
     if sb in cols.bands:
-        obj_rows = cols.has_obj & cols.primary
-        meas = flux_to_mag(cols.flux[sb])
-        cp = completeness_purity(np.array([]), np.array([], bool), meas[obj_rows], cols.has_ref[obj_rows], edges)
+        cp = _purity(cols, flux_to_mag(cols.flux[sb]), edges)
         out["purity"] = {
             "n_object": [int(v) for v in cp["n_target"]],
             "n_matched": [int(v) for v in cp["n_target_matched"]],
-            "fraction": [None if not np.isfinite(v) else float(v) for v in cp["purity"]],
+            "fraction": _fractions(cp["purity"]),
         }
     out["bin_lo"] = [float(v) for v in edges[:-1]]
     out["bin_hi"] = [float(v) for v in edges[1:]]
@@ -345,17 +361,8 @@ def make_plots(table: Table, spec: MatchedSpec) -> dict[str, Figure]:
                 f"{reff} (arcsec)",
                 _title(spec, cols, "size-magnitude (class from reference)"),
             )
-        primary_objects = cols.has_obj & cols.primary
-        completeness = {}
-        for label in ("galaxies", "stars"):
-            ref_rows = cols.has_ref & (cols.is_star == (label == "stars"))
-            completeness[label] = completeness_purity(
-                x[ref_rows], primary_objects[ref_rows], np.array([]), np.array([], dtype=bool), edges
-            )
-        purity = completeness_purity(
-            np.array([]), np.array([], dtype=bool), flux_to_mag(cols.flux[sb])[primary_objects],
-            cols.has_ref[primary_objects], edges,
-        )
+        completeness = {label: _completeness(cols, x, label, edges) for label in ("galaxies", "stars")}
+        purity = _purity(cols, flux_to_mag(cols.flux[sb]), edges)
         figs["completenessPurity"] = plot_completeness_purity(
             edges, completeness, purity,
             f"galmix {spec.model}: completeness (references, {sb} mag) and purity (primary objects)",
