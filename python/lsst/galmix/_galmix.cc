@@ -50,6 +50,20 @@ void check2d(py::array const& a, const char* what) {
     }
 }
 
+OutImageRef outImageRef(py::array& out, double x0, double y0) {
+    check2d(out, "out");
+    if (!out.writeable()) throw InputError("out must be writeable");
+    OutImageRef ref;
+    ref.data = out.mutable_data();
+    ref.dtype = dtypeOf(out, "out");
+    ref.ny = out.shape(0);
+    ref.nx = out.shape(1);
+    ref.rowStride = out.strides(0) / out.itemsize();
+    ref.x0 = x0;
+    ref.y0 = y0;
+    return ref;
+}
+
 ImageRef imageRef(py::array const& data, std::optional<py::array> const& sigmaInv, double x0, double y0) {
     check2d(data, "image");
     ImageRef ref;
@@ -177,16 +191,7 @@ PYBIND11_MODULE(_galmix, m) {
             "render",
             [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, py::array out, double x0,
                double y0) {
-                check2d(out, "out");
-                if (!out.writeable()) throw InputError("out must be writeable");
-                OutImageRef ref;
-                ref.data = out.mutable_data();
-                ref.dtype = dtypeOf(out, "out");
-                ref.ny = out.shape(0);
-                ref.nx = out.shape(1);
-                ref.rowStride = out.strides(0) / out.itemsize();
-                ref.x0 = x0;
-                ref.y0 = y0;
+                OutImageRef ref = outImageRef(out, x0, y0);
                 Mixture m = mixtureFromArray(mix);
                 {
                     py::gil_scoped_release release;

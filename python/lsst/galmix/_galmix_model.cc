@@ -231,15 +231,7 @@ void bindModel(py::module_& m) {
             .def(
                     "image",
                     [](Scene const& s, DArray params, int band, py::object psf, py::array out, double x0, double y0) {
-                        check2d(out, "out");
-                        OutImageRef ref;
-                        ref.data = out.mutable_data();
-                        ref.dtype = dtypeOf(out, "out");
-                        ref.ny = out.shape(0);
-                        ref.nx = out.shape(1);
-                        ref.rowStride = out.strides(0) / out.itemsize();
-                        ref.x0 = x0;
-                        ref.y0 = y0;
+                        OutImageRef ref = outImageRef(out, x0, y0);
                         auto p = toVector(params);
                         auto psfs = psfList(psf);
                         {

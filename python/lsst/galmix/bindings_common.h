@@ -24,6 +24,8 @@ py::array nativeFloat(py::array const& a);
 std::optional<py::array> nativeFloat(std::optional<py::array> const& a);
 void check2d(py::array const& a, const char* what);
 ImageRef imageRef(py::array const& data, std::optional<py::array> const& sigmaInv, double x0, double y0);
+/// A checked (2-d, writeable, contiguous along x) view of an output image whose [0, 0] is at (x0, y0).
+OutImageRef outImageRef(py::array& out, double x0, double y0);
 Mixture mixtureFromArray(py::array_t<double, py::array::c_style | py::array::forcecast> const& a);
 py::array_t<double> mixtureToArray(Mixture const& m);
 py::array_t<double> matrixToArray(std::vector<double> const& v, py::ssize_t n);
