@@ -163,7 +163,9 @@ def _position_diff(table: Table, spec: MatchedSpec) -> tuple[np.ndarray, np.ndar
     return dra, (dec - ref_dec) * 3.6e6
 
 
-def _completeness(cols: _Columns, ref_mag: np.ndarray, label: str, edges: np.ndarray) -> dict[str, np.ndarray]:
+def _completeness(
+    cols: _Columns, ref_mag: np.ndarray, label: str, edges: np.ndarray
+) -> dict[str, np.ndarray]:
     """Completeness of the references of one class; a match counts only if the object is primary."""
     ref_rows = cols.has_ref & (cols.is_star == (label == "stars"))
     primary_objects = cols.has_obj & cols.primary
@@ -175,9 +177,8 @@ def _completeness(cols: _Columns, ref_mag: np.ndarray, label: str, edges: np.nda
 def _purity(cols: _Columns, meas_mag: np.ndarray, edges: np.ndarray) -> dict[str, np.ndarray]:
     """Purity of the primary objects (matched to any reference)."""
     primary_objects = cols.has_obj & cols.primary
-    return completeness_purity(
-        np.array([]), np.array([], dtype=bool), meas_mag[primary_objects], cols.has_ref[primary_objects], edges
-    )
+    no_refs = np.array([]), np.array([], dtype=bool)
+    return completeness_purity(*no_refs, meas_mag[primary_objects], cols.has_ref[primary_objects], edges)
 
 
 def _fractions(values: np.ndarray) -> list[float | None]:
