@@ -132,8 +132,12 @@ def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int
 
 
 def images_origin(images: Sequence[BandImage | None]) -> tuple[int, int]:
-    """The common origin of the band images."""
+    """The common origin of the band images (at least one must be present)."""
     return next(im.origin for im in images if im is not None)
+
+
+def _any_image(images: Sequence[BandImage | None]) -> bool:
+    return any(im is not None for im in images)
 
 
 def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> int:
@@ -185,6 +189,10 @@ def _prepare_set(
     """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
     their stamps (``owners``: the blend whose pixels are split between its children when there are no
     footprints). `None` (with ``no_data`` flags) when no band is usable."""
+    if not _any_image(images):
+        for o in objs:
+            o.flags.set("no_data")
+        return None
     exclude = _exclude(footprints, images_origin(images), keep_labels, owners, objs[0] if owners else None,
                        cfg.footprint_only) if cfg.use_footprints else None
     halves = [_half_size(o.cov, cfg) for o in objs]
@@ -313,7 +321,8 @@ def fit_joint_blends(
 
 
 def _measure(o: ObjectInput, group: Sequence[ObjectInput], images, footprints, cfg: SourceFitConfig) -> None:
-    if o.cov is None:
+    # Without any image there is nothing to measure; `_prepare_set` flags ``no_data``.
+    if o.cov is None and _any_image(images):
         excl = _exclude(footprints, images_origin(images), [o.label], group, o, cfg.footprint_only)
         o.cov = _measure_cov(o, images, 2 * cfg.stamp_min, excl)
         if o.cov is None:

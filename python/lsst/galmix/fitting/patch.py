@@ -109,6 +109,9 @@ def fit_patch(
     for band in bands:
         triple = images.get(band)
         band_images.append(None if triple is None else BandImage(triple[0], triple[1], triple[2], origin))
+    if len(objects) and all(im is None for im in band_images):
+        # One line per patch: every object gets ``no_data`` from the normal path below, without errors.
+        _log.warning("No band has an image: all %d objects are flagged no_data", len(objects))
     names = objects.colnames
     flags = [FlagSet() for _ in range(len(objects))]
 

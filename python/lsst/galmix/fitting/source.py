@@ -24,11 +24,16 @@ from .schema import flux_column
 from .stamps import Stamp
 
 __all__ = [
+    "FLUX_NOISE_SIGMAS",
+    "MAX_FLUX_RATIO",
+    "MIN_REFF_PIX",
     "Prepared",
     "SourceFitConfig",
     "SourceOutcome",
     "band_input",
+    "collapsed_size",
     "extra_starts",
+    "implausible_flux",
     "initial_theta",
     "solve",
     "split_result",
@@ -329,10 +334,71 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
         fl.set("singular_fisher", res.singular)
         fl.set("bad_fit", res.failed or ran_away or not np.isfinite(th).all())
         fl.set("zero_flux", bool(np.nansum(fluxes) <= 0))
+        fl.set("bad_size", collapsed_size(spec, th))
+        fl.set("bad_flux", implausible_flux(fluxes, bands))
         out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, elapsed, fl))
         a += spec.n_theta
         c += spec.n_comp
     return out
+
+
+MIN_REFF_PIX = 1e-3
+"""Smallest plausible ``reff`` (pixels) of an extended component (``bad_size`` below it).
+
+A tenth of the default lower bound of ``FitSettings.reff_bounds``: even at n = 6 such a size changes
+the convolved second moment by < 1e-4 of a PSF of sigma >= 1 pixel, so no data can measure it; fitted sizes that small
+only come from a numerical breakdown. A good fit of an unresolved source ends at the
+bound (``param_at_bound``, not fatal) and is not affected.
+"""
+
+MAX_FLUX_RATIO = 100.0
+"""Largest plausible ratio of a band's fitted total flux to the data flux of the fitted pixels."""
+
+FLUX_NOISE_SIGMAS = 5.0
+"""Noise allowance (in sigma of the summed data) added to the data flux, so faint sources with a sum
+near zero are not flagged."""
+
+
+def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
+    """Whether an extended component's size collapsed below `MIN_REFF_PIX`.
+
+    Parameters
+    ----------
+    spec : `SourceSpec`
+        The source's model.
+    theta : `numpy.ndarray`
+        Its nonlinear parameters (natural units).
+    """
+    return any(name.endswith(".ln_reff") and bool(theta[k] < np.log(MIN_REFF_PIX))
+               for k, name in enumerate(spec.model.nonlinear_names))
+
+
+def implausible_flux(fluxes: np.ndarray, bands: Sequence[BandInput | None]) -> bool:
+    """Whether the fitted total flux of some band is far beyond what its pixels contain.
+
+    A band is implausible when its total flux exceeds ``MAX_FLUX_RATIO * (max(S, 0) + FLUX_NOISE_SIGMAS
+    * N)``, with ``S`` the sum of the data over the fitted pixels and ``N`` the noise of that sum: at
+    least 99% of the model light would then lie outside the data, which no measurement supports. Good
+    fits, including sources truncated by the stamp or the image edge, keep most of their light on the
+    stamp and stay orders of magnitude below. In a joint fit the comparison is with the whole blend's
+    pixels, a looser bound.
+
+    Parameters
+    ----------
+    fluxes : `numpy.ndarray`
+        ``(n_band, n_comp)`` fitted fluxes of one source (NaN for bands without data).
+    bands : sequence of `BandInput` or `None`
+        The fit's inputs per band.
+    """
+    for f, b in zip(fluxes, bands):
+        if b is None or not np.isfinite(f).all():
+            continue
+        use = b.weight > 0
+        data = float(b.image[use].sum())
+        noise = float(np.sqrt((1.0 / b.weight[use]).sum()))
+        if abs(float(f.sum())) > MAX_FLUX_RATIO * (max(data, 0.0) + FLUX_NOISE_SIGMAS * noise):
+            return True
+    return False
 
 
 def _q_err(eta: np.ndarray, cov: np.ndarray) -> float:
