@@ -118,21 +118,7 @@ GALMIX_CLONES void kernelImageRow(GPre const* gs, int nG, double ypix, double x0
 // chi2 of one run; data, w and scratch m hold the run's pixels (index 0 = pixel `begin`).
 GALMIX_CLONES double kernelChi2Run(GPre const* gs, int nG, double ypix, double x0, int begin, int n,
                                    double const* data, double const* w, double* m) {
-    for (int i = 0; i < n; ++i) m[i] = 0.0;
-    double x0r = x0 + begin;
-    for (int g = 0; g < nG; ++g) {
-        GPre const& p = gs[g];
-        int lo, hi;
-        if (!rowRange(p, ypix, x0r, 0, n, lo, hi)) continue;
-        double dy = ypix - p.cy;
-        double a = -0.5 * p.ixx, b = -p.ixy * dy, c = -0.5 * p.iyy * dy * dy;
-        double amp = p.flux * p.unit;
-        double base = x0r - p.cx;
-        for (int i = lo; i < hi; ++i) {
-            double dx = base + i;
-            m[i] += amp * fastExp((a * dx + b) * dx + c);
-        }
-    }
+    kernelImageRow(gs, nG, ypix, x0 + begin, n, m);
     double chi2 = 0.0;
 #pragma omp simd reduction(+ : chi2)
     for (int i = 0; i < n; ++i) {
