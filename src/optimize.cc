@@ -57,21 +57,18 @@ bool allFinite(std::vector<double> const& v) {
     return std::all_of(v.begin(), v.end(), [](double x) { return std::isfinite(x); });
 }
 
-// Bounded parameters (Sersic n) live in an unbounded variable u: n = lo + (hi - lo) / (1 + exp(-u)).
-struct Transform {
+// Box bounds of a parameter (Sersic n, ln reff). The optimizer works in the natural parameters and projects
+// each trial point onto the box; a parameter at a bound whose gradient points outward is held there for
+// that step. A logistic map of the box onto the real line would trap parameters instead: once a step
+// lands near a bound the map's derivative vanishes and no later step brings the parameter back (an
+// exponential disk fitted from n = 2 under a 0.92" PSF ended at n = 6, 0.11 mag too bright).
+struct Bounds {
     bool bounded = false;
     double lo = 0.0, hi = 0.0;
-    double toInternal(double p) const {
-        if (!bounded) return p;
-        double t = (p - lo) / (hi - lo);
-        t = std::min(std::max(t, 1e-6), 1.0 - 1e-6);
-        return std::log(t / (1.0 - t));
-    }
-    double toExternal(double u) const { return bounded ? lo + (hi - lo) / (1.0 + std::exp(-u)) : u; }
-    double derivative(double u) const {  // dp/du
-        if (!bounded) return 1.0;
-        double s = 1.0 / (1.0 + std::exp(-u));
-        return (hi - lo) * s * (1.0 - s);
+    double clamp(double p) const { return bounded ? std::min(std::max(p, lo), hi) : p; }
+    // Whether a step of sign `direction` from p would leave the box.
+    bool blocks(double p, double direction) const {
+        return bounded && ((p <= lo && direction <= 0.0) || (p >= hi && direction >= 0.0));
     }
 };
 
@@ -94,7 +91,7 @@ public:
             throw InputError("lower and upper bounds must both have one entry per parameter");
         }
         auto const& info = scene.paramInfo();
-        _tr.resize(_P);
+        _bounds.resize(_P);
         _prec.assign(_P, 0.0);
         for (int i = 0; i < _P; ++i) {
             bool isFree = free.empty() || free[i];
@@ -103,10 +100,10 @@ public:
             } else if (isFree) {
                 _nl.push_back(i);
             }
-            if (info[i].kind == ParamKind::SersicN) _tr[i] = {true, opt.nMin, opt.nMax};
+            if (info[i].kind == ParamKind::SersicN) _bounds[i] = {true, opt.nMin, opt.nMax};
             if (!opt.lower.empty() && info[i].kind != ParamKind::Flux && std::isfinite(opt.lower[i]) &&
                 std::isfinite(opt.upper[i]) && opt.upper[i] > opt.lower[i]) {
-                _tr[i] = {true, opt.lower[i], opt.upper[i]};
+                _bounds[i] = {true, opt.lower[i], opt.upper[i]};
             }
             if (!opt.priorSigma.empty() && info[i].kind != ParamKind::Flux) {
                 double s = opt.priorSigma[i];
@@ -124,13 +121,7 @@ public:
         for (auto const& b : _bands) res.nPix += static_cast<int>(b.image.nPixels());
         if (static_cast<int>(params.size()) != _P) throw InputError("initial parameters have the wrong length");
         if (!allFinite(params)) throw InputError("non-finite initial parameters");
-        // Start strictly inside the bounds.
-        std::vector<double> u(_nl.size());
-        for (std::size_t a = 0; a < _nl.size(); ++a) {
-            int i = _nl[a];
-            u[a] = _tr[i].toInternal(params[i]);
-            params[i] = _tr[i].toExternal(u[a]);
-        }
+        for (int i : _nl) params[i] = _bounds[i].clamp(params[i]);
         double chi2 = solveFluxes(params);
         double obj = chi2 + priorTerm(params);
         if (!std::isfinite(obj)) return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite chi2");
@@ -150,7 +141,7 @@ public:
         int nA = static_cast<int>(_nl.size());
         for (int iter = 1; iter <= _opt.maxIter; ++iter) {
             std::vector<double> Hr, br;
-            if (!reducedSystem(ne, neFluxes, params, u, Hr, br)) {
+            if (!reducedSystem(ne, neFluxes, params, Hr, br)) {
                 return finish(res, params, chi2, obj, iter, FitStatus::NonFinite, "non-finite normal equations");
             }
             std::vector<double> diag(nA);
@@ -160,11 +151,20 @@ public:
                 return finish(res, params, chi2, obj, iter, FitStatus::Singular, "no parameter affects the model");
             }
             for (int a = 0; a < nA; ++a) diag[a] = std::max(Hr[a * nA + a], 1e-12 * maxDiag);
+            // Parameters at a bound that the gradient pushes outward take no part in this step.
+            std::vector<char> held(nA, 0);
+            for (int a = 0; a < nA; ++a) held[a] = _bounds[_nl[a]].blocks(params[_nl[a]], br[a]);
             bool accepted = false;
             while (!accepted) {
                 std::vector<double> A(Hr);
                 for (int a = 0; a < nA; ++a) A[a * nA + a] += lambda * diag[a] + 1e-14 * maxDiag;
                 std::vector<double> delta(br);
+                for (int a = 0; a < nA; ++a) {
+                    if (!held[a]) continue;
+                    for (int c = 0; c < nA; ++c) A[a * nA + c] = A[c * nA + a] = 0.0;
+                    A[a * nA + a] = 1.0;
+                    delta[a] = 0.0;
+                }
                 if (!cholesky(A, nA)) {
                     lambda *= 10.0;
                     if (lambda > 1e12) {
@@ -173,13 +173,13 @@ public:
                     continue;
                 }
                 choleskySolve(A, nA, delta.data());
-                std::vector<double> uT(u);
                 std::vector<double> pT(params);
                 double stepNorm = 0.0;
                 for (int a = 0; a < nA; ++a) {
-                    uT[a] += delta[a];
-                    pT[_nl[a]] = _tr[_nl[a]].toExternal(uT[a]);
-                    stepNorm = std::max(stepNorm, std::abs(delta[a]) * std::sqrt(std::max(Hr[a * nA + a], 0.0)));
+                    int i = _nl[a];
+                    pT[i] = _bounds[i].clamp(params[i] + delta[a]);
+                    double error = 1.0 / std::sqrt(std::max(Hr[a * nA + a], 1e-300));
+                    stepNorm = std::max(stepNorm, std::abs(pT[i] - params[i]) / error);
                 }
                 std::vector<double> fT = fluxesOf(pT);
                 NormalEquations neT;
@@ -189,7 +189,6 @@ public:
                 if (std::isfinite(objT) && objT <= obj) {
                     accepted = true;
                     double decrease = obj - objT;
-                    u = uT;
                     params = pT;
                     chi2 = chi2T;
                     obj = objT;
@@ -331,14 +330,11 @@ private:
         return x;
     }
 
-    // Gauss-Newton system for the free nonlinear parameters (internal variables), with the fluxes
-    // profiled out (Schur complement over the fluxes that are not at their bound) and priors added.
-    // Gauss-Newton system for the free nonlinear parameters (internal variables) from normal equations
+    // Gauss-Newton system for the free nonlinear parameters from normal equations
     // linearised at fluxes neFluxes, with the fluxes profiled out (Schur complement over the fluxes not
     // at their bound at the current solution) and priors added.
     bool reducedSystem(NormalEquations const& ne, std::vector<double> const& neFluxes,
-                       std::vector<double> const& params, std::vector<double> const& u, std::vector<double>& Hr,
-                       std::vector<double>& br) const {
+                       std::vector<double> const& params, std::vector<double>& Hr, std::vector<double>& br) const {
         std::vector<int> passive;
         for (std::size_t a = 0; a < _fluxes.size(); ++a) {
             int i = _fluxes[a];
@@ -346,17 +342,10 @@ private:
         }
         int nA = static_cast<int>(_nl.size());
         int nF = static_cast<int>(passive.size());
-        // Chain rule to the internal variables and priors.
-        std::vector<double> scale(nA);
-        for (int a = 0; a < nA; ++a) scale[a] = _tr[_nl[a]].derivative(u[a]);
         Hr = subMatrix(ne.H, _P, _nl, _nl);
         br.resize(nA);
         std::vector<double> Haf = subMatrix(ne.H, _P, _nl, passive);
-        for (int a = 0; a < nA; ++a) {
-            br[a] = ne.b[_nl[a]] * scale[a];
-            for (int c = 0; c < nA; ++c) Hr[a * nA + c] *= scale[a] * scale[c];
-            for (int f = 0; f < nF; ++f) Haf[a * nF + f] *= scale[a];
-        }
+        for (int a = 0; a < nA; ++a) br[a] = ne.b[_nl[a]];
         if (nF > 0) {
             std::vector<double> Hff = subMatrix(ne.H, _P, passive, passive);
             if (cholesky(Hff, nF)) {
@@ -379,8 +368,8 @@ private:
         for (int a = 0; a < nA; ++a) {
             int i = _nl[a];
             if (_prec[i] > 0.0) {
-                Hr[a * nA + a] += scale[a] * scale[a] * _prec[i];
-                br[a] += scale[a] * (_opt.priorMean[i] - params[i]) * _prec[i];
+                Hr[a * nA + a] += _prec[i];
+                br[a] += (_opt.priorMean[i] - params[i]) * _prec[i];
             }
         }
         return allFinite(Hr) && allFinite(br);
@@ -431,7 +420,7 @@ private:
     FitOptions const& _opt;
     int _P;
     std::vector<int> _nl, _fluxes;
-    std::vector<Transform> _tr;
+    std::vector<Bounds> _bounds;
     std::vector<double> _prec;
 };
 

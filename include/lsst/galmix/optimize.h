@@ -16,14 +16,15 @@ struct FitOptions {
     double ftol = 1e-10;      // converged when the relative decrease of the objective is below this
     double xtol = 1e-4;       // ... or every step is below xtol times the parameter's error
     double lambda0 = 1e-3;    // initial Marquardt damping (relative to diag(H))
-    double nMin = 0.5;        // bounds of Sersic indices (logistic transform)
+    double nMin = 0.5;        // bounds of Sersic indices (trial points projected onto them)
     double nMax = 6.0;
     bool nonNegativeFluxes = true;
     /// Gaussian priors, per parameter (size nParams, or empty for none); sigma <= 0 or inf means no
     /// prior. Priors on flux parameters are ignored (fluxes are solved linearly).
     std::vector<double> priorMean, priorSigma;
     /// Optional bounds per parameter (size nParams, or empty): where both are finite and lower < upper,
-    /// the parameter is fitted through a logistic transform into (lower, upper); this overrides
+    /// the parameter is kept in [lower, upper] (trial points projected; held at a bound the gradient
+    /// pushes against); this overrides
     /// [nMin, nMax] for Sersic indices. Ignored for fluxes (non-negativity is nonNegativeFluxes).
     std::vector<double> lower, upper;
 };

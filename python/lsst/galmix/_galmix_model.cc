@@ -296,8 +296,8 @@ void bindOptimize(py::module_& m) {
             .def_property(
                     "lower", [](FitOptions const& o) { return vectorToArray(o.lower); },
                     [](FitOptions& o, DArray a) { o.lower = toVector(a); },
-                    "(P,) lower bounds (natural units); with `upper`, finite pairs are enforced by a logistic\n"
-                    "transform and override [n_min, n_max]; -inf/inf = unbounded; ignored for fluxes.")
+                    "(P,) lower bounds (natural units); with `upper`, finite pairs are enforced by projecting\n"
+                    "trial points onto [lower, upper] and override [n_min, n_max]; -inf/inf = unbounded; ignored for fluxes.")
             .def_property(
                     "upper", [](FitOptions const& o) { return vectorToArray(o.upper); },
                     [](FitOptions& o, DArray a) { o.upper = toVector(a); }, "(P,) upper bounds; see `lower`.");

@@ -3,7 +3,8 @@
 The nonlinear parameters (centroid, ``ln reff``, ``eta``, ``n``) are shared by all bands; for any
 trial value the fluxes (one per band per component) are the exact non-negative least-squares solution,
 and the Gauss-Newton step uses Kaufman's projected Jacobian. Bounded parameters (``n``, ``ln reff``)
-are mapped to unbounded internal ones by a logistic transform.
+are kept in their box by projecting each trial point onto it (parameters at a bound that the
+gradient pushes outward are held for that step).
 """
 
 from __future__ import annotations
@@ -188,36 +189,35 @@ class FitResult:
     seconds: float = float("nan")
 
 
-class _Transform:
-    """Logistic maps of the bounded parameters."""
+class _Bounds:
+    """Box bounds of the bounded parameters (``n``, ``ln reff``), enforced by projection.
+
+    As in the engine, trial points are projected onto the box and a parameter at a bound whose
+    gradient points outward is held for that step: a logistic map onto the real line traps
+    parameters near a bound, where its derivative vanishes.
+    """
 
     def __init__(self, names: list[str], settings: FitSettings) -> None:
-        self.bounds: dict[int, tuple[float, float]] = {}
+        lo, hi = np.full(len(names), -np.inf), np.full(len(names), np.inf)
         for i, name in enumerate(names):
             if name.endswith(".n"):
-                self.bounds[i] = settings.n_bounds
+                lo[i], hi[i] = settings.n_bounds
             elif name.endswith(".ln_reff"):
-                self.bounds[i] = (np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1]))
+                lo[i], hi[i] = np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1])
+        self.lo, self.hi = lo, hi
 
-    def to_internal(self, theta: np.ndarray) -> np.ndarray:
-        u = theta.astype(float).copy()
-        for i, (lo, hi) in self.bounds.items():
-            t = np.clip((theta[i] - lo) / (hi - lo), 1e-9, 1 - 1e-9)
-            u[i] = np.log(t / (1 - t))
-        return u
+    def clip(self, theta: np.ndarray) -> np.ndarray:
+        return np.clip(theta, self.lo, self.hi)
 
-    def to_natural(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Natural parameters and d(theta)/du."""
-        theta = u.copy()
-        d = np.ones_like(u)
-        for i, (lo, hi) in self.bounds.items():
-            s = 1.0 / (1.0 + np.exp(-np.clip(u[i], -40, 40)))
-            theta[i] = lo + (hi - lo) * s
-            d[i] = (hi - lo) * s * (1 - s)
-        return theta, d
+    def held(self, theta: np.ndarray, descent: np.ndarray) -> np.ndarray:
+        """Parameters at a bound that the descent direction pushes outward."""
+        return ((theta <= self.lo) & (descent <= 0)) | ((theta >= self.hi) & (descent >= 0))
 
     def at_bound(self, theta: np.ndarray) -> bool:
-        return any(min(theta[i] - lo, hi - theta[i]) < 1e-3 * (hi - lo) for i, (lo, hi) in self.bounds.items())
+        finite = np.isfinite(self.lo)
+        width = self.hi[finite] - self.lo[finite]
+        near = np.minimum(theta[finite] - self.lo[finite], self.hi[finite] - theta[finite]) < 1e-3 * width
+        return bool(near.any())
 
 
 def _prior_terms(names: list[str], theta: np.ndarray, priors: Priors) -> tuple[np.ndarray, np.ndarray]:
@@ -322,20 +322,19 @@ def fit_model(
         raise ValueError("no band has data")
     names = [name for src in sources for name in src.model.nonlinear_names]
     ncomp = sum(src.n_comp for src in sources)
-    tr = _Transform(names, settings)
-    u = tr.to_internal(np.asarray(theta0, float))
-    npar = len(u)
+    bounds = _Bounds(names, settings)
+    theta = bounds.clip(np.asarray(theta0, float))
+    npar = len(theta)
 
-    def objective(u_, need_jac):
-        th, dth = tr.to_natural(u_)
+    def objective(th, need_jac):
         r, j, f, _, _ = _evaluate(sources, th, used, need_jac)
         pr, pj = _prior_terms(names, th, settings.priors)
         r_all = np.concatenate([r, pr])
         if need_jac:
-            j = np.vstack([j, pj]) * dth[None, :]
+            j = np.vstack([j, pj])
         return r_all, j, f, float(r @ r)
 
-    r, j, f, chi2 = objective(u, npar > 0)
+    r, j, f, chi2 = objective(theta, npar > 0)
     lam, n_iter, converged = 1e-3, 0, npar == 0
     cost = float(r @ r)
     cost0 = cost
@@ -344,17 +343,21 @@ def fit_model(
         a = j.T @ j
         g = j.T @ r
         diag = np.maximum(np.diag(a), 1e-12 * max(np.diag(a).max(), 1e-300))
+        free = ~bounds.held(theta, -g)
+        step = np.zeros(npar)
         try:
-            step = np.linalg.solve(a + lam * np.diag(diag), -g)
+            sub = np.ix_(free, free)
+            step[free] = np.linalg.solve(a[sub] + lam * np.diag(diag[free]), -g[free])
         except np.linalg.LinAlgError:
             lam *= 10
             continue
-        r_new, _, _, _ = objective(u + step, False)
+        trial = bounds.clip(theta + step)
+        r_new, _, _, _ = objective(trial, False)
         cost_new = float(r_new @ r_new)
         if np.isfinite(cost_new) and cost_new < cost:
-            u = u + step
+            theta = trial
             decrease = cost - cost_new
-            r, j, f, chi2 = objective(u, True)
+            r, j, f, chi2 = objective(theta, True)
             cost = float(r @ r)
             lam = max(lam / 5, 1e-9)
             if decrease <= settings.rtol * cost + 1e-15 * cost0:
@@ -362,9 +365,8 @@ def fit_model(
         else:
             lam *= 8
             # A minimum to machine precision: no step direction lowers the cost.
-            if lam > 1e12 or float(np.abs(step).max()) < 1e-12:
+            if lam > 1e12 or float(np.abs(trial - theta).max()) < 1e-12:
                 converged = True
-    theta, _ = tr.to_natural(u)
     cov, singular = _covariance(sources, names, theta, used, settings.priors)
     fluxes = np.full((len(bands), ncomp), np.nan)
     k = 0
@@ -372,7 +374,7 @@ def fit_model(
         if b is not None:
             fluxes[i] = f[k]
             k += 1
-    return FitResult(theta, fluxes, cov, chi2, n_iter, converged, tr.at_bound(theta), singular)
+    return FitResult(theta, fluxes, cov, chi2, n_iter, converged, bounds.at_bound(theta), singular)
 
 
 def _covariance(sources, names, theta, bands, priors) -> tuple[np.ndarray, bool]:
