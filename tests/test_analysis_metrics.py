@@ -108,6 +108,21 @@ def test_metrics_recover_injected_bias():
     assert all(0.9 < v <= 1.0 for v in m["purity"]["fraction"] if v is not None)
     good = (t["match_hasRef"] & t["match_hasObject"] & ~t["sersic_flag"]).sum()
     assert m["n_good"] == good
+
+
+def test_selection_band_summary_uses_one_set_of_objects_for_every_band():
+    t, _, _ = _matched_table()
+    m = compute_metrics(t, MatchedSpec(model="sersic", bands=BANDS, mag_min=18, mag_max=26))
+    assert m["selection_band"] == "r"
+    ref_r = 31.4 - 2.5 * np.log10(np.asarray(t["refcat_flux_r"], float))
+    sel = (t["match_hasRef"] & t["match_hasObject"] & ~t["sersic_flag"] & ~t["refcat_is_pointsource"]
+           & (ref_r >= 20) & (ref_r < 24))
+    by_r = m["summary"]["galaxies"]["magDiffSelection"]
+    assert {b: by_r[b]["count"] for b in BANDS} == {b: int(sel.sum()) for b in BANDS}
+    assert by_r["g"]["median"] == pytest.approx(0.05, abs=0.004)
+    assert by_r["i"]["median"] == pytest.approx(0.0, abs=0.004)
+    # The band's own magnitude selects a different set when colours are not zero.
+    assert m["summary"]["galaxies"]["magDiff"]["g"]["count"] != by_r["g"]["count"]
     assert m["n_ref"] == t["match_hasRef"].sum()
 
 
@@ -145,3 +160,15 @@ def test_size_plot_of_a_multi_component_model():
     figs = make_plots(t, MatchedSpec(model="sersicexp", bands=BANDS))
     assert "sizeMagnitude" in figs
     assert "sersicexp_sersic_reff" in figs["sizeMagnitude"].axes[0].get_ylabel()
+
+
+def test_summary_text_gives_both_selections():
+    from lsst.galmix.tasks.report import format_metrics_summary
+
+    t, _, _ = _matched_table()
+    m = compute_metrics(t, MatchedSpec(model="sersic", bands=BANDS, mag_min=18, mag_max=26))
+    text = format_metrics_summary(m)
+    g_line = next(line for line in text.splitlines() if line.strip().startswith("galaxies g:"))
+    by_r = m["summary"]["galaxies"]["magDiffSelection"]["g"]
+    assert f"r selection N={by_r['count']:4d}" in g_line
+    assert f"{1000 * by_r['median']:+7.1f}" in g_line

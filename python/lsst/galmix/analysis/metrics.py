@@ -203,7 +203,9 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
         ``positionDiff`` (``ra_mas``, ``dec_mas``) as binned statistics (``bin_lo``, ``bin_hi``, ``count``,
         ``median``, ``sigma_mad``); ``completeness`` per class and ``purity`` (all objects) per bin of
         ``selection_band`` magnitude; ``summary``: one-number statistics for references in
-        ``[summary_min, summary_max)``.
+        ``[summary_min, summary_max)`` of the band's own magnitude (``magDiff``, ``fluxChi``) or of the
+        ``selection_band`` magnitude (``magDiffSelection``: every band's magnitude difference for one
+        set of objects, e.g. galaxies with 20 <= r < 24; colours and positions).
     """
     cols = matched_columns(table, spec)
     edges = spec.edges
@@ -215,6 +217,7 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
         "selection": cols.selection,
         "bands": list(cols.bands),
         "summary_range": [lo, hi],
+        "selection_band": sb,
         "n_ref": int(cols.has_ref.sum()),
         "n_object": int((cols.has_obj & cols.primary).sum()),
         "n_matched": int((cols.has_ref & cols.has_obj).sum()),
@@ -231,11 +234,14 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
         out["magDiff"][label] = {}
         out["fluxChi"][label] = {}
         out["colorDiff"][label] = {}
-        summary: dict = {"magDiff": {}, "fluxChi": {}, "colorDiff": {}}
+        summary: dict = {"magDiff": {}, "magDiffSelection": {}, "fluxChi": {}, "colorDiff": {}}
+        sel_mag = flux_to_mag(cols.ref_flux[sb]) if sb in cols.bands else None
         for b in cols.bands:
             x, y = _mag_diff(cols, b)
             out["magDiff"][label][b] = binned_stats(x[sel], y[sel], edges).to_dict()
             summary["magDiff"][b] = _summary(x[sel], y[sel], lo, hi)
+            if sel_mag is not None:
+                summary["magDiffSelection"][b] = _summary(sel_mag[sel], y[sel], lo, hi)
             x, y = _flux_chi(cols, b)
             out["fluxChi"][label][b] = binned_stats(x[sel], y[sel], edges).to_dict()
             summary["fluxChi"][b] = _summary(x[sel], y[sel], lo, hi)

@@ -22,6 +22,7 @@ from ..models.render import render
 from .flags import FlagSet
 from .moments import adaptive_moments
 from .optimize import SourceSpec
+from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, extra_starts, initial_theta, solve
 from .stamps import Exclusion, Stamp, cut_box
 
@@ -221,11 +222,21 @@ def _prepare_set(
     return Prepared(specs, theta0, bands, [o.flags for o in objs])
 
 
+def _with_residual_sources(
+    fits: Sequence[tuple[Prepared, list[SourceOutcome]]], cfg: SourceFitConfig
+) -> list[list[SourceOutcome]]:
+    """Refit groups with significant residual peaks (`refit_with_residual_sources`), if enabled."""
+    if cfg.residual_threshold <= 0:
+        return [list(outcomes) for _, outcomes in fits]
+    return refit_with_residual_sources(fits, cfg.settings, cfg.residual_threshold, cfg.residual_min_separation,
+                                       cfg.residual_max_sources, cfg.n_threads)
+
+
 def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
     prep = _prepare_set(model, objs, images, footprints, keep_labels, cfg, **kw)
     if prep is None:
         return [None] * len(objs)
-    return list(solve([prep], cfg.settings, 1)[0])
+    return _with_residual_sources([(prep, list(solve([prep], cfg.settings, 1)[0]))], cfg)[0]
 
 
 def fit_isolated(
@@ -258,16 +269,23 @@ def fit_isolated(
         prep_time.append(time.perf_counter() - t0)
     done = iter(solve([p for group in preps for p in group], cfg.settings, cfg.n_threads))
     out: list[SourceOutcome | None] = []
+    chosen: list[tuple[int, Prepared, SourceOutcome]] = []
     for o, group, t_prep in zip(objs, preps, prep_time):
         fits = [next(done)[0] for _ in group]
         if not fits:
             out.append(None)
             continue
-        best = min(fits, key=lambda f: (f.flags.fatal, f.chi2 if np.isfinite(f.chi2) else np.inf))
+        k = min(range(len(fits)), key=lambda i: (fits[i].flags.fatal,
+                                                 fits[i].chi2 if np.isfinite(fits[i].chi2) else np.inf))
+        best = fits[k]
         o.flags.mask = best.flags.mask
         best.flags = o.flags
         best.time = t_prep + sum(f.time for f in fits)
+        chosen.append((len(out), group[k], best))
         out.append(best)
+    refits = _with_residual_sources([(prep, [best]) for _, prep, best in chosen], cfg)
+    for (i, _, _), (outcome,) in zip(chosen, refits):
+        out[i] = outcome
     return out
 
 
@@ -307,6 +325,7 @@ def fit_joint_blends(
         prep_time.append(time.perf_counter() - t0)
     done = iter(solve([p for p in preps if p is not None], cfg.settings, cfg.n_threads))
     out: list[list[SourceOutcome | None] | None] = []
+    fitted: list[tuple[int, Prepared, list[SourceOutcome]]] = []
     for objs, prep, ok, t_prep in zip(groups, preps, prepared_ok, prep_time):
         if not ok:
             out.append(None)
@@ -316,7 +335,11 @@ def fit_joint_blends(
             children = list(next(done))
             for c in children:
                 c.time += t_prep / len(children)
+            fitted.append((len(out), prep, children))
             out.append(children)
+    refits = _with_residual_sources([(prep, children) for _, prep, children in fitted], cfg)
+    for (i, _, _), children in zip(fitted, refits):
+        out[i] = children
     return out
 
 

@@ -21,7 +21,7 @@ from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
 from .optimize import BandInput, FitResult, FitSettings, SourceSpec, invert_fisher
 
-__all__ = ["EngineProblem", "make_problem", "psf_array", "run_problems"]
+__all__ = ["EngineProblem", "make_problem", "model_stamps", "psf_array", "run_problems"]
 
 
 @cache
@@ -82,45 +82,24 @@ def make_problem(
     """
     used = [i for i, b in enumerate(bands) if b is not None]
     scene = _scene(specs, len(used))
+    params0, free, theta_index, flux_index = _layout(scene, specs, theta0, len(used))
     npar = scene.n_params
-    params0 = np.zeros(npar)
-    free = np.ones(npar, bool)
-    theta_index, flux_index = [], []
     mean, sigma = np.zeros(npar), np.full(npar, np.inf)
     lower, upper = np.full(npar, -np.inf), np.full(npar, np.inf)
     ln_lo, ln_hi = np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1])
-    k = 0
-    for s, spec in enumerate(specs):
-        off = scene.source_offset(s)
-        if spec.model.free_centroid:
-            idx = [off, off + 1]
-        else:
-            params0[off : off + 2] = spec.xy_fixed
-            free[off : off + 2] = False
-            idx = []
-        n_shape = sum(len(c.nonlinear_names) for c in spec.model.components)
-        idx += list(range(off + 2, off + 2 + n_shape))
-        names = spec.model.nonlinear_names
-        for j, i in enumerate(idx):
-            params0[i] = theta0[k + j]
-            key = names[j].split(".")[-1]
-            if key == "ln_reff":
-                lower[i], upper[i] = ln_lo, ln_hi
-                margin = 1e-6 * (ln_hi - ln_lo)
-                params0[i] = np.clip(params0[i], ln_lo + margin, ln_hi - margin)
-            pri = settings.priors
-            if key == "ln_reff" and pri.ln_reff is not None:
-                mean[i], sigma[i] = pri.ln_reff
-            elif key in ("eta1", "eta2") and pri.eta_sigma is not None:
-                mean[i], sigma[i] = 0.0, pri.eta_sigma
-            elif key == "n" and pri.n is not None:
-                mean[i], sigma[i] = pri.n
-        theta_index += idx
-        k += len(idx)
-    for b in range(len(used)):
-        for s, spec in enumerate(specs):
-            for c in range(spec.n_comp):
-                flux_index.append(scene.flux_index(s, c, b))
+    names = [name.split(".")[-1] for spec in specs for name in spec.model.nonlinear_names]
+    pri = settings.priors
+    for key, i in zip(names, theta_index):
+        if key == "ln_reff":
+            lower[i], upper[i] = ln_lo, ln_hi
+            margin = 1e-6 * (ln_hi - ln_lo)
+            params0[i] = np.clip(params0[i], ln_lo + margin, ln_hi - margin)
+        if key == "ln_reff" and pri.ln_reff is not None:
+            mean[i], sigma[i] = pri.ln_reff
+        elif key in ("eta1", "eta2") and pri.eta_sigma is not None:
+            mean[i], sigma[i] = 0.0, pri.eta_sigma
+        elif key == "n" and pri.n is not None:
+            mean[i], sigma[i] = pri.n
     opts = ge.FitOptions()
     opts.max_iter = settings.max_iter
     opts.ftol = settings.rtol
@@ -133,8 +112,69 @@ def make_problem(
     eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
                  for b in (bands[i] for i in used)]
     problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
-    return EngineProblem(problem, scene, list(specs), len(bands), used, np.array(theta_index, int),
-                         np.array(flux_index, int), free, settings)
+    return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings)
+
+
+def _layout(
+    scene: ge.Scene, specs: Sequence[SourceSpec], theta: np.ndarray, n_used: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Engine parameters from library parameters: ``(params, free, theta_index, flux_index)``.
+
+    ``params`` holds ``theta`` at ``theta_index`` (fixed centres from the specs, fluxes zero);
+    ``flux_index`` lists the flux parameters band by band (used bands), source by source.
+    """
+    params = np.zeros(scene.n_params)
+    free = np.ones(scene.n_params, bool)
+    theta_index: list[int] = []
+    for s, spec in enumerate(specs):
+        off = scene.source_offset(s)
+        if spec.model.free_centroid:
+            idx = [off, off + 1]
+        else:
+            params[off : off + 2] = spec.xy_fixed
+            free[off : off + 2] = False
+            idx = []
+        n_shape = sum(len(c.nonlinear_names) for c in spec.model.components)
+        theta_index += idx + list(range(off + 2, off + 2 + n_shape))
+    theta_index_arr = np.array(theta_index, int)
+    params[theta_index_arr] = theta
+    flux_index = [scene.flux_index(s, c, b) for b in range(n_used) for s, spec in enumerate(specs)
+                  for c in range(spec.n_comp)]
+    return params, free, theta_index_arr, np.array(flux_index, int)
+
+
+def model_stamps(
+    specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.ndarray, bands: Sequence[BandInput | None]
+) -> list[np.ndarray | None]:
+    """Model images of sources over the stamps of the bands (C++ rendering).
+
+    Parameters
+    ----------
+    specs : sequence of `SourceSpec`
+        Sources.
+    theta : `numpy.ndarray`
+        Their nonlinear parameters (library layout, natural units).
+    fluxes : `numpy.ndarray`
+        ``(n_band, n_comp)`` fluxes of all their components (rows of bands without data are ignored).
+    bands : sequence of `BandInput` or `None`
+        Stamps (and PSFs) per band.
+
+    Returns
+    -------
+    images : `list` [`numpy.ndarray` or `None`]
+        Per band, the model over the stamp (`None` where the band is `None`).
+    """
+    used = [i for i, b in enumerate(bands) if b is not None]
+    scene = _scene(specs, len(used))
+    params, _, _, flux_index = _layout(scene, specs, theta, len(used))
+    params[flux_index] = np.nan_to_num(np.asarray(fluxes, float)[used].ravel())
+    out: list[np.ndarray | None] = [None] * len(bands)
+    for k, b in enumerate(used):
+        band = bands[b]
+        image = np.zeros(band.image.shape)
+        scene.image(params, k, psf_array(band.psf), image, float(band.x0), float(band.y0))
+        out[b] = image
+    return out
 
 
 def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:

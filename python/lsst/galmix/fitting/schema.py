@@ -140,6 +140,8 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
         ColumnDef(f"{n}_chi2", "f8", None, "Chi-square of the best fit summed over bands and pixels"),
         ColumnDef(f"{n}_nPix", "i4", None, "Number of pixels with non-zero weight used in the fit"),
         ColumnDef(f"{n}_nIter", "i4", None, "Number of optimizer iterations"),
+        ColumnDef(f"{n}_nResidualSources", "i4", None, "Point sources found in the fit's residuals (sources "
+                  "that detection missed) and fitted jointly with this object"),
         ColumnDef(f"{n}_time", "f8", "s", "Wall-clock time of the fit of this object (or its share of "
                   "a joint blend fit)"),
         ColumnDef(f"{n}_flag", "bool", None, "Any fatal failure flag is set: do not trust the fit"),

@@ -73,6 +73,13 @@ class SourceFitConfig:
         unowned (label 0) pixels are used too.
     n_threads : `int`
         Threads for fitting (C++ batch of isolated objects; blends in parallel).
+    residual_threshold : `float`
+        Significance (sigma of the PSF-smoothed multi-band residual) above which a residual peak becomes
+        a point source fitted with the object (`lsst.galmix.fitting.residual_sources`); 0 disables.
+    residual_min_separation : `float`
+        Residual peaks nearer than this (in PSF FWHM) to a fitted centre are the object's own misfit.
+    residual_max_sources : `int`
+        At most this many residual sources per fitted group.
     psf_n_gauss : `int`
         Gaussians for PSFs supplied as kernel images. Default 4: with fewer, extended sources absorb the
         PSF wings the mixture misses into their size and index (2 Gaussians on a Moffat PSF: n = 4
@@ -92,6 +99,9 @@ class SourceFitConfig:
     use_footprints: bool = True
     footprint_only: bool = False
     n_threads: int = 1
+    residual_threshold: float = 5.0
+    residual_min_separation: float = 1.0
+    residual_max_sources: int = 3
     psf_n_gauss: int = 4
     settings: FitSettings = field(default_factory=FitSettings)
 
@@ -277,6 +287,8 @@ class SourceOutcome:
         (stamps, moments) of the source.
     flags : `FlagSet`
         Flags.
+    n_residual : `int`
+        Point sources found in the residuals and fitted with this source (`residual_sources`).
     """
 
     spec: SourceSpec
@@ -289,6 +301,7 @@ class SourceOutcome:
     n_iter: int
     time: float
     flags: FlagSet
+    n_residual: int = 0
 
 
 def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceOutcome]:
@@ -483,6 +496,7 @@ def write_row(
     table[f"{name}_chi2"][row] = outcome.chi2
     table[f"{name}_nPix"][row] = outcome.n_pix
     table[f"{name}_nIter"][row] = outcome.n_iter
+    table[f"{name}_nResidualSources"][row] = outcome.n_residual
     table[f"{name}_time"][row] = outcome.time
     write_flags(table, row, name, outcome.flags)
 

@@ -101,6 +101,15 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
     nInit = pexConfig.Field[float](doc="Initial Sersic index of free-index components", default=2.0)
     maxIter = pexConfig.Field[int](doc="Optimizer iteration limit", default=100)
     nThreads = pexConfig.Field[int](doc="Threads fitting groups in parallel within the quantum", default=1)
+    residualThreshold = pexConfig.Field[float](
+        doc="Significance (sigma) of a residual peak that becomes a point source fitted with the object "
+        "(a source detection missed); 0 disables the search",
+        default=5.0,
+    )
+    residualMinSeparation = pexConfig.Field[float](
+        doc="Residual peaks nearer than this to a fitted centre (PSF FWHM) are ignored", default=1.0
+    )
+    residualMaxSources = pexConfig.Field[int](doc="Most residual sources per fitted group", default=3)
     priorN = pexConfig.ListField[float](
         doc="Gaussian prior on the Sersic index: [mean, sigma]; empty for none (maximum likelihood)",
         default=[],
@@ -145,6 +154,9 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
             max_children=self.maxChildren,
             use_footprints=self.useFootprints,
             n_threads=self.nThreads,
+            residual_threshold=self.residualThreshold,
+            residual_min_separation=self.residualMinSeparation,
+            residual_max_sources=self.residualMaxSources,
             psf_n_gauss=self.psfNGauss,
             settings=dataclasses.replace(
                 FitSettings(),

@@ -127,18 +127,26 @@ def format_metrics_summary(metrics: dict) -> str:
         Magnitude bias and scatter per band for galaxies and stars, colour bias, in mmag.
     """
     lo, hi = metrics["summary_range"]
+    sb = metrics.get("selection_band", "r")
     header = (
         f"model {metrics['model']}: {metrics['n_matched']} matched of {metrics['n_ref']} references and "
-        f"{metrics['n_object']} primary objects; reference magnitudes {lo:g}-{hi:g}, values in mmag"
+        f"{metrics['n_object']} primary objects; values in mmag for references with {lo:g} <= mag < {hi:g} "
+        f"in the band itself, and with {lo:g} <= {sb} < {hi:g}"
     )
     lines = [header]
     for label in ("galaxies", "stars"):
         summary = metrics["summary"].get(label, {})
+        by_sel = summary.get("magDiffSelection", {})
         for band, s in summary.get("magDiff", {}).items():
-            lines.append(
+            line = (
                 f"  {label:8s} {band}: N={s['count']:4d}  median dmag {_fmt(s['median'])}"
                 f"  sigma_MAD {_fmt(s['sigma_mad'], sign=False)}"
             )
+            t = by_sel.get(band)
+            if t is not None:
+                line += (f"  | {sb} selection N={t['count']:4d}  median {_fmt(t['median'])}"
+                         f"  sigma_MAD {_fmt(t['sigma_mad'], sign=False)}")
+            lines.append(line)
         colours = summary.get("colorDiff", {})
         if colours:
             lines.append(

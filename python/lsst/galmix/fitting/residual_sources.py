@@ -1,0 +1,181 @@
+"""Sources that detection missed, found in the residuals of a fit and fitted alongside the object.
+
+Light of a neighbour that detection did not separate (too faint, or too close to be deblended) and that
+lies on an object's stamp goes into the object's model. A free-index Sersic takes it into its wings,
+raises ``n`` and extrapolates: on the small simulated repository, 28% of the galaxies at 20 < r < 24
+changed flux by more than 20 mmag because of such neighbours (median -150 mmag among them), and in the
+shallow u and y bands this tail moved the median magnitude difference by -15 mmag (doc/pipelines.rst).
+
+After the first fit, the residual of each fitted group is combined over bands (inverse-variance
+weights, as for detection) and smoothed with a Gaussian of the PSF's covariance (the point-source
+matched filter). Local maxima above ``threshold`` sigma, at least ``min_separation`` PSF FWHM from
+every fitted centre (nearer, the residual is the object's own model mismatch), become point sources
+with free centres and fluxes that are fitted jointly with the group, starting from its first fit. The
+refit replaces the first one when it is not flagged and lowers the chi-square; the extra sources are
+not output rows: ``<model>_nResidualSources`` counts them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+
+from ..detection.image import combine_bands, smoothed_significance
+from ..models.definitions import get_model
+from ..models.psf_mixture import PsfMixture
+from .engine_backend import model_stamps
+from .flags import FlagSet
+from .optimize import FitSettings, SourceSpec
+from .source import Prepared, SourceOutcome, solve
+
+__all__ = ["RESIDUAL_MODEL", "add_residual_sources", "refit_with_residual_sources", "residual_peaks"]
+
+RESIDUAL_MODEL = "point"
+"""Model of a residual source: a point source with free centre (missed neighbours are faint and small)."""
+
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+def _gaussian_kernel(cov: np.ndarray) -> np.ndarray:
+    """Unit-sum Gaussian kernel image with covariance ``cov`` (pixels^2), 4 sigma half-size."""
+    half = int(np.ceil(4.0 * np.sqrt(max(cov[0, 0], cov[1, 1]))))
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(float)
+    inv = np.linalg.inv(cov)
+    k = np.exp(-0.5 * (inv[0, 0] * xx * xx + 2.0 * inv[0, 1] * xx * yy + inv[1, 1] * yy * yy))
+    return k / k.sum()
+
+
+def _centres(outcomes: Sequence[SourceOutcome]) -> np.ndarray:
+    return np.array([o.theta[:2] if o.spec.model.free_centroid else o.spec.xy_fixed for o in outcomes], float)
+
+
+def residual_peaks(
+    prep: Prepared,
+    outcomes: Sequence[SourceOutcome],
+    threshold: float,
+    min_separation: float,
+    max_sources: int,
+) -> list[tuple[float, float]]:
+    """Positions of significant point-like residuals of a fitted group.
+
+    Parameters
+    ----------
+    prep : `Prepared`
+        The group's fit inputs (stamps per band, all on the same box).
+    outcomes : sequence of `SourceOutcome`
+        Its fitted sources.
+    threshold : `float`
+        Minimum significance (sigma) of the PSF-smoothed multi-band residual.
+    min_separation : `float`
+        Minimum distance from every fitted centre, in units of the PSF FWHM.
+    max_sources : `int`
+        At most this many peaks (the most significant) are returned.
+
+    Returns
+    -------
+    peaks : `list` [`tuple` [`float`, `float`]]
+        Absolute ``(x, y)`` pixel positions, most significant first.
+    """
+    bands = [b for b in prep.bands if b is not None]
+    if not bands or len({b.image.shape for b in bands}) != 1 or len({(b.x0, b.y0) for b in bands}) != 1:
+        return []
+    theta = np.concatenate([o.theta for o in outcomes])
+    fluxes = np.concatenate([o.fluxes for o in outcomes], axis=1)
+    models = [m for m in model_stamps(prep.specs, theta, fluxes, prep.bands) if m is not None]
+    goods = [b.weight > 0 for b in bands]
+    residuals = [np.where(g, b.image - m, 0.0) for b, m, g in zip(bands, models, goods)]
+    variances = [np.where(g, 1.0 / np.where(g, b.weight, 1.0), np.inf) for b, g in zip(bands, goods)]
+    mean, variance, good = combine_bands(residuals, variances, goods)
+    psf_cov = np.mean([_psf_covariance(b.psf) for b in bands], axis=0)
+    significance = smoothed_significance(mean, variance, _gaussian_kernel(psf_cov), good)
+    peak = (significance >= threshold) & good & (significance == maximum_filter(significance, size=3))
+    rows, cols = np.nonzero(peak)
+    if rows.size == 0:
+        return []
+    xs, ys = cols + float(bands[0].x0), rows + float(bands[0].y0)
+    fwhm = _FWHM_PER_SIGMA * np.sqrt(0.5 * np.trace(psf_cov))
+    centres = _centres(outcomes)
+    dist = np.hypot(xs[:, None] - centres[None, :, 0], ys[:, None] - centres[None, :, 1]).min(axis=1)
+    keep = dist >= min_separation * fwhm
+    order = np.argsort(-significance[rows, cols][keep])[:max_sources]
+    return [(float(x), float(y)) for x, y in zip(xs[keep][order], ys[keep][order])]
+
+
+def _psf_covariance(psf: PsfMixture) -> np.ndarray:
+    return np.asarray(psf.covariance(), float)
+
+
+def add_residual_sources(
+    prep: Prepared, outcomes: Sequence[SourceOutcome], peaks: Sequence[tuple[float, float]]
+) -> Prepared:
+    """The group's fit with a point source added at each peak, starting from the first fit.
+
+    The group's own flags are copied, so the first fit's flags survive if the refit is rejected.
+    """
+    point = get_model(RESIDUAL_MODEL)
+    specs = list(prep.specs) + [SourceSpec(point, p) for p in peaks]
+    theta0 = np.concatenate([o.theta for o in outcomes] + [np.array(p, float) for p in peaks])
+    flags = [FlagSet(mask=f.mask) for f in prep.flags] + [FlagSet() for _ in peaks]
+    return Prepared(specs, theta0, prep.bands, flags)
+
+
+def refit_with_residual_sources(
+    fits: Sequence[tuple[Prepared, list[SourceOutcome]]],
+    settings: FitSettings,
+    threshold: float,
+    min_separation: float,
+    max_sources: int,
+    n_threads: int = 1,
+) -> list[list[SourceOutcome]]:
+    """Refit the groups with significant residuals jointly with point sources at those residuals.
+
+    Parameters
+    ----------
+    fits : sequence of (`Prepared`, `list` [`SourceOutcome`])
+        Each group's fit inputs and its first fit (one outcome per source of ``Prepared.specs``).
+    settings : `FitSettings`
+        Optimizer settings.
+    threshold, min_separation, max_sources
+        As for `residual_peaks`.
+    n_threads : `int`
+        Engine threads for the refits (one batch).
+
+    Returns
+    -------
+    outcomes : `list` [`list` [`SourceOutcome`]]
+        Per group, the outcomes to keep: the refit's (with ``n_residual`` set and the search and refit
+        time added) when it is accepted, the first fit's otherwise.
+    """
+    out = [list(outcomes) for _, outcomes in fits]
+    pending: list[tuple[int, Prepared, int]] = []
+    for g, (prep, outcomes) in enumerate(fits):
+        if any(o.flags.fatal for o in outcomes):
+            continue
+        t0 = time.perf_counter()
+        peaks = residual_peaks(prep, outcomes, threshold, min_separation, max_sources)
+        search = (time.perf_counter() - t0) / len(outcomes)
+        for o in outcomes:
+            o.time += search
+        if peaks:
+            pending.append((g, add_residual_sources(prep, outcomes, peaks), len(peaks)))
+    if not pending:
+        return out
+    refits = solve([p for _, p, _ in pending], settings, n_threads)
+    for (g, _, n_extra), refit in zip(pending, refits):
+        first = out[g]
+        mine = refit[: len(first)]
+        extra_time = sum(o.time for o in refit) / len(first)
+        if any(o.flags.fatal for o in mine) or not mine[0].chi2 <= first[0].chi2:
+            for o in first:
+                o.time += extra_time
+            continue
+        for o_new, o_old in zip(mine, first):
+            o_old.flags.mask = o_new.flags.mask
+            o_new.flags = o_old.flags
+            o_new.n_residual = n_extra
+            o_new.time = o_old.time + extra_time
+        out[g] = mine
+    return out
