@@ -10,7 +10,7 @@ Times are per object on one core: galmix = stamp cutting + adaptive moments + th
 pieces ``fit_patch`` runs per object); pyimfit = ``Imfit.fit``. pyimfit starts from the truth
 (perturbed), galmix from its own moments: the comparison favours pyimfit's convergence.
 
-Usage: ``python benchmarks/bench_fit.py [--quick] [--psf-gauss N] [--seed S]``.
+Usage: ``python benchmarks/bench_fit.py [--quick] [--psf-gauss N] [--seed S] [--residual-threshold T]``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from scipy.special import gamma, gammaincinv
 PIXEL = 0.2
 SN_BINS = [(20, 50), (50, 200), (200, 1001)]
 MAG0 = 31.4
-# Stamp half-size in observed-moment sigmas used by galmix (``--stamp-sigmas``).
-STAMP_SIGMAS = [SourceFitConfig.stamp_sigmas]
+# galmix's SourceFitConfig settings from the command line (``--stamp-sigmas``, ``--residual-threshold``).
+CONFIG = {"stamp_sigmas": SourceFitConfig.stamp_sigmas, "residual_threshold": SourceFitConfig.residual_threshold}
 
 
 @dataclass
@@ -129,7 +129,7 @@ def _draw_truth(rng, snr_range=(20, 1000)) -> tuple[GalaxyTruth, float, float]:
 
 def single_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> tuple[list[Case], list[float]]:
     cases, psf_times = [], []
-    cfg = SourceFitConfig(pixel_scale=PIXEL, stamp_sigmas=STAMP_SIGMAS[0])
+    cfg = SourceFitConfig(pixel_scale=PIXEL, **CONFIG)
     for _ in range(n_gal):
         t, fwhm, snr = _draw_truth(rng)
         size = _stamp_size(t, fwhm)
@@ -152,7 +152,7 @@ def single_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> tuple[list
 
 def stars(n_star: int, rng, psf_gauss: int, with_imfit: bool) -> list[Case]:
     cases = []
-    cfg = SourceFitConfig(pixel_scale=PIXEL, stamp_sigmas=STAMP_SIGMAS[0])
+    cfg = SourceFitConfig(pixel_scale=PIXEL, **CONFIG)
     for _ in range(n_star):
         fwhm = rng.uniform(0.6, 0.8) / PIXEL
         snr = float(np.exp(rng.uniform(np.log(20), np.log(1000))))
@@ -177,7 +177,7 @@ def three_band(n_gal: int, rng, psf_gauss: int, with_imfit: bool) -> list[Case]:
     bands = ["g", "r", "i"]
     fwhms = {"g": 0.8, "r": 0.7, "i": 0.6}
     cases = []
-    cfg = SourceFitConfig(pixel_scale=PIXEL, stamp_sigmas=STAMP_SIGMAS[0])
+    cfg = SourceFitConfig(pixel_scale=PIXEL, **CONFIG)
     mixes = {b: fit_psf_image(psf_kernel(_moffat(f), 41), psf_gauss).mixture for b, f in fwhms.items()}
     for _ in range(n_gal):
         t, _, snr = _draw_truth(rng, (50, 1000))
@@ -224,7 +224,7 @@ def patch_throughput(rng, psf_gauss: int, n_side: int = 6) -> None:
             truths.append(t)
     images, objects = make_scene(truths, {"r": psf}, {"r": 1.0}, (80 * n_side, 80 * n_side), {"r": 0.05}, rng)
     for n_threads in (1, 2):
-        cfg = SourceFitConfig(pixel_scale=PIXEL, n_threads=n_threads, stamp_sigmas=STAMP_SIGMAS[0])
+        cfg = SourceFitConfig(pixel_scale=PIXEL, n_threads=n_threads, **CONFIG)
         t0 = time.perf_counter()
         table = fit_patch(images, (0, 0), objects, None, {"r": mix}, "sersic", cfg)
         dt = time.perf_counter() - t0
@@ -262,9 +262,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--stamp-sigmas", type=float, default=SourceFitConfig.stamp_sigmas,
                         help="galmix stamp half-size in observed-moment sigmas")
+    parser.add_argument("--residual-threshold", type=float, default=SourceFitConfig.residual_threshold,
+                        help="galmix residual-source threshold in sigma (0: no search)")
     args = parser.parse_args()
     n_gal, n_star, n_3 = (40, 10, 10) if args.quick else (200, 50, 50)
-    STAMP_SIGMAS[0] = args.stamp_sigmas
+    CONFIG.update(stamp_sigmas=args.stamp_sigmas, residual_threshold=args.residual_threshold)
     codes = ["galmix"] + ([] if args.no_imfit else ["pyimfit"])
     rng = np.random.default_rng(args.seed)
     print(f"galmix engine: {ge.dispatch_info()}; PSF mixtures of {args.psf_gauss} Gaussians; one core")

@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--link", type=float, default=10.0, help="blend linking length (pixels)")
     parser.add_argument("--blend-mode", default="joint", choices=["joint", "subtract"])
     parser.add_argument("--footprint-only", action="store_true", help="fit only footprint pixels")
+    parser.add_argument("--residual-threshold", type=float, default=SourceFitConfig.residual_threshold,
+                        help="residual-source threshold in sigma (0: no search)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     images, psfs, wcs, cat = load()
@@ -112,7 +114,8 @@ def main() -> None:
     def pixel_to_sky(x, y):
         return wcs.all_pix2world(x, y, 0)
 
-    cfg = SourceFitConfig(pixel_scale=PIXEL_SCALE, blend_mode=args.blend_mode, footprint_only=args.footprint_only)
+    cfg = SourceFitConfig(pixel_scale=PIXEL_SCALE, blend_mode=args.blend_mode, footprint_only=args.footprint_only,
+                          residual_threshold=args.residual_threshold)
     t0 = time.perf_counter()
     labels = footprints(images, objects)
     table = fit_patch(images, (0, 0), objects, labels, psfs, args.model, cfg, pixel_to_sky)

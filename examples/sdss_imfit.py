@@ -67,7 +67,7 @@ def fit_ic3478_64(data_dir: Path = DATA) -> dict[str, float]:
     data = fits.getdata(data_dir / "ic3478rss_64x64.fits").astype(np.float64)
     var = _variance(data, 130.1)
     objects = Table({"objectId": [1], "x": [31.0], "y": [31.0]})
-    cfg = SourceFitConfig(pixel_scale=PIXEL_SCALE, stamp_min=64, stamp_max=64)
+    cfg = SourceFitConfig(pixel_scale=PIXEL_SCALE, stamp_min=64, stamp_max=64, residual_threshold=0.0)
     out = fit_patch({"r": (data, var, None)}, (0, 0), objects, None, {"r": PsfMixture.gaussian(np.sqrt(1 / 12))},
                     "sersic", cfg)
     q, n, r_e = out["sersic_q"][0], out["sersic_n"][0], out["sersic_reffPix"][0]
@@ -87,7 +87,7 @@ def fit_n3073(data_dir: Path = DATA) -> dict:
     var = _variance(data, 154.33)
     psf = _with_pixel(fit_psf_image(fits.getdata(data_dir / "psf_moffat_35_n4699z.fits").astype(float), 4).mixture)
     objects = Table({"objectId": [1], "x": [100.0], "y": [96.0]})
-    cfg = SourceFitConfig(pixel_scale=PIXEL_SCALE, stamp_min=100, stamp_max=100)
+    cfg = SourceFitConfig(pixel_scale=PIXEL_SCALE, stamp_min=100, stamp_max=100, residual_threshold=0.0)
     out = fit_patch({"r": (data, var, bad)}, (0, 0), objects, None, {"r": psf}, "sersicexp", cfg)
     res = {"X0": out["sersicexp_x"][0] + 1, "Y0": out["sersicexp_y"][0] + 1, "chi2": out["sersicexp_chi2"][0],
            "flag": bool(out["sersicexp_flag"][0]), "time": out["sersicexp_time"][0]}

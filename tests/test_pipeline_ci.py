@@ -109,9 +109,11 @@ def test_star_photometry(matched):
 
 
 def test_galaxy_photometry(matched):
-    # Bounds set from the measured values of this deterministic repository (seed 1); the CI tract
-    # has only ~8 such galaxies, so these guard against regressions, not the science targets.
-    for model, bound in (("exp", 0.04), ("sersic", 0.15)):
+    # Bounds set from the measured values of this deterministic repository (seed 1): exp +0.024, Sersic
+    # +0.0006 (before projected bounds and residual sources, Sersic was -0.09). The CI tract has only 8 such
+    # galaxies, so these guard against regressions; the science targets are measured on the medium
+    # repository (doc/pipelines.rst).
+    for model, bound in (("exp", 0.04), ("sersic", 0.02)):
         d = _dmag(matched, model, "r", False, 20, 23)
         assert len(d) >= 5
         assert abs(np.median(d)) < bound, (model, np.median(d))
