@@ -8,11 +8,11 @@ shallow u and y bands this tail moved the median magnitude difference by -15 mma
 
 After the first fit, the residual of each fitted group is weighted by the inverse variance, summed
 over bands and smoothed with a round Gaussian of the PSF's mean second moment (the point-source matched
-filter; its variance is the inverse-variance sum smoothed by the squared kernel). Local maxima above ``threshold`` sigma, at least ``min_separation`` PSF FWHM from
-every fitted centre (nearer, the residual is the object's own model mismatch), become point sources
-with free centres and fluxes that are fitted jointly with the group, starting from its first fit. The
-refit replaces the first one when it is not flagged and lowers the chi-square; the extra sources are
-not output rows: ``<model>_nResidualSources`` counts them.
+filter). Local maxima above ``threshold`` sigma, at least ``min_separation`` PSF FWHM from every fitted
+centre (nearer, the residual is the object's own model mismatch), become point sources with free
+centres and fluxes that are fitted jointly with the group, starting from its first fit. The refit
+replaces the first one when it is not flagged and lowers the chi-square; the extra sources are not
+output rows: ``<model>_nResidualSources`` counts them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, maximum_filter
 
 from ..models.definitions import get_model
-from ..models.psf_mixture import PsfMixture
 from .engine_backend import model_stamps
 from .flags import FlagSet
 from .optimize import FitSettings, SourceSpec
@@ -91,7 +90,7 @@ def residual_peaks(
     signal = sum(b.weight * np.where(b.weight > 0, b.image - m, 0.0) for b, m in zip(bands, models))
     weight = sum(b.weight for b in bands)
     good = weight > 0
-    psf_cov = np.mean([_psf_covariance(b.psf) for b in bands], axis=0)
+    psf_cov = np.mean([b.psf.covariance() for b in bands], axis=0)
     sigma = float(np.sqrt(0.5 * np.trace(psf_cov)))
     significance = _matched_filter_significance(signal, weight, sigma)
     peak = (significance >= threshold) & good & (significance == maximum_filter(significance, size=3))
@@ -105,10 +104,6 @@ def residual_peaks(
     keep = dist >= min_separation * fwhm
     order = np.argsort(-significance[rows, cols][keep])[:max_sources]
     return [(float(x), float(y)) for x, y in zip(xs[keep][order], ys[keep][order])]
-
-
-def _psf_covariance(psf: PsfMixture) -> np.ndarray:
-    return np.asarray(psf.covariance(), float)
 
 
 def add_residual_sources(
