@@ -64,3 +64,17 @@ def test_engine_model_stamps_match_numpy_render():
     assert engine[1] is None
     numpy = render(model, theta, fluxes[0], MIX, (30, 40), (20, 25))
     np.testing.assert_allclose(engine[0], numpy, rtol=1e-9, atol=1e-12 * numpy.max())
+
+
+def test_model_mismatch_is_not_a_residual_source():
+    # An exponential fitted to a de Vaucouleurs galaxy leaves point-symmetric wings at 2-2.5 PSF FWHM,
+    # 8-9 sigma at S/N 500 (three peaks were taken for sources before the mirror-image test): none is a
+    # neighbour, so none is fitted.
+    galaxy = GalaxyTruth(40.0, 40.0, 1000.0, n=4.0, reff=3.0, q=0.8, theta=0.5)
+    clean = render_stamp([galaxy], PSF, (80, 80))
+    sigma = noise_sigma_for_snr(clean, 500.0)
+    img = clean + np.random.default_rng(1).normal(0, sigma, clean.shape)
+    objects = Table({"objectId": [1], "x": [galaxy.x], "y": [galaxy.y]})
+    out = fit_patch({"r": (img, np.full(img.shape, sigma**2), None)}, (0, 0), objects, None, {"r": MIX}, "exp",
+                    SourceFitConfig())
+    assert out["exp_nResidualSources"][0] == 0

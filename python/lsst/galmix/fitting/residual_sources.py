@@ -9,10 +9,13 @@ shallow u and y bands this tail moved the median magnitude difference by -15 mma
 After the first fit, the residual of each fitted group is weighted by the inverse variance, summed
 over bands and smoothed with a round Gaussian of the PSF's mean second moment (the point-source matched
 filter). Local maxima above ``threshold`` sigma, at least ``min_separation`` PSF FWHM from every fitted
-centre (nearer, the residual is the object's own model mismatch), become point sources with free
+centre (nearer, the residual is the object's own model mismatch) and at least twice as significant as
+the residual at their mirror image through that centre (the models, and so their mismatch with a
+galaxy, are point-symmetric; a neighbour is not), become point sources with free
 centres and fluxes that are fitted jointly with the group, starting from its first fit. The refit
-replaces the first one when it is not flagged and lowers the chi-square; the extra sources are not
-output rows: ``<model>_nResidualSources`` counts them.
+replaces the first one when it is not flagged, lowers the chi-square and no residual source moved
+within half that distance of a fitted centre (it would be splitting the object, not fitting a
+neighbour); the extra sources are not output rows: ``<model>_nResidualSources`` counts them.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from scipy.ndimage import gaussian_filter, maximum_filter
 from ..models.definitions import get_model
 from .engine_backend import model_stamps
 from .flags import FlagSet
-from .optimize import FitSettings, SourceSpec
+from .optimize import BandInput, FitSettings, SourceSpec
 from .source import Prepared, SourceOutcome, solve
 
 __all__ = ["RESIDUAL_MODEL", "add_residual_sources", "refit_with_residual_sources", "residual_peaks"]
@@ -48,6 +51,11 @@ def _matched_filter_significance(signal: np.ndarray, weight: np.ndarray, sigma: 
     var = gaussian_filter(weight, sigma / np.sqrt(2.0), mode="constant", truncate=4.0) / norm
     floor = 1e-6 * float(weight.max()) / norm
     return np.where(var > floor, num / np.sqrt(np.maximum(var, floor)), 0.0)
+
+
+def _psf_sigma(bands: Sequence[BandInput]) -> float:
+    """Width of the round Gaussian with the bands' mean PSF second moment (pixels)."""
+    return float(np.sqrt(0.5 * np.trace(np.mean([b.psf.covariance() for b in bands], axis=0))))
 
 
 def _centres(outcomes: Sequence[SourceOutcome]) -> np.ndarray:
@@ -90,8 +98,7 @@ def residual_peaks(
     signal = sum(b.weight * np.where(b.weight > 0, b.image - m, 0.0) for b, m in zip(bands, models))
     weight = sum(b.weight for b in bands)
     good = weight > 0
-    psf_cov = np.mean([b.psf.covariance() for b in bands], axis=0)
-    sigma = float(np.sqrt(0.5 * np.trace(psf_cov)))
+    sigma = _psf_sigma(bands)
     significance = _matched_filter_significance(signal, weight, sigma)
     peak = (significance >= threshold) & good & (significance == maximum_filter(significance, size=3))
     rows, cols = np.nonzero(peak)
@@ -100,9 +107,20 @@ def residual_peaks(
     xs, ys = cols + float(bands[0].x0), rows + float(bands[0].y0)
     fwhm = _FWHM_PER_SIGMA * sigma
     centres = _centres(outcomes)
-    dist = np.hypot(xs[:, None] - centres[None, :, 0], ys[:, None] - centres[None, :, 1]).min(axis=1)
-    keep = dist >= min_separation * fwhm
-    order = np.argsort(-significance[rows, cols][keep])[:max_sources]
+    d2 = (xs[:, None] - centres[None, :, 0]) ** 2 + (ys[:, None] - centres[None, :, 1]) ** 2
+    nearest = centres[np.argmin(d2, axis=1)]
+    # The fitted models are point-symmetric about their centres, and so is their mismatch with a
+    # galaxy's true profile (rings, wings, a bulge); a neighbour is not. A peak whose mirror image
+    # through the nearest centre is at least half as significant is the model's mismatch.
+    mirror_col = np.rint(2.0 * nearest[:, 0] - xs - bands[0].x0).astype(int)
+    mirror_row = np.rint(2.0 * nearest[:, 1] - ys - bands[0].y0).astype(int)
+    inside = (mirror_col >= 0) & (mirror_col < significance.shape[1]) & (mirror_row >= 0) & (
+        mirror_row < significance.shape[0])
+    mirror = np.zeros(rows.size)
+    mirror[inside] = significance[mirror_row[inside], mirror_col[inside]]
+    peak_sig = significance[rows, cols]
+    keep = (np.sqrt(d2.min(axis=1)) >= min_separation * fwhm) & (mirror < 0.5 * peak_sig)
+    order = np.argsort(-peak_sig[keep])[:max_sources]
     return [(float(x), float(y)) for x, y in zip(xs[keep][order], ys[keep][order])]
 
 
@@ -162,11 +180,16 @@ def refit_with_residual_sources(
     if not pending:
         return out
     refits = solve([p for _, p, _ in pending], settings, n_threads)
-    for (g, _, n_extra), refit in zip(pending, refits):
+    for (g, prep, n_extra), refit in zip(pending, refits):
         first = out[g]
         mine = refit[: len(first)]
         extra_time = sum(o.time for o in refit) / len(first)
-        if any(o.flags.fatal for o in mine) or not mine[0].chi2 <= first[0].chi2:
+        # A residual source that moved onto a fitted centre is splitting the object, not a neighbour.
+        fwhm = _FWHM_PER_SIGMA * _psf_sigma([b for b in prep.bands if b is not None])
+        centres = _centres(mine)
+        merged = any(np.hypot(*(centres - o.theta[:2]).T).min() < 0.5 * min_separation * fwhm
+                     for o in refit[len(first):])
+        if merged or any(o.flags.fatal for o in mine) or not mine[0].chi2 <= first[0].chi2:
             for o in first:
                 o.time += extra_time
             continue
