@@ -223,20 +223,21 @@ def _prepare_set(
 
 
 def _with_residual_sources(
-    fits: Sequence[tuple[Prepared, list[SourceOutcome]]], cfg: SourceFitConfig
+    fits: Sequence[tuple[Prepared, list[SourceOutcome]]], cfg: SourceFitConfig, n_threads: int
 ) -> list[list[SourceOutcome]]:
     """Refit groups with significant residual peaks (`refit_with_residual_sources`), if enabled."""
     if cfg.residual_threshold <= 0:
         return [list(outcomes) for _, outcomes in fits]
     return refit_with_residual_sources(fits, cfg.settings, cfg.residual_threshold, cfg.residual_min_separation,
-                                       cfg.residual_max_sources, cfg.n_threads)
+                                       cfg.residual_max_sources, n_threads)
 
 
 def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
     prep = _prepare_set(model, objs, images, footprints, keep_labels, cfg, **kw)
     if prep is None:
         return [None] * len(objs)
-    return _with_residual_sources([(prep, list(solve([prep], cfg.settings, 1)[0]))], cfg)[0]
+    # One group on one thread: blends in "subtract" mode run in parallel Python threads.
+    return _with_residual_sources([(prep, list(solve([prep], cfg.settings, 1)[0]))], cfg, 1)[0]
 
 
 def fit_isolated(
@@ -283,7 +284,7 @@ def fit_isolated(
         best.time = t_prep + sum(f.time for f in fits)
         chosen.append((len(out), group[k], best))
         out.append(best)
-    refits = _with_residual_sources([(prep, [best]) for _, prep, best in chosen], cfg)
+    refits = _with_residual_sources([(prep, [best]) for _, prep, best in chosen], cfg, cfg.n_threads)
     for (i, _, _), (outcome,) in zip(chosen, refits):
         out[i] = outcome
     return out
@@ -337,7 +338,7 @@ def fit_joint_blends(
                 c.time += t_prep / len(children)
             fitted.append((len(out), prep, children))
             out.append(children)
-    refits = _with_residual_sources([(prep, children) for _, prep, children in fitted], cfg)
+    refits = _with_residual_sources([(prep, children) for _, prep, children in fitted], cfg, cfg.n_threads)
     for (i, _, _), children in zip(fitted, refits):
         out[i] = children
     return out
