@@ -19,7 +19,7 @@ from .. import engine as ge
 from ..models.definitions import ComponentDef, Profile
 from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
-from .optimize import BandInput, FitResult, FitSettings, SourceSpec, invert_fisher
+from .optimize import BandInput, FitResult, FitSettings, ParameterBounds, SourceSpec, invert_fisher
 
 __all__ = ["EngineProblem", "make_problem", "model_stamps", "psf_array", "run_problems"]
 
@@ -85,15 +85,15 @@ def make_problem(
     params0, free, theta_index, flux_index = _layout(scene, specs, theta0, len(used))
     npar = scene.n_params
     mean, sigma = np.zeros(npar), np.full(npar, np.inf)
+    names = [name for spec in specs for name in spec.model.nonlinear_names]
+    bounds = ParameterBounds(names, settings)
     lower, upper = np.full(npar, -np.inf), np.full(npar, np.inf)
-    ln_lo, ln_hi = np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1])
-    names = [name.split(".")[-1] for spec in specs for name in spec.model.nonlinear_names]
+    lower[theta_index], upper[theta_index] = bounds.lo, bounds.hi
     pri = settings.priors
-    for key, i in zip(names, theta_index):
+    for key, i, lo, hi in zip((name.split(".")[-1] for name in names), theta_index, bounds.lo, bounds.hi):
         if key == "ln_reff":
-            lower[i], upper[i] = ln_lo, ln_hi
-            margin = 1e-6 * (ln_hi - ln_lo)
-            params0[i] = np.clip(params0[i], ln_lo + margin, ln_hi - margin)
+            margin = 1e-6 * (hi - lo)
+            params0[i] = np.clip(params0[i], lo + margin, hi - margin)
         if key == "ln_reff" and pri.ln_reff is not None:
             mean[i], sigma[i] = pri.ln_reff
         elif key in ("eta1", "eta2") and pri.eta_sigma is not None:
@@ -189,17 +189,8 @@ def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
     order = np.concatenate([p.theta_index, p.flux_index])
     cov, singular = invert_fisher(fisher[np.ix_(order, order)])
     status = int(res.status)
-    at_bound = False
-    lo, hi = p.settings.n_bounds
-    r_lo, r_hi = np.log(p.settings.reff_bounds[0]), np.log(p.settings.reff_bounds[1])
-    k = 0
-    for spec in p.specs:
-        for j, name in enumerate(spec.model.nonlinear_names):
-            if name.endswith(".n"):
-                at_bound |= min(theta[k + j] - lo, hi - theta[k + j]) < 1e-3 * (hi - lo)
-            elif name.endswith(".ln_reff"):
-                at_bound |= min(theta[k + j] - r_lo, r_hi - theta[k + j]) < 1e-3 * (r_hi - r_lo)
-        k += spec.n_theta
+    names = [name for spec in p.specs for name in spec.model.nonlinear_names]
+    at_bound = ParameterBounds(names, p.settings).at_bound(theta)
     return FitResult(theta, fluxes, cov, float(res.chi2), int(res.n_iter),
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bool(at_bound),
                      singular=singular or status == int(ge.FitStatus.SINGULAR),

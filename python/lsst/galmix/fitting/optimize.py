@@ -18,7 +18,10 @@ from ..models.definitions import N_MAX, N_MIN, ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..models.render import component_gaussians, evaluate_gaussians, gaussians_with_jacobian
 
-__all__ = ["BandData", "BandInput", "FitResult", "FitSettings", "Priors", "SourceSpec", "fit_model", "invert_fisher"]
+__all__ = [
+    "BandData", "BandInput", "FitResult", "FitSettings", "ParameterBounds", "Priors", "SourceSpec", "fit_model",
+    "invert_fisher",
+]
 
 
 @dataclass
@@ -189,10 +192,10 @@ class FitResult:
     seconds: float = float("nan")
 
 
-class _Bounds:
-    """Box bounds of the bounded parameters (``n``, ``ln reff``), enforced by projection.
+class ParameterBounds:
+    """Box bounds of the bounded parameters (``n``, ``ln reff``) of a list of nonlinear parameters.
 
-    As in the engine, trial points are projected onto the box and a parameter at a bound whose
+    One definition for both backends. Enforced by projection: as in the engine, trial points are projected onto the box and a parameter at a bound whose
     gradient points outward is held for that step: a logistic map onto the real line traps
     parameters near a bound, where its derivative vanishes.
     """
@@ -214,6 +217,7 @@ class _Bounds:
         return ((theta <= self.lo) & (descent <= 0)) | ((theta >= self.hi) & (descent >= 0))
 
     def at_bound(self, theta: np.ndarray) -> bool:
+        """Whether a bounded parameter lies within 1e-3 of its bound range from a bound."""
         finite = np.isfinite(self.lo)
         width = self.hi[finite] - self.lo[finite]
         near = np.minimum(theta[finite] - self.lo[finite], self.hi[finite] - theta[finite]) < 1e-3 * width
@@ -322,7 +326,7 @@ def fit_model(
         raise ValueError("no band has data")
     names = [name for src in sources for name in src.model.nonlinear_names]
     ncomp = sum(src.n_comp for src in sources)
-    bounds = _Bounds(names, settings)
+    bounds = ParameterBounds(names, settings)
     theta = bounds.clip(np.asarray(theta0, float))
     npar = len(theta)
 
