@@ -1,14 +1,19 @@
-"""Error calibration against S/N: pulls of flux and r_e of a free-index Sersic over noise realisations.
+"""Error calibration: pulls of flux and r_e over noise realisations of one galaxy.
 
-Usage: ``python benchmarks/bench_pulls.py MODEL SNR [N_REAL] [--profile] [--n-prior MEAN SIGMA] [--n TRUE_N]``
-(e.g. ``sersic 25 400 --profile``). The galaxy is that of ``tests/test_fit_sersic.py::test_error_calibration``
-(n 1.5, r_e 3 px, q 0.7, Moffat FWHM 3.5 px, 4-Gaussian PSF); the reference is the fit of the noiseless
-image (with the same prior). Prints the spread of (fit - ref) / error with each fit's own errors and with
-the errors of the reference fit (the Fisher matrix at the truth), the number of fits with n at a bound,
-and quantiles of n and of the error ratio. ``--profile`` adds the profile-likelihood errors of r_e
-(`lsst.galmix.fitting.profile.reff_profile_errors`, the side facing the reference) in r_e and in ln r_e.
+Usage: ``python benchmarks/bench_pulls.py MODEL SNR [N_REAL] [--snr-definition {optimal,flux}] [--reff PIX]
+[--n TRUE_N] [--profile] [--n-prior MEAN SIGMA]`` (e.g. ``sersic 20 400 --snr-definition flux``).
+
+The galaxy is that of ``tests/test_fit_calibration.py`` (n 1.5, or the model's fixed index, r_e 3 px, q 0.7, Moffat
+FWHM 3.5 px, 4-Gaussian PSF); the reference is the fit of the noiseless image. ``SNR`` is either GalSim's
+optimal (matched-filter) S/N of the image (``optimal``, the default) or the catalogue S/N of the model,
+``flux / fluxErr`` of the reference fit (``flux``; `lsst.galmix.fitting.testing.noise_sigma_for_flux_snr`).
+Prints the spread of (fit - ref) / error with each fit's own errors and with the errors of the reference fit
+(the Fisher matrix at the truth), the number of fits with n at a bound, and quantiles of n and of the error
+ratio. ``--profile`` adds the profile-likelihood errors of r_e (`lsst.galmix.fitting.profile`), the side
+facing the reference, in r_e and in ln r_e.
 """
-import sys
+
+import argparse
 
 import numpy as np
 from astropy.table import Table
@@ -17,40 +22,53 @@ from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.profile import reff_profile_errors
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
-from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp
+from lsst.galmix.fitting.testing import (
+    GalaxyTruth,
+    moffat_psf,
+    noise_sigma_for_flux_snr,
+    noise_sigma_for_snr,
+    psf_kernel,
+    render_stamp,
+)
+from lsst.galmix.models.definitions import Profile, get_model
 
-args = sys.argv[1:]
-profile = "--profile" in args
-priors = Priors()
-true_n = None
-if "--n-prior" in args:
-    k = args.index("--n-prior")
-    priors = Priors(n=(float(args[k + 1]), float(args[k + 2])))
-    del args[k : k + 3]
-if "--n" in args:
-    k = args.index("--n")
-    true_n = float(args[k + 1])
-    del args[k : k + 2]
-args = [a for a in args if a != "--profile"]
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("model")
+parser.add_argument("snr", type=float)
+parser.add_argument("n_real", type=int, nargs="?", default=400)
+parser.add_argument("--snr-definition", choices=("optimal", "flux"), default="optimal")
+parser.add_argument("--reff", type=float, default=3.0, help="true r_e in pixels")
+parser.add_argument("--n", type=float, default=None, help="true Sersic index")
+parser.add_argument("--profile", action="store_true")
+parser.add_argument("--n-prior", type=float, nargs=2, default=None, metavar=("MEAN", "SIGMA"))
+parser.add_argument("--seed", type=int, default=7)
+args = parser.parse_args()
+model = args.model
+priors = Priors(n=tuple(args.n_prior)) if args.n_prior else Priors()
+component = get_model(model).components[0]
+fixed_n = 0.5 if component.profile == Profile.GAUSS else component.sersic_n
+true_n = args.n if args.n is not None else (fixed_n if fixed_n is not None else 1.5)
 PSF = moffat_psf(3.5)
 MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
-model = args[0]; snr = float(args[1]); nreal = int(args[2]) if len(args) > 2 else 400
-if true_n is None:
-    true_n = 1.0 if model == "exp" else 1.5
-t = GalaxyTruth(20.0, 20.0, 1000.0, n=true_n, reff=3.0, q=0.7, theta=0.2)
-clean = render_stamp([t], PSF, (41, 41))
-sigma = noise_sigma_for_snr(clean, snr)
-rng = np.random.default_rng(7)
+half = max(20, round(5 * args.reff))
+t = GalaxyTruth(float(half), float(half), 1000.0, n=true_n, reff=args.reff, q=0.7, theta=0.2)
+clean = render_stamp([t], PSF, (2 * half + 1, 2 * half + 1))
 obj = Table({"objectId": [1], "x": [t.x], "y": [t.y]})
 obj["shape_xx"], obj["shape_yy"], obj["shape_xy"] = [14.0], [11.0], [0.5]
-cfg = SourceFitConfig(stamp_min=16, stamp_max=16, settings=FitSettings(priors=priors))
+stamp = max(16, round(16 * args.reff / 3.0))
+cfg = SourceFitConfig(stamp_min=stamp, stamp_max=stamp, settings=FitSettings(priors=priors))
+if args.snr_definition == "flux":
+    sigma = noise_sigma_for_flux_snr(clean, args.snr, obj, MIX, model, cfg)
+else:
+    sigma = noise_sigma_for_snr(clean, args.snr)
 var = np.full(clean.shape, sigma**2)
 ref = fit_patch({"r": (clean, var, None)}, (0, 0), obj, None, {"r": MIX}, model, cfg)
 F0, r0 = ref[f"r_{model}Flux"][0], ref[f"{model}_reff"][0]
 Fe0, re0 = ref[f"r_{model}FluxErr"][0], ref[f"{model}_reffErr"][0]
+rng = np.random.default_rng(args.seed)
 rows = []
 nb = 0
-for _ in range(nreal):
+for _ in range(args.n_real):
     images = {"r": (clean + rng.normal(0, sigma, clean.shape), var, None)}
     out = fit_patch(images, (0, 0), obj, None, {"r": MIX}, model, cfg)
     bound = bool(out[f"{model}_flag_param_at_bound"][0])
@@ -58,29 +76,34 @@ for _ in range(nreal):
     if out[f"{model}_flag"][0]:
         continue
     lo = hi = np.nan
-    if profile:
+    if args.profile:
         (lo,), (hi,) = reff_profile_errors(images, (0, 0), obj, {"r": MIX}, model, out, cfg)
     rows.append((out[f"r_{model}Flux"][0], out[f"r_{model}FluxErr"][0], out[f"{model}_reff"][0],
-                 out[f"{model}_reffErr"][0], out[f"{model}_n"][0] if model == "sersic" else 1.0, bound,
+                 out[f"{model}_reffErr"][0], out[f"{model}_n"][0] if model == "sersic" else true_n, bound,
                  lo, hi))
 a = np.array(rows, float)
+finite = np.isfinite(a[:, 1]) & np.isfinite(a[:, 3])
+print(f"  fits without finite flux and r_e errors (r_e at its bound): {(~finite).sum()}")
+a = a[finite]
 f, fe, r, re, n, b, lo, hi = a.T
 keep = b == 0
-n0 = ref[f"{model}_n"][0] if model == "sersic" else 1.0
-print(f"{model} S/N {snr}: N={len(a)}, at_bound={nb}, true n={true_n}, ref n={n0:.3f}, "
-      f"ref r_e/true {ref[f'{model}_reffPix'][0] / 3.0:.4f}, ref F/true {F0 / 1000.0:.4f}, "
-      f"prior n={priors.n}")
+n0 = ref[f"{model}_n"][0] if model == "sersic" else true_n
+optimal = np.sqrt((clean**2).sum()) / sigma
+print(f"{model} r_e {args.reff} px, true n {true_n}: optimal S/N {optimal:.1f}, flux S/N of the reference "
+      f"{F0 / Fe0:.1f}; N={len(a)}, at_bound={nb}, ref n={n0:.3f}, ref r_e/true "
+      f"{ref[f'{model}_reffPix'][0] / args.reff:.4f}, ref F/true {F0 / 1000.0:.4f}, prior n={priors.n}")
 
 
 def rep(name, sel):
-    pf = (f[sel] - F0) / fe[sel]; pr = (r[sel] - r0) / re[sel]
+    pf = (f[sel] - F0) / fe[sel]
+    pr = (r[sel] - r0) / re[sel]
     dln = np.log(r[sel] / r0)
     lr = dln / (re[sel] / r[sel])
     print(f"  {name:22s} std pull F {pf.std():.3f} reff {pr.std():.3f} ln reff {lr.std():.3f}; "
           f"with ref errors F {((f[sel]-F0)/Fe0).std():.3f} reff {((r[sel]-r0)/re0).std():.3f}; "
           f"mean pull F {pf.mean():+.3f} r {pr.mean():+.3f}; "
           f"robust(1.4826 MAD) r {1.4826 * np.median(abs(pr - np.median(pr))):.3f}")
-    if profile:
+    if args.profile:
         side = np.where(r[sel] < r0, hi[sel], lo[sel])
         w = np.where(dln < 0, np.log1p(hi[sel] / r[sel]), -np.log1p(-lo[sel] / r[sel]))
         pp, pl = (r[sel] - r0) / side, dln / w

@@ -38,7 +38,7 @@ def test_profile_errors_calibrated_at_snr_20_where_fisher_is_not():
     """Spread of (ln fit - ln ref) / (ln error on the side of the reference) over 400 realisations at S/N 20.
 
     Measured (doc/fitting.rst): Fisher 0.84, profile 0.94 (fits with n at a bound excluded, as in
-    ``test_fit_sersic.py::test_error_calibration``). The mean pull (+0.41) is the noise bias of the
+    the Fisher test before its errors at a bound were made conditional). The mean pull (+0.41) is the noise bias of the
     maximum-likelihood ``reff`` (median +7% at S/N 20), which no error estimate removes.
     """
     clean = render_stamp([TRUTH], PSF, (41, 41))

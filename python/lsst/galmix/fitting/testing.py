@@ -13,11 +13,17 @@ import galsim
 import numpy as np
 from astropy.table import Table
 
+from ..models.definitions import get_model
+from ..models.psf_mixture import PsfMixture
+from .patch import fit_patch
+from .source import SourceFitConfig
+
 __all__ = [
     "GalaxyTruth",
     "galsim_profile",
     "make_scene",
     "moffat_psf",
+    "noise_sigma_for_flux_snr",
     "noise_sigma_for_snr",
     "psf_kernel",
     "render_stamp",
@@ -98,8 +104,23 @@ def render_stamp(truths: list[GalaxyTruth], psf: galsim.GSObject, shape: tuple[i
 
 
 def noise_sigma_for_snr(model: np.ndarray, snr: float) -> float:
-    """Per-pixel noise sigma giving a source the optimal (matched-filter) S/N ``snr``."""
+    """Per-pixel noise sigma giving a source the optimal (matched-filter) S/N ``snr`` (GalSim's definition)."""
     return float(np.sqrt((model**2).sum()) / snr)
+
+
+def noise_sigma_for_flux_snr(
+    clean: np.ndarray, snr: float, objects: Table, psf: PsfMixture, model: str, config: SourceFitConfig
+) -> float:
+    """Per-pixel noise sigma at which ``model`` fitted to the noiseless ``clean`` has ``flux / fluxErr = snr``.
+
+    This is the catalogue S/N of the fitted model (its flux error marginalised over the shape), lower than
+    the optimal S/N by the information the shape parameters take: e.g. 8.1 against 20 for a free-index
+    Sersic of r_e 0.86 PSF FWHM. The noiseless fit does not depend on the noise level and its flux error
+    is proportional to it, so one fit with unit noise gives the answer.
+    """
+    table = fit_patch({"r": (clean, np.ones(clean.shape), None)}, (0, 0), objects, None, {"r": psf}, model, config)
+    name = get_model(model).name
+    return float(table[f"r_{name}Flux"][0] / table[f"r_{name}FluxErr"][0] / snr)
 
 
 def make_scene(
