@@ -154,17 +154,22 @@ public:
             // Parameters at a bound that the gradient pushes outward take no part in this step.
             std::vector<char> held(nA, 0);
             for (int a = 0; a < nA; ++a) held[a] = _bounds[_nl[a]].blocks(params[_nl[a]], br[a]);
+            if (gaussNewtonDecrease(Hr, br, held) <= _opt.ftol * std::max(obj, 1e-300)) {
+                // Converged: the undamped step would lower the objective by less than ftol (relative), so
+                // the point is within ~sqrt(ftol chi2) of its errors from the minimum. Stopping here saves
+                // the trial pass that would only confirm it; `ne` is already the Fisher matrix here.
+                return finish(res, params, chi2, obj, iter, FitStatus::Converged,
+                              "converged (predicted decrease)", &ne, &neFluxes);
+            }
             bool accepted = false;
+            // After a rejected trial, lambda grows until the step is at most half the rejected one: raising
+            // a small lambda tenfold barely shortens the step, and each trial costs a pass over the pixels.
+            double maxStep = std::numeric_limits<double>::infinity();
             while (!accepted) {
                 std::vector<double> A(Hr);
                 for (int a = 0; a < nA; ++a) A[a * nA + a] += lambda * diag[a] + 1e-14 * maxDiag;
                 std::vector<double> delta(br);
-                for (int a = 0; a < nA; ++a) {
-                    if (!held[a]) continue;
-                    for (int c = 0; c < nA; ++c) A[a * nA + c] = A[c * nA + a] = 0.0;
-                    A[a * nA + a] = 1.0;
-                    delta[a] = 0.0;
-                }
+                holdFixed(A, delta, held);
                 if (!cholesky(A, nA)) {
                     lambda *= 10.0;
                     if (lambda > 1e12) {
@@ -180,6 +185,10 @@ public:
                     pT[i] = _bounds[i].clamp(params[i] + delta[a]);
                     double error = 1.0 / std::sqrt(std::max(Hr[a * nA + a], 1e-300));
                     stepNorm = std::max(stepNorm, std::abs(pT[i] - params[i]) / error);
+                }
+                if (stepNorm > maxStep && lambda <= 1e10) {
+                    lambda *= 10.0;
+                    continue;
                 }
                 std::vector<double> fT = fluxesOf(pT);
                 NormalEquations neT;
@@ -204,6 +213,7 @@ public:
                                       &neFluxes);
                     }
                 } else {
+                    maxStep = 0.5 * stepNorm;
                     lambda *= 10.0;
                     if (lambda > 1e10) {
                         // No damped step lowers the objective: a minimum to numerical precision.
@@ -218,6 +228,31 @@ public:
     }
 
 private:
+    // Take the held parameters out of the system A x = d (identity rows, zero right-hand side).
+    static void holdFixed(std::vector<double>& A, std::vector<double>& d, std::vector<char> const& held) {
+        int nA = static_cast<int>(d.size());
+        for (int a = 0; a < nA; ++a) {
+            if (!held[a]) continue;
+            for (int c = 0; c < nA; ++c) A[a * nA + c] = A[c * nA + a] = 0.0;
+            A[a * nA + a] = 1.0;
+            d[a] = 0.0;
+        }
+    }
+
+    // Decrease of the objective predicted by the undamped Gauss-Newton step of the reduced system,
+    // br^T Hr^-1 br over the parameters not held at a bound (infinity if Hr is not positive definite).
+    static double gaussNewtonDecrease(std::vector<double> const& Hr, std::vector<double> const& br,
+                                      std::vector<char> const& held) {
+        int nA = static_cast<int>(br.size());
+        std::vector<double> A(Hr), d(br);
+        holdFixed(A, d, held);
+        if (!cholesky(A, nA)) return std::numeric_limits<double>::infinity();
+        choleskySolve(A, nA, d.data());
+        double decrease = 0.0;
+        for (int a = 0; a < nA; ++a) decrease += d[a] * (held[a] ? 0.0 : br[a]);
+        return decrease >= 0.0 ? decrease : std::numeric_limits<double>::infinity();
+    }
+
     double priorTerm(std::vector<double> const& p) const {
         double t = 0.0;
         for (int i = 0; i < _P; ++i) {
