@@ -89,9 +89,13 @@ def test_covariance_at_a_bound_is_conditional_on_it():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(6, 4))
     fisher = a.T @ a + np.eye(4)
-    bounds = ParameterBounds(["s.x", "s.ln_reff", "s.n", "f"], FitSettings())
-    mask = bounds.at_bound_mask(np.array([3.0, 0.0, FitSettings().n_bounds[0], 10.0]))
+    settings = FitSettings()
+    bounds = ParameterBounds(["s.x", "s.ln_reff", "s.n", "f"], settings)
+    mask = bounds.fixed_for_errors(np.array([3.0, 0.0, settings.n_bounds[0], 10.0]))
     assert mask.tolist() == [False, False, True, False]
+    # n at its upper bound (a flat likelihood) is flagged but marginalised over; reff at a bound is fixed.
+    upper = np.array([3.0, np.log(settings.reff_bounds[0]), settings.n_bounds[1], 10.0])
+    assert bounds.at_bound(upper) and bounds.fixed_for_errors(upper).tolist() == [False, True, False, False]
     cov, singular = invert_fisher(fisher, mask)
     keep = [0, 1, 3]
     assert not singular

@@ -188,12 +188,12 @@ def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
     fisher = np.asarray(res.fisher) + np.diag(np.asarray(res.prior_precision))
     order = np.concatenate([p.theta_index, p.flux_index])
     names = [name for spec in p.specs for name in spec.model.nonlinear_names]
-    at_bound = ParameterBounds(names, p.settings).at_bound_mask(theta)
+    bounds = ParameterBounds(names, p.settings)
     cov, singular = invert_fisher(fisher[np.ix_(order, order)],
-                                  np.concatenate([at_bound, np.zeros(len(p.flux_index), bool)]))
+                                  np.concatenate([bounds.fixed_for_errors(theta), np.zeros(len(p.flux_index), bool)]))
     status = int(res.status)
     return FitResult(theta, fluxes, cov, float(res.chi2), int(res.n_iter),
-                     converged=status == int(ge.FitStatus.CONVERGED), at_bound=bool(at_bound.any()),
+                     converged=status == int(ge.FitStatus.CONVERGED), at_bound=bounds.at_bound(theta),
                      singular=singular or status == int(ge.FitStatus.SINGULAR),
                      failed=status in (int(ge.FitStatus.NON_FINITE), int(ge.FitStatus.ERROR)),
                      message=str(res.message), seconds=float(res.seconds))

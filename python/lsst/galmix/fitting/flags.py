@@ -44,7 +44,8 @@ FLAGS: tuple[FlagDef, ...] = (
             fatal=False),
     FlagDef("bad_init", "No valid initial guess (moments failed); the fit started from a default", fatal=False),
     FlagDef("no_convergence", "The optimizer reached its iteration limit without converging"),
-    FlagDef("param_at_bound", "The Sersic index or reff ended at a bound of its allowed range", fatal=False),
+    FlagDef("param_at_bound", "The Sersic index or reff ended at a bound of its allowed range (except for n at"
+            " its upper bound, its error is NaN and the other errors are conditional on it)", fatal=False),
     FlagDef("singular_fisher", "The Fisher matrix is singular: errors are NaN", fatal=False),
     FlagDef("too_many_children", "The blend has more children than the joint fit allows; fitted per child",
             fatal=False),
