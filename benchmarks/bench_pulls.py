@@ -17,19 +17,12 @@ import argparse
 
 import numpy as np
 from astropy.table import Table
+from lsst.galmix.fitting import testing
 from lsst.galmix.fitting.optimize import FitSettings, Priors
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.profile import reff_profile_errors
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
-from lsst.galmix.fitting.testing import (
-    GalaxyTruth,
-    moffat_psf,
-    noise_sigma_for_flux_snr,
-    noise_sigma_for_snr,
-    psf_kernel,
-    render_stamp,
-)
 from lsst.galmix.models.definitions import Profile, get_model
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,19 +41,19 @@ priors = Priors(n=tuple(args.n_prior)) if args.n_prior else Priors()
 component = get_model(model).components[0]
 fixed_n = 0.5 if component.profile == Profile.GAUSS else component.sersic_n
 true_n = args.n if args.n is not None else (fixed_n if fixed_n is not None else 1.5)
-PSF = moffat_psf(3.5)
-MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
+PSF = testing.moffat_psf(3.5)
+MIX = fit_psf_image(testing.psf_kernel(PSF, 41), 4).mixture
 half = max(20, round(5 * args.reff))
-t = GalaxyTruth(float(half), float(half), 1000.0, n=true_n, reff=args.reff, q=0.7, theta=0.2)
-clean = render_stamp([t], PSF, (2 * half + 1, 2 * half + 1))
+t = testing.GalaxyTruth(float(half), float(half), 1000.0, n=true_n, reff=args.reff, q=0.7, theta=0.2)
+clean = testing.render_stamp([t], PSF, (2 * half + 1, 2 * half + 1))
 obj = Table({"objectId": [1], "x": [t.x], "y": [t.y]})
 obj["shape_xx"], obj["shape_yy"], obj["shape_xy"] = [14.0], [11.0], [0.5]
 stamp = max(16, round(16 * args.reff / 3.0))
 cfg = SourceFitConfig(stamp_min=stamp, stamp_max=stamp, settings=FitSettings(priors=priors))
 if args.snr_definition == "flux":
-    sigma = noise_sigma_for_flux_snr(clean, args.snr, obj, MIX, model, cfg)
+    sigma = testing.noise_sigma_for_flux_snr(clean, args.snr, obj, MIX, model, cfg)
 else:
-    sigma = noise_sigma_for_snr(clean, args.snr)
+    sigma = testing.noise_sigma_for_snr(clean, args.snr)
 var = np.full(clean.shape, sigma**2)
 ref = fit_patch({"r": (clean, var, None)}, (0, 0), obj, None, {"r": MIX}, model, cfg)
 F0, r0 = ref[f"r_{model}Flux"][0], ref[f"{model}_reff"][0]
