@@ -2,7 +2,7 @@
 
 S/N is the catalogue S/N of the fitted model, ``flux / fluxErr`` of the noiseless fit
 (`noise_sigma_for_flux_snr`; doc/conventions.rst). Every unflagged fit counts, including those with a
-parameter at a bound (their errors are conditional on it, `invert_fisher`). ``ref`` is the fit of the
+parameter at a bound (their errors are conditional on it: `ParameterBounds.covariance`). ``ref`` is the fit of the
 noiseless image, so the pulls test the errors and not the model's mismatch with the profile.
 Figures for more sizes, indices and both S/N definitions: ``benchmarks/bench_pulls.py``, doc/fitting.rst.
 """
@@ -104,3 +104,29 @@ def test_covariance_at_a_bound_is_conditional_on_it():
     # Conditional variances never exceed the marginal ones.
     full, _ = invert_fisher(fisher)
     assert (np.diag(cov)[keep] <= np.diag(full)[keep]).all()
+
+
+def test_index_uncertainty_is_capped_at_its_distance_from_the_lower_bound():
+    """Errors are continuous across the lower bound of n: fixed at it, marginal from one sigma above."""
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(8, 4))
+    fisher = a.T @ a + np.eye(4)  # rows: x, ln_reff, n, then one flux
+    settings = FitSettings()
+    bounds = ParameterBounds(["s.x", "s.ln_reff", "s.n"], settings)
+    full, _ = invert_fisher(fisher)
+    sigma_n = np.sqrt(full[2, 2])
+    n_min = settings.n_bounds[0]
+
+    def cov_at(n: float) -> np.ndarray:
+        return bounds.covariance(fisher, np.array([3.0, 0.0, n]))[0]
+
+    far, at, half = cov_at(n_min + 2 * sigma_n), cov_at(n_min), cov_at(n_min + 0.5 * sigma_n)
+    np.testing.assert_allclose(far, full, rtol=1e-12)
+    conditional = np.linalg.inv(fisher[np.ix_([0, 1, 3], [0, 1, 3])])
+    np.testing.assert_allclose(at[np.ix_([0, 1, 3], [0, 1, 3])], conditional, rtol=1e-10)
+    # Half a sigma above the bound, n keeps a quarter of its variance and of its share of the others'.
+    assert half[2, 2] == pytest.approx(0.25 * full[2, 2])
+    expected_flux_var = conditional[2, 2] + 0.25 * (full[3, 3] - conditional[2, 2])
+    assert half[3, 3] == pytest.approx(expected_flux_var)
+    # Near n = 6 nothing is capped.
+    np.testing.assert_allclose(cov_at(settings.n_bounds[1] - 0.1 * sigma_n), full, rtol=1e-12)

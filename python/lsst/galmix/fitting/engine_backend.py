@@ -19,7 +19,7 @@ from .. import engine as ge
 from ..models.definitions import ComponentDef, Profile
 from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
-from .optimize import BandInput, FitResult, FitSettings, ParameterBounds, SourceSpec, invert_fisher
+from .optimize import BandInput, FitResult, FitSettings, ParameterBounds, SourceSpec
 
 __all__ = ["EngineProblem", "make_problem", "model_stamps", "psf_array", "run_problems"]
 
@@ -189,8 +189,7 @@ def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
     order = np.concatenate([p.theta_index, p.flux_index])
     names = [name for spec in p.specs for name in spec.model.nonlinear_names]
     bounds = ParameterBounds(names, p.settings)
-    cov, singular = invert_fisher(fisher[np.ix_(order, order)],
-                                  np.concatenate([bounds.fixed_for_errors(theta), np.zeros(len(p.flux_index), bool)]))
+    cov, singular = bounds.covariance(fisher[np.ix_(order, order)], theta)
     status = int(res.status)
     return FitResult(theta, fluxes, cov, float(res.chi2), int(res.n_iter),
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bounds.at_bound(theta),
