@@ -1,12 +1,13 @@
 """Error calibration: pulls of flux and r_e over noise realisations of one galaxy.
 
-Usage: ``python benchmarks/bench_pulls.py MODEL SNR [N_REAL] [--snr-definition {optimal,flux}] [--reff PIX]
-[--n TRUE_N] [--profile] [--n-prior MEAN SIGMA]`` (e.g. ``sersic 20 400 --snr-definition flux``).
+Usage: ``python benchmarks/bench_pulls.py [MODEL [SNR [N_REAL]]] [--snr-definition {flux,optimal}] [--reff PIX]
+[--n TRUE_N] [--profile] [--n-prior MEAN SIGMA] [--seed S]`` (defaults: ``sersic 20 400``, catalogue S/N).
 
 The galaxy is that of ``tests/test_fit_calibration.py`` (n 1.5, or the model's fixed index, r_e 3 px, q 0.7, Moffat
-FWHM 3.5 px, 4-Gaussian PSF); the reference is the fit of the noiseless image. ``SNR`` is either GalSim's
-optimal (matched-filter) S/N of the image (``optimal``, the default) or the catalogue S/N of the model,
-``flux / fluxErr`` of the reference fit (``flux``; `lsst.galmix.fitting.testing.noise_sigma_for_flux_snr`).
+FWHM 3.5 px, 4-Gaussian PSF); the reference is the fit of the noiseless image. ``SNR`` is either the
+catalogue S/N of the model, ``flux / fluxErr`` of the reference fit (``flux``, the default;
+`lsst.galmix.fitting.testing.noise_sigma_for_flux_snr`), or GalSim's optimal (matched-filter) S/N of the
+image (``optimal``).
 Prints the spread of (fit - ref) / error with each fit's own errors and with the errors of the reference fit
 (the Fisher matrix at the truth), the number of fits with n at a bound, and quantiles of n and of the error
 ratio. ``--profile`` adds the profile-likelihood errors of r_e (`lsst.galmix.fitting.profile`), the side
@@ -26,10 +27,10 @@ from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.models.definitions import Profile, get_model
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("model")
-parser.add_argument("snr", type=float)
+parser.add_argument("model", nargs="?", default="sersic")
+parser.add_argument("snr", type=float, nargs="?", default=20.0)
 parser.add_argument("n_real", type=int, nargs="?", default=400)
-parser.add_argument("--snr-definition", choices=("optimal", "flux"), default="optimal")
+parser.add_argument("--snr-definition", choices=("optimal", "flux"), default="flux")
 parser.add_argument("--reff", type=float, default=3.0, help="true r_e in pixels")
 parser.add_argument("--n", type=float, default=None, help="true Sersic index")
 parser.add_argument("--profile", action="store_true")
