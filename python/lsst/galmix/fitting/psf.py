@@ -196,9 +196,13 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200, bac
         k = k / total
         fit = _fit_engine(k, n_gauss, max_iter) if backend == "engine" else None
         # Real kernels are not concentric (HSC: 3-7x lower chi2 with free centres), so 3-4 Gaussians are
-        # refined with free centres, from the concentric fit when there is one (1-4 iterations).
-        starts = [] if fit is not None and n_gauss < 3 else (
-            [_mixture_start(fit.mixture)] if fit is not None else [_moments_start(k, s) for s in _SIZES[n_gauss]])
+        # refined with free centres, from the concentric fit when there is one (1-10 iterations).
+        if fit is None:
+            starts = [_moments_start(k, s) for s in _SIZES[n_gauss]]
+        elif n_gauss >= 3:
+            starts = [_mixture_start(fit.mixture)]
+        else:
+            starts = []
         for theta0 in starts:
             other = _fit_scene(k, n_gauss, max_iter, backend, theta0)
             if other is not None and (fit is None or other.chi2 < fit.chi2):
