@@ -15,8 +15,8 @@ struct FitOptions {
     int maxIter = 100;        // Gauss-Newton / LM iterations (normal-equation evaluations)
     double ftol = 1e-10;      // converged when the relative decrease of the objective is below this
     double xtol = 1e-4;       // ... or every step is below xtol times the parameter's error
-    double lambda0 = 1.0;    // initial Marquardt damping (relative to diag(H)): starts from moments are far,
-                             // and 1 wasted fewer trial passes than 1e-3 or 0.1 (doc/engine.rst)
+    double lambda0 = 1.0;     // initial Marquardt damping (relative to diag(H)): starts from moments are
+                              // far, and 1 wasted fewer trial passes than 1e-3 or 0.1 (doc/engine.rst)
     double nMin = 0.5;        // bounds of Sersic indices (trial points projected onto them)
     double nMax = 6.0;
     bool nonNegativeFluxes = true;
