@@ -98,6 +98,36 @@ GALMIX_ALWAYS_INLINE bool rowRange(GPre const& p, double ypix, double x0, int be
 
 // ---- hot kernels (cloned for AVX2/AVX-512) ----
 
+GALMIX_CLONES void kernelImageRow(GPre const* gs, int nG, double ypix, double x0, int n, double* out) {
+    for (int i = 0; i < n; ++i) out[i] = 0.0;
+    for (int g = 0; g < nG; ++g) {
+        GPre const& p = gs[g];
+        int lo, hi;
+        if (!rowRange(p, ypix, x0, 0, n, lo, hi)) continue;
+        double dy = ypix - p.cy;
+        double a = -0.5 * p.ixx, b = -p.ixy * dy, c = -0.5 * p.iyy * dy * dy;
+        double amp = p.flux * p.unit;
+        double base = x0 - p.cx;
+        for (int i = lo; i < hi; ++i) {
+            double dx = base + i;
+            out[i] += amp * fastExp((a * dx + b) * dx + c);
+        }
+    }
+}
+
+// chi2 of one run; data, w and scratch m hold the run's pixels (index 0 = pixel `begin`).
+GALMIX_CLONES double kernelChi2Run(GPre const* gs, int nG, double ypix, double x0, int begin, int n,
+                                   double const* data, double const* w, double* m) {
+    kernelImageRow(gs, nG, ypix, x0 + begin, n, m);
+    double chi2 = 0.0;
+#pragma omp simd reduction(+ : chi2)
+    for (int i = 0; i < n; ++i) {
+        double r = data[i] - m[i];
+        chi2 += w[i] * r * r;
+    }
+    return chi2;
+}
+
 // Pixels per block of the normal-equation kernel: one AVX-512 vector of doubles (two AVX2 or four SSE2
 // vectors in the other clones). GCC vector extensions keep the block in registers in every clone.
 constexpr int kBlock = 8;
@@ -157,45 +187,6 @@ private:
     std::vector<double> _storage;
     VD* _ptr;
 };
-
-// One row of the image, Gaussian by Gaussian, in blocks of kBlock pixels (blockExp) with a scalar tail.
-GALMIX_CLONES void kernelImageRow(GPre const* gs, int nG, double ypix, double x0, int n, double* out) {
-    for (int i = 0; i < n; ++i) out[i] = 0.0;
-    VD iota;
-    for (int l = 0; l < kBlock; ++l) iota[l] = l;
-    for (int g = 0; g < nG; ++g) {
-        GPre const& p = gs[g];
-        int lo, hi;
-        if (!rowRange(p, ypix, x0, 0, n, lo, hi)) continue;
-        double dy = ypix - p.cy;
-        double a = -0.5 * p.ixx, b = -p.ixy * dy, c = -0.5 * p.iyy * dy * dy;
-        double amp = p.flux * p.unit;
-        double base = x0 - p.cx;
-        int i = lo;
-        for (; i + kBlock <= hi; i += kBlock) {
-            VD dx = iota + (base + i);
-            VD v = loadBlock(out + i) + amp * blockExp((a * dx + b) * dx + c);
-            std::memcpy(out + i, &v, sizeof(v));
-        }
-        for (; i < hi; ++i) {
-            double dx = base + i;
-            out[i] += amp * fastExp((a * dx + b) * dx + c);
-        }
-    }
-}
-
-// chi2 of one run; data, w and scratch m hold the run's pixels (index 0 = pixel `begin`).
-GALMIX_CLONES double kernelChi2Run(GPre const* gs, int nG, double ypix, double x0, int begin, int n,
-                                   double const* data, double const* w, double* m) {
-    kernelImageRow(gs, nG, ypix, x0 + begin, n, m);
-    double chi2 = 0.0;
-#pragma omp simd reduction(+ : chi2)
-    for (int i = 0; i < n; ++i) {
-        double r = data[i] - m[i];
-        chi2 += w[i] * r * r;
-    }
-    return chi2;
-}
 
 // Per-run constants of a Gaussian for the normal-equation kernel.
 struct GRow {
