@@ -202,16 +202,11 @@ class ParameterBounds:
 
     def __init__(self, names: list[str], settings: FitSettings) -> None:
         lo, hi = np.full(len(names), -np.inf), np.full(len(names), np.inf)
-        # Whether the errors are conditional on a parameter held at its lower / upper bound (see
-        # `fixed_for_errors`): everywhere but at the upper bound of the Sersic index.
-        self.fix_lo, self.fix_hi = np.ones(len(names), bool), np.ones(len(names), bool)
-        # Whose uncertainty is capped at the distance from the lower bound (see `covariance`).
-        self.cap_lo = np.zeros(len(names), bool)
+        # Sersic indices: not fixed at their upper bound, capped near their lower one (`covariance`).
+        self.is_index = np.array([name.endswith(".n") for name in names], bool)
         for i, name in enumerate(names):
-            if name.endswith(".n"):
+            if self.is_index[i]:
                 lo[i], hi[i] = settings.n_bounds
-                self.fix_hi[i] = False
-                self.cap_lo[i] = True
             elif name.endswith(".ln_reff"):
                 lo[i], hi[i] = np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1])
         self.lo, self.hi = lo, hi
@@ -246,7 +241,7 @@ class ParameterBounds:
         ``reff`` errors of low-index galaxies (0.84 -> 0.97).
         """
         near_lo, near_hi = self._near(theta)
-        return (near_lo & self.fix_lo) | (near_hi & self.fix_hi)
+        return near_lo | (near_hi & ~self.is_index)
 
     def covariance(self, fisher: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, bool]:
         """Covariance of ``[theta, fluxes]`` from their Fisher matrix (``theta`` rows first).
@@ -264,7 +259,7 @@ class ParameterBounds:
         cov, singular = invert_fisher(fisher, fixed)
         if singular:
             return cov, singular
-        for i in np.flatnonzero(self.cap_lo & ~fixed[:npar]):
+        for i in np.flatnonzero(self.is_index & ~fixed[:npar]):
             var = cov[i, i]
             share = min(1.0, (theta[i] - self.lo[i]) ** 2 / var) if var > 0 else 1.0
             if share < 1.0:
