@@ -30,7 +30,7 @@ GPre precompute(Gaussian const& g) {
     p.iyy = g.xx / det;
     p.unit = 1.0 / (kTwoPi * std::sqrt(det));
     p.flux = g.flux;
-    p.dBegin = p.dEnd = p.nFlux = p.nCentre = 0;
+    p.dBegin = p.dEnd = p.nFlux = p.nCentre = p.nShape = 0;
     return p;
 }
 
@@ -53,8 +53,10 @@ DPre precomputeDeriv(GPre const& p, GaussianDeriv const& d, int col) {
         o.kind = 0;
     } else if (!cov && c[0] == 0.0) {
         o.kind = 1;
-    } else {
+    } else if (!cen) {
         o.kind = 2;
+    } else {
+        o.kind = 3;
     }
     return o;
 }
@@ -255,12 +257,12 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
             for (int k = 0; k < 6; ++k) it->d[k] += d.d[k];
         }
     }
-    // Each Gaussian's derivatives ordered by kind (flux, centre, general): the kernel loops over each
+    // Each Gaussian's derivatives ordered by kind (flux, centre, shape, general): the kernel loops over each
     // kind without a per-derivative branch.
     std::vector<DPre> ds;
     for (std::size_t g = 0; g < gs.size(); ++g) {
         gs[g].dBegin = static_cast<int>(ds.size());
-        for (int kind = 0; kind < 3; ++kind) {
+        for (int kind = 0; kind < 4; ++kind) {
             int before = static_cast<int>(ds.size());
             for (auto const& d : byG[g]) {
                 bool zero = std::all_of(d.d.begin(), d.d.end(), [](double v) { return v == 0.0; });
@@ -271,6 +273,7 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
             int count = static_cast<int>(ds.size()) - before;
             if (kind == 0) gs[g].nFlux = count;
             if (kind == 1) gs[g].nCentre = count;
+            if (kind == 2) gs[g].nShape = count;
         }
         gs[g].dEnd = static_cast<int>(ds.size());
     }
@@ -280,8 +283,10 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     std::ptrdiff_t padded = ((L + kMaxBlock - 1) / kMaxBlock) * kMaxBlock;
     std::vector<double> data(padded, 0.0), w(padded, 0.0);
     std::size_t nP = static_cast<std::size_t>(std::max(P, 1));
-    AlignedBuffer rows(gs.size() * detail::kRowDoubles), jac(nP * kMaxBlock), acc(nP * nP * kMaxBlock),
-            bacc(nP * kMaxBlock), cacc(kMaxBlock);
+    std::size_t nPt = nP + detail::kMaxTile;  // >= P rounded up to any table's tile
+    AlignedBuffer rows(gs.size() * detail::kRowDoubles), jac((nPt + 1) * detail::kDepthPixels),
+            acc(nPt * nPt * kMaxBlock), bacc(nP * kMaxBlock), cacc(kMaxBlock);
+    int stride = (P + kernels.tile - 1) / kernels.tile * kernels.tile;
     detail::NormalScratch scratch{rows.data(), jac.data(), acc.data(), bacc.data(), cacc.data()};
     for (auto const& run : image.runs()) {
         int n = run.end - run.begin;
@@ -301,7 +306,7 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     for (int c = 0; c < P; ++c) {
         out.b[c] += sum(scratch.bacc + c * lanes);
         for (int c2 = 0; c2 <= c; ++c2) {
-            double h = sum(scratch.acc + (static_cast<std::ptrdiff_t>(c) * P + c2) * lanes);
+            double h = sum(scratch.acc + (static_cast<std::ptrdiff_t>(c) * stride + c2) * lanes);
             out.H[c * P + c2] += h;
             if (c2 != c) out.H[c2 * P + c] += h;
         }

@@ -294,10 +294,14 @@ def wide_scene():
     sinv = rng.uniform(0.5, 1.5, shape)
     data = model + rng.normal(0, 1, shape) / sinv
     G = conv.shape[0]
-    deriv = np.zeros((G, 6, 6 + 1))
+    # Columns of every kind the kernel distinguishes: flux (0, 6), centre (1, 2), flux and covariance (3,
+    # 4, 5, 7) and general (8: centre and covariance together).
+    deriv = np.zeros((G, 6, 9))
     for g in range(G):
         deriv[g, :, :6] = np.eye(6) * [1.0 / conv[g, 0], 1, 1, 1, 1, 1]  # one shared set of 6 columns
-        deriv[g, 0, 6] = g / G  # and a sparse, uneven one
+        deriv[g, 0, 6] = g / G  # a sparse, uneven one
+        deriv[g, [0, 4], 7] = [0.1, 1.0]
+        deriv[g, [0, 1, 5], 8] = [0.2, 0.5, 0.25]
     return conv, deriv, data, sinv
 
 
