@@ -1,8 +1,9 @@
 """Declares the pybind11 extension only; all metadata is in pyproject.toml.
 
-The default build is portable (x86-64 baseline); the hot loops carry runtime-dispatched clones for
-AVX2/AVX-512 (see include/lsst/galmix/simd.h). ``GALMIX_MARCH=native pip install -e .`` builds
-everything for the host CPU instead.
+The default build is portable (x86-64 baseline); src/kernels.cc compiles the hot loops for the
+baseline, AVX2+FMA and AVX-512, chosen at import from the CPU or GALMIX_ISA (see
+include/lsst/galmix/simd.h). ``GALMIX_MARCH=native pip install -e .`` builds the rest of the library
+for the host CPU as well.
 """
 
 import glob

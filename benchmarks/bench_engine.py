@@ -6,7 +6,13 @@ eta2, n, flux), each as ms per call (median of repeats) and pixel-Gaussians per 
 ``drawImage(method="no_pixel")`` of the same mixture in the same run. Then LM fits of a single-band
 8-Gaussian model and PSF-mixture fits of a 41x41 Moffat kernel.
 
-Run: ``python benchmarks/bench_engine.py`` (``make bench``). Timings are single-threaded.
+Every kernel set this CPU runs (``avx512``, ``avx2``, ``baseline``; see ``GALMIX_ISA``) is measured in
+the same run, interleaved, and a summary prints image and normal-equation throughput per set, their
+ratio and the speed-up over GalSim.
+
+Times are CPU time of the calling thread (``time.thread_time``), so waiting for a core on a loaded
+machine does not count. Run: ``python benchmarks/bench_engine.py`` (``make bench``; ``--isa avx2`` for one set). Timings are
+single-threaded.
 """
 
 from __future__ import annotations
@@ -17,10 +23,15 @@ import time
 
 import galsim
 import numpy as np
+from lsst.galmix import _galmix
 from lsst.galmix import engine as ge
 from scipy.interpolate import CubicSpline
 
 K = 8
+
+# CPU time of this thread: on a shared machine, time the process spends waiting for a core does not
+# count (every timed call runs on this one thread).
+clock = time.thread_time
 
 
 def toy_profile() -> ge.SplineProfile:
@@ -48,10 +59,10 @@ def calls_for(fn, min_time: float) -> int:
     fn()
     n = 1
     while True:
-        t = time.perf_counter()
+        t = clock()
         for _ in range(n):
             fn()
-        if time.perf_counter() - t > min_time:
+        if clock() - t > min_time:
             return n
         n *= 2
 
@@ -68,10 +79,10 @@ def timeit_many(fns: dict, min_time: float = 0.01, repeats: int = 15) -> tuple[d
     samples = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
-            t = time.perf_counter()
+            t = clock()
             for _ in range(counts[k]):
                 f()
-            samples[k].append((time.perf_counter() - t) / counts[k])
+            samples[k].append((clock() - t) / counts[k])
     return ({k: float(np.median(v)) for k, v in samples.items()}, {k: float(np.min(v)) for k, v in samples.items()})
 
 
@@ -84,38 +95,57 @@ def galsim_object(mix: np.ndarray) -> galsim.GSObject:
     return galsim.Sum(objs)
 
 
-def evaluation_calls(scene, params, band, out, gs_obj, gs_img) -> dict:
-    """The four timed calls on one stamp."""
-    return {
-        "image": lambda: scene.image(params, 0, PSF, out),
-        "chi2": lambda: scene.chi2(params, [band]),
-        "value+grad+NE": lambda: scene.normal_equations(params, [band]),
-        "GalSim": lambda: gs_obj.drawImage(image=gs_img, method="no_pixel", center=galsim.PositionD(0, 0)),
-    }
+def stamp_calls(scene: ge.Scene, n: int, isas: list[str]) -> tuple[dict, int]:
+    """The timed calls on one n x n stamp, keyed by (kernel set, mode), and the number of Gaussians."""
+    c = (n - 1) / 2
+    params = np.array([c + 0.3, c - 0.2, np.log(n / 10), 0.3, -0.2, 2.0, 1000.0])
+    mix = scene.gaussians(params, 0, PSF)
+    rng = np.random.default_rng(1)
+    img = ge.scene_image(scene, params, 0, PSF, (n, n)) + rng.normal(0, 0.01, (n, n))
+    band = ge.Band(img, np.full((n, n), 100.0), psf=PSF)
+    out = np.empty((n, n))
+    gs_obj, gs_img = galsim_object(mix), galsim.ImageD(n, n, scale=1.0)
+    calls = {("", "GalSim"): lambda: gs_obj.drawImage(image=gs_img, method="no_pixel", center=galsim.PositionD(0, 0))}
+    for isa in isas:
+        # Each call selects its kernels first (a pointer swap), so all sets are timed interleaved.
+        calls[(isa, "image")] = lambda isa=isa: (_galmix.set_isa(isa), scene.image(params, 0, PSF, out))
+        calls[(isa, "chi2")] = lambda isa=isa: (_galmix.set_isa(isa), scene.chi2(params, [band]))
+        calls[(isa, "value+grad+NE")] = lambda isa=isa: (_galmix.set_isa(isa), scene.normal_equations(params, [band]))
+    return calls, mix.shape[0]
 
 
-def bench_evaluation(sizes: list[int]) -> None:
+def bench_evaluation(sizes: list[int], isas: list[str]) -> None:
+    """Image, chi2 and normal equations under each kernel set, interleaved with GalSim on the same stamp."""
     scene = ge.Scene([ge.Source([ge.Component(toy_profile())])], 1)
-    print(f"\n{'stamp':>7} {'mode':>14} {'ms/call':>9} {'Mpix-G/s':>9} {'vs image':>9} {'vs GalSim':>10}"
-          f" {'best ms':>9} {'best Mpix-G/s':>14}")
+    print(f"\n{'stamp':>7} {'kernels':>9} {'mode':>14} {'ms/call':>9} {'Mpix-G/s':>9} {'vs image':>9} "
+          f"{'vs GalSim':>10} {'best ms':>9} {'best Mpix-G/s':>14}")
+    summary = {kind: {key: {} for key in ["", *isas]} for kind in ("median", "best")}
     for n in sizes:
-        c = (n - 1) / 2
-        params = np.array([c + 0.3, c - 0.2, np.log(n / 10), 0.3, -0.2, 2.0, 1000.0])
-        mix = scene.gaussians(params, 0, PSF)
-        n_g = mix.shape[0]
-        rng = np.random.default_rng(1)
-        img = ge.scene_image(scene, params, 0, PSF, (n, n)) + rng.normal(0, 0.01, (n, n))
-        band = ge.Band(img, np.full((n, n), 100.0), psf=PSF)
-        out = np.empty((n, n))
-        calls = evaluation_calls(scene, params, band, out, galsim_object(mix), galsim.ImageD(n, n, scale=1.0))
+        calls, n_g = stamp_calls(scene, n, isas)
         med, best = timeit_many(calls)
         work = n * n * n_g
-        for mode, t in med.items():
-            print(f"{n:>5}^2 {mode:>14} {t * 1e3:9.4f} {work / t / 1e6:9.1f} {t / med['image']:9.2f}"
-                  f" {t / med['GalSim']:10.3f} {best[mode] * 1e3:9.4f} {work / best[mode] / 1e6:14.1f}")
-        print(f"{'':>7} median: image {med['GalSim'] / med['image']:.2f}x faster than GalSim, NE/image "
-              f"{med['value+grad+NE'] / med['image']:.2f}; best: {best['GalSim'] / best['image']:.2f}x, "
-              f"{best['value+grad+NE'] / best['image']:.2f}")
+        for (isa, mode), t in med.items():
+            ref = med[(isa, "image")] if isa else t
+            print(f"{n:>5}^2 {isa or '-':>9} {mode:>14} {t * 1e3:9.4f} {work / t / 1e6:9.1f} {t / ref:9.2f}"
+                  f" {t / med[('', 'GalSim')]:10.3f} {best[(isa, mode)] * 1e3:9.4f}"
+                  f" {work / best[(isa, mode)] / 1e6:14.1f}")
+        for kind, times in (("median", med), ("best", best)):
+            summary[kind][""][n] = work / times[("", "GalSim")] / 1e6
+            for isa in isas:
+                t_im, t_ne = times[(isa, "image")], times[(isa, "value+grad+NE")]
+                summary[kind][isa][n] = (work / t_im / 1e6, work / t_ne / 1e6, t_ne / t_im,
+                                         times[("", "GalSim")] / t_im)
+    labels = ["image", "value + gradient + normal equations", "normal equations / image",
+              "image speed-up over GalSim"]
+    for kind, title in (("median", "Medians"), ("best", "Best of repeats (closest to an idle core)")):
+        print(f"\n{title}, M pixel-Gaussians/s (16 Gaussians x stamp pixels):")
+        print(f"{'kernels':>9} {'quantity':>36} " + " ".join(f"{f'{n}^2':>8}" for n in sizes))
+        print(f"{'GalSim':>9} {'image (drawImage no_pixel)':>36} "
+              + " ".join(f"{summary[kind][''][n]:8.0f}" for n in sizes))
+        for isa in isas:
+            for k, label in enumerate(labels):
+                fmt = "8.0f" if k < 2 else "8.2f"
+                print(f"{isa:>9} {label:>36} " + " ".join(f"{summary[kind][isa][n][k]:{fmt}}" for n in sizes))
 
 
 def bench_fits(n_fits: int) -> None:
@@ -136,9 +166,9 @@ def bench_fits(n_fits: int) -> None:
         # single scheduling hiccup.
         best = np.inf
         for _ in range(3):
-            t = time.perf_counter()
+            t = clock()
             res = ge.fit(scene, [band], start)
-            best = min(best, time.perf_counter() - t)
+            best = min(best, clock() - t)
         times.append(best)
         iters.append(res.n_iter)
         status.append(res.status_name)
@@ -162,13 +192,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[32, 64, 128, 256])
     parser.add_argument("--fits", type=int, default=100)
+    parser.add_argument("--isa", nargs="*", default=None,
+                        help="kernel sets to measure (default: every one this CPU runs)")
     args = parser.parse_args()
+    isas = args.isa or _galmix.supported_isas()
     print("galmix engine benchmark; dispatch:", ge.dispatch_info())
     print(f"GalSim {galsim.__version__}; 16 Gaussians (8 source x 2 PSF); single thread; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    bench_evaluation(args.sizes)
-    bench_fits(args.fits)
-    bench_psf()
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; kernel sets: {', '.join(isas)}")
+    bench_evaluation(args.sizes, isas)
+    for isa in isas:
+        _galmix.set_isa(isa)
+        print(f"\n== fits with the {isa} kernels")
+        bench_fits(args.fits)
+        bench_psf()
 
 
 if __name__ == "__main__":

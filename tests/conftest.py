@@ -32,3 +32,24 @@ def ci_detect_collection(ci_repo) -> str:
     executor = SimplePipelineExecutor.from_task_class(DetectCoaddSourcesTask, butler=butler)
     executor.run(register_dataset_types=True)
     return CI_DETECT_COLLECTION
+
+
+def _engine_isas() -> list[str]:
+    """Kernel instruction sets to run the engine tests under: the one GALMIX_ISA names, else all this CPU runs."""
+    import os
+
+    from lsst.galmix import _galmix
+
+    forced = os.environ.get("GALMIX_ISA", "auto")
+    return _galmix.supported_isas() if forced in ("", "auto") else [forced]
+
+
+@pytest.fixture(params=_engine_isas())
+def engine_isa(request):
+    """Run a test under each kernel instruction set (``pytestmark = pytest.mark.usefixtures("engine_isa")``)."""
+    from lsst.galmix import _galmix
+
+    previous = _galmix.active_isa()
+    _galmix.set_isa(request.param)
+    yield request.param
+    _galmix.set_isa(previous)

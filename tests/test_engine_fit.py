@@ -8,6 +8,9 @@ from lsst.galmix import engine as ge
 from scipy.optimize import nnls
 from test_engine_model import made_up_spline, psf_mixture
 
+# Every test runs under each kernel instruction set this CPU supports (fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("engine_isa")
+
 
 def sersic_like_scene(n_bands=1):
     spline = ge.SplineProfile(*made_up_spline())

@@ -6,6 +6,9 @@ import pytest
 from lsst.galmix import engine as ge
 from scipy.interpolate import CubicSpline
 
+# Every test runs under each kernel instruction set this CPU supports (fixture in conftest.py).
+pytestmark = pytest.mark.usefixtures("engine_isa")
+
 GSP = galsim.GSParams(folding_threshold=1e-10, maxk_threshold=1e-12, kvalue_accuracy=1e-14)
 
 

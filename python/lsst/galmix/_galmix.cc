@@ -136,6 +136,10 @@ PYBIND11_MODULE(_galmix, m) {
     py::register_exception<InputError>(m, "InputError", PyExc_ValueError);
 
     m.def("dispatch_info", &dispatchInfo, "Describe the build and the SIMD code path used by the kernels.");
+    m.def("supported_isas", &supportedIsas, "Kernel instruction sets this CPU runs, fastest first.");
+    m.def("set_isa", &setIsa, py::arg("name"), "Use the named kernel set (avx512, avx2, baseline or auto).");
+    m.def("active_isa", &activeIsa, "Name of the kernel set in use.");
+    activeIsa();  // an unusable GALMIX_ISA fails the import with its reason
 
     m.def(
             "fast_exp",

@@ -1,0 +1,70 @@
+// Internal interface between evaluate.cc and the per-instruction-set kernels (kernels.cc).
+#ifndef LSST_GALMIX_SRC_KERNELS_H
+#define LSST_GALMIX_SRC_KERNELS_H
+
+namespace lsst {
+namespace galmix {
+namespace detail {
+
+// A Gaussian ready for evaluation: inverse covariance, normalisation, and its slice of derivatives
+// (ds[dBegin, dEnd), ordered by kind: nFlux of kind 0, nCentre of kind 1, nShape of kind 2, then kind 3).
+struct GPre {
+    double cx, cy, ixx, ixy, iyy, unit, flux;
+    int dBegin, dEnd, nFlux, nCentre, nShape;
+};
+
+// d(model)/d(param) for one Gaussian = e * (k0 + k1 ux + k2 uy + k3 ux^2 + k4 ux uy + k5 uy^2), with
+// e = exp(-Q/2) / (2 pi sqrt(det)) and u = C^{-1} (p - centre). kind: 0 flux only (k0), 1 centre only
+// (k1, k2), 2 flux and covariance (k1 = k2 = 0: sizes, shapes, Sersic index), 3 general.
+struct DPre {
+    int col, kind;
+    double k[6];
+};
+
+// Pixels whose vectors every kernel pads its runs to (the widest block of any instruction set).
+constexpr int kMaxBlock = 16;
+
+// Pixels whose Jacobian rows the normal-equation kernel buffers before its rank-k update, and the
+// widest tile of that update.
+constexpr int kDepthPixels = 32;
+constexpr int kMaxTile = 4;
+
+// Scratch of the normal-equation kernel, 64-byte aligned and zeroed, sized by the caller for P
+// parameters and nG Gaussians (Pt = P + kMaxTile, at least P rounded up to any table's tile):
+// rows nG * kRowDoubles; jac (Pt + 1) * kDepthPixels; acc Pt * Pt * kMaxBlock; bacc P * kMaxBlock;
+// cacc kMaxBlock. acc (row stride = P rounded up to the table's tile), bacc and cacc hold per-lane
+// partial sums (`lanes` of them per entry) that the caller reduces once per image.
+constexpr int kRowDoubles = 24 + 2 * kMaxBlock;
+struct NormalScratch {
+    double* rows;
+    double* jac;
+    double* acc;
+    double* bacc;
+    double* cacc;
+};
+
+// The hot loops compiled for one instruction set.
+struct KernelTable {
+    char const* name;         // "avx512", "avx2" or "baseline"
+    char const* description;  // instruction sets the code was compiled for
+    int lanes;                // doubles per block of the normal-equation kernel
+    int tile;                 // acc's row stride is P rounded up to a multiple of this
+    // out[0, n) = the mixture on pixel row ypix, columns x0 + i.
+    void (*imageRow)(GPre const* gs, int nG, double ypix, double x0, int n, double* out);
+    // chi2 of one run of n pixels starting at column x0; m is scratch of n doubles.
+    double (*chi2Run)(GPre const* gs, int nG, double ypix, double x0, int n, double const* data,
+                      double const* w, double* m);
+    // Adds one run's chi2, J^T W J (lower triangle) and J^T W r to the scratch accumulators. data and w
+    // are padded with zeros to a multiple of kMaxBlock.
+    void (*normalRun)(GPre const* gs, int nG, DPre const* ds, double ypix, double x0, int n,
+                      double const* data, double const* w, int P, NormalScratch const& s);
+};
+
+// The kernels in use (selected once from GALMIX_ISA or the CPU, changed by setIsa).
+KernelTable const& activeKernels();
+
+}  // namespace detail
+}  // namespace galmix
+}  // namespace lsst
+
+#endif
