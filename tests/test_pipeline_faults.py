@@ -14,6 +14,7 @@ the Sersic fit and tract consolidation:
 Then the command-line tools on a missing repository, collection and unwritable output.
 """
 
+import importlib
 import os
 import signal
 import subprocess
@@ -145,9 +146,11 @@ def test_two_runs_give_identical_tables(butler, reference):
 
 def test_killed_run_resumes_to_identical_tables(runs, butler, reference):
     _, logs, _ = runs
-    # The kill happened inside the fit quanta: the first run had not finished them.
-    assert "Executed 33 quanta successfully" not in logs["k_killed"]
-    assert "fitCoaddMultibandSersic" in logs["k_resumed"] and "Traceback" not in logs["k_resumed"]
+    # The kill happened inside the first fit quantum; the resumed run ran only what was left (the four fits
+    # and the consolidation), not the detection and PSF quanta that had finished.
+    assert "0 remain out of" not in logs["k_killed"]
+    assert "Executed 5 quanta successfully, 0 failed and 0 remain out of total 5 quanta" in logs["k_resumed"]
+    assert "Traceback" not in logs["k_resumed"]
     resumed = _tables(butler, "faults/k", range(4))
     for key, table in resumed.items():
         _assert_same(table, reference[key])
@@ -257,3 +260,30 @@ def test_inspect_errors_are_one_line(runs, butler, tmp_path):
                              out), 1, out)
     finally:
         locked.chmod(0o700)
+
+
+def test_make_repo_errors_are_one_line_and_leave_no_folder(tmp_path, monkeypatch, capsys):
+    from lsst.galmix.sim import cli
+
+    make_repo_module = importlib.import_module("lsst.galmix.sim.make_repo")  # the package exports the function
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a repository")
+    _one_clear_line(_cli("galmix-make-repo", str(a_file)), 2, "a_file", "is a file")
+    _one_clear_line(_cli("galmix-make-repo", str(a_file / "repo")), 2, "is a file, not a directory")
+    assert a_file.read_text() == "not a repository"
+
+    # A build that fails half way (here: the disk fills while rendering) removes what it wrote, so the
+    # same command can be run again.
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(make_repo_module, "render_band", disk_full)
+    for repo in (tmp_path / "new", tmp_path / "empty"):
+        if repo.name == "empty":
+            repo.mkdir()
+        assert cli.main([str(repo), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "No space left on device" in err[0]
+        assert not repo.exists() if repo.name == "new" else not any(repo.iterdir())
+        assert cli._claim(str(repo)) is (repo.name == "new")
