@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.ndimage import find_objects
+from scipy.spatial import cKDTree
 
 from ..models.definitions import ModelDef
 from .blend import BandImage
@@ -24,6 +26,7 @@ __all__ = [
     "FLUX_EXCESS_SIGMAS",
     "MIN_AXIS_RATIO",
     "RESOLVED_RATIO",
+    "aperture",
     "aperture_sums",
     "centroid_moved",
     "flag_implausible_rows",
@@ -84,50 +87,64 @@ def centroid_moved(
     return nearest < shift
 
 
-def aperture_sums(
-    image: np.ndarray,
-    variance: np.ndarray,
-    bad: np.ndarray | None,
+def aperture(
+    shape: tuple[int, int],
     origin: tuple[int, int],
     detection: tuple[float, float],
     radius: float,
     others: np.ndarray,
-    footprints: np.ndarray | None = None,
-    label: int = 0,
-) -> tuple[float, float]:
-    """Data flux and its noise in an object's own pixels.
+    footprint: tuple[tuple[slice, slice], np.ndarray] | None = None,
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """An object's own pixels: its footprint, or a disc split with its neighbours.
 
-    The pixels are the object's footprint (``label`` in ``footprints``) when it has one; otherwise the
-    pixels within ``radius`` of the detection that are nearer to it than to any of ``others``. Masked,
-    non-finite and zero-variance pixels are left out.
+    Parameters
+    ----------
+    shape : `tuple` [`int`, `int`]
+        ``(ny, nx)`` of the band images.
+    origin : `tuple` [`int`, `int`]
+        Absolute ``(x, y)`` of pixel ``[0, 0]``.
+    detection : `tuple` [`float`, `float`]
+        Absolute catalogue position.
+    radius : `float`
+        Disc radius (pixels) when there is no footprint.
+    others : `numpy.ndarray`
+        ``(n, 2)`` absolute positions of the neighbours that may share the disc.
+    footprint : `tuple`, optional
+        ``(slices, mask)`` of the object's footprint in the label image; used when given.
+
+    Returns
+    -------
+    aperture : `tuple` [`tuple` [`slice`, `slice`], `numpy.ndarray`] or `None`
+        Image slices and the boolean mask within them: the footprint, else the pixels within ``radius``
+        of the detection that are nearer to it than to any of ``others``; `None` if off the image.
+    """
+    if footprint is not None:
+        return footprint
+    ny, nx = shape
+    cx, cy = detection[0] - origin[0], detection[1] - origin[1]
+    r = int(np.ceil(radius))
+    x0, x1 = max(int(np.floor(cx)) - r, 0), min(int(np.floor(cx)) + r + 2, nx)
+    y0, y1 = max(int(np.floor(cy)) - r, 0), min(int(np.floor(cy)) + r + 2, ny)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    d2 = (xx - cx) ** 2 + (yy - cy) ** 2
+    use = d2 <= radius**2
+    for ox, oy in np.asarray(others, float).reshape(-1, 2) - np.array(origin, float):
+        use &= d2 <= (xx - ox) ** 2 + (yy - oy) ** 2
+    return (slice(y0, y1), slice(x0, x1)), use
+
+
+def aperture_sums(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None,
+                  aperture: tuple[tuple[slice, slice], np.ndarray]) -> tuple[float, float]:
+    """Data flux and its noise over an `aperture`, leaving out masked, non-finite and zero-variance pixels.
 
     Returns
     -------
     flux, noise : `float`
         Sum of the data and the square root of the sum of the variance (0, 0 without usable pixel).
     """
-    ny, nx = image.shape
-    if footprints is not None and label > 0:
-        own = footprints == label
-        ys, xs = np.nonzero(own)
-        if len(ys) == 0:
-            return 0.0, 0.0
-        sl = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-        use = own[sl]
-    else:
-        cx, cy = detection[0] - origin[0], detection[1] - origin[1]
-        r = int(np.ceil(radius))
-        x0, x1 = max(int(np.floor(cx)) - r, 0), min(int(np.floor(cx)) + r + 2, nx)
-        y0, y1 = max(int(np.floor(cy)) - r, 0), min(int(np.floor(cy)) + r + 2, ny)
-        if x0 >= x1 or y0 >= y1:
-            return 0.0, 0.0
-        sl = (slice(y0, y1), slice(x0, x1))
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        d2 = (xx - cx) ** 2 + (yy - cy) ** 2
-        use = d2 <= radius**2
-        for ox, oy in others - np.array(origin, float):
-            if abs(ox - cx) <= 2 * radius + 1 and abs(oy - cy) <= 2 * radius + 1:
-                use &= d2 <= (xx - ox) ** 2 + (yy - oy) ** 2
+    sl, use = aperture
     data, var = image[sl], variance[sl]
     use = use & np.isfinite(data) & np.isfinite(var) & (var > 0)
     if bad is not None:
@@ -215,27 +232,41 @@ def flag_implausible_rows(
     """
     name = model.name
     prefixes = [model.component_prefix(c) for c in model.components if c.has_shape]
-    n_flagged = 0
     placed = np.flatnonzero(np.isfinite(detections).all(axis=1))
-    for i in placed:
-        others = detections[placed[placed != i]]
+    present = [im for im in images if im is not None]
+    if len(placed) == 0:
+        return 0
+    tree = cKDTree(detections[placed])
+    boxes = find_objects(footprints) if footprints is not None else []
+    n_flagged = 0
+    for k, i in enumerate(placed):
         found: list[str] = []
+        det = (float(detections[i, 0]), float(detections[i, 1]))
         fitted = (float(table[f"{name}_x"][i]), float(table[f"{name}_y"][i]))
-        if model.free_centroid and centroid_moved(tuple(detections[i]), fitted, float(sigmas[i]), others):
-            found.append("centroid_moved")
+        if model.free_centroid and np.isfinite(fitted).all():
+            # The two catalogue objects nearest the fitted centre: one of them may be this object.
+            _, idx = tree.query(fitted, k=min(2, len(placed)))
+            near = [placed[j] for j in np.atleast_1d(idx) if placed[j] != i][:1]
+            if centroid_moved(det, fitted, float(sigmas[i]), detections[near]):
+                found.append("centroid_moved")
         if shape_collapsed([table[f"{p}_q"][i] for p in prefixes], [table[f"{p}_reffPix"][i] for p in prefixes],
                            bool(resolved[i]), reff_min):
             found.append("shape_collapsed")
-        radius = max(3.0, 2.0 * float(sigmas[i]))
-        for band, im in zip(bands, images):
-            flux = float(table[flux_column(model, band)][i])
-            if im is None or not np.isfinite(flux):
-                continue
-            ap, noise = aperture_sums(im.image, im.variance, im.bad, im.origin, tuple(detections[i]), radius,
-                                      others, footprints, int(labels[i]))
-            if flux_excess(flux, ap, noise):
-                found.append("flux_excess")
-                break
+        fluxes = [float(table[flux_column(model, band)][i]) for band in bands]
+        if present and np.isfinite(fluxes).any():
+            radius = max(3.0, 2.0 * float(sigmas[i]))
+            label = int(labels[i])
+            own = None
+            if footprints is not None and 0 < label <= len(boxes) and boxes[label - 1] is not None:
+                own = (boxes[label - 1], footprints[boxes[label - 1]] == label)
+            neighbours = [placed[j] for j in tree.query_ball_point(det, 2 * radius + 1) if placed[j] != i]
+            ap = aperture(present[0].image.shape, present[0].origin, det, radius, detections[neighbours], own)
+            for flux, im in zip(fluxes, images):
+                if ap is None or im is None or not np.isfinite(flux):
+                    continue
+                if flux_excess(flux, *aperture_sums(im.image, im.variance, im.bad, ap)):
+                    found.append("flux_excess")
+                    break
         for flag in found:
             table[f"{name}_flag_{flag}"][i] = True
         if found:
