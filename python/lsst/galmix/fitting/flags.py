@@ -61,7 +61,8 @@ FLAGS: tuple[FlagDef, ...] = (
             "from the detection, or onto another catalogue object"),
     FlagDef("flux_excess", "In some band the fitted flux exceeds 10x the data flux of the object's own footprint "
             "(or aperture) plus 10 sigma: the fit took light that is not the object's"),
-    FlagDef("shape_collapsed", "An extended component's axis ratio collapsed below 1e-3 (a line, not a galaxy)"),
+    FlagDef("shape_collapsed", "The data resolve the object but an extended component's axis ratio collapsed "
+            "below 1e-3 or its reff to the lower bound (a line or a point, not this galaxy)"),
 )
 """Source-fit failure modes in bit order."""
 
