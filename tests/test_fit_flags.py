@@ -1,5 +1,7 @@
 """Bad inputs give flags, never exceptions; every object gets one row."""
 
+import logging
+
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -7,6 +9,7 @@ from lsst.galmix.fitting.optimize import FitSettings
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
+from lsst.galmix.fitting.stamps import cut_box, cut_stamp
 from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, psf_kernel
 
 PSF = moffat_psf(3.0)
@@ -145,3 +148,41 @@ def test_empty_catalogue():
     t = fit_patch({"r": (np.zeros((5, 5)), np.ones((5, 5)), None)}, (0, 0), Table({"x": [], "y": []}), None,
                   {"r": MIX}, "sersic")
     assert len(t) == 0 and "r_sersicFlux" in t.colnames
+
+
+def test_nan_position_flags_the_object_and_fits_its_siblings(scene, caplog):
+    images, objects = scene
+    objs = Table(objects, copy=True)
+    objs["objectId"] = [101, 102, 103]
+    objs["parentObjectId"] = [7, 7, 0]
+    objs["x"][0] = np.nan
+    with caplog.at_level(logging.WARNING, logger="lsst.galmix"):
+        t = _fit(images, objs)
+    assert len(t) == 3 and list(t["objectId"]) == [101, 102, 103]
+    assert t["gauss_flag_bad_position"][0] and t["gauss_flag"][0] and np.isnan(t["r_gaussFlux"][0])
+    assert not t["gauss_flag"][1:].any() and np.allclose(t["r_gaussFlux"][1:], 2000, rtol=0.05)
+    assert "101" in caplog.text and "non-finite catalogue position" in caplog.text
+    assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
+
+
+def test_cut_stamp_nan_centre_names_the_position(scene):
+    image, var, bad = scene[0]["r"]
+    with pytest.raises(ValueError, match=r"centre .*nan.* is not finite"):
+        cut_stamp(image, var, bad, ORIGIN, (np.nan, 2030.0), 10)
+    with pytest.raises(ValueError, match="not finite"):
+        cut_box(image, var, bad, ORIGIN, (np.nan, 2020), (1040, 2040))
+
+
+@pytest.mark.parametrize("tiny", [1e-300, 1e-30, 1e-12])
+def test_tiny_variance_is_bad_variance_not_a_bad_fit(scene, tiny):
+    images, objects = _copy(scene[0]), scene[1]
+    images["r"][1][30, 31] = tiny  # one pixel on object 0 whose weight would swamp all the others
+    t = _fit(images, objects, model="sersic")
+    good = _fit(scene[0], objects, model="sersic")
+    assert t["sersic_flag_bad_variance"][0] and not t["sersic_flag"][0]
+    assert not t["sersic_flag_bad_fit"][0] and not t["sersic_flag_no_convergence"][0]
+    assert abs(t["r_sersicFlux"][0] / good["r_sersicFlux"][0] - 1) < 0.01
+    # A stamp whose variance is uniformly tiny is a unit choice, not a bad pixel.
+    scaled = {b: (im * 1e-6, var * 1e-12, bad) for b, (im, var, bad) in scene[0].items()}
+    t = fit_patch(scaled, ORIGIN, objects, None, {"g": MIX, "r": MIX}, "gauss", SourceFitConfig())
+    assert not t["gauss_flag_bad_variance"].any()

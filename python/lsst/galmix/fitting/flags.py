@@ -55,6 +55,14 @@ FLAGS: tuple[FlagDef, ...] = (
             "bound): no data can measure such a size, it only arises from a numerical breakdown"),
     FlagDef("bad_flux", "In some band the fitted total flux exceeds 100x the fitted pixels' data flux (plus 5 sigma "
             "of its noise): over 99% of the model light would lie off the data, an extrapolation"),
+    # Wrong answers a converged fit can report (lsst.galmix.fitting.plausibility).
+    FlagDef("bad_position", "The catalogue position is not finite: the object cannot be placed or fitted"),
+    FlagDef("centroid_moved", "The fitted centre left the object: it moved beyond max(3 px, 2 observed sigma) "
+            "from the detection, or onto another catalogue object"),
+    FlagDef("flux_excess", "In some band the fitted flux exceeds 10x the data flux of the object's own footprint "
+            "(or aperture) plus 10 sigma: the fit took light that is not the object's"),
+    FlagDef("shape_collapsed", "The data resolve the object but an extended component's axis ratio collapsed "
+            "below 1e-3 or its reff to the lower bound (a line or a point, not this galaxy)"),
 )
 """Source-fit failure modes in bit order."""
 

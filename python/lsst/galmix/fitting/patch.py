@@ -13,10 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from astropy.table import Table
+from scipy.spatial import cKDTree
 
 from ..models.definitions import ModelDef, get_model
 from .blend import BandImage, ObjectInput, fit_isolated, fit_joint_blends, fit_objects
 from .flags import FlagSet
+from .plausibility import RESOLVED_RATIO, flag_implausible_rows
 from .psf import PsfSpec, psf_at
 from .schema import PASSTHROUGH_COLUMNS, columns_to_table, empty_columns, source_columns
 from .source import PixelToSky, SourceFitConfig, write_flags, write_row
@@ -24,6 +26,9 @@ from .source import PixelToSky, SourceFitConfig, write_flags, write_row
 __all__ = ["ImageTriple", "fit_patch"]
 
 _log = logging.getLogger(__name__)
+
+GROUP_LINK_STAMPS = 2.0
+"""Without footprints, isolated objects closer than this many ``stamp_min`` are fitted jointly."""
 
 ImageTriple = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 """``(image, variance, bad)``: nJy image, variance, boolean mask (True = do not use) or None."""
@@ -38,18 +43,55 @@ def _catalogue_cov(row, names: Sequence[str]) -> np.ndarray | None:
     return cov
 
 
-def _groups(objects: Table) -> list[list[int]]:
-    """Row indices grouped by blend (isolated objects alone)."""
-    if "parentObjectId" not in objects.colnames:
-        return [[i] for i in range(len(objects))]
-    parent = np.asarray(objects["parentObjectId"])
+def _sigma(obj: ObjectInput | None) -> float:
+    """Observed size sigma (pixels) of an object: its moments, else a PSF-sized default."""
+    if obj is None or obj.cov is None:
+        return 2.0
+    return float(np.sqrt(max(np.linalg.eigvalsh(obj.cov).max(), 0.0)))
+
+
+def _resolved(obj: ObjectInput | None) -> bool:
+    """Whether an object's observed moments are clearly larger than its PSF's."""
+    psfs = [] if obj is None or obj.cov is None else [p for p in obj.psfs if p is not None]
+    if not psfs:
+        return False
+    psf_trace = float(np.mean([np.trace(p.covariance()) for p in psfs]))
+    return bool(np.trace(obj.cov) > RESOLVED_RATIO * psf_trace)
+
+
+def _groups(objects: Table, rows: Sequence[int], link: float = 0.0) -> list[list[int]]:
+    """Indices of ``rows`` grouped by blend (isolated objects alone).
+
+    With ``link > 0`` (no footprints say which pixels are whose), isolated objects closer than ``link``
+    pixels to each other are fitted as one group, so a faint object's fit models its bright neighbour
+    instead of taking its light.
+    """
+    parent = (np.asarray(objects["parentObjectId"]) if "parentObjectId" in objects.colnames
+              else np.zeros(len(objects), int))
     groups: dict[int, list[int]] = {}
-    out: list[list[int]] = []
-    for i, p in enumerate(parent):
-        if p == 0:
-            out.append([i])
+    alone: list[int] = []
+    for i in rows:
+        if parent[i] == 0:
+            alone.append(i)
         else:
-            groups.setdefault(int(p), []).append(i)
+            groups.setdefault(int(parent[i]), []).append(i)
+    out = [[i] for i in alone]
+    if link > 0 and len(alone) > 1:
+        xy = np.column_stack([np.asarray(objects["x"], float)[alone], np.asarray(objects["y"], float)[alone]])
+        root = list(range(len(alone)))
+
+        def find(k: int) -> int:
+            while root[k] != k:
+                root[k] = root[root[k]]
+                k = root[k]
+            return k
+
+        for a, b in sorted(cKDTree(xy).query_pairs(link)):
+            root[find(a)] = find(b)
+        linked: dict[int, list[int]] = {}
+        for k, i in enumerate(alone):
+            linked.setdefault(find(k), []).append(i)
+        out = list(linked.values())
     return out + list(groups.values())
 
 
@@ -114,6 +156,7 @@ def fit_patch(
         _log.warning("No band has an image: all %d objects are flagged no_data", len(objects))
     names = objects.colnames
     flags = [FlagSet() for _ in range(len(objects))]
+    inputs: dict[int, ObjectInput] = {}
 
     def build(i: int) -> ObjectInput:
         row = objects[i]
@@ -131,7 +174,8 @@ def fit_patch(
                 flags[i].set("missing_band")
             psf_list.append(psf)
         label = int(row["footprintLabel"]) if "footprintLabel" in names else 0
-        return ObjectInput(x, y, _catalogue_cov(row, names), label, psf_list, flags[i])
+        inputs[i] = ObjectInput(x, y, _catalogue_cov(row, names), label, psf_list, flags[i])
+        return inputs[i]
 
     def write(i: int, out, seconds: float) -> None:
         if out is None:
@@ -157,7 +201,18 @@ def fit_patch(
         except Exception:  # noqa: BLE001 - one bad blend must not stop the patch
             failed(group, (time.perf_counter() - t0) / len(group))
 
-    groups = _groups(objects)
+    xy = np.column_stack([np.asarray(objects["x"], float), np.asarray(objects["y"], float)]).reshape(-1, 2)
+    placed = np.isfinite(xy).all(axis=1)
+    if not placed.all():
+        # No stamp can be cut without a position: flag these rows and fit the others (blend siblings too).
+        ids = [objects[i]["objectId"] if "objectId" in names else i for i in np.flatnonzero(~placed)]
+        _log.warning("Objects %s have a non-finite catalogue position (x, y): flagged bad_position, not fitted",
+                     ids)
+        for i in np.flatnonzero(~placed):
+            flags[i].set("bad_position")
+            write(int(i), None, 0.0)
+    link = GROUP_LINK_STAMPS * cfg.stamp_min if footprints is None else 0.0
+    groups = _groups(objects, np.flatnonzero(placed).tolist(), link)
     isolated = [g[0] for g in groups if len(g) == 1]
     t0 = time.perf_counter()
     objs = {}
@@ -202,6 +257,14 @@ def fit_patch(
     else:
         for g in blends:
             run_blend(g)
+    sigmas = np.array([_sigma(inputs.get(i)) for i in range(len(objects))])
+    labels = np.array([inputs[i].label if i in inputs else 0 for i in range(len(objects))])
+    resolved = np.array([_resolved(inputs.get(i)) for i in range(len(objects))])
+    n_bad = flag_implausible_rows(table, m, bands, xy, sigmas, resolved, labels, band_images, footprints,
+                                  cfg.settings.reff_bounds[0])
+    if n_bad:
+        _log.warning("%d of %d fits left their object (centroid_moved, flux_excess or shape_collapsed)",
+                     n_bad, len(objects))
     out = columns_to_table(col_defs, table)
     out.meta["galmix_model"] = m.name
     return out

@@ -13,7 +13,11 @@ import numpy as np
 
 from .flags import FlagSet
 
-__all__ = ["Exclusion", "Stamp", "cut_box", "cut_stamp", "weights_from_variance"]
+__all__ = ["VARIANCE_FLOOR", "Exclusion", "Stamp", "cut_box", "cut_stamp", "weights_from_variance"]
+
+VARIANCE_FLOOR = 1e-6
+"""Pixels with variance below this fraction of the median variance of their stamp get zero weight
+(``bad_variance``): real noise never varies by a factor 1000 in sigma within a stamp."""
 
 Exclusion = Callable[[int, int, tuple[int, int]], "np.ndarray | None"]
 """``(x0, y0, (ny, nx)) -> bool array``: pixels of that absolute box to give zero weight (no flag)."""
@@ -71,7 +75,8 @@ def weights_from_variance(
     weight : `numpy.ndarray`
         float64 inverse variance; 0 where excluded.
     flags : `FlagSet`
-        ``nan_pixels``, ``bad_variance``, ``masked_pixels``, ``no_data``.
+        ``nan_pixels``, ``bad_variance`` (zero, negative, non-finite or below `VARIANCE_FLOOR` times the
+        median variance), ``masked_pixels``, ``no_data``.
     """
     data = np.array(image, dtype=np.float64)
     var = np.asarray(variance, dtype=np.float64)
@@ -80,6 +85,10 @@ def weights_from_variance(
     flags = FlagSet()
     nan_pix = ~np.isfinite(data)
     bad_var = ~(np.isfinite(var) & (var > 0))
+    if not bad_var.all():
+        # A pixel whose variance is orders of magnitude below its neighbours' would carry the whole fit
+        # (its weight swamps every other pixel): it is a bad variance, not a measurement.
+        bad_var |= var < VARIANCE_FLOOR * np.median(var[~bad_var])
     masked = np.zeros(data.shape, bool) if bad is None else np.asarray(bad, bool)
     flags.set("nan_pixels", bool(nan_pix.any()))
     flags.set("bad_variance", bool(bad_var.any()))
@@ -123,7 +132,14 @@ def cut_stamp(
     -------
     stamp : `Stamp`
         The stamp; ``no_data`` set if it has no usable pixel (including a centre off the image).
+
+    Raises
+    ------
+    ValueError
+        If ``center`` is not finite (a catalogue position of NaN cannot place a stamp).
     """
+    if not np.isfinite(center).all():
+        raise ValueError(f"Stamp centre (x, y) = {tuple(center)} is not finite")
     ix = int(np.floor(center[0] - origin[0] + 0.5))
     iy = int(np.floor(center[1] - origin[1] + 0.5))
     return cut_box(image, variance, bad, origin,
@@ -143,7 +159,14 @@ def cut_box(
     """Cut the absolute pixel box ``[start, stop)`` (x, y), clipped to the image.
 
     Parameters are as for `cut_stamp`, with ``start`` and ``stop`` the absolute ``(x, y)`` corners.
+
+    Raises
+    ------
+    ValueError
+        If a corner is not finite.
     """
+    if not np.isfinite([*start, *stop]).all():
+        raise ValueError(f"Stamp box corners {tuple(start)}, {tuple(stop)} are not finite")
     ny, nx = image.shape
     xa, ya = int(start[0]) - origin[0], int(start[1]) - origin[1]
     xb, yb = int(stop[0]) - origin[0], int(stop[1]) - origin[1]

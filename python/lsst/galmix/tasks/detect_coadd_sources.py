@@ -6,12 +6,20 @@ __all__ = ("DetectCoaddSourcesConfig", "DetectCoaddSourcesConnections", "DetectC
 
 from typing import Any
 
+import numpy as np
+
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
 from ..detection.coadds import patch_images_from_coadds
 from ..detection.detect import DetectionConfig, detect_patch
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line (type and first line of the message)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 class DetectCoaddSourcesConnections(
@@ -52,6 +60,11 @@ class DetectCoaddSourcesConfig(
     deblend = pexConfig.Field[bool](doc="Split footprints with several peaks.", default=True)
     n_levels = pexConfig.Field[int](doc="Number of deblending thresholds.", default=32)
     contrast = pexConfig.Field[float](doc="Minimum flux fraction of a deblended child.", default=0.005)
+    expectedBands = pexConfig.ListField[str](
+        doc="Bands a patch should have; a band without a coadd (or with an unreadable one) is logged as "
+        "a WARNING and detection goes on with the others.",
+        default=list("ugrizy"),
+    )
 
     def detection_config(self) -> DetectionConfig:
         """Return the library configuration of these fields."""
@@ -77,7 +90,23 @@ class DetectCoaddSourcesTask(pipeBase.PipelineTask):
         inputRefs: pipeBase.InputQuantizedConnection,
         outputRefs: pipeBase.OutputQuantizedConnection,
     ) -> None:
-        coadds = {ref.dataId["band"]: butlerQC.get(ref) for ref in inputRefs.coadds}
+        coadds = {}
+        for ref in inputRefs.coadds:
+            band = ref.dataId["band"]
+            try:
+                coadds[band] = butlerQC.get(ref)
+            except Exception as exc:  # noqa: BLE001 - an unreadable band is a missing band
+                self.log.warning("Band %s of patch %s: cannot read %s (%s); detecting without it.",
+                                 band, ref.dataId["patch"], ref.datasetType.name, _one_line(exc))
+        if not coadds:
+            # Nothing to detect on: no output, so downstream quanta of this patch are skipped and the
+            # tract is consolidated from the other patches.
+            raise pipeBase.NoWorkFound(f"No readable {inputRefs.coadds[0].datasetType.name} in this patch")
+        missing = sorted(set(self.config.expectedBands) - set(coadds), key="ugrizy".find)
+        if missing:
+            self.log.warning("Patch %s has no coadd in bands %s; detecting with %s.",
+                             inputRefs.coadds[0].dataId["patch"], "".join(missing), "".join(sorted(
+                                 coadds, key="ugrizy".find)))
         butlerQC.put(self.run(coadds), outputRefs)
 
     def run(self, coadds: dict[str, Any]) -> pipeBase.Struct:
@@ -94,6 +123,11 @@ class DetectCoaddSourcesTask(pipeBase.PipelineTask):
             ``objects`` (`astropy.table.Table`) and ``footprints`` (`numpy.ndarray`, int32).
         """
         ordered = {band: coadds[band] for band in sorted(coadds, key="ugrizy".find)}
+        for band, coadd in ordered.items():
+            image, variance = np.asarray(coadd.image.array), np.asarray(coadd.variance.array)
+            if not (np.isfinite(image) & np.isfinite(variance) & (variance > 0)).any():
+                self.log.warning("Band %s of patch %s has no usable pixel (image or variance all NaN, or "
+                                 "variance <= 0): it adds nothing to detection.", band, coadd.patch.id)
         result = detect_patch(patch_images_from_coadds(ordered), self.config.detection_config())
         objects = result.objects
         self.log.info(

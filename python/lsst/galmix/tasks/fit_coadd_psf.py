@@ -17,6 +17,12 @@ from ..fitting.source import SourceFitConfig
 __all__ = ["FitCoaddPsfConfig", "FitCoaddPsfConnections", "FitCoaddPsfTask"]
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception as one short line (type and first line of the message)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
 class FitCoaddPsfConnections(
     pipeBase.PipelineTaskConnections,
     dimensions=("skymap", "tract", "patch", "band"),
@@ -75,6 +81,19 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
     ConfigClass = FitCoaddPsfConfig
     _DefaultName = "fitCoaddPsf"
     config: FitCoaddPsfConfig
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        ref = inputRefs.psf
+        try:
+            psf = butlerQC.get(ref)
+        except Exception as exc:
+            # No output: the fits of this patch treat the band as missing (bad_psf, missing_band), the
+            # other bands and patches go on.
+            self.log.warning("Band %s of patch %s: cannot read %s (%s); no PSF fits for this band.",
+                             ref.dataId["band"], ref.dataId["patch"], ref.datasetType.name, _one_line(exc))
+            raise pipeBase.NoWorkFound(f"Unreadable {ref.datasetType.name} {dict(ref.dataId.required)}") from exc
+        objects = butlerQC.get(inputRefs.objects) if self.config.mode == "object" else None
+        butlerQC.put(self.run(psf, objects), outputRefs)
 
     def run(self, psf, objects: Table | None = None) -> pipeBase.Struct:
         """Fit the PSF.

@@ -14,7 +14,8 @@ from astropy.table import Row, Table
 from astropy.visualization import make_lupton_rgb
 from matplotlib.figure import Figure
 
-from lsst.daf.butler import Butler
+from lsst.daf.butler import Butler, ButlerUserError
+from lsst.daf.butler.registry import RegistryError
 
 from ..fitting import rebuild
 from ..models.definitions import ModelDef, get_model
@@ -231,8 +232,17 @@ def inspect_blend(
     return fig
 
 
+_USER_ERRORS = (LookupError, OSError, ValueError, RegistryError, ButlerUserError)
+"""Errors a wrong argument causes (missing repository, collection, object or model; unwritable output)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (``galmix-inspect``)."""
+    """Command-line entry point (``galmix-inspect``); returns 1 with a one-line message on a user error."""
     parser = argparse.ArgumentParser(description="Draw the data, model and residuals of one galmix blend.")
     parser.add_argument("repo", help="Butler repository")
     parser.add_argument("--collections", required=True, nargs="+", help="Collections with the outputs")
@@ -240,14 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="sersic", help="Model whose fit is shown")
     parser.add_argument("--output", default=None, help="PNG file (default: blend_<object>_<model>.png)")
     args = parser.parse_args(argv)
-    butler = Butler.from_config(args.repo)
-    try:
-        fig = inspect_blend(butler, args.collections, args.object_id, args.model)
-    except LookupError as exc:
-        print(f"galmix-inspect: {exc}", file=sys.stderr)
-        return 1
     output = args.output or f"blend_{args.object_id}_{args.model}.png"
-    fig.savefig(output, dpi=100)
+    # A user's mistake (no repository, no such collection or object, an output that cannot be written)
+    # is one line on stderr and exit status 1, not a traceback.
+    try:
+        butler = Butler.from_config(args.repo)
+        fig = inspect_blend(butler, args.collections, args.object_id, args.model)
+        fig.savefig(output, dpi=100)
+    except _USER_ERRORS as exc:
+        print(f"galmix-inspect: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     print(output)
     return 0
 
