@@ -7,6 +7,11 @@
 namespace lsst {
 namespace galmix {
 
+namespace {
+// Parameters per scene: far beyond any blend, small enough that the bookkeeping (16 bytes each) fits.
+constexpr std::size_t kMaxParams = 10000000;
+}  // namespace
+
 void shapeMatrix(double eta1, double eta2, double S[3], double dS1[3], double dS2[3]) {
     // S = e^{-|eta|} expm([[eta1, eta2], [eta2, -eta1]]) = A I + B H with A = (1 + E)/2,
     // B = (1 - E)/(2e), E = exp(-2e), e = |eta|: major-axis variance 1, minor q^2 = E.
@@ -37,7 +42,11 @@ void shapeMatrix(double eta1, double eta2, double S[3], double dS1[3], double dS
 }
 
 Scene::Scene(std::vector<Source> sources, int nBands) : _sources(std::move(sources)), _nBands(nBands) {
-    if (nBands < 1) throw InputError("Scene: need at least one band");
+    if (nBands < 1 || nBands > kMaxBands) {
+        std::ostringstream os;
+        os << "Scene: n_bands must be in [1, " << kMaxBands << "] (got " << nBands << ")";
+        throw InputError(os.str());
+    }
     if (_sources.empty()) throw InputError("Scene: need at least one source");
     for (int s = 0; s < nSources(); ++s) {
         auto const& src = _sources[s];
@@ -52,6 +61,9 @@ Scene::Scene(std::vector<Source> sources, int nBands) : _sources(std::move(sourc
             _info.push_back({s, c, -1, ParamKind::Eta1});
             _info.push_back({s, c, -1, ParamKind::Eta2});
             if (comp.hasN()) _info.push_back({s, c, -1, ParamKind::SersicN});
+        }
+        if (src.components.size() * static_cast<std::size_t>(nBands + 4) + _info.size() > kMaxParams) {
+            throw InputError("Scene: more than 10,000,000 parameters");
         }
         for (int c = 0; c < static_cast<int>(src.components.size()); ++c) {
             for (int b = 0; b < nBands; ++b) _info.push_back({s, c, b, ParamKind::Flux});
@@ -253,6 +265,11 @@ NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> con
         throw InputError("active mask must have one entry per parameter");
     }
     int P = scene.nParams();
+    if (P > kMaxDenseParams) {
+        std::ostringstream os;
+        os << "the scene has " << P << " parameters; dense normal equations are limited to " << kMaxDenseParams;
+        throw InputError(os.str());
+    }
     NormalEquations total = makeNormalEquations(P);
     BandMixture bm;
     std::vector<int> local(P);

@@ -29,6 +29,11 @@ struct Source {
     std::vector<Component> components;
 };
 
+/// Limits that keep a malformed scene from exhausting memory: bands per scene, and parameters of the dense
+/// normal equations (P x P doubles: 3.2 GB at the limit).
+constexpr int kMaxBands = 1000;
+constexpr int kMaxDenseParams = 20000;
+
 /// Kind of each parameter.
 enum class ParamKind { X = 0, Y = 1, LnReff = 2, Eta1 = 3, Eta2 = 4, SersicN = 5, Flux = 6 };
 

@@ -168,6 +168,10 @@ py::array_t<double> mixtureToArray(Mixture const& m) {
 }
 
 py::array_t<double> matrixToArray(std::vector<double> const& v, py::ssize_t n) {
+    if (static_cast<py::ssize_t>(v.size()) != n * n) {
+        throw std::logic_error("matrixToArray: " + std::to_string(v.size()) + " values for an " + std::to_string(n) +
+                               " x " + std::to_string(n) + " matrix");
+    }
     py::array_t<double> out({n, n});
     std::copy(v.begin(), v.end(), out.mutable_data());
     return out;
@@ -296,6 +300,10 @@ PYBIND11_MODULE(_galmix, m) {
                 dmix = aligned(dmix);
                 if (dmix.ndim() != 3 || dmix.shape(0) != static_cast<py::ssize_t>(m.size()) || dmix.shape(1) != 6) {
                     throw InputError("derivatives must be an (N, 6, P) array matching the (N, 6) mixture");
+                }
+                if (dmix.ndim() == 3 && dmix.shape(2) > kMaxDenseParams) {
+                    throw InputError("derivatives: more than " + std::to_string(kMaxDenseParams) +
+                                     " parameters (dense normal equations)");
                 }
                 int P = static_cast<int>(dmix.shape(2));
                 std::vector<GaussianDeriv> derivs;

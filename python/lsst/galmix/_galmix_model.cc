@@ -402,7 +402,8 @@ void bindOptimize(py::module_& m) {
             .def_readonly("message", &FitResult::message)
             .def_property_readonly("fisher",
                                    [](FitResult const& r) {
-                                       auto n = static_cast<py::ssize_t>(r.params.size());
+                                       // The scene's P x P (params may hold a wrong-length params0 on error).
+                                       auto n = static_cast<py::ssize_t>(std::llround(std::sqrt(r.fisher.size())));
                                        return matrixToArray(r.fisher, n);
                                    },
                                    "J^T W J (P, P) at the best fit, all parameters, natural units, data only.")
