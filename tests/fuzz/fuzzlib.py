@@ -90,8 +90,9 @@ mostly_sane_float = st.one_of(st.floats(-100.0, 100.0), st.floats(-100.0, 100.0)
 
 FLOAT_DTYPES = ["<f8", "<f4", ">f8", ">f4"]
 OTHER_DTYPES = ["<f2", "<i4", "<i8", "|u1", "|b1", "<c16", "O"]
-LAYOUTS = ["c", "c", "c", "f", "rows_strided", "cols_strided", "reversed", "readonly", "misaligned",
-           "ravel", "3d", "list", "scalar"]
+ARRAY_LAYOUTS = ["c", "c", "c", "f", "rows_strided", "cols_strided", "reversed", "readonly", "misaligned",
+                 "ravel", "3d"]
+LAYOUTS = ARRAY_LAYOUTS + ["list", "scalar"]
 
 
 def _layout(a: np.ndarray, layout: str) -> Any:
@@ -139,8 +140,11 @@ def shapes(draw, large: bool = True) -> tuple[int, int]:
 
 @st.composite
 def arrays(draw, shape: tuple[int, int] | None = None, positive: bool = False, sane: bool = False,
-           large: bool = True) -> Any:
-    """A 2-d array of random values with a few special values, in a random dtype and layout."""
+           large: bool = True, ndarray: bool = False) -> Any:
+    """A 2-d array of random values with a few special values, in a random dtype and layout.
+
+    With ``ndarray`` the result is always a numpy array (no lists or scalars).
+    """
     shp = shape if shape is not None else draw(shapes(large))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     scale = draw(st.sampled_from([1.0, 1.0, 1.0, 1e-3, 1e3, 1e-160, 1e160, 1e-300, 1e300]))
@@ -153,7 +157,7 @@ def arrays(draw, shape: tuple[int, int] | None = None, positive: bool = False, s
                 a.flat[draw(st.integers(0, a.size - 1))] = draw(any_float)
         dtype = draw(st.sampled_from(FLOAT_DTYPES * 4 + OTHER_DTYPES))
         a = a.astype(dtype, casting="unsafe")
-    return _layout(a, "c" if sane else draw(st.sampled_from(LAYOUTS)))
+    return _layout(a, "c" if sane else draw(st.sampled_from(ARRAY_LAYOUTS if ndarray else LAYOUTS)))
 
 
 @st.composite

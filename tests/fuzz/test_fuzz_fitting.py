@@ -110,7 +110,8 @@ def test_fit_psf_image_never_raises_for_data(kernel, n_gauss, max_iter, backend)
 
 
 @fuzz_settings()
-@given(image=arrays(large=False), var=arrays(positive=True, large=False), bad=st.none() | st.booleans(),
+@given(image=arrays(large=False, ndarray=True), var=arrays(positive=True, large=False, ndarray=True),
+       bad=st.none() | st.booleans(),
        center=st.tuples(mostly_sane_float, mostly_sane_float), half=st.integers(-2, 40) | st.just(10**6),
        origin=st.tuples(st.integers(-50, 50), st.integers(-50, 50)))
 def test_cut_stamp(image, var, bad, center, half, origin):

@@ -523,7 +523,20 @@ void bindOptimize(py::module_& m) {
                 if (!std::all_of(g.begin(), g.end(), finite) || !std::all_of(bv.begin(), bv.end(), finite)) {
                     throw InputError("nnls_gram: G and b must be finite");
                 }
-                return vectorToArray(nnlsGram(g, bv, n));
+                double scale = 0.0;
+                for (double v : g) scale = std::max(scale, std::abs(v));
+                for (int i = 0; i < n; ++i) {
+                    for (int j = 0; j < i; ++j) {
+                        if (std::abs(g[i * n + j] - g[j * n + i]) > 1e-12 * scale) {
+                            throw InputError("nnls_gram: G must be symmetric (a Gram matrix)");
+                        }
+                    }
+                }
+                auto x = nnlsGram(g, bv, n);
+                if (!std::all_of(x.begin(), x.end(), finite)) {
+                    throw InputError("nnls_gram: the solution overflows double precision (b too large for G)");
+                }
+                return vectorToArray(x);
             },
             py::arg("G"), py::arg("b"), "argmin x^T G x - 2 b^T x subject to x >= 0.");
 }

@@ -121,7 +121,8 @@ def eta_from_q_theta(q: float | np.ndarray, theta: float | np.ndarray) -> tuple[
     if not np.isfinite(theta).all():
         raise ValueError("eta_from_q_theta: theta must be finite")
     eta = -np.log(q)
-    return eta * np.cos(2.0 * theta), eta * np.sin(2.0 * theta)
+    c, s = np.cos(theta), np.sin(theta)  # double-angle forms: 2 theta may overflow where theta does not
+    return eta * (c * c - s * s), eta * (2.0 * s * c)
 
 
 def q_theta_from_eta(eta1: float | np.ndarray, eta2: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
