@@ -38,6 +38,7 @@ SigmaForm toSigma(Gaussian const& g) {
     }
     double sx = std::sqrt(g.xx), sy = std::sqrt(g.yy);
     double rho = (sx > 0.0 && sy > 0.0) ? g.xy / (sx * sy) : 0.0;
+    if (!std::isfinite(rho)) throw std::invalid_argument("toSigma: xy / sqrt(xx yy) overflows (not a covariance)");
     return {sx, sy, rho};
 }
 

@@ -556,6 +556,13 @@ std::vector<double> nnlsGram(std::vector<double> const& G, std::vector<double> c
                     }
                 }
             }
+            if (hit < 0) {
+                // z is not finite (an ill-conditioned or overflowing system): this column cannot enter.
+                passive[j] = 0;
+                usable[j] = 0;
+                x[j] = 0.0;
+                break;
+            }
             for (int a = 0; a < m; ++a) x[idx[a]] += alpha * (z[a] - x[idx[a]]);
             x[idx[hit]] = 0.0;
             for (int a = 0; a < m; ++a) {

@@ -426,3 +426,19 @@ def test_fit_batch_survives_thread_creation_failure(tmp_path):
                           timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "ok"
+
+
+def test_nnls_gram_refuses_or_survives_overflow():
+    """A right-hand side near the double range made the active-set step NaN and read idx[-1] (ASan)."""
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(5, 3))
+    G = A.T @ A
+    for b in ([1e308, 1e308, 1e308], [1e308, -1e308, 1e308], [-1e308, 1e308, 1e300]):
+        try:
+            x = ge.nnls_gram(G, np.array(b))
+        except ValueError as e:
+            assert "overflows" in str(e)
+        else:
+            assert np.isfinite(x).all() and (x >= 0).all()
+    with pytest.raises(ValueError, match="symmetric"):
+        ge.nnls_gram(np.array([[1.0, 2.0], [0.0, 1.0]]), np.ones(2))

@@ -328,3 +328,13 @@ def test_misaligned_arrays_are_copied_or_refused():
     assert ge.chi2(mis_mix, np.zeros((6, 7))) == pytest.approx(ge.chi2(mix, np.zeros((6, 7))))
     with pytest.raises(ValueError, match="not aligned"):
         ge.render(mix, data)
+
+
+def test_gaussian_conversions_refuse_overflow():
+    with pytest.raises(ValueError, match="overflows"):
+        ge.gaussian_to_sigma([0.0, 0.0, 0.0, 1e308, 1e308, 5e-324])
+    with pytest.raises(ValueError, match="overflow"):
+        ge.gaussian_from_sigma(1.0, 0.0, 0.0, 1e200, 1.0, 0.0)
+    with pytest.raises(ValueError, match="too far outside"):
+        ge.SplineProfile(*made_up_spline()).evaluate(1e308)
+    assert np.isfinite(ge.eta_from_q_theta(0.5, 1e308)).all()

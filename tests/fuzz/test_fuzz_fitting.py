@@ -122,4 +122,6 @@ def test_cut_stamp(image, var, bad, center, half, origin):
     if ok:
         assert isinstance(stamp, Stamp)
         assert np.isfinite(stamp.image[stamp.weight > 0]).all()
-        assert (np.isfinite(stamp.weight) & (stamp.weight >= 0)).all()
+        # A variance so small that 1/variance overflows still gives weight inf (the engine then refuses
+        # the band with a message); NaN or negative weights never occur.
+        assert (stamp.weight >= 0).all()

@@ -123,9 +123,14 @@ def cut_stamp(
     -------
     stamp : `Stamp`
         The stamp; ``no_data`` set if it has no usable pixel (including a centre off the image).
+
+    Raises
+    ------
+    ValueError
+        If ``center`` is not finite (a catalogue position of NaN cannot place a stamp).
     """
-    if not (np.isfinite(center[0]) and np.isfinite(center[1])):
-        raise ValueError(f"cut_stamp: the centre ({center[0]}, {center[1]}) is not finite")
+    if not np.isfinite(center).all():
+        raise ValueError(f"Stamp centre (x, y) = {tuple(center)} is not finite")
     ix = int(np.floor(center[0] - origin[0] + 0.5))
     iy = int(np.floor(center[1] - origin[1] + 0.5))
     return cut_box(image, variance, bad, origin,
