@@ -7,6 +7,11 @@
 namespace lsst {
 namespace galmix {
 
+namespace {
+// Parameters per scene: far beyond any blend, small enough that the bookkeeping (16 bytes each) fits.
+constexpr std::size_t kMaxParams = 10000000;
+}  // namespace
+
 void shapeMatrix(double eta1, double eta2, double S[3], double dS1[3], double dS2[3]) {
     // S = e^{-|eta|} expm([[eta1, eta2], [eta2, -eta1]]) = A I + B H with A = (1 + E)/2,
     // B = (1 - E)/(2e), E = exp(-2e), e = |eta|: major-axis variance 1, minor q^2 = E.
@@ -37,7 +42,11 @@ void shapeMatrix(double eta1, double eta2, double S[3], double dS1[3], double dS
 }
 
 Scene::Scene(std::vector<Source> sources, int nBands) : _sources(std::move(sources)), _nBands(nBands) {
-    if (nBands < 1) throw InputError("Scene: need at least one band");
+    if (nBands < 1 || nBands > kMaxBands) {
+        std::ostringstream os;
+        os << "Scene: n_bands must be in [1, " << kMaxBands << "] (got " << nBands << ")";
+        throw InputError(os.str());
+    }
     if (_sources.empty()) throw InputError("Scene: need at least one source");
     for (int s = 0; s < nSources(); ++s) {
         auto const& src = _sources[s];
@@ -53,15 +62,37 @@ Scene::Scene(std::vector<Source> sources, int nBands) : _sources(std::move(sourc
             _info.push_back({s, c, -1, ParamKind::Eta2});
             if (comp.hasN()) _info.push_back({s, c, -1, ParamKind::SersicN});
         }
+        if (src.components.size() * static_cast<std::size_t>(nBands + 4) + _info.size() > kMaxParams) {
+            throw InputError("Scene: more than 10,000,000 parameters");
+        }
         for (int c = 0; c < static_cast<int>(src.components.size()); ++c) {
             for (int b = 0; b < nBands; ++b) _info.push_back({s, c, b, ParamKind::Flux});
         }
     }
 }
 
+namespace {
+
+void checkIndex(const char* what, int i, int n) {
+    if (i < 0 || i >= n) {
+        std::ostringstream os;
+        os << what << " index " << i << " is out of range [0, " << n << ")";
+        throw std::out_of_range(os.str());
+    }
+}
+
+}  // namespace
+
+int Scene::sourceOffset(int s) const {
+    checkIndex("source", s, nSources());
+    return _offsets[s];
+}
+
 int Scene::fluxIndex(int s, int c, int b) const {
-    int nc = static_cast<int>(_sources.at(s).components.size());
-    if (c < 0 || c >= nc || b < 0 || b >= _nBands) throw InputError("fluxIndex out of range");
+    checkIndex("source", s, nSources());
+    int nc = static_cast<int>(_sources[s].components.size());
+    checkIndex("component", c, nc);
+    checkIndex("band", b, _nBands);
     int end = s + 1 < nSources() ? _offsets[s + 1] : nParams();
     return end - nc * _nBands + c * _nBands + b;
 }
@@ -87,7 +118,11 @@ void Scene::bandMixture(std::vector<double> const& params, int band, std::vector
         os << "parameter vector has " << params.size() << " values, the scene has " << nParams();
         throw InputError(os.str());
     }
-    if (band < 0 || band >= _nBands) throw InputError("band index out of range");
+    if (band < 0 || band >= _nBands) {
+        std::ostringstream os;
+        os << "band index " << band << " is out of range [0, " << _nBands << ")";
+        throw InputError(os.str());
+    }
     if (psfs.size() != 1 && static_cast<int>(psfs.size()) != nSources()) {
         throw InputError("need one PSF mixture per source, or one shared by all sources");
     }
@@ -155,9 +190,44 @@ void Scene::bandMixture(std::vector<double> const& params, int band, std::vector
             }
         }
     }
+    // Sizes are exp(ln reff) and PSF covariances add: catch what overflows or degenerates before the
+    // evaluation derives pixel ranges from the inverse covariances.
+    for (std::size_t g = 0; g < out.mixture.size(); ++g) checkGaussian(out.mixture[g], "model Gaussian", g);
 }
 
-BandData::BandData(ImageRef const& ref, std::vector<Mixture> psfs_) : image(ref), psfs(std::move(psfs_)) {
+void checkInverseSigma(ImageRef const& ref) {
+    // float32 values square to at most 1.2e77: only float64 can overflow.
+    if (!ref.sigmaInv || ref.sigmaDtype != DType::F64) return;
+    constexpr double maxSigmaInv = 1.3407807929942596e154;  // sqrt(DBL_MAX)
+    auto const* base = static_cast<double const*>(ref.sigmaInv);
+    for (std::ptrdiff_t y = 0; y < ref.ny; ++y) {
+        double const* row = base + y * ref.sigmaRowStride;
+        bool big = false;
+        for (std::ptrdiff_t x = 0; x < ref.nx; ++x) big |= row[x] > maxSigmaInv && std::isfinite(row[x]);
+        if (!big) continue;
+        for (std::ptrdiff_t x = 0; x < ref.nx; ++x) {
+            if (row[x] > maxSigmaInv && std::isfinite(row[x])) {
+                std::ostringstream os;
+                os << "inverse sigma at [" << y << ", " << x << "] is " << row[x]
+                   << ": too large (the weight sigma_inv^2 overflows double precision, i.e. the variance "
+                      "is below 1e-308); use 0 to mask a pixel";
+                throw InputError(os.str());
+            }
+        }
+    }
+}
+
+namespace {
+
+ImageRef const& checkedInverseSigma(ImageRef const& ref) {
+    checkInverseSigma(ref);
+    return ref;
+}
+
+}  // namespace
+
+BandData::BandData(ImageRef const& ref, std::vector<Mixture> psfs_)
+        : image(checkedInverseSigma(ref)), psfs(std::move(psfs_)) {
     if (psfs.empty()) throw InputError("BandData: need at least one PSF mixture");
     for (auto const& m : psfs) {
         if (m.empty()) throw InputError("BandData: empty PSF mixture");
@@ -195,6 +265,11 @@ NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> con
         throw InputError("active mask must have one entry per parameter");
     }
     int P = scene.nParams();
+    if (P > kMaxDenseParams) {
+        std::ostringstream os;
+        os << "the scene has " << P << " parameters; dense normal equations are limited to " << kMaxDenseParams;
+        throw InputError(os.str());
+    }
     NormalEquations total = makeNormalEquations(P);
     BandMixture bm;
     std::vector<int> local(P);

@@ -3,16 +3,24 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <mutex>
 #include <sstream>
+#include <system_error>
 #include <thread>
 
 namespace lsst {
 namespace galmix {
 
 namespace {
+
+constexpr int kMaxIterLimit = 1000000;
+constexpr int kMaxEvalLimit = 10000000;
+constexpr double kMinLambda0 = 1e-10;  // the damping never drops below this after an accepted step
+constexpr double kMaxLambda0 = 1e10;   // above this the damping loop gives up at once
 
 // In-place Cholesky of a symmetric positive-definite n x n matrix (lower triangle); false if not SPD.
 bool cholesky(std::vector<double>& A, int n) {
@@ -72,11 +80,14 @@ struct Bounds {
     }
 };
 
+// Damping increases per iteration before the fit gives up (lambda x10 each: 1e-10 -> 1e12 takes 22).
+constexpr int kMaxDampingSteps = 40;
+
 class SceneFitter {
 public:
     SceneFitter(Scene const& scene, std::vector<BandData> const& bands, std::vector<char> const& free,
-                FitOptions const& opt)
-            : _scene(scene), _bands(bands), _opt(opt), _P(scene.nParams()) {
+                FitOptions const& opt, StopCheck const& stop)
+            : _scene(scene), _bands(bands), _opt(opt), _stop(stop), _P(scene.nParams()) {
         if (!free.empty() && static_cast<int>(free.size()) != _P) {
             throw InputError("free mask must have one entry per parameter");
         }
@@ -86,7 +97,6 @@ public:
         if (opt.priorMean.size() != opt.priorSigma.size()) {
             throw InputError("priorMean and priorSigma must have the same length");
         }
-        if (!(opt.nMin > 0.0 && opt.nMax > opt.nMin)) throw InputError("need 0 < nMin < nMax");
         if ((!opt.lower.empty() && static_cast<int>(opt.lower.size()) != _P) || opt.lower.size() != opt.upper.size()) {
             throw InputError("lower and upper bounds must both have one entry per parameter");
         }
@@ -140,6 +150,9 @@ public:
         double lambda = _opt.lambda0;
         int nA = static_cast<int>(_nl.size());
         for (int iter = 1; iter <= _opt.maxIter; ++iter) {
+            if (_stop && _stop()) {
+                return finish(res, params, chi2, obj, iter - 1, FitStatus::Error, "interrupted");
+            }
             std::vector<double> Hr, br;
             if (!reducedSystem(ne, neFluxes, params, Hr, br)) {
                 return finish(res, params, chi2, obj, iter, FitStatus::NonFinite, "non-finite normal equations");
@@ -165,7 +178,18 @@ public:
             // After a rejected trial, lambda grows until the step is at most half the rejected one: raising
             // a small lambda tenfold barely shortens the step, and each trial costs a pass over the pixels.
             double maxStep = std::numeric_limits<double>::infinity();
-            while (!accepted) {
+            // Every pass of this loop multiplies lambda by 10 (from >= 1e-10) until it exceeds 1e10-1e12
+            // and returns, so it ends within ~25 passes; the counter makes that independent of lambda.
+            for (int attempt = 0; !accepted; ++attempt) {
+                if (attempt > kMaxDampingSteps) {
+                    return finish(res, params, chi2, obj, iter, FitStatus::Singular,
+                                  "damping did not produce an acceptable step", &ne, &neFluxes);
+                }
+                if (_nEval >= _opt.maxEval) {
+                    return finish(res, params, chi2, obj, iter, FitStatus::MaxIter, "maximum evaluations reached",
+                                  &ne, &neFluxes);
+                }
+                if (_stop && _stop()) return finish(res, params, chi2, obj, iter, FitStatus::Error, "interrupted");
                 std::vector<double> A(Hr);
                 for (int a = 0; a < nA; ++a) A[a * nA + a] += lambda * diag[a] + 1e-14 * maxDiag;
                 std::vector<double> delta(br);
@@ -279,6 +303,7 @@ private:
     // linearisation point F; then replace the fluxes by the exact solution F' at these nonlinear
     // parameters and return chi2(F') = chi2(F) - 2 dF^T b_f + dF^T G dF (exact: the model is linear in F).
     bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2) const {
+        ++_nEval;
         std::vector<char> active(_P, 0);
         for (int i : _nl) active[i] = 1;
         for (int i : _fluxes) active[i] = 1;
@@ -328,6 +353,7 @@ private:
 
     // Solve the free fluxes (non-negative) for the current nonlinear parameters; returns the data chi2.
     double solveFluxes(std::vector<double>& params) const {
+        ++_nEval;
         int nF = static_cast<int>(_fluxes.size());
         if (nF == 0) return sceneChi2(_scene, params, _bands);
         std::vector<char> active(_P, 0);
@@ -432,6 +458,7 @@ private:
         res.chi2 = chi2;
         res.objective = obj;
         res.nIter = iter;
+        res.nEval = _nEval;
         res.status = status;
         res.message = msg;
         if (reusable(last, lastFluxes, params)) {
@@ -453,7 +480,9 @@ private:
     Scene const& _scene;
     std::vector<BandData> const& _bands;
     FitOptions const& _opt;
+    StopCheck const& _stop;
     int _P;
+    mutable int _nEval = 0;
     std::vector<int> _nl, _fluxes;
     std::vector<Bounds> _bounds;
     std::vector<double> _prec;
@@ -527,6 +556,13 @@ std::vector<double> nnlsGram(std::vector<double> const& G, std::vector<double> c
                     }
                 }
             }
+            if (hit < 0) {
+                // z is not finite (an ill-conditioned or overflowing system): this column cannot enter.
+                passive[j] = 0;
+                usable[j] = 0;
+                x[j] = 0.0;
+                break;
+            }
             for (int a = 0; a < m; ++a) x[idx[a]] += alpha * (z[a] - x[idx[a]]);
             x[idx[hit]] = 0.0;
             for (int a = 0; a < m; ++a) {
@@ -540,14 +576,40 @@ std::vector<double> nnlsGram(std::vector<double> const& G, std::vector<double> c
     return x;
 }
 
+void validateOptions(FitOptions const& o, bool crossField) {
+    auto fail = [](const char* field, const char* range, double value) {
+        std::ostringstream os;
+        os << "FitOptions." << field << " must be " << range << " (got " << value << ")";
+        throw InputError(os.str());
+    };
+    if (!(o.maxIter >= 0 && o.maxIter <= kMaxIterLimit)) fail("max_iter", "an integer in [0, 1000000]", o.maxIter);
+    if (!(o.maxEval >= 1 && o.maxEval <= kMaxEvalLimit)) fail("max_eval", "an integer in [1, 10000000]", o.maxEval);
+    if (!(std::isfinite(o.ftol) && o.ftol >= 0.0)) fail("ftol", "finite and >= 0", o.ftol);
+    if (!(std::isfinite(o.xtol) && o.xtol >= 0.0)) fail("xtol", "finite and >= 0", o.xtol);
+    if (!(o.lambda0 >= kMinLambda0 && o.lambda0 <= kMaxLambda0)) fail("lambda0", "in [1e-10, 1e10]", o.lambda0);
+    if (!(std::isfinite(o.nMin) && o.nMin > 0.0)) fail("n_min", "finite and > 0", o.nMin);
+    if (!(std::isfinite(o.nMax) && o.nMax > 0.0)) fail("n_max", "finite and > 0", o.nMax);
+    if (crossField && !(o.nMax > o.nMin)) fail("n_max", "greater than n_min", o.nMax);
+    auto noNaN = [&](std::vector<double> const& v, const char* field, bool finite) {
+        for (double x : v) {
+            if (std::isnan(x) || (finite && !std::isfinite(x))) fail(field, finite ? "finite" : "not NaN", x);
+        }
+    };
+    noNaN(o.priorMean, "prior_mean", true);
+    noNaN(o.priorSigma, "prior_sigma", false);
+    noNaN(o.lower, "lower", false);
+    noNaN(o.upper, "upper", false);
+}
+
 FitResult fitScene(Scene const& scene, std::vector<BandInput> const& bands, std::vector<double> const& params0,
-                   std::vector<char> const& free, FitOptions const& options) {
+                   std::vector<char> const& free, FitOptions const& options, StopCheck const& stop) {
     auto start = std::chrono::steady_clock::now();
     auto elapsed = [&]() {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     };
     FitResult res;
     try {
+        validateOptions(options);
         if (static_cast<int>(bands.size()) != scene.nBands()) throw InputError("need one band input per band");
         std::vector<BandData> data;
         data.reserve(bands.size());
@@ -555,7 +617,7 @@ FitResult fitScene(Scene const& scene, std::vector<BandInput> const& bands, std:
         int nPix = 0;
         for (auto const& d : data) nPix += static_cast<int>(d.image.nPixels());
         if (nPix == 0) throw InputError("no pixel has non-zero weight");
-        SceneFitter fitter(scene, data, free, options);
+        SceneFitter fitter(scene, data, free, options, stop);
         res = fitter.run(params0);
         res.seconds = elapsed();
         return res;
@@ -572,31 +634,70 @@ FitResult fitScene(Scene const& scene, std::vector<BandInput> const& bands, std:
     return res;
 }
 
-std::vector<FitResult> fitBatch(std::vector<FitProblem> const& problems, int nThreads) {
+std::vector<FitResult> fitBatch(std::vector<FitProblem> const& problems, int nThreads, StopCheck const& stop) {
     std::vector<FitResult> results(problems.size());
-    auto work = [&](std::size_t i) {
+    std::atomic<bool> stopped{false};
+    // Workers only read the flag; the calling thread also polls `stop` (which may need the caller's
+    // context, e.g. the Python main thread for signals) and raises the flag.
+    StopCheck workerStop = [&]() { return stopped.load(std::memory_order_relaxed); };
+    StopCheck callerStop = [&]() {
+        if (stopped.load(std::memory_order_relaxed)) return true;
+        if (stop && stop()) stopped.store(true);
+        return stopped.load(std::memory_order_relaxed);
+    };
+    std::atomic<std::size_t> next{0}, done{0};
+    std::mutex mutex;
+    std::condition_variable allDone;
+    auto work = [&](std::size_t i, StopCheck const& check) {
         auto const& p = problems[i];
         if (!p.scene) {
             results[i].status = FitStatus::Error;
             results[i].message = "problem without a scene";
-            return;
+        } else if (check()) {
+            results[i].status = FitStatus::Error;
+            results[i].message = "interrupted";
+        } else {
+            results[i] = fitScene(*p.scene, p.bands, p.params0, p.free, p.options, check);
         }
-        results[i] = fitScene(*p.scene, p.bands, p.params0, p.free, p.options);
+        if (++done == problems.size()) {
+            std::lock_guard<std::mutex> lock(mutex);
+            allDone.notify_all();
+        }
+    };
+    auto loop = [&](StopCheck const& check) {
+        for (std::size_t i = next++; i < problems.size(); i = next++) work(i, check);
     };
     if (nThreads <= 0) nThreads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     nThreads = static_cast<int>(std::min<std::size_t>(nThreads, std::max<std::size_t>(problems.size(), 1)));
-    if (nThreads <= 1) {
-        for (std::size_t i = 0; i < problems.size(); ++i) work(i);
-        return results;
+    // Joins the workers however this function is left (a joinable std::thread must not be destroyed).
+    struct Joiner {
+        std::vector<std::thread> threads;
+        ~Joiner() {
+            for (auto& t : threads) t.join();
+        }
+    } joiner;
+    auto& threads = joiner.threads;
+    threads.reserve(nThreads > 1 ? nThreads - 1 : 0);
+    for (int t = 1; t < nThreads; ++t) {
+        try {
+            threads.emplace_back(loop, workerStop);
+        } catch (std::system_error const&) {
+            break;  // no more threads (process or memory limit): the ones running share the work
+        }
     }
-    std::atomic<std::size_t> next{0};
-    std::vector<std::thread> threads;
-    for (int t = 0; t < nThreads; ++t) {
-        threads.emplace_back([&]() {
-            for (std::size_t i = next++; i < problems.size(); i = next++) work(i);
-        });
+    loop(callerStop);
+    // Long fits may still run on the workers: keep polling so that an interrupt reaches them.
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        while (done.load() < problems.size()) {
+            allDone.wait_for(lock, std::chrono::milliseconds(50));
+            if (done.load() < problems.size()) {
+                lock.unlock();
+                callerStop();
+                lock.lock();
+            }
+        }
     }
-    for (auto& t : threads) t.join();
     return results;
 }
 
@@ -607,7 +708,7 @@ FitOptions psfFitDefaults() {
     return o;
 }
 
-PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options) {
+PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options, StopCheck const& stop) {
     PsfFitResult out;
     try {
         if (nGauss < 1 || nGauss > 4) throw InputError("fitPsf: nGauss must be 1..4");
@@ -660,7 +761,7 @@ PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options
         FitOptions opt = options;
         opt.priorMean.clear();
         opt.priorSigma.clear();
-        FitResult res = fitScene(scene, {band}, params, {}, opt);
+        FitResult res = fitScene(scene, {band}, params, {}, opt, stop);
         out.status = res.status;
         out.message = res.message;
         out.nIter = res.nIter;

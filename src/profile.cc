@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "lsst/galmix/evaluate.h"
 
@@ -80,6 +81,16 @@ void SplineProfile::evaluate(double n, ProfileValues& out) const {
         out.dw[k] = (dval[k] * sum - val[k] * dsum) / (sum * sum) * dxdn;
         out.s[k] = std::exp(val[_K + k]);
         out.ds[k] = out.s[k] * dval[_K + k] * dxdn;
+    }
+    // Far outside the breakpoints the extrapolated cubics overflow: refuse rather than return inf sizes.
+    for (int k = 0; k < _K; ++k) {
+        if (!(std::isfinite(out.w[k]) && std::isfinite(out.dw[k]) && std::isfinite(out.s[k]) &&
+              std::isfinite(out.ds[k]) && out.s[k] > 0.0)) {
+            std::ostringstream os;
+            os << "SplineProfile: Sersic index " << n << " is too far outside the tabulated range ["
+               << std::exp(_x.front()) << ", " << std::exp(_x.back()) << "]: weights or sizes overflow";
+            throw InputError(os.str());
+        }
     }
 }
 

@@ -296,3 +296,152 @@ def test_general_bounds_on_size():
     bad.lower = lower[:3]
     bad.upper = upper[:3]
     assert ge.fit(scene, bands, start, options=bad).status == ge.FitStatus.ERROR
+
+
+@pytest.mark.parametrize(
+    "field, bad",
+    [("lambda0", 0.0), ("lambda0", -1.0), ("lambda0", np.nan), ("lambda0", np.inf), ("lambda0", 1e300),
+     ("max_iter", -1), ("max_iter", 10**7), ("max_eval", 0), ("ftol", -1e-3), ("ftol", np.nan),
+     ("xtol", np.inf), ("n_min", 0.0), ("n_min", np.nan), ("n_max", -2.0), ("n_max", np.inf)],
+)
+def test_fit_options_are_validated_on_assignment(field, bad):
+    """lambda0 = 0, negative or NaN made fit() loop forever with the GIL released."""
+    opts = ge.FitOptions()
+    before = getattr(opts, field)
+    with pytest.raises(ValueError, match=f"FitOptions.{field} must be"):
+        setattr(opts, field, bad)
+    assert getattr(opts, field) == before  # a refused value leaves the option unchanged
+
+
+def test_fit_option_arrays_and_flags_are_validated():
+    opts = ge.FitOptions()
+    with pytest.raises(ValueError, match="prior_mean must be finite"):
+        opts.prior_mean = np.array([0.0, np.nan])
+    with pytest.raises(ValueError, match="prior_sigma must be not NaN"):
+        opts.prior_sigma = np.array([np.nan])
+    with pytest.raises(ValueError, match="lower must be not NaN"):
+        opts.lower = np.array([np.nan])
+    with pytest.raises(ValueError, match="must be a 1-d array"):
+        opts.upper = np.zeros((2, 2))
+    with pytest.raises(TypeError, match="must be a bool"):
+        opts.nonnegative_fluxes = None
+    opts.prior_sigma = np.array([np.inf, -1.0])  # documented "no prior" values stay allowed
+    opts.nonnegative_fluxes = np.bool_(False)
+    assert not opts.nonnegative_fluxes
+    # n_min < n_max is a condition between two fields: checked when fitting, so either may be set first.
+    opts.n_min, opts.n_max = 7.0, 9.0
+    opts.n_max, opts.n_min = 3.0, 4.0
+    scene = sersic_like_scene()
+    bands = noiseless_bands(scene, TRUTH, [psf_mixture()])
+    res = ge.fit(scene, bands, START, options=opts)
+    assert res.status == ge.FitStatus.ERROR and "n_max must be greater than n_min" in res.message
+
+
+def test_evaluation_cap_ends_the_fit():
+    scene = sersic_like_scene()
+    bands = noiseless_bands(scene, TRUTH, [psf_mixture()])
+    opts = ge.FitOptions()
+    opts.ftol = opts.xtol = 0.0
+    opts.max_eval = 5
+    res = ge.fit(scene, bands, START, options=opts)
+    assert res.status == ge.FitStatus.MAX_ITER and res.message == "maximum evaluations reached"
+    assert res.n_eval == 5 and np.isfinite(res.chi2)
+    full = ge.fit(scene, bands, START)
+    assert full.status == ge.FitStatus.CONVERGED and full.n_eval > full.n_iter
+
+
+def test_fast_exp_overflows_like_std_exp():
+    x = np.array([709.0, 709.5, 709.78, 709.7827, 709.783, 710.0, 711.0, 1e4, np.inf])
+    ours = _galmix.fast_exp(x)
+    with np.errstate(over="ignore"):
+        ref = np.exp(x)
+    assert np.isinf(ours[4:]).all() and np.isinf(ref[4:]).all()
+    np.testing.assert_allclose(ours[:4], ref[:4], rtol=4 * np.finfo(float).eps)
+    assert _galmix.fast_exp(np.array([710.0]))[0] == np.inf
+    assert np.isnan(_galmix.fast_exp(np.array([np.nan]))[0])
+
+
+def _slow_problems(n):
+    scene = sersic_like_scene()
+    bands = noiseless_bands(scene, TRUTH, [psf_mixture()], shape=(60, 60))
+    opts = ge.FitOptions()
+    opts.ftol = opts.xtol = 0.0
+    opts.max_iter = 10**6
+    opts.max_eval = 10**7
+    return [ge.FitProblem(scene, bands, START, options=opts) for _ in range(n)]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_ctrl_c_interrupts_fit_batch(n_threads):
+    """Long C++ calls poll for signals: Ctrl-C (here interrupt_main) ends fit_batch with KeyboardInterrupt."""
+    import _thread
+    import signal
+    import threading
+    import time
+
+    assert threading.current_thread() is threading.main_thread()
+    problems = _slow_problems(2000)
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # xdist workers may ignore SIGINT
+    start = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ge.fit_batch(problems, n_threads=n_threads)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, old)
+    assert time.perf_counter() - start < 20.0  # the uninterrupted batch takes minutes
+
+
+def test_fit_batch_survives_thread_creation_failure(tmp_path):
+    """Under an address-space limit pthread_create fails: the batch runs on the threads it has."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import resource, sys
+        import numpy as np
+        sys.path.insert(0, {tests!r})
+        from test_engine_fit import sersic_like_scene, noiseless_bands, TRUTH, START, psf_mixture
+        from lsst.galmix import engine as ge
+        scene = sersic_like_scene()
+        bands = noiseless_bands(scene, TRUTH, [psf_mixture()], shape=(24, 24))
+        problems = [ge.FitProblem(scene, bands, START) for _ in range(64)]
+        reference = ge.fit_batch(problems[:1], n_threads=1)[0]
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize")) * 1024
+        # Room for a few thread stacks (8 MiB each) but not for 63.
+        resource.setrlimit(resource.RLIMIT_AS, (vm + 48 * 2**20, resource.RLIM_INFINITY))
+        results = ge.fit_batch(problems, n_threads=64)
+        assert len(results) == 64
+        assert all(r.status == ge.FitStatus.CONVERGED for r in results), {{r.message for r in results}}
+        assert all(np.array_equal(r.params, reference.params) for r in results)
+        print("ok")
+        """
+    ).format(tests=str(__import__("pathlib").Path(__file__).parent))
+    # The normal build: under `make sanitize` AddressSanitizer's own allocator cannot live with RLIMIT_AS.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONPATH")}
+    proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "ok"
+
+
+def test_nnls_gram_refuses_or_survives_overflow():
+    """A right-hand side near the double range made the active-set step NaN and read idx[-1] (ASan)."""
+    rng = np.random.default_rng(4)
+    A = rng.normal(size=(5, 3))
+    G = A.T @ A
+    for b in ([1e308, 1e308, 1e308], [1e308, -1e308, 1e308], [-1e308, 1e308, 1e300]):
+        try:
+            x = ge.nnls_gram(G, np.array(b))
+        except ValueError as e:
+            assert "overflows" in str(e)
+        else:
+            assert np.isfinite(x).all() and (x >= 0).all()
+    with pytest.raises(ValueError, match="symmetric"):
+        ge.nnls_gram(np.array([[1.0, 2.0], [0.0, 1.0]]), np.ones(2))

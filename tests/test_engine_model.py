@@ -227,3 +227,117 @@ def test_scene_input_errors():
     data[0, 0] = np.nan
     with pytest.raises(ValueError, match="image value"):
         scene.chi2(params, [ge.Band(data, bands[0].sigma_inv, psf=psfs[0]), bands[1]])
+
+
+def test_none_is_refused_with_type_error():
+    """None where a Scene or Band is taken used to dereference a null pointer (SIGSEGV)."""
+    scene, params, psfs = blend_scene()
+    bands = make_bands(scene, params, psfs)
+    with pytest.raises(TypeError):
+        ge.fit(None, bands, params)
+    with pytest.raises(TypeError, match=r"bands\[1\] is None"):
+        ge.fit(scene, [bands[0], None], params)
+    with pytest.raises(TypeError, match=r"bands\[0\] is None"):
+        scene.chi2(params, [None, bands[1]])
+    with pytest.raises(TypeError, match="is None"):
+        scene.normal_equations(params, [None, None])
+    with pytest.raises(TypeError, match="is None"):
+        ge.FitProblem(scene, [None, bands[1]], params)
+    with pytest.raises(TypeError):
+        ge.FitProblem(None, bands, params)
+    with pytest.raises(TypeError, match="psf is None"):
+        scene.gaussians(params, 0, None)
+    with pytest.raises(TypeError):
+        ge.Band(None, psf=psfs[0])
+
+
+def test_indices_are_range_checked():
+    scene, params, psfs = blend_scene()
+    assert scene.source_offset(1) == 13
+    for s in (2, -1, 2**31 - 1, -(2**31)):
+        with pytest.raises(IndexError, match="source index"):
+            scene.source_offset(s)
+    with pytest.raises(IndexError, match="source index"):
+        scene.flux_index(5, 0, 0)
+    with pytest.raises(IndexError, match="component index"):
+        scene.flux_index(1, 1, 0)
+    with pytest.raises(IndexError, match="band index"):
+        scene.flux_index(0, 0, 2)
+    out = np.zeros((10, 10))
+    with pytest.raises(IndexError, match=r"band index 2 is out of range \[0, 2\)"):
+        scene.image(params, 2, psfs[0], out)
+    with pytest.raises(IndexError, match="band index"):
+        scene.gaussians(params, -1, psfs[0])
+    with pytest.raises(IndexError, match="band index"):
+        scene.gaussian_derivatives(params, 7, psfs[0])
+
+
+def test_covariance_with_overflowing_determinant_is_rejected():
+    """xx = yy = 1e200 passed the positive-definite test (inf > 0) and made pixel ranges NaN."""
+    data = np.zeros((8, 9))
+    huge = np.array([[1.0, 4.0, 4.0, 1e200, 0.0, 1e200]])
+    for call in (lambda: ge.chi2(huge, data), lambda: ge.render(huge, data.copy()),
+                 lambda: ge.normal_equations(huge, np.zeros((1, 6, 1)), data)):
+        with pytest.raises(ValueError, match="determinant .* overflows"):
+            call()
+    # Nearly singular (determinant lost to rounding) and an overflowing inverse are refused too.
+    with pytest.raises(ValueError, match="too close to singular"):
+        ge.chi2(np.array([[1.0, 4.0, 4.0, 1.0, 1.0 - 1e-15, 1.0]]), data)
+    with pytest.raises(ValueError, match="inverse overflows|too close to singular"):
+        ge.chi2(np.array([[1.0, 4.0, 4.0, 1e-310, 0.0, 1e10]]), data)
+    # A scene whose size overflows the covariance: a ValueError, and fit() reports it as a status.
+    scene = ge.Scene([ge.Source([ge.Component(ge.FixedProfile([1.0], [1.0]))])])
+    params = np.array([4.0, 4.0, 200.0, 0.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="model Gaussian 0 .*overflows"):
+        scene.chi2(params, [ge.Band(data, psf=psf_mixture())])
+
+
+def test_huge_inverse_sigma_says_what_is_wrong():
+    data = np.zeros((6, 7))
+    sinv = np.ones_like(data)
+    sinv[2, 3] = 1e200
+    mix = np.array([[1.0, 3.0, 3.0, 1.0, 0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"inverse sigma at \[2, 3\] is 1e\+200: too large .*variance"):
+        ge.chi2(mix, data, sinv)
+    scene = ge.Scene([ge.Source([ge.Component(None)])])
+    band = ge.Band(data, sinv, psf=mix)
+    with pytest.raises(ValueError, match="too large"):
+        scene.chi2(np.array([3.0, 3.0, 1.0]), [band])
+    res = ge.fit(scene, [band], np.array([3.0, 3.0, 1.0]))
+    assert res.status == ge.FitStatus.ERROR and "too large" in res.message
+
+
+def test_overflowing_model_raises_instead_of_returning_inf():
+    data = np.zeros((6, 7))
+    bright = np.array([[1e307, 3.0, 3.0, 1e-3, 0.0, 1e-3]])
+    with pytest.raises(ValueError, match="overflows double precision"):
+        ge.render(bright, np.zeros((6, 7)))
+    with pytest.raises(ValueError, match="overflow"):
+        ge.chi2(bright, data)
+    with pytest.raises(ValueError, match="must be finite"):
+        ge.render(np.array([[1.0, 3.0, 3.0, 1.0, 0.0, 1.0]]), data, np.nan, 0.0)
+
+
+def test_misaligned_arrays_are_copied_or_refused():
+    """Unaligned loads are undefined behaviour: inputs are copied, an output is refused."""
+    buf = bytearray(8 * 42 + 1)
+    data = np.frombuffer(buf, dtype=np.float64, offset=1, count=42).reshape(6, 7)
+    assert not data.flags.aligned
+    mix = np.array([[1.0, 3.0, 3.0, 1.0, 0.0, 1.0]])
+    assert ge.chi2(mix, data) == pytest.approx(ge.chi2(mix, np.zeros((6, 7))))
+    mbuf = bytearray(8 * 6 + 1)
+    mis_mix = np.frombuffer(mbuf, dtype=np.float64, offset=1, count=6)
+    mis_mix[:] = mix[0]
+    assert ge.chi2(mis_mix, np.zeros((6, 7))) == pytest.approx(ge.chi2(mix, np.zeros((6, 7))))
+    with pytest.raises(ValueError, match="not aligned"):
+        ge.render(mix, data)
+
+
+def test_gaussian_conversions_refuse_overflow():
+    with pytest.raises(ValueError, match="overflows"):
+        ge.gaussian_to_sigma([0.0, 0.0, 0.0, 1e308, 1e308, 5e-324])
+    with pytest.raises(ValueError, match="overflow"):
+        ge.gaussian_from_sigma(1.0, 0.0, 0.0, 1e200, 1.0, 0.0)
+    with pytest.raises(ValueError, match="too far outside"):
+        ge.SplineProfile(*made_up_spline()).evaluate(1e308)
+    assert np.isfinite(ge.eta_from_q_theta(0.5, 1e308)).all()

@@ -3,6 +3,8 @@
 #define LSST_GALMIX_GAUSSIAN_H
 
 #include <array>
+#include <cstddef>
+#include <string>
 
 namespace lsst {
 namespace galmix {
@@ -34,6 +36,16 @@ Gaussian fromSigma(double flux, double x, double y, SigmaForm const& s);
 SigmaForm toSigma(Gaussian const& g);
 Gaussian fromEllipse(double flux, double x, double y, EllipseForm const& e);
 EllipseForm toEllipse(Gaussian const& g);
+
+/// Empty if `g` can be evaluated safely, else why not: every value finite, a positive-definite
+/// covariance whose determinant is a finite, normal number and resolved to better than ~1e-14 of
+/// xx * yy (below that it is dominated by rounding and may come out zero or negative elsewhere), and a
+/// finite inverse. Without these the evaluation's row ranges (derived from the inverse covariance) are
+/// NaN or infinite.
+std::string gaussianProblem(Gaussian const& g);
+
+/// Throws InputError ("<what> <index>: <problem>") unless gaussianProblem(g) is empty.
+void checkGaussian(Gaussian const& g, const char* what, std::size_t index);
 
 /// Convolution of two Gaussians: centres and covariances add, fluxes multiply.
 inline Gaussian convolve(Gaussian const& a, Gaussian const& b) {

@@ -3,6 +3,7 @@
 #define LSST_GALMIX_MODEL_H
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,11 @@ struct Component {
 struct Source {
     std::vector<Component> components;
 };
+
+/// Limits that keep a malformed scene from exhausting memory: bands per scene, and parameters of the dense
+/// normal equations (P x P doubles: 3.2 GB at the limit).
+constexpr int kMaxBands = 1000;
+constexpr int kMaxDenseParams = 20000;
 
 /// Kind of each parameter.
 enum class ParamKind { X = 0, Y = 1, LnReff = 2, Eta1 = 3, Eta2 = 4, SersicN = 5, Flux = 6 };
@@ -57,7 +63,9 @@ public:
     std::vector<Source> const& sources() const { return _sources; }
     std::vector<ParamInfo> const& paramInfo() const { return _info; }
     std::vector<std::string> paramNames() const;
-    int sourceOffset(int s) const { return _offsets[s]; }
+    /// Index of source s's x parameter; std::out_of_range unless 0 <= s < nSources().
+    int sourceOffset(int s) const;
+    /// Index of the flux of component c of source s in band b; std::out_of_range for any bad index.
     int fluxIndex(int s, int c, int b) const;
 
     /// Gaussians of one band and (if wanted) their derivatives with respect to the parameters
@@ -71,6 +79,11 @@ private:
     std::vector<int> _offsets;
     std::vector<ParamInfo> _info;
 };
+
+/// Throws InputError naming the first pixel whose inverse sigma is so large that its square (the weight)
+/// overflows double precision (the variance is below ~1e-308); the image checks themselves only say
+/// "not finite" there.
+void checkInverseSigma(ImageRef const& ref);
 
 /// One band's data: a checked image and the PSF mixture of each source (one entry = all sources).
 struct BandData {

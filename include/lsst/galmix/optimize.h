@@ -2,6 +2,7 @@
 #ifndef LSST_GALMIX_OPTIMIZE_H
 #define LSST_GALMIX_OPTIMIZE_H
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,7 +13,8 @@ namespace lsst {
 namespace galmix {
 
 struct FitOptions {
-    int maxIter = 100;        // Gauss-Newton / LM iterations (normal-equation evaluations)
+    int maxIter = 100;        // Gauss-Newton / LM iterations (outer steps)
+    int maxEval = 1000;       // passes over the pixels (trial points) in all: bounds the damping loop too
     double ftol = 1e-10;      // converged when the relative decrease of the objective is below this
     double xtol = 1e-4;       // ... or every step is below xtol times the parameter's error
     double lambda0 = 1.0;     // initial Marquardt damping (relative to diag(H)): starts from moments are
@@ -30,6 +32,15 @@ struct FitOptions {
     std::vector<double> lower, upper;
 };
 
+/// Throws InputError naming the first invalid field and its allowed range. With crossField false the
+/// conditions between fields (n_min < n_max) are skipped: the Python bindings check each assignment that
+/// way; fitScene checks everything before it starts.
+void validateOptions(FitOptions const& options, bool crossField = true);
+
+/// Polled by the optimizer between trial points (and by fitBatch between problems); returning true stops
+/// the fit with status Error and message "interrupted". Lets the bindings honour Ctrl-C.
+using StopCheck = std::function<bool()>;
+
 enum class FitStatus { Converged = 0, MaxIter = 1, Singular = 2, NonFinite = 3, Error = 4 };
 
 struct FitResult {
@@ -37,6 +48,7 @@ struct FitResult {
     double chi2 = 0.0;            // data chi2 at the best fit
     double objective = 0.0;       // chi2 + prior terms
     int nIter = 0;
+    int nEval = 0;                // passes over the pixels (normal equations or chi2 evaluations)
     int nPix = 0;                 // weighted pixels summed over bands
     FitStatus status = FitStatus::Error;
     std::string message;
@@ -61,10 +73,13 @@ struct FitProblem {
 
 /// Fit one scene; bad inputs give status Error with a message (never throws for data problems).
 FitResult fitScene(Scene const& scene, std::vector<BandInput> const& bands, std::vector<double> const& params0,
-                   std::vector<char> const& free, FitOptions const& options);
+                   std::vector<char> const& free, FitOptions const& options, StopCheck const& stop = {});
 
-/// Fit many independent problems, optionally on nThreads threads (<= 0: hardware concurrency).
-std::vector<FitResult> fitBatch(std::vector<FitProblem> const& problems, int nThreads);
+/// Fit many independent problems, optionally on nThreads threads (<= 0: hardware concurrency). The calling
+/// thread fits problems too; if a worker thread cannot be created the batch runs on the threads that could
+/// (at least the calling one). `stop` is called from the calling thread only (at least every ~50 ms while
+/// fits run); once it returns true the remaining fits stop with status Error ("interrupted").
+std::vector<FitResult> fitBatch(std::vector<FitProblem> const& problems, int nThreads, StopCheck const& stop = {});
 
 /// Non-negative least squares in Gram form: minimise x^T G x - 2 b^T x subject to x >= 0.
 std::vector<double> nnlsGram(std::vector<double> const& G, std::vector<double> const& b, int n);
@@ -80,7 +95,7 @@ struct PsfFitResult {
 
 /// Fit nGauss (1..4) concentric Gaussians (shared free centre; free shapes; non-negative fluxes) to a PSF
 /// kernel image with uniform weights (every pixel weight 1: the kernel image is noiseless).
-PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options);
+PsfFitResult fitPsf(ImageRef const& image, int nGauss, FitOptions const& options, StopCheck const& stop = {});
 
 /// Defaults for fitPsf: ftol 1e-6 and xtol 1e-3 (a kernel's mixture needs no more; see doc/engine.rst).
 FitOptions psfFitDefaults();

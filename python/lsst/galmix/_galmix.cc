@@ -3,6 +3,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <optional>
 #include <sstream>
 
@@ -10,6 +13,7 @@
 #include "lsst/galmix/fastexp.h"
 #include "lsst/galmix/gaussian.h"
 #include "lsst/galmix/mixture.h"
+#include "lsst/galmix/model.h"
 #include "lsst/galmix/simd.h"
 #include "bindings_common.h"
 
@@ -26,8 +30,16 @@ DType dtypeOf(py::array const& a, const char* what) {
     throw InputError(std::string(what) + " must be float32 or float64");
 }
 
+py::array aligned(py::array const& a) {
+    auto addr = reinterpret_cast<std::uintptr_t>(a.data());
+    if (a.itemsize() <= 0 || addr % static_cast<std::uintptr_t>(std::min<py::ssize_t>(a.itemsize(), 8)) == 0) {
+        return a;
+    }
+    return a.attr("copy")();
+}
+
 py::array nativeFloat(py::array const& a) {
-    if (a.dtype().is(py::dtype::of<double>()) || a.dtype().is(py::dtype::of<float>())) return a;
+    if (a.dtype().is(py::dtype::of<double>()) || a.dtype().is(py::dtype::of<float>())) return aligned(a);
     if (a.dtype().kind() == 'f' && (a.itemsize() == 4 || a.itemsize() == 8)) {
         py::dtype native = a.itemsize() == 8 ? py::dtype::of<double>() : py::dtype::of<float>();
         return a.attr("astype")(native);
@@ -48,11 +60,45 @@ void check2d(py::array const& a, const char* what) {
     if (a.strides(0) % static_cast<py::ssize_t>(a.itemsize()) != 0 || a.strides(0) < 0) {
         throw InputError(std::string(what) + " has an unsupported row stride");
     }
+    if (reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(a.itemsize()) != 0) {
+        throw InputError(std::string(what) + " is not aligned to its element size");
+    }
+}
+
+void checkOrigin(double x0, double y0) {
+    if (!std::isfinite(x0) || !std::isfinite(y0)) {
+        std::ostringstream os;
+        os << "the pixel origin (x0, y0) = (" << x0 << ", " << y0 << ") must be finite";
+        throw InputError(os.str());
+    }
+}
+
+void checkFiniteOutput(py::array const& out) {
+    py::object finite = py::module_::import("numpy").attr("isfinite")(out).attr("all")();
+    if (!finite.cast<bool>()) {
+        throw InputError("the model image overflows double precision (a flux or a peak surface brightness "
+                         "beyond ~1e308)");
+    }
+}
+
+bool SignalPoll::operator()() {
+    if (_raised) return true;
+    auto now = std::chrono::steady_clock::now();
+    if (now - _last < std::chrono::milliseconds(50)) return false;
+    _last = now;
+    py::gil_scoped_acquire gil;
+    _raised = PyErr_CheckSignals() != 0;
+    return _raised;
+}
+
+void SignalPoll::rethrow() const {
+    if (_raised && PyErr_Occurred()) throw py::error_already_set();
 }
 
 OutImageRef outImageRef(py::array& out, double x0, double y0) {
     check2d(out, "out");
     if (!out.writeable()) throw InputError("out must be writeable");
+    checkOrigin(x0, y0);
     OutImageRef ref;
     ref.data = out.mutable_data();
     ref.dtype = dtypeOf(out, "out");
@@ -66,6 +112,7 @@ OutImageRef outImageRef(py::array& out, double x0, double y0) {
 
 ImageRef imageRef(py::array const& data, std::optional<py::array> const& sigmaInv, double x0, double y0) {
     check2d(data, "image");
+    checkOrigin(x0, y0);
     ImageRef ref;
     ref.data = data.data();
     ref.dtype = dtypeOf(data, "image");
@@ -90,7 +137,8 @@ ImageRef imageRef(py::array const& data, std::optional<py::array> const& sigmaIn
     return ref;
 }
 
-Mixture mixtureFromArray(py::array_t<double, py::array::c_style | py::array::forcecast> const& a) {
+Mixture mixtureFromArray(py::array_t<double, py::array::c_style | py::array::forcecast> const& a_) {
+    auto a = aligned(a_);
     if (a.ndim() == 1 && a.shape(0) == 6) {
         return {Gaussian::fromArray(a.data())};
     }
@@ -100,6 +148,12 @@ Mixture mixtureFromArray(py::array_t<double, py::array::c_style | py::array::for
     Mixture m;
     m.reserve(a.shape(0));
     for (py::ssize_t i = 0; i < a.shape(0); ++i) m.push_back(Gaussian::fromArray(a.data(i, 0)));
+    return m;
+}
+
+Mixture checkedMixture(py::array_t<double, py::array::c_style | py::array::forcecast> const& a) {
+    Mixture m = mixtureFromArray(a);
+    for (std::size_t i = 0; i < m.size(); ++i) checkGaussian(m[i], "Gaussian", i);
     return m;
 }
 
@@ -114,6 +168,10 @@ py::array_t<double> mixtureToArray(Mixture const& m) {
 }
 
 py::array_t<double> matrixToArray(std::vector<double> const& v, py::ssize_t n) {
+    if (static_cast<py::ssize_t>(v.size()) != n * n) {
+        throw std::logic_error("matrixToArray: " + std::to_string(v.size()) + " values for an " + std::to_string(n) +
+                               " x " + std::to_string(n) + " matrix");
+    }
     py::array_t<double> out({n, n});
     std::copy(v.begin(), v.end(), out.mutable_data());
     return out;
@@ -131,6 +189,11 @@ py::array_t<double> vectorToArray(std::vector<double> const& v) {
 
 using namespace lsst::galmix::bind;
 
+namespace {
+const char* const kOverflow =
+        "chi2 or its derivatives overflow double precision (data, weights or model fluxes too large)";
+}
+
 PYBIND11_MODULE(_galmix, m) {
     m.doc() = "galmix C++ engine: PSF-convolved Gaussian mixtures, their derivatives and fitters.";
     py::register_exception<InputError>(m, "InputError", PyExc_ValueError);
@@ -144,6 +207,7 @@ PYBIND11_MODULE(_galmix, m) {
     m.def(
             "fast_exp",
             [](py::array_t<double, py::array::c_style | py::array::forcecast> x) {
+                x = aligned(x);
                 py::array_t<double> out(x.size());
                 double const* in = x.data();
                 double* o = out.mutable_data();
@@ -196,11 +260,12 @@ PYBIND11_MODULE(_galmix, m) {
             [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, py::array out, double x0,
                double y0) {
                 OutImageRef ref = outImageRef(out, x0, y0);
-                Mixture m = mixtureFromArray(mix);
+                Mixture m = checkedMixture(mix);
                 {
                     py::gil_scoped_release release;
                     renderImage(m, ref);
                 }
+                checkFiniteOutput(out);
                 return out;
             },
             py::arg("mixture"), py::arg("out"), py::arg("x0") = 0.0, py::arg("y0") = 0.0,
@@ -211,13 +276,19 @@ PYBIND11_MODULE(_galmix, m) {
             "chi2",
             [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, py::array data,
                std::optional<py::array> sigmaInv, double x0, double y0) {
-                Mixture m = mixtureFromArray(mix);
+                Mixture m = checkedMixture(mix);
                 data = nativeFloat(data);
                 sigmaInv = nativeFloat(sigmaInv);
                 ImageRef ref = imageRef(data, sigmaInv, x0, y0);
-                py::gil_scoped_release release;
-                PreparedImage img(ref);
-                return computeChi2(m, img);
+                double chi2;
+                {
+                    py::gil_scoped_release release;
+                    checkInverseSigma(ref);
+                    PreparedImage img(ref);
+                    chi2 = computeChi2(m, img);
+                }
+                if (!std::isfinite(chi2)) throw InputError(kOverflow);
+                return chi2;
             },
             py::arg("mixture"), py::arg("data"), py::arg("sigma_inv") = py::none(), py::arg("x0") = 0.0,
             py::arg("y0") = 0.0,
@@ -229,9 +300,14 @@ PYBIND11_MODULE(_galmix, m) {
             [](py::array_t<double, py::array::c_style | py::array::forcecast> mix,
                py::array_t<double, py::array::c_style | py::array::forcecast> dmix, py::array data,
                std::optional<py::array> sigmaInv, double x0, double y0) {
-                Mixture m = mixtureFromArray(mix);
+                Mixture m = checkedMixture(mix);
+                dmix = aligned(dmix);
                 if (dmix.ndim() != 3 || dmix.shape(0) != static_cast<py::ssize_t>(m.size()) || dmix.shape(1) != 6) {
                     throw InputError("derivatives must be an (N, 6, P) array matching the (N, 6) mixture");
+                }
+                if (dmix.ndim() == 3 && dmix.shape(2) > kMaxDenseParams) {
+                    throw InputError("derivatives: more than " + std::to_string(kMaxDenseParams) +
+                                     " parameters (dense normal equations)");
                 }
                 int P = static_cast<int>(dmix.shape(2));
                 std::vector<GaussianDeriv> derivs;
@@ -253,8 +329,14 @@ PYBIND11_MODULE(_galmix, m) {
                 NormalEquations ne = makeNormalEquations(P);
                 {
                     py::gil_scoped_release release;
+                    checkInverseSigma(ref);
                     PreparedImage img(ref);
                     accumulateNormalEquations(m, derivs, img, ne);
+                }
+                if (!std::isfinite(ne.chi2) || !std::all_of(ne.H.begin(), ne.H.end(), [](double v) {
+                        return std::isfinite(v);
+                    }) || !std::all_of(ne.b.begin(), ne.b.end(), [](double v) { return std::isfinite(v); })) {
+                    throw InputError(kOverflow);
                 }
                 std::vector<double> grad(ne.b.size());
                 for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = -2.0 * ne.b[i];

@@ -27,6 +27,7 @@ struct PyBand {
 };
 
 std::vector<Mixture> psfList(py::object const& psf) {
+    if (psf.is_none()) throw py::type_error("psf is None; expected an (N, 6) array or a list of them");
     std::vector<Mixture> out;
     if (py::isinstance<py::list>(psf) || py::isinstance<py::tuple>(psf)) {
         for (auto item : psf) out.push_back(mixtureFromArray(py::cast<DArray>(item)));
@@ -49,21 +50,38 @@ std::shared_ptr<PyBand> makeBand(py::array image, std::optional<py::array> sigma
     return b;
 }
 
+// pybind11 converts None to a null holder inside lists: refuse it before anything dereferences it.
+void requireBands(std::vector<std::shared_ptr<PyBand>> const& bands) {
+    for (std::size_t i = 0; i < bands.size(); ++i) {
+        if (!bands[i]) throw py::type_error("bands[" + std::to_string(i) + "] is None; expected a Band");
+    }
+}
+
+void checkBandIndex(Scene const& s, int band) {
+    if (band < 0 || band >= s.nBands()) {
+        throw py::index_error("band index " + std::to_string(band) + " is out of range [0, " +
+                              std::to_string(s.nBands()) + ")");
+    }
+}
+
 std::vector<BandData> prepare(std::vector<std::shared_ptr<PyBand>> const& bands) {
+    requireBands(bands);
     std::vector<BandData> out;
     out.reserve(bands.size());
     for (auto const& b : bands) out.emplace_back(b->input.ref, b->input.psfs);
     return out;
 }
 
-std::vector<double> toVector(DArray const& a) {
-    if (a.ndim() != 1) throw InputError("expected a 1-d parameter array");
+std::vector<double> toVector(DArray const& a_, const char* what = "parameters") {
+    auto a = aligned(a_);
+    if (a.ndim() != 1) throw InputError(std::string(what) + " must be a 1-d array");
     return std::vector<double>(a.data(), a.data() + a.size());
 }
 
 std::vector<char> toMask(std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> const& m) {
     std::vector<char> out;
     if (m) {
+        if (m->ndim() != 1) throw InputError("a parameter mask must be a 1-d array");
         out.resize(m->size());
         for (py::ssize_t i = 0; i < m->size(); ++i) out[i] = m->data()[i] ? 1 : 0;
     }
@@ -74,6 +92,19 @@ py::tuple neTuple(NormalEquations const& ne) {
     std::vector<double> grad(ne.b.size());
     for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = -2.0 * ne.b[i];
     return py::make_tuple(ne.chi2, vectorToArray(grad), matrixToArray(ne.H, ne.nParams), vectorToArray(ne.b));
+}
+
+const char* const kOverflow =
+        "chi2 or its derivatives overflow double precision (data, weights or model fluxes too large)";
+
+// Assign one FitOptions field if it passes validateOptions (which names the field and its range); the
+// cross-field condition n_min < n_max is left for fit time so that the two can be changed in any order.
+template <typename T>
+void setChecked(FitOptions& o, T FitOptions::*field, T value) {
+    FitOptions trial = o;
+    trial.*field = std::move(value);
+    validateOptions(trial, false);
+    o = std::move(trial);
 }
 
 struct PyProblem {
@@ -123,6 +154,7 @@ void bindModel(py::module_& m) {
             "(4, M-1, 2K) with c[0] the highest order in (x - x_i); values [w_1..w_K, ln s_1..ln s_K]. Weights are\n"
             "normalised to sum 1; end polynomials extrapolate.")
             .def(py::init([](DArray x, DArray c) {
+                     c = aligned(c);
                      if (c.ndim() != 3 || c.shape(0) != 4 || c.shape(1) != x.size() - 1) {
                          throw InputError("SplineProfile: coefficients must have shape (4, M-1, 2K)");
                      }
@@ -205,6 +237,7 @@ void bindModel(py::module_& m) {
             .def(
                     "gaussians",
                     [](Scene const& s, DArray params, int band, py::object psf) {
+                        checkBandIndex(s, band);
                         BandMixture bm;
                         s.bandMixture(toVector(params), band, psfList(psf), {}, false, bm);
                         return mixtureToArray(bm.mixture);
@@ -215,6 +248,7 @@ void bindModel(py::module_& m) {
             .def(
                     "gaussian_derivatives",
                     [](Scene const& s, DArray params, int band, py::object psf) {
+                        checkBandIndex(s, band);
                         BandMixture bm;
                         s.bandMixture(toVector(params), band, psfList(psf), {}, true, bm);
                         py::array_t<double> out({static_cast<py::ssize_t>(bm.mixture.size()), py::ssize_t(6),
@@ -231,6 +265,7 @@ void bindModel(py::module_& m) {
             .def(
                     "image",
                     [](Scene const& s, DArray params, int band, py::object psf, py::array out, double x0, double y0) {
+                        checkBandIndex(s, band);
                         OutImageRef ref = outImageRef(out, x0, y0);
                         auto p = toVector(params);
                         auto psfs = psfList(psf);
@@ -238,6 +273,7 @@ void bindModel(py::module_& m) {
                             py::gil_scoped_release release;
                             sceneImage(s, p, band, psfs, ref);
                         }
+                        checkFiniteOutput(out);
                         return out;
                     },
                     py::arg("params"), py::arg("band"), py::arg("psf"), py::arg("out"), py::arg("x0") = 0.0,
@@ -246,8 +282,14 @@ void bindModel(py::module_& m) {
                     "chi2",
                     [](Scene const& s, DArray params, std::vector<std::shared_ptr<PyBand>> const& bands) {
                         auto p = toVector(params);
-                        py::gil_scoped_release release;
-                        return sceneChi2(s, p, prepare(bands));
+                        requireBands(bands);
+                        double chi2;
+                        {
+                            py::gil_scoped_release release;
+                            chi2 = sceneChi2(s, p, prepare(bands));
+                        }
+                        if (!std::isfinite(chi2)) throw InputError(kOverflow);
+                        return chi2;
                     },
                     py::arg("params"), py::arg("bands"), "chi2 summed over bands (list of Band, one per band).")
             .def(
@@ -256,10 +298,16 @@ void bindModel(py::module_& m) {
                        std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> active) {
                         auto p = toVector(params);
                         auto mask = toMask(active);
+                        requireBands(bands);
                         NormalEquations ne;
                         {
                             py::gil_scoped_release release;
                             ne = sceneNormalEquations(s, p, prepare(bands), mask);
+                        }
+                        auto finite = [](double v) { return std::isfinite(v); };
+                        if (!std::isfinite(ne.chi2) || !std::all_of(ne.H.begin(), ne.H.end(), finite) ||
+                            !std::all_of(ne.b.begin(), ne.b.end(), finite)) {
+                            throw InputError(kOverflow);
                         }
                         return neTuple(ne);
                     },
@@ -276,31 +324,69 @@ void bindOptimize(py::module_& m) {
             .value("NON_FINITE", FitStatus::NonFinite)
             .value("ERROR", FitStatus::Error);
 
-    py::class_<FitOptions>(m, "FitOptions", "Options of the Levenberg-Marquardt fitter.")
+    py::class_<FitOptions>(m, "FitOptions",
+                           "Options of the Levenberg-Marquardt fitter; each field is checked on assignment\n"
+                           "(ValueError naming the field and its allowed range).")
             .def(py::init<>())
-            .def_readwrite("max_iter", &FitOptions::maxIter)
-            .def_readwrite("ftol", &FitOptions::ftol, "Converged when the relative objective decrease < ftol.")
-            .def_readwrite("xtol", &FitOptions::xtol, "... or when every step < xtol * its parameter error.")
-            .def_readwrite("lambda0", &FitOptions::lambda0)
-            .def_readwrite("n_min", &FitOptions::nMin)
-            .def_readwrite("n_max", &FitOptions::nMax)
-            .def_readwrite("nonnegative_fluxes", &FitOptions::nonNegativeFluxes)
+            .def_property(
+                    "max_iter", [](FitOptions const& o) { return o.maxIter; },
+                    [](FitOptions& o, int v) { setChecked(o, &FitOptions::maxIter, v); },
+                    "Iterations (outer Levenberg-Marquardt steps), in [0, 1000000].")
+            .def_property(
+                    "max_eval", [](FitOptions const& o) { return o.maxEval; },
+                    [](FitOptions& o, int v) { setChecked(o, &FitOptions::maxEval, v); },
+                    "Passes over the pixels (trial points, including rejected ones), in [1, 10000000]; the fit\n"
+                    "ends with status MAX_ITER when they are used up.")
+            .def_property(
+                    "ftol", [](FitOptions const& o) { return o.ftol; },
+                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::ftol, v); },
+                    "Converged when the relative objective decrease < ftol (finite, >= 0).")
+            .def_property(
+                    "xtol", [](FitOptions const& o) { return o.xtol; },
+                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::xtol, v); },
+                    "... or when every step < xtol * its parameter error (finite, >= 0).")
+            .def_property(
+                    "lambda0", [](FitOptions const& o) { return o.lambda0; },
+                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::lambda0, v); },
+                    "Initial Marquardt damping relative to diag(H), in [1e-10, 1e10].")
+            .def_property(
+                    "n_min", [](FitOptions const& o) { return o.nMin; },
+                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::nMin, v); },
+                    "Lower bound of Sersic indices (finite, > 0; n_min < n_max is checked when fitting).")
+            .def_property(
+                    "n_max", [](FitOptions const& o) { return o.nMax; },
+                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::nMax, v); },
+                    "Upper bound of Sersic indices (finite, > 0).")
+            .def_property(
+                    "nonnegative_fluxes", [](FitOptions const& o) { return o.nonNegativeFluxes; },
+                    [](FitOptions& o, py::object v) {
+                        if (!py::isinstance<py::bool_>(v) &&
+                            !py::isinstance(v, py::module_::import("numpy").attr("bool_"))) {
+                            throw py::type_error("FitOptions.nonnegative_fluxes must be a bool");
+                        }
+                        o.nonNegativeFluxes = v.cast<bool>();
+                    },
+                    "Keep fluxes >= 0 during the iterations (bool).")
             .def_property(
                     "prior_mean", [](FitOptions const& o) { return vectorToArray(o.priorMean); },
-                    [](FitOptions& o, DArray a) { o.priorMean = toVector(a); },
-                    "(P,) prior means (natural units: ln reff, eta1, eta2, n); ignored for fluxes.")
+                    [](FitOptions& o, DArray a) { setChecked(o, &FitOptions::priorMean, toVector(a, "prior_mean")); },
+                    "(P,) prior means (natural units: ln reff, eta1, eta2, n; finite); ignored for fluxes.")
             .def_property(
                     "prior_sigma", [](FitOptions const& o) { return vectorToArray(o.priorSigma); },
-                    [](FitOptions& o, DArray a) { o.priorSigma = toVector(a); },
-                    "(P,) prior sigmas; <= 0 or inf = no prior on that parameter.")
+                    [](FitOptions& o, DArray a) {
+                        setChecked(o, &FitOptions::priorSigma, toVector(a, "prior_sigma"));
+                    },
+                    "(P,) prior sigmas (not NaN); <= 0 or inf = no prior on that parameter.")
             .def_property(
                     "lower", [](FitOptions const& o) { return vectorToArray(o.lower); },
-                    [](FitOptions& o, DArray a) { o.lower = toVector(a); },
-                    "(P,) lower bounds (natural units); with `upper`, finite pairs are enforced by projecting\n"
-                    "trial points onto [lower, upper] and override [n_min, n_max]; -inf/inf = unbounded; ignored for fluxes.")
+                    [](FitOptions& o, DArray a) { setChecked(o, &FitOptions::lower, toVector(a, "lower")); },
+                    "(P,) lower bounds (natural units, not NaN); with `upper`, finite pairs are enforced by\n"
+                    "projecting trial points onto [lower, upper] and override [n_min, n_max]; -inf/inf =\n"
+                    "unbounded; ignored for fluxes.")
             .def_property(
                     "upper", [](FitOptions const& o) { return vectorToArray(o.upper); },
-                    [](FitOptions& o, DArray a) { o.upper = toVector(a); }, "(P,) upper bounds; see `lower`.");
+                    [](FitOptions& o, DArray a) { setChecked(o, &FitOptions::upper, toVector(a, "upper")); },
+                    "(P,) upper bounds (not NaN); see `lower`.");
 
     py::class_<FitResult>(m, "FitResult",
                           "Result of fit/fit_batch: params (P,), chi2, objective, n_iter, n_pix, status, message,\n"
@@ -309,13 +395,15 @@ void bindOptimize(py::module_& m) {
             .def_readonly("chi2", &FitResult::chi2)
             .def_readonly("objective", &FitResult::objective, "chi2 + prior terms.")
             .def_readonly("n_iter", &FitResult::nIter)
+            .def_readonly("n_eval", &FitResult::nEval, "Passes over the pixels (trial points) the fit took.")
             .def_readonly("n_pix", &FitResult::nPix)
             .def_readonly("status", &FitResult::status)
             .def_property_readonly("status_name", [](FitResult const& r) { return statusName(r.status); })
             .def_readonly("message", &FitResult::message)
             .def_property_readonly("fisher",
                                    [](FitResult const& r) {
-                                       auto n = static_cast<py::ssize_t>(r.params.size());
+                                       // The scene's P x P (params may hold a wrong-length params0 on error).
+                                       auto n = static_cast<py::ssize_t>(std::llround(std::sqrt(r.fisher.size())));
                                        return matrixToArray(r.fisher, n);
                                    },
                                    "J^T W J (P, P) at the best fit, all parameters, natural units, data only.")
@@ -328,10 +416,11 @@ void bindOptimize(py::module_& m) {
             .def(py::init([](std::shared_ptr<Scene> scene, std::vector<std::shared_ptr<PyBand>> bands, DArray params0,
                              std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> free,
                              std::optional<FitOptions> options) {
+                     requireBands(bands);
                      return PyProblem{scene, std::move(bands), toVector(params0), toMask(free),
                                       options ? *options : FitOptions()};
                  }),
-                 py::arg("scene"), py::arg("bands"), py::arg("params0"), py::arg("free") = py::none(),
+                 py::arg("scene").none(false), py::arg("bands"), py::arg("params0"), py::arg("free") = py::none(),
                  py::arg("options") = py::none())
             .def_property_readonly("scene", [](PyProblem const& p) { return std::const_pointer_cast<Scene>(p.scene); })
             .def_readonly("bands", &PyProblem::bands)
@@ -342,15 +431,22 @@ void bindOptimize(py::module_& m) {
             [](std::shared_ptr<Scene> scene, std::vector<std::shared_ptr<PyBand>> const& bands, DArray params0,
                std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> free,
                std::optional<FitOptions> options) {
+                requireBands(bands);
                 std::vector<BandInput> in;
                 for (auto const& b : bands) in.push_back(b->input);
                 auto p = toVector(params0);
                 auto mask = toMask(free);
                 FitOptions opt = options ? *options : FitOptions();
-                py::gil_scoped_release release;
-                return fitScene(*scene, in, p, mask, opt);
+                SignalPoll poll;
+                FitResult res;
+                {
+                    py::gil_scoped_release release;
+                    res = fitScene(*scene, in, p, mask, opt, std::ref(poll));
+                }
+                poll.rethrow();
+                return res;
             },
-            py::arg("scene"), py::arg("bands"), py::arg("params0"), py::arg("free") = py::none(),
+            py::arg("scene").none(false), py::arg("bands"), py::arg("params0"), py::arg("free") = py::none(),
             py::arg("options") = py::none(),
             "Levenberg-Marquardt fit of the free nonlinear parameters with the free fluxes solved exactly\n"
             "(non-negative least squares) at every step. `free` (P,) bool, default all. Never raises for bad\n"
@@ -370,8 +466,14 @@ void bindOptimize(py::module_& m) {
                     fp.options = p.options;
                     in.push_back(std::move(fp));
                 }
-                py::gil_scoped_release release;
-                return fitBatch(in, nThreads);
+                SignalPoll poll;
+                std::vector<FitResult> res;
+                {
+                    py::gil_scoped_release release;
+                    res = fitBatch(in, nThreads, std::ref(poll));
+                }
+                poll.rethrow();
+                return res;
             },
             py::arg("problems"), py::arg("n_threads") = 1,
             "Fit independent problems in one C++ loop on n_threads threads (<= 0: all cores); per-problem status.");
@@ -393,8 +495,14 @@ void bindOptimize(py::module_& m) {
                 image = nativeFloat(image);
                 ImageRef ref = imageRef(image, std::nullopt, x0, y0);
                 FitOptions opt = options ? *options : psfFitDefaults();
-                py::gil_scoped_release release;
-                return fitPsf(ref, nGauss, opt);
+                SignalPoll poll;
+                PsfFitResult res;
+                {
+                    py::gil_scoped_release release;
+                    res = fitPsf(ref, nGauss, opt, std::ref(poll));
+                }
+                poll.rethrow();
+                return res;
             },
             py::arg("image"), py::arg("n_gauss") = 2, py::arg("x0") = 0.0, py::arg("y0") = 0.0,
             py::arg("options") = py::none(),
@@ -406,9 +514,29 @@ void bindOptimize(py::module_& m) {
     m.def(
             "nnls_gram",
             [](DArray G, DArray b) {
-                auto n = static_cast<int>(b.size());
+                G = aligned(G);
+                auto bv = toVector(b, "b");
+                auto n = static_cast<int>(bv.size());
                 if (G.ndim() != 2 || G.shape(0) != n || G.shape(1) != n) throw InputError("G must be (n, n)");
-                return vectorToArray(nnlsGram(std::vector<double>(G.data(), G.data() + G.size()), toVector(b), n));
+                std::vector<double> g(G.data(), G.data() + G.size());
+                auto finite = [](double v) { return std::isfinite(v); };
+                if (!std::all_of(g.begin(), g.end(), finite) || !std::all_of(bv.begin(), bv.end(), finite)) {
+                    throw InputError("nnls_gram: G and b must be finite");
+                }
+                double scale = 0.0;
+                for (double v : g) scale = std::max(scale, std::abs(v));
+                for (int i = 0; i < n; ++i) {
+                    for (int j = 0; j < i; ++j) {
+                        if (std::abs(g[i * n + j] - g[j * n + i]) > 1e-12 * scale) {
+                            throw InputError("nnls_gram: G must be symmetric (a Gram matrix)");
+                        }
+                    }
+                }
+                auto x = nnlsGram(g, bv, n);
+                if (!std::all_of(x.begin(), x.end(), finite)) {
+                    throw InputError("nnls_gram: the solution overflows double precision (b too large for G)");
+                }
+                return vectorToArray(x);
             },
             py::arg("G"), py::arg("b"), "argmin x^T G x - 2 b^T x subject to x >= 0.");
 }

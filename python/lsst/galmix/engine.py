@@ -33,6 +33,7 @@ from ._galmix import (
     gaussian_from_sigma,
     gaussian_to_ellipse,
     gaussian_to_sigma,
+    nnls_gram,
     normal_equations,
     render,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "gaussian_from_sigma",
     "gaussian_to_ellipse",
     "gaussian_to_sigma",
+    "nnls_gram",
     "normal_equations",
     "q_theta_from_eta",
     "render",
@@ -105,11 +107,34 @@ def scene_image(
 
 
 def eta_from_q_theta(q: float | np.ndarray, theta: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Conformal shear (eta1, eta2) from axis ratio q = b/a and position angle theta (radians)."""
+    """Conformal shear (eta1, eta2) from axis ratio q = b/a and position angle theta (radians).
+
+    Raises
+    ------
+    ValueError
+        If a q is not finite and > 0 or a theta is not finite.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    theta = np.asarray(theta, dtype=np.float64)
+    if not (np.isfinite(q).all() and (q > 0).all()):
+        raise ValueError("eta_from_q_theta: q must be finite and > 0")
+    if not np.isfinite(theta).all():
+        raise ValueError("eta_from_q_theta: theta must be finite")
     eta = -np.log(q)
-    return eta * np.cos(2.0 * np.asarray(theta)), eta * np.sin(2.0 * np.asarray(theta))
+    c, s = np.cos(theta), np.sin(theta)  # double-angle forms: 2 theta may overflow where theta does not
+    return eta * (c * c - s * s), eta * (2.0 * s * c)
 
 
 def q_theta_from_eta(eta1: float | np.ndarray, eta2: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Axis ratio q and position angle theta (radians, in (-pi/2, pi/2]) from the conformal shear."""
+    """Axis ratio q and position angle theta (radians, in (-pi/2, pi/2]) from the conformal shear.
+
+    Raises
+    ------
+    ValueError
+        If an eta is not finite.
+    """
+    eta1 = np.asarray(eta1, dtype=np.float64)
+    eta2 = np.asarray(eta2, dtype=np.float64)
+    if not (np.isfinite(eta1).all() and np.isfinite(eta2).all()):
+        raise ValueError("q_theta_from_eta: eta1 and eta2 must be finite")
     return np.exp(-np.hypot(eta1, eta2)), 0.5 * np.arctan2(eta2, eta1)
