@@ -8,10 +8,10 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
-from ..models.ellipse import eta_from_q_theta
+from ..models.ellipse import eta_from_q_theta, q_theta_from_covariance
 from ..models.render import render
 from .psf import PsfSpec, psf_at
-from .schema import flux_column
+from .schema import flux_column, summary_flag_column
 
 __all__ = ["model_image", "theta_from_row"]
 
@@ -24,10 +24,13 @@ def theta_from_row(model: ModelDef, row) -> np.ndarray:
         if not comp.has_shape:
             continue
         p = model.component_prefix(comp)
-        e1, e2 = eta_from_q_theta(float(row[f"{p}_q"]), np.radians(float(row[f"{p}_theta"])))
-        theta += [np.log(float(row[f"{p}_reffPix"])), e1, e2]
+        # The half-light ellipse in Rubin's x/y/rho form: its matrix gives reff (major axis), q and angle.
+        sx, sy, rho = (float(row[f"{p}_{k}"]) for k in ("reff_x", "reff_y", "rho"))
+        reff, q, angle = q_theta_from_covariance(np.array([[sx * sx, rho * sx * sy], [rho * sx * sy, sy * sy]]))
+        e1, e2 = eta_from_q_theta(q, angle)
+        theta += [np.log(reff), e1, e2]
         if comp.free_n:
-            theta.append(float(row[f"{p}_n"]))
+            theta.append(float(row[f"{p}_index"]))
     return np.array(theta)
 
 
@@ -67,7 +70,7 @@ def model_image(
     m = get_model(model) if isinstance(model, str) else model
     image = np.zeros(shape)
     if rows is None:
-        rows = [i for i in range(len(table)) if not table[f"{m.name}_flag"][i]]
+        rows = [i for i in range(len(table)) if not table[summary_flag_column(m)][i]]
     for i in rows:
         row = table[i]
         fluxes = np.array([row[flux_column(m, band, c.name)] for c in m.components], dtype=float)

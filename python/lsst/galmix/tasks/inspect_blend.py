@@ -17,6 +17,8 @@ from matplotlib.figure import Figure
 from lsst.daf.butler import Butler
 
 from ..fitting import rebuild
+from ..fitting.flags import FLAGS
+from ..fitting.schema import flag_column
 from ..models.definitions import ModelDef, get_model
 
 __all__ = ["inspect_blend", "main", "render_objects", "theta_from_row"]
@@ -141,8 +143,10 @@ def inspect_blend(
     else:
         members = table[index : index + 1]
     xs, ys = np.asarray(members[f"{m}_x"], float), np.asarray(members[f"{m}_y"], float)
-    size = np.nan_to_num(np.asarray(members[f"{m}_reffPix"], float), nan=2.0) if f"{m}_reffPix" in \
-        members.colnames else np.full(len(members), 2.0)
+    size = np.full(len(members), 2.0)
+    if f"{m}_reff_x" in members.colnames:
+        sx, sy = (np.asarray(members[f"{m}_reff_{k}"], float) for k in ("x", "y"))
+        size = np.nan_to_num(np.hypot(sx, sy), nan=2.0)
     pad = margin + 3 * np.clip(size, 1, 30)
     x0, x1 = int(np.floor(np.nanmin(xs - pad))), int(np.ceil(np.nanmax(xs + pad)))
     y0, y1 = int(np.floor(np.nanmin(ys - pad))), int(np.ceil(np.nanmax(ys + pad)))
@@ -221,8 +225,8 @@ def inspect_blend(
     for _, r in enumerate(members):
         axes[0][0].annotate(str(r["objectId"]), (r[f"{m}_x"], r[f"{m}_y"]), color="white", fontsize=7,
                             xytext=(6, 6), textcoords="offset points")
-    flag_cols = [c for c in members.colnames if c.startswith(f"{m}_flag_")]
-    flags = sorted({c.removeprefix(f"{m}_flag_") for c in flag_cols for r in members if r[c]})
+    flag_cols = {flag_column(m, f.name): f.name for f in FLAGS if flag_column(m, f.name) in members.colnames}
+    flags = sorted({name for c, name in flag_cols.items() for r in members if r[c]})
     fig.suptitle(
         f"object {object_id}: blend {parent} with {len(members)} member(s), patch {patch}, model {m}"
         f"\nflags: {', '.join(flags) or 'none'}",
