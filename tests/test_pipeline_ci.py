@@ -75,7 +75,7 @@ def test_one_row_per_detected_object(butler):
             assert fitted.mean() > 0.9
     table = butler.get("objectTable_tract_galmix", TRACT)
     assert len(table) == n_total
-    assert {"g_sersicFlux", "g_expFlux", "sersic_n", "exp_reff", "isPrimary", "patch"} <= set(table.colnames)
+    assert {"g_sersicFlux", "g_expFlux", "sersic_index", "exp_reff", "isPrimary", "patch"} <= set(table.colnames)
     # Patch overlaps: each object of the tract's inner area is primary once.
     assert 0 < table["isPrimary"].sum() < len(table)
 
@@ -179,7 +179,7 @@ def test_corrupted_band(ci_run, butler):
     good = butler.get("galmix_sersic_patch", TRACT | {"patch": 0})
     np.testing.assert_array_equal(fits["objectId"], good["objectId"])
     assert np.all(np.isnan(fits["r_sersicFlux"]))
-    assert np.all(fits["sersic_flag_missing_band"] | fits["sersic_flag_nan_pixels"])
+    assert np.all(fits["sersic_missing_band_flag"] | fits["sersic_nan_pixels_flag"])
     for band in "giz":
         was_fitted = np.isfinite(good[f"{band}_sersicFlux"])
         assert np.isfinite(fits[f"{band}_sersicFlux"][was_fitted]).mean() > 0.9
@@ -221,7 +221,7 @@ def test_fit_task_edge_cases(butler):
     assert len(task.run(coadds, objects[:0], footprints, psf).outputTable) == 0  # empty catalogue
     isolated = objects[objects["parentObjectId"] == 0][:4]
     out = task.run(coadds, isolated, footprints, psf).outputTable
-    assert np.all(np.isnan(out["i_sersicFlux"])) and np.all(out["sersic_flag_missing_band"])
+    assert np.all(np.isnan(out["i_sersicFlux"])) and np.all(out["sersic_missing_band_flag"])
     assert np.all(np.isfinite(out["r_sersicFlux"]))
     nothing = task.run({}, isolated, footprints, {}).outputTable
     assert len(nothing) == len(isolated) and np.all(nothing["sersic_flag"])

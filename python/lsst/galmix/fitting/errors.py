@@ -22,8 +22,10 @@ UNCONSTRAINED_SIGMA: dict[str, float] = {"ln_reff": 2.0, "eta1": 2.0, "eta2": 2.
 
 ``ln reff`` +-2 is a factor 7 in size, ``eta`` +-2 spans axis ratios 1 to 0.14 in any direction: such a
 measurement says nothing about the parameter, and marginalising the fluxes over that range would
-propagate the model family's extrapolation, not the data. A Sersic index is unconstrained when its error
-exceeds half its allowed range (`ParameterBounds`).
+propagate the model family's extrapolation, not the data. A Sersic index is held only where the Fisher
+matrix is singular: a large but finite index error is real (its share of the other errors is capped near
+the lower bound by `ParameterBounds.covariance`), and holding it made the ``reff`` errors of resolved
+S/N 20 galaxies too small (pull spread 0.86 -> 0.94 over 400 realisations, tests/test_fit_profile.py).
 """
 
 
@@ -44,7 +46,8 @@ def _limits(names: list[str], bounds: _Bounds) -> np.ndarray:
     for i, name in enumerate(names):
         key = name.split(".")[-1]
         if bounds.is_index[i]:
-            out[i] = 0.5 * (bounds.hi[i] - bounds.lo[i])
+            # Held when singular only (`_weakest` takes every finite-limit parameter as a candidate).
+            out[i] = np.finfo(float).max
         elif key in UNCONSTRAINED_SIGMA:
             out[i] = UNCONSTRAINED_SIGMA[key]
     return out

@@ -67,7 +67,7 @@ def reff_profile_errors(
         if fitted[f"{name}_flag"][i] or not (np.isfinite(err) and err > 0 and reff > 0):
             continue
         d = float(err / reff)
-        ln_r = float(np.log(fitted[f"{name}_reff"][i] / cfg.pixel_scale))
+        ln_r = float(np.log(fitted[f"{name}_reffPix"][i]))
         chi2 = _chi2(fitted, name, i)
         for sign, out in ((-1.0, lo), (1.0, hi)):
             priors = replace(cfg.settings.priors, ln_reff=(ln_r + sign * d, LN_REFF_HOLD_SIGMA))

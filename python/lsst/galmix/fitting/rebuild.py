@@ -8,7 +8,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
-from ..models.ellipse import eta_from_q_theta, q_theta_from_covariance
+from ..models.ellipse import eta_from_q_theta
 from ..models.render import render
 from .psf import PsfSpec, psf_at
 from .schema import flux_column, summary_flag_column
@@ -24,11 +24,8 @@ def theta_from_row(model: ModelDef, row) -> np.ndarray:
         if not comp.has_shape:
             continue
         p = model.component_prefix(comp)
-        # The half-light ellipse in Rubin's x/y/rho form: its matrix gives reff (major axis), q and angle.
-        sx, sy, rho = (float(row[f"{p}_{k}"]) for k in ("reff_x", "reff_y", "rho"))
-        reff, q, angle = q_theta_from_covariance(np.array([[sx * sx, rho * sx * sy], [rho * sx * sy, sy * sy]]))
-        e1, e2 = eta_from_q_theta(q, angle)
-        theta += [np.log(reff), e1, e2]
+        e1, e2 = eta_from_q_theta(float(row[f"{p}_q"]), np.radians(float(row[f"{p}_theta"])))
+        theta += [np.log(float(row[f"{p}_reffPix"])), e1, e2]
         if comp.free_n:
             theta.append(float(row[f"{p}_index"]))
     return np.array(theta)

@@ -177,6 +177,7 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
         cols += [
             ColumnDef(f"{p}_reff", "f4", "arcsec", f"Half-light radius (major axis) of {what}"),
             ColumnDef(f"{p}_reffErr", "f4", "arcsec", f"Error on {p}_reff (NaN when unconstrained)"),
+            ColumnDef(f"{p}_reffPix", "f4", PIXEL, f"Half-light radius (major axis) of {what}, pixels"),
             ColumnDef(f"{p}_q", "f4", None, f"Axis ratio b/a of {what}"),
             ColumnDef(f"{p}_qErr", "f4", None, f"Error on {p}_q (NaN when unconstrained)"),
             ColumnDef(f"{p}_theta", "f4", "deg", f"Position angle of the major axis of {what}, "

@@ -438,7 +438,8 @@ def ellipse_xy_rho(ln_reff: float, eta1: float, eta2: float) -> np.ndarray:
     q, theta = q_theta_from_eta(eta1, eta2)
     m = ellipse_covariance(float(np.exp(ln_reff)), q, theta)
     sx, sy = np.sqrt(m[0, 0]), np.sqrt(m[1, 1])
-    return np.array([sx, sy, m[0, 1] / (sx * sy)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.array([sx, sy, m[0, 1] / (sx * sy)])
 
 
 def ellipse_xy_rho_errors(shape: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -534,6 +535,7 @@ def write_row(
         reff = float(np.exp(th[i]))
         q, theta = q_theta_from_eta(th[i + 1], th[i + 2])
         table[f"{p}_reff"][row] = reff * pixel_scale
+        table[f"{p}_reffPix"][row] = reff
         table[f"{p}_reffErr"][row] = reff * pixel_scale * np.sqrt(tcov[i, i])
         table[f"{p}_q"][row] = q
         table[f"{p}_qErr"][row] = _q_err(th[i + 1 : i + 3], tcov[i + 1 : i + 3, i + 1 : i + 3])

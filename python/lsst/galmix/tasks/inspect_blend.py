@@ -143,10 +143,8 @@ def inspect_blend(
     else:
         members = table[index : index + 1]
     xs, ys = np.asarray(members[f"{m}_x"], float), np.asarray(members[f"{m}_y"], float)
-    size = np.full(len(members), 2.0)
-    if f"{m}_reff_x" in members.colnames:
-        sx, sy = (np.asarray(members[f"{m}_reff_{k}"], float) for k in ("x", "y"))
-        size = np.nan_to_num(np.hypot(sx, sy), nan=2.0)
+    size = np.nan_to_num(np.asarray(members[f"{m}_reffPix"], float), nan=2.0) if f"{m}_reffPix" in \
+        members.colnames else np.full(len(members), 2.0)
     pad = margin + 3 * np.clip(size, 1, 30)
     x0, x1 = int(np.floor(np.nanmin(xs - pad))), int(np.ceil(np.nanmax(xs + pad)))
     y0, y1 = int(np.floor(np.nanmin(ys - pad))), int(np.ceil(np.nanmax(ys + pad)))
