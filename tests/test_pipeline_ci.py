@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from lsst.daf.butler import Butler
 from lsst.galmix.analysis import flux_to_mag
+from lsst.galmix.analysis.metrics import nan_error_fraction
 from lsst.galmix.demo import pipetask_executable, run_pipeline, summarize
+from lsst.galmix.fitting.schema import flux_column
 from lsst.galmix.sim.make_repo import make_repo
 from lsst.pipe.base import Pipeline
 from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
@@ -80,6 +82,31 @@ def test_one_row_per_detected_object(butler):
     assert 0 < table["isPrimary"].sum() < len(table)
 
 
+def test_catalogue_is_usable_as_it_is(butler, matched):
+    """Rubin's identity columns, finite errors for every unflagged row, unconstrained fluxes."""
+    table = butler.get("objectTable_tract_galmix", TRACT)
+    assert table.colnames[:7] == ["objectId", "coord_ra", "coord_dec", "tract", "patch", "refBand",
+                                  "refExtendedness"]
+    assert np.isfinite(table["coord_ra"]).all() and np.isfinite(table["coord_dec"]).all()
+    assert (table["tract"] == 0).all() and set(table["refBand"]) <= set("ugrizy")
+    bands = [b for b in "ugrizy" if f"{b}_psfFlux" in table.colnames]
+    assert len(bands) >= 4 and f"{bands[0]}_psfFluxErr" in table.colnames
+    # Point sources by the reference catalogue are point-like by refExtendedness, mostly.
+    stars = matched["match_hasRef"] & matched["match_hasObject"] & matched["refcat_is_pointsource"]
+    stars &= flux_to_mag(matched["refcat_flux_r"]) < 22
+    assert stars.sum() >= 5 and np.mean(matched["refExtendedness"][stars] == 0) > 0.8
+    for model in MODELS + ("point",):
+        nan = nan_error_fraction(table, model, bands)
+        assert nan["n_unflagged"] > 300 and nan["n_nan"] == 0, (model, nan)
+        # Below the noise, fluxes scatter around zero: some are negative, none is clipped at zero.
+        flux = np.concatenate([np.asarray(table[flux_column(model, b)]) for b in bands])
+        assert (flux < 0).any() and not (flux == 0).any()
+    for model in MODELS:
+        metrics = butler.get(f"galmix_{model}_matchedMetrics", TRACT)
+        assert metrics["nanFluxErr"]["n_nan"] == 0 and metrics["nanFluxErr"]["n_unflagged"] > 100
+        assert metrics["summary"]["stars"]["fluxChiSnr"]["r"]["count"] >= 5
+
+
 def test_matched_fraction(matched):
     primary = matched["match_hasObject"] & matched["isPrimary"]
     bright = primary & (flux_to_mag(matched["r_sersicFlux"]) < 24)
@@ -142,6 +169,7 @@ def test_metrics_and_plots(butler):
 def test_summary_text(ci_run):
     text = summarize(ci_run[0], OUT)
     assert "objectTable_tract_galmix" in text and "median dmag" in text and "fitCoaddMultibandSersic" in text
+    assert "NaN flux errors among unflagged rows: 0 of" in text and "flux chi at S/N >= 10" in text
 
 
 def test_second_run_into_new_collection(ci_run, butler, matched):

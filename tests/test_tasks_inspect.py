@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from lsst.galmix.fitting.psf import fit_psf_images_table
-from lsst.galmix.fitting.schema import empty_source_table
+from lsst.galmix.fitting.schema import empty_source_table, flux_column
 from lsst.galmix.models.definitions import get_model
 from lsst.galmix.models.ellipse import q_theta_from_eta
 from lsst.galmix.models.render import render
@@ -23,8 +23,7 @@ def _row_table(model_name):
             t[f"{p}_theta"][0] = 30.0
         if comp.free_n:
             t[f"{p}_index"][0] = 2.0
-        col = f"r_{m}_{comp.name}Flux" if model.multi else f"r_{m}Flux"
-        t[col][0] = 1000.0
+        t[flux_column(model, "r", comp.name)][0] = 1000.0
     return model, t
 
 
