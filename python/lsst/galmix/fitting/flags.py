@@ -55,7 +55,8 @@ FLAGS: tuple[FlagDef, ...] = (
             "are NaN"),
     FlagDef("too_many_children", "The blend has more children than the joint fit allows; fitted per child",
             fatal=False),
-    FlagDef("zero_flux", "The best-fit total flux is zero in every band", fatal=False),
+    FlagDef("zero_flux", "The best-fit total flux summed over the bands is not positive (fluxes are "
+            "unconstrained: a source below the noise)", fatal=False),
     FlagDef("bad_fit", "The fit diverged (centre off its pixels, size > 10x the stamp) or gave non-finite values"),
     FlagDef("bad_size", "An extended component's reff collapsed below 1e-3 pixel (a tenth of the default lower "
             "bound): no data can measure such a size, it only arises from a numerical breakdown"),

@@ -2,7 +2,8 @@
 
 The nonlinear parameters (centroid, ``ln reff``, ``eta``, ``n``) are shared by all bands; for any
 trial value the fluxes (one per band per component) are the exact non-negative least-squares solution,
-and the Gauss-Newton step uses Kaufman's projected Jacobian. Bounded parameters (``n``, ``ln reff``)
+and the Gauss-Newton step uses Kaufman's projected Jacobian. The reported fluxes are the unconstrained
+least-squares solution at the best-fit shape. Bounded parameters (``n``, ``ln reff``)
 are kept in their box by projecting each trial point onto it (parameters at a bound that the
 gradient pushes outward are held for that step).
 """
