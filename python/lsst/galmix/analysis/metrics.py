@@ -7,6 +7,7 @@ with their own names (``<band>_<model>Flux``...), reference columns prefixed ``r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from .stats import binned_stats, completeness_purity, flux_to_mag, mag_bins, sig
 
 __all__ = [
     "CHI_MIN_SNR",
+    "CHI_SNR_EDGES",
     "COLORS",
     "MatchedSpec",
     "compute_metrics",
@@ -80,6 +82,7 @@ class _Columns:
     has_obj: np.ndarray
     primary: np.ndarray
     is_star: np.ndarray
+    isolated: np.ndarray
     flux: dict[str, np.ndarray]
     flux_err: dict[str, np.ndarray]
     ref_flux: dict[str, np.ndarray]
@@ -127,6 +130,7 @@ def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
         has_obj=has_obj,
         primary=primary,
         is_star=is_star,
+        isolated=_col(table, "parentObjectId", 0) == 0,
         flux={b: _col(table, flux_column(m, b)).astype(float) for b in bands},
         flux_err={b: _col(table, flux_column(m, b) + "Err").astype(float) for b in bands},
         ref_flux={b: _col(table, REF_PREFIX + f"flux_{b}").astype(float) for b in bands},
@@ -231,16 +235,33 @@ def nan_error_fraction(table: Table, model: str, bands: Sequence[str]) -> dict:
             "fraction": float(any_nan.sum() / n) if n else None, "per_band": per_band}
 
 
-def _snr_chi(cols: _Columns, band: str, sel: np.ndarray) -> dict[str, float | int | None]:
-    """Flux chi of the rows of ``sel`` with measured S/N >= `CHI_MIN_SNR`: count, median, sigma_MAD."""
+CHI_SNR_EDGES = (10.0, 30.0, 100.0, np.inf)
+"""S/N bins of ``fluxChiSnr`` (a chi spread that grows with S/N is a systematic floor, not the errors)."""
+
+
+def _chi_stats(chi: np.ndarray) -> dict[str, float | int | None]:
+    med = float(np.median(chi)) if chi.size else float("nan")
+    smad = sigma_mad(chi)
+    return {"count": int(chi.size), "median": med if np.isfinite(med) else None,
+            "sigma_mad": smad if np.isfinite(smad) else None}
+
+
+def _snr_chi(cols: _Columns, band: str, sel: np.ndarray) -> dict:
+    """Flux chi of the isolated rows of ``sel`` with measured S/N >= `CHI_MIN_SNR`.
+
+    ``count``, ``median``, ``sigma_mad`` over all of them, and ``bins``: the same per S/N bin of
+    `CHI_SNR_EDGES` (``snr_lo``, ``snr_hi``).
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = cols.flux[band] / cols.flux_err[band]
     _, chi = _flux_chi(cols, band)
-    use = sel & (snr >= CHI_MIN_SNR) & np.isfinite(chi)
-    med = float(np.median(chi[use])) if use.any() else float("nan")
-    smad = sigma_mad(chi[use])
-    return {"count": int(use.sum()), "median": med if np.isfinite(med) else None,
-            "sigma_mad": smad if np.isfinite(smad) else None}
+    use = sel & cols.isolated & (snr >= CHI_MIN_SNR) & np.isfinite(chi)
+    out = _chi_stats(chi[use])
+    out["bins"] = []
+    for lo, hi in itertools.pairwise(CHI_SNR_EDGES):
+        b = _chi_stats(chi[use & (snr >= lo) & (snr < hi)])
+        out["bins"].append({"snr_lo": float(lo), "snr_hi": None if np.isinf(hi) else float(hi), **b})
+    return out
 
 
 def _fractions(values: np.ndarray) -> list[float | None]:
@@ -268,7 +289,8 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
         ``[summary_min, summary_max)`` of the band's own magnitude (``magDiff``, ``fluxChi``) or of the
         ``selection_band`` magnitude (``magDiffSelection``: every band's magnitude difference for one
         set of objects, e.g. galaxies with 20 <= r < 24; colours and positions), and ``fluxChiSnr`` per
-        band: the chi of the rows with measured S/N >= `CHI_MIN_SNR` (any magnitude); ``nanFluxErr``: the
+        band: the chi of the isolated rows (``parentObjectId`` 0) with measured S/N >= `CHI_MIN_SNR` (any
+        magnitude), also per S/N bin; ``nanFluxErr``: the
         NaN-error count and fraction of the unflagged object rows (`nan_error_fraction`).
     """
     cols = matched_columns(table, spec)
@@ -356,7 +378,7 @@ def _chi_note(cols: _Columns, band: str, sel: np.ndarray) -> str:
     if n_bad:
         note += f" (+{n_bad} non-finite)"
     fmt = "{:.2f}".format
-    note += (f"\nS/N>={CHI_MIN_SNR:g}: N={hi['count']} median={fmt(hi['median'] or np.nan)} "
+    note += (f"\nisolated, S/N>={CHI_MIN_SNR:g}: N={hi['count']} median={fmt(hi['median'] or np.nan)} "
              f"sigma_MAD={fmt(hi['sigma_mad'] or np.nan)}")
     return note
 
