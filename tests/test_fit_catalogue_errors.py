@@ -68,3 +68,21 @@ def test_flux_below_the_noise_is_unconstrained(backend):
     # Consistent with zero: mean within 4 sigma of its error, chi spread of order 1.
     assert abs(flux.mean()) < 4 * err.mean() / np.sqrt(len(flux))
     assert 0.5 < np.std(flux / err) < 1.6
+
+
+def test_a_source_without_information_does_not_spoil_its_neighbours_errors():
+    """Joint fit of two point sources, the second one's model off the pixels: only its errors are NaN."""
+    from lsst.galmix.fitting.errors import conditional_covariance
+    from lsst.galmix.fitting.optimize import ParameterBounds
+
+    names = ["x", "y", "x", "y"]
+    rng = np.random.default_rng(1)
+    jac = rng.normal(size=(200, 6))  # [x1, y1, x2, y2, f1, f2]
+    jac[:, [2, 3, 5]] = 0.0  # the second source puts no light on any pixel
+    fisher = jac.T @ jac
+    cov, singular, held = conditional_covariance(ParameterBounds(names, FitSettings()), fisher,
+                                                 np.zeros(4), names)
+    var = np.diag(cov)
+    assert not singular and np.isfinite(var[[0, 1, 4]]).all() and np.isnan(var[[2, 3, 5]]).all()
+    assert list(held) == [False, False, True, True]
+    np.testing.assert_allclose(var[[0, 1, 4]], np.diag(np.linalg.inv(fisher[np.ix_([0, 1, 4], [0, 1, 4])])))

@@ -37,7 +37,7 @@ class _Bounds(Protocol):
     def fixed_for_errors(self, theta: np.ndarray) -> np.ndarray: ...
 
     def covariance(self, fisher: np.ndarray, theta: np.ndarray, hold: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, bool]: ...
+                   ) -> tuple[np.ndarray, bool]: ...  # hold: per theta, or per parameter of the matrix
 
 
 def _limits(names: list[str], bounds: _Bounds) -> np.ndarray:
@@ -54,10 +54,15 @@ def _limits(names: list[str], bounds: _Bounds) -> np.ndarray:
 
 
 def _weakest(fisher: np.ndarray, fixed: np.ndarray, candidates: np.ndarray) -> int | None:
-    """The candidate parameter carrying most of the Fisher matrix's weakest direction (`None`: none)."""
+    """The parameter to hold next (`None`: none can be).
+
+    A free parameter without information (non-positive Fisher diagonal: a source whose model has no
+    light on the pixels, or no flux to move) comes first, whatever its kind; otherwise the candidate
+    carrying most of the Fisher matrix's weakest direction.
+    """
     free = ~fixed
     diag = np.diag(fisher)
-    dead = candidates & free & ~(diag > 0)
+    dead = free & ~(diag > 0)
     if dead.any():
         return int(np.flatnonzero(dead)[0])
     idx = np.flatnonzero(free)
@@ -91,36 +96,39 @@ def conditional_covariance(
     Returns
     -------
     cov : `numpy.ndarray`
-        Covariance; rows of held and fixed parameters have NaN variances. All NaN when even the
-        fluxes and centroid alone have a singular Fisher matrix.
+        Covariance; rows of held and fixed parameters have NaN variances (also a flux or centroid
+        without information, e.g. of a source of a joint fit whose model left the pixels). All NaN
+        when the fluxes and centroids that have information still give a singular Fisher matrix.
     singular : `bool`
         Whether that happened.
     held : `numpy.ndarray`
-        Boolean, per nonlinear parameter: held because unconstrained.
+        Boolean, per nonlinear parameter: held because unconstrained (or without information).
     """
     npar = len(theta)
     limits = _limits(names, bounds)
     shape = np.isfinite(limits)
-    held = np.zeros(npar, bool)
+    # Held parameters of every kind; only shape parameters are held for being loose, fluxes and
+    # centroids only when they carry no information at all (their variances are then NaN).
+    held = np.zeros(len(fisher), bool)
     if not np.isfinite(fisher).all():
-        return np.full(fisher.shape, np.nan), True, held
+        return np.full(fisher.shape, np.nan), True, held[:npar]
     at_bound = bounds.fixed_for_errors(theta)
-    for _ in range(npar + 1):
+    for _ in range(len(fisher) + 1):
         cov, singular = bounds.covariance(fisher, theta, held)
         if singular:
-            fixed = np.zeros(len(fisher), bool)
-            fixed[:npar] = at_bound | held
+            fixed = held.copy()
+            fixed[:npar] |= at_bound
             candidates = np.zeros(len(fisher), bool)
             candidates[:npar] = shape & ~fixed[:npar]
             k = _weakest(fisher, fixed, candidates)
             if k is None:
-                return cov, True, held
+                return cov, True, held[:npar]
             held[k] = True
             continue
         with np.errstate(invalid="ignore"):
             ratio = np.sqrt(np.diag(cov)[:npar]) / limits
-        ratio = np.where(shape & ~held & ~at_bound & np.isfinite(ratio), ratio, 0.0)
+        ratio = np.where(shape & ~held[:npar] & ~at_bound & np.isfinite(ratio), ratio, 0.0)
         if not ratio.max() > 1.0:
-            return cov, False, held
+            return cov, False, held[:npar]
         held[int(np.argmax(ratio))] = True
-    return cov, singular, held
+    return cov, singular, held[:npar]

@@ -51,8 +51,9 @@ FLAGS: tuple[FlagDef, ...] = (
     FlagDef("no_convergence", "The optimizer reached its iteration limit without converging"),
     FlagDef("param_at_bound", "The Sersic index or reff ended at a bound of its allowed range (except for n at"
             " its upper bound, its error is NaN and the other errors are conditional on it)", fatal=False),
-    FlagDef("singular_fisher", "The Fisher matrix is singular even with the shape parameters held: errors "
-            "are NaN"),
+    FlagDef("singular_fisher", "Some flux has no finite error: the Fisher matrix is singular even with the "
+            "unconstrained shape parameters held, or the source has no information (its model left the "
+            "pixels of a joint fit)"),
     FlagDef("too_many_children", "The blend has more children than the joint fit allows; fitted per child",
             fatal=False),
     FlagDef("zero_flux", "The best-fit total flux summed over the bands is not positive (fluxes are "

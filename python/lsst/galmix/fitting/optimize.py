@@ -254,7 +254,8 @@ class ParameterBounds:
         """Covariance of ``[theta, fluxes]`` from their Fisher matrix (``theta`` rows first).
 
         Parameters at a bound in `fixed_for_errors` are fixed (`invert_fisher`), and so are those in
-        ``hold`` (boolean per ``theta``; unconstrained shape parameters, `errors.conditional_covariance`).
+        ``hold`` (boolean per ``theta`` or per row of ``fisher``; unconstrained parameters,
+        `errors.conditional_covariance`).
         A Sersic index above its lower bound cannot move below it either: its share of the other
         parameters' variances is scaled by ``min(1, (n - n_min)^2 / var(n))``, i.e. its uncertainty is
         capped at its distance from the bound. This makes the errors continuous across the bound (fixed there, marginal from one sigma
@@ -265,7 +266,7 @@ class ParameterBounds:
         fixed = np.zeros(len(fisher), bool)
         fixed[:npar] = self.fixed_for_errors(theta)
         if hold is not None:
-            fixed[:npar] |= hold
+            fixed[: len(hold)] |= hold
         cov, singular = invert_fisher(fisher, fixed)
         if singular:
             return cov, singular
