@@ -35,6 +35,6 @@ for ng in (2, 3, 4):
             f = tab[f"r_{model}Flux"][0]
             s = f"{name}: dmag {-2.5*np.log10(f/t.flux):+.4f}"
             if model == "sersic":
-                s += f" dlnr {np.log(tab['sersic_reffPix'][0]/t.reff):+.4f} dn {tab['sersic_n'][0]-t.n:+.3f}"
+                s += f" dlnr {np.log(tab['sersic_reffPix'][0]/t.reff):+.4f} dn {tab['sersic_index'][0]-t.n:+.3f}"
             out.append(s)
     print(" | ".join(out))

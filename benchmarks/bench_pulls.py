@@ -65,7 +65,7 @@ nb = 0
 for _ in range(args.n_real):
     images = {"r": (clean + rng.normal(0, sigma, clean.shape), var, None)}
     out = fit_patch(images, (0, 0), obj, None, {"r": MIX}, model, cfg)
-    bound = bool(out[f"{model}_flag_param_at_bound"][0])
+    bound = bool(out[f"{model}_param_at_bound_flag"][0])
     nb += bound
     if out[f"{model}_flag"][0]:
         continue
@@ -73,7 +73,7 @@ for _ in range(args.n_real):
     if args.profile:
         (lo,), (hi,) = reff_profile_errors(images, (0, 0), obj, {"r": MIX}, model, out, cfg)
     rows.append((out[f"r_{model}Flux"][0], out[f"r_{model}FluxErr"][0], out[f"{model}_reff"][0],
-                 out[f"{model}_reffErr"][0], out[f"{model}_n"][0] if model == "sersic" else true_n, bound,
+                 out[f"{model}_reffErr"][0], out[f"{model}_index"][0] if model == "sersic" else true_n, bound,
                  lo, hi))
 a = np.array(rows, float)
 finite = np.isfinite(a[:, 1]) & np.isfinite(a[:, 3])
@@ -81,7 +81,7 @@ print(f"  fits without finite flux and r_e errors (r_e at its bound): {(~finite)
 a = a[finite]
 f, fe, r, re, n, b, lo, hi = a.T
 keep = b == 0
-n0 = ref[f"{model}_n"][0] if model == "sersic" else true_n
+n0 = ref[f"{model}_index"][0] if model == "sersic" else true_n
 optimal = np.sqrt((clean**2).sum()) / sigma
 print(f"{model} r_e {args.reff} px, true n {true_n}: optimal S/N {optimal:.1f}, flux S/N of the reference "
       f"{F0 / Fe0:.1f}; N={len(a)}, at_bound={nb}, ref n={n0:.3f}, ref r_e/true "

@@ -99,7 +99,7 @@ def _patch_table(model, ids, patch, ra, primary, npix):
     t[f"g_{model}Flux"].description = "flux"
     t[f"{model}_ra"] = np.asarray(ra, dtype=float)
     t[f"{model}_dec"] = np.full(len(ids), DEC0)
-    t[f"{model}_nPix"] = np.asarray(npix, dtype=np.int32)
+    t[f"{model}_n_pix"] = np.asarray(npix, dtype=np.int32)
     t[f"{model}_flag"] = np.zeros(len(ids), dtype=bool)
     return t
 
@@ -131,14 +131,14 @@ def test_resolve_duplicates_prefers_inner_then_more_pixels():
             ]
         }
     )
-    primary = resolve_duplicates(t, "sersic_ra", "sersic_dec", 0.5, "sersic_nPix")
+    primary = resolve_duplicates(t, "sersic_ra", "sersic_dec", 0.5, "sersic_n_pix")
     assert dict(zip(t["objectId"], primary)) == {1: False, 2: True, 11: True, 12: True}
     t["detect_isPatchInner"] = t["objectId"] == 1
-    primary = resolve_duplicates(t, "sersic_ra", "sersic_dec", 0.5, "sersic_nPix")
+    primary = resolve_duplicates(t, "sersic_ra", "sersic_dec", 0.5, "sersic_n_pix")
     assert dict(zip(t["objectId"], primary)) == {1: True, 2: True, 11: False, 12: True}
     # Same-patch neighbours are deblended children, not duplicates.
     t["patch"] = 0
-    assert resolve_duplicates(t, "sersic_ra", "sersic_dec", 0.5, "sersic_nPix").all()
+    assert resolve_duplicates(t, "sersic_ra", "sersic_dec", 0.5, "sersic_n_pix").all()
 
 
 def test_build_matched_table():

@@ -172,3 +172,36 @@ def test_summary_text_gives_both_selections():
     by_r = m["summary"]["galaxies"]["magDiffSelection"]["g"]
     assert f"r selection N={by_r['count']:4d}" in g_line
     assert f"{1000 * by_r['median']:+7.1f}" in g_line
+
+
+def test_nan_error_metric_and_chi_at_high_snr():
+    from lsst.galmix.analysis.metrics import CHI_MIN_SNR, nan_error_fraction
+
+    t, _, _ = _matched_table()
+    t["parentObjectId"] = np.zeros(len(t), dtype=np.int64)
+    t["parentObjectId"][:300] = 7  # blended: not in the S/N chi summary
+    spec = MatchedSpec(model="sersic", bands=BANDS, mag_min=18, mag_max=26)
+    m = compute_metrics(t, spec)
+    assert m["nanFluxErr"]["n_nan"] == 0 and m["nanFluxErr"]["fraction"] == 0.0
+    chi = m["summary"]["stars"]["fluxChiSnr"]["r"]
+    good = (t["match_hasRef"] & t["match_hasObject"] & ~t["sersic_flag"] & t["refcat_is_pointsource"]
+            & (t["parentObjectId"] == 0) & (t["r_sersicFlux"] / t["r_sersicFluxErr"] >= CHI_MIN_SNR))
+    assert chi["count"] == good.sum() and chi["sigma_mad"] == pytest.approx(1.0, abs=0.1)
+    assert sum(b["count"] for b in chi["bins"]) == chi["count"]
+    # A NaN error of an unflagged row counts; one of a flagged row does not.
+    has_obj = np.asarray(t["match_hasObject"], bool)
+    unflagged = np.flatnonzero(~t["sersic_flag"] & has_obj)[0]
+    flagged = np.flatnonzero(t["sersic_flag"] & has_obj)[0]
+    t["g_sersicFluxErr"][unflagged] = np.nan
+    t["r_sersicFluxErr"][flagged] = np.nan
+    nan = nan_error_fraction(t, "sersic", BANDS)
+    assert nan["n_nan"] == 1 and nan["per_band"] == {"g": 1, "r": 0, "i": 0, "z": 0}
+    assert nan["n_unflagged"] == (~t["sersic_flag"] & t["match_hasObject"]).sum()  # object rows only
+    # The chi plot counts every unflagged row of its class, the non-finite one too.
+    fig = make_plots(t, spec)["matchedRefMagChi_g"]
+    title = fig.axes[0].get_title()
+    gal = t["match_hasRef"] & t["match_hasObject"] & ~t["sersic_flag"] & ~t["refcat_is_pointsource"]
+    n_nan = int((gal & ~np.isfinite(t["g_sersicFluxErr"])).sum())
+    assert f"all: N={gal.sum() - n_nan} " in title and "sigma_MAD=" in title and f"S/N>={CHI_MIN_SNR:g}" in title
+    if n_nan:
+        assert f"(+{n_nan} non-finite)" in title

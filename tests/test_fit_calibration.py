@@ -49,7 +49,7 @@ def _pulls(model: str, n: float, snr: float, seed: int = 7) -> tuple[np.ndarray,
     for _ in range(N_REAL):
         out = fit_patch({"r": (clean + rng.normal(0, sigma, clean.shape), var, None)}, (0, 0), obj, None,
                         {"r": MIX}, model, CFG)
-        n_bound += int(out[f"{model}_flag_param_at_bound"][0])
+        n_bound += int(out[f"{model}_param_at_bound_flag"][0])
         if not out[f"{model}_flag"][0]:
             rows.append((out[f"r_{model}Flux"][0], out[f"r_{model}FluxErr"][0], out[f"{model}_reff"][0],
                          out[f"{model}_reffErr"][0]))

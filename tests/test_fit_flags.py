@@ -39,7 +39,7 @@ def _copy(images):
 def test_clean_scene_has_no_fatal_flags(scene):
     t = _fit(*scene)
     assert len(t) == 3 and not t["gauss_flag"].any()
-    assert t["gauss_flag_edge"].tolist() == [False, True, False]
+    assert t["gauss_edge_flag"].tolist() == [False, True, False]
     assert np.allclose(t["r_gaussFlux"], 2000, rtol=0.05)
 
 
@@ -65,7 +65,7 @@ def test_all_pixels_masked(scene):
     for b in images:
         images[b][2][:, 50:] = True
     t = _fit(images, objects)
-    assert list(t["gauss_flag_no_data"]) == [False, False, True]
+    assert list(t["gauss_no_data_flag"]) == [False, False, True]
     assert t["gauss_flag"][2] and np.isnan(t["r_gaussFlux"][2]) and t["gauss_x"][2] == 1070.0
     assert not t["gauss_flag"][0]
 
@@ -76,8 +76,8 @@ def test_nan_pixels_and_zero_variance_get_zero_weight(scene):
     images["g"][1][25:35, 25:35] = 0.0
     images["g"][1][20, 60:80] = -1.0
     t = _fit(images, objects)
-    assert t["gauss_flag_nan_pixels"][0] and t["gauss_flag_bad_variance"][0]
-    assert t["gauss_flag_bad_variance"][2]
+    assert t["gauss_nan_pixels_flag"][0] and t["gauss_bad_variance_flag"][0]
+    assert t["gauss_bad_variance_flag"][2]
     assert not t["gauss_flag"].any()
     assert np.isfinite(t["r_gaussFlux"]).all()
     # Object 0 lost its g-band core: its g flux rests on the wings and its error grows accordingly.
@@ -89,18 +89,18 @@ def test_nan_pixels_and_zero_variance_get_zero_weight(scene):
 def test_missing_band_and_bad_psf_keep_other_bands(scene):
     images, objects = scene
     t = _fit({"g": None, "r": images["r"]}, objects)
-    assert t["gauss_flag_missing_band"].all() and not t["gauss_flag"].any()
+    assert t["gauss_missing_band_flag"].all() and not t["gauss_flag"].any()
     assert np.isnan(t["g_gaussFlux"]).all() and np.isfinite(t["r_gaussFlux"]).all()
 
     def broken(x, y):
         raise RuntimeError("no PSF here")
 
     t = _fit(images, objects, psfs={"g": broken, "r": MIX})
-    assert t["gauss_flag_bad_psf"].all() and not t["gauss_flag"].any()
+    assert t["gauss_bad_psf_flag"].all() and not t["gauss_flag"].any()
     assert np.isnan(t["g_gaussFlux"]).all() and np.allclose(t["r_gaussFlux"], 2000, rtol=0.05)
     # No PSF in any band: nothing to fit.
     t = _fit(images, objects, psfs={"g": broken, "r": None})
-    assert t["gauss_flag_no_data"].all() and t["gauss_flag"].all()
+    assert t["gauss_no_data_flag"].all() and t["gauss_flag"].all()
 
 
 def test_object_off_image_and_at_edge(scene):
@@ -109,14 +109,14 @@ def test_object_off_image_and_at_edge(scene):
     objs["x"][1] = 1000.5  # half the stamp outside the image
     objs["x"][2] = 5000.0  # far outside
     t = _fit(images, objs)
-    assert t["gauss_flag_edge"][1] and not t["gauss_flag"][1] and np.isfinite(t["r_gaussFlux"][1])
-    assert t["gauss_flag_no_data"][2] and t["gauss_flag"][2]
+    assert t["gauss_edge_flag"][1] and not t["gauss_flag"][1] and np.isfinite(t["r_gaussFlux"][1])
+    assert t["gauss_no_data_flag"][2] and t["gauss_flag"][2]
 
 
 def test_no_convergence_flag(scene):
     t = _fit(*scene, settings=FitSettings(max_iter=1))
-    assert t["gauss_flag_no_convergence"].all() and t["gauss_flag"].all()
-    assert (t["gauss_nIter"] == 1).all()
+    assert t["gauss_no_convergence_flag"].all() and t["gauss_flag"].all()
+    assert (t["gauss_n_iter"] == 1).all()
 
 
 def test_unexpected_error_flags_the_object_only(scene, monkeypatch):
@@ -132,7 +132,7 @@ def test_unexpected_error_flags_the_object_only(scene, monkeypatch):
 
     monkeypatch.setattr(blend_mod, "_measure_cov", fails_for_second)
     t = _fit(images, objects)
-    assert t["gauss_flag_exception"].tolist() == [False, True, False]
+    assert t["gauss_unknown_flag"].tolist() == [False, True, False]
     assert t["gauss_flag"].tolist() == [False, True, False]
     assert np.isfinite(t["r_gaussFlux"][[0, 2]]).all() and np.isnan(t["r_gaussFlux"][1])
 
@@ -140,7 +140,7 @@ def test_unexpected_error_flags_the_object_only(scene, monkeypatch):
     objs = Table(objects, copy=True)
     objs["parentObjectId"] = [0, 5, 5]
     t = _fit(images, objs)
-    assert t["gauss_flag_exception"].tolist() == [False, True, True]
+    assert t["gauss_unknown_flag"].tolist() == [False, True, True]
     assert np.isfinite(t["r_gaussFlux"][0])
 
 

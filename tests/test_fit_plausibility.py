@@ -55,19 +55,19 @@ def test_registry_declares_fatal_plausibility_flags():
 
 def test_collapsed_size_sets_bad_size_and_summary_flag(scene):
     table, _ = _synthetic(scene, -460.0, 3000.0)  # reff ~ 1e-200 pixel
-    assert table["sersic_flag_bad_size"][0] and table["sersic_flag"][0]
-    assert not table["sersic_flag_bad_flux"][0]
+    assert table["sersic_bad_size_flag"][0] and table["sersic_flag"][0]
+    assert not table["sersic_bad_flux_flag"][0]
 
 
 def test_huge_flux_sets_bad_flux_and_summary_flag(scene):
     table, prep = _synthetic(scene, np.log(4.0), 5000.0 * 10**(0.4 * 13.5))  # a 20 mag source at 6.5 mag
-    assert table["sersic_flag_bad_flux"][0] and table["sersic_flag"][0]
-    assert not table["sersic_flag_bad_size"][0]
+    assert table["sersic_bad_flux_flag"][0] and table["sersic_flag"][0]
+    assert not table["sersic_bad_size_flag"][0]
     # The threshold is relative to the data in the stamp: just under it is not flagged.
     b = prep.bands[0]
     limit = 100 * (b.image.sum() + 5 * np.sqrt((1 / b.weight).sum()))
     assert not _synthetic(scene, np.log(4.0), 0.99 * limit)[0]["sersic_flag"][0]
-    assert _synthetic(scene, np.log(4.0), 1.01 * limit)[0]["sersic_flag_bad_flux"][0]
+    assert _synthetic(scene, np.log(4.0), 1.01 * limit)[0]["sersic_bad_flux_flag"][0]
 
 
 def test_plausible_fit_is_not_flagged(scene):
@@ -78,7 +78,7 @@ def test_plausible_fit_is_not_flagged(scene):
 def test_galsim_galaxy_and_star_are_not_flagged(scene):
     images, objects = scene
     t = fit_patch(images, ORIGIN, objects, None, {"r": MIX}, "sersic", SourceFitConfig())
-    assert not t["sersic_flag_bad_size"].any() and not t["sersic_flag_bad_flux"].any()
+    assert not t["sersic_bad_size_flag"].any() and not t["sersic_bad_flux_flag"].any()
     assert not t["sersic_flag"][0]
     assert abs(t["r_sersicFlux"][0] / 5000.0 - 1) < 0.05 and abs(t["sersic_reffPix"][0] / 4.0 - 1) < 0.1
     # The star, fitted with an extended model, is unresolved: its size ends small, its flux is right.
@@ -95,8 +95,8 @@ def test_no_usable_band_logs_one_line_without_traceback(scene, caplog, blend_mod
         t = fit_patch({"r": None, "g": None}, ORIGIN, objects, None, {"r": MIX, "g": MIX}, "sersic",
                       SourceFitConfig(blend_mode=blend_mode))
     assert len(t) == 4
-    assert t["sersic_flag_no_data"].all() and t["sersic_flag"].all() and t["sersic_flag_missing_band"].all()
-    assert not t["sersic_flag_exception"].any() and np.isnan(t["r_sersicFlux"]).all()
+    assert t["sersic_no_data_flag"].all() and t["sersic_flag"].all() and t["sersic_missing_band_flag"].all()
+    assert not t["sersic_unknown_flag"].any() and np.isnan(t["r_sersicFlux"]).all()
     assert "Traceback" not in caplog.text and "StopIteration" not in caplog.text
     assert all(r.exc_info is None for r in caplog.records)
     assert [r.levelno for r in caplog.records] == [logging.WARNING]

@@ -51,7 +51,7 @@ def test_profile_errors_calibrated_at_snr_20_where_fisher_is_not():
     for _ in range(400):
         images = {"r": (clean + rng.normal(0, sigma, clean.shape), var, None)}
         out = fit_patch(images, (0, 0), _objects(), None, {"r": MIX}, "sersic", CFG)
-        if out["sersic_flag"][0] or out["sersic_flag_param_at_bound"][0]:
+        if out["sersic_flag"][0] or out["sersic_param_at_bound_flag"][0]:
             continue
         lo, hi = reff_profile_errors(images, (0, 0), _objects(), {"r": MIX}, "sersic", out, CFG)
         rows.append((out["sersic_reff"][0], out["sersic_reffErr"][0], lo[0], hi[0]))

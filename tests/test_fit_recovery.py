@@ -45,7 +45,7 @@ def test_stars_flux_and_position():
                                  np.random.default_rng(0))
     out = fit_patch(images, (0, 0), objects, None, {"r": MIX4["r"]}, "point")
     assert not out["point_flag"].any()
-    dmag = -2.5 * np.log10(out["r_pointFlux"] / np.array([500.0, 5000.0]))
+    dmag = -2.5 * np.log10(out["r_psfFlux"] / np.array([500.0, 5000.0]))
     assert np.abs(dmag).max() < 0.003
     assert np.allclose(out["point_x"], [20.2, 60.9], atol=2e-3)
 
@@ -62,7 +62,7 @@ def test_multiband_colours_with_per_band_psfs(model, n):
         colour = -2.5 * np.log10(out[f"{b}_{model}Flux"][0] / out[f"r_{model}Flux"][0])
         assert colour == pytest.approx(-2.5 * np.log10(colours[b]), abs=2e-3)
     if model == "sersic":
-        assert out["sersic_n"][0] == pytest.approx(n, abs=0.03)
+        assert out["sersic_index"][0] == pytest.approx(n, abs=0.03)
 
 
 def test_error_calibration_flux_and_reff_at_snr_30():
@@ -117,7 +117,7 @@ def test_large_blend_falls_back_to_subtract():
                                  np.random.default_rng(4))
     objects["parentObjectId"] = [9, 9, 9]
     out = fit_patch(images, (0, 0), objects, None, {"r": MIX4["r"]}, "gauss", SourceFitConfig(max_children=2))
-    assert out["gauss_flag_too_many_children"].all() and not out["gauss_flag"].any()
+    assert out["gauss_too_many_children_flag"].all() and not out["gauss_flag"].any()
     assert np.allclose(out["r_gaussFlux"], 1000.0, rtol=0.05)
 
 

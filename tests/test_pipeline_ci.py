@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from lsst.daf.butler import Butler
 from lsst.galmix.analysis import flux_to_mag
+from lsst.galmix.analysis.metrics import nan_error_fraction
 from lsst.galmix.demo import pipetask_executable, run_pipeline, summarize
+from lsst.galmix.fitting.schema import flux_column
 from lsst.galmix.sim.make_repo import make_repo
 from lsst.pipe.base import Pipeline
 from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
@@ -75,9 +77,35 @@ def test_one_row_per_detected_object(butler):
             assert fitted.mean() > 0.9
     table = butler.get("objectTable_tract_galmix", TRACT)
     assert len(table) == n_total
-    assert {"g_sersicFlux", "g_expFlux", "sersic_n", "exp_reff", "isPrimary", "patch"} <= set(table.colnames)
+    assert {"g_sersicFlux", "g_expFlux", "sersic_index", "exp_reff", "isPrimary", "patch"} <= set(table.colnames)
     # Patch overlaps: each object of the tract's inner area is primary once.
     assert 0 < table["isPrimary"].sum() < len(table)
+
+
+def test_catalogue_is_usable_as_it_is(butler, matched):
+    """Rubin's identity columns, finite errors for every unflagged row, unconstrained fluxes."""
+    table = butler.get("objectTable_tract_galmix", TRACT)
+    assert table.colnames[:7] == ["objectId", "coord_ra", "coord_dec", "tract", "patch", "refBand",
+                                  "refExtendedness"]
+    assert np.isfinite(table["coord_ra"]).all() and np.isfinite(table["coord_dec"]).all()
+    assert (table["tract"] == 0).all() and set(table["refBand"]) <= set("ugrizy")
+    bands = [b for b in "ugrizy" if f"{b}_psfFlux" in table.colnames]
+    assert len(bands) >= 4 and f"{bands[0]}_psfFluxErr" in table.colnames
+    # Point sources by the reference catalogue are point-like by refExtendedness, mostly.
+    stars = matched["match_hasRef"] & matched["match_hasObject"] & matched["refcat_is_pointsource"]
+    stars &= flux_to_mag(matched["refcat_flux_r"]) < 22
+    assert stars.sum() >= 5 and np.mean(matched["refExtendedness"][stars] == 0) > 0.8
+    for model in MODELS + ("point",):
+        nan = nan_error_fraction(table, model, bands)
+        assert nan["n_unflagged"] > 300 and nan["n_nan"] == 0, (model, nan)
+        # Below the noise, fluxes scatter around zero: some are negative, none is clipped at zero.
+        good = ~np.asarray(table[f"{model}_flag"], bool)
+        flux = np.concatenate([np.asarray(table[flux_column(model, b)])[good] for b in bands])
+        assert (flux < 0).any() and not (flux == 0).any()
+    for model in MODELS:
+        metrics = butler.get(f"galmix_{model}_matchedMetrics", TRACT)
+        assert metrics["nanFluxErr"]["n_nan"] == 0 and metrics["nanFluxErr"]["n_unflagged"] > 100
+        assert metrics["summary"]["stars"]["fluxChiSnr"]["r"]["count"] >= 5
 
 
 def test_matched_fraction(matched):
@@ -142,6 +170,7 @@ def test_metrics_and_plots(butler):
 def test_summary_text(ci_run):
     text = summarize(ci_run[0], OUT)
     assert "objectTable_tract_galmix" in text and "median dmag" in text and "fitCoaddMultibandSersic" in text
+    assert "NaN flux errors among unflagged rows: 0 of" in text and "flux chi at S/N >= 10" in text
 
 
 def test_second_run_into_new_collection(ci_run, butler, matched):
@@ -179,7 +208,7 @@ def test_corrupted_band(ci_run, butler):
     good = butler.get("galmix_sersic_patch", TRACT | {"patch": 0})
     np.testing.assert_array_equal(fits["objectId"], good["objectId"])
     assert np.all(np.isnan(fits["r_sersicFlux"]))
-    assert np.all(fits["sersic_flag_missing_band"] | fits["sersic_flag_nan_pixels"])
+    assert np.all(fits["sersic_missing_band_flag"] | fits["sersic_nan_pixels_flag"])
     for band in "giz":
         was_fitted = np.isfinite(good[f"{band}_sersicFlux"])
         assert np.isfinite(fits[f"{band}_sersicFlux"][was_fitted]).mean() > 0.9
@@ -221,7 +250,7 @@ def test_fit_task_edge_cases(butler):
     assert len(task.run(coadds, objects[:0], footprints, psf).outputTable) == 0  # empty catalogue
     isolated = objects[objects["parentObjectId"] == 0][:4]
     out = task.run(coadds, isolated, footprints, psf).outputTable
-    assert np.all(np.isnan(out["i_sersicFlux"])) and np.all(out["sersic_flag_missing_band"])
+    assert np.all(np.isnan(out["i_sersicFlux"])) and np.all(out["sersic_missing_band_flag"])
     assert np.all(np.isfinite(out["r_sersicFlux"]))
     nothing = task.run({}, isolated, footprints, {}).outputTable
     assert len(nothing) == len(isolated) and np.all(nothing["sersic_flag"])

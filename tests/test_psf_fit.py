@@ -71,7 +71,7 @@ def _star_dmag(n_gauss: int, source_limited: bool) -> float:
     objs = Table({"objectId": [1], "x": [truth.x], "y": [truth.y]})
     tab = fit_patch({"r": (img, var, np.zeros(shape, bool))}, (0, 0), objs, None, {"r": mix}, "point",
                     config=SourceFitConfig(stamp_max=30))
-    return float(-2.5 * np.log10(tab["r_pointFlux"][0] / truth.flux))
+    return float(-2.5 * np.log10(tab["r_psfFlux"][0] / truth.flux))
 
 
 def test_star_flux_unbiased_with_two_gaussian_psf():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from lsst.galmix.fitting.psf import fit_psf_images_table
-from lsst.galmix.fitting.schema import empty_source_table
+from lsst.galmix.fitting.schema import empty_source_table, flux_column
 from lsst.galmix.models.definitions import get_model
 from lsst.galmix.models.ellipse import q_theta_from_eta
 from lsst.galmix.models.render import render
@@ -22,9 +22,8 @@ def _row_table(model_name):
             t[f"{p}_q"][0] = 0.5
             t[f"{p}_theta"][0] = 30.0
         if comp.free_n:
-            t[f"{p}_n"][0] = 2.0
-        col = f"r_{m}_{comp.name}Flux" if model.multi else f"r_{m}Flux"
-        t[col][0] = 1000.0
+            t[f"{p}_index"][0] = 2.0
+        t[flux_column(model, "r", comp.name)][0] = 1000.0
     return model, t
 
 
@@ -64,5 +63,5 @@ def test_render_objects_matches_render():
     assert image.sum() == pytest.approx(1000.0, rel=0.05)
     # No PSF or non-finite parameters: nothing is drawn.
     assert not render_objects(model, t, "r", None, (40, 50), (100, 25)).any()
-    t["sersic_n"][0] = np.nan
+    t["sersic_index"][0] = np.nan
     assert not render_objects(model, t, "r", psf_table, (40, 50), (100, 25)).any()

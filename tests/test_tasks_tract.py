@@ -61,7 +61,7 @@ def _patch_table(model, truth, patch, rows, id0, rng):
     t[f"{model}_y"][:] = (t[f"{model}_dec"] - dec0) * 3600 / PIXEL
     t[f"{model}_xErr"][:] = 0.05
     t[f"{model}_yErr"][:] = 0.05
-    t[f"{model}_nPix"][:] = 100
+    t[f"{model}_n_pix"][:] = 100
     if f"{model}_reff" in t.colnames:
         t[f"{model}_reff"][:] = np.where(star, 0.02, 0.6)
     t[f"{model}_flag"][:] = False
@@ -122,7 +122,7 @@ def test_consolidated_table(outputs):
     t = butler.get("objectTable_tract_galmix", skymap=SKYMAP, tract=0)
     assert len(t) == 2 * N_PER_PATCH + 1
     assert len(np.unique(t["objectId"])) == len(t)
-    assert {"g_sersicFlux", "g_expFlux", "exp_reff", "sersic_n", "isPrimary", "patch"} <= set(t.colnames)
+    assert {"g_sersicFlux", "g_expFlux", "exp_reff", "sersic_index", "isPrimary", "patch"} <= set(t.colnames)
     assert t.colnames.count("detect_isPrimary") == 1
     # The duplicate: exactly one of the two copies stays primary.
     assert int((~t["isPrimary"]).sum()) == 1

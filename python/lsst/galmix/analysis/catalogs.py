@@ -12,17 +12,21 @@ import numpy as np
 from astropy.table import Column, Table, vstack
 from scipy.spatial import cKDTree
 
+from ..fitting.schema import EXTENDEDNESS_RATIO, REF_BANDS, flux_column, tract_columns
+from ..models.definitions import get_model
 from .matching import MatchResult, sky_to_unit
 
 __all__ = [
     "COMMON_OBJECT_COLUMNS",
     "REF_PREFIX",
+    "add_identity_columns",
     "build_matched_table",
     "consolidate_models",
     "in_bounding_box",
     "in_primary_area",
     "match_tables",
     "pixel_scale_arcsec",
+    "reference_band",
     "resolve_duplicates",
 ]
 
@@ -110,6 +114,108 @@ def consolidate_models(per_model: Mapping[str, Sequence[Table]]) -> Table:
             result[flag][~found] = True
     assert result is not None
     return result
+
+
+def _bands_of(table: Table, model: str) -> list[str]:
+    """Bands with a total-flux column of ``model`` (``{band}_{model}Flux``), in table order."""
+    suffix = flux_column(model, "@").removeprefix("@")
+    return [c.removesuffix(suffix) for c in table.colnames
+            if c.endswith(suffix) and "_" not in c.removesuffix(suffix)]
+
+
+def reference_band(table: Table, model: str, priority: Sequence[str] = REF_BANDS,
+                   min_snr: float = 5.0) -> np.ndarray:
+    """Per row, the reference band: the first band of ``priority`` in which ``model``'s flux has
+    S/N >= ``min_snr``, else the band of highest S/N, else the first band with a flux column.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Table with ``{band}_{model}Flux(Err)`` columns.
+    model : `str`
+        Reference model.
+    priority : sequence of `str`
+        Band priority.
+    min_snr : `float`
+        S/N a band needs to be chosen by priority.
+
+    Returns
+    -------
+    bands : `numpy.ndarray`
+        One-character band names (``""`` when the model has no flux column).
+    """
+    present = _bands_of(table, model)
+    ordered = [b for b in priority if b in present] + [b for b in present if b not in priority]
+    out = np.full(len(table), ordered[0] if ordered else "", dtype="U1")
+    if not ordered:
+        return out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = np.column_stack([
+            np.asarray(table[flux_column(model, b)], float) / np.asarray(table[flux_column(model, b) + "Err"], float)
+            for b in ordered
+        ])
+    snr = np.where(np.isfinite(snr), snr, -np.inf)
+    ok = snr >= min_snr
+    first_ok = np.argmax(ok, axis=1)
+    best = np.argmax(snr, axis=1)
+    choice = np.where(ok.any(axis=1), first_ok, np.where(np.isfinite(snr).any(axis=1), best, 0))
+    return np.array(ordered, dtype="U1")[choice]
+
+
+def add_identity_columns(table: Table, models: Sequence[str], tract: int) -> Table:
+    """Rubin's identity and reference columns first, then the table's own columns.
+
+    ``coord_ra/dec`` are the first model's centroid (the next model's where it is NaN), ``refBand``
+    comes from the first extended model's fluxes (`reference_band`), and ``refExtendedness`` compares its
+    flux in the reference band with the point-source fit's (``{band}_psfFlux``; NaN without that fit).
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Consolidated table (`consolidate_models`) with ``isPrimary``.
+    models : sequence of `str`
+        Consolidated models, the first one giving the coordinates.
+    tract : `int`
+        Tract ID.
+
+    Returns
+    -------
+    table : `astropy.table.Table`
+        The columns of `lsst.galmix.fitting.schema.tract_columns` first, then the others.
+    """
+    n = len(table)
+    ra, dec = np.full(n, np.nan), np.full(n, np.nan)
+    for m in models:
+        if f"{m}_ra" in table.colnames:
+            fill = ~np.isfinite(ra)
+            ra[fill] = np.asarray(table[f"{m}_ra"], float)[fill]
+            dec[fill] = np.asarray(table[f"{m}_dec"], float)[fill]
+    extended = [m for m in models if get_model(m).has_shape]
+    ref_model = extended[0] if extended else models[0]
+    ref_band = reference_band(table, ref_model)
+    ext = np.full(n, np.nan)
+    if "point" in models and ref_model != "point":
+        for b in np.unique(ref_band):
+            rows = ref_band == b
+            psf_col, ref_col = flux_column("point", b), flux_column(ref_model, b)
+            if not b or psf_col not in table.colnames or ref_col not in table.colnames:
+                continue
+            psf, ref = np.asarray(table[psf_col], float)[rows], np.asarray(table[ref_col], float)[rows]
+            with np.errstate(invalid="ignore"):
+                ext[rows] = np.where(np.isfinite(psf) & np.isfinite(ref),
+                                     (psf < EXTENDEDNESS_RATIO * ref).astype(float), np.nan)
+    values = {
+        "coord_ra": ra, "coord_dec": dec, "tract": np.full(n, tract, dtype=np.int64),
+        "refBand": ref_band, "refExtendedness": ext,
+    }
+    cols = []
+    for c in tract_columns([]):
+        data = values[c.name] if c.name in values else np.asarray(table[c.name])
+        cols.append(Column(np.asarray(data).astype(c.dtype), name=c.name, unit=c.unit, description=c.description))
+    first = {c.name for c in cols}
+    out = Table(cols + [table[c] for c in table.colnames if c not in first], copy=False)
+    out.meta.update(table.meta)
+    return out
 
 
 def resolve_duplicates(

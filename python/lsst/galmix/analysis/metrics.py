@@ -7,6 +7,7 @@ with their own names (``<band>_<model>Flux``...), reference columns prefixed ``r
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -14,11 +15,25 @@ import numpy as np
 from astropy.table import Table
 from matplotlib.figure import Figure
 
+from ..fitting.schema import flux_column, summary_flag_column
 from .catalogs import REF_PREFIX
 from .plots import PanelData, plot_binned_panels, plot_completeness_purity, plot_size_magnitude
 from .stats import binned_stats, completeness_purity, flux_to_mag, mag_bins, sigma_mad
 
-__all__ = ["COLORS", "MatchedSpec", "compute_metrics", "make_plots", "matched_columns", "plot_names"]
+__all__ = [
+    "CHI_MIN_SNR",
+    "CHI_SNR_EDGES",
+    "COLORS",
+    "MatchedSpec",
+    "compute_metrics",
+    "make_plots",
+    "matched_columns",
+    "nan_error_fraction",
+    "plot_names",
+]
+
+CHI_MIN_SNR = 10.0
+"""Measured S/N (flux / error) above which the flux chi is summarised (``fluxChiSnr``)."""
 
 COLORS = (("g", "r"), ("r", "i"), ("i", "z"))
 """Colours reported, as band pairs."""
@@ -67,6 +82,7 @@ class _Columns:
     has_obj: np.ndarray
     primary: np.ndarray
     is_star: np.ndarray
+    isolated: np.ndarray
     flux: dict[str, np.ndarray]
     flux_err: dict[str, np.ndarray]
     ref_flux: dict[str, np.ndarray]
@@ -102,10 +118,10 @@ def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
     has_obj = _col(table, "match_hasObject", False).astype(bool)
     primary_name = "isPrimary" if "isPrimary" in table.colnames else "detect_isPrimary"
     primary = _col(table, primary_name, False).astype(bool)
-    flagged = _col(table, f"{m}_flag", True).astype(bool)
+    flagged = _col(table, summary_flag_column(m), True).astype(bool)
     is_star = _col(table, REF_PREFIX + "is_pointsource", False).astype(bool)
     bands = [
-        b for b in spec.bands if f"{b}_{m}Flux" in table.colnames and REF_PREFIX + f"flux_{b}" in table.colnames
+        b for b in spec.bands if flux_column(m, b) in table.colnames and REF_PREFIX + f"flux_{b}" in table.colnames
     ]
     return _Columns(
         bands=bands,
@@ -114,8 +130,9 @@ def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
         has_obj=has_obj,
         primary=primary,
         is_star=is_star,
-        flux={b: _col(table, f"{b}_{m}Flux").astype(float) for b in bands},
-        flux_err={b: _col(table, f"{b}_{m}FluxErr").astype(float) for b in bands},
+        isolated=_col(table, "parentObjectId", 0) == 0,
+        flux={b: _col(table, flux_column(m, b)).astype(float) for b in bands},
+        flux_err={b: _col(table, flux_column(m, b) + "Err").astype(float) for b in bands},
         ref_flux={b: _col(table, REF_PREFIX + f"flux_{b}").astype(float) for b in bands},
         selection=f"matched, {primary_name}, not {m}_flag",
     )
@@ -181,6 +198,72 @@ def _purity(cols: _Columns, meas_mag: np.ndarray, edges: np.ndarray) -> dict[str
     return completeness_purity(*no_refs, meas_mag[primary_objects], cols.has_ref[primary_objects], edges)
 
 
+def nan_error_fraction(table: Table, model: str, bands: Sequence[str]) -> dict:
+    """Fraction of unflagged rows with a NaN flux error in a band with a finite flux.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Object (or matched) table.
+    model : `str`
+        Model whose ``{band}_{model}Flux(Err)`` and summary flag are used.
+    bands : sequence of `str`
+        Bands (those without columns are skipped).
+
+    Returns
+    -------
+    metric : `dict`
+        ``n_unflagged``, ``n_nan`` (rows with any such NaN error), ``fraction`` and ``per_band``
+        (``{band: n_nan}``). Rows outside the object table (reference-only rows of a matched table) are
+        not counted.
+    """
+    rows = ~_col(table, summary_flag_column(model), True).astype(bool)
+    if "match_hasObject" in table.colnames:
+        rows &= _col(table, "match_hasObject", False).astype(bool)
+    any_nan = np.zeros(len(table), bool)
+    per_band = {}
+    for b in bands:
+        if flux_column(model, b) not in table.colnames:
+            continue
+        flux = _col(table, flux_column(model, b)).astype(float)
+        err = _col(table, flux_column(model, b) + "Err").astype(float)
+        nan = rows & np.isfinite(flux) & ~np.isfinite(err)
+        per_band[b] = int(nan.sum())
+        any_nan |= nan
+    n = int(rows.sum())
+    return {"n_unflagged": n, "n_nan": int(any_nan.sum()),
+            "fraction": float(any_nan.sum() / n) if n else None, "per_band": per_band}
+
+
+CHI_SNR_EDGES = (10.0, 30.0, 100.0, np.inf)
+"""S/N bins of ``fluxChiSnr`` (a chi spread that grows with S/N is a systematic floor, not the errors)."""
+
+
+def _chi_stats(chi: np.ndarray) -> dict[str, float | int | None]:
+    med = float(np.median(chi)) if chi.size else float("nan")
+    smad = sigma_mad(chi)
+    return {"count": int(chi.size), "median": med if np.isfinite(med) else None,
+            "sigma_mad": smad if np.isfinite(smad) else None}
+
+
+def _snr_chi(cols: _Columns, band: str, sel: np.ndarray) -> dict:
+    """Flux chi of the isolated rows of ``sel`` with measured S/N >= `CHI_MIN_SNR`.
+
+    ``count``, ``median``, ``sigma_mad`` over all of them, and ``bins``: the same per S/N bin of
+    `CHI_SNR_EDGES` (``snr_lo``, ``snr_hi``).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = cols.flux[band] / cols.flux_err[band]
+    _, chi = _flux_chi(cols, band)
+    use = sel & cols.isolated & (snr >= CHI_MIN_SNR) & np.isfinite(chi)
+    out = _chi_stats(chi[use])
+    out["bins"] = []
+    for lo, hi in itertools.pairwise(CHI_SNR_EDGES):
+        b = _chi_stats(chi[use & (snr >= lo) & (snr < hi)])
+        out["bins"].append({"snr_lo": float(lo), "snr_hi": None if np.isinf(hi) else float(hi), **b})
+    return out
+
+
 def _fractions(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
@@ -205,7 +288,10 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
         ``selection_band`` magnitude; ``summary``: one-number statistics for references in
         ``[summary_min, summary_max)`` of the band's own magnitude (``magDiff``, ``fluxChi``) or of the
         ``selection_band`` magnitude (``magDiffSelection``: every band's magnitude difference for one
-        set of objects, e.g. galaxies with 20 <= r < 24; colours and positions).
+        set of objects, e.g. galaxies with 20 <= r < 24; colours and positions), and ``fluxChiSnr`` per
+        band: the chi of the isolated rows (``parentObjectId`` 0) with measured S/N >= `CHI_MIN_SNR` (any
+        magnitude), also per S/N bin; ``nanFluxErr``: the
+        NaN-error count and fraction of the unflagged object rows (`nan_error_fraction`).
     """
     cols = matched_columns(table, spec)
     edges = spec.edges
@@ -234,7 +320,7 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
         out["magDiff"][label] = {}
         out["fluxChi"][label] = {}
         out["colorDiff"][label] = {}
-        summary: dict = {"magDiff": {}, "magDiffSelection": {}, "fluxChi": {}, "colorDiff": {}}
+        summary: dict = {"magDiff": {}, "magDiffSelection": {}, "fluxChi": {}, "fluxChiSnr": {}, "colorDiff": {}}
         sel_mag = flux_to_mag(cols.ref_flux[sb]) if sb in cols.bands else None
         for b in cols.bands:
             x, y = _mag_diff(cols, b)
@@ -245,6 +331,7 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
             x, y = _flux_chi(cols, b)
             out["fluxChi"][label][b] = binned_stats(x[sel], y[sel], edges).to_dict()
             summary["fluxChi"][b] = _summary(x[sel], y[sel], lo, hi)
+            summary["fluxChiSnr"][b] = _snr_chi(cols, b, sel)
         for b1, b2 in COLORS:
             if b1 in cols.bands and b2 in cols.bands and sb in cols.bands:
                 x, y = _color_diff(cols, b1, b2, sb)
@@ -274,9 +361,26 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
             "n_matched": [int(v) for v in cp["n_target_matched"]],
             "fraction": _fractions(cp["purity"]),
         }
+    out["nanFluxErr"] = nan_error_fraction(table, spec.model, cols.bands)
     out["bin_lo"] = [float(v) for v in edges[:-1]]
     out["bin_hi"] = [float(v) for v in edges[1:]]
     return out
+
+
+def _chi_note(cols: _Columns, band: str, sel: np.ndarray) -> str:
+    _, chi = _flux_chi(cols, band)
+    finite = np.isfinite(chi[sel])
+    n_bad = int((~finite).sum())
+    allc = chi[sel][finite]
+    med = float(np.median(allc)) if allc.size else float("nan")
+    hi = _snr_chi(cols, band, sel)
+    note = f"all: N={allc.size} median={med:.2f} sigma_MAD={sigma_mad(allc):.2f}"
+    if n_bad:
+        note += f" (+{n_bad} non-finite)"
+    fmt = "{:.2f}".format
+    note += (f"\nisolated, S/N>={CHI_MIN_SNR:g}: N={hi['count']} median={fmt(hi['median'] or np.nan)} "
+             f"sigma_MAD={fmt(hi['sigma_mad'] or np.nan)}")
+    return note
 
 
 def _title(spec: MatchedSpec, cols: _Columns, what: str) -> str:
@@ -316,6 +420,8 @@ def make_plots(table: Table, spec: MatchedSpec) -> dict[str, Figure]:
             ylim=(-300, 300),
         )
         x, y = _flux_chi(cols, b)
+        # Every unflagged row is drawn (points beyond the y range at its edge) and counted; the panel
+        # titles give N, the median and sigma_MAD of all of them and of those at S/N >= CHI_MIN_SNR.
         figs[f"matchedRefMagChi_{b}"] = plot_binned_panels(
             [PanelData(k, x[s], y[s]) for k, s in classes.items()],
             edges,
@@ -323,6 +429,8 @@ def make_plots(table: Table, spec: MatchedSpec) -> dict[str, Figure]:
             f"{b}: ({spec.model} - reference) / error",
             _title(spec, cols, f"{b}-band flux chi"),
             ylim=(-10, 10),
+            clip=True,
+            notes=[_chi_note(cols, b, s) for s in classes.values()],
         )
     if sb in cols.bands:
         for b1, b2 in COLORS:

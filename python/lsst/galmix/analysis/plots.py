@@ -39,13 +39,22 @@ class PanelData:
 
 
 def _draw_binned(
-    ax, panel: PanelData, edges: np.ndarray, ylim: tuple[float, float] | None, zero_line: bool
+    ax, panel: PanelData, edges: np.ndarray, ylim: tuple[float, float] | None, zero_line: bool,
+    clip: bool = False, note: str | None = None,
 ) -> None:
     x = np.asarray(panel.x, dtype=float)
     y = np.asarray(panel.y, dtype=float)
     good = np.isfinite(x) & np.isfinite(y)
     x, y = x[good], y[good]
-    ax.scatter(x, y, s=3, alpha=0.4, color="0.3", rasterized=True, linewidths=0)
+    if clip and ylim is not None:
+        inside = (y >= ylim[0]) & (y <= ylim[1])
+        ax.scatter(x[inside], y[inside], s=3, alpha=0.4, color="0.3", rasterized=True, linewidths=0)
+        # Points beyond the y range are drawn on its edge, so every point stays visible.
+        for edge, marker, out in ((ylim[0], "v", y < ylim[0]), (ylim[1], "^", y > ylim[1])):
+            ax.scatter(x[out], np.full(int(out.sum()), edge), s=10, marker=marker, color="C1",
+                       rasterized=True, linewidths=0, clip_on=False)
+    else:
+        ax.scatter(x, y, s=3, alpha=0.4, color="0.3", rasterized=True, linewidths=0)
     stats = binned_stats(x, y, edges)
     centers = stats.centers
     ok = stats.count > 0
@@ -71,7 +80,8 @@ def _draw_binned(
     top = ax.get_ylim()[1]
     for c, n in zip(centers, stats.count):
         ax.text(c, top, str(int(n)), ha="center", va="bottom", fontsize=6, color="0.3")
-    ax.set_title(f"{panel.label}: N={len(x)}", fontsize=9, pad=12)
+    ax.set_title(f"{panel.label}: N={len(x)}" if note is None else f"{panel.label}: {note}",
+                 fontsize=9 if note is None else 7, pad=12)
     ax.grid(alpha=0.3)
 
 
@@ -83,6 +93,8 @@ def plot_binned_panels(
     title: str,
     ylim: tuple[float, float] | None = None,
     zero_line: bool = True,
+    clip: bool = False,
+    notes: Sequence[str] | None = None,
 ) -> Figure:
     """Make a figure with one binned-statistics panel per point set.
 
@@ -100,6 +112,10 @@ def plot_binned_panels(
         y range (points outside are not drawn but count in the statistics).
     zero_line : `bool`
         Draw the line y = 0 (for difference plots).
+    clip : `bool`
+        Draw the points beyond ``ylim`` on its edges (triangles) instead of leaving them out.
+    notes : sequence of `str`, optional
+        Per panel, text for its title in place of the point count.
 
     Returns
     -------
@@ -108,8 +124,9 @@ def plot_binned_panels(
     """
     fig = Figure(figsize=(4.5 * max(len(panels), 1), 4.2), layout="constrained")
     axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
-    for ax, panel in zip(axes, panels):
-        _draw_binned(ax, panel, np.asarray(edges, dtype=float), ylim, zero_line)
+    for k, (ax, panel) in enumerate(zip(axes, panels)):
+        note = notes[k] if notes is not None else None
+        _draw_binned(ax, panel, np.asarray(edges, dtype=float), ylim, zero_line, clip, note)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     axes[0].legend(fontsize=6, loc="lower left")

@@ -4,6 +4,12 @@ The engine's parameter vector is, per source, ``x, y``, the shape parameters of 
 (``ln reff, eta1, eta2[, n]``) and then the fluxes (component-major, band-minor). This module maps it to
 and from the library's layout (`lsst.galmix.fitting.optimize.FitResult`: nonlinear parameters of all
 sources, then per used band the fluxes of all components) and inverts the engine's Fisher matrix.
+
+The engine solves the fluxes with a non-negative constraint inside its iterations. The reported fluxes
+are the unconstrained linear solution at the best-fit shape (negative allowed, as in Rubin's
+catalogues): where the constraint was active, `_unconstrained_fluxes` takes one Newton step of the
+fluxes from the engine's normal equations (exact: the model is linear in them) and the Fisher matrix
+is evaluated again at the final fluxes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from .. import engine as ge
 from ..models.definitions import ComponentDef, Profile
 from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
+from .errors import conditional_covariance
 from .optimize import BandInput, FitResult, FitSettings, ParameterBounds, SourceSpec
 
 __all__ = ["EngineProblem", "make_problem", "model_stamps", "psf_array", "run_problems"]
@@ -62,6 +69,7 @@ class EngineProblem:
     flux_index: np.ndarray
     free: np.ndarray
     settings: FitSettings
+    bands: list[ge.Band]
 
 
 def make_problem(
@@ -112,7 +120,8 @@ def make_problem(
     eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
                  for b in (bands[i] for i in used)]
     problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
-    return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings)
+    return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
+                         eng_bands)
 
 
 def _layout(
@@ -177,25 +186,55 @@ def model_stamps(
     return out
 
 
+def _unconstrained_fluxes(
+    p: EngineProblem, params: np.ndarray, fisher: np.ndarray, chi2: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(params, fisher, chi2)`` with the fluxes replaced by the unconstrained linear solution.
+
+    Unchanged when no flux is at zero (the non-negative solution is then the unconstrained one). The
+    fluxes of different bands share no pixels, so each band's fluxes are solved on their own block of
+    the normal equations ``H df = J^T W r``.
+    """
+    flux = params[p.flux_index]
+    if not (flux == 0.0).any() or not np.isfinite(params).all():
+        return params, fisher, chi2
+    try:
+        _, _, h, b = p.scene.normal_equations(params, p.bands)
+    except Exception:  # noqa: BLE001 - keep the engine's solution when the data are unusable
+        return params, fisher, chi2
+    h, b = np.asarray(h), np.asarray(b)
+    new = params.copy()
+    for idx in p.flux_index.reshape(len(p.used), -1):
+        block = h[np.ix_(idx, idx)]
+        step = np.linalg.lstsq(block, b[idx], rcond=None)[0]
+        new[idx] = params[idx] + step
+    if not np.isfinite(new).all():
+        return params, fisher, chi2
+    chi2_new, _, h_new, _ = p.scene.normal_equations(new, p.bands)
+    return new, np.asarray(h_new), float(chi2_new)
+
+
 def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
-    params = np.asarray(res.params)
+    status = int(res.status)
+    failed = status in (int(ge.FitStatus.NON_FINITE), int(ge.FitStatus.ERROR))
+    params, fisher, chi2 = np.asarray(res.params), np.asarray(res.fisher), float(res.chi2)
+    if not failed:
+        params, fisher, chi2 = _unconstrained_fluxes(p, params, fisher, chi2)
     theta = params[p.theta_index]
     ncomp = sum(s.n_comp for s in p.specs)
     fluxes = np.full((p.n_bands, ncomp), np.nan)
     fl = params[p.flux_index].reshape(len(p.used), ncomp)
     for k, b in enumerate(p.used):
         fluxes[b] = fl[k]
-    fisher = np.asarray(res.fisher) + np.diag(np.asarray(res.prior_precision))
+    fisher = fisher + np.diag(np.asarray(res.prior_precision))
     order = np.concatenate([p.theta_index, p.flux_index])
     names = [name for spec in p.specs for name in spec.model.nonlinear_names]
     bounds = ParameterBounds(names, p.settings)
-    cov, singular = bounds.covariance(fisher[np.ix_(order, order)], theta)
-    status = int(res.status)
-    return FitResult(theta, fluxes, cov, float(res.chi2), int(res.n_iter),
+    cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, names)
+    return FitResult(theta, fluxes, cov, chi2, int(res.n_iter),
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bounds.at_bound(theta),
-                     singular=singular or status == int(ge.FitStatus.SINGULAR),
-                     failed=status in (int(ge.FitStatus.NON_FINITE), int(ge.FitStatus.ERROR)),
-                     message=str(res.message), seconds=float(res.seconds))
+                     singular=singular, failed=failed, message=str(res.message), seconds=float(res.seconds),
+                     unconstrained=held)
 
 
 def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[FitResult]:

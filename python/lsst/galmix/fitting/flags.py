@@ -1,8 +1,9 @@
 """The one registry of failure modes of the source and PSF fitters.
 
-Each flag becomes a boolean column ``<model>_flag_<name>`` (source fits) or ``psf_flag_<name>``
-(PSF fits); the summary column ``<model>_flag`` / ``psf_flag`` is set when any flag marked ``fatal``
-is set (the fit values are then not to be trusted). Non-fatal flags mark degraded but usable fits.
+Each flag becomes a boolean column ``<model>_<column>_flag`` (source fits, Rubin's Object-table pattern;
+``column`` is the name unless the flag has a Rubin name, e.g. ``exception`` -> ``<model>_unknown_flag``)
+or ``psf_flag_<name>`` (PSF fits); the summary column ``<model>_flag`` / ``psf_flag`` is set when any
+flag marked ``fatal`` is set (the fit values are then not to be trusted). Non-fatal flags mark degraded but usable fits.
 Flags are carried in the library as integer bit masks; `FLAGS` fixes the bit of each name.
 """
 
@@ -25,15 +26,19 @@ class FlagDef:
         Column description.
     fatal : `bool`
         Whether the flag sets the summary flag.
+    column : `str` or `None`
+        Reason in the column name when it differs from ``name`` (Rubin's name for the same failure).
     """
 
     name: str
     description: str
     fatal: bool = True
+    column: str | None = None
 
 
 FLAGS: tuple[FlagDef, ...] = (
-    FlagDef("exception", "An unexpected error occurred while fitting this object (see the log)"),
+    FlagDef("exception", "An unexpected error occurred while fitting this object (see the log)",
+            column="unknown"),
     FlagDef("no_data", "No usable band: no pixel with non-zero weight (masked, off the image) or no PSF"),
     FlagDef("nan_pixels", "Some pixels had non-finite values and were given zero weight", fatal=False),
     FlagDef("bad_variance", "Some pixels had zero, negative or non-finite variance (zero weight)", fatal=False),
@@ -46,10 +51,13 @@ FLAGS: tuple[FlagDef, ...] = (
     FlagDef("no_convergence", "The optimizer reached its iteration limit without converging"),
     FlagDef("param_at_bound", "The Sersic index or reff ended at a bound of its allowed range (except for n at"
             " its upper bound, its error is NaN and the other errors are conditional on it)", fatal=False),
-    FlagDef("singular_fisher", "The Fisher matrix is singular: errors are NaN", fatal=False),
+    FlagDef("singular_fisher", "Some flux has no finite error: the Fisher matrix is singular even with the "
+            "unconstrained shape parameters held, or the source has no information (its model left the "
+            "pixels of a joint fit)"),
     FlagDef("too_many_children", "The blend has more children than the joint fit allows; fitted per child",
             fatal=False),
-    FlagDef("zero_flux", "The best-fit total flux is zero in every band", fatal=False),
+    FlagDef("zero_flux", "The best-fit total flux summed over the bands is not positive (fluxes are "
+            "unconstrained: a source below the noise)", fatal=False),
     FlagDef("bad_fit", "The fit diverged (centre off its pixels, size > 10x the stamp) or gave non-finite values"),
     FlagDef("bad_size", "An extended component's reff collapsed below 1e-3 pixel (a tenth of the default lower "
             "bound): no data can measure such a size, it only arises from a numerical breakdown"),
@@ -63,6 +71,9 @@ FLAGS: tuple[FlagDef, ...] = (
             "(or aperture) plus 10 sigma: the fit took light that is not the object's"),
     FlagDef("shape_collapsed", "The data resolve the object but an extended component's axis ratio collapsed "
             "below 1e-3 or its reff to the lower bound (a line or a point, not this galaxy)"),
+    FlagDef("shape_unconstrained", "A shape parameter (size, ellipticity or index) is not constrained by the "
+            "data (point-like or barely resolved object): its error is NaN and the other errors are "
+            "conditional on it", fatal=False),
 )
 """Source-fit failure modes in bit order."""
 

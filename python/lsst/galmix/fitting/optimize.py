@@ -2,7 +2,8 @@
 
 The nonlinear parameters (centroid, ``ln reff``, ``eta``, ``n``) are shared by all bands; for any
 trial value the fluxes (one per band per component) are the exact non-negative least-squares solution,
-and the Gauss-Newton step uses Kaufman's projected Jacobian. Bounded parameters (``n``, ``ln reff``)
+and the Gauss-Newton step uses Kaufman's projected Jacobian. The reported fluxes are the unconstrained
+least-squares solution at the best-fit shape. Bounded parameters (``n``, ``ln reff``)
 are kept in their box by projecting each trial point onto it (parameters at a bound that the
 gradient pushes outward are held for that step).
 """
@@ -17,6 +18,7 @@ from scipy.optimize import nnls
 from ..models.definitions import N_MAX, N_MIN, ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..models.render import component_gaussians, evaluate_gaussians, gaussians_with_jacobian
+from .errors import conditional_covariance
 
 __all__ = [
     "BandData", "BandInput", "FitResult", "FitSettings", "ParameterBounds", "Priors", "SourceSpec", "fit_model",
@@ -177,6 +179,9 @@ class FitResult:
     seconds : `float`
         Wall-clock seconds of this fit (engine: measured in C++ per problem, plus the conversion of
         its result), NaN when not measured.
+    unconstrained : `numpy.ndarray` or `None`
+        Boolean per nonlinear parameter: unconstrained by the data and held for the errors
+        (`lsst.galmix.fitting.errors.conditional_covariance`); its error is NaN.
     """
 
     theta: np.ndarray
@@ -190,6 +195,7 @@ class FitResult:
     failed: bool = False
     message: str = ""
     seconds: float = float("nan")
+    unconstrained: np.ndarray | None = None
 
 
 class ParameterBounds:
@@ -243,19 +249,24 @@ class ParameterBounds:
         near_lo, near_hi = self._near(theta)
         return near_lo | (near_hi & ~self.is_index)
 
-    def covariance(self, fisher: np.ndarray, theta: np.ndarray) -> tuple[np.ndarray, bool]:
+    def covariance(self, fisher: np.ndarray, theta: np.ndarray, hold: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, bool]:
         """Covariance of ``[theta, fluxes]`` from their Fisher matrix (``theta`` rows first).
 
-        Parameters at a bound in `fixed_for_errors` are fixed (`invert_fisher`). A Sersic index above its
-        lower bound cannot move below it either: its share of the other parameters' variances is scaled
-        by ``min(1, (n - n_min)^2 / var(n))``, i.e. its uncertainty is capped at its distance from the
-        bound. This makes the errors continuous across the bound (fixed there, marginal from one sigma
+        Parameters at a bound in `fixed_for_errors` are fixed (`invert_fisher`), and so are those in
+        ``hold`` (boolean per ``theta`` or per row of ``fisher``; unconstrained parameters,
+        `errors.conditional_covariance`).
+        A Sersic index above its lower bound cannot move below it either: its share of the other
+        parameters' variances is scaled by ``min(1, (n - n_min)^2 / var(n))``, i.e. its uncertainty is
+        capped at its distance from the bound. This makes the errors continuous across the bound (fixed there, marginal from one sigma
         above it); without it the fits of small low-index galaxies just above n = 0.5 had error spreads
         of ~0.8 (doc/fitting.rst, error calibration).
         """
         npar = len(theta)
         fixed = np.zeros(len(fisher), bool)
         fixed[:npar] = self.fixed_for_errors(theta)
+        if hold is not None:
+            fixed[: len(hold)] |= hold
         cov, singular = invert_fisher(fisher, fixed)
         if singular:
             return cov, singular
@@ -313,22 +324,22 @@ def _units(sources: list[SourceSpec], theta: np.ndarray, band: BandData, need_ja
     return ev
 
 
-def _evaluate(sources, theta, bands, need_jac):
-    """Residuals, projected Jacobian (natural theta) and fluxes for all bands."""
+def _evaluate(sources, theta, bands, need_jac, nonnegative=True):
+    """Residuals, projected Jacobian (natural theta) and fluxes (non-negative or not) for all bands."""
     res, jacs, fluxes, units, dunits = [], [], [], [], []
     for band in bands:
         ev = _units(sources, theta, band, need_jac)
         u = np.column_stack([e[0] for e in ev])
         a = u * band.sqrtw[:, None]
         b = band.data * band.sqrtw
-        f = _solve_fluxes(a, b)
+        f = _solve_fluxes(a, b) if nonnegative else np.linalg.lstsq(a, b, rcond=None)[0]
         res.append(b - a @ f)
         fluxes.append(f)
         units.append(u)
         if need_jac:
             du = [e[1] for e in ev]
             j = -band.sqrtw[:, None] * sum(fc * d.T for fc, d in zip(f, du))
-            act = f > 0
+            act = f > 0 if nonnegative else np.ones(f.shape, bool)
             if act.any():
                 q, _ = np.linalg.qr(a[:, act])
                 j = j - q @ (q.T @ j)
@@ -414,20 +425,26 @@ def fit_model(
             # A minimum to machine precision: no step direction lowers the cost.
             if lam > 1e12 or float(np.abs(trial - theta).max()) < 1e-12:
                 converged = True
-    cov, singular = _covariance(sources, names, theta, used, settings.priors, bounds)
+    # The reported fluxes are the unconstrained linear solution at the best-fit shape (the non-negative
+    # one only guided the iterations); the errors are those of the final fluxes.
+    cov, singular, held, f, chi2 = _covariance(sources, names, theta, used, settings.priors, bounds)
     fluxes = np.full((len(bands), ncomp), np.nan)
     k = 0
     for i, b in enumerate(bands):
         if b is not None:
             fluxes[i] = f[k]
             k += 1
-    return FitResult(theta, fluxes, cov, chi2, n_iter, converged, bounds.at_bound(theta), singular)
+    return FitResult(theta, fluxes, cov, chi2, n_iter, converged, bounds.at_bound(theta), singular,
+                     unconstrained=held)
 
 
-def _covariance(sources, names, theta, bands, priors, bounds) -> tuple[np.ndarray, bool]:
-    """Covariance of ``[theta, fluxes per band]`` at the best fit (`ParameterBounds.covariance`)."""
+def _covariance(sources, names, theta, bands, priors, bounds):
+    """Covariance of ``[theta, fluxes per band]`` at the best fit with the unconstrained fluxes there.
+
+    Returns ``(cov, singular, held, fluxes, chi2)`` (`errors.conditional_covariance`).
+    """
     npar, nc = len(theta), sum(src.n_comp for src in sources)
-    _, _, fl, units, dunits = _evaluate(sources, theta, bands, npar > 0)
+    r, _, fl, units, dunits = _evaluate(sources, theta, bands, npar > 0, nonnegative=False)
     blocks = []
     for b, (band, f, u) in enumerate(zip(bands, fl, units)):
         rows = np.zeros((band.data.size, npar + nc * len(bands)))
@@ -440,7 +457,8 @@ def _covariance(sources, names, theta, bands, priors, bounds) -> tuple[np.ndarra
     _, pj = _prior_terms(names, theta, priors)
     if pj.size:
         fisher[:npar, :npar] += pj.T @ pj
-    return bounds.covariance(fisher, theta)
+    cov, singular, held = conditional_covariance(bounds, fisher, theta, names)
+    return cov, singular, held, fl, float(r @ r)
 
 
 def invert_fisher(fisher: np.ndarray, fixed: np.ndarray | None = None) -> tuple[np.ndarray, bool]:

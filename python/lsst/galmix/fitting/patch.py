@@ -136,7 +136,8 @@ def fit_patch(
     -------
     table : `astropy.table.Table`
         Exactly one row per input object, in input order, with the columns of
-        `lsst.galmix.fitting.schema.source_columns`.
+        `lsst.galmix.fitting.schema.source_columns`. ``meta["galmix_object_seconds"]``: the fits' times
+        summed over the objects (set-up, fit and result of each; blends' shares).
     """
     cfg = config or SourceFitConfig()
     m = get_model(model) if isinstance(model, str) else model
@@ -177,10 +178,18 @@ def fit_patch(
         inputs[i] = ObjectInput(x, y, _catalogue_cov(row, names), label, psf_list, flags[i])
         return inputs[i]
 
+    # Per-object times go to the table's metadata as a patch total (task metadata), not into the rows:
+    # re-runs must give identical tables.
+    object_seconds = np.zeros(len(objects))
+
     def write(i: int, out, seconds: float) -> None:
+        object_seconds[i] = seconds if out is None else out.time
         if out is None:
-            table[f"{m.name}_x"][i], table[f"{m.name}_y"][i] = objects[i]["x"], objects[i]["y"]
-            table[f"{m.name}_time"][i] = seconds
+            x, y = float(objects[i]["x"]), float(objects[i]["y"])
+            table[f"{m.name}_x"][i], table[f"{m.name}_y"][i] = x, y
+            if pixel_to_sky is not None:
+                ra, dec = pixel_to_sky(np.array([x]), np.array([y]))
+                table[f"{m.name}_ra"][i], table[f"{m.name}_dec"][i] = np.ravel(ra)[0], np.ravel(dec)[0]
             write_flags(table, i, m.name, flags[i])
         else:
             write_row(table, i, out, bands, cfg.pixel_scale, pixel_to_sky)
@@ -267,4 +276,5 @@ def fit_patch(
                      n_bad, len(objects))
     out = columns_to_table(col_defs, table)
     out.meta["galmix_model"] = m.name
+    out.meta["galmix_object_seconds"] = float(object_seconds.sum())
     return out

@@ -27,6 +27,11 @@ LN_REFF_HOLD_SIGMA = 1e-4
 1e-4 is ~1e-3 of the Fisher error at S/N 100)."""
 
 
+def _chi2(table: Table, name: str, i: int) -> float:
+    """Chi-square of a row from its reduced chi-square and pixel count."""
+    return float(table[f"{name}_chisq_reduced"][i]) * float(table[f"{name}_n_pix"][i])
+
+
 def reff_profile_errors(
     images: Mapping[str, ImageTriple | None],
     origin: tuple[int, int],
@@ -63,12 +68,12 @@ def reff_profile_errors(
             continue
         d = float(err / reff)
         ln_r = float(np.log(fitted[f"{name}_reffPix"][i]))
-        chi2 = float(fitted[f"{name}_chi2"][i])
+        chi2 = _chi2(fitted, name, i)
         for sign, out in ((-1.0, lo), (1.0, hi)):
             priors = replace(cfg.settings.priors, ln_reff=(ln_r + sign * d, LN_REFF_HOLD_SIGMA))
             held = replace(cfg, settings=replace(cfg.settings, priors=priors))
             row = fit_patch(images, origin, objects[i : i + 1], None, psfs, model, held)
-            dchi2 = float(row[f"{name}_chi2"][0]) - chi2
+            dchi2 = _chi2(row, name, 0) - chi2
             if not row[f"{name}_flag"][0] and dchi2 > 0:
                 # Half-width in ln reff, converted to arcsec on its own side of the best fit.
                 w = d / np.sqrt(dchi2)

@@ -11,7 +11,7 @@ from ..models.definitions import ModelDef, get_model
 from ..models.ellipse import eta_from_q_theta
 from ..models.render import render
 from .psf import PsfSpec, psf_at
-from .schema import flux_column
+from .schema import flux_column, summary_flag_column
 
 __all__ = ["model_image", "theta_from_row"]
 
@@ -27,7 +27,7 @@ def theta_from_row(model: ModelDef, row) -> np.ndarray:
         e1, e2 = eta_from_q_theta(float(row[f"{p}_q"]), np.radians(float(row[f"{p}_theta"])))
         theta += [np.log(float(row[f"{p}_reffPix"])), e1, e2]
         if comp.free_n:
-            theta.append(float(row[f"{p}_n"]))
+            theta.append(float(row[f"{p}_index"]))
     return np.array(theta)
 
 
@@ -67,7 +67,7 @@ def model_image(
     m = get_model(model) if isinstance(model, str) else model
     image = np.zeros(shape)
     if rows is None:
-        rows = [i for i in range(len(table)) if not table[f"{m.name}_flag"][i]]
+        rows = [i for i in range(len(table)) if not table[summary_flag_column(m)][i]]
     for i in rows:
         row = table[i]
         fluxes = np.array([row[flux_column(m, band, c.name)] for c in m.components], dtype=float)

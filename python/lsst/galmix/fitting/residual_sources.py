@@ -15,7 +15,7 @@ galaxy, are point-symmetric; a neighbour is not), become point sources with free
 centres and fluxes that are fitted jointly with the group, starting from its first fit. The refit
 replaces the first one when it is not flagged, lowers the chi-square and no residual source moved
 within half that distance of a fitted centre (it would be splitting the object, not fitting a
-neighbour); the extra sources are not output rows: ``<model>_nResidualSources`` counts them.
+neighbour); the extra sources are not output rows: ``<model>_n_residual_sources`` counts them.
 """
 
 from __future__ import annotations

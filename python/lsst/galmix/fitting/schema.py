@@ -1,7 +1,9 @@
 """Output table schemas, derived from the model registry, the flag registry and the bands.
 
-Column names follow doc/conventions.rst; nothing else in galmix spells them out. Every column carries
-a unit and a description.
+Column names follow Rubin's Object schema (``lsst-sdm-schemas``, ``dp1.yaml``, table ``Object``): the
+Sersic fit's columns are DP1's, other models and galmix-only columns follow the same patterns
+(``{band}_{model}Flux``, ``{model}_{name}``, ``{model}_{reason}_flag``; doc/conventions.rst). Every
+column is declared here once, with a unit and a description.
 """
 
 from __future__ import annotations
@@ -16,15 +18,22 @@ from ..models.definitions import ModelDef, get_model
 from .flags import FLAGS, PSF_FLAGS
 
 __all__ = [
+    "EXTENDEDNESS_RATIO",
+    "FLUX_NAMES",
     "PASSTHROUGH_COLUMNS",
+    "PIXEL",
+    "REF_BANDS",
     "ColumnDef",
     "columns_to_table",
     "empty_columns",
     "empty_psf_table",
     "empty_source_table",
+    "flag_column",
     "flux_column",
     "psf_columns",
     "source_columns",
+    "summary_flag_column",
+    "tract_columns",
 ]
 
 
@@ -53,20 +62,38 @@ class ColumnDef:
     def fill(self) -> float | int | bool:
         """Value of an unfitted row: NaN for floats, 0 for ints, False for booleans."""
         kind = np.dtype(self.dtype).kind
-        return np.nan if kind == "f" else (False if kind == "b" else 0)
+        return np.nan if kind == "f" else (False if kind == "b" else ("" if kind == "U" else 0))
 
+
+PIXEL = "pixel"
+"""Unit string of pixel quantities (Rubin's Object schema spells it ``pixel``)."""
 
 PASSTHROUGH_COLUMNS: tuple[ColumnDef, ...] = (
-    ColumnDef("objectId", "i8", None, "Object id (unique within the tract), copied from galmix_objects"),
+    ColumnDef("objectId", "i8", None, "Unique id of the object within the tract, copied from galmix_objects"),
     ColumnDef("parentObjectId", "i8", None, "Id of the blend the object belongs to; 0 when isolated"),
-    ColumnDef("patch", "i4", None, "Patch index"),
+    ColumnDef("patch", "i8", None, "Skymap patch ID"),
     ColumnDef("detect_isPrimary", "bool", None, "Copied from galmix_objects"),
 )
 """Columns copied from the input object table (filled with defaults when absent there)."""
 
+FLUX_NAMES: dict[str, str] = {"point": "psf"}
+"""Flux-column names of models whose fluxes have a Rubin name: the point-source fit gives
+``{band}_psfFlux``. Every other model's fluxes are ``{band}_{model}Flux``."""
+
+REF_BANDS: tuple[str, ...] = ("i", "r", "z", "y", "g", "u")
+"""Reference-band priority (Rubin's multiband merge order)."""
+
+EXTENDEDNESS_RATIO = 0.985
+"""An object is extended (``refExtendedness`` 1) when its PSF flux is below this fraction of the
+reference model's flux in the reference band (Rubin's flux-ratio criterion)."""
+
+
+def _model(model: ModelDef | str) -> ModelDef:
+    return get_model(model) if isinstance(model, str) else model
+
 
 def flux_column(model: ModelDef | str, band: str, component: str | None = None) -> str:
-    """Name of a flux column.
+    """Name of a flux column: ``{band}_{model}Flux`` (``{band}_psfFlux`` for the point model).
 
     Parameters
     ----------
@@ -77,14 +104,32 @@ def flux_column(model: ModelDef | str, band: str, component: str | None = None) 
     component : `str`, optional
         Component name for the flux of one component of a multi-component model; `None` for the total.
     """
-    model = get_model(model) if isinstance(model, str) else model
+    model = _model(model)
+    name = FLUX_NAMES.get(model.name, model.name)
     if component is None or not model.multi:
-        return f"{band}_{model.name}Flux"
-    return f"{band}_{model.name}_{component}Flux"
+        return f"{band}_{name}Flux"
+    return f"{band}_{name}_{component}Flux"
+
+
+def flag_column(model: ModelDef | str, flag: str) -> str:
+    """Column of one flag of a model's fit: ``{model}_{reason}_flag`` (`lsst.galmix.fitting.flags.FLAGS`)."""
+    name = _model(model).name
+    fdef = next((f for f in FLAGS if f.name == flag), None)
+    if fdef is None:
+        raise KeyError(f"unknown flag {flag!r}")
+    return f"{name}_{fdef.column or fdef.name}_flag"
+
+
+def summary_flag_column(model: ModelDef | str) -> str:
+    """Column of a model's summary flag (any fatal flag): ``{model}_flag``."""
+    return f"{_model(model).name}_flag"
 
 
 def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDef]:
     """Columns of a ``galmix_<Model>_patch`` table.
+
+    The Sersic model's columns are those of Rubin's DP1 ``Object`` table (names, units, data types);
+    other models follow the same patterns (doc/conventions.rst).
 
     Parameters
     ----------
@@ -98,56 +143,108 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
     columns : `list` [`ColumnDef`]
         Pass-through columns, fluxes, shape, centroid, fit statistics and flags.
     """
-    m = get_model(model) if isinstance(model, str) else model
+    m = _model(model)
+    n = m.name
+    fit = f"the multiband Gaussian mixture {m.description} model fit"
     cols = list(PASSTHROUGH_COLUMNS)
     for band in bands:
-        cols.append(ColumnDef(flux_column(m, band), "f8", "nJy", f"Total {m.name} model flux in band {band}"))
-        cols.append(ColumnDef(flux_column(m, band) + "Err", "f8", "nJy",
-                              f"1-sigma error of the total {m.name} flux in band {band}, shape marginalised"))
+        cols.append(ColumnDef(flux_column(m, band), "f4", "nJy",
+                              f"{band}-band flux from {fit} (unconstrained linear solution at the best-fit "
+                              "shape; may be negative)"))
+        cols.append(ColumnDef(flux_column(m, band) + "Err", "f4", "nJy",
+                              f"Error on the {band}-band flux from {fit} (marginalised over the constrained "
+                              "shape parameters, conditional on the unconstrained ones)"))
         if m.multi:
             for comp in m.components:
                 name = flux_column(m, band, comp.name)
-                cols.append(ColumnDef(name, "f8", "nJy", f"Flux of the {comp.name} component in band {band}"))
-                cols.append(ColumnDef(name + "Err", "f8", "nJy",
-                                      f"1-sigma error of the {comp.name} flux in band {band}"))
+                cols.append(ColumnDef(name, "f4", "nJy", f"{band}-band flux of the {comp.name} component "
+                                      f"from {fit}"))
+                cols.append(ColumnDef(name + "Err", "f4", "nJy", f"Error on the {band}-band flux of the "
+                                      f"{comp.name} component from {fit}"))
     for comp in m.components:
         if not comp.has_shape:
             continue
         p = m.component_prefix(comp)
         what = f"the {comp.name} component" if m.multi else "the profile"
+        ellipse = f"of the half-light ellipse of {what} from {fit}"
+        for key, unit, desc in (
+            ("reff_x", PIXEL, f"Effective radius (x-axis): sqrt of the xx second moment {ellipse}"),
+            ("reff_y", PIXEL, f"Effective radius (y-axis): sqrt of the yy second moment {ellipse}"),
+            ("rho", None, f"Ellipse rho (correlation coefficient) {ellipse}"),
+        ):
+            cols.append(ColumnDef(f"{p}_{key}", "f4", unit, desc))
+            cols.append(ColumnDef(f"{p}_{key}Err", "f4", unit, f"Error on {p}_{key} (NaN when unconstrained)"))
         cols += [
-            ColumnDef(f"{p}_reff", "f8", "arcsec", f"Half-light radius (major axis) of {what}"),
-            ColumnDef(f"{p}_reffPix", "f8", "pix", f"Half-light radius (major axis) of {what}, pixels"),
-            ColumnDef(f"{p}_reffErr", "f8", "arcsec", f"1-sigma error of {p}_reff"),
-            ColumnDef(f"{p}_q", "f8", None, f"Axis ratio b/a of {what}"),
-            ColumnDef(f"{p}_qErr", "f8", None, f"1-sigma error of {p}_q"),
-            ColumnDef(f"{p}_theta", "f8", "deg", f"Position angle of the major axis of {what}, "
+            ColumnDef(f"{p}_reff", "f4", "arcsec", f"Half-light radius (major axis) of {what}"),
+            ColumnDef(f"{p}_reffErr", "f4", "arcsec", f"Error on {p}_reff (NaN when unconstrained)"),
+            ColumnDef(f"{p}_reffPix", "f4", PIXEL, f"Half-light radius (major axis) of {what}, pixels"),
+            ColumnDef(f"{p}_q", "f4", None, f"Axis ratio b/a of {what}"),
+            ColumnDef(f"{p}_qErr", "f4", None, f"Error on {p}_q (NaN when unconstrained)"),
+            ColumnDef(f"{p}_theta", "f4", "deg", f"Position angle of the major axis of {what}, "
                       "counter-clockwise from +x"),
         ]
         if comp.free_n:
             cols += [
-                ColumnDef(f"{p}_n", "f8", None, f"Sersic index of {what}"),
-                ColumnDef(f"{p}_nErr", "f8", None, f"1-sigma error of {p}_n"),
+                ColumnDef(f"{p}_index", "f4", None, f"Sersic profile index parameter of {what} from {fit}"),
+                ColumnDef(f"{p}_indexErr", "f4", None, f"Error on the Sersic profile index parameter of {what} "
+                          f"from {fit} (NaN when unconstrained or at its lower bound)"),
             ]
-    n = m.name
     cols += [
-        ColumnDef(f"{n}_ra", "f8", "deg", "Right ascension of the model centre (ICRS)"),
-        ColumnDef(f"{n}_dec", "f8", "deg", "Declination of the model centre (ICRS)"),
-        ColumnDef(f"{n}_x", "f8", "pix", "Model centre x (tract pixels)"),
-        ColumnDef(f"{n}_y", "f8", "pix", "Model centre y (tract pixels)"),
-        ColumnDef(f"{n}_xErr", "f8", "pix", "1-sigma error of the centre x (NaN when fixed)"),
-        ColumnDef(f"{n}_yErr", "f8", "pix", "1-sigma error of the centre y (NaN when fixed)"),
-        ColumnDef(f"{n}_chi2", "f8", None, "Chi-square of the best fit summed over bands and pixels"),
-        ColumnDef(f"{n}_nPix", "i4", None, "Number of pixels with non-zero weight used in the fit"),
-        ColumnDef(f"{n}_nIter", "i4", None, "Number of optimizer iterations"),
-        ColumnDef(f"{n}_nResidualSources", "i4", None, "Point sources found in the fit's residuals (sources "
+        ColumnDef(f"{n}_x", "f8", PIXEL, f"Centroid (tract, x-axis) from {fit}"),
+        ColumnDef(f"{n}_y", "f8", PIXEL, f"Centroid (tract, y-axis) from {fit}"),
+        ColumnDef(f"{n}_ra", "f8", "deg", f"Centroid (right ascension) from {fit}"),
+        ColumnDef(f"{n}_dec", "f8", "deg", f"Centroid (declination) from {fit}"),
+        ColumnDef(f"{n}_xErr", "f4", PIXEL, f"Error on the centroid (tract, x-axis) from {fit} (NaN when fixed)"),
+        ColumnDef(f"{n}_yErr", "f4", PIXEL, f"Error on the centroid (tract, y-axis) from {fit} (NaN when fixed)"),
+        ColumnDef(f"{n}_raErr", "f4", "deg", f"Error on the centroid (right ascension) from {fit}"),
+        ColumnDef(f"{n}_decErr", "f4", "deg", f"Error on the centroid (declination) from {fit}"),
+        ColumnDef(f"{n}_chisq_reduced", "f4", None, f"Reduced chi-squared of the best-fit model parameters "
+                  f"(chi-square divided by the number of data points) of {fit}"),
+        ColumnDef(f"{n}_n_iter", "i4", None, f"Number of iterations in the non-linear fit of {fit}"),
+        ColumnDef(f"{n}_n_eval_jac", "i4", None, f"Number of Jacobian evaluations of {fit} (one set of normal "
+                  "equations per iteration)"),
+        ColumnDef(f"{n}_n_pix", "i4", None, "Number of pixels with non-zero weight used in the fit"),
+        ColumnDef(f"{n}_n_residual_sources", "i4", None, "Point sources found in the fit's residuals (sources "
                   "that detection missed) and fitted jointly with this object"),
-        ColumnDef(f"{n}_time", "f8", "s", "Wall-clock time of the fit of this object (or its share of "
-                  "a joint blend fit)"),
-        ColumnDef(f"{n}_flag", "bool", None, "Any fatal failure flag is set: do not trust the fit"),
+        ColumnDef(summary_flag_column(m), "bool", None, "Any fatal failure flag is set: do not trust the fit"),
     ]
-    cols += [ColumnDef(f"{n}_flag_{f.name}", "bool", None, f.description) for f in FLAGS]
+    cols += [ColumnDef(flag_column(m, f.name), "bool", None, _flag_description(f, fit)) for f in FLAGS]
     return cols
+
+
+def _flag_description(flag, fit: str) -> str:
+    if flag.name == "exception":
+        return f"Flag set for failures with an unexpected or unknown cause for {fit} (see the log)"
+    if flag.name == "no_data":
+        return f"Flag set when there is insufficient data to fit for {fit}"
+    return flag.description
+
+
+def tract_columns(bands: Sequence[str]) -> list[ColumnDef]:
+    """Identity and reference columns that ``consolidateTract`` adds before the models' columns.
+
+    Parameters
+    ----------
+    bands : sequence of `str`
+        Bands (unused today; the signature is that of the other column builders).
+    """
+    del bands
+    return [
+        ColumnDef("objectId", "i8", None, "Unique id. Unique ObjectID"),
+        ColumnDef("coord_ra", "f8", "deg", "Fiducial ICRS Right Ascension of centroid used for database "
+                  "indexing (the first consolidated model's centroid; the detection position if unfitted)"),
+        ColumnDef("coord_dec", "f8", "deg", "Fiducial ICRS Declination of centroid used for database "
+                  "indexing (the first consolidated model's centroid; the detection position if unfitted)"),
+        ColumnDef("tract", "i8", None, "Skymap tract ID"),
+        ColumnDef("patch", "i8", None, "Skymap patch ID"),
+        ColumnDef("refBand", "U1", None, "Reference band: the first of i, r, z, y, g, u in which the reference "
+                  "model's flux has S/N >= 5 (else the band of highest S/N)"),
+        ColumnDef("refExtendedness", "f4", None, "Flux-ratio measure of whether an object is point-like (0) or "
+                  "extended (1). Reference band: 1 when psfFlux < 0.985 of the reference model's flux"),
+        ColumnDef("parentObjectId", "i8", None, "Id of the blend the object belongs to; 0 when isolated"),
+        ColumnDef("detect_isPrimary", "bool", None, "Copied from galmix_objects"),
+        ColumnDef("isPrimary", "bool", None, "detect_isPrimary with duplicates across patch overlaps removed"),
+    ]
 
 
 def empty_columns(cols: Sequence[ColumnDef], nrow: int) -> dict[str, np.ndarray]:

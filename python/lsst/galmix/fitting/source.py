@@ -15,12 +15,13 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import ModelDef
+from ..models.ellipse import covariance as ellipse_covariance
 from ..models.ellipse import q_theta_from_eta
 from ..models.psf_mixture import PsfMixture
 from .flags import FlagSet
 from .moments import initial_shape
 from .optimize import BandData, BandInput, FitResult, FitSettings, SourceSpec, fit_model
-from .schema import flux_column
+from .schema import flag_column, flux_column, summary_flag_column
 from .stamps import Stamp
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "SourceOutcome",
     "band_input",
     "collapsed_size",
+    "ellipse_xy_rho",
+    "ellipse_xy_rho_errors",
     "extra_starts",
     "implausible_flux",
     "initial_theta",
@@ -344,7 +347,12 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
         fluxes = res.fluxes[:, c : c + spec.n_comp]
         fl.set("no_convergence", not res.converged and not res.failed)
         fl.set("param_at_bound", res.at_bound)
-        fl.set("singular_fisher", res.singular)
+        # A source whose flux in some band has no finite error (the whole Fisher matrix singular, or this
+        # source without information in a joint fit) is not a measurement: unflagged rows have errors.
+        no_error = any(not np.isfinite(np.diag(fc)).all() for fc in fcov if fc is not None)
+        fl.set("singular_fisher", res.singular or no_error)
+        if res.unconstrained is not None:
+            fl.set("shape_unconstrained", bool(res.unconstrained[a : a + spec.n_theta].any()))
         fl.set("bad_fit", res.failed or ran_away or not np.isfinite(th).all())
         fl.set("zero_flux", bool(np.nansum(fluxes) <= 0))
         fl.set("bad_size", collapsed_size(spec, th))
@@ -423,6 +431,44 @@ def _q_err(eta: np.ndarray, cov: np.ndarray) -> float:
     return float(np.sqrt(max(grad @ cov @ grad, 0.0)))
 
 
+def ellipse_xy_rho(ln_reff: float, eta1: float, eta2: float) -> np.ndarray:
+    """Half-light ellipse ``(reff_x, reff_y, rho)`` (Rubin's x/y/correlation form) of shape parameters.
+
+    The ellipse of semi-major axis ``reff`` and axis ratio ``q`` at angle ``theta`` has the matrix
+    ``reff^2 R diag(1, q^2) R^T``; ``reff_x`` and ``reff_y`` are the square roots of its diagonal and
+    ``rho`` its correlation coefficient.
+    """
+    q, theta = q_theta_from_eta(eta1, eta2)
+    m = ellipse_covariance(float(np.exp(ln_reff)), q, theta)
+    sx, sy = np.sqrt(m[0, 0]), np.sqrt(m[1, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.array([sx, sy, m[0, 1] / (sx * sy)])
+
+
+def ellipse_xy_rho_errors(shape: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Errors of `ellipse_xy_rho` from the covariance of ``(ln_reff, eta1, eta2)`` (linear propagation)."""
+    jac = np.empty((3, 3))
+    for k in range(3):
+        step = np.zeros(3)
+        step[k] = 1e-6
+        jac[:, k] = (ellipse_xy_rho(*(shape + step)) - ellipse_xy_rho(*(shape - step))) / 2e-6
+    with np.errstate(invalid="ignore"):
+        var = np.einsum("ij,jk,ik->i", jac, cov, jac)
+    return np.sqrt(np.where(var >= 0, var, np.nan))
+
+
+def _sky_errors(pixel_to_sky: PixelToSky, x: float, y: float, cov: np.ndarray
+                ) -> tuple[float, float, float, float]:
+    """``(ra, dec, raErr, decErr)`` of a centre and its pixel covariance (local Jacobian of the WCS)."""
+    ra, dec = pixel_to_sky(np.array([x, x + 1.0, x]), np.array([y, y, y + 1.0]))
+    ra, dec = np.ravel(ra).astype(float), np.ravel(dec).astype(float)
+    dra = (ra[1:] - ra[0] + 180.0) % 360.0 - 180.0
+    jac = np.array([dra, dec[1:] - dec[0]])
+    with np.errstate(invalid="ignore"):
+        var = np.diag(jac @ cov @ jac.T)
+    return float(ra[0]), float(dec[0]), float(np.sqrt(var[0])), float(np.sqrt(var[1]))
+
+
 def write_row(
     table: Table | dict[str, np.ndarray],
     row: int,
@@ -466,43 +512,52 @@ def write_row(
     i = 0
     if m.free_centroid:
         x, y = th[0], th[1]
+        xy_cov = tcov[:2, :2]
         table[f"{name}_xErr"][row] = np.sqrt(tcov[0, 0])
         table[f"{name}_yErr"][row] = np.sqrt(tcov[1, 1])
         i = 2
     else:
         x, y = outcome.spec.xy_fixed
+        xy_cov = np.full((2, 2), np.nan)
     table[f"{name}_x"][row], table[f"{name}_y"][row] = x, y
     if pixel_to_sky is not None:
-        ra, dec = pixel_to_sky(np.array([x]), np.array([y]))
-        table[f"{name}_ra"][row] = float(np.ravel(ra)[0])
-        table[f"{name}_dec"][row] = float(np.ravel(dec)[0])
+        ra, dec, ra_err, dec_err = _sky_errors(pixel_to_sky, float(x), float(y), xy_cov)
+        table[f"{name}_ra"][row], table[f"{name}_dec"][row] = ra, dec
+        table[f"{name}_raErr"][row], table[f"{name}_decErr"][row] = ra_err, dec_err
     for comp in m.components:
         if not comp.has_shape:
             continue
         p = m.component_prefix(comp)
+        shape = np.asarray(th[i : i + 3], float)
+        shape_cov = tcov[i : i + 3, i : i + 3]
+        xy_rho = ellipse_xy_rho(*shape)
+        xy_rho_err = ellipse_xy_rho_errors(shape, shape_cov)
+        for k, key in enumerate(("reff_x", "reff_y", "rho")):
+            table[f"{p}_{key}"][row] = xy_rho[k]
+            table[f"{p}_{key}Err"][row] = xy_rho_err[k]
         reff = float(np.exp(th[i]))
         q, theta = q_theta_from_eta(th[i + 1], th[i + 2])
-        table[f"{p}_reffPix"][row] = reff
         table[f"{p}_reff"][row] = reff * pixel_scale
+        table[f"{p}_reffPix"][row] = reff
         table[f"{p}_reffErr"][row] = reff * pixel_scale * np.sqrt(tcov[i, i])
         table[f"{p}_q"][row] = q
         table[f"{p}_qErr"][row] = _q_err(th[i + 1 : i + 3], tcov[i + 1 : i + 3, i + 1 : i + 3])
         table[f"{p}_theta"][row] = np.degrees(theta)
         i += 3
         if comp.free_n:
-            table[f"{p}_n"][row] = th[i]
-            table[f"{p}_nErr"][row] = np.sqrt(tcov[i, i])
+            table[f"{p}_index"][row] = th[i]
+            table[f"{p}_indexErr"][row] = np.sqrt(tcov[i, i])
             i += 1
-    table[f"{name}_chi2"][row] = outcome.chi2
-    table[f"{name}_nPix"][row] = outcome.n_pix
-    table[f"{name}_nIter"][row] = outcome.n_iter
-    table[f"{name}_nResidualSources"][row] = outcome.n_residual
-    table[f"{name}_time"][row] = outcome.time
+    table[f"{name}_chisq_reduced"][row] = outcome.chi2 / max(outcome.n_pix, 1)
+    table[f"{name}_n_pix"][row] = outcome.n_pix
+    table[f"{name}_n_iter"][row] = outcome.n_iter
+    table[f"{name}_n_eval_jac"][row] = outcome.n_iter
+    table[f"{name}_n_residual_sources"][row] = outcome.n_residual
     write_flags(table, row, name, outcome.flags)
 
 
 def write_flags(table: Table | dict[str, np.ndarray], row: int, model_name: str, flags: FlagSet) -> None:
     """Set the flag columns of a row (the summary flag from the fatal flags)."""
     for fname in flags.names():
-        table[f"{model_name}_flag_{fname}"][row] = True
-    table[f"{model_name}_flag"][row] = flags.fatal
+        table[flag_column(model_name, fname)][row] = True
+    table[summary_flag_column(model_name)][row] = flags.fatal

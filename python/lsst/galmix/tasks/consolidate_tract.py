@@ -9,7 +9,7 @@ import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
-from ..analysis.catalogs import consolidate_models, resolve_duplicates
+from ..analysis.catalogs import add_identity_columns, consolidate_models, resolve_duplicates
 
 __all__ = ["ConsolidateTractConfig", "ConsolidateTractConnections", "ConsolidateTractTask"]
 
@@ -63,6 +63,10 @@ class ConsolidateTractConfig(pipeBase.PipelineTaskConfig, pipelineConnections=Co
 class ConsolidateTractTask(pipeBase.PipelineTask):
     """Stack each model's patch tables, join the models on ``objectId`` and resolve duplicates.
 
+    The table starts with Rubin's identity columns (``objectId``, ``coord_ra``, ``coord_dec``, ``tract``,
+    ``patch``, ``refBand``, ``refExtendedness``; `lsst.galmix.analysis.catalogs.add_identity_columns`);
+    ``{band}_psfFlux`` comes from the point-source model when ``point`` is among ``models``.
+
     The ``isPrimary`` column is ``detect_isPrimary`` with duplicates across patch overlaps removed
     (see `lsst.galmix.analysis.catalogs.resolve_duplicates`).
     """
@@ -84,16 +88,18 @@ class ConsolidateTractTask(pipeBase.PipelineTask):
                     raise pipeBase.InvalidQuantumError(f"{ref}: 'patch' column disagrees with the data ID")
                 tables.append(table)
             per_model[model] = tables
-        outputs = self.run(per_model)
+        outputs = self.run(per_model, tract=int(butlerQC.quantum.dataId["tract"]))
         butlerQC.put(outputs, outputRefs)
 
-    def run(self, per_model: dict[str, list[Table]]) -> pipeBase.Struct:
+    def run(self, per_model: dict[str, list[Table]], tract: int = 0) -> pipeBase.Struct:
         """Consolidate patch tables.
 
         Parameters
         ----------
         per_model : `dict` [`str`, `list` [`astropy.table.Table`]]
             Model -> its patch tables.
+        tract : `int`
+            Tract ID (the ``tract`` column).
 
         Returns
         -------
@@ -103,12 +109,10 @@ class ConsolidateTractTask(pipeBase.PipelineTask):
         table = consolidate_models(per_model)
         first = self.config.models[0]
         primary = resolve_duplicates(
-            table, f"{first}_ra", f"{first}_dec", self.config.duplicateRadius, f"{first}_nPix"
+            table, f"{first}_ra", f"{first}_dec", self.config.duplicateRadius, f"{first}_n_pix"
         )
-        table["isPrimary"] = Column(
-            primary,
-            description="detect_isPrimary with duplicates across patch overlaps removed",
-        )
+        table["isPrimary"] = Column(primary)
+        table = add_identity_columns(table, list(self.config.models), tract)
         table.meta["galmix_models"] = list(self.config.models)
         n_dup = int(np.sum(np.asarray(table["detect_isPrimary"], bool) & ~primary))
         self.log.info(

@@ -256,6 +256,7 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
         self.metadata["nFlagged"] = n_flag
         self.metadata["prepareSeconds"] = t1 - t0
         self.metadata["fitSeconds"] = t2 - t1
+        self.metadata["objectFitSeconds"] = float(table.meta.get("galmix_object_seconds", float("nan")))
         self.log.info(
             "Fitted %s to %d objects in %d bands: %.2f s (%.1f objects/s), %d flagged; preparation %.2f s",
             cfg.modelName, len(table), sum(v is not None for v in images.values()), t2 - t1,

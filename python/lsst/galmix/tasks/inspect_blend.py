@@ -18,6 +18,8 @@ from lsst.daf.butler import Butler, ButlerUserError
 from lsst.daf.butler.registry import RegistryError
 
 from ..fitting import rebuild
+from ..fitting.flags import FLAGS
+from ..fitting.schema import flag_column
 from ..models.definitions import ModelDef, get_model
 
 __all__ = ["inspect_blend", "main", "render_objects", "theta_from_row"]
@@ -222,8 +224,8 @@ def inspect_blend(
     for _, r in enumerate(members):
         axes[0][0].annotate(str(r["objectId"]), (r[f"{m}_x"], r[f"{m}_y"]), color="white", fontsize=7,
                             xytext=(6, 6), textcoords="offset points")
-    flag_cols = [c for c in members.colnames if c.startswith(f"{m}_flag_")]
-    flags = sorted({c.removeprefix(f"{m}_flag_") for c in flag_cols for r in members if r[c]})
+    flag_cols = {flag_column(m, f.name): f.name for f in FLAGS if flag_column(m, f.name) in members.colnames}
+    flags = sorted({name for c, name in flag_cols.items() for r in members if r[c]})
     fig.suptitle(
         f"object {object_id}: blend {parent} with {len(members)} member(s), patch {patch}, model {m}"
         f"\nflags: {', '.join(flags) or 'none'}",

@@ -12,6 +12,7 @@ from lsst.pipe.base import connectionTypes as cT
 from ..analysis.catalogs import in_primary_area, match_tables, pixel_scale_arcsec
 from ..analysis.matching import match_probabilistic
 from ..analysis.stats import flux_to_mag
+from ..fitting.schema import flux_column
 
 __all__ = ["MatchTruthConfig", "MatchTruthConnections", "MatchTruthTask"]
 
@@ -128,12 +129,12 @@ class MatchTruthTask(pipeBase.PipelineTask):
         bands = [
             b
             for b in cfg.bands
-            if cfg.refFluxTemplate.format(band=b) in reference.colnames and f"{b}_{m}Flux" in target.colnames
+            if cfg.refFluxTemplate.format(band=b) in reference.colnames and flux_column(m, b) in target.colnames
         ]
 
         ref_flux = _stack(reference, [cfg.refFluxTemplate.format(band=b) for b in bands])
-        tgt_flux = _stack(target, [f"{b}_{m}Flux" for b in bands])
-        tgt_err = _stack(target, [f"{b}_{m}FluxErr" for b in bands])
+        tgt_flux = _stack(target, [flux_column(m, b) for b in bands])
+        tgt_err = _stack(target, [flux_column(m, b) + "Err" for b in bands])
 
         ref_select = np.ones(len(reference), dtype=bool)
         if cfg.refUniqueColumn and cfg.refUniqueColumn in reference.colnames:

@@ -124,7 +124,8 @@ def format_metrics_summary(metrics: dict) -> str:
     Returns
     -------
     text : `str`
-        Magnitude bias and scatter per band for galaxies and stars, colour bias, in mmag.
+        Magnitude bias and scatter per band for galaxies and stars, colour bias, in mmag; flux chi at
+        S/N >= 10; NaN flux errors among unflagged rows.
     """
     lo, hi = metrics["summary_range"]
     sb = metrics.get("selection_band", "r")
@@ -153,4 +154,14 @@ def format_metrics_summary(metrics: dict) -> str:
                 f"  {label:8s} colour bias: "
                 + ", ".join(f"{c} {_fmt(s['median']).strip()}" for c, s in colours.items())
             )
+        chi = summary.get("fluxChiSnr", {})
+        if chi:
+            lines.append(
+                f"  {label:8s} flux chi at S/N >= 10 (N, median, sigma_MAD): "
+                + ", ".join(f"{b} {s['count']} {_fmt(s['median'], 1.0).strip()} "
+                            f"{_fmt(s['sigma_mad'], 1.0, sign=False).strip()}" for b, s in chi.items())
+            )
+    nan = metrics.get("nanFluxErr")
+    if nan is not None:
+        lines.append(f"  NaN flux errors among unflagged rows: {nan['n_nan']} of {nan['n_unflagged']}")
     return "\n".join(lines)
