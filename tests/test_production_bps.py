@@ -1,0 +1,302 @@
+"""Production integration: a throw-away PostgreSQL server, the CI repository on it, the CI pipeline
+through ``bps submit`` with the parsl plugin (local site), and the tables compared with an SQLite
+``pipetask run`` of the same inputs.
+
+The server is started here (``initdb`` + ``pg_ctl`` into a temporary folder on a free local port, as the
+``postgres`` system user when running as root, which ``initdb`` refuses) and stopped at the end. The
+password lives only in a ``db-auth.yaml`` of mode 600 named by ``LSST_DB_AUTH``, as in production.
+Missing PostgreSQL binaries fail the test with the command that installs them (``.ci/run`` runs it).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lsst.daf.butler import Butler
+
+from test_pipeline_ci import OUT as SQLITE_OUT
+from test_pipeline_ci import ci_run  # noqa: F401 - the shared SQLite CI run, built once per session
+
+BPS_OUT = "galmix/bps/ci"
+TRACT = {"skymap": "galmix_sim", "tract": 0}
+PATCHES = (0, 1, 2, 3)
+MODELS = ("sersic", "exp")
+BIN = Path(sys.executable).parent
+CONFIG = Path(__file__).parent.parent / "config" / "bps"
+PASSWORD = "galmix-test-secret"
+USER = "galmix"
+
+
+def _pg_bindir() -> Path:
+    """Directory holding ``initdb`` and ``pg_ctl``: on PATH, else Debian's versioned folder."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    if candidates:
+        return Path(candidates[-1]).parent
+    pytest.fail(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install them with "
+        "'apt-get update && apt-get install -y postgresql postgresql-contrib' (.ci/run does this)"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThrowAwayPostgres:
+    """A PostgreSQL server in a temporary folder, owned by this test session.
+
+    Parameters
+    ----------
+    root
+        Empty folder for the data directory, socket and log.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.bindir = _pg_bindir()
+        self.port = _free_port()
+        self.data = root / "data"
+        # initdb refuses to run as root: run the server commands as the postgres system user then.
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail("Running as root and no 'postgres' user exists to own the test server")
+            os.chown(root, owner.pw_uid, owner.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+            self._owner = owner
+        else:
+            self._owner = None
+
+    def _run(self, *argv: str) -> None:
+        proc = subprocess.run([*self.prefix, *argv], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            log = self.root / "server.log"
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}\n{tail}")
+
+    def start(self) -> None:
+        pwfile = self.root / "pw"
+        pwfile.write_text(PASSWORD + "\n")
+        if self._owner is not None:
+            os.chown(pwfile, self._owner.pw_uid, self._owner.pw_gid)
+        pwfile.chmod(0o600)
+        self._run(
+            str(self.bindir / "initdb"), "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}",
+            "--auth=scram-sha-256", "--no-locale", "-E", "UTF8", "--no-sync",
+        )
+        pwfile.unlink()
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
+                  "-w", "-t", "60", "-o", options, "start")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def create_database(self, name: str, btree_gist: bool = True) -> None:
+        """Create a database, with the ``btree_gist`` extension the Butler registry needs."""
+        import psycopg2
+
+        with psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
+                              dbname="postgres") as conn:
+            conn.autocommit = True
+            conn.cursor().execute(f"CREATE DATABASE {name}")
+        if btree_gist:
+            with psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
+                                  dbname=name) as conn:
+                conn.autocommit = True
+                conn.cursor().execute("CREATE EXTENSION btree_gist")
+
+    def url(self, database: str, driver: str = "psycopg2") -> str:
+        """Registry URL without the password (it comes from db-auth.yaml)."""
+        scheme = f"postgresql+{driver}" if driver else "postgresql"
+        return f"{scheme}://{USER}@127.0.0.1:{self.port}/{database}"
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A running server with database ``galmix`` (btree_gist) and ``LSST_DB_AUTH`` set for it."""
+    # Not under pytest's temporary folder: that one is private to the current user (mode 700) and the
+    # server runs as another one.
+    root = Path(tempfile.mkdtemp(prefix="galmix-pg-"))
+    server = ThrowAwayPostgres(root)
+    server.start()
+    auth_dir = tmp_path_factory.mktemp("dbauth")
+    auth = auth_dir / "db-auth.yaml"
+    # db-auth.yaml matches URLs without the driver, and the middleware rejects a file others can read.
+    auth.write_text(
+        f"- url: postgresql://{USER}@127.0.0.1:{server.port}/\n  username: {USER}\n  password: {PASSWORD}\n"
+    )
+    auth.chmod(0o600)
+    previous = os.environ.get("LSST_DB_AUTH")
+    os.environ["LSST_DB_AUTH"] = str(auth)
+    try:
+        server.create_database("galmix")
+        yield server
+    finally:
+        if previous is None:
+            os.environ.pop("LSST_DB_AUTH", None)
+        else:
+            os.environ["LSST_DB_AUTH"] = previous
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(argv: list[str], log: Path, cwd: Path | None = None) -> float:
+    """Run a command with its output in ``log``; fail the test with the log's end if it fails."""
+    env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(argv)} exited {proc.returncode}; end of {log}:\n" + log.read_text()[-4000:])
+    return time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def bps_run(postgres, tmp_path_factory):
+    """The CI repository built on PostgreSQL and the CI pipeline run on it through ``bps submit``."""
+    work = tmp_path_factory.mktemp("bps")
+    repo = work / "repo"
+    seconds = {}
+    seconds["make_repo"] = _run(
+        [str(BIN / "galmix-make-repo"), str(repo), "--size", "ci", "--quiet",
+         "--registry", postgres.url("galmix")],
+        work / "make_repo.log",
+    )
+    # bps writes submit/ and parsl's runinfo/ under the working directory.
+    seconds["bps"] = _run(
+        [str(BIN / "bps"), "submit", "-b", str(repo), str(CONFIG / "galmix_ci.yaml")], work / "bps.log", cwd=work
+    )
+    print(f"PostgreSQL CI repository: galmix-make-repo {seconds['make_repo']:.0f} s, bps submit "
+          f"{seconds['bps']:.0f} s")
+    return repo, work
+
+
+def _assert_tables_equal(a, b, what: str) -> None:
+    # Per-object timing columns differ between any two runs; everything else must be identical.
+    names = [c for c in a.colnames if not c.endswith("_time")]
+    assert names == [c for c in b.colnames if not c.endswith("_time")], what
+    assert len(a) == len(b), what
+    for name in names:
+        x, y = np.asarray(a[name]), np.asarray(b[name])
+        same = np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+        assert same, f"{what}: column {name} differs"
+
+
+def test_registry_is_postgresql(bps_run, postgres):
+    butler = Butler.from_config(str(bps_run[0]))
+    assert butler._config["registry", "db"].startswith("postgresql+psycopg2://")
+    # The password is in db-auth.yaml only, never in the repository's configuration.
+    assert PASSWORD not in (bps_run[0] / "butler.yaml").read_text()
+
+
+def test_bps_outputs_equal_sqlite_pipetask(bps_run, request):
+    repo, work = bps_run
+    sqlite_repo = request.getfixturevalue("ci_run")[0]
+    bps = Butler.from_config(str(repo), collections=[BPS_OUT])
+    ref = Butler.from_config(sqlite_repo, collections=[SQLITE_OUT])
+    # 4 patch clusters (detection, PSF, both fits), 1 tract cluster, pipetaskInit, finalJob.
+    logs = work.glob("submit/galmix/bps/ci/*/logs/*/*.stdout")
+    assert {p.parent.name for p in logs} >= {"pipetaskInit", "patch", "tract", "finalJob"}
+    for patch in PATCHES:
+        data_id = TRACT | {"patch": patch}
+        _assert_tables_equal(bps.get("galmix_objects", data_id), ref.get("galmix_objects", data_id),
+                             f"galmix_objects {patch}")
+        for model in MODELS:
+            name = f"galmix_{model}_patch"
+            _assert_tables_equal(bps.get(name, data_id), ref.get(name, data_id), f"{name} {patch}")
+    for name in ("objectTable_tract_galmix", "matched_truth_summary_objectTable_tract_galmix"):
+        _assert_tables_equal(bps.get(name, TRACT), ref.get(name, TRACT), name)
+
+
+def test_provenance_in_output_collection(bps_run):
+    from lsst.galmix import __version__
+
+    butler = Butler.from_config(str(bps_run[0]), collections=[BPS_OUT])
+    packages = butler.get("packages")
+    assert packages["galmix"] == __version__
+    config = butler.get("fitCoaddMultibandSersic_config")
+    assert config.model == "sersic"
+    metadata = butler.get("fitCoaddMultibandSersic_metadata", TRACT | {"patch": 0})
+    assert metadata["fitCoaddMultibandSersic"]["nObjects"] > 20
+
+
+def test_rerun_skips_done_quanta(bps_run):
+    """A second run into the same RUN with --extend-run --skip-existing redoes only what is missing."""
+    repo, work = bps_run
+    butler = Butler.from_config(str(repo), writeable=True)
+    run = butler.collections.get_info(BPS_OUT).children[0]
+    before = {
+        (ref.datasetType.name, ref.dataId["patch"]): ref
+        for name in ("galmix_sersic_patch", "galmix_exp_patch")
+        for ref in butler.query_datasets(name, collections=run, explain=False)
+    }
+    lost = before[("galmix_sersic_patch", 2)]
+    table = butler.get(lost)
+    # As if the job that wrote it had died: its output is gone.
+    butler.pruneDatasets([lost], disassociate=True, unstore=True, purge=True)
+    log = work / "rerun.log"
+    _run(
+        [str(BIN / "pipetask"), "run", "-b", str(repo), "-o", BPS_OUT, "--extend-run", "--skip-existing",
+         "-p", "resource://lsst.galmix/pipelines/galmix_ci.yaml", "-d", "skymap = 'galmix_sim'"],
+        log,
+    )
+    text = log.read_text()
+    assert "Executed 1 quanta successfully" in text, text[-3000:]
+    butler = Butler.from_config(str(repo))
+    after = {
+        (ref.datasetType.name, ref.dataId["patch"]): ref
+        for name in ("galmix_sersic_patch", "galmix_exp_patch")
+        for ref in butler.query_datasets(name, collections=run, explain=False)
+    }
+    assert after.keys() == before.keys()
+    # Done quanta were skipped (their datasets are the same ones); the missing one was redone, identically.
+    assert all(after[k].id == before[k].id for k in before if k != ("galmix_sersic_patch", 2))
+    assert after[("galmix_sersic_patch", 2)].id != lost.id
+    _assert_tables_equal(butler.get(after[("galmix_sersic_patch", 2)]), table, "re-fitted patch 2")
+
+
+def test_registry_failures_leave_nothing_behind(postgres, tmp_path):
+    exe = str(BIN / "galmix-make-repo")
+    # A URL without the driver asks SQLAlchemy for psycopg (3), which is not installed.
+    postgres.create_database("nogist", btree_gist=False)
+    for url, words in (
+        (postgres.url("galmix", driver=""), "postgresql+psycopg2://"),
+        (postgres.url("nogist"), "btree_gist"),
+    ):
+        repo = tmp_path / "repo"
+        proc = subprocess.run([exe, str(repo), "--registry", url, "--quiet"], capture_output=True, text=True,
+                              check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert not repo.exists()
+    # A folder that existed (empty) before is kept, and emptied of what was written into it.
+    repo = tmp_path / "kept"
+    repo.mkdir()
+    proc = subprocess.run([exe, str(repo), "--registry", postgres.url("nogist"), "--quiet"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and repo.is_dir() and not any(repo.iterdir())
+    assert stat.S_IMODE(Path(os.environ["LSST_DB_AUTH"]).stat().st_mode) == 0o600
