@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from lsst.daf.butler import Butler
-
 from test_pipeline_ci import OUT as SQLITE_OUT
 from test_pipeline_ci import ci_run  # noqa: F401 - the shared SQLite CI run, built once per session
 
@@ -117,17 +116,20 @@ class ThrowAwayPostgres:
 
     def create_database(self, name: str, btree_gist: bool = True) -> None:
         """Create a database, with the ``btree_gist`` extension the Butler registry needs."""
+        self._sql("postgres", f"CREATE DATABASE {name}")
+        if btree_gist:
+            self._sql(name, "CREATE EXTENSION btree_gist")
+
+    def _sql(self, database: str, statement: str) -> None:
         import psycopg2
 
-        with psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
-                              dbname="postgres") as conn:
+        # CREATE DATABASE refuses to run in a transaction: autocommit, no `with conn` block.
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD, dbname=database)
+        try:
             conn.autocommit = True
-            conn.cursor().execute(f"CREATE DATABASE {name}")
-        if btree_gist:
-            with psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
-                                  dbname=name) as conn:
-                conn.autocommit = True
-                conn.cursor().execute("CREATE EXTENSION btree_gist")
+            conn.cursor().execute(statement)
+        finally:
+            conn.close()
 
     def url(self, database: str, driver: str = "psycopg2") -> str:
         """Registry URL without the password (it comes from db-auth.yaml)."""
@@ -167,6 +169,8 @@ def postgres(tmp_path_factory):
 def _run(argv: list[str], log: Path, cwd: Path | None = None) -> float:
     """Run a command with its output in ``log``; fail the test with the log's end if it fails."""
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if cwd is not None:
+        env["PWD"] = str(cwd)  # bps puts its submit/ folder under ${PWD}
     t0 = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, check=False)
@@ -300,3 +304,96 @@ def test_registry_failures_leave_nothing_behind(postgres, tmp_path):
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and repo.is_dir() and not any(repo.iterdir())
     assert stat.S_IMODE(Path(os.environ["LSST_DB_AUTH"]).stat().st_mode) == 0o600
+
+
+def _simulated_upstream(objects, rng):
+    """A Rubin-style object table from galmix_objects: renamed sky columns, no footprints or shapes,
+    extra columns, shuffled column order, and some centroids lost (NaN) so the sky position is used."""
+    from astropy.table import Table
+
+    upstream = Table()
+    upstream["coord_dec"] = objects["dec"]
+    upstream["objectId"] = objects["objectId"] + 10**12
+    upstream["x"] = np.asarray(objects["x"], dtype=float)
+    parent = np.asarray(objects["parentObjectId"])
+    upstream["parentObjectId"] = np.where(parent != 0, parent + 10**12, 0)
+    upstream["coord_ra"] = objects["ra"]
+    upstream["y"] = np.asarray(objects["y"], dtype=float)
+    upstream["detect_isPrimary"] = objects["detect_isPrimary"]
+    upstream["r_psfFlux"] = rng.normal(size=len(objects))  # ignored
+    lost = rng.choice(len(objects), size=5, replace=False)
+    upstream["x"][lost] = np.nan
+    upstream["y"][lost] = np.nan
+    return upstream, lost
+
+
+def test_upstream_catalog_drives_the_fit(ci_run):  # noqa: F811 - the fixture imported above
+    from lsst.galmix.tasks import upstream_objects
+    from lsst.pipe.base import Pipeline
+    from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
+
+    repo = ci_run[0]
+    writer = Butler.from_config(repo, writeable=True)
+    data_id = TRACT | {"patch": 0}
+    objects = writer.get("galmix_objects", data_id, collections=SQLITE_OUT)
+    upstream, lost = _simulated_upstream(objects, np.random.default_rng(5))
+    from lsst.daf.butler import DatasetType
+
+    writer.registry.registerDatasetType(
+        DatasetType("object_patch", ("skymap", "tract", "patch"), "ArrowAstropy", universe=writer.dimensions)
+    )
+    writer.collections.register("galmix/upstream")
+    writer.put(upstream, "object_patch", data_id, run="galmix/upstream")
+
+    pipeline = Pipeline.from_uri("resource://lsst.galmix/pipelines/galmix_production.yaml#fitCoaddMultibandSersic")
+    butler = SimplePipelineExecutor.prep_butler(
+        repo, inputs=["galmix/upstream", SQLITE_OUT, "galmix/sim"], output="galmix/upstream_fit"
+    )
+    executor = SimplePipelineExecutor.from_pipeline(
+        pipeline, butler=butler, where="skymap = 'galmix_sim' AND tract = 0 AND patch = 0"
+    )
+    assert len(executor.run(register_dataset_types=True)) == 1
+    fits = butler.get("galmix_sersic_patch", data_id, collections="galmix/upstream_fit")
+    # One row per upstream row, in order, with its ids and the patch of the quantum.
+    np.testing.assert_array_equal(fits["objectId"], upstream["objectId"])
+    np.testing.assert_array_equal(fits["parentObjectId"], upstream["parentObjectId"])
+    assert np.all(fits["patch"] == 0)
+    # Lost centroids came back from coord_ra/coord_dec (to well under a pixel of the detection's).
+    positions = upstream_objects(upstream[lost])  # without sky_to_pixel they stay NaN
+    assert np.isnan(positions["x"]).all()
+    np.testing.assert_allclose(fits["sersic_x"][lost], objects["x"][lost], atol=1.0)
+    # Same objects as galmix's own detection, fitted without its footprints and moments: same fluxes
+    # for isolated objects to within a few percent at the median.
+    own = writer.get("galmix_sersic_patch", data_id, collections=SQLITE_OUT)
+    fitted = np.isfinite(fits["r_sersicFlux"])
+    assert fitted.mean() > 0.9
+    isolated = fitted & np.isfinite(own["r_sersicFlux"]) & (upstream["parentObjectId"] == 0) & (own["r_sersicFlux"] > 0)
+    ratio = fits["r_sersicFlux"][isolated] / own["r_sersicFlux"][isolated]
+    assert isolated.sum() > 20
+    assert abs(np.median(ratio) - 1) < 0.02, np.median(ratio)
+
+
+def test_upstream_objects_rejects_unusable_catalogues():
+    from astropy.table import Table
+    from lsst.galmix.tasks import upstream_objects
+
+    with pytest.raises(ValueError, match="objectId"):
+        upstream_objects(Table({"x": [1.0], "y": [2.0]}))
+    with pytest.raises(ValueError, match="coord_ra"):
+        upstream_objects(Table({"objectId": [1], "x": [1.0]}))
+    out = upstream_objects(Table({"objectId": [7, 8], "coord_ra": [1.0, 2.0], "coord_dec": [0.0, 0.0]}),
+                           sky_to_pixel=lambda ra, dec: (ra * 10, dec + 5))
+    np.testing.assert_array_equal(out["x"], [10.0, 20.0])
+    assert list(out["parentObjectId"]) == [0, 0] and out["detect_isPrimary"].all()
+
+
+def test_version_carries_the_git_revision(tmp_path):
+    import lsst.galmix
+    from lsst.galmix.version import RELEASE, git_revision
+
+    # This test runs from the source tree (an editable install): the revision is known.
+    assert lsst.galmix.__version__.startswith(RELEASE + "+g"), lsst.galmix.__version__
+    # A copy of the module outside any checkout has no revision and falls back quietly.
+    copy = tmp_path / "version.py"
+    copy.write_text("")
+    assert git_revision(str(copy)) is None

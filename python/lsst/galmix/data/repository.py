@@ -161,7 +161,7 @@ def create_butler_repo(root: str, registry: str | None = None, namespace: str | 
         # makeRepo would replace an explicit SQLite URL by the in-repository default unless told not to.
         Butler.makeRepo(path, config=config, forceConfigRoot=registry is None)
         return Butler.from_config(str(path), writeable=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here leaves a butler.yaml that blocks a re-run
+    except Exception as exc:  # any failure here leaves a butler.yaml that blocks a re-run
         _remove_made(local, created_dir, before)
         raise RegistrySetupError(_explain_registry_error(registry, exc)) from exc
 
