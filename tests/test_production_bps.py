@@ -223,8 +223,10 @@ def test_bps_outputs_equal_sqlite_pipetask(bps_run, request):
     bps = Butler.from_config(str(repo), collections=[BPS_OUT])
     ref = Butler.from_config(sqlite_repo, collections=[SQLITE_OUT])
     # 4 patch clusters (detection, PSF, both fits), 1 tract cluster, pipetaskInit, finalJob.
-    logs = work.glob("submit/galmix/bps/ci/*/logs/*/*.stdout")
-    assert {p.parent.name for p in logs} >= {"pipetaskInit", "patch", "tract", "finalJob"}
+    (submit,) = work.glob("submit/galmix/bps/ci/*")
+    jobs = {p.relative_to(submit / "logs").parts[0] for p in (submit / "logs").rglob("*.stdout")}
+    assert jobs == {"pipetaskInit", "patch", "tract", "finalJob"}
+    assert len(list((submit / "logs" / "patch").rglob("*.stdout"))) == len(PATCHES)
     for patch in PATCHES:
         data_id = TRACT | {"patch": patch}
         _assert_tables_equal(bps.get("galmix_objects", data_id), ref.get("galmix_objects", data_id),
@@ -237,11 +239,14 @@ def test_bps_outputs_equal_sqlite_pipetask(bps_run, request):
 
 
 def test_provenance_in_output_collection(bps_run):
-    from lsst.galmix import __version__
+    from importlib.metadata import version
 
     butler = Butler.from_config(str(bps_run[0]), collections=[BPS_OUT])
     packages = butler.get("packages")
-    assert packages["galmix"] == __version__
+    # The middleware records the installed distribution's version, which carries the git revision it
+    # was built from (lsst.galmix.version).
+    assert packages["galmix"] == version("lsst-galmix")
+    assert "+g" in packages["galmix"]
     config = butler.get("fitCoaddMultibandSersic_config")
     assert config.model == "sersic"
     metadata = butler.get("fitCoaddMultibandSersic_metadata", TRACT | {"patch": 0})
@@ -260,8 +265,13 @@ def test_rerun_skips_done_quanta(bps_run):
     }
     lost = before[("galmix_sersic_patch", 2)]
     table = butler.get(lost)
-    # As if the job that wrote it had died: its output is gone.
-    butler.pruneDatasets([lost], disassociate=True, unstore=True, purge=True)
+    # As if the job had died before finishing: its outputs, metadata (the mark of a finished quantum) and
+    # log are gone.
+    quantum = [
+        butler.find_dataset(name, lost.dataId, collections=run)
+        for name in ("fitCoaddMultibandSersic_metadata", "fitCoaddMultibandSersic_log")
+    ]
+    butler.pruneDatasets([lost, *quantum], disassociate=True, unstore=True, purge=True)
     log = work / "rerun.log"
     _run(
         [str(BIN / "pipetask"), "run", "-b", str(repo), "-o", BPS_OUT, "--extend-run", "--skip-existing",

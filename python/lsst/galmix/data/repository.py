@@ -80,8 +80,11 @@ def _seed_config() -> Config:
         return Config(str(path))
 
 
-class RegistrySetupError(RuntimeError):
-    """The registry database could not be set up; the message says why and what to do."""
+class RegistrySetupError(ValueError):
+    """The registry database could not be set up; the message says why and what to do.
+
+    A `ValueError`: the registry argument (URL, database, credentials) cannot be used as given.
+    """
 
 
 def _explain_registry_error(registry: str | None, exc: Exception) -> str:

@@ -8,7 +8,6 @@ import argparse
 import sys
 import time
 
-from ..data.repository import RegistrySetupError
 from ..data.skymap import SIZES
 from .make_repo import make_repo
 
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     status : `int`
-        0 on success, 2 on a bad argument or a registry that cannot be set up (message on stderr).
+        0 on success, 2 on a bad argument (message on stderr).
     """
     args = _parser().parse_args(argv)
     progress = _Progress(sys.stderr, args.quiet)
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             registry=args.registry,
             progress=progress,
         )
-    except (ValueError, FileExistsError, RegistrySetupError) as err:
+    except (ValueError, FileExistsError) as err:
         progress.done()
         print(f"galmix-make-repo: error: {err}", file=sys.stderr)
         return 2
