@@ -407,3 +407,29 @@ def test_version_carries_the_git_revision(tmp_path):
     copy = tmp_path / "version.py"
     copy.write_text("")
     assert git_revision(str(copy)) is None
+
+
+@pytest.mark.parametrize("name", ["galmix_ci.yaml", "galmix_production.yaml"])
+def test_bps_submit_files_match_their_pipelines(name):
+    from lsst.ctrl.bps import BpsConfig
+    from lsst.daf.butler import DimensionUniverse
+    from lsst.pipe.base import Pipeline
+
+    config = BpsConfig(str(CONFIG / name))
+    assert config["wmsServiceClass"] == "lsst.ctrl.bps.parsl.ParslService"
+    assert config[".site.local.class"] == "lsst.ctrl.bps.parsl.sites.Local"
+    assert config[".site.slurm.class"] == "lsst.ctrl.bps.parsl.sites.Slurm"
+    assert config[".finalJob.requestCpus"] == 2
+    graph = Pipeline.from_uri(config["pipelineYaml"]).to_graph()
+    graph.resolve(dimensions=DimensionUniverse())
+    labels = set(graph.tasks.keys())
+    assert set(config["pipetask"]) <= labels
+    clustered = {
+        label.strip() for cluster in config["cluster"] for label in config["cluster"][cluster]["pipetasks"].split(",")
+    }
+    assert clustered <= labels
+    # Every per-patch task shares its patch's job; every task has a memory request.
+    per_patch = {label for label, node in graph.tasks.items() if "patch" in node.dimensions.names}
+    assert per_patch <= clustered
+    for label in labels:
+        assert 256 <= config.search("requestMemory", opt={"curvals": {"curr_pipetask": label}})[1] <= 8192
