@@ -10,6 +10,7 @@ Missing PostgreSQL binaries fail the test with the command that installs them (`
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -137,15 +138,15 @@ class ThrowAwayPostgres:
         return f"{scheme}://{USER}@127.0.0.1:{self.port}/{database}"
 
 
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    """A running server with database ``galmix`` (btree_gist) and ``LSST_DB_AUTH`` set for it."""
+@contextlib.contextmanager
+def _postgres(auth_dir: Path):
+    """A running server with database ``galmix`` (btree_gist) and ``LSST_DB_AUTH`` set for it; the
+    server is stopped and its folder removed on exit."""
     # Not under pytest's temporary folder: that one is private to the current user (mode 700) and the
     # server runs as another one.
     root = Path(tempfile.mkdtemp(prefix="galmix-pg-"))
     server = ThrowAwayPostgres(root)
     server.start()
-    auth_dir = tmp_path_factory.mktemp("dbauth")
     auth = auth_dir / "db-auth.yaml"
     # db-auth.yaml matches URLs without the driver, and the middleware rejects a file others can read.
     auth.write_text(
@@ -179,10 +180,8 @@ def _run(argv: list[str], log: Path, cwd: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
-@pytest.fixture(scope="module")
-def bps_run(postgres, tmp_path_factory):
+def _build_and_submit(postgres: ThrowAwayPostgres, work: Path) -> tuple[Path, Path]:
     """The CI repository built on PostgreSQL and the CI pipeline run on it through ``bps submit``."""
-    work = tmp_path_factory.mktemp("bps")
     repo = work / "repo"
     seconds = {}
     seconds["make_repo"] = _run(
@@ -210,14 +209,25 @@ def _assert_tables_equal(a, b, what: str) -> None:
         assert same, f"{what}: column {name} differs"
 
 
-def test_registry_is_postgresql(bps_run, postgres):
+def test_postgresql_registry_through_bps(tmp_path, request):
+    """One test, so that pytest-xdist cannot split the server and its users across workers."""
+    with _postgres(tmp_path) as postgres:
+        bps_run = _build_and_submit(postgres, tmp_path)
+        _check_registry_is_postgresql(bps_run)
+        _check_bps_outputs_equal_sqlite_pipetask(bps_run, request)
+        _check_provenance(bps_run)
+        _check_rerun_skips_done_quanta(bps_run)
+        _check_registry_failures_leave_nothing_behind(postgres, tmp_path / "failures")
+
+
+def _check_registry_is_postgresql(bps_run):
     butler = Butler.from_config(str(bps_run[0]))
     assert butler._config["registry", "db"].startswith("postgresql+psycopg2://")
     # The password is in db-auth.yaml only, never in the repository's configuration.
     assert PASSWORD not in (bps_run[0] / "butler.yaml").read_text()
 
 
-def test_bps_outputs_equal_sqlite_pipetask(bps_run, request):
+def _check_bps_outputs_equal_sqlite_pipetask(bps_run, request):
     repo, work = bps_run
     sqlite_repo = request.getfixturevalue("ci_run")[0]
     bps = Butler.from_config(str(repo), collections=[BPS_OUT])
@@ -238,7 +248,7 @@ def test_bps_outputs_equal_sqlite_pipetask(bps_run, request):
         _assert_tables_equal(bps.get(name, TRACT), ref.get(name, TRACT), name)
 
 
-def test_provenance_in_output_collection(bps_run):
+def _check_provenance(bps_run):
     from importlib.metadata import version
 
     butler = Butler.from_config(str(bps_run[0]), collections=[BPS_OUT])
@@ -253,7 +263,7 @@ def test_provenance_in_output_collection(bps_run):
     assert metadata["fitCoaddMultibandSersic"]["nObjects"] > 20
 
 
-def test_rerun_skips_done_quanta(bps_run):
+def _check_rerun_skips_done_quanta(bps_run):
     """A second run into the same RUN with --extend-run --skip-existing redoes only what is missing."""
     repo, work = bps_run
     butler = Butler.from_config(str(repo), writeable=True)
@@ -293,7 +303,8 @@ def test_rerun_skips_done_quanta(bps_run):
     _assert_tables_equal(butler.get(after[("galmix_sersic_patch", 2)]), table, "re-fitted patch 2")
 
 
-def test_registry_failures_leave_nothing_behind(postgres, tmp_path):
+def _check_registry_failures_leave_nothing_behind(postgres, tmp_path):
+    tmp_path.mkdir()
     exe = str(BIN / "galmix-make-repo")
     # A URL without the driver asks SQLAlchemy for psycopg (3), which is not installed.
     postgres.create_database("nogist", btree_gist=False)
