@@ -22,7 +22,7 @@ venv: $(PY)
 
 # Re-installs when pyproject.toml or any C++ file changes.
 $(VENV)/.installed: $(PY) pyproject.toml setup.py $(wildcard src/*.cc include/lsst/galmix/*.h python/lsst/galmix/*.cc)
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -e '.[test,bench,production]'
 	touch $@
 
 install: $(VENV)/.installed

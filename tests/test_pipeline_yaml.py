@@ -25,7 +25,8 @@ def test_package_data_is_the_repository_directory():
     shipped = importlib.resources.files("lsst.galmix") / "pipelines"
     names = sorted(p.name for p in shipped.iterdir() if p.name.endswith(".yaml"))
     assert names == sorted(p.name for p in PIPELINES.glob("*.yaml"))
-    assert {"galmix_fit.yaml", "galmix_fit_all.yaml", "galmix_match_dc2.yaml", "galmix_ci.yaml"} <= set(names)
+    assert {"galmix_fit.yaml", "galmix_fit_all.yaml", "galmix_match_dc2.yaml", "galmix_ci.yaml",
+            "galmix_production.yaml"} <= set(names)
 
 
 @pytest.mark.parametrize(
@@ -94,3 +95,19 @@ def test_psf_object_mode_reads_objects():
     assert "objects" not in FitCoaddPsfConnections(config=config).inputs
     config.mode = "object"
     assert "objects" in FitCoaddPsfConnections(config=config).inputs
+
+
+@pytest.mark.parametrize(
+    "params, objects, footprints",
+    [({}, "object_patch", False), ({"input_catalog": "galmix"}, "galmix_objects", True),
+     ({"upstream_catalog": "objectTable"}, "objectTable", False)],
+)
+def test_production_pipeline(params, objects, footprints):
+    graph = _graph("galmix_production", **params)
+    assert set(graph.tasks.keys()) == {"fitCoaddPsf", "fitCoaddMultibandSersic", "consolidateTract"}
+    names = set(graph.dataset_types)
+    assert {"galmix_psf_fits", "galmix_sersic_patch", "objectTable_tract_galmix", objects} <= names
+    assert not any(n.startswith(("truth", "match")) for n in names)
+    assert ("galmix_footprints" in names) == footprints
+    inputs = {edge.parent_dataset_type_name for edge in graph.tasks["fitCoaddMultibandSersic"].inputs.values()}
+    assert objects in inputs

@@ -13,6 +13,7 @@ __all__ = (
     "INSTRUMENT",
     "RUN",
     "TRUTH_DATASET_TYPE",
+    "RegistrySetupError",
     "check_bands",
     "create_butler_repo",
     "physical_filter_name",
@@ -23,6 +24,7 @@ __all__ = (
 
 import importlib.resources
 import os
+import shutil
 
 from lsst.daf.butler import Butler, Config, DatasetType
 from lsst.resources import ResourcePath
@@ -78,6 +80,54 @@ def _seed_config() -> Config:
         return Config(str(path))
 
 
+class RegistrySetupError(ValueError):
+    """The registry database could not be set up; the message says why and what to do.
+
+    A `ValueError`: the registry argument (URL, database, credentials) cannot be used as given.
+    """
+
+
+def _explain_registry_error(registry: str | None, exc: Exception) -> str:
+    """A one-paragraph explanation of a failed registry set-up, naming the usual traps."""
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+    hint = ""
+    if registry is not None and registry.startswith("postgresql://"):
+        hint = (
+            "A PostgreSQL registry URL needs the driver: postgresql+psycopg2://USER@HOST:PORT/DATABASE "
+            "(plain postgresql:// asks SQLAlchemy for psycopg 3, which galmix does not install)."
+        )
+    elif "btree_gist" in text:
+        hint = "As a superuser, run 'CREATE EXTENSION btree_gist;' in that database, then retry."
+    elif "DbAuth" in type(exc).__name__ or "permissions" in text:
+        hint = (
+            "The password comes from ~/.lsst/db-auth.yaml (or the file named by $LSST_DB_AUTH), which must "
+            "have mode 600 and entries '- url: postgresql://HOST:PORT/DATABASE' (no driver) with "
+            "'username' and 'password'."
+        )
+    elif "password" in text:
+        hint = (
+            "No password matched: add an entry for this URL, written postgresql://HOST:PORT/DATABASE "
+            "without the driver, to ~/.lsst/db-auth.yaml (or $LSST_DB_AUTH), mode 600."
+        )
+    where = registry if registry is not None else "SQLite in the repository"
+    return f"registry set-up failed for {where}: {text}" + (f"\n{hint}" if hint else "")
+
+
+def _remove_made(local: str | None, created_dir: bool, before: set[str]) -> None:
+    """Remove what a failed `create_butler_repo` wrote: the folder if it made it, else its new files."""
+    if local is None or not os.path.isdir(local):
+        return
+    if created_dir:
+        shutil.rmtree(local, ignore_errors=True)
+        return
+    for name in set(os.listdir(local)) - before:
+        path = os.path.join(local, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+
+
 def create_butler_repo(root: str, registry: str | None = None, namespace: str | None = None) -> Butler:
     """Create an empty Butler repository from the galmix seed config and return a writeable Butler.
 
@@ -95,19 +145,28 @@ def create_butler_repo(root: str, registry: str | None = None, namespace: str | 
     ------
     FileExistsError
         If ``root`` exists and is not an empty directory.
+    RegistrySetupError
+        If the registry cannot be created or opened (missing driver or ``btree_gist``, no password in
+        ``db-auth.yaml``...). What this call wrote is removed first, so the same command can be re-run.
     """
     path = ResourcePath(root, forceDirectory=True)
     local = path.ospath if path.isLocal else None
     if local is not None and os.path.exists(local) and (not os.path.isdir(local) or os.listdir(local)):
         raise FileExistsError(f"Repository path {root!r} already exists and is not empty; choose a new one.")
+    created_dir = local is not None and not os.path.exists(local)
+    before = set(os.listdir(local)) if local is not None and not created_dir else set()
     config = _seed_config()
     if registry is not None:
         config["registry", "db"] = registry
         if namespace is not None:
             config["registry", "namespace"] = namespace
-    # makeRepo would replace an explicit SQLite URL by the in-repository default unless told not to.
-    Butler.makeRepo(path, config=config, forceConfigRoot=registry is None)
-    return Butler.from_config(str(path), writeable=True)
+    try:
+        # makeRepo would replace an explicit SQLite URL by the in-repository default unless told not to.
+        Butler.makeRepo(path, config=config, forceConfigRoot=registry is None)
+        return Butler.from_config(str(path), writeable=True)
+    except Exception as exc:  # any failure here leaves a butler.yaml that blocks a re-run
+        _remove_made(local, created_dir, before)
+        raise RegistrySetupError(_explain_registry_error(registry, exc)) from exc
 
 
 def register_instrument(butler: Butler, bands: list[str]) -> None:

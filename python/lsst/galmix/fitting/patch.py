@@ -30,6 +30,9 @@ _log = logging.getLogger(__name__)
 GROUP_LINK_STAMPS = 2.0
 """Without footprints, isolated objects closer than this many ``stamp_min`` are fitted jointly."""
 
+BATCH_OBJECTS = 256
+"""Isolated objects per C++ batch (blends: a quarter as many); their prepared pixels are held together."""
+
 ImageTriple = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 """``(image, variance, bad)``: nJy image, variance, boolean mask (True = do not use) or None."""
 
@@ -230,12 +233,14 @@ def fit_patch(
             objs[i] = build(i)
         except Exception:  # noqa: BLE001
             failed([i], 0.0)
-    try:
-        keys = list(objs)
-        for i, out in zip(keys, fit_isolated(m, [objs[i] for i in keys], band_images, footprints, cfg)):
-            write(i, out, (time.perf_counter() - t0) / max(len(keys), 1) if out is None else out.time)
-    except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects, keep the blends
-        failed(list(objs), (time.perf_counter() - t0) / max(len(objs), 1))
+    keys = list(objs)
+    # Batches bound the memory of the prepared pixel data, which grows with the number of objects.
+    for chunk in (keys[k:k + BATCH_OBJECTS] for k in range(0, len(keys), BATCH_OBJECTS)):
+        try:
+            for i, out in zip(chunk, fit_isolated(m, [objs[i] for i in chunk], band_images, footprints, cfg)):
+                write(i, out, (time.perf_counter() - t0) / max(len(keys), 1) if out is None else out.time)
+        except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects, keep the others
+            failed(chunk, (time.perf_counter() - t0) / max(len(keys), 1))
     blends = [g for g in groups if len(g) > 1]
     if cfg.blend_mode == "joint":
         # Blends small enough for a joint fit go to the C++ batch together; the others are fitted
@@ -249,17 +254,18 @@ def fit_patch(
                 built.append((g, [build(i) for i in g]))
             except Exception:  # noqa: BLE001
                 failed(g, 0.0)
-        try:
-            results = fit_joint_blends(m, [objs_ for _, objs_ in built], band_images, footprints, cfg)
-            for (g, _), outcomes in zip(built, results):
-                if outcomes is None:
-                    for i in g:
-                        write(i, None, 0.0)
-                    continue
-                for i, out in zip(g, outcomes):
-                    write(i, out, (time.perf_counter() - t0) / max(len(joint), 1) if out is None else out.time)
-        except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects
-            failed([i for g, _ in built for i in g], 0.0)
+        for part in (built[k:k + BATCH_OBJECTS // 4] for k in range(0, len(built), BATCH_OBJECTS // 4)):
+            try:
+                results = fit_joint_blends(m, [objs_ for _, objs_ in part], band_images, footprints, cfg)
+                for (g, _), outcomes in zip(part, results):
+                    if outcomes is None:
+                        for i in g:
+                            write(i, None, 0.0)
+                        continue
+                    for i, out in zip(g, outcomes):
+                        write(i, out, (time.perf_counter() - t0) / max(len(joint), 1) if out is None else out.time)
+            except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects
+                failed([i for g, _ in part for i in g], 0.0)
     if cfg.n_threads > 1 and len(blends) > 1:
         with ThreadPoolExecutor(cfg.n_threads) as pool:
             list(pool.map(run_blend, blends))

@@ -135,6 +135,8 @@ def make_repo(
         Unknown size or band.
     FileExistsError
         The repository path exists and is not empty.
+    lsst.galmix.data.repository.RegistrySetupError
+        The registry cannot be set up (nothing is left behind).
     """
     start = time.perf_counter()
     if size not in SIZES:

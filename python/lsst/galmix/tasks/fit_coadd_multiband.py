@@ -10,6 +10,7 @@ from astropy.table import Table
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
+from lsst.daf.butler import DeferredDatasetHandle
 from lsst.pipe.base import connectionTypes as cT
 
 from ..fitting.optimize import FitSettings, Priors
@@ -18,7 +19,17 @@ from ..fitting.source import SourceFitConfig
 from ..models.definitions import MODELS
 from ._templates import MODEL_TEMPLATE_DEFAULT, apply_model_template
 
-__all__ = ["FitCoaddMultibandConfig", "FitCoaddMultibandConnections", "FitCoaddMultibandTask"]
+__all__ = [
+    "UPSTREAM_COLUMNS",
+    "FitCoaddMultibandConfig",
+    "FitCoaddMultibandConnections",
+    "FitCoaddMultibandTask",
+    "upstream_objects",
+]
+
+UPSTREAM_COLUMNS = ("objectId", "parentObjectId", "x", "y", "coord_ra", "coord_dec")
+"""Columns read from an upstream object catalogue (Rubin Object schema names); others are ignored
+except ``patch``, ``detect_isPrimary`` and ``detect_isPatchInner``, which are copied when present."""
 
 
 class FitCoaddMultibandConnections(
@@ -27,11 +38,12 @@ class FitCoaddMultibandConnections(
     defaultTemplates={"coaddName": "deep_coadd_cell", "model": MODEL_TEMPLATE_DEFAULT},
 ):
     coadds = cT.Input(
-        doc="Cell coadds of all bands",
+        doc="Cell coadds of all bands (read one band at a time)",
         name="{coaddName}",
         storageClass="CellCoadd",
         dimensions=("skymap", "tract", "patch", "band"),
         multiple=True,
+        deferLoad=True,
     )
     objects = cT.Input(
         doc="Detected (deblended) objects",
@@ -62,6 +74,15 @@ class FitCoaddMultibandConnections(
     def __init__(self, *, config: FitCoaddMultibandConfig):
         if not config.usePsfFits:
             del self.psfFits
+        if config.inputCatalog == "upstream":
+            self.objects = cT.Input(
+                doc="Upstream object catalogue of the patch (Rubin column names)",
+                name=config.upstreamCatalog,
+                storageClass="ArrowAstropy",
+                dimensions=("skymap", "tract", "patch"),
+            )
+            if not config.upstreamFootprints:
+                del self.footprints
         apply_model_template(self, config.modelName)
 
 
@@ -74,6 +95,25 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
     """
 
     model = pexConfig.Field[str](doc="Base model (a registry name without FixedCen)", default="sersic")
+    inputCatalog = pexConfig.ChoiceField[str](
+        doc="Which catalogue gives the objects to fit",
+        default="galmix",
+        allowed={
+            "galmix": "galmix_objects and galmix_footprints of detectCoaddSources",
+            "upstream": "An upstream per-patch object catalogue (upstreamCatalog) in Rubin column names: "
+            "objectId, x, y (tract pixels) or coord_ra/coord_dec (degrees), parentObjectId optional",
+        },
+    )
+    upstreamCatalog = pexConfig.Field[str](
+        doc="Dataset type of the upstream catalogue (inputCatalog='upstream'); per (tract, patch)",
+        default="object_patch",
+    )
+    upstreamFootprints = pexConfig.Field[bool](
+        doc="With inputCatalog='upstream': also read the footprints connection, a label image whose values "
+        "are the catalogue's footprintLabel column (else no footprints: neighbours are fitted or "
+        "modelled, not masked)",
+        default=False,
+    )
     addPointSource = pexConfig.Field[bool](doc="Add a point source sharing the centre", default=False)
     fixCentroid = pexConfig.Field[bool](doc="Hold the centroid at the detection position", default=False)
     bands = pexConfig.ListField[str](
@@ -181,36 +221,37 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
     config: FitCoaddMultibandConfig
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
-        coadds = {}
-        for ref in inputRefs.coadds:
-            band = ref.dataId["band"]
-            try:
-                coadds[band] = butlerQC.get(ref)
-            except Exception as exc:  # noqa: BLE001 - an unreadable band is a missing band
-                self.log.warning("Band %s: cannot read coadd (%s); fitting without it", band, exc)
+        # Deferred handles: `run` reads one band at a time and keeps only its pixel planes.
+        coadds = {ref.dataId["band"]: butlerQC.get(ref) for ref in inputRefs.coadds}
         psf_fits = {}
         if self.config.usePsfFits:
             for ref in inputRefs.psfFits:
                 psf_fits[ref.dataId["band"]] = butlerQC.get(ref)
-        outputs = self.run(
-            coadds=coadds,
-            objects=butlerQC.get(inputRefs.objects),
-            footprints=butlerQC.get(inputRefs.footprints),
-            psfFits=psf_fits,
-        )
+        objects = butlerQC.get(inputRefs.objects)
+        if "patch" not in objects.colnames:
+            objects["patch"] = np.full(len(objects), outputRefs.outputTable.dataId["patch"], dtype=np.int32)
+        footprint_ref = getattr(inputRefs, "footprints", None)
+        footprints = butlerQC.get(footprint_ref) if footprint_ref is not None else None
+        outputs = self.run(coadds=coadds, objects=objects, footprints=footprints, psfFits=psf_fits)
         butlerQC.put(outputs, outputRefs)
 
     def run(self, coadds: dict, objects: Table, footprints: np.ndarray | None, psfFits: dict) -> pipeBase.Struct:
         """Fit every object.
 
+        Memory: the bands are read one at a time; of each coadd only float32 image and variance planes and
+        a boolean bad-pixel plane are kept (9 bytes per pixel and band), plus its PSF when
+        ``usePsfFits`` is False, so a quantum holds about one coadd more than those planes.
+
         Parameters
         ----------
-        coadds : `dict` [`str`, `lsst.images.cells.CellCoadd`]
-            Coadds by band (bands may be absent).
+        coadds : `dict` [`str`, `lsst.images.cells.CellCoadd` or `lsst.daf.butler.DeferredDatasetHandle`]
+            Coadds by band (bands may be absent); a handle is read when its band is reached, and a band
+            that cannot be read is fitted as missing.
         objects : `astropy.table.Table`
-            ``galmix_objects`` of the patch.
+            ``galmix_objects`` of the patch, or the upstream catalogue (``inputCatalog='upstream'``; see
+            `upstream_objects`).
         footprints : `numpy.ndarray` or `None`
-            ``galmix_footprints`` of the patch.
+            ``galmix_footprints`` of the patch; `None` for none.
         psfFits : `dict` [`str`, `astropy.table.Table`]
             ``galmix_psf_fits`` by band (ignored when ``usePsfFits`` is False).
 
@@ -222,28 +263,32 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
         cfg = self.config
         t0 = time.perf_counter()
         images, psfs = {}, {}
-        reference = None
+        origin, projection, pixel_to_sky, pixel_scale = None, None, None, 0.2
         for band in cfg.bands:
-            coadd = coadds.get(band)
+            coadd = self._read(band, coadds.get(band))
             images[band] = self._band_arrays(band, coadd) if coadd is not None else None
             if images[band] is None:
                 psfs[band] = None
                 continue
-            if reference is None:
-                reference = coadd
+            if origin is None:
+                origin = (coadd.bbox.x.start, coadd.bbox.y.start)
+                projection = coadd.sky_projection
+                pixel_to_sky = self._pixel_to_sky(coadd.sky_projection)
+                pixel_scale = self._pixel_scale(coadd.sky_projection, origin)
             if cfg.usePsfFits:
                 psfs[band] = psfFits.get(band)
             else:
                 psfs[band] = self._kernel_callable(coadd.psf)
-        if reference is None:
+            # Drop this band's coadd (mask planes, cell PSFs, metadata) before reading the next one.
+            del coadd
+        if origin is None:
             self.log.warning("No usable band in this patch: every object is flagged")
             origin = (0, 0)
-            pixel_to_sky = None
-            pixel_scale = 0.2
-        else:
-            origin = (reference.bbox.x.start, reference.bbox.y.start)
-            pixel_to_sky = self._pixel_to_sky(reference.sky_projection)
-            pixel_scale = self._pixel_scale(reference.sky_projection, origin)
+        if cfg.inputCatalog == "upstream":
+            objects = upstream_objects(objects, sky_to_pixel=None if projection is None else
+                                       self._sky_to_pixel(projection), log=self.log)
+            if not cfg.upstreamFootprints:
+                footprints = None
         t1 = time.perf_counter()
         table = fit_patch(
             images, origin, objects, footprints, psfs, cfg.modelName,
@@ -264,11 +309,25 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
         )
         return pipeBase.Struct(outputTable=table)
 
-    def _band_arrays(self, band: str, coadd):
-        """``(image, variance, bad)`` of a coadd, or `None` when no pixel is usable."""
+    def _read(self, band: str, source):
+        """The coadd of a band from a coadd or a deferred handle; `None` if absent or unreadable."""
+        if not isinstance(source, DeferredDatasetHandle):
+            return source
         try:
-            image = np.asarray(coadd.image.array, dtype=float)
-            variance = np.asarray(coadd.variance.array, dtype=float)
+            return source.get()
+        except Exception as exc:  # noqa: BLE001 - an unreadable band is a missing band
+            self.log.warning("Band %s: cannot read coadd (%s); fitting without it", band, exc)
+            return None
+
+    def _band_arrays(self, band: str, coadd):
+        """``(image, variance, bad)`` of a coadd, or `None` when no pixel is usable.
+
+        Image and variance are float32 copies (the fit converts each stamp to float64 as it cuts it), so
+        nothing here keeps the coadd itself alive.
+        """
+        try:
+            image = np.array(coadd.image.array, dtype=np.float32)
+            variance = np.array(coadd.variance.array, dtype=np.float32)
             bad = np.zeros(image.shape, dtype=bool)
             planes = {p.name for p in coadd.mask.schema}
             for plane in self.config.badMaskPlanes:
@@ -291,6 +350,17 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
         return convert
 
     @staticmethod
+    def _sky_to_pixel(projection):
+        def convert(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            from astropy.coordinates import SkyCoord
+
+            xy = projection.sky_to_pixel(SkyCoord(ra=np.asarray(ra, float), dec=np.asarray(dec, float),
+                                                  unit="deg"))
+            return np.asarray(xy.x, dtype=float), np.asarray(xy.y, dtype=float)
+
+        return convert
+
+    @staticmethod
     def _pixel_scale(projection, origin: tuple[int, int]) -> float:
         """Pixel scale (arcsec) at the patch origin from the projection's local Jacobian."""
         x0, y0 = origin
@@ -305,3 +375,62 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
                 return None
 
         return kernel
+
+
+def upstream_objects(catalog: Table, sky_to_pixel=None, log=None) -> Table:
+    """The fit's input table from an upstream object catalogue in Rubin column names.
+
+    Parameters
+    ----------
+    catalog : `astropy.table.Table`
+        Per-patch catalogue with ``objectId`` and either ``x``, ``y`` (tract pixels, LSST convention) or
+        ``coord_ra``, ``coord_dec`` (ICRS degrees); ``parentObjectId`` (0 or absent: isolated; children
+        of one parent are fitted jointly), ``patch``, ``detect_isPrimary``, ``detect_isPatchInner`` and
+        ``footprintLabel`` are used when present. Other columns (shapes, fluxes) are ignored: the fit
+        measures its own starting moments.
+    sky_to_pixel : callable, optional
+        ``(ra, dec) -> (x, y)`` of the patch; fills positions missing or NaN in ``x``/``y``.
+    log : `logging.Logger`, optional
+        Where to say how many positions came from the sky coordinates.
+
+    Returns
+    -------
+    objects : `astropy.table.Table`
+        One row per catalogue row, in order: ``objectId``, ``parentObjectId``, ``x``, ``y`` and the
+        optional columns above. A row without any usable position keeps NaN and is flagged by the fit.
+
+    Raises
+    ------
+    ValueError
+        If ``objectId`` is missing, or neither ``x``/``y`` nor ``coord_ra``/``coord_dec`` is there.
+    """
+    names = catalog.colnames
+    if "objectId" not in names:
+        raise ValueError(f"Upstream catalogue has no objectId column (columns: {', '.join(names)})")
+    has_xy = {"x", "y"} <= set(names)
+    has_sky = {"coord_ra", "coord_dec"} <= set(names)
+    if not (has_xy or has_sky):
+        raise ValueError("Upstream catalogue needs x, y (tract pixels) or coord_ra, coord_dec (degrees)")
+    n = len(catalog)
+    out = Table()
+    out["objectId"] = np.asarray(catalog["objectId"], dtype=np.int64)
+    parent = np.asarray(catalog["parentObjectId"]) if "parentObjectId" in names else np.zeros(n)
+    out["parentObjectId"] = np.where(np.isfinite(parent.astype(float)), parent, 0).astype(np.int64)
+    x = np.asarray(catalog["x"], dtype=float).copy() if has_xy else np.full(n, np.nan)
+    y = np.asarray(catalog["y"], dtype=float).copy() if has_xy else np.full(n, np.nan)
+    missing = ~(np.isfinite(x) & np.isfinite(y))
+    if missing.any() and has_sky and sky_to_pixel is not None:
+        ra = np.asarray(catalog["coord_ra"], dtype=float)[missing]
+        dec = np.asarray(catalog["coord_dec"], dtype=float)[missing]
+        x[missing], y[missing] = sky_to_pixel(ra, dec)
+        if log is not None:
+            log.info("%d of %d upstream positions from coord_ra/coord_dec", int(missing.sum()), n)
+    out["x"], out["y"] = x, y
+    for name, dtype in (("patch", np.int32), ("detect_isPrimary", bool), ("detect_isPatchInner", bool),
+                        ("footprintLabel", np.int32)):
+        if name in names:
+            out[name] = np.asarray(catalog[name]).astype(dtype)
+    if "detect_isPrimary" not in names:
+        # Without the upstream primary flag every row counts; consolidation then resolves overlaps.
+        out["detect_isPrimary"] = np.ones(n, dtype=bool)
+    return out
