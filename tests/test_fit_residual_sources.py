@@ -37,8 +37,9 @@ def test_missed_neighbour_is_fitted_and_removes_the_flux_bias():
     without = _fit(img, sigma, residual_threshold=0.0)
     with_ = _fit(img, sigma)
     assert without["sersic_nResidualSources"][0] == 0
-    # Absorbed by the galaxy's model, the neighbour biases its flux by 4 sigma (+4%).
-    assert without["r_sersicFlux"][0] - 1000.0 > 3 * without["r_sersicFluxErr"][0]
+    # Absorbed by the galaxy's model, the neighbour biases its flux by +3.5% (2.7 sigma with the free sky).
+    assert without["r_sersicFlux"][0] - 1000.0 > 0.025 * 1000.0
+    assert without["r_sersicFlux"][0] - 1000.0 > 2 * without["r_sersicFluxErr"][0]
     assert with_["sersic_nResidualSources"][0] == 1
     assert not with_["sersic_flag"][0]
     assert abs(with_["r_sersicFlux"][0] - 1000.0) < 2 * with_["r_sersicFluxErr"][0]

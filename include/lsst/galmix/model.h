@@ -29,7 +29,7 @@ struct Source {
 };
 
 /// Kind of each parameter.
-enum class ParamKind { X = 0, Y = 1, LnReff = 2, Eta1 = 3, Eta2 = 4, SersicN = 5, Flux = 6 };
+enum class ParamKind { X = 0, Y = 1, LnReff = 2, Eta1 = 3, Eta2 = 4, SersicN = 5, Flux = 6, Sky = 7 };
 
 struct ParamInfo {
     int source, component, band;  // component/band -1 where not applicable
@@ -47,9 +47,10 @@ struct BandMixture {
 ///    then fluxes: component-major, band-minor (F_c0b0, F_c0b1, ..., F_c1b0, ...)].
 /// PSFs are given per band and per source (psfs[s], or a single entry shared by all sources); PSF
 /// Gaussian centres are offsets from the source centroid.
+/// With `sky`, one flat-sky level per band follows all sources (ParamKind::Sky, linear like the fluxes).
 class Scene {
 public:
-    Scene(std::vector<Source> sources, int nBands);
+    Scene(std::vector<Source> sources, int nBands, bool sky = false);
 
     int nParams() const { return static_cast<int>(_info.size()); }
     int nBands() const { return _nBands; }
@@ -59,6 +60,9 @@ public:
     std::vector<std::string> paramNames() const;
     int sourceOffset(int s) const { return _offsets[s]; }
     int fluxIndex(int s, int c, int b) const;
+    bool hasSky() const { return _skyOffset >= 0; }
+    /// Index of band b's sky level (requires hasSky()).
+    int skyIndex(int b) const;
 
     /// Gaussians of one band and (if wanted) their derivatives with respect to the parameters
     /// flagged in `active` (size nParams, or empty for all).
@@ -70,7 +74,12 @@ private:
     int _nBands;
     std::vector<int> _offsets;
     std::vector<ParamInfo> _info;
+    int _skyOffset = -1;
 };
+
+/// Variance (pixel^2, both axes) of the Gaussian that carries a flat sky through the Gaussian kernels:
+/// over any stamp (|r| < 1e4 px) it is 1 to better than 5e-7 of itself, far below the noise of any sky.
+inline constexpr double kSkyVariance = 1e14;
 
 /// One band's data: a checked image and the PSF mixture of each source (one entry = all sources).
 struct BandData {

@@ -18,13 +18,14 @@ import numpy as np
 
 from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
-from ..models.render import render
+from ..models.render import component_gaussians
+from .engine_backend import model_stamps
 from .flags import FlagSet
 from .moments import adaptive_moments
-from .optimize import SourceSpec
+from .optimize import BandInput, SourceSpec
 from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, extra_starts, initial_theta, solve
-from .stamps import Exclusion, Stamp, cut_box
+from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size
 
 __all__ = ["BandImage", "ObjectInput", "fit_isolated", "fit_objects"]
 
@@ -213,13 +214,120 @@ def _prepare_set(
         for o in objs:
             o.flags.set("missing_band")
     specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
+    sky = _sky_wanted(objs, bands, cfg)
     if theta0 is None:
         psf_cov = next(p for p in ref.psfs if p is not None).covariance()
         starts = [initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs]
         for th in starts:
             extra_starts(model, th)  # shifts the main start; blends use that one only
         theta0 = np.concatenate(starts)
-    return Prepared(specs, theta0, bands, [o.flags for o in objs])
+    return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky)
+
+
+def _sky_wanted(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitConfig) -> bool:
+    """Whether to fit a flat sky: ``cfg.sky``, and for ``"auto"`` enough background pixels."""
+    if cfg.sky not in ("auto", "flat", "none"):
+        raise ValueError(f"sky must be 'auto', 'flat' or 'none', not {cfg.sky!r}")
+    if cfg.settings.backend != "engine":
+        # The numpy reference backend has no sky parameter.
+        if cfg.sky == "flat":
+            raise ValueError("sky='flat' needs the engine backend")
+        return False
+    if cfg.sky != "auto":
+        return cfg.sky == "flat"
+    b = next(b for b in bands if b is not None)
+    n_pix = int(np.count_nonzero(b.weight))
+    centres = np.array([(o.x, o.y) for o in objs], float)
+    n_bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs])
+    return n_bg >= cfg.sky_min_background * n_pix
+
+
+def _prep_box(prep: Prepared) -> tuple[tuple[int, int], tuple[int, int]]:
+    boxes = [(b.x0, b.y0, b.x0 + b.image.shape[1], b.y0 + b.image.shape[0]) for b in prep.bands if b is not None]
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes)), (max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _grown_box(
+    prep: Prepared, outcomes: Sequence[SourceOutcome], images: Sequence[BandImage | None], cfg: SourceFitConfig
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The box a group's stamps must grow to so that they hold its fitted models (`required_half_size`),
+    or `None` when the present box already does (or growing is disabled, or it cannot grow further)."""
+    if cfg.stamp_flux_fraction <= 0 and cfg.stamp_edge_noise <= 0:
+        return None
+    (x0, y0), (x1, y1) = _prep_box(prep)
+    nx0, ny0, nx1, ny1 = x0, y0, x1, y1
+    for out in outcomes:
+        if out is None or out.flags.fatal or not np.isfinite(out.theta).all():
+            continue
+        m = out.spec.model
+        cx, cy = (out.theta[0], out.theta[1]) if m.free_centroid else out.spec.xy_fixed
+        half = 0
+        for b, band in enumerate(prep.bands):
+            if band is None or not np.isfinite(out.fluxes[b]).all():
+                continue
+            gs = component_gaussians(m, out.theta, out.spec.xy_fixed, band.psf)
+            g = np.concatenate([gc * np.array([f, 1, 1, 1, 1, 1]) for gc, f in zip(gs, out.fluxes[b])])
+            noise = float(np.median(1.0 / np.sqrt(band.weight[band.weight > 0])))
+            half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
+                                                cfg.stamp_max))
+        ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
+        nx0, ny0 = min(nx0, ix - half), min(ny0, iy - half)
+        nx1, ny1 = max(nx1, ix + half + 1), max(ny1, iy + half + 1)
+    # Keep within the images: a box beyond them adds no pixels.
+    im = next(i for i in images if i is not None)
+    ox, oy = im.origin
+    nx0, ny0 = max(nx0, min(x0, ox)), max(ny0, min(y0, oy))
+    nx1 = min(nx1, max(x1, ox + im.image.shape[1]))
+    ny1 = min(ny1, max(y1, oy + im.image.shape[0]))
+    # Grow only by a margin that matters (a refit costs a fit): 10% of the size or 3 pixels per side.
+    margin = max(3, int(0.1 * max(x1 - x0, y1 - y0)))
+    if max(x0 - nx0, y0 - ny0, nx1 - x1, ny1 - y1) < margin:
+        return None
+    return (nx0, ny0), (nx1, ny1)
+
+
+def _grow_stamps(
+    model: ModelDef,
+    groups: Sequence[tuple[Sequence[ObjectInput], Sequence[int], Sequence[ObjectInput], Prepared,
+                           list[SourceOutcome]]],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+    n_threads: int,
+) -> list[tuple[Prepared, list[SourceOutcome]]]:
+    """Refit groups whose stamps do not hold their fitted models on grown stamps (up to two rounds).
+
+    ``groups`` holds per fitted group ``(objects, footprint labels kept, owners, prep, outcomes)``; the
+    result is the final ``(prep, outcomes)`` per group. A refit replaces the first fit unless it failed.
+    """
+    current = [(prep, list(outs)) for _, _, _, prep, outs in groups]
+    for _ in range(2):
+        todo = []
+        for k, (objs, keep, owners, _, _) in enumerate(groups):
+            prep, outs = current[k]
+            box = _grown_box(prep, outs, images, cfg)
+            if box is None:
+                continue
+            t0 = time.perf_counter()
+            theta0 = np.concatenate([o.theta for o in outs])
+            new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box, theta0=theta0, owners=owners)
+            if new is not None:
+                # The refit gets copies of the flags: they replace the first fit's only if it is kept.
+                new.flags = [FlagSet(mask=f.mask) for f in new.flags]
+                todo.append((k, new, time.perf_counter() - t0))
+        if not todo:
+            break
+        for (k, new, t_prep), outs in zip(todo, solve([t[1] for t in todo], cfg.settings, n_threads)):
+            old = current[k][1]
+            if any(o.flags.fatal for o in outs) and not any(o.flags.fatal for o in old):
+                continue
+            for o, prev, obj in zip(outs, old, groups[k][0]):
+                o.time += prev.time + t_prep / len(outs)
+                obj.flags.mask = o.flags.mask
+                o.flags = obj.flags
+            new.flags = [obj.flags for obj in groups[k][0]]
+            current[k] = (new, list(outs))
+    return current
 
 
 def _with_residual_sources(
@@ -232,12 +340,21 @@ def _with_residual_sources(
                                        cfg.residual_max_sources, n_threads)
 
 
-def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
+def _fit_group(model, objs, images, footprints, keep_labels, cfg, **kw
+               ) -> tuple[list[SourceOutcome | None], Prepared | None]:
+    """Fit one set of objects jointly: outcomes and the final inputs (stamps grown unless a box is given)."""
     prep = _prepare_set(model, objs, images, footprints, keep_labels, cfg, **kw)
     if prep is None:
-        return [None] * len(objs)
+        return [None] * len(objs), None
     # One group on one thread: blends in "subtract" mode run in parallel Python threads.
-    return _with_residual_sources([(prep, list(solve([prep], cfg.settings, 1)[0]))], cfg, 1)[0]
+    fit = (prep, list(solve([prep], cfg.settings, 1)[0]))
+    if kw.get("box") is None and kw.get("subtract") is None:
+        fit = _grow_stamps(model, [(objs, keep_labels, kw.get("owners", ()), *fit)], images, footprints, cfg, 1)[0]
+    return _with_residual_sources([fit], cfg, 1)[0], fit[0]
+
+
+def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
+    return _fit_group(model, objs, images, footprints, keep_labels, cfg, **kw)[0]
 
 
 def fit_isolated(
@@ -282,10 +399,12 @@ def fit_isolated(
         o.flags.mask = best.flags.mask
         best.flags = o.flags
         best.time = t_prep + sum(f.time for f in fits)
-        chosen.append((len(out), group[k], best))
+        chosen.append((len(out), o, group[k], best))
         out.append(best)
-    refits = _with_residual_sources([(prep, [best]) for _, prep, best in chosen], cfg, cfg.n_threads)
-    for (i, _, _), (outcome,) in zip(chosen, refits):
+    grown = _grow_stamps(model, [([o], [o.label], (), prep, [best]) for _, o, prep, best in chosen], images,
+                         footprints, cfg, cfg.n_threads)
+    refits = _with_residual_sources(grown, cfg, cfg.n_threads)
+    for (i, _, _, _), (outcome,) in zip(chosen, refits):
         out[i] = outcome
     return out
 
@@ -336,10 +455,12 @@ def fit_joint_blends(
             children = list(next(done))
             for c in children:
                 c.time += t_prep / len(children)
-            fitted.append((len(out), prep, children))
+            fitted.append((len(out), objs, prep, children))
             out.append(children)
-    refits = _with_residual_sources([(prep, children) for _, prep, children in fitted], cfg, cfg.n_threads)
-    for (i, _, _), children in zip(fitted, refits):
+    grown = _grow_stamps(model, [(objs, [o.label for o in objs], (), prep, children)
+                                 for _, objs, prep, children in fitted], images, footprints, cfg, cfg.n_threads)
+    refits = _with_residual_sources(grown, cfg, cfg.n_threads)
+    for (i, _, _, _), children in zip(fitted, refits):
         out[i] = children
     return out
 
@@ -395,45 +516,90 @@ def fit_objects(
     if mode == "joint":
         return _fit_set(model, objs, images, footprints, labels, cfg)
     # Pass 1: each child alone, its siblings' footprints masked.
-    first = [_fit_set(model, [o], images, footprints, [o.label], cfg, owners=objs)[0] for o in objs]
-    # Passes 2..: Gauss-Seidel sweeps, each child refitted on all its pixels with its siblings' latest
-    # models subtracted.
+    passes = [_fit_group(model, [o], images, footprints, [o.label], cfg, owners=objs) for o in objs]
+    first = [outs[0] for outs, _ in passes]
+    # Passes 2..: Gauss-Seidel sweeps, each child refitted on its stamp (the box of its first fit, grown
+    # or not) with its siblings' latest models subtracted. A child is refitted only while a sibling that
+    # reaches its stamp changed in the previous sweep (flux by more than `SUBTRACT_TOL` of its error or
+    # centre by 0.1 pixel), so the sweeps stop when the group has converged and the cost stays linear in
+    # the number of children for groups of fixed density.
     current = list(first)
+    boxes = [_box([o], [_half_size(o.cov, cfg)]) if prep is None else _prep_box(prep)
+             for o, (_, prep) in zip(objs, passes)]
+    changed = [c is not None for c in current]
     for _ in range(cfg.subtract_iterations):
+        if not any(changed):
+            break
+        moved = list(changed)
+        changed = [False] * len(objs)
         for i, o in enumerate(objs):
             if current[i] is None:
                 continue
+            start, stop = boxes[i]
+            near = _reaching(model, objs, current, i, start, stop)
+            if not any(moved[j] for j in near) and not moved[i]:
+                continue
             t0 = time.perf_counter()
-            start, stop = _box([o], [_half_size(o.cov, cfg)])
-            sub = [None if im is None else _siblings_image(model, objs, current, i, b, im, start, stop)
+            sub = [None if im is None else _siblings_image(model, objs, current, near, b, im, start, stop)
                    for b, im in enumerate(images)]
             keep = [o.label] + labels
-            previous = current[i].time
-            current[i] = _fit_set(model, [o], images, footprints, keep, cfg, subtract=sub, box=(start, stop),
-                                  theta0=current[i].theta)[0]
-            if current[i] is not None:
-                # The refit (siblings' model images, stamps, fit) adds to the child's earlier passes.
-                current[i].time = previous + (time.perf_counter() - t0)
+            before = current[i]
+            refit = _fit_set(model, [o], images, footprints, keep, cfg, subtract=sub, box=(start, stop),
+                             theta0=before.theta)[0]
+            if refit is None:
+                continue
+            # The refit (siblings' model images, stamps, fit) adds to the child's earlier passes.
+            refit.time = before.time + (time.perf_counter() - t0)
+            changed[i] = _changed(before, refit)
+            current[i] = refit
     return current
 
 
-def _siblings_image(model, objs, fits, i, b, im, start, stop) -> np.ndarray:
-    """Sum of the models of all objects but ``i`` in band ``b`` over the part of the box on the image."""
+SUBTRACT_TOL = 0.1
+"""Sweeps of ``"subtract"`` mode stop when no child's flux moved by more than this many of its errors."""
+
+
+def _changed(before: SourceOutcome, after: SourceOutcome) -> bool:
+    df = np.abs(np.nan_to_num(after.fluxes - before.fluxes))
+    err = np.array([np.sqrt(np.trace(c)) if c is not None else np.inf for c in after.flux_cov])
+    flux_moved = bool((df.sum(axis=1) > SUBTRACT_TOL * np.nan_to_num(err, nan=np.inf)).any())
+    centre_moved = after.spec.model.free_centroid and bool(np.hypot(*(after.theta[:2] - before.theta[:2])) > 0.1)
+    return flux_moved or centre_moved
+
+
+def _reach(model: ModelDef, fit: SourceOutcome, psf: PsfMixture) -> float:
+    sizes = [np.exp(fit.theta[k]) for k, name in enumerate(model.nonlinear_names) if name.endswith("ln_reff")]
+    return 15 * max(sizes, default=0.0) + 5 * np.sqrt(np.trace(psf.covariance()))
+
+
+def _reaching(model, objs, fits, i, start, stop) -> list[int]:
+    """Siblings of child ``i`` whose light can reach its box (within 15 reff + 5 PSF sigma)."""
+    cx, cy = 0.5 * (start[0] + stop[0]), 0.5 * (start[1] + stop[1])
+    half = 0.5 * np.hypot(stop[0] - start[0], stop[1] - start[1])
+    out = []
+    for j, other in enumerate(fits):
+        if j == i or other is None:
+            continue
+        psf = next((p for p in objs[j].psfs if p is not None), None)
+        if psf is None:
+            continue
+        ox, oy = other.theta[:2] if model.free_centroid else other.spec.xy_fixed
+        if np.hypot(ox - cx, oy - cy) <= half + _reach(model, other, psf):
+            out.append(j)
+    return out
+
+
+def _siblings_image(model, objs, fits, near, b, im, start, stop) -> np.ndarray:
+    """Sum of the models of the siblings ``near`` in band ``b`` over the part of the box on the image
+    (C++ rendering, each sibling with its own PSF)."""
     shape = (stop[1] - start[1], stop[0] - start[0])
     img = np.zeros(shape)
-    cx, cy = 0.5 * (start[0] + stop[0]), 0.5 * (start[1] + stop[1])
-    half = 0.5 * np.hypot(*shape)
-    for j, other in enumerate(fits):
-        psf = objs[j].psfs[b]
-        if j == i or other is None or psf is None or not np.isfinite(other.fluxes[b]).all():
+    for j in near:
+        other, psf = fits[j], objs[j].psfs[b]
+        if other is None or psf is None or not np.isfinite(other.fluxes[b]).all():
             continue
-        # Neighbours whose light cannot reach the box (beyond 15 reff + 5 PSF sigma) are skipped.
-        sizes = [np.exp(other.theta[k]) for k, name in enumerate(model.nonlinear_names) if name.endswith("ln_reff")]
-        reach = 15 * max(sizes, default=0.0) + 5 * np.sqrt(np.trace(psf.covariance()))
-        ox, oy = other.spec.xy_fixed if not model.free_centroid else other.theta[:2]
-        if np.hypot(ox - cx, oy - cy) > half + reach:
-            continue
-        img += render(model, other.theta, other.fluxes[b], psf, shape, start, other.spec.xy_fixed)
+        band = BandInput(img, img, start[0], start[1], psf)
+        img += model_stamps([other.spec], other.theta, other.fluxes[b][None, :], [band])[0]
     # Clip to the part of the box inside the image, as cut_box does.
     x0, y0 = max(start[0], im.origin[0]), max(start[1], im.origin[1])
     x1 = min(stop[0], im.origin[0] + im.image.shape[1])

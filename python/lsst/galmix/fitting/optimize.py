@@ -108,6 +108,10 @@ class FitSettings:
         Bounds of ``reff`` in pixels.
     priors : `Priors`
         Priors.
+    centroid_max_shift : `float` or `None`
+        Engine backend: a free centre stays within this many times ``max(PSF FWHM, starting reff)`` of
+        its detection position (``SourceSpec.xy_fixed``), so that a child of a blend cannot leave its
+        footprint or move onto a neighbour; `None`: unbounded.
     backend : `str`
         ``"engine"`` (C++, default) or ``"numpy"`` (this module; the reference implementation).
     """
@@ -118,6 +122,7 @@ class FitSettings:
     n_bounds: tuple[float, float] = (N_MIN, N_MAX)
     reff_bounds: tuple[float, float] = (1e-2, 1e3)
     priors: Priors = field(default_factory=Priors)
+    centroid_max_shift: float | None = 2.0
     backend: str = "engine"
 
 
@@ -177,6 +182,9 @@ class FitResult:
     seconds : `float`
         Wall-clock seconds of this fit (engine: measured in C++ per problem, plus the conversion of
         its result), NaN when not measured.
+    sky, sky_err : `numpy.ndarray` or `None`
+        Per band, the fitted flat sky level (data units per pixel) and its error, marginalised over
+        all other parameters (NaN for bands without data); `None` when no sky was fitted.
     """
 
     theta: np.ndarray
@@ -190,6 +198,8 @@ class FitResult:
     failed: bool = False
     message: str = ""
     seconds: float = float("nan")
+    sky: np.ndarray | None = None
+    sky_err: np.ndarray | None = None
 
 
 class ParameterBounds:

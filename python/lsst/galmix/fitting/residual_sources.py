@@ -27,12 +27,14 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, maximum_filter
 
 from ..models.definitions import get_model
+from ..models.ellipse import q_theta_from_eta
 from .engine_backend import model_stamps
 from .flags import FlagSet
 from .optimize import BandInput, FitSettings, SourceSpec
 from .source import Prepared, SourceOutcome, solve
 
-__all__ = ["RESIDUAL_MODEL", "add_residual_sources", "refit_with_residual_sources", "residual_peaks"]
+__all__ = ["RESIDUAL_MODEL", "add_residual_sources", "inside_half_light", "refit_with_residual_sources",
+           "residual_peaks"]
 
 RESIDUAL_MODEL = "point"
 """Model of a residual source: a point source with free centre (missed neighbours are faint and small)."""
@@ -60,6 +62,31 @@ def _psf_sigma(bands: Sequence[BandInput]) -> float:
 
 def _centres(outcomes: Sequence[SourceOutcome]) -> np.ndarray:
     return np.array([o.theta[:2] if o.spec.model.free_centroid else o.spec.xy_fixed for o in outcomes], float)
+
+
+def inside_half_light(xs: np.ndarray, ys: np.ndarray, outcomes: Sequence[SourceOutcome]) -> np.ndarray:
+    """Whether positions lie inside the half-light ellipse of any fitted source's largest component.
+
+    Residuals there are the galaxy's own structure (knots, arms, bars, dust lanes) seen against a smooth
+    model, never a separate object that the search could fit without taking the galaxy's light.
+    """
+    xs, ys = np.atleast_1d(np.asarray(xs, float)), np.atleast_1d(np.asarray(ys, float))
+    out = np.zeros(xs.shape, bool)
+    for o, (cx, cy) in zip(outcomes, _centres(outcomes)):
+        names = o.spec.model.nonlinear_names
+        best = None
+        for k, name in enumerate(names):
+            if name.endswith(".ln_reff") and (best is None or o.theta[k] > o.theta[best]):
+                best = k
+        if best is None:
+            continue
+        reff = float(np.exp(o.theta[best]))
+        q, pa = q_theta_from_eta(float(o.theta[best + 1]), float(o.theta[best + 2]))
+        c, s = np.cos(pa), np.sin(pa)
+        dx, dy = xs - cx, ys - cy
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        out |= (u / reff) ** 2 + (v / (q * reff)) ** 2 <= 1.0
+    return out
 
 
 def residual_peaks(
@@ -119,7 +146,8 @@ def residual_peaks(
     mirror = np.zeros(rows.size)
     mirror[inside] = significance[mirror_row[inside], mirror_col[inside]]
     peak_sig = significance[rows, cols]
-    keep = (np.sqrt(d2.min(axis=1)) >= min_separation * fwhm) & (mirror < 0.5 * peak_sig)
+    keep = ((np.sqrt(d2.min(axis=1)) >= min_separation * fwhm) & (mirror < 0.5 * peak_sig)
+            & ~inside_half_light(xs, ys, outcomes))
     order = np.argsort(-peak_sig[keep])[:max_sources]
     return [(float(x), float(y)) for x, y in zip(xs[keep][order], ys[keep][order])]
 
@@ -135,7 +163,7 @@ def add_residual_sources(
     specs = list(prep.specs) + [SourceSpec(point, p) for p in peaks]
     theta0 = np.concatenate([o.theta for o in outcomes] + [np.array(p, float) for p in peaks])
     flags = [FlagSet(mask=f.mask) for f in prep.flags] + [FlagSet() for _ in peaks]
-    return Prepared(specs, theta0, prep.bands, flags)
+    return Prepared(specs, theta0, prep.bands, flags, sky=prep.sky)
 
 
 def refit_with_residual_sources(
@@ -188,7 +216,7 @@ def refit_with_residual_sources(
         fwhm = _FWHM_PER_SIGMA * _psf_sigma([b for b in prep.bands if b is not None])
         centres = _centres(mine)
         merged = any(np.hypot(*(centres - o.theta[:2]).T).min() < 0.5 * min_separation * fwhm
-                     for o in refit[len(first):])
+                     or bool(inside_half_light(o.theta[0], o.theta[1], mine)[0]) for o in refit[len(first):])
         if merged or any(o.flags.fatal for o in mine) or not mine[0].chi2 <= first[0].chi2:
             for o in first:
                 o.time += extra_time

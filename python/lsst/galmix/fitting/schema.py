@@ -24,6 +24,7 @@ __all__ = [
     "empty_source_table",
     "flux_column",
     "psf_columns",
+    "sky_column",
     "source_columns",
 ]
 
@@ -83,6 +84,11 @@ def flux_column(model: ModelDef | str, band: str, component: str | None = None) 
     return f"{band}_{model.name}_{component}Flux"
 
 
+def sky_column(model: ModelDef | str, band: str) -> str:
+    """Name of the column of the flat sky level fitted with a source in one band (``+ "Err"``: its error)."""
+    return f"{band}_{model if isinstance(model, str) else model.name}_sky"
+
+
 def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDef]:
     """Columns of a ``galmix_<Model>_patch`` table.
 
@@ -110,6 +116,11 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
                 cols.append(ColumnDef(name, "f8", "nJy", f"Flux of the {comp.name} component in band {band}"))
                 cols.append(ColumnDef(name + "Err", "f8", "nJy",
                                       f"1-sigma error of the {comp.name} flux in band {band}"))
+    for band in bands:
+        sky = sky_column(m, band)
+        cols.append(ColumnDef(sky, "f8", "nJy", f"Flat local sky level per pixel in band {band}, fitted "
+                              "jointly with the object (NaN when not fitted: too few background pixels)"))
+        cols.append(ColumnDef(sky + "Err", "f8", "nJy", f"1-sigma error of {sky}, marginalised over the model"))
     for comp in m.components:
         if not comp.has_shape:
             continue
