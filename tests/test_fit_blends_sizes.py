@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.galmix.fitting.engine_backend import _bound_centroids, _scene
+from lsst.galmix.fitting.optimize import BandInput, FitSettings, SourceSpec
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
+from lsst.galmix.models.definitions import get_model
 
 PSF = moffat_psf(4.0)
 MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
@@ -42,9 +45,10 @@ def fit_blend(img, objects, **kw):
                      "sersic", SourceFitConfig(**kw))
 
 
-@pytest.mark.parametrize(("n_children", "n_blends"), [(2, 8), (5, 4), (8, 3), (15, 2)])
+@pytest.mark.parametrize(("n_children", "n_blends"), [(2, 20), (5, 8), (8, 5), (15, 3)])
 def test_children_fluxes_within_three_sigma(n_children, n_blends):
-    rng = np.random.default_rng(n_children)
+    """Joint fits up to max_children (5), blocks with neighbours subtracted above (8, 15)."""
+    rng = np.random.default_rng(100 + n_children)
     pulls, shifts = [], []
     for _ in range(n_blends):
         img, objects, truths = make_blend(n_children, rng)
@@ -56,17 +60,33 @@ def test_children_fluxes_within_three_sigma(n_children, n_blends):
             if row["r_sersicFlux"] / row["r_sersicFluxErr"] >= 20:
                 pulls.append((row["r_sersicFlux"] - t.flux) / row["r_sersicFluxErr"])
     pulls = np.abs(pulls)
-    assert len(pulls) >= 0.8 * n_children * n_blends
+    assert len(pulls) >= 30
     assert np.mean(pulls < 3) >= 0.95, np.sort(pulls)[-5:]
     # No child left its detection for a neighbour (14 px away): all stay within 2 PSF FWHM.
     assert max(shifts) < 8.0
 
 
-def test_centroids_are_bounded_by_their_detection():
+def test_centroid_bounds_follow_detection_psf_and_size():
+    spec = SourceSpec(get_model("sersic"), (40.0, 30.0))
+    band = BandInput(np.zeros((60, 60)), np.ones((60, 60)), 0, 0, MIX)
+    theta0 = np.array([40.0, 30.0, np.log(6.0), 0.0, 0.0, 2.0])
+    fwhm = 2 * np.sqrt(2 * np.log(2)) * np.sqrt(0.5 * np.trace(MIX.covariance()))
+    radius = 2.0 * max(fwhm, 6.0)
+    for settings, expect in ((FitSettings(), radius), (FitSettings(centroid_max_shift=None), np.inf)):
+        scene = _scene([spec], 1)
+        lower, upper = np.full(scene.n_params, -np.inf), np.full(scene.n_params, np.inf)
+        _bound_centroids([spec], theta0, [band], settings, scene, lower, upper)
+        np.testing.assert_allclose(lower[:2], [40 - expect, 30 - expect])
+        np.testing.assert_allclose(upper[:2], [40 + expect, 30 + expect])
+        assert np.isinf(lower[2:]).all()
+
+
+def test_spurious_detection_does_not_move_onto_a_neighbour():
     rng = np.random.default_rng(3)
     img, objects, truths = make_blend(2, rng)
-    # A detection 12 px from any source: without a bound its child runs to the nearest galaxy.
+    # A detection 12 px from child 0 where there is no source: unbounded, its child runs onto child 0.
     objects.add_row({"objectId": 3, "parentObjectId": 1000, "x": objects["x"][0] + 12.0, "y": objects["y"][0]})
     out = fit_blend(img, objects)
-    shift = np.hypot(out["sersic_x"][2] - objects["x"][2], out["sersic_y"][2] - objects["y"][2])
-    assert shift <= 2.0 * 2.0 * 4.0 * 1.0001 + 1e-9 or out["sersic_flag_zero_flux"][2]
+    d = np.hypot(out["sersic_x"][2] - truths[0].x, out["sersic_y"][2] - truths[0].y)
+    assert d > 3.0 or out["r_sersicFlux"][2] < 3 * out["r_sersicFluxErr"][2]
+    assert abs(out["r_sersicFlux"][0] / truths[0].flux - 1) < 0.03

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._galmix import nnls_gram
 from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..models.render import component_gaussians
@@ -83,29 +84,30 @@ def _exclude(
     origin: tuple[int, int],
     keep: Sequence[int],
     owners: Sequence[ObjectInput] = (),
-    me: ObjectInput | None = None,
+    me: ObjectInput | Sequence[ObjectInput] | None = None,
     strict: bool = False,
 ) -> Exclusion | None:
     """Pixels not to use: owned (footprint label) by objects outside ``keep`` (with ``strict``, also
     unowned pixels), or, without footprints, closer to another of ``owners`` than to ``me`` (a Voronoi
     split of a blend)."""
     keep_set = [k for k in keep if k != 0]
-    others = [o for o in owners if o is not me]
+    mine = list(me) if isinstance(me, (list, tuple)) else ([] if me is None else [me])
+    others = [o for o in owners if all(o is not m for m in mine)]
 
     def exclusion(x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray | None:
         ex = None
         if footprints is not None:
             lab = footprints[y0 - origin[1] : y0 - origin[1] + shape[0], x0 - origin[0] : x0 - origin[0] + shape[1]]
             ex = ~np.isin(lab, keep_set) if strict else (lab != 0) & ~np.isin(lab, keep_set)
-        elif me is not None and others:
+        elif mine and others:
             yy, xx = np.mgrid[y0 : y0 + shape[0], x0 : x0 + shape[1]]
-            d_me = (xx - me.x) ** 2 + (yy - me.y) ** 2
+            d_me = np.min([(xx - m.x) ** 2 + (yy - m.y) ** 2 for m in mine], axis=0)
             ex = np.zeros(shape, bool)
             for o in others:
                 ex |= (xx - o.x) ** 2 + (yy - o.y) ** 2 < d_me
         return ex
 
-    return exclusion if (footprints is not None or (me is not None and others)) else None
+    return exclusion if (footprints is not None or (mine and others)) else None
 
 
 def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int, exclude) -> np.ndarray | None:
@@ -187,15 +189,17 @@ def _prepare_set(
     box: tuple[tuple[int, int], tuple[int, int]] | None = None,
     theta0: np.ndarray | None = None,
     owners: Sequence[ObjectInput] = (),
+    crowd: Sequence[ObjectInput] = (),
 ) -> Prepared | None:
     """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
     their stamps (``owners``: the blend whose pixels are split between its children when there are no
-    footprints). `None` (with ``no_data`` flags) when no band is usable."""
+    footprints; ``crowd``: the whole blend, whose other children occupy pixels that are not background
+    when deciding on a sky). `None` (with ``no_data`` flags) when no band is usable."""
     if not _any_image(images):
         for o in objs:
             o.flags.set("no_data")
         return None
-    exclude = _exclude(footprints, images_origin(images), keep_labels, owners, objs[0] if owners else None,
+    exclude = _exclude(footprints, images_origin(images), keep_labels, owners, list(objs) if owners else None,
                        cfg.footprint_only) if cfg.use_footprints else None
     halves = [_half_size(o.cov, cfg) for o in objs]
     start, stop = box if box is not None else _box(objs, halves)
@@ -214,7 +218,7 @@ def _prepare_set(
         for o in objs:
             o.flags.set("missing_band")
     specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
-    sky = _sky_wanted(objs, bands, cfg)
+    sky = _sky_wanted(list(objs) + [o for o in (crowd or owners) if all(o is not m for m in objs)], bands, cfg)
     if theta0 is None:
         psf_cov = next(p for p in ref.psfs if p is not None).covariance()
         starts = [initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs]
@@ -515,43 +519,85 @@ def fit_objects(
         mode = "subtract"
     if mode == "joint":
         return _fit_set(model, objs, images, footprints, labels, cfg)
-    # Pass 1: each child alone, its siblings' footprints masked.
-    passes = [_fit_group(model, [o], images, footprints, [o.label], cfg, owners=objs) for o in objs]
-    first = [outs[0] for outs, _ in passes]
-    # Passes 2..: Gauss-Seidel sweeps, each child refitted on its stamp (the box of its first fit, grown
-    # or not) with its siblings' latest models subtracted. A child is refitted only while a sibling that
-    # reaches its stamp changed in the previous sweep (flux by more than `SUBTRACT_TOL` of its error or
-    # centre by 0.1 pixel), so the sweeps stop when the group has converged and the cost stays linear in
-    # the number of children for groups of fixed density.
-    current = list(first)
-    boxes = [_box([o], [_half_size(o.cov, cfg)]) if prep is None else _prep_box(prep)
-             for o, (_, prep) in zip(objs, passes)]
+    return _fit_in_blocks(model, objs, images, footprints, cfg,
+                          1 if cfg.blend_mode == "subtract" else max(cfg.max_children, 1))
+
+
+def _blocks(objs: Sequence[ObjectInput], size: int, direction: tuple[float, float]) -> list[list[int]]:
+    """Partition children into spatially compact blocks of at most ``size``: seeds taken in order along
+    ``direction``, each with its nearest unassigned siblings."""
+    xy = np.array([(o.x, o.y) for o in objs], float)
+    order = list(np.argsort(xy @ np.asarray(direction, float), kind="stable"))
+    free = set(range(len(objs)))
+    out = []
+    for seed in order:
+        if seed not in free:
+            continue
+        rest = sorted(free - {seed}, key=lambda j: float(np.hypot(*(xy[j] - xy[seed]))))
+        block = [int(seed)] + [int(j) for j in rest[: size - 1]]
+        free -= set(block)
+        out.append(block)
+    return out
+
+
+def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: int) -> list[SourceOutcome | None]:
+    """Fit a blend block by block: each block of up to ``size`` children jointly, the other children's
+    current models subtracted, sweeping until no child changes.
+
+    Pass 1 fits each block with the pixels of the other children given zero weight (their footprints,
+    or a Voronoi split without footprints). Then sweeps: the fluxes of all children are solved jointly
+    at their current shapes (`_joint_fluxes`, linear and sparse), and each block is refitted on its
+    stamps with the other children's models subtracted (C++ rendering). Blocks alternate between two
+    partitions, so that no pair of neighbours stays split by a block boundary. A block is refitted only
+    while one of its children or a sibling reaching its stamps changed (flux by more than
+    `SUBTRACT_TOL` of its error, or centre by 0.1 pixel): the sweeps stop when the group has converged,
+    and the cost grows linearly with the number of children for blends of fixed density.
+    """
+    labels = [o.label for o in objs]
+    n = len(objs)
+    current: list[SourceOutcome | None] = [None] * n
+    boxes: list = [None] * n
+    partitions = [_blocks(objs, size, (1.0, 0.3)), _blocks(objs, size, (0.3, 1.0))]
+    for block in partitions[0]:
+        members = [objs[i] for i in block]
+        outs, prep = _fit_group(model, members, images, footprints, [o.label for o in members], cfg, owners=objs)
+        for i, out in zip(block, outs):
+            current[i] = out
+            boxes[i] = _box([objs[i]], [_half_size(objs[i].cov, cfg)]) if prep is None else _prep_box(prep)
     changed = [c is not None for c in current]
-    for _ in range(cfg.subtract_iterations):
+    for sweep in range(cfg.subtract_iterations):
         if not any(changed):
             break
         moved = list(changed)
-        changed = [False] * len(objs)
-        for i, o in enumerate(objs):
-            if current[i] is None:
+        changed = [False] * n
+        render_fluxes = _joint_fluxes(objs, current, boxes, images, footprints, labels, cfg)
+        for block in partitions[(sweep + 1) % 2] if size > 1 else partitions[0]:
+            block = [i for i in block if current[i] is not None]
+            if not block:
                 continue
-            start, stop = boxes[i]
-            near = _reaching(model, objs, current, i, start, stop)
-            if not any(moved[j] for j in near) and not moved[i]:
+            start = (min(boxes[i][0][0] for i in block), min(boxes[i][0][1] for i in block))
+            stop = (max(boxes[i][1][0] for i in block), max(boxes[i][1][1] for i in block))
+            near = [j for j in _reaching(model, objs, current, block[0], start, stop) if j not in block]
+            if not any(moved[j] for j in near + block):
                 continue
             t0 = time.perf_counter()
-            sub = [None if im is None else _siblings_image(model, objs, current, near, b, im, start, stop)
+            sub = [None if im is None else _siblings_image(model, objs, current, near, b, im, start, stop,
+                                                           render_fluxes)
                    for b, im in enumerate(images)]
-            keep = [o.label] + labels
-            before = current[i]
-            refit = _fit_set(model, [o], images, footprints, keep, cfg, subtract=sub, box=(start, stop),
-                             theta0=before.theta)[0]
-            if refit is None:
+            members = [objs[i] for i in block]
+            before = [current[i] for i in block]
+            refit = _fit_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
+                             subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
+                             crowd=objs)
+            if any(r is None for r in refit):
                 continue
-            # The refit (siblings' model images, stamps, fit) adds to the child's earlier passes.
-            refit.time = before.time + (time.perf_counter() - t0)
-            changed[i] = _changed(before, refit)
-            current[i] = refit
+            share = (time.perf_counter() - t0) / len(block)
+            for i, old, new in zip(block, before, refit):
+                # The refit (siblings' model images, stamps, fit) adds to the child's earlier passes.
+                new.time = old.time + share
+                changed[i] = _changed(old, new)
+                current[i] = new
+                render_fluxes[i] = 0.5 * (old.fluxes + new.fluxes)
     return current
 
 
@@ -589,19 +635,88 @@ def _reaching(model, objs, fits, i, start, stop) -> list[int]:
     return out
 
 
-def _siblings_image(model, objs, fits, near, b, im, start, stop) -> np.ndarray:
+def _siblings_image(model, objs, fits, near, b, im, start, stop, fluxes=None) -> np.ndarray:
     """Sum of the models of the siblings ``near`` in band ``b`` over the part of the box on the image
-    (C++ rendering, each sibling with its own PSF)."""
+    (C++ rendering, each sibling with its own PSF; ``fluxes``: per child, fluxes replacing its fit's)."""
     shape = (stop[1] - start[1], stop[0] - start[0])
     img = np.zeros(shape)
     for j in near:
         other, psf = fits[j], objs[j].psfs[b]
-        if other is None or psf is None or not np.isfinite(other.fluxes[b]).all():
+        f = other.fluxes if fluxes is None or fluxes[j] is None else fluxes[j]
+        if other is None or psf is None or not np.isfinite(f[b]).all():
             continue
         band = BandInput(img, img, start[0], start[1], psf)
-        img += model_stamps([other.spec], other.theta, other.fluxes[b][None, :], [band])[0]
+        img += model_stamps([other.spec], other.theta, f[b][None, :], [band])[0]
     # Clip to the part of the box inside the image, as cut_box does.
     x0, y0 = max(start[0], im.origin[0]), max(start[1], im.origin[1])
     x1 = min(stop[0], im.origin[0] + im.image.shape[1])
     y1 = min(stop[1], im.origin[1] + im.image.shape[0])
     return img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]]
+
+
+def _unit_images(out: SourceOutcome, psf: PsfMixture, start, stop) -> list[np.ndarray]:
+    """Unit-flux model image of each component of a fitted child over a box (C++ rendering)."""
+    shape = (stop[1] - start[1], stop[0] - start[0])
+    band = BandInput(np.zeros(shape), np.zeros(shape), start[0], start[1], psf)
+    n_comp = out.spec.n_comp
+    return [model_stamps([out.spec], out.theta, np.eye(n_comp)[c][None, :], [band])[0] for c in range(n_comp)]
+
+
+def _joint_fluxes(objs, fits, boxes, images, footprints, labels, cfg) -> list[np.ndarray | None]:
+    """Fluxes of all children solved jointly at their current shapes (per band, linear least squares over
+    the union of their stamps, each child's model over its own stamp): the fluxes the next sweep
+    subtracts. Pixels of objects outside the group are excluded as in the fits; the children's mean
+    fitted sky is removed from the data first. Children or bands without a fit keep their fitted fluxes.
+    """
+    out = [None if f is None else np.array(f.fluxes, float) for f in fits]
+    live = [i for i, f in enumerate(fits) if f is not None and np.isfinite(f.theta).all()]
+    if len(live) < 2 or not _any_image(images):
+        return out
+    x0 = min(boxes[i][0][0] for i in live)
+    y0 = min(boxes[i][0][1] for i in live)
+    x1 = max(boxes[i][1][0] for i in live)
+    y1 = max(boxes[i][1][1] for i in live)
+    exclude = _exclude(footprints, images_origin(images), labels) if cfg.use_footprints else None
+    for b, im in enumerate(images):
+        if im is None:
+            continue
+        st = cut_box(im.image, im.variance, im.bad, im.origin, (x0, y0), (x1, y1), exclude)
+        if st.n_pix == 0:
+            continue
+        skies = [fits[i].sky[b] for i in live if fits[i].sky is not None and np.isfinite(fits[i].sky[b])]
+        data = st.image - (np.mean(skies) if skies else 0.0)
+        cols, index = [], []
+        for i in live:
+            psf = objs[i].psfs[b]
+            if psf is None or not np.isfinite(fits[i].fluxes[b]).all():
+                continue
+            (sx, sy), (ex, ey) = boxes[i]
+            sx, sy = max(sx, st.x0), max(sy, st.y0)
+            ex, ey = min(ex, st.x0 + st.shape[1]), min(ey, st.y0 + st.shape[0])
+            if sx >= ex or sy >= ey:
+                continue
+            for c, img in enumerate(_unit_images(fits[i], psf, (sx, sy), (ex, ey))):
+                cols.append(((sy - st.y0, ey - st.y0, sx - st.x0, ex - st.x0), img))
+                index.append((i, c))
+        n = len(cols)
+        if n < 2:
+            continue
+        gram, rhs = np.zeros((n, n)), np.zeros(n)
+        for a, ((ya, yb, xa, xb), ma) in enumerate(cols):
+            rhs[a] = float(np.sum(st.weight[ya:yb, xa:xb] * data[ya:yb, xa:xb] * ma))
+            for k in range(a, n):
+                (yc, yd, xc, xd), mk = cols[k]
+                oy0, oy1, ox0, ox1 = max(ya, yc), min(yb, yd), max(xa, xc), min(xb, xd)
+                if oy0 >= oy1 or ox0 >= ox1:
+                    continue
+                v = float(np.sum(st.weight[oy0:oy1, ox0:ox1] * ma[oy0 - ya : oy1 - ya, ox0 - xa : ox1 - xa]
+                                 * mk[oy0 - yc : oy1 - yc, ox0 - xc : ox1 - xc]))
+                gram[a, k] = gram[k, a] = v
+        if not (np.isfinite(gram).all() and np.isfinite(rhs).all()):
+            continue
+        # Non-negative: these fluxes only shape the models subtracted from the neighbours, and a nearly
+        # collinear pair (two children on one peak) must not swing to large opposite fluxes.
+        f = np.asarray(nnls_gram(gram, rhs))
+        for (i, c), v in zip(index, f):
+            out[i][b, c] = v
+    return out

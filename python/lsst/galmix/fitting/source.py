@@ -73,7 +73,9 @@ class SourceFitConfig:
         ``"joint"``: the children of a blend are fitted simultaneously on shared pixels;
         ``"subtract"``: each child on its own stamp with its neighbours' models subtracted.
     subtract_iterations : `int`
-        Sweeps of refitting with neighbours subtracted in ``"subtract"`` mode.
+        Most sweeps of refitting with neighbours subtracted (``"subtract"`` mode and blends above
+        ``max_children``, fitted in blocks of ``max_children``); the sweeps stop earlier once no child
+        changes (`lsst.galmix.fitting.blend`).
     max_children : `int`
         Largest blend fitted jointly; larger ones fall back to ``"subtract"`` (``too_many_children``).
     use_footprints : `bool`
@@ -109,7 +111,7 @@ class SourceFitConfig:
     sky_min_background: float = 0.5
     n_init: float = 2.0
     blend_mode: str = "joint"
-    subtract_iterations: int = 3
+    subtract_iterations: int = 6
     max_children: int = 5
     use_footprints: bool = True
     footprint_only: bool = False
