@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from lsst.galmix import engine as ge
-from lsst.galmix.fitting.blend import ObjectInput, _sky_wanted
+from lsst.galmix.fitting.blend import ObjectInput, _sky_allowed
 from lsst.galmix.fitting.flags import FlagSet
 from lsst.galmix.fitting.optimize import BandInput
 from lsst.galmix.fitting.patch import fit_patch
@@ -101,9 +101,16 @@ def test_auto_sky_needs_background_pixels():
     big = BandInput(np.zeros(SHAPE), np.ones(SHAPE), 0, 0, MIX)
     small = BandInput(np.zeros((25, 25)), np.ones((25, 25)), 38, 38, MIX)
     cfg = SourceFitConfig()
-    assert _sky_wanted([obj], [big], cfg)
-    assert not _sky_wanted([obj], [small], cfg)
-    assert _sky_wanted([obj], [small], SourceFitConfig(sky="flat"))
-    assert not _sky_wanted([obj], [big], SourceFitConfig(sky="none"))
+    assert _sky_allowed([obj], [big], cfg)
+    assert not _sky_allowed([obj], [small], cfg)
+    assert _sky_allowed([obj], [small], SourceFitConfig(sky="flat"))
+    assert not _sky_allowed([obj], [big], SourceFitConfig(sky="none"))
     with pytest.raises(ValueError):
-        _sky_wanted([obj], [big], SourceFitConfig(sky="plane"))
+        _sky_allowed([obj], [big], SourceFitConfig(sky="plane"))
+
+
+def test_auto_sky_only_where_the_residual_shows_a_pedestal():
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0, SIGMA, SHAPE)
+    assert np.isnan(_fit(CLEAN + noise)["r_sersic_sky"][0])
+    assert np.isfinite(_fit(CLEAN + PEDESTAL + noise)["r_sersic_sky"][0])

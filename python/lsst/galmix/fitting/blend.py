@@ -190,11 +190,13 @@ def _prepare_set(
     theta0: np.ndarray | None = None,
     owners: Sequence[ObjectInput] = (),
     crowd: Sequence[ObjectInput] = (),
+    sky: bool = False,
 ) -> Prepared | None:
     """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
     their stamps (``owners``: the blend whose pixels are split between its children when there are no
     footprints; ``crowd``: the whole blend, whose other children occupy pixels that are not background
-    when deciding on a sky). `None` (with ``no_data`` flags) when no band is usable."""
+    when deciding on a sky; ``sky``: fit a sky where ``cfg.sky`` is ``"auto"``, if the stamp allows it).
+    `None` (with ``no_data`` flags) when no band is usable."""
     if not _any_image(images):
         for o in objs:
             o.flags.set("no_data")
@@ -218,7 +220,8 @@ def _prepare_set(
         for o in objs:
             o.flags.set("missing_band")
     specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
-    sky = _sky_wanted(list(objs) + [o for o in (crowd or owners) if all(o is not m for m in objs)], bands, cfg)
+    others = [o for o in (crowd or owners) if all(o is not m for m in objs)]
+    sky = _sky_allowed(list(objs) + others, bands, cfg) and (sky or cfg.sky == "flat")
     if theta0 is None:
         psf_cov = next(p for p in ref.psfs if p is not None).covariance()
         starts = [initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs]
@@ -228,8 +231,16 @@ def _prepare_set(
     return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky)
 
 
-def _sky_wanted(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitConfig) -> bool:
-    """Whether to fit a flat sky: ``cfg.sky``, and for ``"auto"`` enough background pixels."""
+SKY_DETECT_SIGMAS = 3.0
+"""``sky="auto"`` adds a sky to a fit where, after a fit without one, the mean residual of the background
+pixels differs from zero by more than this many of its errors in some band (`_sky_detected`). A flat
+sky that the data do not show costs precision (on the 31x31 stamp of an r_e = 3 pixel galaxy at S/N 50
+it doubled the flux scatter) and removes no bias."""
+
+
+def _sky_allowed(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitConfig) -> bool:
+    """Whether a stamp may carry a flat sky: ``cfg.sky`` is not ``"none"`` and, for ``"auto"``, at least
+    ``cfg.sky_min_background`` of its pixels lie beyond 3 observed sigma of every object on it."""
     if cfg.sky not in ("auto", "flat", "none"):
         raise ValueError(f"sky must be 'auto', 'flat' or 'none', not {cfg.sky!r}")
     if cfg.settings.backend != "engine":
@@ -240,10 +251,31 @@ def _sky_wanted(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitConf
     if cfg.sky != "auto":
         return cfg.sky == "flat"
     b = next(b for b in bands if b is not None)
-    n_pix = int(np.count_nonzero(b.weight))
     centres = np.array([(o.x, o.y) for o in objs], float)
-    n_bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs])
-    return n_bg >= cfg.sky_min_background * n_pix
+    bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs])
+    return np.count_nonzero(bg) >= cfg.sky_min_background * np.count_nonzero(b.weight)
+
+
+def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Sequence[ObjectInput]) -> bool:
+    """Whether the residual of a fit without sky shows a pedestal: its inverse-variance-weighted mean over
+    the background pixels (beyond 3 observed sigma of ``objs``) is significant (`SKY_DETECT_SIGMAS`)."""
+    if any(o is None or not np.isfinite(o.theta).all() for o in outcomes):
+        return False
+    theta = np.concatenate([o.theta for o in outcomes])
+    fluxes = np.nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
+    models = model_stamps(prep.specs, theta, fluxes, prep.bands)
+    centres = np.array([(o.x, o.y) for o in objs], float)
+    for b, m in zip(prep.bands, models):
+        if b is None or m is None:
+            continue
+        bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs])
+        w = b.weight[bg]
+        if not w.size or not (w.sum() > 0):
+            continue
+        mean = float(np.sum(w * (b.image - m)[bg]) / np.sum(w))
+        if abs(mean) * np.sqrt(np.sum(w)) > SKY_DETECT_SIGMAS:
+            return True
+    return False
 
 
 def _prep_box(prep: Prepared) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -299,7 +331,8 @@ def _grow_stamps(
     cfg: SourceFitConfig,
     n_threads: int,
 ) -> list[tuple[Prepared, list[SourceOutcome]]]:
-    """Refit groups whose stamps do not hold their fitted models on grown stamps (up to two rounds).
+    """Refit groups whose stamps do not hold their fitted models on grown stamps, or whose residual shows a
+    sky pedestal (`_sky_detected`) with a sky (up to two rounds).
 
     ``groups`` holds per fitted group ``(objects, footprint labels kept, owners, prep, outcomes)``; the
     result is the final ``(prep, outcomes)`` per group. A refit replaces the first fit unless it failed.
@@ -310,11 +343,15 @@ def _grow_stamps(
         for k, (objs, keep, owners, _, _) in enumerate(groups):
             prep, outs = current[k]
             box = _grown_box(prep, outs, images, cfg)
-            if box is None:
+            crowd = list(objs) + [o for o in owners if all(o is not m for m in objs)]
+            sky = prep.sky or (cfg.sky == "auto" and not any(o.flags.fatal for o in outs)
+                               and _sky_allowed(crowd, prep.bands, cfg) and _sky_detected(prep, outs, crowd))
+            if box is None and sky == prep.sky:
                 continue
             t0 = time.perf_counter()
             theta0 = np.concatenate([o.theta for o in outs])
-            new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box, theta0=theta0, owners=owners)
+            new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box or _prep_box(prep), theta0=theta0,
+                               owners=owners, sky=sky)
             if new is not None:
                 # The refit gets copies of the flags: they replace the first fit's only if it is kept.
                 new.flags = [FlagSet(mask=f.mask) for f in new.flags]
@@ -588,7 +625,7 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
             before = [current[i] for i in block]
             refit = _fit_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
                              subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
-                             crowd=objs)
+                             crowd=objs, sky=any(b.sky is not None for b in before))
             if any(r is None for r in refit):
                 continue
             share = (time.perf_counter() - t0) / len(block)

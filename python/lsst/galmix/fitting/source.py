@@ -63,7 +63,8 @@ class SourceFitConfig:
         pixel noise (`lsst.galmix.fitting.stamps.required_half_size`); 0 for both disables growing.
     sky : `str`
         Local sky fitted jointly with the sources, one flat level per band: ``"auto"`` (where the stamp
-        has at least ``sky_min_background`` of its pixels beyond 3 observed sigma of every source),
+        has at least ``sky_min_background`` of its pixels beyond 3 observed sigma of every source and
+        their mean is significantly non-zero: `lsst.galmix.fitting.blend.SKY_DETECT_SIGMAS`),
         ``"flat"`` (always) or ``"none"``.
     sky_min_background : `float`
         Fraction of background pixels needed for ``sky="auto"``.

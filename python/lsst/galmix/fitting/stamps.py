@@ -251,8 +251,8 @@ def required_half_size(
 
 
 def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray, covs: list,
-                      sigmas: float = 3.0) -> int:
-    """Number of weighted pixels farther than ``sigmas`` observed sigma from every source of a stamp.
+                      sigmas: float = 3.0) -> np.ndarray:
+    """Weighted pixels farther than ``sigmas`` observed sigma from every source of a stamp (bool mask).
 
     Parameters
     ----------
@@ -276,4 +276,4 @@ def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray,
         dx, dy = xx - cx, yy - cy
         d2 = inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy
         free &= d2 > sigmas**2
-    return int(np.count_nonzero(free))
+    return free
