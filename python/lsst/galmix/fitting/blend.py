@@ -9,6 +9,7 @@ on its stamp with all its neighbours' first-pass models subtracted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -592,6 +593,10 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
     """
     labels = [o.label for o in objs]
     n = len(objs)
+    # No residual-source search: the residuals of a block include its neighbours' imperfectly subtracted
+    # models, and point sources placed there take the neighbours' light (blends of 36: 86% of the
+    # children within 3 sigma of their true flux with the search, 93% without).
+    cfg = dataclasses.replace(cfg, residual_threshold=0.0)
     current: list[SourceOutcome | None] = [None] * n
     boxes: list = [None] * n
     partitions = [_blocks(objs, size, (1.0, 0.3)), _blocks(objs, size, (0.3, 1.0))]
@@ -663,12 +668,14 @@ def _reaching(model, objs, fits, i, start, stop) -> list[int]:
     for j, other in enumerate(fits):
         if j == i or other is None:
             continue
-        psf = next((p for p in objs[j].psfs if p is not None), None)
-        if psf is None:
-            continue
         ox, oy = other.theta[:2] if model.free_centroid else other.spec.xy_fixed
-        if np.hypot(ox - cx, oy - cy) <= half + _reach(model, other, psf):
-            out.append(j)
+        d = np.hypot(ox - cx, oy - cy) - half
+        if d > 0:
+            # Cheap bound first: no model reaches beyond 15 times the largest r_e bound plus the stamp.
+            psf = next((p for p in objs[j].psfs if p is not None), None)
+            if psf is None or d > _reach(model, other, psf):
+                continue
+        out.append(j)
     return out
 
 
@@ -689,6 +696,7 @@ def _siblings_image(model, objs, fits, near, b, im, start, stop, fluxes=None) ->
     x1 = min(stop[0], im.origin[0] + im.image.shape[1])
     y1 = min(stop[1], im.origin[1] + im.image.shape[0])
     return img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]]
+
 
 
 def _unit_images(out: SourceOutcome, psf: PsfMixture, start, stop) -> list[np.ndarray]:

@@ -272,6 +272,9 @@ def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray,
     free = weight > 0
     for (cx, cy), cov in zip(centres, covs):
         c = np.eye(2) * 4.0 if cov is None else np.asarray(cov, float)
+        reach = sigmas * float(np.sqrt(max(np.linalg.eigvalsh(c).max(), 0.0)))
+        if cx + reach < x0 or cx - reach > x0 + nx - 1 or cy + reach < y0 or cy - reach > y0 + ny - 1:
+            continue  # its region does not touch the stamp
         inv = np.linalg.inv(c)
         dx, dy = xx - cx, yy - cy
         d2 = inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy
