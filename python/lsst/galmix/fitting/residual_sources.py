@@ -93,14 +93,14 @@ def inside_half_light(
         for k, name in enumerate(names):
             if name.endswith(".ln_reff") and (best is None or o.theta[k] > o.theta[best]):
                 best = k
-        if best is None:
+        if best is None or not np.isfinite(o.theta).all():
             continue
-        reff = float(np.exp(o.theta[best]))
+        reff = max(float(np.exp(o.theta[best])), 1e-12)
         q, pa = q_theta_from_eta(float(o.theta[best + 1]), float(o.theta[best + 2]))
         c, s = np.cos(pa), np.sin(pa)
         dx, dy = xs - cx, ys - cy
         u, v = c * dx + s * dy, -s * dx + c * dy
-        out |= (u / reff) ** 2 + (v / (q * reff)) ** 2 <= scale**2
+        out |= (u / reff) ** 2 + (v / max(q * reff, 1e-12)) ** 2 <= scale**2
     return out
 
 
