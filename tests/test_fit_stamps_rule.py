@@ -51,3 +51,31 @@ def test_concentrated_large_galaxies_recover_n_on_the_default_stamp(n):
     # Without growing (the first 4.5-sigma stamp only) the same galaxy is fitted on far fewer pixels.
     fixed = fit(stamp_flux_fraction=0.0, stamp_edge_noise=0.0)
     assert out["sersic_nPix"][0] > 2 * fixed["sersic_nPix"][0]
+
+
+def test_growth_is_bounded_by_the_footprint_with_footprint_only():
+    from lsst.galmix.fitting.blend import BandImage, ObjectInput, _footprint_box, _grown_box, _measure, _prepare_set
+    from lsst.galmix.fitting.flags import FlagSet
+    from lsst.galmix.fitting.source import solve
+    from lsst.galmix.models.definitions import get_model
+
+    truth = GalaxyTruth(100.0, 100.0, 20000.0, n=4.0, reff=8.0, q=0.8, theta=0.4)
+    shape = (201, 201)
+    clean = render_stamp([truth], PSF, shape)
+    sigma = noise_sigma_for_snr(clean, 500.0)
+    img = clean + np.random.default_rng(5).normal(0, sigma, shape)
+    footprints = np.zeros(shape, int)
+    footprints[70:131, 75:126] = 1  # x 75-125, y 70-130
+    images = [BandImage(img, np.full(shape, sigma**2), None, (0, 0))]
+    cfg = SourceFitConfig(footprint_only=True)
+    assert _footprint_box(footprints, images, [1], cfg) == ((75, 70), (126, 131))
+    assert _footprint_box(footprints, images, [1], SourceFitConfig()) is None
+    obj = ObjectInput(truth.x, truth.y, None, 1, [MIX], FlagSet())
+    _measure(obj, [obj], images, footprints, cfg)
+    prep = _prepare_set(get_model("sersic"), [obj], images, footprints, [1], cfg)
+    outcomes = solve([prep], cfg.settings)[0]
+    (x0, y0), (x1, y1) = _grown_box(prep, outcomes, images, cfg)
+    assert x0 < 75 and y0 < 70 and x1 > 126 and y1 > 131  # the model wants more than the footprint
+    limit = _footprint_box(footprints, images, [1], cfg)
+    (x0, y0), (x1, y1) = _grown_box(prep, outcomes, images, cfg, limit)
+    assert x0 >= 75 and y0 >= 70 and x1 <= 126 and y1 <= 131

@@ -288,10 +288,12 @@ def _prep_box(prep: Prepared) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def _grown_box(
-    prep: Prepared, outcomes: Sequence[SourceOutcome], images: Sequence[BandImage | None], cfg: SourceFitConfig
+    prep: Prepared, outcomes: Sequence[SourceOutcome], images: Sequence[BandImage | None], cfg: SourceFitConfig,
+    limit: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """The box a group's stamps must grow to so that they hold its fitted models (`required_half_size`),
-    or `None` when the present box already does (or growing is disabled, or it cannot grow further)."""
+    or `None` when the present box already does (or growing is disabled, or it cannot grow further).
+    ``limit``: a box it may not grow beyond (the group's footprints)."""
     if cfg.stamp_flux_fraction <= 0 and cfg.stamp_edge_noise <= 0:
         return None
     (x0, y0), (x1, y1) = _prep_box(prep)
@@ -313,6 +315,9 @@ def _grown_box(
         ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
         nx0, ny0 = min(nx0, ix - half), min(ny0, iy - half)
         nx1, ny1 = max(nx1, ix + half + 1), max(ny1, iy + half + 1)
+    if limit is not None:
+        nx0, ny0 = max(nx0, min(x0, limit[0][0])), max(ny0, min(y0, limit[0][1]))
+        nx1, ny1 = min(nx1, max(x1, limit[1][0])), min(ny1, max(y1, limit[1][1]))
     # Keep within the images: a box beyond them adds no pixels.
     im = next(i for i in images if i is not None)
     ox, oy = im.origin
@@ -324,6 +329,19 @@ def _grown_box(
     if max(x0 - nx0, y0 - ny0, nx1 - x1, ny1 - y1) < margin:
         return None
     return (nx0, ny0), (nx1, ny1)
+
+
+def _footprint_box(footprints, images, labels, cfg) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Bounding box of the footprints ``labels`` when fits use only their own footprint pixels
+    (``footprint_only``): stamps never need to grow beyond it."""
+    keep = [lab for lab in labels if lab != 0]
+    if footprints is None or not cfg.footprint_only or not keep or not _any_image(images):
+        return None
+    rows, cols = np.nonzero(np.isin(footprints, keep))
+    if rows.size == 0:
+        return None
+    ox, oy = images_origin(images)
+    return (int(cols.min()) + ox, int(rows.min()) + oy), (int(cols.max()) + 1 + ox, int(rows.max()) + 1 + oy)
 
 
 def _grow_stamps(
@@ -346,7 +364,7 @@ def _grow_stamps(
         todo = []
         for k, (objs, keep, owners, _, _) in enumerate(groups):
             prep, outs = current[k]
-            box = _grown_box(prep, outs, images, cfg)
+            box = _grown_box(prep, outs, images, cfg, _footprint_box(footprints, images, keep, cfg))
             crowd = list(objs) + [o for o in owners if all(o is not m for m in objs)]
             sky = prep.sky or (cfg.sky == "auto" and not any(o.flags.fatal for o in outs)
                                and _sky_allowed(crowd, prep.bands, cfg) and _sky_detected(prep, outs, crowd))
