@@ -54,7 +54,14 @@ def test_concentrated_large_galaxies_recover_n_on_the_default_stamp(n):
 
 
 def test_growth_is_bounded_by_the_footprint_with_footprint_only():
-    from lsst.galmix.fitting.blend import BandImage, ObjectInput, _footprint_box, _grown_box, _measure, _prepare_set
+    from lsst.galmix.fitting.blend import (
+        BandImage,
+        ObjectInput,
+        _footprint_box,
+        _grown_box,
+        _measure,
+        _prepare_set,
+    )
     from lsst.galmix.fitting.flags import FlagSet
     from lsst.galmix.fitting.source import solve
     from lsst.galmix.models.definitions import get_model
