@@ -119,7 +119,7 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
     for band in bands:
         sky = sky_column(m, band)
         cols.append(ColumnDef(sky, "f8", "nJy", f"Flat local sky level per pixel in band {band}, fitted "
-                              "jointly with the object (NaN when not fitted: too few background pixels)"))
+                              "jointly with the object (NaN when none was fitted: no pedestal seen)"))
         cols.append(ColumnDef(sky + "Err", "f8", "nJy", f"1-sigma error of {sky}, marginalised over the model"))
     for comp in m.components:
         if not comp.has_shape:
