@@ -90,3 +90,15 @@ def test_spurious_detection_does_not_move_onto_a_neighbour():
     d = np.hypot(out["sersic_x"][2] - truths[0].x, out["sersic_y"][2] - truths[0].y)
     assert d > 3.0 or out["r_sersicFlux"][2] < 3 * out["r_sersicFluxErr"][2]
     assert abs(out["r_sersicFlux"][0] / truths[0].flux - 1) < 0.03
+
+
+def test_flattened_resolved_component_is_flagged_not_fatal():
+    from lsst.galmix.fitting.flags import FLAGS
+    from lsst.galmix.fitting.source import collapsed_size, flat_shape
+
+    spec = SourceSpec(get_model("sersic"), (0.0, 0.0))
+    line = np.array([0.0, 0.0, np.log(3.0), 5.0, 0.0, 1.0])  # q = exp(-5) = 0.007, reff 3 px
+    assert flat_shape(spec, line) and not collapsed_size(spec, line)
+    assert not flat_shape(spec, np.array([0.0, 0.0, np.log(3.0), 4.0, 0.0, 1.0]))  # q = 0.018
+    assert not flat_shape(spec, np.array([0.0, 0.0, np.log(0.1), 5.0, 0.0, 1.0]))  # unresolved: q free
+    assert not {f.name: f.fatal for f in FLAGS}["flat_shape"]

@@ -52,9 +52,11 @@ FLAGS: tuple[FlagDef, ...] = (
     FlagDef("zero_flux", "The best-fit total flux is zero in every band", fatal=False),
     FlagDef("bad_fit", "The fit diverged (centre off its pixels, size > 10x the stamp) or gave non-finite values"),
     FlagDef("bad_size", "An extended component's reff collapsed below 1e-3 pixel (a tenth of the default lower "
-            "bound) or, with reff >= 1 pixel, its axis ratio below 0.01: no data can measure such a shape"),
+            "bound): no data can measure such a size, it only arises from a numerical breakdown"),
     FlagDef("bad_flux", "In some band the fitted total flux exceeds 100x the fitted pixels' data flux (plus 5 sigma "
             "of its noise): over 99% of the model light would lie off the data, an extrapolation"),
+    FlagDef("flat_shape", "A resolved (reff >= 1 pixel) extended component's axis ratio fell below 0.01: its shape "
+            "is not measured (the flux may still be)", fatal=False),
 )
 """Source-fit failure modes in bit order."""
 

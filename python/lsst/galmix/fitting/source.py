@@ -34,6 +34,7 @@ __all__ = [
     "band_input",
     "collapsed_size",
     "extra_starts",
+    "flat_shape",
     "implausible_flux",
     "initial_theta",
     "solve",
@@ -374,6 +375,7 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
         fl.set("bad_fit", res.failed or ran_away or not np.isfinite(th).all())
         fl.set("zero_flux", bool(np.nansum(fluxes) <= 0))
         fl.set("bad_size", collapsed_size(spec, th))
+        fl.set("flat_shape", flat_shape(spec, th))
         fl.set("bad_flux", implausible_flux(fluxes, bands))
         out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, elapsed, fl,
                                  sky=res.sky, sky_err=res.sky_err))
@@ -400,14 +402,23 @@ near zero are not flagged."""
 
 
 MIN_Q = 1e-2
-"""Smallest plausible axis ratio of an extended component whose ``reff`` is at least one pixel
-(``bad_size`` below it): a fit that flattens a resolved component to a line (seen in joint fits of
-crowded blends) has not measured a shape. Unresolved components (stars fitted with a Sersic) leave
-``q`` unconstrained and are not flagged."""
+"""Smallest axis ratio of an extended component whose ``reff`` is at least one pixel that is a
+measurement (``flat_shape`` below it, non-fatal): a fit that flattens a resolved component to a line
+(joint fits of crowded blends; faint galaxies whose shape the data do not constrain: 21% of the
+medium simulated repository's rows) has not measured a shape, while its flux can still be good.
+Unresolved components (stars fitted with a Sersic) leave ``q`` unconstrained and are not flagged."""
+
+
+def flat_shape(spec: SourceSpec, theta: np.ndarray) -> bool:
+    """Whether a resolved (``reff`` >= 1 pixel) extended component's axis ratio is below `MIN_Q`."""
+    names = spec.model.nonlinear_names
+    return any(name.endswith(".ln_reff") and bool(theta[k] >= 0.0 and np.hypot(theta[k + 1], theta[k + 2])
+                                                 > -np.log(MIN_Q))
+               for k, name in enumerate(names))
 
 
 def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
-    """Whether an extended component's size collapsed below `MIN_REFF_PIX` or its axis ratio below `MIN_Q`.
+    """Whether an extended component's size collapsed below `MIN_REFF_PIX`.
 
     Parameters
     ----------
@@ -416,10 +427,8 @@ def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
     theta : `numpy.ndarray`
         Its nonlinear parameters (natural units).
     """
-    names = spec.model.nonlinear_names
-    return any(name.endswith(".ln_reff") and bool(
-        theta[k] < np.log(MIN_REFF_PIX) or (theta[k] >= 0.0 and np.hypot(theta[k + 1], theta[k + 2]) > -np.log(MIN_Q)))
-        for k, name in enumerate(names))
+    return any(name.endswith(".ln_reff") and bool(theta[k] < np.log(MIN_REFF_PIX))
+               for k, name in enumerate(spec.model.nonlinear_names))
 
 
 def implausible_flux(fluxes: np.ndarray, bands: Sequence[BandInput | None]) -> bool:
