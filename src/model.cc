@@ -41,7 +41,7 @@ void shapeMatrix(double eta1, double eta2, double S[3], double dS1[3], double dS
     dS2[2] = dA * c2 - dB * c2 * eta1;
 }
 
-Scene::Scene(std::vector<Source> sources, int nBands) : _sources(std::move(sources)), _nBands(nBands) {
+Scene::Scene(std::vector<Source> sources, int nBands, bool sky) : _sources(std::move(sources)), _nBands(nBands) {
     if (nBands < 1 || nBands > kMaxBands) {
         std::ostringstream os;
         os << "Scene: n_bands must be in [1, " << kMaxBands << "] (got " << nBands << ")";
@@ -69,6 +69,15 @@ Scene::Scene(std::vector<Source> sources, int nBands) : _sources(std::move(sourc
             for (int b = 0; b < nBands; ++b) _info.push_back({s, c, b, ParamKind::Flux});
         }
     }
+    if (sky) {
+        _skyOffset = nParams();
+        for (int b = 0; b < nBands; ++b) _info.push_back({-1, -1, b, ParamKind::Sky});
+    }
+}
+
+int Scene::skyIndex(int b) const {
+    if (!hasSky() || b < 0 || b >= _nBands) throw InputError("skyIndex: no sky parameter for this band");
+    return _skyOffset + b;
 }
 
 namespace {
@@ -93,15 +102,20 @@ int Scene::fluxIndex(int s, int c, int b) const {
     int nc = static_cast<int>(_sources[s].components.size());
     checkIndex("component", c, nc);
     checkIndex("band", b, _nBands);
-    int end = s + 1 < nSources() ? _offsets[s + 1] : nParams();
+    int end = s + 1 < nSources() ? _offsets[s + 1] : (hasSky() ? _skyOffset : nParams());
     return end - nc * _nBands + c * _nBands + b;
 }
 
 std::vector<std::string> Scene::paramNames() const {
-    static const char* kinds[] = {"x", "y", "lnReff", "eta1", "eta2", "n", "flux"};
+    static const char* kinds[] = {"x", "y", "lnReff", "eta1", "eta2", "n", "flux", "sky"};
     std::vector<std::string> names;
     for (auto const& p : _info) {
         std::ostringstream os;
+        if (p.kind == ParamKind::Sky) {
+            os << "sky[" << p.band << "]";
+            names.push_back(os.str());
+            continue;
+        }
         os << "s" << p.source;
         if (p.component >= 0) os << ".c" << p.component;
         os << "." << kinds[static_cast<int>(p.kind)];
@@ -189,6 +203,17 @@ void Scene::bandMixture(std::vector<double> const& params, int band, std::vector
                 }
             }
         }
+    }
+    if (hasSky()) {
+        // A flat sky is one very wide round Gaussian (value = sky level to < 5e-7 over any stamp), so the
+        // existing kernels give its chi2, normal-equation rows and cross terms with every other parameter
+        // in the same pass. Centred on the first source: within the stamp by construction.
+        int iS = skyIndex(band);
+        double norm = 2.0 * M_PI * kSkyVariance;
+        int g = static_cast<int>(out.mixture.size());
+        out.mixture.push_back({params[iS] * norm, params[_offsets[0]], params[_offsets[0] + 1], kSkyVariance, 0.0,
+                               kSkyVariance});
+        if (isActive(iS)) out.derivs.push_back({g, iS, {norm, 0, 0, 0, 0, 0}});
     }
     // Sizes are exp(ln reff) and PSF covariances add: catch what overflows or degenerates before the
     // evaluation derives pixel ranges from the inverse covariances.

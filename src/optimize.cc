@@ -105,8 +105,11 @@ public:
         _prec.assign(_P, 0.0);
         for (int i = 0; i < _P; ++i) {
             bool isFree = free.empty() || free[i];
-            if (info[i].kind == ParamKind::Flux) {
-                if (isFree) _fluxes.push_back(i);
+            if (info[i].kind == ParamKind::Flux || info[i].kind == ParamKind::Sky) {
+                if (isFree) {
+                    _fluxes.push_back(i);
+                    _signed.push_back(info[i].kind == ParamKind::Sky);
+                }
             } else if (isFree) {
                 _nl.push_back(i);
             }
@@ -115,7 +118,7 @@ public:
                 std::isfinite(opt.upper[i]) && opt.upper[i] > opt.lower[i]) {
                 _bounds[i] = {true, opt.lower[i], opt.upper[i]};
             }
-            if (!opt.priorSigma.empty() && info[i].kind != ParamKind::Flux) {
+            if (!opt.priorSigma.empty() && info[i].kind != ParamKind::Flux && info[i].kind != ParamKind::Sky) {
                 double s = opt.priorSigma[i];
                 if (s > 0.0 && std::isfinite(s)) {
                     if (!std::isfinite(opt.priorMean[i])) throw InputError("non-finite prior mean");
@@ -296,7 +299,47 @@ private:
 
     std::vector<double> solveFluxSystem(std::vector<double> const& G, std::vector<double> const& b) const {
         int nF = static_cast<int>(b.size());
-        return _opt.nonNegativeFluxes ? nnlsGram(G, b, nF) : solveUnconstrained(G, b, nF);
+        if (!_opt.nonNegativeFluxes) return solveUnconstrained(G, b, nF);
+        if (std::find(_signed.begin(), _signed.end(), char(1)) == _signed.end()) return nnlsGram(G, b, nF);
+        return nnlsWithSigned(G, b, nF);
+    }
+
+    // Non-negative fluxes with unconstrained sky levels: the sky levels are eliminated exactly (Schur
+    // complement of their block), the fluxes solved by NNLS on the reduced system, the sky levels recovered.
+    std::vector<double> nnlsWithSigned(std::vector<double> const& G, std::vector<double> const& b, int n) const {
+        std::vector<int> pos, sgn;
+        for (int a = 0; a < n; ++a) (_signed[a] ? sgn : pos).push_back(a);
+        int nP = static_cast<int>(pos.size()), nS = static_cast<int>(sgn.size());
+        std::vector<double> Gss = subMatrix(G, n, sgn, sgn);
+        std::vector<double> x(n, 0.0);
+        if (!cholesky(Gss, nS)) return solveUnconstrained(G, b, n);
+        // X = Gss^-1 G_s,p (column by column) and y = Gss^-1 b_s.
+        std::vector<double> X(static_cast<std::size_t>(nS) * nP), col(nS), y(nS);
+        for (int k = 0; k < nS; ++k) y[k] = b[sgn[k]];
+        choleskySolve(Gss, nS, y.data());
+        for (int p = 0; p < nP; ++p) {
+            for (int k = 0; k < nS; ++k) col[k] = G[sgn[k] * n + pos[p]];
+            choleskySolve(Gss, nS, col.data());
+            for (int k = 0; k < nS; ++k) X[k * nP + p] = col[k];
+        }
+        std::vector<double> Gr(static_cast<std::size_t>(nP) * nP), br(nP);
+        for (int p = 0; p < nP; ++p) {
+            br[p] = b[pos[p]];
+            for (int k = 0; k < nS; ++k) br[p] -= G[pos[p] * n + sgn[k]] * y[k];
+            for (int q = 0; q < nP; ++q) {
+                double v = G[pos[p] * n + pos[q]];
+                for (int k = 0; k < nS; ++k) v -= G[pos[p] * n + sgn[k]] * X[k * nP + q];
+                Gr[p * nP + q] = v;
+            }
+        }
+        std::vector<double> f = nP > 0 ? nnlsGram(Gr, br, nP) : std::vector<double>();
+        for (int p = 0; p < nP; ++p) x[pos[p]] = f[p];
+        for (int k = 0; k < nS; ++k) {
+            double v = y[k];
+            for (int p = 0; p < nP; ++p) v -= X[k * nP + p] * f[p];
+            x[sgn[k]] = v;
+        }
+        return x;
     }
 
     // Normal equations (free nonlinear parameters and all free fluxes) at params, whose fluxes are the
@@ -399,7 +442,7 @@ private:
         std::vector<int> passive;
         for (std::size_t a = 0; a < _fluxes.size(); ++a) {
             int i = _fluxes[a];
-            if (params[i] != 0.0 || neFluxes[a] != 0.0 || !_opt.nonNegativeFluxes) passive.push_back(i);
+            if (params[i] != 0.0 || neFluxes[a] != 0.0 || !_opt.nonNegativeFluxes || _signed[a]) passive.push_back(i);
         }
         int nA = static_cast<int>(_nl.size());
         int nF = static_cast<int>(passive.size());
@@ -445,6 +488,7 @@ private:
         if (!ne || !neFluxes || static_cast<int>(_nl.size() + _fluxes.size()) != _P) return false;
         if (static_cast<int>(ne->H.size()) != _P * _P) return false;
         for (std::size_t a = 0; a < _fluxes.size(); ++a) {
+            if (_signed[a]) continue;  // no other column depends on a sky level
             double f = params[_fluxes[a]], f0 = (*neFluxes)[a];
             if (std::abs(f - f0) > 1e-4 * std::abs(f)) return false;
         }
@@ -484,6 +528,7 @@ private:
     int _P;
     mutable int _nEval = 0;
     std::vector<int> _nl, _fluxes;
+    std::vector<char> _signed;  // per entry of _fluxes: a sky level (linear, either sign)
     std::vector<Bounds> _bounds;
     std::vector<double> _prec;
 };

@@ -37,8 +37,9 @@ def test_missed_neighbour_is_fitted_and_removes_the_flux_bias():
     without = _fit(img, sigma, residual_threshold=0.0)
     with_ = _fit(img, sigma)
     assert without["sersic_n_residual_sources"][0] == 0
-    # Absorbed by the galaxy's model, the neighbour biases its flux by 4 sigma (+4%).
-    assert without["r_sersicFlux"][0] - 1000.0 > 3 * without["r_sersicFluxErr"][0]
+    # Absorbed by the galaxy's model, the neighbour biases its flux by +3.5% (2.7 sigma with the free sky).
+    assert without["r_sersicFlux"][0] - 1000.0 > 0.025 * 1000.0
+    assert without["r_sersicFlux"][0] - 1000.0 > 2 * without["r_sersicFluxErr"][0]
     assert with_["sersic_n_residual_sources"][0] == 1
     assert not with_["sersic_flag"][0]
     assert abs(with_["r_sersicFlux"][0] - 1000.0) < 2 * with_["r_sersicFluxErr"][0]
@@ -81,3 +82,48 @@ def test_model_mismatch_is_not_a_residual_source():
     out = fit_patch({"r": (img, np.full(img.shape, sigma**2), None)}, (0, 0), objects, None, {"r": MIX}, "exp",
                     SourceFitConfig())
     assert out["exp_n_residual_sources"][0] == 0
+
+
+def _cosmos_stamp(hdu: int):
+    from astropy.io import fits
+
+    root = "/work/shared/realdata/"
+    cat = fits.getdata(root + "paltas_cosmos/real_galaxy_catalog_23.5.fits", 1)
+    img = fits.getdata(root + "paltas_cosmos/real_galaxy_images_23.5_n1.fits", hdu).astype(float)
+    psf = fits.getdata(root + "galsim_cosmos/real_galaxy_PSF_images.fits", 0).astype(float)
+    var = np.full(img.shape, float(cat["NOISE_VARIANCE"][hdu]))
+    return img, var, fit_psf_image(psf / psf.sum(), 4).mixture
+
+
+@pytest.mark.parametrize("hdu", [0, 3, 5])
+def test_real_galaxy_structure_gets_no_residual_source(hdu):
+    """Resolved COSMOS galaxies (knots, arms): peaks the search keeps lie beyond STRUCTURE_RADIUS r_e,
+    never on the galaxy; without the structure rule it places them on its knots (measured: 1-3 per stamp)."""
+    from lsst.galmix.fitting.blend import BandImage, ObjectInput, _measure, _prepare_set
+    from lsst.galmix.fitting.flags import FlagSet
+    from lsst.galmix.fitting.residual_sources import STRUCTURE_RADIUS, inside_half_light, residual_peaks
+    from lsst.galmix.fitting.source import solve
+
+    img, var, mix = _cosmos_stamp(hdu)
+    ny, nx = img.shape
+    obj = ObjectInput(nx / 2 - 0.5, ny / 2 - 0.5, None, 0, [mix], FlagSet())
+    images = [BandImage(img, var, None, (0, 0))]
+    cfg = SourceFitConfig()
+    _measure(obj, [obj], images, None, cfg)
+    prep = _prepare_set(get_model("sersic"), [obj], images, None, [0], cfg)
+    outcomes = solve([prep], cfg.settings)[0]
+    peaks = residual_peaks(prep, outcomes, 5.0, 1.0, 10)
+    if peaks:
+        xs, ys = np.array(peaks).T
+        assert not inside_half_light(xs, ys, outcomes, STRUCTURE_RADIUS).any()
+    # The rule is what keeps them off: the significant peaks inside 3 r_e exist.
+    import lsst.galmix.fitting.residual_sources as rs
+
+    old = rs.STRUCTURE_RADIUS
+    try:
+        rs.STRUCTURE_RADIUS = 0.0
+        unruled = residual_peaks(prep, outcomes, 5.0, 1.0, 10)
+    finally:
+        rs.STRUCTURE_RADIUS = old
+    xs, ys = np.array(unruled).T
+    assert inside_half_light(xs, ys, outcomes, STRUCTURE_RADIUS).any()

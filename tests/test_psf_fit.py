@@ -70,7 +70,7 @@ def _star_dmag(n_gauss: int, source_limited: bool) -> float:
     var = np.full(shape, 1.0) + (img.clip(0) if source_limited else 0.0)
     objs = Table({"objectId": [1], "x": [truth.x], "y": [truth.y]})
     tab = fit_patch({"r": (img, var, np.zeros(shape, bool))}, (0, 0), objs, None, {"r": mix}, "point",
-                    config=SourceFitConfig(stamp_max=30))
+                    config=SourceFitConfig(stamp_max=30, sky="none"))  # the identity is for fluxes alone
     return float(-2.5 * np.log10(tab["r_psfFlux"][0] / truth.flux))
 
 

@@ -35,7 +35,7 @@ constexpr int kMaxBands = 1000;
 constexpr int kMaxDenseParams = 20000;
 
 /// Kind of each parameter.
-enum class ParamKind { X = 0, Y = 1, LnReff = 2, Eta1 = 3, Eta2 = 4, SersicN = 5, Flux = 6 };
+enum class ParamKind { X = 0, Y = 1, LnReff = 2, Eta1 = 3, Eta2 = 4, SersicN = 5, Flux = 6, Sky = 7 };
 
 struct ParamInfo {
     int source, component, band;  // component/band -1 where not applicable
@@ -53,9 +53,10 @@ struct BandMixture {
 ///    then fluxes: component-major, band-minor (F_c0b0, F_c0b1, ..., F_c1b0, ...)].
 /// PSFs are given per band and per source (psfs[s], or a single entry shared by all sources); PSF
 /// Gaussian centres are offsets from the source centroid.
+/// With `sky`, one flat-sky level per band follows all sources (ParamKind::Sky, linear like the fluxes).
 class Scene {
 public:
-    Scene(std::vector<Source> sources, int nBands);
+    Scene(std::vector<Source> sources, int nBands, bool sky = false);
 
     int nParams() const { return static_cast<int>(_info.size()); }
     int nBands() const { return _nBands; }
@@ -67,6 +68,9 @@ public:
     int sourceOffset(int s) const;
     /// Index of the flux of component c of source s in band b; std::out_of_range for any bad index.
     int fluxIndex(int s, int c, int b) const;
+    bool hasSky() const { return _skyOffset >= 0; }
+    /// Index of band b's sky level (requires hasSky()).
+    int skyIndex(int b) const;
 
     /// Gaussians of one band and (if wanted) their derivatives with respect to the parameters
     /// flagged in `active` (size nParams, or empty for all).
@@ -78,12 +82,17 @@ private:
     int _nBands;
     std::vector<int> _offsets;
     std::vector<ParamInfo> _info;
+    int _skyOffset = -1;
 };
 
 /// Throws InputError naming the first pixel whose inverse sigma is so large that its square (the weight)
 /// overflows double precision (the variance is below ~1e-308); the image checks themselves only say
 /// "not finite" there.
 void checkInverseSigma(ImageRef const& ref);
+
+/// Variance (pixel^2, both axes) of the Gaussian that carries a flat sky through the Gaussian kernels:
+/// over any stamp (|r| < 1e4 px) it is 1 to better than 5e-7 of itself, far below the noise of any sky.
+inline constexpr double kSkyVariance = 1e14;
 
 /// One band's data: a checked image and the PSF mixture of each source (one entry = all sources).
 struct BandData {

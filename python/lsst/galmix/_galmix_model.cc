@@ -184,7 +184,8 @@ void bindModel(py::module_& m) {
             .value("ETA1", ParamKind::Eta1)
             .value("ETA2", ParamKind::Eta2)
             .value("SERSIC_N", ParamKind::SersicN)
-            .value("FLUX", ParamKind::Flux);
+            .value("FLUX", ParamKind::Flux)
+            .value("SKY", ParamKind::Sky);
 
     py::class_<PyBand, std::shared_ptr<PyBand>>(
             m, "Band",
@@ -204,7 +205,11 @@ void bindModel(py::module_& m) {
             m, "Scene",
             "Sources with concatenated parameters. Per source: [x, y, then per extended component ln_reff, eta1,\n"
             "eta2 (+ n if its profile depends on n), then fluxes component-major, band-minor].")
-            .def(py::init<std::vector<Source>, int>(), py::arg("sources"), py::arg("n_bands") = 1)
+            .def(py::init<std::vector<Source>, int, bool>(), py::arg("sources"), py::arg("n_bands") = 1,
+                 py::arg("sky") = false,
+                 "With sky=True one flat-sky level per band (linear, either sign) follows all sources.")
+            .def_property_readonly("has_sky", &Scene::hasSky)
+            .def("sky_index", &Scene::skyIndex, py::arg("band"), "Index of the band's sky level.")
             .def_property_readonly("n_params", &Scene::nParams)
             .def_property_readonly("n_bands", &Scene::nBands)
             .def_property_readonly("n_sources", &Scene::nSources)

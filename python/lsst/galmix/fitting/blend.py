@@ -9,6 +9,7 @@ on its stamp with all its neighbours' first-pass models subtracted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -16,15 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._galmix import nnls_gram
 from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
-from ..models.render import render
+from ..models.render import component_gaussians
+from .engine_backend import model_stamps
 from .flags import FlagSet
 from .moments import adaptive_moments
-from .optimize import SourceSpec
+from .optimize import BandInput, SourceSpec
 from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, extra_starts, initial_theta, solve
-from .stamps import Exclusion, Stamp, cut_box
+from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size
 
 __all__ = ["BandImage", "ObjectInput", "fit_isolated", "fit_objects"]
 
@@ -82,29 +85,30 @@ def _exclude(
     origin: tuple[int, int],
     keep: Sequence[int],
     owners: Sequence[ObjectInput] = (),
-    me: ObjectInput | None = None,
+    me: ObjectInput | Sequence[ObjectInput] | None = None,
     strict: bool = False,
 ) -> Exclusion | None:
     """Pixels not to use: owned (footprint label) by objects outside ``keep`` (with ``strict``, also
     unowned pixels), or, without footprints, closer to another of ``owners`` than to ``me`` (a Voronoi
     split of a blend)."""
     keep_set = [k for k in keep if k != 0]
-    others = [o for o in owners if o is not me]
+    mine = list(me) if isinstance(me, (list, tuple)) else ([] if me is None else [me])
+    others = [o for o in owners if all(o is not m for m in mine)]
 
     def exclusion(x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray | None:
         ex = None
         if footprints is not None:
             lab = footprints[y0 - origin[1] : y0 - origin[1] + shape[0], x0 - origin[0] : x0 - origin[0] + shape[1]]
             ex = ~np.isin(lab, keep_set) if strict else (lab != 0) & ~np.isin(lab, keep_set)
-        elif me is not None and others:
+        elif mine and others:
             yy, xx = np.mgrid[y0 : y0 + shape[0], x0 : x0 + shape[1]]
-            d_me = (xx - me.x) ** 2 + (yy - me.y) ** 2
+            d_me = np.min([(xx - m.x) ** 2 + (yy - m.y) ** 2 for m in mine], axis=0)
             ex = np.zeros(shape, bool)
             for o in others:
                 ex |= (xx - o.x) ** 2 + (yy - o.y) ** 2 < d_me
         return ex
 
-    return exclusion if (footprints is not None or (me is not None and others)) else None
+    return exclusion if (footprints is not None or (mine and others)) else None
 
 
 def _measure_cov(obj: ObjectInput, images: Sequence[BandImage | None], half: int, exclude) -> np.ndarray | None:
@@ -186,15 +190,19 @@ def _prepare_set(
     box: tuple[tuple[int, int], tuple[int, int]] | None = None,
     theta0: np.ndarray | None = None,
     owners: Sequence[ObjectInput] = (),
+    crowd: Sequence[ObjectInput] = (),
+    sky: bool = False,
 ) -> Prepared | None:
     """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
     their stamps (``owners``: the blend whose pixels are split between its children when there are no
-    footprints). `None` (with ``no_data`` flags) when no band is usable."""
+    footprints; ``crowd``: the whole blend, whose other children occupy pixels that are not background
+    when deciding on a sky; ``sky``: fit a sky where ``cfg.sky`` is ``"auto"``, if the stamp allows it).
+    `None` (with ``no_data`` flags) when no band is usable."""
     if not _any_image(images):
         for o in objs:
             o.flags.set("no_data")
         return None
-    exclude = _exclude(footprints, images_origin(images), keep_labels, owners, objs[0] if owners else None,
+    exclude = _exclude(footprints, images_origin(images), keep_labels, owners, list(objs) if owners else None,
                        cfg.footprint_only) if cfg.use_footprints else None
     halves = [_half_size(o.cov, cfg) for o in objs]
     start, stop = box if box is not None else _box(objs, halves)
@@ -213,13 +221,176 @@ def _prepare_set(
         for o in objs:
             o.flags.set("missing_band")
     specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
+    others = [o for o in (crowd or owners) if all(o is not m for m in objs)]
+    sky = _sky_allowed(list(objs) + others, bands, cfg) and (sky or cfg.sky == "flat")
     if theta0 is None:
         psf_cov = next(p for p in ref.psfs if p is not None).covariance()
         starts = [initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs]
         for th in starts:
             extra_starts(model, th)  # shifts the main start; blends use that one only
         theta0 = np.concatenate(starts)
-    return Prepared(specs, theta0, bands, [o.flags for o in objs])
+    return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky)
+
+
+SKY_DETECT_SIGMAS = 3.0
+"""``sky="auto"`` adds a sky to a fit where, after a fit without one, the mean residual of the background
+pixels differs from zero by more than this many of its errors in some band (`_sky_detected`). A flat
+sky that the data do not show costs precision (on the 31x31 stamp of an r_e = 3 pixel galaxy at S/N 50
+it doubled the flux scatter) and removes no bias."""
+
+
+def _sky_allowed(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitConfig) -> bool:
+    """Whether a stamp may carry a flat sky: ``cfg.sky`` is not ``"none"`` and, for ``"auto"``, at least
+    ``cfg.sky_min_background`` of its pixels lie beyond 3 observed sigma of every object on it."""
+    if cfg.sky not in ("auto", "flat", "none"):
+        raise ValueError(f"sky must be 'auto', 'flat' or 'none', not {cfg.sky!r}")
+    if cfg.settings.backend != "engine":
+        # The numpy reference backend has no sky parameter.
+        if cfg.sky == "flat":
+            raise ValueError("sky='flat' needs the engine backend")
+        return False
+    if cfg.sky != "auto":
+        return cfg.sky == "flat"
+    b = next(b for b in bands if b is not None)
+    centres = np.array([(o.x, o.y) for o in objs], float)
+    bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs])
+    return np.count_nonzero(bg) >= cfg.sky_min_background * np.count_nonzero(b.weight)
+
+
+def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Sequence[ObjectInput]) -> bool:
+    """Whether the residual of a fit without sky shows a pedestal: its inverse-variance-weighted mean over
+    the pixels beyond 3, or beyond 5, observed sigma of ``objs`` is significant (`SKY_DETECT_SIGMAS`)."""
+    if any(o is None or not np.isfinite(o.theta).all() for o in outcomes):
+        return False
+    theta = np.concatenate([o.theta for o in outcomes])
+    fluxes = np.nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
+    models = model_stamps(prep.specs, theta, fluxes, prep.bands)
+    centres = np.array([(o.x, o.y) for o in objs], float)
+    for b, m in zip(prep.bands, models):
+        if b is None or m is None:
+            continue
+        # Beyond 3 and beyond 5 observed sigma: a fit without sky partly absorbs a pedestal into its
+        # wings, which hides it near the galaxy (a COSMOS disk: 1.3 sigma beyond 3, 5.2 beyond 5).
+        for radius in (3.0, 5.0):
+            bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs], radius)
+            w = b.weight[bg]
+            if w.size < 50 or not (w.sum() > 0):
+                continue
+            mean = float(np.sum(w * (b.image - m)[bg]) / np.sum(w))
+            if abs(mean) * np.sqrt(np.sum(w)) > SKY_DETECT_SIGMAS:
+                return True
+    return False
+
+
+def _prep_box(prep: Prepared) -> tuple[tuple[int, int], tuple[int, int]]:
+    boxes = [(b.x0, b.y0, b.x0 + b.image.shape[1], b.y0 + b.image.shape[0]) for b in prep.bands if b is not None]
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes)), (max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _grown_box(
+    prep: Prepared, outcomes: Sequence[SourceOutcome], images: Sequence[BandImage | None], cfg: SourceFitConfig,
+    limit: tuple[tuple[int, int], tuple[int, int]] | None = None,
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The box a group's stamps must grow to so that they hold its fitted models (`required_half_size`),
+    or `None` when the present box already does (or growing is disabled, or it cannot grow further).
+    ``limit``: a box it may not grow beyond (the group's footprints)."""
+    if cfg.stamp_flux_fraction <= 0 and cfg.stamp_edge_noise <= 0:
+        return None
+    (x0, y0), (x1, y1) = _prep_box(prep)
+    nx0, ny0, nx1, ny1 = x0, y0, x1, y1
+    for out in outcomes:
+        if out is None or out.flags.fatal or not np.isfinite(out.theta).all():
+            continue
+        m = out.spec.model
+        cx, cy = (out.theta[0], out.theta[1]) if m.free_centroid else out.spec.xy_fixed
+        half = 0
+        for b, band in enumerate(prep.bands):
+            if band is None or not np.isfinite(out.fluxes[b]).all():
+                continue
+            gs = component_gaussians(m, out.theta, out.spec.xy_fixed, band.psf)
+            g = np.concatenate([gc * np.array([f, 1, 1, 1, 1, 1]) for gc, f in zip(gs, out.fluxes[b])])
+            noise = float(np.median(1.0 / np.sqrt(band.weight[band.weight > 0])))
+            half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
+                                                cfg.stamp_max))
+        ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
+        nx0, ny0 = min(nx0, ix - half), min(ny0, iy - half)
+        nx1, ny1 = max(nx1, ix + half + 1), max(ny1, iy + half + 1)
+    if limit is not None:
+        nx0, ny0 = max(nx0, min(x0, limit[0][0])), max(ny0, min(y0, limit[0][1]))
+        nx1, ny1 = min(nx1, max(x1, limit[1][0])), min(ny1, max(y1, limit[1][1]))
+    # Keep within the images: a box beyond them adds no pixels.
+    im = next(i for i in images if i is not None)
+    ox, oy = im.origin
+    nx0, ny0 = max(nx0, min(x0, ox)), max(ny0, min(y0, oy))
+    nx1 = min(nx1, max(x1, ox + im.image.shape[1]))
+    ny1 = min(ny1, max(y1, oy + im.image.shape[0]))
+    # Grow only by a margin that matters (a refit costs a fit): 10% of the size or 3 pixels per side.
+    margin = max(3, int(0.1 * max(x1 - x0, y1 - y0)))
+    if max(x0 - nx0, y0 - ny0, nx1 - x1, ny1 - y1) < margin:
+        return None
+    return (nx0, ny0), (nx1, ny1)
+
+
+def _footprint_box(footprints, images, labels, cfg) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Bounding box of the footprints ``labels`` when fits use only their own footprint pixels
+    (``footprint_only``): stamps never need to grow beyond it."""
+    keep = [lab for lab in labels if lab != 0]
+    if footprints is None or not cfg.footprint_only or not keep or not _any_image(images):
+        return None
+    rows, cols = np.nonzero(np.isin(footprints, keep))
+    if rows.size == 0:
+        return None
+    ox, oy = images_origin(images)
+    return (int(cols.min()) + ox, int(rows.min()) + oy), (int(cols.max()) + 1 + ox, int(rows.max()) + 1 + oy)
+
+
+def _grow_stamps(
+    model: ModelDef,
+    groups: Sequence[tuple[Sequence[ObjectInput], Sequence[int], Sequence[ObjectInput], Prepared,
+                           list[SourceOutcome]]],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+    n_threads: int,
+) -> list[tuple[Prepared, list[SourceOutcome]]]:
+    """Refit groups whose stamps do not hold their fitted models on grown stamps, or whose residual shows a
+    sky pedestal (`_sky_detected`) with a sky (up to two rounds).
+
+    ``groups`` holds per fitted group ``(objects, footprint labels kept, owners, prep, outcomes)``; the
+    result is the final ``(prep, outcomes)`` per group. A refit replaces the first fit unless it failed.
+    """
+    current = [(prep, list(outs)) for _, _, _, prep, outs in groups]
+    for _ in range(2):
+        todo = []
+        for k, (objs, keep, owners, _, _) in enumerate(groups):
+            prep, outs = current[k]
+            box = _grown_box(prep, outs, images, cfg, _footprint_box(footprints, images, keep, cfg))
+            crowd = list(objs) + [o for o in owners if all(o is not m for m in objs)]
+            sky = prep.sky or (cfg.sky == "auto" and not any(o.flags.fatal for o in outs)
+                               and _sky_allowed(crowd, prep.bands, cfg) and _sky_detected(prep, outs, crowd))
+            if box is None and sky == prep.sky:
+                continue
+            t0 = time.perf_counter()
+            theta0 = np.concatenate([o.theta for o in outs])
+            new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box or _prep_box(prep), theta0=theta0,
+                               owners=owners, sky=sky)
+            if new is not None:
+                # The refit gets copies of the flags: they replace the first fit's only if it is kept.
+                new.flags = [FlagSet(mask=f.mask) for f in new.flags]
+                todo.append((k, new, time.perf_counter() - t0))
+        if not todo:
+            break
+        for (k, new, t_prep), outs in zip(todo, solve([t[1] for t in todo], cfg.settings, n_threads)):
+            old = current[k][1]
+            if any(o.flags.fatal for o in outs) and not any(o.flags.fatal for o in old):
+                continue
+            for o, prev, obj in zip(outs, old, groups[k][0]):
+                o.time += prev.time + t_prep / len(outs)
+                obj.flags.mask = o.flags.mask
+                o.flags = obj.flags
+            new.flags = [obj.flags for obj in groups[k][0]]
+            current[k] = (new, list(outs))
+    return current
 
 
 def _with_residual_sources(
@@ -232,12 +403,21 @@ def _with_residual_sources(
                                        cfg.residual_max_sources, n_threads)
 
 
-def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
+def _fit_group(model, objs, images, footprints, keep_labels, cfg, **kw
+               ) -> tuple[list[SourceOutcome | None], Prepared | None]:
+    """Fit one set of objects jointly: outcomes and the final inputs (stamps grown unless a box is given)."""
     prep = _prepare_set(model, objs, images, footprints, keep_labels, cfg, **kw)
     if prep is None:
-        return [None] * len(objs)
+        return [None] * len(objs), None
     # One group on one thread: blends in "subtract" mode run in parallel Python threads.
-    return _with_residual_sources([(prep, list(solve([prep], cfg.settings, 1)[0]))], cfg, 1)[0]
+    fit = (prep, list(solve([prep], cfg.settings, 1)[0]))
+    if kw.get("box") is None and kw.get("subtract") is None:
+        fit = _grow_stamps(model, [(objs, keep_labels, kw.get("owners", ()), *fit)], images, footprints, cfg, 1)[0]
+    return _with_residual_sources([fit], cfg, 1)[0], fit[0]
+
+
+def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
+    return _fit_group(model, objs, images, footprints, keep_labels, cfg, **kw)[0]
 
 
 def fit_isolated(
@@ -282,10 +462,12 @@ def fit_isolated(
         o.flags.mask = best.flags.mask
         best.flags = o.flags
         best.time = t_prep + sum(f.time for f in fits)
-        chosen.append((len(out), group[k], best))
+        chosen.append((len(out), o, group[k], best))
         out.append(best)
-    refits = _with_residual_sources([(prep, [best]) for _, prep, best in chosen], cfg, cfg.n_threads)
-    for (i, _, _), (outcome,) in zip(chosen, refits):
+    grown = _grow_stamps(model, [([o], [o.label], (), prep, [best]) for _, o, prep, best in chosen], images,
+                         footprints, cfg, cfg.n_threads)
+    refits = _with_residual_sources(grown, cfg, cfg.n_threads)
+    for (i, _, _, _), (outcome,) in zip(chosen, refits):
         out[i] = outcome
     return out
 
@@ -336,10 +518,12 @@ def fit_joint_blends(
             children = list(next(done))
             for c in children:
                 c.time += t_prep / len(children)
-            fitted.append((len(out), prep, children))
+            fitted.append((len(out), objs, prep, children))
             out.append(children)
-    refits = _with_residual_sources([(prep, children) for _, prep, children in fitted], cfg, cfg.n_threads)
-    for (i, _, _), children in zip(fitted, refits):
+    grown = _grow_stamps(model, [(objs, [o.label for o in objs], (), prep, children)
+                                 for _, objs, prep, children in fitted], images, footprints, cfg, cfg.n_threads)
+    refits = _with_residual_sources(grown, cfg, cfg.n_threads)
+    for (i, _, _, _), children in zip(fitted, refits):
         out[i] = children
     return out
 
@@ -394,48 +578,211 @@ def fit_objects(
         mode = "subtract"
     if mode == "joint":
         return _fit_set(model, objs, images, footprints, labels, cfg)
-    # Pass 1: each child alone, its siblings' footprints masked.
-    first = [_fit_set(model, [o], images, footprints, [o.label], cfg, owners=objs)[0] for o in objs]
-    # Passes 2..: Gauss-Seidel sweeps, each child refitted on all its pixels with its siblings' latest
-    # models subtracted.
-    current = list(first)
-    for _ in range(cfg.subtract_iterations):
-        for i, o in enumerate(objs):
-            if current[i] is None:
+    return _fit_in_blocks(model, objs, images, footprints, cfg,
+                          1 if cfg.blend_mode == "subtract" else max(cfg.max_children, 1))
+
+
+def _blocks(objs: Sequence[ObjectInput], size: int, direction: tuple[float, float]) -> list[list[int]]:
+    """Partition children into spatially compact blocks of at most ``size``: seeds taken in order along
+    ``direction``, each with its nearest unassigned siblings."""
+    xy = np.array([(o.x, o.y) for o in objs], float)
+    order = list(np.argsort(xy @ np.asarray(direction, float), kind="stable"))
+    free = set(range(len(objs)))
+    out = []
+    for seed in order:
+        if seed not in free:
+            continue
+        rest = sorted(free - {seed}, key=lambda j: float(np.hypot(*(xy[j] - xy[seed]))))
+        block = [int(seed)] + [int(j) for j in rest[: size - 1]]
+        free -= set(block)
+        out.append(block)
+    return out
+
+
+def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: int) -> list[SourceOutcome | None]:
+    """Fit a blend block by block: each block of up to ``size`` children jointly, the other children's
+    current models subtracted, sweeping until no child changes.
+
+    Pass 1 fits each block with the pixels of the other children given zero weight (their footprints,
+    or a Voronoi split without footprints). Then sweeps: the fluxes of all children are solved jointly
+    at their current shapes (`_joint_fluxes`, linear and sparse), and each block is refitted on its
+    stamps with the other children's models subtracted (C++ rendering). Blocks alternate between two
+    partitions, so that no pair of neighbours stays split by a block boundary. A block is refitted only
+    while one of its children or a sibling reaching its stamps changed (flux by more than
+    `SUBTRACT_TOL` of its error, or centre by 0.1 pixel): the sweeps stop when the group has converged,
+    and the cost grows linearly with the number of children for blends of fixed density.
+    """
+    labels = [o.label for o in objs]
+    n = len(objs)
+    # No residual-source search: the residuals of a block include its neighbours' imperfectly subtracted
+    # models, and point sources placed there take the neighbours' light (blends of 36: 86% of the
+    # children within 3 sigma of their true flux with the search, 93% without).
+    cfg = dataclasses.replace(cfg, residual_threshold=0.0)
+    current: list[SourceOutcome | None] = [None] * n
+    boxes: list = [None] * n
+    partitions = [_blocks(objs, size, (1.0, 0.3)), _blocks(objs, size, (0.3, 1.0))]
+    for block in partitions[0]:
+        members = [objs[i] for i in block]
+        outs, prep = _fit_group(model, members, images, footprints, [o.label for o in members], cfg, owners=objs)
+        for i, out in zip(block, outs):
+            current[i] = out
+            boxes[i] = _box([objs[i]], [_half_size(objs[i].cov, cfg)]) if prep is None else _prep_box(prep)
+    changed = [c is not None for c in current]
+    for sweep in range(cfg.subtract_iterations):
+        if not any(changed):
+            break
+        moved = list(changed)
+        changed = [False] * n
+        render_fluxes = _joint_fluxes(objs, current, boxes, images, footprints, labels, cfg)
+        for block in partitions[(sweep + 1) % 2] if size > 1 else partitions[0]:
+            block = [i for i in block if current[i] is not None]
+            if not block:
+                continue
+            start = (min(boxes[i][0][0] for i in block), min(boxes[i][0][1] for i in block))
+            stop = (max(boxes[i][1][0] for i in block), max(boxes[i][1][1] for i in block))
+            near = [j for j in _reaching(model, objs, current, block[0], start, stop) if j not in block]
+            if not any(moved[j] for j in near + block):
                 continue
             t0 = time.perf_counter()
-            start, stop = _box([o], [_half_size(o.cov, cfg)])
-            sub = [None if im is None else _siblings_image(model, objs, current, i, b, im, start, stop)
+            sub = [None if im is None else _siblings_image(model, objs, current, near, b, im, start, stop,
+                                                           render_fluxes)
                    for b, im in enumerate(images)]
-            keep = [o.label] + labels
-            previous = current[i].time
-            current[i] = _fit_set(model, [o], images, footprints, keep, cfg, subtract=sub, box=(start, stop),
-                                  theta0=current[i].theta)[0]
-            if current[i] is not None:
+            members = [objs[i] for i in block]
+            before = [current[i] for i in block]
+            refit = _fit_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
+                             subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
+                             crowd=objs, sky=any(b.sky is not None for b in before))
+            if any(r is None for r in refit):
+                continue
+            share = (time.perf_counter() - t0) / len(block)
+            for i, old, new in zip(block, before, refit):
                 # The refit (siblings' model images, stamps, fit) adds to the child's earlier passes.
-                current[i].time = previous + (time.perf_counter() - t0)
+                new.time = old.time + share
+                changed[i] = _changed(old, new)
+                current[i] = new
+                render_fluxes[i] = 0.5 * (old.fluxes + new.fluxes)
     return current
 
 
-def _siblings_image(model, objs, fits, i, b, im, start, stop) -> np.ndarray:
-    """Sum of the models of all objects but ``i`` in band ``b`` over the part of the box on the image."""
+SUBTRACT_TOL = 0.1
+"""Sweeps of ``"subtract"`` mode stop when no child's flux moved by more than this many of its errors."""
+
+
+def _changed(before: SourceOutcome, after: SourceOutcome) -> bool:
+    df = np.abs(np.nan_to_num(after.fluxes - before.fluxes))
+    err = np.array([np.sqrt(np.trace(c)) if c is not None else np.inf for c in after.flux_cov])
+    flux_moved = bool((df.sum(axis=1) > SUBTRACT_TOL * np.nan_to_num(err, nan=np.inf)).any())
+    centre_moved = after.spec.model.free_centroid and bool(np.hypot(*(after.theta[:2] - before.theta[:2])) > 0.1)
+    return flux_moved or centre_moved
+
+
+def _reach(model: ModelDef, fit: SourceOutcome, psf: PsfMixture) -> float:
+    sizes = [np.exp(fit.theta[k]) for k, name in enumerate(model.nonlinear_names) if name.endswith("ln_reff")]
+    return 15 * max(sizes, default=0.0) + 5 * np.sqrt(np.trace(psf.covariance()))
+
+
+def _reaching(model, objs, fits, i, start, stop) -> list[int]:
+    """Siblings of child ``i`` whose light can reach its box (within 15 reff + 5 PSF sigma)."""
+    cx, cy = 0.5 * (start[0] + stop[0]), 0.5 * (start[1] + stop[1])
+    half = 0.5 * np.hypot(stop[0] - start[0], stop[1] - start[1])
+    out = []
+    for j, other in enumerate(fits):
+        if j == i or other is None:
+            continue
+        ox, oy = other.theta[:2] if model.free_centroid else other.spec.xy_fixed
+        d = np.hypot(ox - cx, oy - cy) - half
+        if d > 0:
+            # Cheap bound first: no model reaches beyond 15 times the largest r_e bound plus the stamp.
+            psf = next((p for p in objs[j].psfs if p is not None), None)
+            if psf is None or d > _reach(model, other, psf):
+                continue
+        out.append(j)
+    return out
+
+
+def _siblings_image(model, objs, fits, near, b, im, start, stop, fluxes=None) -> np.ndarray:
+    """Sum of the models of the siblings ``near`` in band ``b`` over the part of the box on the image
+    (C++ rendering, each sibling with its own PSF; ``fluxes``: per child, fluxes replacing its fit's)."""
     shape = (stop[1] - start[1], stop[0] - start[0])
     img = np.zeros(shape)
-    cx, cy = 0.5 * (start[0] + stop[0]), 0.5 * (start[1] + stop[1])
-    half = 0.5 * np.hypot(*shape)
-    for j, other in enumerate(fits):
-        psf = objs[j].psfs[b]
-        if j == i or other is None or psf is None or not np.isfinite(other.fluxes[b]).all():
+    for j in near:
+        other, psf = fits[j], objs[j].psfs[b]
+        f = other.fluxes if fluxes is None or fluxes[j] is None else fluxes[j]
+        if other is None or psf is None or not np.isfinite(f[b]).all():
             continue
-        # Neighbours whose light cannot reach the box (beyond 15 reff + 5 PSF sigma) are skipped.
-        sizes = [np.exp(other.theta[k]) for k, name in enumerate(model.nonlinear_names) if name.endswith("ln_reff")]
-        reach = 15 * max(sizes, default=0.0) + 5 * np.sqrt(np.trace(psf.covariance()))
-        ox, oy = other.spec.xy_fixed if not model.free_centroid else other.theta[:2]
-        if np.hypot(ox - cx, oy - cy) > half + reach:
-            continue
-        img += render(model, other.theta, other.fluxes[b], psf, shape, start, other.spec.xy_fixed)
+        band = BandInput(img, img, start[0], start[1], psf)
+        img += model_stamps([other.spec], other.theta, f[b][None, :], [band])[0]
     # Clip to the part of the box inside the image, as cut_box does.
     x0, y0 = max(start[0], im.origin[0]), max(start[1], im.origin[1])
     x1 = min(stop[0], im.origin[0] + im.image.shape[1])
     y1 = min(stop[1], im.origin[1] + im.image.shape[0])
     return img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]]
+
+
+
+def _unit_images(out: SourceOutcome, psf: PsfMixture, start, stop) -> list[np.ndarray]:
+    """Unit-flux model image of each component of a fitted child over a box (C++ rendering)."""
+    shape = (stop[1] - start[1], stop[0] - start[0])
+    band = BandInput(np.zeros(shape), np.zeros(shape), start[0], start[1], psf)
+    n_comp = out.spec.n_comp
+    return [model_stamps([out.spec], out.theta, np.eye(n_comp)[c][None, :], [band])[0] for c in range(n_comp)]
+
+
+def _joint_fluxes(objs, fits, boxes, images, footprints, labels, cfg) -> list[np.ndarray | None]:
+    """Fluxes of all children solved jointly at their current shapes (per band, linear least squares over
+    the union of their stamps, each child's model over its own stamp): the fluxes the next sweep
+    subtracts. Pixels of objects outside the group are excluded as in the fits; the children's mean
+    fitted sky is removed from the data first. Children or bands without a fit keep their fitted fluxes.
+    """
+    out = [None if f is None else np.array(f.fluxes, float) for f in fits]
+    live = [i for i, f in enumerate(fits) if f is not None and np.isfinite(f.theta).all()]
+    if len(live) < 2 or not _any_image(images):
+        return out
+    x0 = min(boxes[i][0][0] for i in live)
+    y0 = min(boxes[i][0][1] for i in live)
+    x1 = max(boxes[i][1][0] for i in live)
+    y1 = max(boxes[i][1][1] for i in live)
+    exclude = _exclude(footprints, images_origin(images), labels) if cfg.use_footprints else None
+    for b, im in enumerate(images):
+        if im is None:
+            continue
+        st = cut_box(im.image, im.variance, im.bad, im.origin, (x0, y0), (x1, y1), exclude)
+        if st.n_pix == 0:
+            continue
+        skies = [fits[i].sky[b] for i in live if fits[i].sky is not None and np.isfinite(fits[i].sky[b])]
+        data = st.image - (np.mean(skies) if skies else 0.0)
+        cols, index = [], []
+        for i in live:
+            psf = objs[i].psfs[b]
+            if psf is None or not np.isfinite(fits[i].fluxes[b]).all():
+                continue
+            (sx, sy), (ex, ey) = boxes[i]
+            sx, sy = max(sx, st.x0), max(sy, st.y0)
+            ex, ey = min(ex, st.x0 + st.shape[1]), min(ey, st.y0 + st.shape[0])
+            if sx >= ex or sy >= ey:
+                continue
+            for c, img in enumerate(_unit_images(fits[i], psf, (sx, sy), (ex, ey))):
+                cols.append(((sy - st.y0, ey - st.y0, sx - st.x0, ex - st.x0), img))
+                index.append((i, c))
+        n = len(cols)
+        if n < 2:
+            continue
+        gram, rhs = np.zeros((n, n)), np.zeros(n)
+        for a, ((ya, yb, xa, xb), ma) in enumerate(cols):
+            rhs[a] = float(np.sum(st.weight[ya:yb, xa:xb] * data[ya:yb, xa:xb] * ma))
+            for k in range(a, n):
+                (yc, yd, xc, xd), mk = cols[k]
+                oy0, oy1, ox0, ox1 = max(ya, yc), min(yb, yd), max(xa, xc), min(xb, xd)
+                if oy0 >= oy1 or ox0 >= ox1:
+                    continue
+                v = float(np.sum(st.weight[oy0:oy1, ox0:ox1] * ma[oy0 - ya : oy1 - ya, ox0 - xa : ox1 - xa]
+                                 * mk[oy0 - yc : oy1 - yc, ox0 - xc : ox1 - xc]))
+                gram[a, k] = gram[k, a] = v
+        if not (np.isfinite(gram).all() and np.isfinite(rhs).all()):
+            continue
+        # Non-negative: these fluxes only shape the models subtracted from the neighbours, and a nearly
+        # collinear pair (two children on one peak) must not swing to large opposite fluxes.
+        f = np.asarray(nnls_gram(gram, rhs))
+        for (i, c), v in zip(index, f):
+            out[i][b, c] = v
+    return out

@@ -51,9 +51,9 @@ def psf_array(psf: PsfMixture) -> np.ndarray:
     return np.column_stack([psf.frac, psf.dx, psf.dy, psf.xx, psf.xy, psf.yy])
 
 
-def _scene(specs: Sequence[SourceSpec], n_bands: int) -> ge.Scene:
+def _scene(specs: Sequence[SourceSpec], n_bands: int, sky: bool = False) -> ge.Scene:
     sources = [ge.Source([ge.Component(_profile(c), c.name) for c in s.model.components]) for s in specs]
-    return ge.Scene(sources, n_bands=n_bands)
+    return ge.Scene(sources, n_bands=n_bands, sky=sky)
 
 
 @dataclass
@@ -70,10 +70,15 @@ class EngineProblem:
     free: np.ndarray
     settings: FitSettings
     bands: list[ge.Band]
+    sky_index: np.ndarray | None = None
 
 
 def make_problem(
-    specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None], settings: FitSettings
+    specs: Sequence[SourceSpec],
+    theta0: np.ndarray,
+    bands: Sequence[BandInput | None],
+    settings: FitSettings,
+    sky: bool = False,
 ) -> EngineProblem:
     """Prepare an engine fit of sources (jointly) on the usable bands.
 
@@ -87,9 +92,11 @@ def make_problem(
         Stamps per band (`None`: not used).
     settings : `FitSettings`
         Optimizer settings and priors.
+    sky : `bool`
+        Fit a flat sky level per band jointly with the sources (linear, either sign).
     """
     used = [i for i, b in enumerate(bands) if b is not None]
-    scene = _scene(specs, len(used))
+    scene = _scene(specs, len(used), sky)
     params0, free, theta_index, flux_index = _layout(scene, specs, theta0, len(used))
     npar = scene.n_params
     mean, sigma = np.zeros(npar), np.full(npar, np.inf)
@@ -108,6 +115,7 @@ def make_problem(
             mean[i], sigma[i] = 0.0, pri.eta_sigma
         elif key == "n" and pri.n is not None:
             mean[i], sigma[i] = pri.n
+    _bound_centroids(specs, theta0, bands, settings, scene, lower, upper)
     opts = ge.FitOptions()
     opts.max_iter = settings.max_iter
     opts.ftol = settings.rtol
@@ -120,8 +128,29 @@ def make_problem(
     eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
                  for b in (bands[i] for i in used)]
     problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
+    sky_index = np.array([scene.sky_index(k) for k in range(len(used))], int) if sky else None
     return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
-                         eng_bands)
+                         eng_bands, sky_index)
+
+
+def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None],
+                     settings: FitSettings, scene: ge.Scene, lower: np.ndarray, upper: np.ndarray) -> None:
+    """Box bounds of the free centres about their detection positions (`FitSettings.centroid_max_shift`)."""
+    if settings.centroid_max_shift is None:
+        return
+    psf_sigma = max(float(np.sqrt(0.5 * np.trace(b.psf.covariance()))) for b in bands if b is not None)
+    fwhm = 2.0 * np.sqrt(2.0 * np.log(2.0)) * psf_sigma
+    a = 0
+    for s, spec in enumerate(specs):
+        names = spec.model.nonlinear_names
+        if spec.model.free_centroid:
+            sizes = [np.exp(theta0[a + k]) for k, name in enumerate(names) if name.endswith(".ln_reff")]
+            radius = settings.centroid_max_shift * max([fwhm, *sizes])
+            off = scene.source_offset(s)
+            for k in range(2):
+                lower[off + k] = spec.xy_fixed[k] - radius
+                upper[off + k] = spec.xy_fixed[k] + radius
+        a += spec.n_theta
 
 
 def _layout(
@@ -204,7 +233,10 @@ def _unconstrained_fluxes(
         return params, fisher, chi2
     h, b = np.asarray(h), np.asarray(b)
     new = params.copy()
-    for idx in p.flux_index.reshape(len(p.used), -1):
+    for k, idx in enumerate(p.flux_index.reshape(len(p.used), -1)):
+        if p.sky_index is not None:
+            # The band's sky level is linear like its fluxes: solved with them.
+            idx = np.append(idx, p.sky_index[k])
         block = h[np.ix_(idx, idx)]
         step = np.linalg.lstsq(block, b[idx], rcond=None)[0]
         new[idx] = params[idx] + step
@@ -228,13 +260,23 @@ def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
         fluxes[b] = fl[k]
     fisher = fisher + np.diag(np.asarray(res.prior_precision))
     order = np.concatenate([p.theta_index, p.flux_index])
+    n_main = len(order)
+    if p.sky_index is not None:
+        # The sky levels enter the inversion, so every other error is marginalised over them.
+        order = np.concatenate([order, p.sky_index])
     names = [name for spec in p.specs for name in spec.model.nonlinear_names]
     bounds = ParameterBounds(names, p.settings)
     cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, names)
+    sky = sky_err = None
+    if p.sky_index is not None:
+        sky, sky_err = np.full(p.n_bands, np.nan), np.full(p.n_bands, np.nan)
+        sky[p.used] = params[p.sky_index]
+        sky_err[p.used] = np.sqrt(np.diag(cov)[n_main:])
+        cov = cov[:n_main, :n_main]
     return FitResult(theta, fluxes, cov, chi2, int(res.n_iter),
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bounds.at_bound(theta),
                      singular=singular, failed=failed, message=str(res.message), seconds=float(res.seconds),
-                     unconstrained=held)
+                     unconstrained=held, sky=sky, sky_err=sky_err)
 
 
 def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[FitResult]:

@@ -74,6 +74,8 @@ FLAGS: tuple[FlagDef, ...] = (
     FlagDef("shape_unconstrained", "A shape parameter (size, ellipticity or index) is not constrained by the "
             "data (point-like or barely resolved object): its error is NaN and the other errors are "
             "conditional on it", fatal=False),
+    FlagDef("flat_shape", "A resolved (reff >= 1 pixel) extended component's axis ratio fell below 0.01: its shape "
+            "is not measured (the flux may still be)", fatal=False),
 )
 """Source-fit failure modes in bit order."""
 

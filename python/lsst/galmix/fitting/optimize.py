@@ -110,6 +110,10 @@ class FitSettings:
         Bounds of ``reff`` in pixels.
     priors : `Priors`
         Priors.
+    centroid_max_shift : `float` or `None`
+        Engine backend: a free centre stays within this many times ``max(PSF FWHM, starting reff)`` of
+        its detection position (``SourceSpec.xy_fixed``), so that a child of a blend cannot leave its
+        footprint or move onto a neighbour; `None`: unbounded.
     backend : `str`
         ``"engine"`` (C++, default) or ``"numpy"`` (this module; the reference implementation).
     """
@@ -120,6 +124,7 @@ class FitSettings:
     n_bounds: tuple[float, float] = (N_MIN, N_MAX)
     reff_bounds: tuple[float, float] = (1e-2, 1e3)
     priors: Priors = field(default_factory=Priors)
+    centroid_max_shift: float | None = 2.0
     backend: str = "engine"
 
 
@@ -182,6 +187,9 @@ class FitResult:
     unconstrained : `numpy.ndarray` or `None`
         Boolean per nonlinear parameter: unconstrained by the data and held for the errors
         (`lsst.galmix.fitting.errors.conditional_covariance`); its error is NaN.
+    sky, sky_err : `numpy.ndarray` or `None`
+        Per band, the fitted flat sky level (data units per pixel) and its error, marginalised over
+        all other parameters (NaN for bands without data); `None` when no sky was fitted.
     """
 
     theta: np.ndarray
@@ -196,6 +204,8 @@ class FitResult:
     message: str = ""
     seconds: float = float("nan")
     unconstrained: np.ndarray | None = None
+    sky: np.ndarray | None = None
+    sky_err: np.ndarray | None = None
 
 
 class ParameterBounds:

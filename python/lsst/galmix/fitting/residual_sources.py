@@ -9,13 +9,15 @@ shallow u and y bands this tail moved the median magnitude difference by -15 mma
 After the first fit, the residual of each fitted group is weighted by the inverse variance, summed
 over bands and smoothed with a round Gaussian of the PSF's mean second moment (the point-source matched
 filter). Local maxima above ``threshold`` sigma, at least ``min_separation`` PSF FWHM from every fitted
-centre (nearer, the residual is the object's own model mismatch) and at least twice as significant as
-the residual at their mirror image through that centre (the models, and so their mismatch with a
-galaxy, are point-symmetric; a neighbour is not), become point sources with free
+centre (nearer, the residual is the object's own model mismatch), outside `STRUCTURE_RADIUS` times the
+half-light ellipse of every fitted galaxy (within it, residuals are the galaxy's knots, arms and bars) and
+at least twice as significant as the residual at their mirror image through that centre (the models,
+and so their mismatch with a galaxy, are point-symmetric; a neighbour is not), become point sources with free
 centres and fluxes that are fitted jointly with the group, starting from its first fit. The refit
 replaces the first one when it is not flagged, lowers the chi-square and no residual source moved
-within half that distance of a fitted centre (it would be splitting the object, not fitting a
-neighbour); the extra sources are not output rows: ``<model>_n_residual_sources`` counts them.
+within half that distance of a fitted centre or into the structure region (it would be splitting the
+object, not fitting a neighbour); the extra sources are not output rows: ``<model>_n_residual_sources`` counts
+them.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, maximum_filter
 
 from ..models.definitions import get_model
+from ..models.ellipse import q_theta_from_eta
 from .engine_backend import model_stamps
 from .flags import FlagSet
 from .optimize import BandInput, FitSettings, SourceSpec
 from .source import Prepared, SourceOutcome, solve
 
-__all__ = ["RESIDUAL_MODEL", "add_residual_sources", "refit_with_residual_sources", "residual_peaks"]
+__all__ = ["RESIDUAL_MODEL", "STRUCTURE_RADIUS", "add_residual_sources", "inside_half_light",
+           "refit_with_residual_sources", "residual_peaks"]
 
 RESIDUAL_MODEL = "point"
 """Model of a residual source: a point source with free centre (missed neighbours are faint and small)."""
@@ -60,6 +64,45 @@ def _psf_sigma(bands: Sequence[BandInput]) -> float:
 
 def _centres(outcomes: Sequence[SourceOutcome]) -> np.ndarray:
     return np.array([o.theta[:2] if o.spec.model.free_centroid else o.spec.xy_fixed for o in outcomes], float)
+
+
+STRUCTURE_RADIUS = 3.0
+"""Residual peaks within this many half-light radii (elliptical radius of a fitted source's largest
+component) are the galaxy's own structure, never a separate source.
+
+Measured with `benchmarks/bench_realdata.py` (COSMOS, HSC, Legacy Surveys and SDSS galaxies): of the 43
+peaks the search accepted on 15 real stamps, 30 lay within 3 r_e, on knots, arms and bars (residual
+below the model there in 21 of them), and with them the galaxies came out a median 0.034 mag (up to
+0.12) fainter than pyimfit's fits; with the rule, 0.0065. Most peaks beyond 3 r_e are neighbours and
+stars (residual 10-10^9 times the model). Missed neighbours in the simulated tests lie at 5-6 r_e."""
+
+
+def inside_half_light(
+    xs: np.ndarray, ys: np.ndarray, outcomes: Sequence[SourceOutcome], scale: float = 1.0
+) -> np.ndarray:
+    """Whether positions lie inside ``scale`` times the half-light ellipse of any fitted source's largest
+    component.
+
+    Residuals there are the galaxy's own structure (knots, arms, bars, dust lanes) seen against a smooth
+    model, not a separate object that the search could fit without taking the galaxy's light.
+    """
+    xs, ys = np.atleast_1d(np.asarray(xs, float)), np.atleast_1d(np.asarray(ys, float))
+    out = np.zeros(xs.shape, bool)
+    for o, (cx, cy) in zip(outcomes, _centres(outcomes)):
+        names = o.spec.model.nonlinear_names
+        best = None
+        for k, name in enumerate(names):
+            if name.endswith(".ln_reff") and (best is None or o.theta[k] > o.theta[best]):
+                best = k
+        if best is None or not np.isfinite(o.theta).all():
+            continue
+        reff = max(float(np.exp(o.theta[best])), 1e-12)
+        q, pa = q_theta_from_eta(float(o.theta[best + 1]), float(o.theta[best + 2]))
+        c, s = np.cos(pa), np.sin(pa)
+        dx, dy = xs - cx, ys - cy
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        out |= (u / reff) ** 2 + (v / max(q * reff, 1e-12)) ** 2 <= scale**2
+    return out
 
 
 def residual_peaks(
@@ -119,7 +162,8 @@ def residual_peaks(
     mirror = np.zeros(rows.size)
     mirror[inside] = significance[mirror_row[inside], mirror_col[inside]]
     peak_sig = significance[rows, cols]
-    keep = (np.sqrt(d2.min(axis=1)) >= min_separation * fwhm) & (mirror < 0.5 * peak_sig)
+    keep = ((np.sqrt(d2.min(axis=1)) >= min_separation * fwhm) & (mirror < 0.5 * peak_sig)
+            & ~inside_half_light(xs, ys, outcomes, STRUCTURE_RADIUS))
     order = np.argsort(-peak_sig[keep])[:max_sources]
     return [(float(x), float(y)) for x, y in zip(xs[keep][order], ys[keep][order])]
 
@@ -135,7 +179,7 @@ def add_residual_sources(
     specs = list(prep.specs) + [SourceSpec(point, p) for p in peaks]
     theta0 = np.concatenate([o.theta for o in outcomes] + [np.array(p, float) for p in peaks])
     flags = [FlagSet(mask=f.mask) for f in prep.flags] + [FlagSet() for _ in peaks]
-    return Prepared(specs, theta0, prep.bands, flags)
+    return Prepared(specs, theta0, prep.bands, flags, sky=prep.sky)
 
 
 def refit_with_residual_sources(
@@ -188,6 +232,7 @@ def refit_with_residual_sources(
         fwhm = _FWHM_PER_SIGMA * _psf_sigma([b for b in prep.bands if b is not None])
         centres = _centres(mine)
         merged = any(np.hypot(*(centres - o.theta[:2]).T).min() < 0.5 * min_separation * fwhm
+                     or bool(inside_half_light(o.theta[0], o.theta[1], mine, STRUCTURE_RADIUS)[0])
                      for o in refit[len(first):])
         if merged or any(o.flags.fatal for o in mine) or not mine[0].chi2 <= first[0].chi2:
             for o in first:

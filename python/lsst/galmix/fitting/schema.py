@@ -31,6 +31,7 @@ __all__ = [
     "flag_column",
     "flux_column",
     "psf_columns",
+    "sky_column",
     "source_columns",
     "summary_flag_column",
     "tract_columns",
@@ -125,6 +126,11 @@ def summary_flag_column(model: ModelDef | str) -> str:
     return f"{_model(model).name}_flag"
 
 
+def sky_column(model: ModelDef | str, band: str) -> str:
+    """Name of the column of the flat sky level fitted with a source in one band (``+ "Err"``: its error)."""
+    return f"{band}_{model if isinstance(model, str) else model.name}_sky"
+
+
 def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDef]:
     """Columns of a ``galmix_<Model>_patch`` table.
 
@@ -161,6 +167,11 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
                                       f"from {fit}"))
                 cols.append(ColumnDef(name + "Err", "f4", "nJy", f"Error on the {band}-band flux of the "
                                       f"{comp.name} component from {fit}"))
+    for band in bands:
+        sky = sky_column(m, band)
+        cols.append(ColumnDef(sky, "f4", "nJy", f"Flat local sky level per pixel in band {band}, fitted "
+                              "jointly with the object (NaN when none was fitted: no pedestal seen)"))
+        cols.append(ColumnDef(sky + "Err", "f4", "nJy", f"1-sigma error of {sky}, marginalised over the model"))
     for comp in m.components:
         if not comp.has_shape:
             continue

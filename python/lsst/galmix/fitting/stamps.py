@@ -1,7 +1,15 @@
-"""Cutting fitting stamps (data + inverse-variance weights) from numpy image, variance and mask arrays.
+"""Cutting fitting stamps (data + inverse-variance weights) from numpy image, variance and mask arrays,
+and the stamp-size rule.
 
 Pixels that must not enter the fit get zero weight, never a special value: masked pixels, pixels with a
 non-finite value, and pixels with zero, negative or non-finite variance. Each reason sets a flag.
+
+Stamp size (one definition for the library and the pipeline): a first stamp of `STAMP_SIGMAS` observed
+(PSF-convolved, adaptive-moment) sigma, at least `STAMP_MIN` and at most `STAMP_MAX` pixels from the
+centre. After the first fit the stamp grows (`required_half_size`) until the fitted model's light beyond
+its edge is below `STAMP_FLUX_FRACTION` of the source's flux, or the model's surface brightness at the
+edge is below `STAMP_EDGE_NOISE` of the pixel noise (no pixel further out would carry information), up to
+`STAMP_MAX` and the object's footprint; the fit is then repeated on the larger stamp.
 """
 
 from __future__ import annotations
@@ -13,7 +21,27 @@ import numpy as np
 
 from .flags import FlagSet
 
-__all__ = ["VARIANCE_FLOOR", "Exclusion", "Stamp", "cut_box", "cut_stamp", "weights_from_variance"]
+__all__ = [
+    "STAMP_EDGE_NOISE", "STAMP_FLUX_FRACTION", "STAMP_MAX", "STAMP_MIN", "STAMP_SIGMAS", "VARIANCE_FLOOR", "Exclusion",
+    "Stamp",
+    "background_pixels", "cut_box", "cut_stamp", "required_half_size", "weights_from_variance",
+]
+
+STAMP_SIGMAS = 4.5
+"""Half-size of the first stamp in observed (PSF-convolved) major-axis sigma; the stamp then grows by
+`required_half_size`. The pipeline task's ``stampSigmas`` takes its default from here."""
+
+STAMP_MIN = 10
+"""Smallest stamp half-size (pixels)."""
+
+STAMP_MAX = 160
+"""Largest stamp half-size (pixels)."""
+
+STAMP_FLUX_FRACTION = 0.005
+"""The stamp holds the galaxy when at most this fraction of its model light lies beyond the edge."""
+
+STAMP_EDGE_NOISE = 0.05
+"""... or when the model surface brightness at the edge is below this fraction of the pixel noise."""
 
 VARIANCE_FLOOR = 1e-6
 """Pixels with variance below this fraction of the median variance of their stamp get zero weight
@@ -186,3 +214,93 @@ def cut_box(
         flags.set("no_data", not weight.any())
     flags.set("edge", (cxa, cxb, cya, cyb) != (xa, xb, ya, yb))
     return Stamp(data, weight, origin[0] + cxa, origin[1] + cya, flags)
+
+
+def _outside_bound(weights: np.ndarray, lam: np.ndarray, radius: float) -> float:
+    # For a Gaussian of covariance C the light beyond radius R is at most that of the round Gaussian of
+    # variance lambda_max(C), exp(-R^2 / (2 lambda_max)): an upper bound on the light beyond a box edge R
+    # from the centre.
+    return float(np.sum(weights * np.exp(-0.5 * radius**2 / lam)))
+
+
+def required_half_size(
+    gaussians: np.ndarray, noise: float, flux_fraction: float = STAMP_FLUX_FRACTION,
+    edge_noise: float = STAMP_EDGE_NOISE, limit: int = STAMP_MAX,
+) -> int:
+    """Half-size (pixels from the source centre) a stamp needs to hold one source's fitted model.
+
+    Parameters
+    ----------
+    gaussians : `numpy.ndarray`
+        ``(G, 6)`` PSF-convolved Gaussians ``(flux, x, y, xx, xy, yy)`` of the source in one band.
+    noise : `float`
+        Typical pixel noise (sigma) of that band.
+    flux_fraction : `float`
+        Largest fraction of the model light allowed beyond the edge.
+    edge_noise : `float`
+        The edge may also stop where the model surface brightness falls below this times ``noise``.
+    limit : `int`
+        Largest half-size returned.
+
+    Returns
+    -------
+    half : `int`
+        The smallest half-size meeting either condition (bounds of both are conservative: a round
+        Gaussian of each component's largest variance), at most ``limit``.
+    """
+    g = np.asarray(gaussians, float)
+    flux = g[:, 0]
+    total = float(flux.sum())
+    if not (total > 0) or not np.isfinite(g).all():
+        return 0
+    tr, det = g[:, 3] + g[:, 5], g[:, 3] * g[:, 5] - g[:, 4] ** 2
+    lam = 0.5 * tr + np.sqrt(np.maximum(0.25 * tr**2 - det, 0.0))
+    lam = np.maximum(lam, 1e-6)
+    peak = np.maximum(flux, 0.0) / (2 * np.pi * np.sqrt(np.maximum(det, 1e-12)))
+    w = np.maximum(flux, 0.0) / total
+
+    def ok(r: float) -> bool:
+        sb = float(np.sum(peak * np.exp(-0.5 * r**2 / lam)))
+        return _outside_bound(w, lam, r) <= flux_fraction or (noise > 0 and sb <= edge_noise * noise)
+
+    if ok(0.0):
+        return 0
+    if not ok(float(limit)):
+        return int(limit)
+    lo, hi = 0.0, float(limit)
+    while hi - lo > 0.01:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return int(np.ceil(hi))
+
+
+def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray, covs: list,
+                      sigmas: float = 3.0) -> np.ndarray:
+    """Weighted pixels farther than ``sigmas`` observed sigma from every source of a stamp (bool mask).
+
+    Parameters
+    ----------
+    weight : `numpy.ndarray`
+        The stamp's weights (``[ny, nx]``, 0 = unused).
+    x0, y0 : `int`
+        Absolute coordinates of ``weight[0, 0]``.
+    centres : `numpy.ndarray`
+        ``(N, 2)`` source centres.
+    covs : `list` [`numpy.ndarray` or `None`]
+        Observed covariance of each source (`None`: a round sigma of 2 pixels).
+    sigmas : `float`
+        Mahalanobis radius of the region each source covers.
+    """
+    ny, nx = weight.shape
+    yy, xx = np.mgrid[y0 : y0 + ny, x0 : x0 + nx]
+    free = weight > 0
+    for (cx, cy), cov in zip(centres, covs):
+        c = np.eye(2) * 4.0 if cov is None else np.asarray(cov, float)
+        reach = sigmas * float(np.sqrt(max(np.linalg.eigvalsh(c).max(), 0.0)))
+        if cx + reach < x0 or cx - reach > x0 + nx - 1 or cy + reach < y0 or cy - reach > y0 + ny - 1:
+            continue  # its region does not touch the stamp
+        inv = np.linalg.inv(c)
+        dx, dy = xx - cx, yy - cy
+        d2 = inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy
+        free &= d2 > sigmas**2
+    return free

@@ -135,9 +135,10 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
     )
     maxChildren = pexConfig.Field[int](doc="Largest blend fitted jointly; larger ones per child", default=5)
     useFootprints = pexConfig.Field[bool](doc="Zero weight for pixels of other objects", default=True)
-    stampSigmas = pexConfig.Field[float](doc="Stamp half-size in observed sigmas", default=6.0)
+    stampSigmas = pexConfig.Field[float](doc="First stamp half-size, observed sigmas",
+                                         default=SourceFitConfig.stamp_sigmas)
     stampMin = pexConfig.Field[int](doc="Smallest stamp half-size (pixels)", default=10)
-    stampMax = pexConfig.Field[int](doc="Largest stamp half-size (pixels)", default=64)
+    stampMax = pexConfig.Field[int](doc="Largest stamp half-size (pixels)", default=SourceFitConfig.stamp_max)
     nInit = pexConfig.Field[float](doc="Initial Sersic index of free-index components", default=2.0)
     maxIter = pexConfig.Field[int](doc="Optimizer iteration limit", default=100)
     nThreads = pexConfig.Field[int](doc="Threads fitting groups in parallel within the quantum", default=1)

@@ -1,0 +1,69 @@
+"""Cost and accuracy of parametric deblending against blend size.
+
+Blends of N children on a jittered grid (neighbours 14 px = 3.5 PSF FWHM apart, fluxes 300-3000, Sersic
+n 0.8-2.5, r_e 1.5-3 px, unit noise; the test data of tests/test_fit_blends_sizes.py) are fitted with
+the library defaults (joint up to ``max_children``, larger blends in blocks with neighbours subtracted).
+For each N the script prints the fraction of children with S/N >= 20 whose flux lies within 3 sigma of
+the truth and the time per child; the same children fitted one by one as isolated objects (one per
+image) give the reference cost. Run: ``.venv/bin/python benchmarks/bench_blends.py [--sizes 2 5 8 15 100]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from lsst.galmix.fitting.patch import fit_patch
+from lsst.galmix.fitting.source import SourceFitConfig
+from lsst.galmix.fitting.testing import GalaxyTruth, render_stamp
+from test_fit_blends_sizes import MIX, PSF, SIGMA, fit_blend, make_blend
+
+
+def isolated_time(truths: list[GalaxyTruth], rng: np.random.Generator) -> float:
+    """Seconds to fit the same galaxies each alone on its own 61x61 image (library defaults)."""
+    total = 0.0
+    for t in truths:
+        iso = GalaxyTruth(30.0 + t.x % 1, 30.0 + t.y % 1, t.flux, t.n, t.reff, t.q, t.theta)
+        img = render_stamp([iso], PSF, (61, 61)) + rng.normal(0, SIGMA, (61, 61))
+        objects = Table({"objectId": [1], "x": [iso.x], "y": [iso.y]})
+        t0 = time.perf_counter()
+        fit_patch({"r": (img, np.full(img.shape, SIGMA**2), None)}, (0, 0), objects, None, {"r": MIX}, "sersic",
+                  SourceFitConfig())
+        total += time.perf_counter() - t0
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 5, 8, 15, 100])
+    parser.add_argument("--children", type=int, default=40, help="children per size (several blends)")
+    args = parser.parse_args()
+    print(f"{'N':>4} {'blends':>6} {'S/N>=20':>7} {'within 3 sigma':>14} {'ms/child blend':>14} "
+          f"{'ms/child isolated':>17} {'ratio':>6}")
+    for n in args.sizes:
+        rng = np.random.default_rng(1000 + n)
+        n_blends = max(1, int(np.ceil(args.children / n)))
+        pulls, t_blend, t_iso, count = [], 0.0, 0.0, 0
+        for _ in range(n_blends):
+            img, objects, truths = make_blend(n, rng)
+            t0 = time.perf_counter()
+            out = fit_blend(img, objects)
+            t_blend += time.perf_counter() - t0
+            t_iso += isolated_time(truths, rng)
+            count += n
+            for row, t in zip(out, truths):
+                if row["r_sersicFlux"] / row["r_sersicFluxErr"] >= 20:
+                    pulls.append((row["r_sersicFlux"] - t.flux) / row["r_sersicFluxErr"])
+        p = np.abs(pulls)
+        print(f"{n:4d} {n_blends:6d} {len(p):7d} {np.mean(p < 3):14.3f} {1e3 * t_blend / count:14.1f} "
+              f"{1e3 * t_iso / count:17.1f} {t_blend / t_iso:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Parametric deblending of blends of any size: fluxes against truth, children stay on their footprints."""
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from lsst.galmix.fitting.engine_backend import _bound_centroids, _scene
+from lsst.galmix.fitting.optimize import BandInput, FitSettings, SourceSpec
+from lsst.galmix.fitting.patch import fit_patch
+from lsst.galmix.fitting.psf import fit_psf_image
+from lsst.galmix.fitting.source import SourceFitConfig
+from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
+from lsst.galmix.models.definitions import get_model
+
+PSF = moffat_psf(4.0)
+MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
+SIGMA = 1.0
+
+
+def make_blend(n_children: int, rng: np.random.Generator, spacing: float = 14.0):
+    """Children on a jittered grid (neighbours 14 px = 3.5 PSF FWHM apart), one blend."""
+    side = int(np.ceil(np.sqrt(n_children)))
+    size = int(side * spacing + 60)
+    truths = []
+    for k in range(n_children):
+        gx, gy = k % side, k // side
+        x = 30 + spacing * (gx + 0.5) + rng.uniform(-2, 2)
+        y = 30 + spacing * (gy + 0.5) + rng.uniform(-2, 2)
+        truths.append(GalaxyTruth(x, y, float(rng.uniform(300, 3000)), n=float(rng.uniform(0.8, 2.5)),
+                                  reff=float(rng.uniform(1.5, 3.0)), q=float(rng.uniform(0.5, 0.95)),
+                                  theta=float(rng.uniform(0, np.pi))))
+    clean = render_stamp(truths, PSF, (size, size))
+    img = clean + rng.normal(0, SIGMA, clean.shape)
+    objects = Table({
+        "objectId": np.arange(1, n_children + 1),
+        "parentObjectId": np.full(n_children, 1000),
+        # Detection positions: within 0.5 px of the truth.
+        "x": [t.x + rng.uniform(-0.5, 0.5) for t in truths],
+        "y": [t.y + rng.uniform(-0.5, 0.5) for t in truths],
+    })
+    return img, objects, truths
+
+
+def fit_blend(img, objects, **kw):
+    return fit_patch({"r": (img, np.full(img.shape, SIGMA**2), None)}, (0, 0), objects, None, {"r": MIX},
+                     "sersic", SourceFitConfig(**kw))
+
+
+@pytest.mark.parametrize(("n_children", "n_blends"), [(2, 20), (5, 8), (8, 5), (15, 3)])
+def test_children_fluxes_within_three_sigma(n_children, n_blends):
+    """Joint fits up to max_children (5), blocks with neighbours subtracted above (8, 15)."""
+    rng = np.random.default_rng(100 + n_children)
+    pulls, shifts = [], []
+    for _ in range(n_blends):
+        img, objects, truths = make_blend(n_children, rng)
+        out = fit_blend(img, objects)
+        assert len(out) == n_children
+        assert not out["sersic_flag_bad_fit"].any()
+        for row, t, det in zip(out, truths, objects):
+            shifts.append(np.hypot(row["sersic_x"] - det["x"], row["sersic_y"] - det["y"]))
+            if row["r_sersicFlux"] / row["r_sersicFluxErr"] >= 20:
+                pulls.append((row["r_sersicFlux"] - t.flux) / row["r_sersicFluxErr"])
+    pulls = np.abs(pulls)
+    assert len(pulls) >= 30
+    assert np.mean(pulls < 3) >= 0.95, np.sort(pulls)[-5:]
+    # No child left its detection for a neighbour (14 px away): all stay within 2 PSF FWHM.
+    assert max(shifts) < 8.0
+
+
+def test_centroid_bounds_follow_detection_psf_and_size():
+    spec = SourceSpec(get_model("sersic"), (40.0, 30.0))
+    band = BandInput(np.zeros((60, 60)), np.ones((60, 60)), 0, 0, MIX)
+    theta0 = np.array([40.0, 30.0, np.log(6.0), 0.0, 0.0, 2.0])
+    fwhm = 2 * np.sqrt(2 * np.log(2)) * np.sqrt(0.5 * np.trace(MIX.covariance()))
+    radius = 2.0 * max(fwhm, 6.0)
+    for settings, expect in ((FitSettings(), radius), (FitSettings(centroid_max_shift=None), np.inf)):
+        scene = _scene([spec], 1)
+        lower, upper = np.full(scene.n_params, -np.inf), np.full(scene.n_params, np.inf)
+        _bound_centroids([spec], theta0, [band], settings, scene, lower, upper)
+        np.testing.assert_allclose(lower[:2], [40 - expect, 30 - expect])
+        np.testing.assert_allclose(upper[:2], [40 + expect, 30 + expect])
+        assert np.isinf(lower[2:]).all()
+
+
+def test_spurious_detection_does_not_move_onto_a_neighbour():
+    rng = np.random.default_rng(3)
+    img, objects, truths = make_blend(2, rng)
+    # A detection 12 px from child 0 where there is no source: unbounded, its child runs onto child 0.
+    objects.add_row({"objectId": 3, "parentObjectId": 1000, "x": objects["x"][0] + 12.0, "y": objects["y"][0]})
+    out = fit_blend(img, objects)
+    d = np.hypot(out["sersic_x"][2] - truths[0].x, out["sersic_y"][2] - truths[0].y)
+    assert d > 3.0 or out["r_sersicFlux"][2] < 3 * out["r_sersicFluxErr"][2]
+    assert abs(out["r_sersicFlux"][0] / truths[0].flux - 1) < 0.03
+
+
+def test_flattened_resolved_component_is_flagged_not_fatal():
+    from lsst.galmix.fitting.flags import FLAGS
+    from lsst.galmix.fitting.source import collapsed_size, flat_shape
+
+    spec = SourceSpec(get_model("sersic"), (0.0, 0.0))
+    line = np.array([0.0, 0.0, np.log(3.0), 5.0, 0.0, 1.0])  # q = exp(-5) = 0.007, reff 3 px
+    assert flat_shape(spec, line) and not collapsed_size(spec, line)
+    assert not flat_shape(spec, np.array([0.0, 0.0, np.log(3.0), 4.0, 0.0, 1.0]))  # q = 0.018
+    assert not flat_shape(spec, np.array([0.0, 0.0, np.log(0.1), 5.0, 0.0, 1.0]))  # unresolved: q free
+    assert not {f.name: f.fatal for f in FLAGS}["flat_shape"]
