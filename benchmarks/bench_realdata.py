@@ -185,7 +185,7 @@ def main() -> None:
             dlr = np.log(gm["sersic_reffPix"] / ref["reff"])
             dmag = -2.5 * np.log10(gm["r_sersicFlux"] / ref["flux"])
             sky, skyerr = gm.get("r_sersic_sky", np.nan), gm.get("r_sersic_skyErr", np.nan)
-            nres = int(gm["sersic_nResidualSources"])
+            nres = int(gm["sersic_n_residual_sources"])
             rows.append((st.name, mode, dn, dlr, dmag, nres, t_gm, t_ref, bool(gm["sersic_flag"])))
             print(f"{st.name:>16} {ref['n']:9.3f} {ref['reff']:7.2f} | {mode:>7} {dn:+7.3f} {dlr:+7.3f} "
                   f"{dmag:+7.3f} {sky / skyerr if np.isfinite(skyerr) else np.nan:8.2f} {nres:4d} "

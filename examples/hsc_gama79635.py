@@ -125,7 +125,7 @@ def main() -> None:
     print(f"{len(table)} objects ({n_blend} in blends) fitted with {m} in {elapsed:.1f} s; "
           f"fatal flags: {int(table[f'{m}_flag'].sum())}")
     for col in table.colnames:
-        if col.startswith(f"{m}_flag_") and table[col].any():
+        if col.startswith(f"{m}_") and col.endswith("_flag") and table[col].any():
             print(f"  {col}: {int(table[col].sum())}")
     good = ~table[f"{m}_flag"]
     dra = (table[f"{m}_ra"] - cat["ra"]) * 3600 * np.cos(np.radians(cat["dec"]))

@@ -70,14 +70,14 @@ def fit_ic3478_64(data_dir: Path = DATA) -> dict[str, float]:
     cfg = SourceFitConfig(pixel_scale=PIXEL_SCALE, stamp_min=64, stamp_max=64, residual_threshold=0.0)
     out = fit_patch({"r": (data, var, None)}, (0, 0), objects, None, {"r": PsfMixture.gaussian(np.sqrt(1 / 12))},
                     "sersic", cfg)
-    q, n, r_e = out["sersic_q"][0], out["sersic_n"][0], out["sersic_reffPix"][0]
+    q, n, r_e = out["sersic_q"][0], out["sersic_index"][0], out["sersic_reffPix"][0]
     flux = out["r_sersicFlux"][0]
     b = gammaincinv(2 * n, 0.5)
     i_e = flux / (2 * np.pi * n * np.exp(b) * b ** (-2 * n) * gamma(2 * n) * r_e**2 * q)
     return {"X0": out["sersic_x"][0] + 1, "Y0": out["sersic_y"][0] + 1, "PA": _pa_imfit(out["sersic_theta"][0]),
-            "ell": 1 - q, "n": n, "I_e": i_e, "r_e": r_e, "flux": flux, "chi2": out["sersic_chi2"][0],
-            "flag": bool(out["sersic_flag"][0]), "time": out["sersic_time"][0],
-            "n_err": out["sersic_nErr"][0], "r_e_err": out["sersic_reffErr"][0] / PIXEL_SCALE}
+            "ell": 1 - q, "n": n, "I_e": i_e, "r_e": r_e, "flux": flux, "chi2": out["sersic_chisq_reduced"][0] * out["sersic_n_pix"][0],
+            "flag": bool(out["sersic_flag"][0]), "time": out.meta["galmix_object_seconds"],
+            "n_err": out["sersic_indexErr"][0], "r_e_err": out["sersic_reffErr"][0] / PIXEL_SCALE}
 
 
 def fit_n3073(data_dir: Path = DATA) -> dict:
@@ -89,10 +89,10 @@ def fit_n3073(data_dir: Path = DATA) -> dict:
     objects = Table({"objectId": [1], "x": [100.0], "y": [96.0]})
     cfg = SourceFitConfig(pixel_scale=PIXEL_SCALE, stamp_min=100, stamp_max=100, residual_threshold=0.0)
     out = fit_patch({"r": (data, var, bad)}, (0, 0), objects, None, {"r": psf}, "sersicexp", cfg)
-    res = {"X0": out["sersicexp_x"][0] + 1, "Y0": out["sersicexp_y"][0] + 1, "chi2": out["sersicexp_chi2"][0],
-           "flag": bool(out["sersicexp_flag"][0]), "time": out["sersicexp_time"][0]}
+    res = {"X0": out["sersicexp_x"][0] + 1, "Y0": out["sersicexp_y"][0] + 1, "chi2": out["sersicexp_chisq_reduced"][0] * out["sersicexp_n_pix"][0],
+           "flag": bool(out["sersicexp_flag"][0]), "time": out.meta["galmix_object_seconds"]}
     res["sersic"] = {"PA": _pa_imfit(out["sersicexp_sersic_theta"][0]), "ell": 1 - out["sersicexp_sersic_q"][0],
-                     "n": out["sersicexp_sersic_n"][0], "r_e": out["sersicexp_sersic_reffPix"][0],
+                     "n": out["sersicexp_sersic_index"][0], "r_e": out["sersicexp_sersic_reffPix"][0],
                      "flux": out["r_sersicexp_sersicFlux"][0]}
     # Exponential: h = r_e / b_1 (b_1 = 1.678...).
     res["exp"] = {"PA": _pa_imfit(out["sersicexp_exp_theta"][0]), "ell": 1 - out["sersicexp_exp_q"][0],

@@ -56,7 +56,7 @@ def test_fitted_sky_equals_the_pedestal_and_galaxy_is_unbiased(seed):
     assert 0 < err < 0.05 * SIGMA
     assert abs(sky - PEDESTAL) < 3 * err
     assert abs(out["r_sersicFlux"][0] - TRUTH.flux) < 3 * out["r_sersicFluxErr"][0]
-    assert abs(out["sersic_n"][0] - TRUTH.n) < 3 * out["sersic_nErr"][0]
+    assert abs(out["sersic_index"][0] - TRUTH.n) < 3 * out["sersic_indexErr"][0]
     assert abs(out["sersic_reffPix"][0] - TRUTH.reff) < 3 * out["sersic_reffErr"][0] / 0.2
 
 
@@ -65,7 +65,7 @@ def test_without_sky_the_pedestal_biases_the_galaxy():
     img = CLEAN + PEDESTAL + np.random.default_rng(0).normal(0, SIGMA, SHAPE)
     out = _fit(img, sky="none")
     assert np.isnan(out[sky_column("sersic", "r")][0])
-    assert out["sersic_n"][0] - TRUTH.n > 3 * out["sersic_nErr"][0]
+    assert out["sersic_index"][0] - TRUTH.n > 3 * out["sersic_indexErr"][0]
     assert out["r_sersicFlux"][0] - TRUTH.flux > 3 * out["r_sersicFluxErr"][0]
 
 
@@ -75,7 +75,7 @@ def test_pulls_over_realisations_are_calibrated():
         img = CLEAN + PEDESTAL + np.random.default_rng(seed).normal(0, SIGMA, SHAPE)
         out = _fit(img)  # default: sky "auto", on for this stamp
         pulls["sky"].append((out["r_sersic_sky"][0] - PEDESTAL) / out["r_sersic_skyErr"][0])
-        pulls["n"].append((out["sersic_n"][0] - TRUTH.n) / out["sersic_nErr"][0])
+        pulls["n"].append((out["sersic_index"][0] - TRUTH.n) / out["sersic_indexErr"][0])
         pulls["flux"].append((out["r_sersicFlux"][0] - TRUTH.flux) / out["r_sersicFluxErr"][0])
     for key, p in pulls.items():
         p = np.asarray(p)

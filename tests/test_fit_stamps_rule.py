@@ -50,7 +50,7 @@ def test_concentrated_large_galaxies_recover_n_on_the_default_stamp(n):
     assert abs(np.log(out["sersic_reffPix"][0] / truth.reff)) < 0.03
     # Without growing (the first 4.5-sigma stamp only) the same galaxy is fitted on far fewer pixels.
     fixed = fit(stamp_flux_fraction=0.0, stamp_edge_noise=0.0)
-    assert out["sersic_nPix"][0] > 2 * fixed["sersic_nPix"][0]
+    assert out["sersic_n_pix"][0] > 2 * fixed["sersic_n_pix"][0]
 
 
 def test_growth_is_bounded_by_the_footprint_with_footprint_only():

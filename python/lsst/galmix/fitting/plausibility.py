@@ -17,7 +17,7 @@ from scipy.spatial import cKDTree
 
 from ..models.definitions import ModelDef
 from .blend import BandImage
-from .schema import flux_column
+from .schema import flag_column, flux_column, summary_flag_column
 
 __all__ = [
     "CENTROID_MIN_SHIFT",
@@ -268,8 +268,8 @@ def flag_implausible_rows(
                     found.append("flux_excess")
                     break
         for flag in found:
-            table[f"{name}_flag_{flag}"][i] = True
+            table[flag_column(model, flag)][i] = True
         if found:
-            table[f"{name}_flag"][i] = True
+            table[summary_flag_column(model)][i] = True
             n_flagged += 1
     return n_flagged
