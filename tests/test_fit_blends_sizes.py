@@ -54,7 +54,7 @@ def test_children_fluxes_within_three_sigma(n_children, n_blends):
         img, objects, truths = make_blend(n_children, rng)
         out = fit_blend(img, objects)
         assert len(out) == n_children
-        assert not out["sersic_flag_bad_fit"].any()
+        assert not out["sersic_bad_fit_flag"].any()
         for row, t, det in zip(out, truths, objects):
             shifts.append(np.hypot(row["sersic_x"] - det["x"], row["sersic_y"] - det["y"]))
             if row["r_sersicFlux"] / row["r_sersicFluxErr"] >= 20:

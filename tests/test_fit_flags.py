@@ -159,7 +159,7 @@ def test_nan_position_flags_the_object_and_fits_its_siblings(scene, caplog):
     with caplog.at_level(logging.WARNING, logger="lsst.galmix"):
         t = _fit(images, objs)
     assert len(t) == 3 and list(t["objectId"]) == [101, 102, 103]
-    assert t["gauss_flag_bad_position"][0] and t["gauss_flag"][0] and np.isnan(t["r_gaussFlux"][0])
+    assert t["gauss_bad_position_flag"][0] and t["gauss_flag"][0] and np.isnan(t["r_gaussFlux"][0])
     assert not t["gauss_flag"][1:].any() and np.allclose(t["r_gaussFlux"][1:], 2000, rtol=0.05)
     assert "101" in caplog.text and "non-finite catalogue position" in caplog.text
     assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
@@ -179,10 +179,10 @@ def test_tiny_variance_is_bad_variance_not_a_bad_fit(scene, tiny):
     images["r"][1][30, 31] = tiny  # one pixel on object 0 whose weight would swamp all the others
     t = _fit(images, objects, model="sersic")
     good = _fit(scene[0], objects, model="sersic")
-    assert t["sersic_flag_bad_variance"][0] and not t["sersic_flag"][0]
-    assert not t["sersic_flag_bad_fit"][0] and not t["sersic_flag_no_convergence"][0]
+    assert t["sersic_bad_variance_flag"][0] and not t["sersic_flag"][0]
+    assert not t["sersic_bad_fit_flag"][0] and not t["sersic_no_convergence_flag"][0]
     assert abs(t["r_sersicFlux"][0] / good["r_sersicFlux"][0] - 1) < 0.01
     # A stamp whose variance is uniformly tiny is a unit choice, not a bad pixel.
     scaled = {b: (im * 1e-6, var * 1e-12, bad) for b, (im, var, bad) in scene[0].items()}
     t = fit_patch(scaled, ORIGIN, objects, None, {"g": MIX, "r": MIX}, "gauss", SourceFitConfig())
-    assert not t["gauss_flag_bad_variance"].any()
+    assert not t["gauss_bad_variance_flag"].any()

@@ -153,16 +153,16 @@ def test_fit_that_took_the_neighbour_is_flagged(star_and_faint_galaxy):
     for c in [c for c in cols if c.startswith("sersic_flag")]:
         cols[c][:] = False
     assert _flag(cols, "sersic", objects, images) == 1
-    assert cols["sersic_flag_centroid_moved"][0] and cols["sersic_flag_flux_excess"][0] and cols["sersic_flag"][0]
+    assert cols["sersic_centroid_moved_flag"][0] and cols["sersic_flux_excess_flag"][0] and cols["sersic_flag"][0]
     assert not cols["sersic_flag"][1]
     # The same with footprints: the galaxy's own footprint holds ~3000 nJy, not 1e8.
     footprints = np.zeros(images["r"][0].shape, np.int32)
     yy, xx = np.mgrid[: footprints.shape[0], : footprints.shape[1]]
     footprints[(xx + ORIGIN[0] - 540) ** 2 + (yy + ORIGIN[1] - 730) ** 2 < 36] = 1
     footprints[(xx + ORIGIN[0] - 555) ** 2 + (yy + ORIGIN[1] - 730) ** 2 < 36] = 2
-    cols["sersic_flag_flux_excess"][:] = False
+    cols["sersic_flux_excess_flag"][:] = False
     _flag(cols, "sersic", objects, images, footprints)
-    assert cols["sersic_flag_flux_excess"][0] and not cols["sersic_flag_flux_excess"][1]
+    assert cols["sersic_flux_excess_flag"][0] and not cols["sersic_flux_excess_flag"][1]
 
 
 @pytest.mark.parametrize("what", ["q", "reff"])
@@ -177,9 +177,9 @@ def test_collapsed_shape_is_fatal_for_resolved_objects_only(scene, what):
     else:
         cols["sersic_reffPix"][:] = 0.01
     _flag(cols, "sersic", objects, images)
-    assert cols["sersic_flag_shape_collapsed"][0] and cols["sersic_flag"][0]
+    assert cols["sersic_shape_collapsed_flag"][0] and cols["sersic_flag"][0]
     # A star is a point: its axis ratio and size are unconstrained, nothing collapsed.
-    assert not cols["sersic_flag_shape_collapsed"][1] and not cols["sersic_flag"][1]
+    assert not cols["sersic_shape_collapsed_flag"][1] and not cols["sersic_flag"][1]
 
 
 def test_resolved_galaxy_fitted_as_a_line_is_flagged_by_fit_patch(scene, monkeypatch):
@@ -195,7 +195,7 @@ def test_resolved_galaxy_fitted_as_a_line_is_flagged_by_fit_patch(scene, monkeyp
     monkeypatch.setattr(source, "split_result", collapse)
     images, objects = scene
     t = fit_patch(images, ORIGIN, objects[:1], None, {"r": MIX}, "sersic", SourceFitConfig(residual_threshold=0))
-    assert t["sersic_q"][0] < 1e-3 and t["sersic_flag_shape_collapsed"][0] and t["sersic_flag"][0]
+    assert t["sersic_q"][0] < 1e-3 and t["sersic_shape_collapsed_flag"][0] and t["sersic_flag"][0]
 
 
 def test_registry_declares_the_new_fatal_flags():

@@ -194,7 +194,7 @@ def test_bad_band_is_a_missing_band(runs, butler, reference, patch, band, messag
     objects = butler.get("galmix_objects", data_id, collections="faults/f")
     fits = butler.get("galmix_sersic_patch", data_id, collections="faults/f")
     np.testing.assert_array_equal(fits["objectId"], objects["objectId"])  # one row per detected object
-    assert np.isnan(fits[f"{band}_sersicFlux"]).all() and fits["sersic_flag_missing_band"].all()
+    assert np.isnan(fits[f"{band}_sersicFlux"]).all() and fits["sersic_missing_band_flag"].all()
     # Healthy objects (S/N >= 10 in the healthy bands in the reference run) are detected again and fitted
     # in the healthy bands. Fainter ones may need the lost band to be detected at all (measured: 69%, 85%
     # and 96% of all reference detections of patches 0, 1, 2 are found again within 1 pixel).
