@@ -181,7 +181,7 @@ def main() -> None:
         ref, t_ref = fit_pyimfit(st)
         for mode in args.modes:
             gm, t_gm = fit_galmix(st, mode)
-            dn = gm["sersic_n"] - ref["n"]
+            dn = gm["sersic_index"] - ref["n"]
             dlr = np.log(gm["sersic_reffPix"] / ref["reff"])
             dmag = -2.5 * np.log10(gm["r_sersicFlux"] / ref["flux"])
             sky, skyerr = gm.get("r_sersic_sky", np.nan), gm.get("r_sersic_skyErr", np.nan)

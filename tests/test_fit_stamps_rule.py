@@ -46,7 +46,7 @@ def test_concentrated_large_galaxies_recover_n_on_the_default_stamp(n):
 
     out = fit()
     assert not out["sersic_flag"][0]
-    assert abs(out["sersic_n"][0] - n) < 0.05
+    assert abs(out["sersic_index"][0] - n) < 0.05
     assert abs(np.log(out["sersic_reffPix"][0] / truth.reff)) < 0.03
     # Without growing (the first 4.5-sigma stamp only) the same galaxy is fitted on far fewer pixels.
     fixed = fit(stamp_flux_fraction=0.0, stamp_edge_noise=0.0)
