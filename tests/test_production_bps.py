@@ -444,3 +444,11 @@ def test_bps_submit_files_match_their_pipelines(name):
     assert per_patch <= clustered
     for label in labels:
         assert 256 <= config.search("requestMemory", opt={"curvals": {"curr_pipetask": label}})[1] <= 8192
+
+
+def test_bps_files_are_package_data():
+    import importlib.resources
+
+    shipped = importlib.resources.files("lsst.galmix") / "config" / "bps"
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in CONFIG.glob("*.yaml"))
+    assert {"galmix_ci.yaml", "galmix_production.yaml", "galmix_site.yaml"} <= {p.name for p in shipped.iterdir()}

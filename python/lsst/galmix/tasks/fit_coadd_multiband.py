@@ -20,16 +20,11 @@ from ..models.definitions import MODELS
 from ._templates import MODEL_TEMPLATE_DEFAULT, apply_model_template
 
 __all__ = [
-    "UPSTREAM_COLUMNS",
     "FitCoaddMultibandConfig",
     "FitCoaddMultibandConnections",
     "FitCoaddMultibandTask",
     "upstream_objects",
 ]
-
-UPSTREAM_COLUMNS = ("objectId", "parentObjectId", "x", "y", "coord_ra", "coord_dec")
-"""Columns read from an upstream object catalogue (Rubin Object schema names); others are ignored
-except ``patch``, ``detect_isPrimary`` and ``detect_isPatchInner``, which are copied when present."""
 
 
 class FitCoaddMultibandConnections(
