@@ -24,9 +24,11 @@ void shapeMatrix(double eta1, double eta2, double S[3], double dS1[3], double dS
         B = 1.0 - e + (2.0 / 3.0) * e * e - (1.0 / 3.0) * e * e * e;
         dB = -1.0 + (4.0 / 3.0) * e - e * e + (8.0 / 15.0) * e * e * e;
     } else {
+        // Written with 1/e so that huge |eta| (2e or e^2 overflowing) gives B -> 0 and dB -> 0, not NaN.
         double om = -std::expm1(-2.0 * e);
-        B = om / (2.0 * e);
-        dB = (2.0 * e * E - om) / (2.0 * e * e);
+        double inv = 1.0 / e;
+        B = 0.5 * om * inv;
+        dB = (E - B) * inv;  // (2 e E - om) / (2 e^2)
     }
     // Direction cosines of eta; at eta = 0 (where S is not differentiable) take the symmetric choice 0.
     double c1 = e > 0.0 ? eta1 / e : 0.0, c2 = e > 0.0 ? eta2 / e : 0.0;
@@ -218,6 +220,11 @@ void Scene::bandMixture(std::vector<double> const& params, int band, std::vector
     // Sizes are exp(ln reff) and PSF covariances add: catch what overflows or degenerates before the
     // evaluation derives pixel ranges from the inverse covariances.
     for (std::size_t g = 0; g < out.mixture.size(); ++g) checkGaussian(out.mixture[g], "model Gaussian", g);
+    for (auto const& d : out.derivs) {
+        for (double v : d.d) {
+            if (!std::isfinite(v)) throw InputError("non-finite derivative of a model Gaussian (extreme parameters)");
+        }
+    }
 }
 
 void checkInverseSigma(ImageRef const& ref) {
