@@ -40,7 +40,8 @@ bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: install
-	$(PY) -m ruff check python tests benchmarks
+	$(PY) -m ruff check python tests benchmarks examples
+	$(PY) -m mypy python/lsst/galmix/fitting
 
 # Fuzz suite (tests/fuzz, hypothesis): `make test` runs a fixed handful of examples per test; here
 # FUZZ_EXAMPLES per test, newly random each run. The last line sums the fuzzed calls over the workers.

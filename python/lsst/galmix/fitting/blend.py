@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def _exclude(
     unowned pixels), or, without footprints, closer to another of ``owners`` than to ``me`` (a Voronoi
     split of a blend)."""
     keep_set = [k for k in keep if k != 0]
-    mine = list(me) if isinstance(me, (list, tuple)) else ([] if me is None else [me])
+    mine = list(me) if isinstance(me, (list, tuple)) else ([] if me is None else [cast(ObjectInput, me)])
     others = [o for o in owners if all(o is not m for m in mine)]
 
     def exclusion(x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray | None:
@@ -254,7 +255,7 @@ def _sky_allowed(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitCon
     b = next(b for b in bands if b is not None)
     centres = np.array([(o.x, o.y) for o in objs], float)
     bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs])
-    return np.count_nonzero(bg) >= cfg.sky_min_background * np.count_nonzero(b.weight)
+    return bool(np.count_nonzero(bg) >= cfg.sky_min_background * np.count_nonzero(b.weight))
 
 
 def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Sequence[ObjectInput]) -> bool:
@@ -413,7 +414,8 @@ def _fit_group(model, objs, images, footprints, keep_labels, cfg, **kw
     fit = (prep, list(solve([prep], cfg.settings, 1)[0]))
     if kw.get("box") is None and kw.get("subtract") is None:
         fit = _grow_stamps(model, [(objs, keep_labels, kw.get("owners", ()), *fit)], images, footprints, cfg, 1)[0]
-    return _with_residual_sources([fit], cfg, 1)[0], fit[0]
+    outcomes = cast(list[SourceOutcome | None], _with_residual_sources([fit], cfg, 1)[0])
+    return outcomes, fit[0]
 
 
 def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[SourceOutcome | None]:
@@ -450,7 +452,7 @@ def fit_isolated(
         prep_time.append(time.perf_counter() - t0)
     done = iter(solve([p for group in preps for p in group], cfg.settings, cfg.n_threads))
     out: list[SourceOutcome | None] = []
-    chosen: list[tuple[int, Prepared, SourceOutcome]] = []
+    chosen: list[tuple[int, ObjectInput, Prepared, SourceOutcome]] = []
     for o, group, t_prep in zip(objs, preps, prep_time):
         fits = [next(done)[0] for _ in group]
         if not fits:
@@ -508,7 +510,7 @@ def fit_joint_blends(
         prep_time.append(time.perf_counter() - t0)
     done = iter(solve([p for p in preps if p is not None], cfg.settings, cfg.n_threads))
     out: list[list[SourceOutcome | None] | None] = []
-    fitted: list[tuple[int, Prepared, list[SourceOutcome]]] = []
+    fitted: list[tuple[int, Sequence[ObjectInput], Prepared, list[SourceOutcome]]] = []
     for objs, prep, ok, t_prep in zip(groups, preps, prepared_ok, prep_time):
         if not ok:
             out.append(None)
@@ -519,12 +521,12 @@ def fit_joint_blends(
             for c in children:
                 c.time += t_prep / len(children)
             fitted.append((len(out), objs, prep, children))
-            out.append(children)
+            out.append(cast(list[SourceOutcome | None], children))
     grown = _grow_stamps(model, [(objs, [o.label for o in objs], (), prep, children)
                                  for _, objs, prep, children in fitted], images, footprints, cfg, cfg.n_threads)
     refits = _with_residual_sources(grown, cfg, cfg.n_threads)
-    for (i, _, _, _), children in zip(fitted, refits):
-        out[i] = children
+    for (i, _, _, _), refitted in zip(fitted, refits):
+        out[i] = cast(list[SourceOutcome | None], refitted)
     return out
 
 
@@ -648,14 +650,15 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
                                                            render_fluxes)
                    for b, im in enumerate(images)]
             members = [objs[i] for i in block]
-            before = [current[i] for i in block]
+            before = [c for c in (current[i] for i in block) if c is not None]  # all of them: see ``block``
             refit = _fit_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
                              subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
                              crowd=objs, sky=any(b.sky is not None for b in before))
-            if any(r is None for r in refit):
+            refitted = [r for r in refit if r is not None]
+            if len(refitted) < len(refit):
                 continue
             share = (time.perf_counter() - t0) / len(block)
-            for i, old, new in zip(block, before, refit):
+            for i, old, new in zip(block, before, refitted):
                 # The refit (siblings' model images, stamps, fit) adds to the child's earlier passes.
                 new.time = old.time + share
                 changed[i] = _changed(old, new)
@@ -725,7 +728,12 @@ def _unit_images(out: SourceOutcome, psf: PsfMixture, start, stop) -> list[np.nd
     shape = (stop[1] - start[1], stop[0] - start[0])
     band = BandInput(np.zeros(shape), np.zeros(shape), start[0], start[1], psf)
     n_comp = out.spec.n_comp
-    return [model_stamps([out.spec], out.theta, np.eye(n_comp)[c][None, :], [band])[0] for c in range(n_comp)]
+    images = []
+    for c in range(n_comp):
+        image = model_stamps([out.spec], out.theta, np.eye(n_comp)[c][None, :], [band])[0]
+        assert image is not None  # the band is given
+        images.append(image)
+    return images
 
 
 def _joint_fluxes(objs, fits, boxes, images, footprints, labels, cfg) -> list[np.ndarray | None]:
@@ -784,5 +792,7 @@ def _joint_fluxes(objs, fits, boxes, images, footprints, labels, cfg) -> list[np
         # collinear pair (two children on one peak) must not swing to large opposite fluxes.
         f = np.asarray(nnls_gram(gram, rhs))
         for (i, c), v in zip(index, f):
-            out[i][b, c] = v
+            fluxes = out[i]
+            assert fluxes is not None  # ``live`` children have fits
+            fluxes[b, c] = v
     return out

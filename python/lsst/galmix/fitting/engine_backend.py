@@ -125,8 +125,9 @@ def make_problem(
     if np.isfinite(sigma).any():
         opts.prior_mean = mean
         opts.prior_sigma = sigma
+    present = [b for b in bands if b is not None]  # the bands of ``used``, in order
     eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
-                 for b in (bands[i] for i in used)]
+                 for b in present]
     problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
     sky_index = np.array([scene.sky_index(k) for k in range(len(used))], int) if sky else None
     return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
@@ -209,6 +210,7 @@ def model_stamps(
     out: list[np.ndarray | None] = [None] * len(bands)
     for k, b in enumerate(used):
         band = bands[b]
+        assert band is not None  # ``used`` holds the bands with data
         image = np.zeros(band.image.shape)
         scene.image(params, k, psf_array(band.psf), image, float(band.x0), float(band.y0))
         out[b] = image

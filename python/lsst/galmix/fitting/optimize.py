@@ -317,7 +317,8 @@ def _solve_fluxes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _units(sources: list[SourceSpec], theta: np.ndarray, band: BandData, need_jac: bool):
     """Unit-flux images of every component of every source, and their derivatives (full theta)."""
-    ev, start = [], 0
+    ev: list[tuple[np.ndarray, np.ndarray | None]] = []
+    start = 0
     for src in sources:
         th = theta[start : start + src.n_theta]
         if need_jac:

@@ -55,7 +55,9 @@ def _sigma(obj: ObjectInput | None) -> float:
 
 def _resolved(obj: ObjectInput | None) -> bool:
     """Whether an object's observed moments are clearly larger than its PSF's."""
-    psfs = [] if obj is None or obj.cov is None else [p for p in obj.psfs if p is not None]
+    if obj is None or obj.cov is None:
+        return False
+    psfs = [p for p in obj.psfs if p is not None]
     if not psfs:
         return False
     psf_trace = float(np.mean([np.trace(p.covariance()) for p in psfs]))
@@ -220,9 +222,9 @@ def fit_patch(
         ids = [objects[i]["objectId"] if "objectId" in names else i for i in np.flatnonzero(~placed)]
         _log.warning("Objects %s have a non-finite catalogue position (x, y): flagged bad_position, not fitted",
                      ids)
-        for i in np.flatnonzero(~placed):
-            flags[i].set("bad_position")
-            write(int(i), None, 0.0)
+        for j in np.flatnonzero(~placed):
+            flags[j].set("bad_position")
+            write(int(j), None, 0.0)
     link = GROUP_LINK_STAMPS * cfg.stamp_min if footprints is None else 0.0
     groups = _groups(objects, np.flatnonzero(placed).tolist(), link)
     isolated = [g[0] for g in groups if len(g) == 1]

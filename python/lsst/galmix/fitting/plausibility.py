@@ -182,9 +182,9 @@ def shape_collapsed(q: Sequence[float], reff: Sequence[float], resolved: bool, r
     """
     if not resolved:
         return False
-    q, reff = np.asarray(q, float), np.asarray(reff, float)
-    return bool(np.any(np.isfinite(q) & (q < MIN_AXIS_RATIO)) or np.any(np.isfinite(reff)
-                                                                     & (reff <= 1.05 * reff_min)))
+    qs, reffs = np.asarray(q, float), np.asarray(reff, float)
+    return bool(np.any(np.isfinite(qs) & (qs < MIN_AXIS_RATIO)) or np.any(np.isfinite(reffs)
+                                                                       & (reffs <= 1.05 * reff_min)))
 
 
 def flag_implausible_rows(

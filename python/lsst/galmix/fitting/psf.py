@@ -35,7 +35,8 @@ __all__ = ["PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
 
 # A point-like "PSF" for fitting the PSF itself: Gaussians need a positive-definite covariance and
 # 1e-10 pixel^2 changes pixel values by far less than double-precision rounding of the kernel.
-_DELTA = PsfMixture([1.0], [0.0], [0.0], [1e-10], [1e-10], [0.0])
+_DELTA = PsfMixture(np.array([1.0]), np.array([0.0]), np.array([0.0]), np.array([1e-10]), np.array([1e-10]),
+                    np.array([0.0]))
 # Starting sizes (units of the moments sigma) per number of Gaussians: measured on Moffat (FWHM 2.5-6
 # pixels), Kolmogorov, HSC and SDSS kernels, these reach the best minimum found among the sets tried.
 _SIZES = {1: [[1.0]], 2: [[0.8, 2.0]], 3: [[0.5, 1.0, 2.0]], 4: [[0.6, 1.0, 1.6, 2.5]]}
@@ -199,7 +200,7 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200, bac
         # refined with free centres, from the concentric fit when there is one (1-10 iterations).
         if fit is None:
             starts = [_moments_start(k, s) for s in _SIZES[n_gauss]]
-        elif n_gauss >= 3:
+        elif n_gauss >= 3 and fit.mixture is not None:
             starts = [_mixture_start(fit.mixture)]
         else:
             starts = []
@@ -258,7 +259,7 @@ def fit_psf_images_table(
     return table
 
 
-PsfSpec = PsfMixture | Table | Callable[[float, float], "PsfMixture | np.ndarray | None"]
+type PsfSpec = PsfMixture | Table | Callable[[float, float], "PsfMixture | np.ndarray | None"]
 
 
 def psf_at(spec: PsfSpec | None, x: float, y: float, n_gauss: int = 2) -> PsfMixture | None:

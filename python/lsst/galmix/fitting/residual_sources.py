@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, maximum_filter
@@ -138,8 +139,9 @@ def residual_peaks(
     theta = np.concatenate([o.theta for o in outcomes])
     fluxes = np.concatenate([o.fluxes for o in outcomes], axis=1)
     models = [m for m in model_stamps(prep.specs, theta, fluxes, prep.bands) if m is not None]
-    signal = sum(b.weight * np.where(b.weight > 0, b.image - m, 0.0) for b, m in zip(bands, models))
-    weight = sum(b.weight for b in bands)
+    # ``bands`` is not empty, so the sums are arrays.
+    signal = cast(np.ndarray, sum(b.weight * np.where(b.weight > 0, b.image - m, 0.0) for b, m in zip(bands, models)))
+    weight = cast(np.ndarray, sum(b.weight for b in bands))
     good = weight > 0
     sigma = _psf_sigma(bands)
     significance = _matched_filter_significance(signal, weight, sigma)

@@ -60,8 +60,8 @@ class ColumnDef:
     description: str
 
     @property
-    def fill(self) -> float | int | bool:
-        """Value of an unfitted row: NaN for floats, 0 for ints, False for booleans."""
+    def fill(self) -> float | int | bool | str:
+        """Value of an unfitted row: NaN for floats, 0 for ints, False for booleans, "" for strings."""
         kind = np.dtype(self.dtype).kind
         return np.nan if kind == "f" else (False if kind == "b" else ("" if kind == "U" else 0))
 

@@ -594,6 +594,7 @@ def write_row(
             table[f"{p}_indexErr"][row] = np.sqrt(tcov[i, i])
             i += 1
     if outcome.sky is not None:
+        assert outcome.sky_err is not None  # set together with ``sky``
         for b, band in enumerate(bands):
             table[sky_column(m, band)][row] = outcome.sky[b]
             table[sky_column(m, band) + "Err"][row] = outcome.sky_err[b]
