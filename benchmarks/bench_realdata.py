@@ -32,7 +32,7 @@ from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
 from scipy.special import gamma, gammaincinv
 
-ROOT = Path(__file__).resolve().parents[3] / "shared"
+ROOT = Path(__file__).resolve().parents[2] / "shared"  # shared/ beside the checkout
 if not ROOT.exists():
     ROOT = Path("/work/shared")
 

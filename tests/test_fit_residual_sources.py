@@ -11,6 +11,7 @@ from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp
 from lsst.galmix.models.definitions import get_model
 from lsst.galmix.models.render import render
+from shared_data import shared_dir
 
 PSF = moffat_psf(4.0)
 MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
@@ -87,7 +88,7 @@ def test_model_mismatch_is_not_a_residual_source():
 def _cosmos_stamp(hdu: int):
     from astropy.io import fits
 
-    root = "/work/shared/realdata/"
+    root = f"{shared_dir() / 'realdata'}/"
     cat = fits.getdata(root + "paltas_cosmos/real_galaxy_catalog_23.5.fits", 1)
     img = fits.getdata(root + "paltas_cosmos/real_galaxy_images_23.5_n1.fits", hdu).astype(float)
     psf = fits.getdata(root + "galsim_cosmos/real_galaxy_PSF_images.fits", 0).astype(float)

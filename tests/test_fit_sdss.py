@@ -1,6 +1,6 @@
 """galmix vs Imfit's reference Sersic fit of the SDSS IC 3478 64x64 cutout (real data).
 
-The data are in ``$GALMIX_DATA/sdss_imfit`` (default /work/shared/data, see its README). Imfit's
+The data are in ``$GALMIX_DATA/sdss_imfit`` (default ``shared/data`` beside the checkout, see its README and tests/shared_data.py). Imfit's
 best fit (README): X0 32.9439, Y0 34.0933 (1-indexed), PA 18.2612 (from +y), ell 0.235989,
 n 2.40028, r_e 60.7612 px, I_e 20.0094, chi2 4555.95. Agreement expected from the Sersic mixture
 approximation (doc/fitting.rst): about 1 sigma of the statistical errors in n and r_e, < 1.5% in flux.
@@ -17,8 +17,9 @@ from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.models.psf_mixture import PsfMixture
 from scipy.special import gamma, gammaincinv
+from shared_data import shared_dir
 
-DATA = Path(os.environ.get("GALMIX_DATA", "/work/shared/data")) / "sdss_imfit"
+DATA = Path(os.environ.get("GALMIX_DATA", shared_dir() / "data")) / "sdss_imfit"
 
 
 def test_ic3478_sersic_matches_imfit():
