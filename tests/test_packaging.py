@@ -12,7 +12,7 @@ def test_licence_files_name_the_project_licence():
     assert "GNU GENERAL PUBLIC LICENSE" in (ROOT / "LICENSE").read_text().splitlines()[0]
     assert "Version 3" in (ROOT / "LICENSE").read_text()
     assert "GPL-3.0-or-later" in (ROOT / "COPYRIGHT").read_text()
-    assert 'license = { text = "GPL-3.0-or-later" }' in (ROOT / "pyproject.toml").read_text()
+    assert 'license = "GPL-3.0-or-later"' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_sconstruct_plans_the_extension_build_and_the_tests():
