@@ -13,8 +13,9 @@ from lsst.galmix.detection import (
     detect_patch,
     object_columns,
 )
-from lsst.galmix.detection.image import combine_bands
+from lsst.galmix.detection.image import combine_bands, smoothed_significance
 from lsst.galmix.detection.moments import measure_moments
+from scipy.signal import fftconvolve
 
 SHAPE = (120, 140)
 X0, Y0 = 1000, 2000
@@ -127,6 +128,38 @@ def test_combine_bands_is_inverse_variance_mean():
     assert mean[1, 1] == pytest.approx((10 / 1 + 20 / 4) / (1 + 1 / 4))
     assert var[1, 1] == pytest.approx(1 / 1.25)
     assert mean[0, 0] == 20 and var[0, 0] == 4 and ok.all()
+
+
+def test_blockwise_combination_and_smoothing_equal_whole_array_formulas():
+    # More rows than one block of the band combination, NaNs, zero variances, a band-masked column.
+    rng = np.random.default_rng(3)
+    shape = (600, 90)
+    images = [rng.normal(0.0, 1.0, shape).astype(np.float32) for _ in range(3)]
+    variances = [rng.uniform(0.5, 2.0, shape).astype(np.float32) for _ in range(3)]
+    images[0][5, 5] = np.nan
+    variances[1][300:310] = 0.0
+    goods = [np.isfinite(im) for im in images]
+    goods[2][:, 40] = False
+    num, den = np.zeros(shape), np.zeros(shape)
+    for image, variance, good in zip(images, variances, goods, strict=True):
+        ok = good & np.isfinite(image) & np.isfinite(variance) & (variance > 0)
+        weight = np.where(ok, 1.0 / np.where(ok, variance, 1.0), 0.0)
+        num += weight * np.where(ok, image, 0.0)
+        den += weight
+    good = den > 0
+    mean, var, ok = combine_bands(images, variances, goods)
+    np.testing.assert_array_equal(mean, np.where(good, num / np.where(good, den, 1.0), 0.0))
+    np.testing.assert_array_equal(var, np.where(good, 1.0 / np.where(good, den, 1.0), np.inf))
+    np.testing.assert_array_equal(ok, good)
+    # The smoothing gives the values of scipy's fftconvolve, bit for bit.
+    kernel = _kernel()
+    usable = ok & np.isfinite(mean) & np.isfinite(var) & (var > 0)
+    data, noise_in = np.where(usable, mean, 0.0), np.where(usable, var, 0.0)
+    smoothed = fftconvolve(data, kernel, mode="same")
+    noise = fftconvolve(noise_in, kernel**2, mode="same")
+    valid = noise > 1e-6 * np.median(noise_in[usable]) * np.sum(kernel**2)
+    expected = np.where(valid, smoothed / np.sqrt(np.where(valid, noise, 1.0)), 0.0)
+    np.testing.assert_array_equal(smoothed_significance(mean, var, kernel, ok), expected)
 
 
 def test_moments_fallback_flag():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ("DetectionConfig", "DetectionResult", "PatchImages", "detect_patch")
+__all__ = ("DetectionConfig", "DetectionResult", "PatchImages", "detect_patch", "usable_pixels")
 
 import dataclasses
 import warnings
@@ -14,7 +14,7 @@ from photutils.segmentation import deblend_sources, detect_sources
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy.ndimage import binary_dilation
 
-from .image import combine_bands, smoothed_significance
+from .image import BandCombination, smoothed_significance
 from .moments import measure_moments
 from .schema import OBJECT_ID_STRIDE, object_columns
 
@@ -62,6 +62,15 @@ class PatchImages:
         PSF kernel used for smoothing (e.g. the mean of the bands' kernels at the patch centre).
     pixel_to_sky
         Maps tract pixel arrays (x, y) to (ra, dec) degrees.
+    goods
+        Optional, per band, True where the band's pixel is usable (finite, not ``BAD`` nor ``NO_DATA``);
+        derived from ``images`` and ``planes`` when `None`.
+    combined
+        Optional ``(mean, variance, good)`` of `combine_bands` over all bands; computed from ``images``,
+        ``variances`` and ``goods`` when `None` (``variances`` may then be empty).
+    masks
+        Optional OR over bands of each mask plane, by name; when given, `plane` reads it instead of
+        ``planes`` (which may then be empty).
     """
 
     patch: int
@@ -73,6 +82,9 @@ class PatchImages:
     planes: dict[str, dict[str, np.ndarray]]
     kernel: np.ndarray
     pixel_to_sky: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+    goods: dict[str, np.ndarray] | None = None
+    combined: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    masks: dict[str, np.ndarray] | None = None
 
     def plane(self, name: str) -> np.ndarray:
         """Return the OR over bands of one mask plane (all False if no band has it).
@@ -83,6 +95,8 @@ class PatchImages:
             Mask plane name.
         """
         shape = next(iter(self.images.values())).shape
+        if self.masks is not None:
+            return self.masks[name] if name in self.masks else np.zeros(shape, dtype=bool)
         result = np.zeros(shape, dtype=bool)
         for planes in self.planes.values():
             if name in planes:
@@ -126,6 +140,24 @@ def _empty_table(bands: list[str]) -> Table:
     return table
 
 
+def usable_pixels(data: PatchImages) -> list[np.ndarray]:
+    """Per band (in the order of ``data.images``), True where the pixel is finite, not BAD nor NO_DATA.
+
+    Parameters
+    ----------
+    data
+        The patch's images and per-band mask planes (``data.goods`` is returned as is when given).
+    """
+    if data.goods is not None:
+        return [data.goods[band] for band in data.images]
+    goods = [np.isfinite(data.images[b]) for b in data.images]
+    for band, good_band in zip(data.images, goods, strict=True):
+        for name in ("BAD", "NO_DATA"):
+            if name in data.planes[band]:
+                good_band &= ~data.planes[band][name]
+    return goods
+
+
 def detect_patch(data: PatchImages, config: DetectionConfig | None = None) -> DetectionResult:
     """Detect and deblend the sources of one patch on an inverse-variance weighted multi-band image.
 
@@ -143,15 +175,17 @@ def detect_patch(data: PatchImages, config: DetectionConfig | None = None) -> De
     """
     config = config if config is not None else DetectionConfig()
     bands = list(data.images)
-    goods = [np.isfinite(data.images[b]) for b in bands]
-    for band, good_band in zip(bands, goods, strict=True):
-        for name in ("BAD", "NO_DATA"):
-            if name in data.planes[band]:
-                good_band &= ~data.planes[band][name]
-    mean, variance, good = combine_bands(
-        [data.images[b] for b in bands], [data.variances[b] for b in bands], goods
-    )
+    goods = usable_pixels(data)
+    if data.combined is not None:
+        mean, variance, good = data.combined
+    else:
+        combination = BandCombination(data.images[bands[0]].shape)
+        for band, good_band in zip(bands, goods, strict=True):
+            combination.add(data.images[band], data.variances[band], good_band)
+        mean, variance, good = combination.result()
     significance = smoothed_significance(mean, variance, data.kernel, good)
+    # Only the mean image is used from here on; the variance is 8 bytes per pixel.
+    del variance
     shape = mean.shape
     with warnings.catch_warnings():
         # An empty patch is a valid outcome (an empty table), not a warning.
@@ -171,6 +205,7 @@ def detect_patch(data: PatchImages, config: DetectionConfig | None = None) -> De
             n_levels=config.n_levels,
             contrast=config.contrast,
         )
+        del compressed
     deblended = segm.data
     n_labels = int(deblended.max())
     parent_of = _parents(deblended, original, n_labels)
@@ -206,7 +241,8 @@ def detect_patch(data: PatchImages, config: DetectionConfig | None = None) -> De
             footprint = cut_labels == label
             usable = good[ys, xs] & ((cut_labels == 0) | footprint)
             moments = measure_moments(mean[ys, xs], usable, footprint, xs.start, ys.start, psf_sigma)
-            new_labels[deblended == label] = running
+            # A label's pixels all lie within its slice, so the cutout's footprint is the whole of them.
+            new_labels[ys, xs][footprint] = running
             ix, iy = int(np.round(moments.x)), int(np.round(moments.y))
             ix, iy = min(max(ix, 0), shape[1] - 1), min(max(iy, 0), shape[0] - 1)
             near = (slice(max(0, iy - 1), iy + 2), slice(max(0, ix - 1), ix + 2))

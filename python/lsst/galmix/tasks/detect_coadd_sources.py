@@ -4,15 +4,17 @@ from __future__ import annotations
 
 __all__ = ("DetectCoaddSourcesConfig", "DetectCoaddSourcesConnections", "DetectCoaddSourcesTask")
 
+import functools
 from typing import Any
 
 import numpy as np
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
+from lsst.daf.butler import DeferredDatasetHandle
 from lsst.pipe.base import connectionTypes as cT
 
-from ..detection.coadds import patch_images_from_coadds
+from ..detection.coadds import NoCoaddError, patch_images_from_coadds
 from ..detection.detect import DetectionConfig, detect_patch
 
 
@@ -33,6 +35,7 @@ class DetectCoaddSourcesConnections(
         storageClass="CellCoadd",
         dimensions=("skymap", "tract", "patch", "band"),
         multiple=True,
+        deferLoad=True,
     )
     objects = cT.Output(
         doc="One row per deblended source (galmix_objects columns, doc/conventions.rst).",
@@ -90,18 +93,8 @@ class DetectCoaddSourcesTask(pipeBase.PipelineTask):
         inputRefs: pipeBase.InputQuantizedConnection,
         outputRefs: pipeBase.OutputQuantizedConnection,
     ) -> None:
-        coadds = {}
-        for ref in inputRefs.coadds:
-            band = ref.dataId["band"]
-            try:
-                coadds[band] = butlerQC.get(ref)
-            except Exception as exc:  # noqa: BLE001 - an unreadable band is a missing band
-                self.log.warning("Band %s of patch %s: cannot read %s (%s); detecting without it.",
-                                 band, ref.dataId["patch"], ref.datasetType.name, _one_line(exc))
-        if not coadds:
-            # Nothing to detect on: no output, so downstream quanta of this patch are skipped and the
-            # tract is consolidated from the other patches.
-            raise pipeBase.NoWorkFound(f"No readable {inputRefs.coadds[0].datasetType.name} in this patch")
+        # Deferred handles: `run` reads one band at a time and keeps only the planes detection needs.
+        coadds = {ref.dataId["band"]: butlerQC.get(ref) for ref in inputRefs.coadds}
         missing = sorted(set(self.config.expectedBands) - set(coadds), key="ugrizy".find)
         if missing:
             self.log.warning("Patch %s has no coadd in bands %s; detecting with %s.",
@@ -123,19 +116,43 @@ class DetectCoaddSourcesTask(pipeBase.PipelineTask):
             ``objects`` (`astropy.table.Table`) and ``footprints`` (`numpy.ndarray`, int32).
         """
         ordered = {band: coadds[band] for band in sorted(coadds, key="ugrizy".find)}
-        for band, coadd in ordered.items():
-            image, variance = np.asarray(coadd.image.array), np.asarray(coadd.variance.array)
-            if not (np.isfinite(image) & np.isfinite(variance) & (variance > 0)).any():
-                self.log.warning("Band %s of patch %s has no usable pixel (image or variance all NaN, or "
-                                 "variance <= 0): it adds nothing to detection.", band, coadd.patch.id)
-        result = detect_patch(patch_images_from_coadds(ordered), self.config.detection_config())
+        loaders = {band: functools.partial(self._read, band, source) for band, source in ordered.items()}
+        del coadds, ordered
+        try:
+            data = patch_images_from_coadds(loaders)
+        except NoCoaddError as exc:
+            # Nothing to detect on: no output, so downstream quanta of this patch are skipped and the
+            # tract is consolidated from the other patches.
+            raise pipeBase.NoWorkFound(str(exc)) from None
+        bands = list(data.images)
+        result = detect_patch(data, self.config.detection_config())
         objects = result.objects
         self.log.info(
             "Detected %d sources (%d primary, %d in blends) in patch %s with bands %s.",
             len(objects),
             int(objects["detect_isPrimary"].sum()) if len(objects) else 0,
             int((objects["nChild"] > 1).sum()) if len(objects) else 0,
-            next(iter(ordered.values())).patch.id,
-            "".join(ordered),
+            data.patch,
+            "".join(bands),
         )
         return pipeBase.Struct(objects=objects, footprints=result.labels)
+
+    def _read(self, band: str, source: Any) -> Any:
+        """The coadd of a band from a coadd or a deferred handle; `None` if unreadable.
+
+        A band without any usable pixel is logged as a WARNING (it adds nothing to detection).
+        """
+        if isinstance(source, DeferredDatasetHandle):
+            try:
+                coadd = source.get()
+            except Exception as exc:  # noqa: BLE001 - an unreadable band is a missing band
+                self.log.warning("Band %s of patch %s: cannot read %s (%s); detecting without it.",
+                                 band, source.dataId["patch"], source.ref.datasetType.name, _one_line(exc))
+                return None
+        else:
+            coadd = source
+        image, variance = coadd.image.array, coadd.variance.array
+        if not (np.isfinite(image) & np.isfinite(variance) & (variance > 0)).any():
+            self.log.warning("Band %s of patch %s has no usable pixel (image or variance all NaN, or "
+                             "variance <= 0): it adds nothing to detection.", band, coadd.patch.id)
+        return coadd
