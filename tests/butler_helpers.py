@@ -5,6 +5,8 @@ from __future__ import annotations
 import lsst.sphgeom
 import numpy as np
 from lsst.daf.butler import Butler, DatasetType
+from lsst.pipe.base import Pipeline
+from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
 
 SKYMAP = "galmix_test"
 BANDS = "ugrizy"
@@ -71,3 +73,17 @@ def rng_positions(n: int, patch: int, seed: int) -> tuple[np.ndarray, np.ndarray
     """Random sky positions inside a patch of `make_test_repo`."""
     rng = np.random.default_rng(seed)
     return 10.0 + 0.1 * patch + rng.uniform(0.005, 0.095, n), -5.0 + rng.uniform(0.005, 0.095, n)
+
+
+def run_task_on_patch(repo: str, task_uri: str, inputs: list[str], output: str, patch: int = 0) -> Butler:
+    """Run one task of a shipped pipeline (``<pipeline uri>#<label>``) on one patch of tract 0.
+
+    Returns the executor's butler (collections: ``output``); asserts that exactly one quantum ran.
+    """
+    butler = SimplePipelineExecutor.prep_butler(repo, inputs=inputs, output=output)
+    executor = SimplePipelineExecutor.from_pipeline(
+        Pipeline.from_uri(task_uri), butler=butler,
+        where=f"skymap = 'galmix_sim' AND tract = 0 AND patch = {patch}",
+    )
+    assert len(executor.run(register_dataset_types=True)) == 1
+    return butler

@@ -13,14 +13,13 @@ import subprocess
 import matplotlib.image
 import numpy as np
 import pytest
+from butler_helpers import run_task_on_patch
 from lsst.daf.butler import Butler
 from lsst.galmix.analysis import flux_to_mag
 from lsst.galmix.analysis.metrics import nan_error_fraction
 from lsst.galmix.demo import pipetask_executable, run_pipeline, summarize
 from lsst.galmix.fitting.schema import flux_column
 from lsst.galmix.sim.make_repo import make_repo
-from lsst.pipe.base import Pipeline
-from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
 
 OUT = "galmix/ci_test"
 TRACT = {"skymap": "galmix_sim", "tract": 0}
@@ -196,14 +195,8 @@ def test_corrupted_band(ci_run, butler):
     coadd.image.array[...] = np.nan
     writer.collections.register("galmix/corrupt")
     writer.put(coadd, "deep_coadd_cell", data_id, run="galmix/corrupt")
-    pipeline = Pipeline.from_uri("resource://lsst.galmix/pipelines/galmix_fit.yaml#fitCoaddMultibandSersic")
-    exec_butler = SimplePipelineExecutor.prep_butler(
-        repo, inputs=["galmix/corrupt", OUT, "galmix/sim"], output="galmix/corrupt_out"
-    )
-    executor = SimplePipelineExecutor.from_pipeline(
-        pipeline, butler=exec_butler, where="skymap = 'galmix_sim' AND tract = 0 AND patch = 0"
-    )
-    assert len(executor.run(register_dataset_types=True)) == 1
+    exec_butler = run_task_on_patch(repo, "resource://lsst.galmix/pipelines/galmix_fit.yaml#fitCoaddMultibandSersic",
+                                    ["galmix/corrupt", OUT, "galmix/sim"], "galmix/corrupt_out")
     fits = exec_butler.get("galmix_sersic_patch", TRACT | {"patch": 0}, collections="galmix/corrupt_out")
     good = butler.get("galmix_sersic_patch", TRACT | {"patch": 0})
     np.testing.assert_array_equal(fits["objectId"], good["objectId"])

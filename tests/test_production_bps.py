@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from butler_helpers import run_task_on_patch
 from lsst.daf.butler import Butler
 from test_pipeline_ci import OUT as SQLITE_OUT
 from test_pipeline_ci import ci_run  # noqa: F401 - the shared SQLite CI run, built once per session
@@ -350,8 +351,6 @@ def _simulated_upstream(objects, rng):
 
 def test_upstream_catalog_drives_the_fit(ci_run):  # noqa: F811 - the fixture imported above
     from lsst.galmix.tasks import upstream_objects
-    from lsst.pipe.base import Pipeline
-    from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
 
     repo = ci_run[0]
     writer = Butler.from_config(repo, writeable=True)
@@ -366,14 +365,8 @@ def test_upstream_catalog_drives_the_fit(ci_run):  # noqa: F811 - the fixture im
     writer.collections.register("galmix/upstream")
     writer.put(upstream, "object_patch", data_id, run="galmix/upstream")
 
-    pipeline = Pipeline.from_uri("resource://lsst.galmix/pipelines/galmix_production.yaml#fitCoaddMultibandSersic")
-    butler = SimplePipelineExecutor.prep_butler(
-        repo, inputs=["galmix/upstream", SQLITE_OUT, "galmix/sim"], output="galmix/upstream_fit"
-    )
-    executor = SimplePipelineExecutor.from_pipeline(
-        pipeline, butler=butler, where="skymap = 'galmix_sim' AND tract = 0 AND patch = 0"
-    )
-    assert len(executor.run(register_dataset_types=True)) == 1
+    butler = run_task_on_patch(repo, "resource://lsst.galmix/pipelines/galmix_production.yaml#fitCoaddMultibandSersic",
+                               ["galmix/upstream", SQLITE_OUT, "galmix/sim"], "galmix/upstream_fit")
     fits = butler.get("galmix_sersic_patch", data_id, collections="galmix/upstream_fit")
     # One row per upstream row, in order, with its ids and the patch of the quantum.
     np.testing.assert_array_equal(fits["objectId"], upstream["objectId"])
