@@ -107,6 +107,22 @@ void setChecked(FitOptions& o, T FitOptions::*field, T value) {
     o = std::move(trial);
 }
 
+// A FitOptions field as a Python property whose setter validates (setChecked).
+template <typename T>
+void defCheckedScalar(py::class_<FitOptions>& cls, const char* name, T FitOptions::*field, const char* doc) {
+    cls.def_property(
+            name, [field](FitOptions const& o) { return o.*field; },
+            [field](FitOptions& o, T v) { setChecked(o, field, v); }, doc);
+}
+
+// The same for a per-parameter vector field, exchanged with Python as a 1-d float64 array.
+void defCheckedVector(py::class_<FitOptions>& cls, const char* name, std::vector<double> FitOptions::*field,
+                      const char* doc) {
+    cls.def_property(
+            name, [field](FitOptions const& o) { return vectorToArray(o.*field); },
+            [field, name](FitOptions& o, DArray a) { setChecked(o, field, toVector(a, name)); }, doc);
+}
+
 struct PyProblem {
     std::shared_ptr<const Scene> scene;
     std::vector<std::shared_ptr<PyBand>> bands;
@@ -329,69 +345,43 @@ void bindOptimize(py::module_& m) {
             .value("NON_FINITE", FitStatus::NonFinite)
             .value("ERROR", FitStatus::Error);
 
-    py::class_<FitOptions>(m, "FitOptions",
-                           "Options of the Levenberg-Marquardt fitter; each field is checked on assignment\n"
-                           "(ValueError naming the field and its allowed range).")
-            .def(py::init<>())
-            .def_property(
-                    "max_iter", [](FitOptions const& o) { return o.maxIter; },
-                    [](FitOptions& o, int v) { setChecked(o, &FitOptions::maxIter, v); },
-                    "Iterations (outer Levenberg-Marquardt steps), in [0, 1000000].")
-            .def_property(
-                    "max_eval", [](FitOptions const& o) { return o.maxEval; },
-                    [](FitOptions& o, int v) { setChecked(o, &FitOptions::maxEval, v); },
-                    "Passes over the pixels (trial points, including rejected ones), in [1, 10000000]; the fit\n"
-                    "ends with status MAX_ITER when they are used up.")
-            .def_property(
-                    "ftol", [](FitOptions const& o) { return o.ftol; },
-                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::ftol, v); },
-                    "Converged when the relative objective decrease < ftol (finite, >= 0).")
-            .def_property(
-                    "xtol", [](FitOptions const& o) { return o.xtol; },
-                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::xtol, v); },
-                    "... or when every step < xtol * its parameter error (finite, >= 0).")
-            .def_property(
-                    "lambda0", [](FitOptions const& o) { return o.lambda0; },
-                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::lambda0, v); },
-                    "Initial Marquardt damping relative to diag(H), in [1e-10, 1e10].")
-            .def_property(
-                    "n_min", [](FitOptions const& o) { return o.nMin; },
-                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::nMin, v); },
-                    "Lower bound of Sersic indices (finite, > 0; n_min < n_max is checked when fitting).")
-            .def_property(
-                    "n_max", [](FitOptions const& o) { return o.nMax; },
-                    [](FitOptions& o, double v) { setChecked(o, &FitOptions::nMax, v); },
-                    "Upper bound of Sersic indices (finite, > 0).")
-            .def_property(
-                    "nonnegative_fluxes", [](FitOptions const& o) { return o.nonNegativeFluxes; },
-                    [](FitOptions& o, py::object v) {
-                        if (!py::isinstance<py::bool_>(v) &&
-                            !py::isinstance(v, py::module_::import("numpy").attr("bool_"))) {
-                            throw py::type_error("FitOptions.nonnegative_fluxes must be a bool");
-                        }
-                        o.nonNegativeFluxes = v.cast<bool>();
-                    },
-                    "Keep fluxes >= 0 during the iterations (bool).")
-            .def_property(
-                    "prior_mean", [](FitOptions const& o) { return vectorToArray(o.priorMean); },
-                    [](FitOptions& o, DArray a) { setChecked(o, &FitOptions::priorMean, toVector(a, "prior_mean")); },
-                    "(P,) prior means (natural units: ln reff, eta1, eta2, n; finite); ignored for fluxes.")
-            .def_property(
-                    "prior_sigma", [](FitOptions const& o) { return vectorToArray(o.priorSigma); },
-                    [](FitOptions& o, DArray a) {
-                        setChecked(o, &FitOptions::priorSigma, toVector(a, "prior_sigma"));
-                    },
-                    "(P,) prior sigmas (not NaN); <= 0 or inf = no prior on that parameter.")
-            .def_property(
-                    "lower", [](FitOptions const& o) { return vectorToArray(o.lower); },
-                    [](FitOptions& o, DArray a) { setChecked(o, &FitOptions::lower, toVector(a, "lower")); },
-                    "(P,) lower bounds (natural units, not NaN); with `upper`, finite pairs are enforced by\n"
-                    "projecting trial points onto [lower, upper] and override [n_min, n_max]; -inf/inf =\n"
-                    "unbounded; ignored for fluxes.")
-            .def_property(
-                    "upper", [](FitOptions const& o) { return vectorToArray(o.upper); },
-                    [](FitOptions& o, DArray a) { setChecked(o, &FitOptions::upper, toVector(a, "upper")); },
-                    "(P,) upper bounds (not NaN); see `lower`.");
+    py::class_<FitOptions> options(m, "FitOptions",
+                                   "Options of the Levenberg-Marquardt fitter; each field is checked on "
+                                   "assignment\n(ValueError naming the field and its allowed range).");
+    options.def(py::init<>());
+    defCheckedScalar(options, "max_iter", &FitOptions::maxIter,
+                     "Iterations (outer Levenberg-Marquardt steps), in [0, 1000000].");
+    defCheckedScalar(options, "max_eval", &FitOptions::maxEval,
+                     "Passes over the pixels (trial points, including rejected ones), in [1, 10000000]; the fit\n"
+                     "ends with status MAX_ITER when they are used up.");
+    defCheckedScalar(options, "ftol", &FitOptions::ftol,
+                     "Converged when the relative objective decrease < ftol (finite, >= 0).");
+    defCheckedScalar(options, "xtol", &FitOptions::xtol,
+                     "... or when every step < xtol * its parameter error (finite, >= 0).");
+    defCheckedScalar(options, "lambda0", &FitOptions::lambda0,
+                     "Initial Marquardt damping relative to diag(H), in [1e-10, 1e10].");
+    defCheckedScalar(options, "n_min", &FitOptions::nMin,
+                     "Lower bound of Sersic indices (finite, > 0; n_min < n_max is checked when fitting).");
+    defCheckedScalar(options, "n_max", &FitOptions::nMax, "Upper bound of Sersic indices (finite, > 0).");
+    options.def_property(
+            "nonnegative_fluxes", [](FitOptions const& o) { return o.nonNegativeFluxes; },
+            [](FitOptions& o, py::object v) {
+                if (!py::isinstance<py::bool_>(v) &&
+                    !py::isinstance(v, py::module_::import("numpy").attr("bool_"))) {
+                    throw py::type_error("FitOptions.nonnegative_fluxes must be a bool");
+                }
+                o.nonNegativeFluxes = v.cast<bool>();
+            },
+            "Keep fluxes >= 0 during the iterations (bool).");
+    defCheckedVector(options, "prior_mean", &FitOptions::priorMean,
+                     "(P,) prior means (natural units: ln reff, eta1, eta2, n; finite); ignored for fluxes.");
+    defCheckedVector(options, "prior_sigma", &FitOptions::priorSigma,
+                     "(P,) prior sigmas (not NaN); <= 0 or inf = no prior on that parameter.");
+    defCheckedVector(options, "lower", &FitOptions::lower,
+                     "(P,) lower bounds (natural units, not NaN); with `upper`, finite pairs are enforced by\n"
+                     "projecting trial points onto [lower, upper] and override [n_min, n_max]; -inf/inf =\n"
+                     "unbounded; ignored for fluxes.");
+    defCheckedVector(options, "upper", &FitOptions::upper, "(P,) upper bounds (not NaN); see `lower`.");
 
     py::class_<FitResult>(m, "FitResult",
                           "Result of fit/fit_batch: params (P,), chi2, objective, n_iter, n_pix, status, message,\n"
