@@ -133,22 +133,8 @@ std::ptrdiff_t maxRunLength(PreparedImage const& image) {
 }  // namespace
 
 void checkMixture(Mixture const& mixture) {
-    for (std::size_t i = 0; i < mixture.size(); ++i) {
-        auto const& g = mixture[i];
-        bool finite = std::isfinite(g.flux) && std::isfinite(g.x) && std::isfinite(g.y) &&
-                      std::isfinite(g.xx) && std::isfinite(g.xy) && std::isfinite(g.yy);
-        if (!finite) {
-            std::ostringstream os;
-            os << "Gaussian " << i << " has non-finite values";
-            throw InputError(os.str());
-        }
-        if (!(g.xx > 0.0 && g.yy > 0.0 && g.xx * g.yy - g.xy * g.xy > 0.0)) {
-            std::ostringstream os;
-            os << "Gaussian " << i << " has a covariance that is not positive definite (xx=" << g.xx
-               << ", xy=" << g.xy << ", yy=" << g.yy << ")";
-            throw InputError(os.str());
-        }
-    }
+    // The model's own rule (overflowing or rounded-away determinants included), not a weaker copy.
+    for (std::size_t i = 0; i < mixture.size(); ++i) checkGaussian(mixture[i], "Gaussian", i);
 }
 
 PreparedImage::PreparedImage(ImageRef const& ref) : _ref(ref) {

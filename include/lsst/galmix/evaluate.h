@@ -94,7 +94,8 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
 
 NormalEquations makeNormalEquations(int nParams);
 
-/// Throws InputError unless every Gaussian has finite values and a positive-definite covariance.
+/// Throws InputError unless every Gaussian passes checkGaussian (finite, positive definite, determinant
+/// and inverse representable in double precision).
 void checkMixture(Mixture const& mixture);
 
 }  // namespace galmix
