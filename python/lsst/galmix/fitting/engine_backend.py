@@ -178,19 +178,20 @@ def _layout(
     centre; ``params`` holds ``theta`` there, fixed centres from the specs and zero fluxes.
     ``flux_index`` lists the flux parameters band by band (used bands), source by source.
     """
-    kinds = np.asarray(scene.param_kinds(), int)
-    source = np.asarray(scene.param_index(), int)[:, 0]
+    kinds = scene.param_kinds()
     params = np.zeros(scene.n_params)
     free = np.ones(scene.n_params, bool)
     theta_index: list[int] = []
     for s, spec in enumerate(specs):
-        own = np.flatnonzero((source == s) & ~np.isin(kinds, _LINEAR))
+        # A source's nonlinear parameters run from its offset to its first flux.
+        start = end = scene.source_offset(s)
+        while end < len(kinds) and kinds[end] not in _LINEAR:
+            end += 1
         if not spec.model.free_centroid:
-            centre = own[np.isin(kinds[own], _CENTRE)]
+            centre = [i for i in range(start, end) if kinds[i] in _CENTRE]
             params[centre] = spec.xy_fixed
             free[centre] = False
-            own = own[~np.isin(kinds[own], _CENTRE)]
-        theta_index += own.tolist()
+        theta_index += [i for i in range(start, end) if spec.model.free_centroid or kinds[i] not in _CENTRE]
     theta_index_arr = np.array(theta_index, int)
     params[theta_index_arr] = theta
     flux_index = [scene.flux_index(s, c, b) for b in range(n_used) for s, spec in enumerate(specs)
