@@ -228,10 +228,8 @@ def render_sources(
         Fluxes of all their components in this band.
     psf : `PsfMixture`
         PSF of the band.
-    shape : `tuple` [`int`, `int`]
-        ``(ny, nx)`` of the image.
-    origin : `tuple` [`float`, `float`]
-        Absolute ``(x, y)`` of pixel ``[0, 0]``.
+    shape, origin : `tuple`
+        ``(ny, nx)`` of the image and the absolute ``(x, y)`` of its pixel ``[0, 0]``.
 
     Returns
     -------
