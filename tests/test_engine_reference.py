@@ -43,6 +43,9 @@ def _fluxes(model: ModelDef, scale: float = 1.0) -> np.ndarray:
 def test_theta_is_the_engine_layout_selected_by_kind(name):
     """``theta`` of each source holds the scene's parameters of the kinds `ModelDef.nonlinear_kinds` lists."""
     model = get_model(name)
+    by_name = {"x": ge.ParamKind.X, "y": ge.ParamKind.Y, "ln_reff": ge.ParamKind.LN_REFF,
+               "eta1": ge.ParamKind.ETA1, "eta2": ge.ParamKind.ETA2, "n": ge.ParamKind.SERSIC_N}
+    assert model.nonlinear_kinds == tuple(by_name[n.split(".")[-1]] for n in model.nonlinear_names)
     specs = [SourceSpec(model, (20.4, 18.7)), SourceSpec(get_model("point"), (12.0, 30.0)),
              SourceSpec(model, (28.0, 25.5))]
     theta = np.concatenate([_theta(model, 20.4, 18.7), [12.0, 30.0], _theta(model, 28.0, 25.5, 0.1)])
