@@ -93,7 +93,7 @@ def make_problem(
     specs : sequence of `SourceSpec`
         Sources.
     theta0 : `numpy.ndarray`
-        Starting nonlinear parameters in the library layout.
+        Starting nonlinear parameters (``theta`` layout: `ModelDef.nonlinear_kinds` of each source).
     bands : sequence of `BandInput` or `None`
         Stamps per band (`None`: not used).
     settings : `FitSettings`
