@@ -16,8 +16,7 @@ from astropy.table import Table
 
 from ..engine import ParamKind
 from ..models.definitions import ModelDef
-from ..models.ellipse import covariance as ellipse_covariance
-from ..models.ellipse import q_theta_from_eta
+from ..models.ellipse import q_theta_from_eta, shape_covariance
 from ..models.psf_mixture import PsfMixture
 from .engine_backend import make_problem, run_problems
 from .flags import FlagSet
@@ -463,8 +462,7 @@ def ellipse_xy_rho(ln_reff: float, eta1: float, eta2: float) -> np.ndarray:
     ``reff^2 R diag(1, q^2) R^T``; ``reff_x`` and ``reff_y`` are the square roots of its diagonal and
     ``rho`` its correlation coefficient.
     """
-    q, theta = q_theta_from_eta(eta1, eta2)
-    m = ellipse_covariance(float(np.exp(ln_reff)), q, theta)
+    m = shape_covariance(ln_reff, eta1, eta2)
     sx, sy = np.sqrt(m[0, 0]), np.sqrt(m[1, 1])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.array([sx, sy, m[0, 1] / (sx * sy)])
