@@ -10,6 +10,7 @@ Figures for more sizes, indices and both S/N definitions: ``benchmarks/bench_pul
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.galmix.engine import ParamKind
 from lsst.galmix.fitting.optimize import FitSettings, ParameterBounds, invert_fisher
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
@@ -90,7 +91,7 @@ def test_covariance_at_a_bound_is_conditional_on_it():
     a = rng.normal(size=(6, 4))
     fisher = a.T @ a + np.eye(4)
     settings = FitSettings()
-    bounds = ParameterBounds(["s.x", "s.ln_reff", "s.n", "f"], settings)
+    bounds = ParameterBounds([ParamKind.X, ParamKind.LN_REFF, ParamKind.SERSIC_N, ParamKind.FLUX], settings)
     mask = bounds.fixed_for_errors(np.array([3.0, 0.0, settings.n_bounds[0], 10.0]))
     assert mask.tolist() == [False, False, True, False]
     # n at its upper bound (a flat likelihood) is flagged but marginalised over; reff at a bound is fixed.
@@ -112,7 +113,7 @@ def test_index_uncertainty_is_capped_at_its_distance_from_the_lower_bound():
     a = rng.normal(size=(8, 4))
     fisher = a.T @ a + np.eye(4)  # rows: x, ln_reff, n, then one flux
     settings = FitSettings()
-    bounds = ParameterBounds(["s.x", "s.ln_reff", "s.n"], settings)
+    bounds = ParameterBounds([ParamKind.X, ParamKind.LN_REFF, ParamKind.SERSIC_N], settings)
     full, _ = invert_fisher(fisher)
     sigma_n = np.sqrt(full[2, 2])
     n_min = settings.n_bounds[0]

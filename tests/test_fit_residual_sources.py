@@ -3,14 +3,11 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from lsst.galmix.fitting.engine_backend import model_stamps
-from lsst.galmix.fitting.optimize import BandInput, SourceSpec
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp
 from lsst.galmix.models.definitions import get_model
-from lsst.galmix.models.render import render
 from shared_data import shared_dir
 
 PSF = moffat_psf(4.0)
@@ -57,18 +54,6 @@ def test_no_residual_source_without_a_neighbour(seed):
     out = _fit(img, sigma)
     assert out["sersic_n_residual_sources"][0] == 0
     assert abs(out["r_sersicFlux"][0] - 1000.0) < 4 * out["r_sersicFluxErr"][0]
-
-
-def test_engine_model_stamps_match_numpy_render():
-    model = get_model("sersic")
-    theta = np.array([40.3, 39.8, np.log(2.5), 0.2, -0.1, 2.2])
-    fluxes = np.array([[700.0], [900.0]])
-    bands = [BandInput(np.zeros((30, 40)), np.ones((30, 40)), 20, 25, MIX), None]
-    spec = SourceSpec(model, (0.0, 0.0))
-    engine = model_stamps([spec], theta, np.vstack([fluxes[0], [np.nan]]), bands)
-    assert engine[1] is None
-    numpy = render(model, theta, fluxes[0], MIX, (30, 40), (20, 25))
-    np.testing.assert_allclose(engine[0], numpy, rtol=1e-9, atol=1e-12 * numpy.max())
 
 
 def test_model_mismatch_is_not_a_residual_source():

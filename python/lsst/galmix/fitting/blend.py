@@ -19,10 +19,10 @@ from typing import cast
 import numpy as np
 
 from .._galmix import nnls_gram
+from ..engine import ParamKind
 from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
-from ..models.render import component_gaussians
-from .engine_backend import model_stamps
+from .engine_backend import convolved_gaussians, model_stamps
 from .flags import FlagSet
 from .moments import adaptive_moments
 from .optimize import BandInput, SourceSpec
@@ -245,11 +245,6 @@ def _sky_allowed(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitCon
     ``cfg.sky_min_background`` of its pixels lie beyond 3 observed sigma of every object on it."""
     if cfg.sky not in ("auto", "flat", "none"):
         raise ValueError(f"sky must be 'auto', 'flat' or 'none', not {cfg.sky!r}")
-    if cfg.settings.backend != "engine":
-        # The numpy reference backend has no sky parameter.
-        if cfg.sky == "flat":
-            raise ValueError("sky='flat' needs the engine backend")
-        return False
     if cfg.sky != "auto":
         return cfg.sky == "flat"
     b = next(b for b in bands if b is not None)
@@ -308,8 +303,7 @@ def _grown_box(
         for b, band in enumerate(prep.bands):
             if band is None or not np.isfinite(out.fluxes[b]).all():
                 continue
-            gs = component_gaussians(m, out.theta, out.spec.xy_fixed, band.psf)
-            g = np.concatenate([gc * np.array([f, 1, 1, 1, 1, 1]) for gc, f in zip(gs, out.fluxes[b])])
+            g = convolved_gaussians([out.spec], out.theta, out.fluxes[b], band.psf)
             noise = float(np.median(1.0 / np.sqrt(band.weight[band.weight > 0])))
             half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
                                                 cfg.stamp_max))
@@ -680,7 +674,7 @@ def _changed(before: SourceOutcome, after: SourceOutcome) -> bool:
 
 
 def _reach(model: ModelDef, fit: SourceOutcome, psf: PsfMixture) -> float:
-    sizes = [np.exp(fit.theta[k]) for k, name in enumerate(model.nonlinear_names) if name.endswith("ln_reff")]
+    sizes = [np.exp(fit.theta[k]) for k, kind in enumerate(model.nonlinear_kinds) if kind == ParamKind.LN_REFF]
     return 15 * max(sizes, default=0.0) + 5 * np.sqrt(np.trace(psf.covariance()))
 
 

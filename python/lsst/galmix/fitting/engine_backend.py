@@ -1,9 +1,12 @@
 """Running fits in the C++ engine (`lsst.galmix.engine`): scenes from the model registry, batch fits.
 
 The engine's parameter vector is, per source, ``x, y``, the shape parameters of each extended component
-(``ln reff, eta1, eta2[, n]``) and then the fluxes (component-major, band-minor). This module maps it to
-and from the library's layout (`lsst.galmix.fitting.optimize.FitResult`: nonlinear parameters of all
-sources, then per used band the fluxes of all components) and inverts the engine's Fisher matrix.
+(``ln reff, eta1, eta2[, n]``) and then the fluxes (component-major, band-minor); `lsst.galmix.engine.Scene`
+reports the kind of each (``param_kinds``). A fit's ``theta`` (`lsst.galmix.fitting.optimize.FitResult`)
+is that vector's nonlinear part: the parameters whose kind is neither a flux nor the sky, without fixed
+centres, selected here by kind (`_layout`), so that the two never disagree about an order. This module
+also draws models through the scene (`model_stamps`, `render_sources`, `convolved_gaussians`) and
+inverts the engine's Fisher matrix.
 
 The engine solves the fluxes with a non-negative constraint inside its iterations. The reported fluxes
 are the unconstrained linear solution at the best-fit shape (negative allowed, as in Rubin's
@@ -28,7 +31,10 @@ from ..models.psf_mixture import PsfMixture
 from .errors import conditional_covariance
 from .optimize import BandInput, FitResult, FitSettings, ParameterBounds, SourceSpec
 
-__all__ = ["EngineProblem", "make_problem", "model_stamps", "psf_array", "run_problems"]
+__all__ = [
+    "EngineProblem", "convolved_gaussians", "make_problem", "model_stamps", "psf_array", "render_sources",
+    "run_problems",
+]
 
 
 @cache
@@ -87,7 +93,7 @@ def make_problem(
     specs : sequence of `SourceSpec`
         Sources.
     theta0 : `numpy.ndarray`
-        Starting nonlinear parameters in the library layout.
+        Starting nonlinear parameters (``theta`` layout: `ModelDef.nonlinear_kinds` of each source).
     bands : sequence of `BandInput` or `None`
         Stamps per band (`None`: not used).
     settings : `FitSettings`
@@ -100,20 +106,20 @@ def make_problem(
     params0, free, theta_index, flux_index = _layout(scene, specs, theta0, len(used))
     npar = scene.n_params
     mean, sigma = np.zeros(npar), np.full(npar, np.inf)
-    names = [name for spec in specs for name in spec.model.nonlinear_names]
-    bounds = ParameterBounds(names, settings)
+    kinds = _kinds(specs)
+    bounds = ParameterBounds(kinds, settings)
     lower, upper = np.full(npar, -np.inf), np.full(npar, np.inf)
     lower[theta_index], upper[theta_index] = bounds.lo, bounds.hi
     pri = settings.priors
-    for key, i, lo, hi in zip((name.split(".")[-1] for name in names), theta_index, bounds.lo, bounds.hi):
-        if key == "ln_reff":
+    for kind, i, lo, hi in zip(kinds, theta_index, bounds.lo, bounds.hi):
+        if kind == ge.ParamKind.LN_REFF:
             margin = 1e-6 * (hi - lo)
             params0[i] = np.clip(params0[i], lo + margin, hi - margin)
-        if key == "ln_reff" and pri.ln_reff is not None:
+        if kind == ge.ParamKind.LN_REFF and pri.ln_reff is not None:
             mean[i], sigma[i] = pri.ln_reff
-        elif key in ("eta1", "eta2") and pri.eta_sigma is not None:
+        elif kind in (ge.ParamKind.ETA1, ge.ParamKind.ETA2) and pri.eta_sigma is not None:
             mean[i], sigma[i] = 0.0, pri.eta_sigma
-        elif key == "n" and pri.n is not None:
+        elif kind == ge.ParamKind.SERSIC_N and pri.n is not None:
             mean[i], sigma[i] = pri.n
     _bound_centroids(specs, theta0, bands, settings, scene, lower, upper)
     opts = ge.FitOptions()
@@ -143,9 +149,9 @@ def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Seq
     fwhm = 2.0 * np.sqrt(2.0 * np.log(2.0)) * psf_sigma
     a = 0
     for s, spec in enumerate(specs):
-        names = spec.model.nonlinear_names
+        kinds = spec.model.nonlinear_kinds
         if spec.model.free_centroid:
-            sizes = [np.exp(theta0[a + k]) for k, name in enumerate(names) if name.endswith(".ln_reff")]
+            sizes = [np.exp(theta0[a + k]) for k, kind in enumerate(kinds) if kind == ge.ParamKind.LN_REFF]
             radius = settings.centroid_max_shift * max([fwhm, *sizes])
             off = scene.source_offset(s)
             for k in range(2):
@@ -154,32 +160,97 @@ def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Seq
         a += spec.n_theta
 
 
+def _kinds(specs: Sequence[SourceSpec]) -> list[ge.ParamKind]:
+    """Kinds of the nonlinear parameters of sources fitted together (``theta`` order)."""
+    return [kind for spec in specs for kind in spec.model.nonlinear_kinds]
+
+
+_LINEAR = (int(ge.ParamKind.FLUX), int(ge.ParamKind.SKY))
+_CENTRE = (int(ge.ParamKind.X), int(ge.ParamKind.Y))
+
+
 def _layout(
     scene: ge.Scene, specs: Sequence[SourceSpec], theta: np.ndarray, n_used: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Engine parameters from library parameters: ``(params, free, theta_index, flux_index)``.
+    """Engine parameters from ``theta``: ``(params, free, theta_index, flux_index)``.
 
-    ``params`` holds ``theta`` at ``theta_index`` (fixed centres from the specs, fluxes zero);
+    ``theta_index`` selects, source by source, the scene's parameters that are neither linear nor a fixed
+    centre; ``params`` holds ``theta`` there, fixed centres from the specs and zero fluxes.
     ``flux_index`` lists the flux parameters band by band (used bands), source by source.
     """
+    kinds = scene.param_kinds()
     params = np.zeros(scene.n_params)
     free = np.ones(scene.n_params, bool)
     theta_index: list[int] = []
     for s, spec in enumerate(specs):
-        off = scene.source_offset(s)
-        if spec.model.free_centroid:
-            idx = [off, off + 1]
-        else:
-            params[off : off + 2] = spec.xy_fixed
-            free[off : off + 2] = False
-            idx = []
-        n_shape = sum(len(c.nonlinear_names) for c in spec.model.components)
-        theta_index += idx + list(range(off + 2, off + 2 + n_shape))
+        # A source's nonlinear parameters run from its offset to its first flux.
+        start = end = scene.source_offset(s)
+        while end < len(kinds) and kinds[end] not in _LINEAR:
+            end += 1
+        if not spec.model.free_centroid:
+            centre = [i for i in range(start, end) if kinds[i] in _CENTRE]
+            params[centre] = spec.xy_fixed
+            free[centre] = False
+        theta_index += [i for i in range(start, end) if spec.model.free_centroid or kinds[i] not in _CENTRE]
     theta_index_arr = np.array(theta_index, int)
     params[theta_index_arr] = theta
     flux_index = [scene.flux_index(s, c, b) for b in range(n_used) for s, spec in enumerate(specs)
                   for c in range(spec.n_comp)]
     return params, free, theta_index_arr, np.array(flux_index, int)
+
+
+def _scene_params(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.ndarray) -> tuple[ge.Scene, np.ndarray]:
+    """A scene of sources over ``len(fluxes)`` bands and its parameters (``fluxes``: ``(n_band, n_comp)``,
+    non-finite fluxes drawn as zero)."""
+    scene = _scene(specs, len(fluxes))
+    params, _, _, flux_index = _layout(scene, specs, theta, len(fluxes))
+    params[flux_index] = np.nan_to_num(np.asarray(fluxes, float).ravel())
+    return scene, params
+
+
+def render_sources(
+    specs: Sequence[SourceSpec],
+    theta: np.ndarray,
+    fluxes: np.ndarray,
+    psf: PsfMixture,
+    shape: tuple[int, int],
+    origin: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """Model image of sources in one band (C++ rendering).
+
+    Parameters
+    ----------
+    specs : sequence of `SourceSpec`
+        Sources (fixed centres at ``xy_fixed``).
+    theta : `numpy.ndarray`
+        Their nonlinear parameters (``theta`` layout, natural units).
+    fluxes : `numpy.ndarray`
+        Fluxes of all their components in this band.
+    psf : `PsfMixture`
+        PSF of the band.
+    shape, origin : `tuple`
+        ``(ny, nx)`` of the image and the absolute ``(x, y)`` of its pixel ``[0, 0]``.
+
+    Returns
+    -------
+    image : `numpy.ndarray`
+        The model at the pixel centres.
+    """
+    scene, params = _scene_params(specs, theta, np.asarray(fluxes, float)[None, :])
+    image = np.zeros(shape)
+    scene.image(params, 0, psf_array(psf), image, float(origin[0]), float(origin[1]))
+    return image
+
+
+def convolved_gaussians(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.ndarray, psf: PsfMixture
+                    ) -> np.ndarray:
+    """The PSF-convolved Gaussians of sources in one band, as the engine draws them.
+
+    Parameters are those of `render_sources`. Returns the ``(G, 6)`` rows ``(flux, x, y, xx, xy, yy)``
+    (source, component, profile Gaussian, PSF Gaussian order); their fluxes sum to the model's.
+    """
+    scene, params = _scene_params(specs, theta, np.asarray(fluxes, float)[None, :])
+    return np.asarray(scene.gaussians(params, 0, psf_array(psf)))
 
 
 def model_stamps(
@@ -192,7 +263,7 @@ def model_stamps(
     specs : sequence of `SourceSpec`
         Sources.
     theta : `numpy.ndarray`
-        Their nonlinear parameters (library layout, natural units).
+        Their nonlinear parameters (``theta`` layout, natural units).
     fluxes : `numpy.ndarray`
         ``(n_band, n_comp)`` fluxes of all their components (rows of bands without data are ignored).
     bands : sequence of `BandInput` or `None`
@@ -204,9 +275,7 @@ def model_stamps(
         Per band, the model over the stamp (`None` where the band is `None`).
     """
     used = [i for i, b in enumerate(bands) if b is not None]
-    scene = _scene(specs, len(used))
-    params, _, _, flux_index = _layout(scene, specs, theta, len(used))
-    params[flux_index] = np.nan_to_num(np.asarray(fluxes, float)[used].ravel())
+    scene, params = _scene_params(specs, theta, np.asarray(fluxes, float)[used])
     out: list[np.ndarray | None] = [None] * len(bands)
     for k, b in enumerate(used):
         band = bands[b]
@@ -266,9 +335,9 @@ def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
     if p.sky_index is not None:
         # The sky levels enter the inversion, so every other error is marginalised over them.
         order = np.concatenate([order, p.sky_index])
-    names = [name for spec in p.specs for name in spec.model.nonlinear_names]
-    bounds = ParameterBounds(names, p.settings)
-    cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, names)
+    kinds = _kinds(p.specs)
+    bounds = ParameterBounds(kinds, p.settings)
+    cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, kinds)
     sky = sky_err = None
     if p.sky_index is not None:
         sky, sky_err = np.full(p.n_bands, np.nan), np.full(p.n_bands, np.nan)

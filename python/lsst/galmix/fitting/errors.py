@@ -11,13 +11,16 @@ Fluxes and the centroid are never held.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
+from ..engine import ParamKind
+
 __all__ = ["UNCONSTRAINED_SIGMA", "conditional_covariance"]
 
-UNCONSTRAINED_SIGMA: dict[str, float] = {"ln_reff": 2.0, "eta1": 2.0, "eta2": 2.0}
+UNCONSTRAINED_SIGMA: dict[ParamKind, float] = {ParamKind.LN_REFF: 2.0, ParamKind.ETA1: 2.0, ParamKind.ETA2: 2.0}
 """A shape parameter whose marginal error exceeds this is unconstrained and held.
 
 ``ln reff`` +-2 is a factor 7 in size, ``eta`` +-2 spans axis ratios 1 to 0.14 in any direction: such a
@@ -40,16 +43,15 @@ class _Bounds(Protocol):
                    ) -> tuple[np.ndarray, bool]: ...  # hold: per theta, or per parameter of the matrix
 
 
-def _limits(names: list[str], bounds: _Bounds) -> np.ndarray:
+def _limits(kinds: Sequence[ParamKind], bounds: _Bounds) -> np.ndarray:
     """Per nonlinear parameter, the error above which it is unconstrained (inf: never held)."""
-    out = np.full(len(names), np.inf)
-    for i, name in enumerate(names):
-        key = name.split(".")[-1]
+    out = np.full(len(kinds), np.inf)
+    for i, kind in enumerate(kinds):
         if bounds.is_index[i]:
             # Held when singular only (`_weakest` takes every finite-limit parameter as a candidate).
             out[i] = np.finfo(float).max
-        elif key in UNCONSTRAINED_SIGMA:
-            out[i] = UNCONSTRAINED_SIGMA[key]
+        elif kind in UNCONSTRAINED_SIGMA:
+            out[i] = UNCONSTRAINED_SIGMA[kind]
     return out
 
 
@@ -78,7 +80,7 @@ def _weakest(fisher: np.ndarray, fixed: np.ndarray, candidates: np.ndarray) -> i
 
 
 def conditional_covariance(
-    bounds: _Bounds, fisher: np.ndarray, theta: np.ndarray, names: list[str]
+    bounds: _Bounds, fisher: np.ndarray, theta: np.ndarray, kinds: Sequence[ParamKind]
 ) -> tuple[np.ndarray, bool, np.ndarray]:
     """Covariance of ``[theta, fluxes]`` with unconstrained shape parameters held.
 
@@ -90,8 +92,8 @@ def conditional_covariance(
         Fisher matrix of ``[theta, fluxes]`` (``theta`` rows first), priors included.
     theta : `numpy.ndarray`
         Best-fit nonlinear parameters.
-    names : `list` [`str`]
-        Their names (``x``, ``y``, ``<comp>.ln_reff``, ``<comp>.eta1``, ...).
+    kinds : sequence of `lsst.galmix.engine.ParamKind`
+        Their kinds (`lsst.galmix.models.definitions.ModelDef.nonlinear_kinds`).
 
     Returns
     -------
@@ -105,7 +107,7 @@ def conditional_covariance(
         Boolean, per nonlinear parameter: held because unconstrained (or without information).
     """
     npar = len(theta)
-    limits = _limits(names, bounds)
+    limits = _limits(kinds, bounds)
     shape = np.isfinite(limits)
     # Held parameters of every kind; only shape parameters are held for being loose, fluxes and
     # centroids only when they carry no information at all (their variances are then NaN).

@@ -1,28 +1,24 @@
-"""Levenberg-Marquardt with the linear fluxes projected out (variable projection), on numpy.
+"""Inputs, settings and results of a fit, the bounds of its parameters and the inversion of its Fisher matrix.
 
-The nonlinear parameters (centroid, ``ln reff``, ``eta``, ``n``) are shared by all bands; for any
-trial value the fluxes (one per band per component) are the exact non-negative least-squares solution,
-and the Gauss-Newton step uses Kaufman's projected Jacobian. The reported fluxes are the unconstrained
-least-squares solution at the best-fit shape. Bounded parameters (``n``, ``ln reff``)
-are kept in their box by projecting each trial point onto it (parameters at a bound that the
-gradient pushes outward are held for that step).
+Every fit runs in the C++ engine (`lsst.galmix.fitting.engine_backend`). The nonlinear parameters of a
+fit (``theta``) are, source by source, those of `lsst.galmix.models.definitions.ModelDef.nonlinear_kinds`:
+the engine's parameters of that source without its fluxes (and without its centre when the centre is
+fixed). The fluxes follow per band with data, component by component.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import nnls
 
+from ..engine import ParamKind
 from ..models.definitions import N_MAX, N_MIN, ModelDef
 from ..models.psf_mixture import PsfMixture
-from ..models.render import component_gaussians, evaluate_gaussians, gaussians_with_jacobian
-from .errors import conditional_covariance
 
 __all__ = [
-    "BandData", "BandInput", "FitResult", "FitSettings", "ParameterBounds", "Priors", "SourceSpec", "fit_model",
-    "invert_fisher",
+    "BandInput", "FitResult", "FitSettings", "ParameterBounds", "Priors", "SourceSpec", "invert_fisher",
 ]
 
 
@@ -46,29 +42,6 @@ class BandInput:
     weight: np.ndarray
     x0: int
     y0: int
-    psf: PsfMixture
-
-
-@dataclass
-class BandData:
-    """Usable pixels of one band (zero-weight pixels already dropped).
-
-    Attributes
-    ----------
-    xs, ys : `numpy.ndarray`
-        Absolute pixel-centre coordinates.
-    data : `numpy.ndarray`
-        Pixel values (with any neighbours' models already subtracted).
-    sqrtw : `numpy.ndarray`
-        Square root of the inverse variance.
-    psf : `PsfMixture`
-        PSF of the band at the object.
-    """
-
-    xs: np.ndarray
-    ys: np.ndarray
-    data: np.ndarray
-    sqrtw: np.ndarray
     psf: PsfMixture
 
 
@@ -114,8 +87,6 @@ class FitSettings:
         Engine backend: a free centre stays within this many times ``max(PSF FWHM, starting reff)`` of
         its detection position (``SourceSpec.xy_fixed``), so that a child of a blend cannot leave its
         footprint or move onto a neighbour; `None`: unbounded.
-    backend : `str`
-        ``"engine"`` (C++, default) or ``"numpy"`` (this module; the reference implementation).
     """
 
     max_iter: int = 100
@@ -125,7 +96,6 @@ class FitSettings:
     reff_bounds: tuple[float, float] = (1e-2, 1e3)
     priors: Priors = field(default_factory=Priors)
     centroid_max_shift: float | None = 2.0
-    backend: str = "engine"
 
 
 @dataclass
@@ -211,28 +181,28 @@ class FitResult:
 class ParameterBounds:
     """Box bounds of the bounded parameters (``n``, ``ln reff``) of a list of nonlinear parameters.
 
-    One definition for both backends. Enforced by projection: as in the engine, trial points are projected onto the box and a parameter at a bound whose
-    gradient points outward is held for that step: a logistic map onto the real line traps
-    parameters near a bound, where its derivative vanishes.
+    Enforced by projection, as in the engine: trial points are projected onto the box and a parameter
+    at a bound whose gradient points outward is held for that step (a logistic map onto the real line
+    traps parameters near a bound, where its derivative vanishes).
+
+    Parameters
+    ----------
+    kinds : sequence of `lsst.galmix.engine.ParamKind`
+        Kind of each nonlinear parameter (`ModelDef.nonlinear_kinds` of the sources, concatenated).
+    settings : `FitSettings`
+        ``n_bounds`` and ``reff_bounds``.
     """
 
-    def __init__(self, names: list[str], settings: FitSettings) -> None:
-        lo, hi = np.full(len(names), -np.inf), np.full(len(names), np.inf)
+    def __init__(self, kinds: Sequence[ParamKind], settings: FitSettings) -> None:
+        lo, hi = np.full(len(kinds), -np.inf), np.full(len(kinds), np.inf)
         # Sersic indices: not fixed at their upper bound, capped near their lower one (`covariance`).
-        self.is_index = np.array([name.endswith(".n") for name in names], bool)
-        for i, name in enumerate(names):
+        self.is_index = np.array([kind == ParamKind.SERSIC_N for kind in kinds], bool)
+        for i, kind in enumerate(kinds):
             if self.is_index[i]:
                 lo[i], hi[i] = settings.n_bounds
-            elif name.endswith(".ln_reff"):
+            elif kind == ParamKind.LN_REFF:
                 lo[i], hi[i] = np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1])
         self.lo, self.hi = lo, hi
-
-    def clip(self, theta: np.ndarray) -> np.ndarray:
-        return np.clip(theta, self.lo, self.hi)
-
-    def held(self, theta: np.ndarray, descent: np.ndarray) -> np.ndarray:
-        """Parameters at a bound that the descent direction pushes outward."""
-        return ((theta <= self.lo) & (descent <= 0)) | ((theta >= self.hi) & (descent >= 0))
 
     def _near(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per parameter: within 1e-3 of its bound range from its lower / upper bound."""
@@ -286,190 +256,6 @@ class ParameterBounds:
             if share < 1.0:
                 cov = cov - (1.0 - share) * np.outer(cov[:, i], cov[i, :]) / var
         return cov, singular
-
-
-def _prior_terms(names: list[str], theta: np.ndarray, priors: Priors) -> tuple[np.ndarray, np.ndarray]:
-    """Prior residuals and their derivatives with respect to natural ``theta``."""
-    rows, jac = [], []
-    for i, name in enumerate(names):
-        key = name.split(".")[-1]
-        mean_sig = None
-        if key == "ln_reff" and priors.ln_reff is not None:
-            mean_sig = priors.ln_reff
-        elif key in ("eta1", "eta2") and priors.eta_sigma is not None:
-            mean_sig = (0.0, priors.eta_sigma)
-        elif key == "n" and priors.n is not None:
-            mean_sig = priors.n
-        if mean_sig is not None:
-            rows.append((theta[i] - mean_sig[0]) / mean_sig[1])
-            j = np.zeros(len(theta))
-            j[i] = 1.0 / mean_sig[1]
-            jac.append(j)
-    return np.array(rows), np.array(jac).reshape(len(rows), len(theta))
-
-
-def _solve_fluxes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    try:
-        return nnls(a, b, maxiter=50 * a.shape[1])[0]
-    except RuntimeError:
-        return np.clip(np.linalg.lstsq(a, b, rcond=None)[0], 0, None)
-
-
-def _units(sources: list[SourceSpec], theta: np.ndarray, band: BandData, need_jac: bool):
-    """Unit-flux images of every component of every source, and their derivatives (full theta)."""
-    ev: list[tuple[np.ndarray, np.ndarray | None]] = []
-    start = 0
-    for src in sources:
-        th = theta[start : start + src.n_theta]
-        if need_jac:
-            gs, dgs = gaussians_with_jacobian(src.model, th, src.xy_fixed, band.psf)
-            for g, dg in zip(gs, dgs):
-                val, d = evaluate_gaussians(g, band.xs, band.ys, dg)
-                full = np.zeros((len(theta), band.xs.size))
-                full[start : start + src.n_theta] = d
-                ev.append((val, full))
-        else:
-            gs = component_gaussians(src.model, th, src.xy_fixed, band.psf)
-            ev += [evaluate_gaussians(g, band.xs, band.ys) for g in gs]
-        start += src.n_theta
-    return ev
-
-
-def _evaluate(sources, theta, bands, need_jac, nonnegative=True):
-    """Residuals, projected Jacobian (natural theta) and fluxes (non-negative or not) for all bands."""
-    res, jacs, fluxes, units, dunits = [], [], [], [], []
-    for band in bands:
-        ev = _units(sources, theta, band, need_jac)
-        u = np.column_stack([e[0] for e in ev])
-        a = u * band.sqrtw[:, None]
-        b = band.data * band.sqrtw
-        f = _solve_fluxes(a, b) if nonnegative else np.linalg.lstsq(a, b, rcond=None)[0]
-        res.append(b - a @ f)
-        fluxes.append(f)
-        units.append(u)
-        if need_jac:
-            du = [e[1] for e in ev]
-            j = -band.sqrtw[:, None] * sum(fc * d.T for fc, d in zip(f, du))
-            act = f > 0 if nonnegative else np.ones(f.shape, bool)
-            if act.any():
-                q, _ = np.linalg.qr(a[:, act])
-                j = j - q @ (q.T @ j)
-            jacs.append(j)
-            dunits.append(du)
-    r = np.concatenate(res) if res else np.zeros(0)
-    j = np.vstack(jacs) if need_jac and jacs else None
-    return r, j, fluxes, units, dunits
-
-
-def fit_model(
-    sources: list[SourceSpec],
-    theta0: np.ndarray,
-    bands: list[BandData | None],
-    settings: FitSettings | None = None,
-) -> FitResult:
-    """Fit one or several sources (jointly) to the pixels of several bands.
-
-    Parameters
-    ----------
-    sources : `list` [`SourceSpec`]
-        The sources; their parameters are concatenated in this order.
-    theta0 : `numpy.ndarray`
-        Initial nonlinear parameters of all sources (natural units; ``n`` inside its bounds).
-    bands : `list` [`BandData` or `None`]
-        Pixels of each band; `None` for a band without data (its fluxes are NaN).
-    settings : `FitSettings`, optional
-        Optimizer settings.
-
-    Returns
-    -------
-    result : `FitResult`
-        The best fit.
-    """
-    settings = settings or FitSettings()
-    used = [b for b in bands if b is not None]
-    if not used:
-        raise ValueError("no band has data")
-    names = [name for src in sources for name in src.model.nonlinear_names]
-    ncomp = sum(src.n_comp for src in sources)
-    bounds = ParameterBounds(names, settings)
-    theta = bounds.clip(np.asarray(theta0, float))
-    npar = len(theta)
-
-    def objective(th, need_jac):
-        r, j, f, _, _ = _evaluate(sources, th, used, need_jac)
-        pr, pj = _prior_terms(names, th, settings.priors)
-        r_all = np.concatenate([r, pr])
-        if need_jac:
-            j = np.vstack([j, pj])
-        return r_all, j, f, float(r @ r)
-
-    r, j, f, chi2 = objective(theta, npar > 0)
-    lam, n_iter, converged = 1e-3, 0, npar == 0
-    cost = float(r @ r)
-    cost0 = cost
-    while not converged and n_iter < settings.max_iter:
-        n_iter += 1
-        a = j.T @ j
-        g = j.T @ r
-        diag = np.maximum(np.diag(a), 1e-12 * max(np.diag(a).max(), 1e-300))
-        free = ~bounds.held(theta, -g)
-        step = np.zeros(npar)
-        try:
-            sub = np.ix_(free, free)
-            step[free] = np.linalg.solve(a[sub] + lam * np.diag(diag[free]), -g[free])
-        except np.linalg.LinAlgError:
-            lam *= 10
-            continue
-        trial = bounds.clip(theta + step)
-        r_new, _, _, _ = objective(trial, False)
-        cost_new = float(r_new @ r_new)
-        if np.isfinite(cost_new) and cost_new < cost:
-            theta = trial
-            decrease = cost - cost_new
-            r, j, f, chi2 = objective(theta, True)
-            cost = float(r @ r)
-            lam = max(lam / 5, 1e-9)
-            if decrease <= settings.rtol * cost + 1e-15 * cost0:
-                converged = True
-        else:
-            lam *= 8
-            # A minimum to machine precision: no step direction lowers the cost.
-            if lam > 1e12 or float(np.abs(trial - theta).max()) < 1e-12:
-                converged = True
-    # The reported fluxes are the unconstrained linear solution at the best-fit shape (the non-negative
-    # one only guided the iterations); the errors are those of the final fluxes.
-    cov, singular, held, f, chi2 = _covariance(sources, names, theta, used, settings.priors, bounds)
-    fluxes = np.full((len(bands), ncomp), np.nan)
-    k = 0
-    for i, b in enumerate(bands):
-        if b is not None:
-            fluxes[i] = f[k]
-            k += 1
-    return FitResult(theta, fluxes, cov, chi2, n_iter, converged, bounds.at_bound(theta), singular,
-                     unconstrained=held)
-
-
-def _covariance(sources, names, theta, bands, priors, bounds):
-    """Covariance of ``[theta, fluxes per band]`` at the best fit with the unconstrained fluxes there.
-
-    Returns ``(cov, singular, held, fluxes, chi2)`` (`errors.conditional_covariance`).
-    """
-    npar, nc = len(theta), sum(src.n_comp for src in sources)
-    r, _, fl, units, dunits = _evaluate(sources, theta, bands, npar > 0, nonnegative=False)
-    blocks = []
-    for b, (band, f, u) in enumerate(zip(bands, fl, units)):
-        rows = np.zeros((band.data.size, npar + nc * len(bands)))
-        if npar:
-            rows[:, :npar] = sum(fc * d.T for fc, d in zip(f, dunits[b]))
-        rows[:, npar + b * nc : npar + (b + 1) * nc] = u
-        blocks.append(rows * band.sqrtw[:, None])
-    jac = np.vstack(blocks)
-    fisher = jac.T @ jac
-    _, pj = _prior_terms(names, theta, priors)
-    if pj.size:
-        fisher[:npar, :npar] += pj.T @ pj
-    cov, singular, held = conditional_covariance(bounds, fisher, theta, names)
-    return cov, singular, held, fl, float(r @ r)
 
 
 def invert_fisher(fisher: np.ndarray, fixed: np.ndarray | None = None) -> tuple[np.ndarray, bool]:

@@ -23,12 +23,13 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import get_model
-from ..models.ellipse import q_theta_from_eta
+from ..models.ellipse import covariance_terms, q_theta_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
+from .engine_backend import make_problem, run_problems
 from .flags import FlagSet
 from .moments import adaptive_moments, initial_shape
-from .optimize import BandData, BandInput, FitSettings, SourceSpec, fit_model
+from .optimize import BandInput, FitSettings, SourceSpec
 from .schema import empty_psf_table
 
 __all__ = ["PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
@@ -78,8 +79,9 @@ def _minor_ok(mix: PsfMixture) -> bool:
     return mix.is_valid() and bool((minor >= _MIN_SIGMA**2).all())
 
 
-def _fit_engine(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None:
-    """The C++ fit of a normalised kernel; `None` if it failed or is degenerate (then numpy is tried)."""
+def _fit_concentric(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None:
+    """The C++ fit of concentric Gaussians to a normalised kernel; `None` if it failed or is degenerate
+    (then free-centre fits from moments are tried)."""
     from .. import engine as ge
 
     opts = ge.default_psf_fit_options()
@@ -108,11 +110,8 @@ def _mixture(theta: np.ndarray, fluxes: np.ndarray, n_gauss: int) -> PsfMixture 
     rows = []
     for i in range(n_gauss):
         x, y, ln_reff, eta1, eta2 = theta[5 * i : 5 * i + 5]
-        q, th = q_theta_from_eta(eta1, eta2)
-        sig = np.exp(ln_reff) * GAUSS_SIZE
-        c, s = np.cos(th), np.sin(th)
-        rows.append((fluxes[i], x, y, sig**2 * (c * c + q * q * s * s),
-                     sig**2 * (s * s + q * q * c * c), sig**2 * c * s * (1 - q * q)))
+        xx, xy, yy = covariance_terms(np.exp(ln_reff) * GAUSS_SIZE, *q_theta_from_eta(eta1, eta2))
+        rows.append((fluxes[i], x, y, xx, yy, xy))
     # Gaussians with zero amplitude stay (frac 0) so every row has n_gauss entries.
     mix = PsfMixture(*np.array(rows).T)
     return mix if _minor_ok(mix) else None
@@ -135,23 +134,15 @@ def _mixture_start(mix: PsfMixture) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def _fit_scene(k: np.ndarray, n_gauss: int, max_iter: int, backend: str, theta0: np.ndarray) -> PsfFit | None:
-    """Fit of ``n_gauss`` Gaussians with free centres from ``theta0`` (engine or numpy)."""
+def _fit_scene(k: np.ndarray, n_gauss: int, max_iter: int, theta0: np.ndarray) -> PsfFit | None:
+    """C++ fit of ``n_gauss`` Gaussians with free centres from ``theta0``."""
     ny, nx = k.shape
     cx, cy = nx // 2, ny // 2
     gauss = get_model("gauss")
     specs = [SourceSpec(gauss, (0.0, 0.0)) for _ in range(n_gauss)]
-    settings = FitSettings(max_iter=max_iter, reff_bounds=(_MIN_REFF, 1e4), backend=backend)
-    if backend == "engine":
-        from .engine_backend import make_problem, run_problems
-
-        band = BandInput(k, np.ones_like(k), -cx, -cy, _DELTA)
-        res = run_problems([make_problem(specs, theta0, [band], settings)])[0]
-    else:
-        yy, xx = np.mgrid[0:ny, 0:nx]
-        band_d = BandData((xx.ravel() - cx).astype(float), (yy.ravel() - cy).astype(float), k.ravel(),
-                          np.ones(k.size), _DELTA)
-        res = fit_model(specs, theta0, [band_d], settings)
+    settings = FitSettings(max_iter=max_iter, reff_bounds=(_MIN_REFF, 1e4))
+    band = BandInput(k, np.ones_like(k), -cx, -cy, _DELTA)
+    res = run_problems([make_problem(specs, theta0, [band], settings)])[0]
     mix = _mixture(res.theta, res.fluxes[0], n_gauss)
     if mix is None or res.failed:
         return None
@@ -162,7 +153,7 @@ def _fit_scene(k: np.ndarray, n_gauss: int, max_iter: int, backend: str, theta0:
     return PsfFit(mix, chi2, res.n_iter, flags, 0.0)
 
 
-def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200, backend: str = "engine") -> PsfFit:
+def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> PsfFit:
     """Fit an ``n_gauss``-Gaussian mixture to a PSF kernel image.
 
     Parameters
@@ -173,10 +164,6 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200, bac
         Number of Gaussians, 1 to 4.
     max_iter : `int`
         Iteration limit.
-    backend : `str`
-        ``"engine"``: the C++ ``fit_psf``; with 3-4 Gaussians (where it can stop in a worse local
-        minimum) also a C++ fit started from moments-scaled sizes, keeping the better. ``"numpy"``: the
-        reference implementation.
 
     Returns
     -------
@@ -195,7 +182,7 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200, bac
             flags.set("no_data")
             return PsfFit(None, np.nan, 0, flags, time.perf_counter() - t0)
         k = k / total
-        fit = _fit_engine(k, n_gauss, max_iter) if backend == "engine" else None
+        fit = _fit_concentric(k, n_gauss, max_iter)
         # Real kernels are not concentric (HSC: 3-7x lower chi2 with free centres), so 3-4 Gaussians are
         # refined with free centres, from the concentric fit when there is one (1-10 iterations).
         if fit is None:
@@ -205,7 +192,7 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200, bac
         else:
             starts = []
         for theta0 in starts:
-            other = _fit_scene(k, n_gauss, max_iter, backend, theta0)
+            other = _fit_scene(k, n_gauss, max_iter, theta0)
             if other is not None and (fit is None or other.chi2 < fit.chi2):
                 fit = other
         if fit is None:

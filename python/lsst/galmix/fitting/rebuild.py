@@ -1,4 +1,5 @@
-"""Model images rebuilt from a ``galmix_<Model>_patch`` table (for residuals and inspection)."""
+"""Model images rebuilt from a ``galmix_<Model>_patch`` table (for residuals and inspection), drawn by the
+C++ scene (`lsst.galmix.fitting.engine_backend.render_sources`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
 from ..models.ellipse import eta_from_q_theta
-from ..models.render import render
+from .engine_backend import render_sources
+from .optimize import SourceSpec
 from .psf import PsfSpec, psf_at
 from .schema import flux_column, summary_flag_column
 
@@ -78,5 +80,5 @@ def model_image(
         mix = psf_at(psf, x, y)
         if mix is None:
             continue
-        image += render(m, theta, fluxes, mix, shape, origin, (x, y))
+        image += render_sources([SourceSpec(m, (x, y))], theta, fluxes, mix, shape, origin)
     return image

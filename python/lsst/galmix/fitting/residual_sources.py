@@ -29,6 +29,7 @@ from typing import cast
 import numpy as np
 from scipy.ndimage import gaussian_filter, maximum_filter
 
+from ..engine import ParamKind
 from ..models.definitions import get_model
 from ..models.ellipse import q_theta_from_eta
 from .engine_backend import model_stamps
@@ -90,10 +91,9 @@ def inside_half_light(
     xs, ys = np.atleast_1d(np.asarray(xs, float)), np.atleast_1d(np.asarray(ys, float))
     out = np.zeros(xs.shape, bool)
     for o, (cx, cy) in zip(outcomes, _centres(outcomes)):
-        names = o.spec.model.nonlinear_names
         best = None
-        for k, name in enumerate(names):
-            if name.endswith(".ln_reff") and (best is None or o.theta[k] > o.theta[best]):
+        for k, kind in enumerate(o.spec.model.nonlinear_kinds):
+            if kind == ParamKind.LN_REFF and (best is None or o.theta[k] > o.theta[best]):
                 best = k
         if best is None or not np.isfinite(o.theta).all():
             continue

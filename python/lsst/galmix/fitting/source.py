@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
+from ..engine import ParamKind
 from ..models.definitions import ModelDef
-from ..models.ellipse import covariance as ellipse_covariance
-from ..models.ellipse import q_theta_from_eta
+from ..models.ellipse import q_theta_from_eta, shape_covariance
 from ..models.psf_mixture import PsfMixture
+from .engine_backend import make_problem, run_problems
 from .flags import FlagSet
 from .moments import initial_shape
-from .optimize import BandData, BandInput, FitResult, FitSettings, SourceSpec, fit_model
+from .optimize import BandInput, FitResult, FitSettings, SourceSpec
 from .schema import flag_column, flux_column, sky_column, summary_flag_column
 from .stamps import STAMP_EDGE_NOISE, STAMP_FLUX_FRACTION, STAMP_MAX, STAMP_MIN, STAMP_SIGMAS, Stamp
 
@@ -174,7 +175,7 @@ def extra_starts(model: ModelDef, theta0: np.ndarray) -> list[np.ndarray]:
     place (the main start); the returned list holds the other starts.
     """
     has_point = any(not c.has_shape for c in model.components)
-    sizes = [i for i, name in enumerate(model.nonlinear_names) if name.endswith(".ln_reff")]
+    sizes = [i for i, kind in enumerate(model.nonlinear_kinds) if kind == ParamKind.LN_REFF]
     if has_point and sizes:
         alt = theta0.copy()
         for i in sizes:
@@ -208,15 +209,6 @@ def band_input(stamp: Stamp | None, psf: PsfMixture | None, model_sub: np.ndarra
     return BandInput(image, stamp.weight, stamp.x0, stamp.y0, psf)
 
 
-def _band_data(b: BandInput | None) -> BandData | None:
-    if b is None:
-        return None
-    use = b.weight > 0
-    yy, xx = np.nonzero(use)
-    return BandData((xx + b.x0).astype(float), (yy + b.y0).astype(float), b.image[use], np.sqrt(b.weight[use]),
-                    b.psf)
-
-
 @dataclass
 class Prepared:
     """A fit ready to run: sources, starting parameters and band inputs.
@@ -232,8 +224,7 @@ class Prepared:
     flags : `list` [`FlagSet`]
         Flags per source (updated with the fit's outcome).
     sky : `bool`
-        Fit a flat sky level per band jointly with the sources (engine backend; the numpy reference
-        backend fits none).
+        Fit a flat sky level per band jointly with the sources.
     """
 
     specs: list[SourceSpec]
@@ -244,14 +235,14 @@ class Prepared:
 
 
 def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 1) -> list[list[SourceOutcome]]:
-    """Run prepared fits (in one engine batch, or one by one in numpy) and split them per source.
+    """Run prepared fits in one engine batch and split them per source.
 
     Parameters
     ----------
     prepared : sequence of `Prepared`
         The fits.
     settings : `FitSettings`
-        Optimizer settings; ``settings.backend`` chooses ``"engine"`` (C++) or ``"numpy"``.
+        Optimizer settings.
     n_threads : `int`
         Engine threads.
 
@@ -262,24 +253,13 @@ def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 
     """
     # Each fit's time is its own: set-up and result conversion measured per fit plus, for the engine,
     # the C++ time of that fit alone (FitResult.seconds), so batch neighbours and threads do not mix in.
-    if settings.backend == "engine":
-        from .engine_backend import make_problem, run_problems
-
-        problems, setup = [], []
-        for p in prepared:
-            t0 = time.perf_counter()
-            problems.append(make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky))
-            setup.append(time.perf_counter() - t0)
-        results = run_problems(problems, n_threads)
-        seconds = [s + r.seconds for s, r in zip(setup, results)]
-    elif settings.backend == "numpy":
-        results, seconds = [], []
-        for p in prepared:
-            t0 = time.perf_counter()
-            results.append(fit_model(p.specs, p.theta0, [_band_data(b) for b in p.bands], settings))
-            seconds.append(time.perf_counter() - t0)
-    else:
-        raise ValueError(f"backend must be 'engine' or 'numpy', not {settings.backend!r}")
+    problems, setup = [], []
+    for p in prepared:
+        t0 = time.perf_counter()
+        problems.append(make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky))
+        setup.append(time.perf_counter() - t0)
+    results = run_problems(problems, n_threads)
+    seconds = [s + r.seconds for s, r in zip(setup, results)]
     out = []
     for p, r, sec in zip(prepared, results, seconds):
         t0 = time.perf_counter()
@@ -363,8 +343,8 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
         ran_away = False
         if spec.model.free_centroid:
             ran_away |= not (x_lo - 0.5 <= th[0] <= x_hi - 0.5 and y_lo - 0.5 <= th[1] <= y_hi - 0.5)
-        for k, name in enumerate(spec.model.nonlinear_names):
-            if name.endswith(".ln_reff"):
+        for k, kind in enumerate(spec.model.nonlinear_kinds):
+            if kind == ParamKind.LN_REFF:
                 ran_away |= bool(th[k] > np.log(10 * size))
         tcov = res.cov[a : a + spec.n_theta, a : a + spec.n_theta]
         fcov: list[np.ndarray | None] = [None] * len(bands)
@@ -419,10 +399,9 @@ Unresolved components (stars fitted with a Sersic) leave ``q`` unconstrained and
 
 def flat_shape(spec: SourceSpec, theta: np.ndarray) -> bool:
     """Whether a resolved (``reff`` >= 1 pixel) extended component's axis ratio is below `MIN_Q`."""
-    names = spec.model.nonlinear_names
-    return any(name.endswith(".ln_reff") and bool(theta[k] >= 0.0 and np.hypot(theta[k + 1], theta[k + 2])
-                                                 > -np.log(MIN_Q))
-               for k, name in enumerate(names))
+    return any(kind == ParamKind.LN_REFF and bool(theta[k] >= 0.0 and np.hypot(theta[k + 1], theta[k + 2])
+                                                  > -np.log(MIN_Q))
+               for k, kind in enumerate(spec.model.nonlinear_kinds))
 
 
 def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
@@ -435,8 +414,8 @@ def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
     theta : `numpy.ndarray`
         Its nonlinear parameters (natural units).
     """
-    return any(name.endswith(".ln_reff") and bool(theta[k] < np.log(MIN_REFF_PIX))
-               for k, name in enumerate(spec.model.nonlinear_names))
+    return any(kind == ParamKind.LN_REFF and bool(theta[k] < np.log(MIN_REFF_PIX))
+               for k, kind in enumerate(spec.model.nonlinear_kinds))
 
 
 def implausible_flux(fluxes: np.ndarray, bands: Sequence[BandInput | None]) -> bool:
@@ -483,8 +462,7 @@ def ellipse_xy_rho(ln_reff: float, eta1: float, eta2: float) -> np.ndarray:
     ``reff^2 R diag(1, q^2) R^T``; ``reff_x`` and ``reff_y`` are the square roots of its diagonal and
     ``rho`` its correlation coefficient.
     """
-    q, theta = q_theta_from_eta(eta1, eta2)
-    m = ellipse_covariance(float(np.exp(ln_reff)), q, theta)
+    m = shape_covariance(ln_reff, eta1, eta2)
     sx, sy = np.sqrt(m[0, 0]), np.sqrt(m[1, 1])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.array([sx, sy, m[0, 1] / (sx * sy)])

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from ..engine import ParamKind
+
 __all__ = [
     "MODELS",
     "N_MAX",
@@ -77,6 +79,13 @@ class ComponentDef:
         names: tuple[str, ...] = ("ln_reff", "eta1", "eta2") if self.has_shape else ()
         return names + (("n",) if self.free_n else ())
 
+    @property
+    def nonlinear_kinds(self) -> tuple[ParamKind, ...]:
+        """The engine's kind of each of this component's nonlinear parameters, in fitter order."""
+        kinds: tuple[ParamKind, ...] = (
+            (ParamKind.LN_REFF, ParamKind.ETA1, ParamKind.ETA2) if self.has_shape else ())
+        return kinds + ((ParamKind.SERSIC_N,) if self.free_n else ())
+
 
 @dataclass(frozen=True)
 class ModelDef:
@@ -111,6 +120,16 @@ class ModelDef:
         for comp in self.components:
             names += [f"{comp.name}.{p}" for p in comp.nonlinear_names]
         return tuple(names)
+
+    @property
+    def nonlinear_kinds(self) -> tuple[ParamKind, ...]:
+        """The engine's kind of each nonlinear parameter (`lsst.galmix.engine.ParamKind`), in the order
+        of `nonlinear_names`: the engine's parameters of one source without its fluxes, and without its
+        centre when the centre is fixed."""
+        kinds: list[ParamKind] = [ParamKind.X, ParamKind.Y] if self.free_centroid else []
+        for comp in self.components:
+            kinds += comp.nonlinear_kinds
+        return tuple(kinds)
 
     @property
     def n_nonlinear(self) -> int:

@@ -19,6 +19,8 @@ __all__ = ("composite_half_light_radius", "sersic_b")
 import numpy as np
 from scipy.special import gammainc, gammaincinv, gammaln
 
+from ..models.ellipse import covariance_terms
+
 _N_PHI = 128
 _MAX_ITERATIONS = 60
 
@@ -36,11 +38,10 @@ def sersic_b(n: float) -> float:
 
 def _stretched(reff: np.ndarray, q: np.ndarray, theta: np.ndarray, ap_q: np.ndarray, ap_theta: np.ndarray):
     """Shape of a component after the stretch that maps the aperture ellipse to a circle."""
-    c, s = np.cos(theta - ap_theta), np.sin(theta - ap_theta)
     # Component shape matrix in the aperture frame, then stretch the aperture minor axis by 1/ap_q.
-    mxx = reff**2 * (c**2 + q**2 * s**2)
-    myy = reff**2 * (s**2 + q**2 * c**2) / ap_q**2
-    mxy = reff**2 * c * s * (1.0 - q**2) / ap_q
+    mxx, mxy, myy = covariance_terms(reff, q, theta - ap_theta)
+    myy = myy / ap_q**2
+    mxy = mxy / ap_q
     half_trace = 0.5 * (mxx + myy)
     root = np.sqrt(0.25 * (mxx - myy) ** 2 + mxy**2)
     major = np.sqrt(half_trace + root)

@@ -1,9 +1,9 @@
-"""The parameter map from model parameters to PSF-convolved Gaussians, and their pixel evaluation.
+"""Reference model: the parameter map to PSF-convolved Gaussians and their pixel evaluation, in numpy.
 
-This is galmix's numpy implementation of the model: the fitter uses it directly, and it is the
-reference the C++ engine is checked against. The parameter map (cheap: a few Gaussians) is
+The C++ scene (``src/model.cc``) is checked against this. The parameter map (cheap: a few Gaussians) is
 differentiated by central differences; the pixel evaluation (the expensive part) is analytic, so the
-model derivatives are accurate to ~1e-9 relative.
+model derivatives are accurate to ~1e-9 relative. The shape-to-covariance formula is written here
+again on purpose (`_shape_matrix`): a reference that called the package's would not check it.
 
 Gaussians are stored as rows ``[amp, mx, my, cxx, cxy, cyy]`` (``amp`` = integrated flux).
 Profiles are evaluated at pixel centres: the PSF mixture already includes the pixel response
@@ -13,11 +13,9 @@ Profiles are evaluated at pixel centres: the PSF mixture already includes the pi
 from __future__ import annotations
 
 import numpy as np
-
-from .definitions import ModelDef
-from .ellipse import q_theta_from_eta
-from .profiles import profile_mixture
-from .psf_mixture import PsfMixture
+from lsst.galmix.models.definitions import ModelDef
+from lsst.galmix.models.profiles import profile_mixture
+from lsst.galmix.models.psf_mixture import PsfMixture
 
 __all__ = ["component_gaussians", "evaluate_gaussians", "gaussians_with_jacobian", "render"]
 
@@ -25,7 +23,9 @@ _FD_STEP = 1e-6
 
 
 def _shape_matrix(eta1: float, eta2: float) -> np.ndarray:
-    q, theta = q_theta_from_eta(eta1, eta2)
+    """``(xx, xy, yy)`` of the unit-size ellipse of a conformal shear: ``q = exp(-|eta|)`` at angle
+    ``atan2(eta2, eta1) / 2``."""
+    q, theta = np.exp(-np.hypot(eta1, eta2)), 0.5 * np.arctan2(eta2, eta1)
     c, s = np.cos(theta), np.sin(theta)
     # R diag(1, q^2) R^T written out.
     return np.array([c * c + q * q * s * s, c * s * (1 - q * q), s * s + q * q * c * c])
