@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from lsst.galmix.fitting.flags import FlagSet
 from lsst.galmix.fitting.optimize import FitSettings, SourceSpec
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
@@ -30,6 +29,7 @@ from lsst.galmix.fitting.stamps import cut_box
 from lsst.galmix.models.definitions import get_model
 from lsst.galmix.models.ellipse import eta_from_q_theta, q_theta_from_eta
 from lsst.galmix.models.psf_mixture import PsfMixture
+from lsst.galmix.schema import FlagSet
 from scipy.special import gamma, gammaincinv
 
 GAIN, READ_NOISE = 4.725, 4.3

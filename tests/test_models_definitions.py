@@ -2,9 +2,15 @@
 
 import numpy as np
 import pytest
-from lsst.galmix.fitting.flags import FLAGS, PSF_FLAGS, FlagSet
-from lsst.galmix.fitting.schema import empty_psf_table, empty_source_table, source_columns
 from lsst.galmix.models.definitions import MODELS, get_model
+from lsst.galmix.schema import (
+    PSF_FLAGS,
+    SOURCE_FLAGS,
+    FlagSet,
+    empty_psf_table,
+    empty_source_table,
+    source_columns,
+)
 
 
 def test_registry_has_all_models_with_fixed_centroid_variants():
@@ -54,10 +60,11 @@ def test_every_column_has_description_unit_and_flags_are_complete():
     assert table["g_expdevFlux"].unit == "nJy"
     assert np.isnan(table["g_expdevFlux"]).all() and not table["expdev_flag"].any()
     flag_cols = [c for c in table.colnames if c.startswith("expdev_") and c.endswith("_flag") and c != "expdev_flag"]
-    assert flag_cols == [f"expdev_{f.column or f.name}_flag" for f in FLAGS]
+    assert flag_cols == [f"expdev_{f.column or f.name}_flag" for f in SOURCE_FLAGS]
     psf = empty_psf_table(3, 2)
     assert "psf_g2_xy" in psf.colnames and "psf_g3_xy" not in psf.colnames
-    assert [c for c in psf.colnames if c.startswith("psf_flag_")] == [f"psf_flag_{f.name}" for f in PSF_FLAGS]
+    psf_flags = [c for c in psf.colnames if c.startswith("psf_") and c.endswith("_flag") and c != "psf_flag"]
+    assert psf_flags == [f"psf_{f.name}_flag" for f in PSF_FLAGS]
 
 
 def test_flagset_fatal_summary():

@@ -12,13 +12,21 @@ import numpy as np
 from astropy.table import Column, Table, vstack
 from scipy.spatial import cKDTree
 
-from ..fitting.schema import EXTENDEDNESS_RATIO, REF_BANDS, flux_column, tract_columns
 from ..models.definitions import get_model
+from ..schema import (
+    EXTENDEDNESS_RATIO,
+    REF_BANDS,
+    error_column,
+    flux_column,
+    param_column,
+    reference_column,
+    summary_flag_column,
+    tract_columns,
+)
 from .matching import MatchResult, sky_to_unit
 
 __all__ = [
     "COMMON_OBJECT_COLUMNS",
-    "REF_PREFIX",
     "add_identity_columns",
     "build_matched_table",
     "consolidate_models",
@@ -32,9 +40,6 @@ __all__ = [
 
 COMMON_OBJECT_COLUMNS = ("objectId", "parentObjectId", "patch", "detect_isPrimary", "detect_isPatchInner")
 """Columns shared by every model's patch table; kept once in the tract table."""
-
-REF_PREFIX = "refcat_"
-"""Prefix of reference-catalogue columns in the matched table."""
 
 _ARCSEC_PER_RAD = 180.0 / np.pi * 3600.0
 
@@ -109,7 +114,7 @@ def consolidate_models(per_model: Mapping[str, Sequence[Table]]) -> Table:
             if name in COMMON_OBJECT_COLUMNS or name in result.colnames:
                 continue
             result.add_column(_take(stacked[name], idx))
-        flag = f"{model}_flag"
+        flag = summary_flag_column(model)
         if flag in result.colnames:
             result[flag][~found] = True
     assert result is not None
@@ -151,7 +156,7 @@ def reference_band(table: Table, model: str, priority: Sequence[str] = REF_BANDS
         return out
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.column_stack([
-            np.asarray(table[flux_column(model, b)], float) / np.asarray(table[flux_column(model, b) + "Err"], float)
+            np.asarray(table[flux_column(model, b)], float) / np.asarray(table[error_column(flux_column(model, b))], float)
             for b in ordered
         ])
     snr = np.where(np.isfinite(snr), snr, -np.inf)
@@ -181,15 +186,15 @@ def add_identity_columns(table: Table, models: Sequence[str], tract: int) -> Tab
     Returns
     -------
     table : `astropy.table.Table`
-        The columns of `lsst.galmix.fitting.schema.tract_columns` first, then the others.
+        The columns of `lsst.galmix.schema.tract_columns` first, then the others.
     """
     n = len(table)
     ra, dec = np.full(n, np.nan), np.full(n, np.nan)
     for m in models:
-        if f"{m}_ra" in table.colnames:
+        if param_column(m, "ra") in table.colnames:
             fill = ~np.isfinite(ra)
-            ra[fill] = np.asarray(table[f"{m}_ra"], float)[fill]
-            dec[fill] = np.asarray(table[f"{m}_dec"], float)[fill]
+            ra[fill] = np.asarray(table[param_column(m, "ra")], float)[fill]
+            dec[fill] = np.asarray(table[param_column(m, "dec")], float)[fill]
     extended = [m for m in models if get_model(m).has_shape]
     ref_model = extended[0] if extended else models[0]
     ref_band = reference_band(table, ref_model)
@@ -358,7 +363,7 @@ def build_matched_table(ref: Table, target: Table, ref_match: Table, target_matc
     for name in target.colnames:
         out.add_column(_take(target[name], tgt_idx))
     for name in ref.colnames:
-        out.add_column(_take(ref[name], ref_idx, name=REF_PREFIX + name))
+        out.add_column(_take(ref[name], ref_idx, name=reference_column(name)))
     out.add_column(_take(ref_match["match_distance"], ref_idx))
     out.add_column(_take(ref_match["match_chisq"], ref_idx))
     out["match_hasRef"] = Column(ref_idx >= 0, description="Row has a reference entry")

@@ -15,8 +15,15 @@ import numpy as np
 from astropy.table import Table
 from matplotlib.figure import Figure
 
-from ..fitting.schema import flux_column, summary_flag_column
-from .catalogs import REF_PREFIX
+from ..models.definitions import get_model
+from ..schema import (
+    error_column,
+    flux_column,
+    param_column,
+    reference_column,
+    reference_flux_column,
+    summary_flag_column,
+)
 from .plots import PanelData, plot_binned_panels, plot_completeness_purity, plot_size_magnitude
 from .stats import binned_stats, completeness_purity, flux_to_mag, mag_bins, sigma_mad
 
@@ -119,9 +126,9 @@ def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
     primary_name = "isPrimary" if "isPrimary" in table.colnames else "detect_isPrimary"
     primary = _col(table, primary_name, False).astype(bool)
     flagged = _col(table, summary_flag_column(m), True).astype(bool)
-    is_star = _col(table, REF_PREFIX + "is_pointsource", False).astype(bool)
+    is_star = _col(table, reference_column("is_pointsource"), False).astype(bool)
     bands = [
-        b for b in spec.bands if flux_column(m, b) in table.colnames and REF_PREFIX + f"flux_{b}" in table.colnames
+        b for b in spec.bands if flux_column(m, b) in table.colnames and reference_flux_column(b) in table.colnames
     ]
     return _Columns(
         bands=bands,
@@ -132,9 +139,9 @@ def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
         is_star=is_star,
         isolated=_col(table, "parentObjectId", 0) == 0,
         flux={b: _col(table, flux_column(m, b)).astype(float) for b in bands},
-        flux_err={b: _col(table, flux_column(m, b) + "Err").astype(float) for b in bands},
-        ref_flux={b: _col(table, REF_PREFIX + f"flux_{b}").astype(float) for b in bands},
-        selection=f"matched, {primary_name}, not {m}_flag",
+        flux_err={b: _col(table, error_column(flux_column(m, b))).astype(float) for b in bands},
+        ref_flux={b: _col(table, reference_flux_column(b)).astype(float) for b in bands},
+        selection=f"matched, {primary_name}, not {summary_flag_column(m)}",
     )
 
 
@@ -172,10 +179,10 @@ def _color_diff(cols: _Columns, b1: str, b2: str, sel_band: str) -> tuple[np.nda
 
 def _position_diff(table: Table, spec: MatchedSpec) -> tuple[np.ndarray, np.ndarray]:
     """RA*cos(dec) and Dec differences, measured minus reference, in mas."""
-    ra = _col(table, f"{spec.model}_ra").astype(float)
-    dec = _col(table, f"{spec.model}_dec").astype(float)
-    ref_ra = _col(table, REF_PREFIX + "ra").astype(float)
-    ref_dec = _col(table, REF_PREFIX + "dec").astype(float)
+    ra = _col(table, param_column(spec.model, "ra")).astype(float)
+    dec = _col(table, param_column(spec.model, "dec")).astype(float)
+    ref_ra = _col(table, reference_column("ra")).astype(float)
+    ref_dec = _col(table, reference_column("dec")).astype(float)
     dra = ((ra - ref_ra + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(ref_dec)) * 3.6e6
     return dra, (dec - ref_dec) * 3.6e6
 
@@ -226,7 +233,7 @@ def nan_error_fraction(table: Table, model: str, bands: Sequence[str]) -> dict:
         if flux_column(model, b) not in table.colnames:
             continue
         flux = _col(table, flux_column(model, b)).astype(float)
-        err = _col(table, flux_column(model, b) + "Err").astype(float)
+        err = _col(table, error_column(flux_column(model, b))).astype(float)
         nan = rows & np.isfinite(flux) & ~np.isfinite(err)
         per_band[b] = int(nan.sum())
         any_nan |= nan
@@ -461,11 +468,10 @@ def make_plots(table: Table, spec: MatchedSpec) -> dict[str, Figure]:
             _title(spec, cols, "position difference"),
             ylim=(-200, 200),
         )
-        # Multi-component models have per-component sizes only: show the first component's.
-        candidates = [f"{spec.model}_reff"] + sorted(
-            c for c in table.colnames if c.startswith(f"{spec.model}_") and c.endswith("_reff")
-        )
-        reff = next((c for c in candidates if c in table.colnames), None)
+        # Multi-component models have per-component sizes only: show the one whose column sorts first.
+        model = get_model(spec.model)
+        sizes = sorted(param_column(model, "reff", c) for c in model.components if c.has_shape)
+        reff = next((c for c in sizes if c in table.colnames), None)
         if reff is not None:
             size = _col(table, reff).astype(float)
             meas = flux_to_mag(cols.flux[sb])

@@ -26,10 +26,9 @@ from ..models.definitions import get_model
 from ..models.ellipse import q_theta_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
-from .flags import FlagSet
+from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
 from .moments import adaptive_moments, initial_shape
 from .optimize import BandData, BandInput, FitSettings, SourceSpec, fit_model
-from .schema import empty_psf_table
 
 __all__ = ["PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
 
@@ -240,7 +239,7 @@ def fit_psf_images_table(
     Returns
     -------
     table : `astropy.table.Table`
-        One row per kernel with the columns of `lsst.galmix.fitting.schema.psf_columns`.
+        One row per kernel with the columns of `lsst.galmix.schema.psf_columns`.
     """
     table = empty_psf_table(n_gauss, len(kernels))
     for i, kern in enumerate(kernels):
@@ -249,13 +248,13 @@ def fit_psf_images_table(
         table["cell_x"][i], table["cell_y"][i] = cx, cy
         table["x"][i], table["y"][i] = positions[i]
         if fit.mixture is not None:
-            for key, val in fit.mixture.to_row().items():
+            for key, val in psf_mixture_row(fit.mixture).items():
                 table[key][i] = val
         table["psf_chi2"][i] = fit.chi2
         table["psf_nIter"][i] = fit.n_iter
         for name in fit.flags.names():
-            table[f"psf_flag_{name}"][i] = True
-        table["psf_flag"][i] = fit.flags.fatal or fit.mixture is None
+            table[psf_flag_column(name)][i] = True
+        table[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
     return table
 
 
@@ -286,12 +285,12 @@ def psf_at(spec: PsfSpec | None, x: float, y: float, n_gauss: int = 2) -> PsfMix
     if isinstance(spec, PsfMixture):
         return spec if spec.is_valid() else None
     if isinstance(spec, Table):
-        good = ~np.asarray(spec["psf_flag"], bool)
+        good = ~np.asarray(spec[psf_flag_column()], bool)
         if not good.any():
             return None
         idx = np.flatnonzero(good)
         d2 = (np.asarray(spec["x"])[idx] - x) ** 2 + (np.asarray(spec["y"])[idx] - y) ** 2
-        mix = PsfMixture.from_row(spec[int(idx[np.argmin(d2)])])
+        mix = psf_mixture_from_row(spec[int(idx[np.argmin(d2)])])
         return mix if mix.is_valid() else None
     out = spec(x, y)
     if out is None or isinstance(out, PsfMixture):

@@ -31,8 +31,8 @@ from scipy.ndimage import gaussian_filter, maximum_filter
 
 from ..models.definitions import get_model
 from ..models.ellipse import q_theta_from_eta
+from ..schema import FlagSet
 from .engine_backend import model_stamps
-from .flags import FlagSet
 from .optimize import BandInput, FitSettings, SourceSpec
 from .source import Prepared, SourceOutcome, solve
 

@@ -122,10 +122,6 @@ class ModelDef:
         """Whether any component is extended."""
         return any(c.has_shape for c in self.components)
 
-    def component_prefix(self, comp: ComponentDef) -> str:
-        """Column prefix for a component quantity (``sersic`` or ``expdev_exp``)."""
-        return f"{self.name}_{comp.name}" if self.multi else self.name
-
 
 def _model(name: str, comps: tuple[ComponentDef, ...], desc: str) -> list[ModelDef]:
     return [

@@ -12,7 +12,7 @@ from lsst.pipe.base import connectionTypes as cT
 from ..analysis.catalogs import in_primary_area, match_tables, pixel_scale_arcsec
 from ..analysis.matching import match_probabilistic
 from ..analysis.stats import flux_to_mag
-from ..fitting.schema import flux_column
+from ..schema import error_column, flux_column, param_column
 
 __all__ = ["MatchTruthConfig", "MatchTruthConnections", "MatchTruthTask"]
 
@@ -134,7 +134,7 @@ class MatchTruthTask(pipeBase.PipelineTask):
 
         ref_flux = _stack(reference, [cfg.refFluxTemplate.format(band=b) for b in bands])
         tgt_flux = _stack(target, [flux_column(m, b) for b in bands])
-        tgt_err = _stack(target, [flux_column(m, b) + "Err" for b in bands])
+        tgt_err = _stack(target, [error_column(flux_column(m, b)) for b in bands])
 
         ref_select = np.ones(len(reference), dtype=bool)
         if cfg.refUniqueColumn and cfg.refUniqueColumn in reference.colnames:
@@ -149,19 +149,21 @@ class MatchTruthTask(pipeBase.PipelineTask):
         elif "detect_isPrimary" in target.colnames:
             tgt_select &= _col(target, "detect_isPrimary", False).astype(bool)
 
-        t_ra, t_dec = _col(target, f"{m}_ra"), _col(target, f"{m}_dec")
+        t_ra, t_dec = _col(target, param_column(m, "ra")), _col(target, param_column(m, "dec"))
         if cfg.refInPrimaryArea:
             ref_select &= in_primary_area(
                 _col(reference, cfg.refRaColumn), _col(reference, cfg.refDecColumn),
                 t_ra, t_dec, tgt_select, radius=cfg.primaryAreaRadius,
             )
         scale = np.nan
-        if f"{m}_x" in target.colnames:
-            scale = pixel_scale_arcsec(_col(target, f"{m}_x"), _col(target, f"{m}_y"), t_ra, t_dec)
+        if param_column(m, "x") in target.colnames:
+            scale = pixel_scale_arcsec(_col(target, param_column(m, "x")), _col(target, param_column(m, "y")),
+                                       t_ra, t_dec)
         if not np.isfinite(scale):
             scale = cfg.pixelScale
-        if f"{m}_xErr" in target.colnames:
-            pos_err = scale * np.hypot(_col(target, f"{m}_xErr"), _col(target, f"{m}_yErr")) / np.sqrt(2)
+        x_err, y_err = error_column(param_column(m, "x")), error_column(param_column(m, "y"))
+        if x_err in target.colnames:
+            pos_err = scale * np.hypot(_col(target, x_err), _col(target, y_err)) / np.sqrt(2)
         else:
             pos_err = np.full(len(target), np.nan)
 
