@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from astropy.table import vstack
 from lsst.daf.butler import Butler
+from lsst.galmix.analysis.stats import flux_to_mag
 from lsst.galmix.data import SIZES, TractGeometry
 from lsst.galmix.schema import object_columns
-from lsst.galmix.sim.observing import BAND_CONDITIONS, flux_to_mag
+from lsst.galmix.sim.observing import BAND_CONDITIONS
 from scipy.spatial import cKDTree
 
 SKY = {"skymap": "galmix_sim", "tract": 0}

@@ -23,12 +23,13 @@ from ..schema import (
     summary_flag_column,
     tract_columns,
 )
-from .matching import MatchResult, sky_to_unit
+from .matching import MatchResult, chord_length, sky_to_unit
 
 __all__ = [
     "COMMON_OBJECT_COLUMNS",
     "add_identity_columns",
     "build_matched_table",
+    "column_values",
     "consolidate_models",
     "in_bounding_box",
     "in_primary_area",
@@ -41,7 +42,25 @@ __all__ = [
 COMMON_OBJECT_COLUMNS = ("objectId", "parentObjectId", "patch", "detect_isPrimary", "detect_isPatchInner")
 """Columns shared by every model's patch table; kept once in the tract table."""
 
-_ARCSEC_PER_RAD = 180.0 / np.pi * 3600.0
+
+def column_values(table: Table, name: str, fill=np.nan, required: bool = True) -> np.ndarray:
+    """A column as a plain array, masked entries replaced by ``fill``.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        The table.
+    name : `str`
+        Column name.
+    fill : scalar
+        Value of masked entries, and of every row when the column is absent and not ``required``.
+    required : `bool`
+        Whether an absent column is an error (`KeyError`) rather than all ``fill``.
+    """
+    if name not in table.colnames and not required:
+        return np.full(len(table), fill)
+    column = table[name]
+    return np.asarray(column.filled(fill) if hasattr(column, "filled") else column)
 
 
 def _fill_value(dtype: np.dtype):
@@ -261,7 +280,7 @@ def resolve_duplicates(
     if len(rows) < 2:
         return primary
     tree = cKDTree(sky_to_unit(ra[rows], dec[rows]))
-    pairs = tree.query_pairs(2 * np.sin(radius / _ARCSEC_PER_RAD / 2), output_type="ndarray")
+    pairs = tree.query_pairs(chord_length(radius), output_type="ndarray")
     if len(pairs) == 0:
         return primary
     patch = np.asarray(table["patch"])
@@ -481,7 +500,7 @@ def in_primary_area(
     prim_ok = primary[ok]
     pts = sky_to_unit(ra, dec)
     finite = np.all(np.isfinite(pts), axis=1)
-    chord = 2 * np.sin(radius / _ARCSEC_PER_RAD / 2)
+    chord = chord_length(radius)
     for i in np.flatnonzero(inside & finite):
         near = tree.query_ball_point(pts[i], chord)
         if near and not prim_ok[near].any():

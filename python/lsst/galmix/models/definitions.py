@@ -123,7 +123,7 @@ class ModelDef:
         return any(c.has_shape for c in self.components)
 
 
-def _model(name: str, comps: tuple[ComponentDef, ...], desc: str) -> list[ModelDef]:
+def _with_fixed_centroid_variant(name: str, comps: tuple[ComponentDef, ...], desc: str) -> list[ModelDef]:
     return [
         ModelDef(name, comps, True, desc),
         ModelDef(f"{name}FixedCen", comps, False, desc + " (centroid fixed at the input position)"),
@@ -139,14 +139,14 @@ _SERSIC = ComponentDef("sersic", Profile.SERSIC, None)
 MODELS: dict[str, ModelDef] = {
     m.name: m
     for m in (
-        _model("point", (_POINT,), "Point source (the PSF)")
-        + _model("gauss", (_GAUSS,), "Elliptical Gaussian")
-        + _model("exp", (_EXP,), "Exponential (Sersic n = 1)")
-        + _model("dev", (_DEV,), "de Vaucouleurs (Sersic n = 4)")
-        + _model("sersic", (_SERSIC,), "Sersic with free index")
-        + _model("expdev", (_EXP, _DEV), "Exponential + de Vaucouleurs sharing a centre")
-        + _model("ptsersic", (_POINT, _SERSIC), "Point source + Sersic sharing a centre")
-        + _model("sersicexp", (_SERSIC, _EXP), "Sersic + exponential sharing a centre (bulge + disk with free "
+        _with_fixed_centroid_variant("point", (_POINT,), "Point source (the PSF)")
+        + _with_fixed_centroid_variant("gauss", (_GAUSS,), "Elliptical Gaussian")
+        + _with_fixed_centroid_variant("exp", (_EXP,), "Exponential (Sersic n = 1)")
+        + _with_fixed_centroid_variant("dev", (_DEV,), "de Vaucouleurs (Sersic n = 4)")
+        + _with_fixed_centroid_variant("sersic", (_SERSIC,), "Sersic with free index")
+        + _with_fixed_centroid_variant("expdev", (_EXP, _DEV), "Exponential + de Vaucouleurs sharing a centre")
+        + _with_fixed_centroid_variant("ptsersic", (_POINT, _SERSIC), "Point source + Sersic sharing a centre")
+        + _with_fixed_centroid_variant("sersicexp", (_SERSIC, _EXP), "Sersic + exponential sharing a centre (bulge + disk with free "
                  "bulge index)")
     )
 }

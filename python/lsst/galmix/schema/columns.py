@@ -128,7 +128,7 @@ REF_PREFIX = "refcat_"
 """Prefix of reference-catalogue columns in the matched table."""
 
 
-def _model(model: ModelDef | str) -> ModelDef:
+def _as_model(model: ModelDef | str) -> ModelDef:
     return get_model(model) if isinstance(model, str) else model
 
 
@@ -152,7 +152,7 @@ def component_prefix(model: ModelDef | str, component: ComponentDef | str | None
     component : `ComponentDef` or `str`, optional
         The component; `None` for quantities of the whole model (centroid, fit statistics).
     """
-    m = _model(model)
+    m = _as_model(model)
     comp = _component(m, component)
     return f"{m.name}_{comp.name}" if comp is not None and m.multi else m.name
 
@@ -197,7 +197,7 @@ def flux_column(model: ModelDef | str, band: str, component: ComponentDef | str 
     component : `ComponentDef` or `str`, optional
         Component for the flux of one component of a multi-component model; `None` for the total.
     """
-    m = _model(model)
+    m = _as_model(model)
     name = FLUX_NAMES.get(m.name, m.name)
     comp = _component(m, component)
     if comp is None or not m.multi:
@@ -215,7 +215,7 @@ def _flag(prefix: str, registry: Sequence[FlagDef], reason: str, what: str) -> s
 def flag_column(model: ModelDef | str, flag: str) -> str:
     """Column of one flag of a model's fit: ``{model}_{reason}_flag``
     (`lsst.galmix.schema.flags.SOURCE_FLAGS`)."""
-    return _flag(_model(model).name, SOURCE_FLAGS, flag, "source-fit")
+    return _flag(_as_model(model).name, SOURCE_FLAGS, flag, "source-fit")
 
 
 def psf_flag_column(flag: str | None = None) -> str:
@@ -232,13 +232,13 @@ def detection_flag_column(flag: str) -> str:
 
 def summary_flag_column(model: ModelDef | str) -> str:
     """Column of a model's summary flag (any fatal flag): ``{model}_flag``."""
-    return f"{_model(model).name}_flag"
+    return f"{_as_model(model).name}_flag"
 
 
 def sky_column(model: ModelDef | str, band: str) -> str:
     """Name of the column of the flat sky level fitted with a source in one band (`error_column`: its
     error)."""
-    return f"{band}_{_model(model).name}_sky"
+    return f"{band}_{_as_model(model).name}_sky"
 
 
 def init_flux_column(band: str) -> str:
@@ -290,7 +290,7 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
     columns : `list` [`ColumnDef`]
         Pass-through columns, fluxes, shape, centroid, fit statistics and flags.
     """
-    m = _model(model)
+    m = _as_model(model)
     fit = f"the multiband Gaussian mixture {m.description} model fit"
     cols = list(PASSTHROUGH_COLUMNS)
     for band in bands:

@@ -13,12 +13,12 @@ import lsst.pipe.base as pipeBase
 from lsst.daf.butler import DeferredDatasetHandle
 from lsst.pipe.base import connectionTypes as cT
 
+from ..connections import MODEL_TEMPLATE_DEFAULT, apply_model_template
 from ..fitting.optimize import FitSettings, Priors
 from ..fitting.patch import fit_patch
 from ..fitting.source import SourceFitConfig
 from ..models.definitions import MODELS
 from ..schema import summary_flag_column
-from ._templates import MODEL_TEMPLATE_DEFAULT, apply_model_template
 
 __all__ = [
     "FitCoaddMultibandConfig",

@@ -18,6 +18,7 @@ from lsst.daf.butler import Butler, ButlerUserError
 from lsst.daf.butler.registry import RegistryError
 
 from ..fitting import rebuild
+from ..messages import exception_line
 from ..models.definitions import ModelDef, get_model
 from ..schema import SOURCE_FLAGS, flag_column, param_column
 
@@ -217,11 +218,6 @@ _USER_ERRORS = (LookupError, OSError, ValueError, RegistryError, ButlerUserError
 """Errors a wrong argument causes (missing repository, collection, object or model; unwritable output)."""
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``galmix-inspect``); returns 1 with a one-line message on a user error."""
     parser = argparse.ArgumentParser(description="Draw the data, model and residuals of one galmix blend.")
@@ -239,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         fig = inspect_blend(butler, args.collections, args.object_id, args.model)
         fig.savefig(output, dpi=100)
     except _USER_ERRORS as exc:
-        print(f"galmix-inspect: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"galmix-inspect: error: {exception_line(exc, with_type=False)}", file=sys.stderr)
         return 1
     print(output)
     return 0

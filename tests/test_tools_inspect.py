@@ -8,7 +8,7 @@ from lsst.galmix.models.definitions import get_model
 from lsst.galmix.models.ellipse import q_theta_from_eta
 from lsst.galmix.models.render import render
 from lsst.galmix.schema import empty_source_table, flux_column, param_column
-from lsst.galmix.tasks.inspect_blend import render_objects
+from lsst.galmix.tools.inspect_blend import render_objects
 
 
 def _row_table(model_name):
