@@ -30,7 +30,7 @@ def test_single_component_columns_follow_conventions():
     names = [c.name for c in source_columns("sersic", ["g", "r"])]
     for col in ["objectId", "parentObjectId", "patch", "detect_isPrimary", "g_sersicFlux", "g_sersicFluxErr",
                 "r_sersicFlux", "sersic_reff", "sersic_reffPix", "sersic_reffErr", "sersic_q", "sersic_qErr",
-                "sersic_theta", "sersic_index", "sersic_indexErr", "sersic_ra", "sersic_dec", "sersic_x", "sersic_y",
+                "sersic_pa", "sersic_index", "sersic_indexErr", "sersic_ra", "sersic_dec", "sersic_x", "sersic_y",
                 "sersic_xErr", "sersic_yErr", "sersic_chisq_reduced", "sersic_n_pix", "sersic_n_iter",
                 "sersic_n_eval_jac", "sersic_reff_x", "sersic_reff_y", "sersic_rho", "sersic_rhoErr",
                 "sersic_raErr", "sersic_decErr", "sersic_flag", "sersic_unknown_flag", "sersic_no_data_flag",

@@ -5,7 +5,7 @@ import pytest
 from lsst.galmix.fitting.psf import fit_psf_images_table
 from lsst.galmix.fitting.rebuild import theta_from_row
 from lsst.galmix.models.definitions import get_model
-from lsst.galmix.models.ellipse import q_theta_from_eta
+from lsst.galmix.models.ellipse import q_pa_from_eta
 from lsst.galmix.models.render import render
 from lsst.galmix.schema import empty_source_table, flux_column, param_column
 from lsst.galmix.tools.inspect_blend import render_objects
@@ -19,7 +19,7 @@ def _row_table(model_name):
         if comp.has_shape:
             t[param_column(model, "reffPix", comp)][0] = 3.0
             t[param_column(model, "q", comp)][0] = 0.5
-            t[param_column(model, "theta", comp)][0] = 30.0
+            t[param_column(model, "pa", comp)][0] = 30.0
         if comp.free_n:
             t[param_column(model, "index", comp)][0] = 2.0
         t[flux_column(model, "r", comp)][0] = 1000.0
@@ -39,7 +39,7 @@ def test_theta_from_row_inverts_the_columns(name):
         if not comp.has_shape:
             continue
         assert theta[i] == pytest.approx(np.log(3.0))
-        q, angle = q_theta_from_eta(theta[i + 1], theta[i + 2])
+        q, angle = q_pa_from_eta(theta[i + 1], theta[i + 2])
         assert q == pytest.approx(0.5) and np.degrees(angle) == pytest.approx(30.0)
         i += 3
         if comp.free_n:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..models.ellipse import eta_from_q_theta, q_theta_from_covariance
+from ..models.ellipse import eta_from_q_pa, q_pa_from_covariance
 
 __all__ = ["AdaptiveMoments", "adaptive_moments", "initial_shape"]
 
@@ -190,6 +190,6 @@ def initial_shape(
     evals, evecs = np.linalg.eigh(0.5 * (c + c.T))
     evals = np.maximum(evals, min_sigma**2)
     c = evecs @ np.diag(evals) @ evecs.T
-    sigma, q, theta = q_theta_from_covariance(c)
-    eta1, eta2 = eta_from_q_theta(max(q, 0.05), theta)
+    sigma, q, pa = q_pa_from_covariance(c)
+    eta1, eta2 = eta_from_q_pa(max(q, 0.05), pa, check=False)
     return float(np.log(sigma * _GAUSS_REFF)), eta1, eta2

@@ -23,7 +23,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import get_model
-from ..models.ellipse import q_theta_from_eta
+from ..models.ellipse import q_pa_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
 from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
@@ -107,7 +107,7 @@ def _mixture(theta: np.ndarray, fluxes: np.ndarray, n_gauss: int) -> PsfMixture 
     rows = []
     for i in range(n_gauss):
         x, y, ln_reff, eta1, eta2 = theta[5 * i : 5 * i + 5]
-        q, th = q_theta_from_eta(eta1, eta2)
+        q, th = q_pa_from_eta(eta1, eta2)
         sig = np.exp(ln_reff) * GAUSS_SIZE
         c, s = np.cos(th), np.sin(th)
         rows.append((fluxes[i], x, y, sig**2 * (c * c + q * q * s * s),

@@ -8,7 +8,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
-from ..models.ellipse import eta_from_q_theta
+from ..models.ellipse import eta_from_q_pa
 from ..models.render import render
 from ..schema import flux_column, param_column, summary_flag_column
 from .psf import PsfSpec, psf_at
@@ -23,8 +23,8 @@ def theta_from_row(model: ModelDef, row) -> np.ndarray:
     for comp in model.components:
         if not comp.has_shape:
             continue
-        q, pa = float(row[param_column(model, "q", comp)]), np.radians(float(row[param_column(model, "theta", comp)]))
-        e1, e2 = eta_from_q_theta(q, pa)
+        q, pa = float(row[param_column(model, "q", comp)]), np.radians(float(row[param_column(model, "pa", comp)]))
+        e1, e2 = eta_from_q_pa(q, pa, check=False)
         theta += [np.log(float(row[param_column(model, "reffPix", comp)])), e1, e2]
         if comp.free_n:
             theta.append(float(row[param_column(model, "index", comp)]))

@@ -16,7 +16,7 @@ from astropy.table import Table
 
 from ..models.definitions import ModelDef
 from ..models.ellipse import covariance as ellipse_covariance
-from ..models.ellipse import q_theta_from_eta
+from ..models.ellipse import q_pa_from_eta
 from ..models.psf_mixture import PsfMixture
 from ..schema import (
     FlagSet,
@@ -486,12 +486,12 @@ def _q_err(eta: np.ndarray, cov: np.ndarray) -> float:
 def ellipse_xy_rho(ln_reff: float, eta1: float, eta2: float) -> np.ndarray:
     """Half-light ellipse ``(reff_x, reff_y, rho)`` (Rubin's x/y/correlation form) of shape parameters.
 
-    The ellipse of semi-major axis ``reff`` and axis ratio ``q`` at angle ``theta`` has the matrix
+    The ellipse of semi-major axis ``reff`` and axis ratio ``q`` at position angle ``pa`` has the matrix
     ``reff^2 R diag(1, q^2) R^T``; ``reff_x`` and ``reff_y`` are the square roots of its diagonal and
     ``rho`` its correlation coefficient.
     """
-    q, theta = q_theta_from_eta(eta1, eta2)
-    m = ellipse_covariance(float(np.exp(ln_reff)), q, theta)
+    q, pa = q_pa_from_eta(eta1, eta2, check=False)
+    m = ellipse_covariance(float(np.exp(ln_reff)), q, pa)
     sx, sy = np.sqrt(m[0, 0]), np.sqrt(m[1, 1])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.array([sx, sy, m[0, 1] / (sx * sy)])
@@ -587,13 +587,13 @@ def write_row(
             table[param_column(m, key, comp)][row] = xy_rho[k]
             table[error_column(param_column(m, key, comp))][row] = xy_rho_err[k]
         reff = float(np.exp(th[i]))
-        q, theta = q_theta_from_eta(th[i + 1], th[i + 2])
+        q, pa = q_pa_from_eta(th[i + 1], th[i + 2], check=False)
         table[param_column(m, "reff", comp)][row] = reff * pixel_scale
         table[param_column(m, "reffPix", comp)][row] = reff
         table[error_column(param_column(m, "reff", comp))][row] = reff * pixel_scale * np.sqrt(tcov[i, i])
         table[param_column(m, "q", comp)][row] = q
         table[error_column(param_column(m, "q", comp))][row] = _q_err(th[i + 1 : i + 3], tcov[i + 1 : i + 3, i + 1 : i + 3])
-        table[param_column(m, "theta", comp)][row] = np.degrees(theta)
+        table[param_column(m, "pa", comp)][row] = np.degrees(pa)
         i += 3
         if comp.free_n:
             table[param_column(m, "index", comp)][row] = th[i]

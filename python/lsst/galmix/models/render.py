@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .definitions import ModelDef
-from .ellipse import q_theta_from_eta
+from .ellipse import q_pa_from_eta
 from .profiles import profile_mixture
 from .psf_mixture import PsfMixture
 
@@ -25,8 +25,8 @@ _FD_STEP = 1e-6
 
 
 def _shape_matrix(eta1: float, eta2: float) -> np.ndarray:
-    q, theta = q_theta_from_eta(eta1, eta2)
-    c, s = np.cos(theta), np.sin(theta)
+    q, pa = q_pa_from_eta(eta1, eta2, check=False)
+    c, s = np.cos(pa), np.sin(pa)
     # R diag(1, q^2) R^T written out.
     return np.array([c * c + q * q * s * s, c * s * (1 - q * q), s * s + q * q * c * c])
 

@@ -113,7 +113,7 @@ reference model's flux in the reference band (Rubin's flux-ratio criterion)."""
 
 
 PARAM_NAMES: tuple[str, ...] = (
-    "x", "y", "ra", "dec", "reff_x", "reff_y", "rho", "reff", "reffPix", "q", "theta", "index",
+    "x", "y", "ra", "dec", "reff_x", "reff_y", "rho", "reff", "reffPix", "q", "pa", "index",
     "chisq_reduced", "n_iter", "n_eval_jac", "n_pix", "n_residual_sources",
 )
 """Quantities of a fit with a ``{model}_{name}`` (or ``{model}_{component}_{name}``) column."""
@@ -335,7 +335,7 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
             ColumnDef(par("reffPix"), "f4", PIXEL, f"Half-light radius (major axis) of {what}, pixels"),
             ColumnDef(par("q"), "f4", None, f"Axis ratio b/a of {what}"),
             ColumnDef(error_column(par("q")), "f4", None, f"Error on {par('q')} (NaN when unconstrained)"),
-            ColumnDef(par("theta"), "f4", "deg", f"Position angle of the major axis of {what}, "
+            ColumnDef(par("pa"), "f4", "deg", f"Position angle of the major axis of {what}, "
                       "counter-clockwise from +x"),
         ]
         if comp.free_n:
