@@ -1,4 +1,5 @@
-"""Package structure: no name defined twice, ``tasks/`` holds PipelineTasks only.
+"""Package structure: no name defined twice (nor again beside the C++ binding), ``tasks/`` holds
+PipelineTasks only.
 
 Both read the package's source with `ast`, so they check every module, imported or not.
 """
@@ -66,6 +67,22 @@ def test_duplicate_scan_finds_planted_duplicates():
     assert duplicate_names(sources) == {"_one_line": ["a.py", "b.py"], "FLAGS": ["a.py", "b.py"]}
     sources["b.py"] += "\nclass Moments:\n    pass\n"
     assert duplicate_names(sources)["Moments"] == ["a.py", "b.py"]
+
+
+def test_no_python_name_repeats_a_binding_name():
+    """A class or function of the package never takes a name the C++ binding already gives
+    (``lsst.galmix._galmix``, re-exported by `lsst.galmix.engine`): two ``Profile`` classes, two
+    ``FitResult`` classes or two ``render`` functions are two things under one name."""
+    from lsst.galmix import _galmix
+
+    binding = {n for n in dir(_galmix) if not n.startswith("_")}
+    clashes = sorted(
+        f"{module}: {name}"
+        for module, source in package_sources().items()
+        for name in top_level_names(source)
+        if name in binding
+    )
+    assert not clashes, "names of the C++ binding defined again in Python:\n  " + "\n  ".join(clashes)
 
 
 def _bases(node: ast.ClassDef) -> set[str]:

@@ -22,7 +22,7 @@ from functools import cache
 import numpy as np
 
 from .. import engine as ge
-from ..models.definitions import ComponentDef, Profile
+from ..models.definitions import ComponentDef, ProfileKind
 from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
 from .errors import conditional_covariance
@@ -33,9 +33,9 @@ __all__ = ["EngineProblem", "make_problem", "model_stamps", "psf_array", "run_pr
 
 @cache
 def _profile(comp: ComponentDef) -> ge.Profile | None:
-    if comp.profile == Profile.POINT:
+    if comp.profile == ProfileKind.POINT:
         return None
-    if comp.profile == Profile.GAUSS:
+    if comp.profile == ProfileKind.GAUSS:
         return ge.FixedProfile(np.ones(1), np.full(1, GAUSS_SIZE))
     from ..models import sersic
 

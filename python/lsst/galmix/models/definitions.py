@@ -20,7 +20,7 @@ __all__ = [
     "N_MIN",
     "ComponentDef",
     "ModelDef",
-    "Profile",
+    "ProfileKind",
     "get_model",
     "model_names",
 ]
@@ -31,8 +31,8 @@ N_MAX = 6.0
 """Default upper bound of the Sersic index."""
 
 
-class Profile(str, Enum):
-    """Radial profile of a component."""
+class ProfileKind(str, Enum):
+    """Kind of radial profile of a component (the engine's `lsst.galmix.engine.Profile` is the profile itself)."""
 
     POINT = "point"
     """Unresolved: the PSF itself."""
@@ -50,7 +50,7 @@ class ComponentDef:
     ----------
     name : `str`
         Component name used in column prefixes of multi-component models (``exp``, ``dev``...).
-    profile : `Profile`
+    profile : `ProfileKind`
         Radial profile.
     sersic_n : `float` or `None`
         Fixed Sersic index (1 for exponential, 4 for de Vaucouleurs); `None` with
@@ -58,18 +58,18 @@ class ComponentDef:
     """
 
     name: str
-    profile: Profile
+    profile: ProfileKind
     sersic_n: float | None = None
 
     @property
     def has_shape(self) -> bool:
         """Whether the component has ``ln reff, eta1, eta2`` parameters."""
-        return self.profile != Profile.POINT
+        return self.profile != ProfileKind.POINT
 
     @property
     def free_n(self) -> bool:
         """Whether the Sersic index is a free parameter."""
-        return self.profile == Profile.SERSIC and self.sersic_n is None
+        return self.profile == ProfileKind.SERSIC and self.sersic_n is None
 
     @property
     def nonlinear_names(self) -> tuple[str, ...]:
@@ -130,11 +130,11 @@ def _with_fixed_centroid_variant(name: str, comps: tuple[ComponentDef, ...], des
     ]
 
 
-_POINT = ComponentDef("pt", Profile.POINT)
-_GAUSS = ComponentDef("gauss", Profile.GAUSS)
-_EXP = ComponentDef("exp", Profile.SERSIC, 1.0)
-_DEV = ComponentDef("dev", Profile.SERSIC, 4.0)
-_SERSIC = ComponentDef("sersic", Profile.SERSIC, None)
+_POINT = ComponentDef("pt", ProfileKind.POINT)
+_GAUSS = ComponentDef("gauss", ProfileKind.GAUSS)
+_EXP = ComponentDef("exp", ProfileKind.SERSIC, 1.0)
+_DEV = ComponentDef("dev", ProfileKind.SERSIC, 4.0)
+_SERSIC = ComponentDef("sersic", ProfileKind.SERSIC, None)
 
 MODELS: dict[str, ModelDef] = {
     m.name: m
