@@ -23,8 +23,9 @@ def theta_from_row(model: ModelDef, row) -> np.ndarray:
     for comp in model.components:
         if not comp.has_shape:
             continue
-        q, pa = float(row[param_column(model, "q", comp)]), np.radians(float(row[param_column(model, "pa", comp)]))
-        e1, e2 = eta_from_q_pa(q, pa, check=False)
+        # The table's float32 q underflows to 0 for extreme (unconstrained) ellipticities: read it as 1e-12.
+        q = np.clip(float(row[param_column(model, "q", comp)]), 1e-12, 1.0)
+        e1, e2 = eta_from_q_pa(q, np.radians(float(row[param_column(model, "pa", comp)])), check=False)
         theta += [np.log(float(row[param_column(model, "reffPix", comp)])), e1, e2]
         if comp.free_n:
             theta.append(float(row[param_column(model, "index", comp)]))
