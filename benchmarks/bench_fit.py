@@ -26,11 +26,11 @@ import galsim
 import numpy as np
 from lsst.galmix import engine as ge
 from lsst.galmix.fitting.blend import BandImage, ObjectInput, fit_isolated
-from lsst.galmix.fitting.flags import FlagSet
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, noise_sigma_for_snr, psf_kernel, render_stamp
 from lsst.galmix.models.definitions import get_model
+from lsst.galmix.schema import FlagSet
 from scipy.special import gamma, gammaincinv
 
 PIXEL = 0.2

@@ -24,7 +24,7 @@ from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.profile import reff_profile_errors
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
-from lsst.galmix.models.definitions import Profile, get_model
+from lsst.galmix.models.definitions import ProfileKind, get_model
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("model", nargs="?", default="sersic")
@@ -40,7 +40,7 @@ args = parser.parse_args()
 model = args.model
 priors = Priors(n=tuple(args.n_prior)) if args.n_prior else Priors()
 component = get_model(model).components[0]
-fixed_n = 0.5 if component.profile == Profile.GAUSS else component.sersic_n
+fixed_n = 0.5 if component.profile == ProfileKind.GAUSS else component.sersic_n
 true_n = args.n if args.n is not None else (fixed_n if fixed_n is not None else 1.5)
 PSF = testing.moffat_psf(3.5)
 MIX = fit_psf_image(testing.psf_kernel(PSF, 41), 4).mixture

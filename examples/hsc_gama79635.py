@@ -22,8 +22,8 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.schema import flux_column
 from lsst.galmix.fitting.source import SourceFitConfig
+from lsst.galmix.schema import flux_column
 
 DATA = Path("/work/shared/data/hsc_gama79635")
 STEM = "222.51551376,0.09749601"

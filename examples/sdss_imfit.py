@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from lsst.galmix.fitting.flags import FlagSet
 from lsst.galmix.fitting.optimize import FitSettings, SourceSpec
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import Prepared, SourceFitConfig, band_input, solve
 from lsst.galmix.fitting.stamps import cut_box
 from lsst.galmix.models.definitions import get_model
-from lsst.galmix.models.ellipse import eta_from_q_theta, q_theta_from_eta
+from lsst.galmix.models.ellipse import eta_from_q_pa, q_pa_from_eta
 from lsst.galmix.models.psf_mixture import PsfMixture
+from lsst.galmix.schema import FlagSet
 from scipy.special import gamma, gammaincinv
 
 GAIN, READ_NOISE = 4.725, 4.3
@@ -74,7 +74,7 @@ def fit_ic3478_64(data_dir: Path = DATA) -> dict[str, float]:
     flux = out["r_sersicFlux"][0]
     b = gammaincinv(2 * n, 0.5)
     i_e = flux / (2 * np.pi * n * np.exp(b) * b ** (-2 * n) * gamma(2 * n) * r_e**2 * q)
-    return {"X0": out["sersic_x"][0] + 1, "Y0": out["sersic_y"][0] + 1, "PA": _pa_imfit(out["sersic_theta"][0]),
+    return {"X0": out["sersic_x"][0] + 1, "Y0": out["sersic_y"][0] + 1, "PA": _pa_imfit(out["sersic_pa"][0]),
             "ell": 1 - q, "n": n, "I_e": i_e, "r_e": r_e, "flux": flux, "chi2": out["sersic_chisq_reduced"][0] * out["sersic_n_pix"][0],
             "flag": bool(out["sersic_flag"][0]), "time": out.meta["galmix_object_seconds"],
             "n_err": out["sersic_indexErr"][0], "r_e_err": out["sersic_reffErr"][0] / PIXEL_SCALE}
@@ -91,11 +91,11 @@ def fit_n3073(data_dir: Path = DATA) -> dict:
     out = fit_patch({"r": (data, var, bad)}, (0, 0), objects, None, {"r": psf}, "sersicexp", cfg)
     res = {"X0": out["sersicexp_x"][0] + 1, "Y0": out["sersicexp_y"][0] + 1, "chi2": out["sersicexp_chisq_reduced"][0] * out["sersicexp_n_pix"][0],
            "flag": bool(out["sersicexp_flag"][0]), "time": out.meta["galmix_object_seconds"]}
-    res["sersic"] = {"PA": _pa_imfit(out["sersicexp_sersic_theta"][0]), "ell": 1 - out["sersicexp_sersic_q"][0],
+    res["sersic"] = {"PA": _pa_imfit(out["sersicexp_sersic_pa"][0]), "ell": 1 - out["sersicexp_sersic_q"][0],
                      "n": out["sersicexp_sersic_index"][0], "r_e": out["sersicexp_sersic_reffPix"][0],
                      "flux": out["r_sersicexp_sersicFlux"][0]}
     # Exponential: h = r_e / b_1 (b_1 = 1.678...).
-    res["exp"] = {"PA": _pa_imfit(out["sersicexp_exp_theta"][0]), "ell": 1 - out["sersicexp_exp_q"][0],
+    res["exp"] = {"PA": _pa_imfit(out["sersicexp_exp_pa"][0]), "ell": 1 - out["sersicexp_exp_q"][0],
                   "h": out["sersicexp_exp_reffPix"][0] / gammaincinv(2.0, 0.5),
                   "flux": out["r_sersicexp_expFlux"][0]}
     return res
@@ -111,14 +111,14 @@ def fit_n3073_from_imfit(data_dir: Path = DATA) -> dict:
     ref = IMFIT_N3073
     theta0 = [ref["X0"] - 1, ref["Y0"] - 1]
     for comp, r_e in (("sersic", ref["sersic"]["r_e"]), ("exp", ref["exp"]["h"] * gammaincinv(2.0, 0.5))):
-        e1, e2 = eta_from_q_theta(1 - ref[comp]["ell"], np.radians(ref[comp]["PA"] + 90))
+        e1, e2 = eta_from_q_pa(1 - ref[comp]["ell"], np.radians(ref[comp]["PA"] + 90))
         theta0 += [np.log(r_e), e1, e2] + ([ref["sersic"]["n"]] if comp == "sersic" else [])
     prep = Prepared([SourceSpec(get_model("sersicexp"), (0.0, 0.0))], np.array(theta0),
                     [band_input(stamp, psf)], [FlagSet()])
     out = solve([prep], FitSettings())[0][0]
     th = out.theta
-    q_s, pa_s = q_theta_from_eta(th[3], th[4])
-    q_e, pa_e = q_theta_from_eta(th[7], th[8])
+    q_s, pa_s = q_pa_from_eta(th[3], th[4])
+    q_e, pa_e = q_pa_from_eta(th[7], th[8])
     return {"chi2": out.chi2, "sersic": {"n": th[5], "r_e": np.exp(th[2]), "ell": 1 - q_s,
                                          "PA": _pa_imfit(np.degrees(pa_s)), "flux": out.fluxes[0, 0]},
             "exp": {"h": np.exp(th[6]) / gammaincinv(2.0, 0.5), "ell": 1 - q_e, "PA": _pa_imfit(np.degrees(pa_e)),

@@ -163,7 +163,7 @@ def test_size_plot_of_a_multi_component_model():
 
 
 def test_summary_text_gives_both_selections():
-    from lsst.galmix.tasks.report import format_metrics_summary
+    from lsst.galmix.tools.report import format_metrics_summary
 
     t, _, _ = _matched_table()
     m = compute_metrics(t, MatchedSpec(model="sersic", bands=BANDS, mag_min=18, mag_max=26))

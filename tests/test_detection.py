@@ -5,16 +5,10 @@ from __future__ import annotations
 import galsim
 import numpy as np
 import pytest
-from lsst.galmix.detection import (
-    FLAGS,
-    OBJECT_ID_STRIDE,
-    DetectionConfig,
-    PatchImages,
-    detect_patch,
-    object_columns,
-)
+from lsst.galmix.detection import DetectionConfig, PatchImages, detect_patch
 from lsst.galmix.detection.image import combine_bands, smoothed_significance
 from lsst.galmix.detection.moments import measure_moments
+from lsst.galmix.schema import DETECTION_FLAGS, OBJECT_ID_STRIDE, detection_flag_column, object_columns
 from scipy.signal import fftconvolve
 
 SHAPE = (120, 140)
@@ -69,7 +63,7 @@ def test_isolated_sources_positions_moments_fluxes():
         assert row["nChild"] == 1 and row["parentObjectId"] == 0
         assert row["objectId"] // OBJECT_ID_STRIDE == PATCH and row["patch"] == PATCH
         assert row["ra"] == pytest.approx(row["x"] * 1e-3)
-        assert row["detect_isPrimary"] and not any(row[f] for f in FLAGS)
+        assert row["detect_isPrimary"] and not any(row[detection_flag_column(f.name)] for f in DETECTION_FLAGS)
     # Every row owns the pixels of its label, and the label image holds only row labels.
     assert set(np.unique(result.labels)) == {0} | set(table["footprintLabel"])
     ix, iy = round(table["x"][0]) - X0, round(table["y"][0]) - Y0
@@ -112,9 +106,9 @@ def test_masks_give_flags_and_zero_weight():
     table = detect_patch(data).objects
     table.sort("x")
     assert len(table) == 3
-    assert table["flag_noData"][0] and not table["flag_noData"][2]
-    assert table["flag_saturatedCenter"][2] and not table["flag_saturatedCenter"][0]
-    assert table["flag_edge"][1] and not table["detect_isPatchInner"][1] and not table["detect_isPrimary"][1]
+    assert table["detect_no_data_flag"][0] and not table["detect_no_data_flag"][2]
+    assert table["detect_saturated_center_flag"][2] and not table["detect_saturated_center_flag"][0]
+    assert table["detect_edge_flag"][1] and not table["detect_isPatchInner"][1] and not table["detect_isPrimary"][1]
     assert np.all(np.isfinite(table["g_initFlux"]))
 
 
@@ -177,7 +171,8 @@ def test_object_columns_follow_conventions():
         ["objectId", "parentObjectId", "nChild", "footprintLabel", "patch", "x", "y", "ra", "dec"]
         + ["shape_xx", "shape_yy", "shape_xy", "g_initFlux", "i_initFlux"]
         + ["detect_isPatchInner", "detect_isPrimary"]
-        + ["flag_edge", "flag_noData", "flag_saturatedCenter", "flag_badCenter", "flag_momentsFailed"]
+        + ["detect_edge_flag", "detect_no_data_flag", "detect_saturated_center_flag", "detect_bad_center_flag",
+           "detect_moments_failed_flag"]
     )
     columns = object_columns(["g", "i"])
     assert list(columns) == expected

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from astropy.table import vstack
 from lsst.daf.butler import Butler
+from lsst.galmix.analysis.stats import flux_to_mag
 from lsst.galmix.data import SIZES, TractGeometry
-from lsst.galmix.detection import object_columns
-from lsst.galmix.sim.observing import BAND_CONDITIONS, flux_to_mag
+from lsst.galmix.schema import object_columns
+from lsst.galmix.sim.observing import BAND_CONDITIONS
 from scipy.spatial import cKDTree
 
 SKY = {"skymap": "galmix_sim", "tract": 0}
@@ -106,7 +107,7 @@ def test_positions_and_fluxes_against_truth(butler, objects):
         matched
         & (truth["flux_r"][index] > 1000)
         & (primary["nChild"] == 1)
-        & ~primary["flag_saturatedCenter"]
+        & ~primary["detect_saturated_center_flag"]
     )
     ratio = primary["r_initFlux"][bright] / truth["flux_r"][index[bright]]
     assert 0.6 < np.median(ratio) < 1.05

@@ -4,6 +4,7 @@ import galsim
 import numpy as np
 import pytest
 from lsst.galmix import engine as ge
+from lsst.galmix.models.ellipse import eta_from_q_pa, q_pa_from_eta
 from scipy.interpolate import CubicSpline
 
 # Every test runs under each kernel instruction set this CPU supports (fixture in conftest.py).
@@ -96,8 +97,8 @@ def test_scene_gaussians_follow_the_convention():
     mix = scene.gaussians(params, 1, psfs[1])
     w, s, _, _ = ge.SplineProfile(*made_up_spline()).evaluate(params[5])
     reff = np.exp(params[2])
-    q, theta = ge.q_theta_from_eta(params[3], params[4])
-    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    q, pa = q_pa_from_eta(params[3], params[4])
+    rot = np.array([[np.cos(pa), -np.sin(pa)], [np.sin(pa), np.cos(pa)]])
     psf = psfs[1][0]
     for k in range(3):
         cov = (s[k] * reff) ** 2 * rot @ np.diag([1.0, q**2]) @ rot.T
@@ -117,8 +118,8 @@ def test_scene_image_matches_galsim_sheared_gaussians():
     """Independent check of the shape convention with GalSim's shear (q, beta), PSF convolution by GalSim."""
     fixed = ge.FixedProfile([0.6, 0.4], [0.7, 1.6])
     scene = ge.Scene([ge.Source([ge.Component(fixed)])], n_bands=1)
-    q, theta, reff, flux = 0.45, 0.6, 3.0, 200.0
-    e1, e2 = ge.eta_from_q_theta(q, theta)
+    q, pa, reff, flux = 0.45, 0.6, 3.0, 200.0
+    e1, e2 = eta_from_q_pa(q, pa)
     params = np.array([12.4, 10.7, np.log(reff), e1, e2, flux])
     psf = psf_mixture()
     img = ge.scene_image(scene, params, 0, psf, (24, 26), x0=-2.0, y0=1.0)
@@ -126,7 +127,7 @@ def test_scene_image_matches_galsim_sheared_gaussians():
     for w, s in [(0.6, 0.7), (0.4, 1.6)]:
         # GalSim's shear preserves area: sigma sqrt(q) gives major-axis sigma = s reff.
         g = galsim.Gaussian(sigma=s * reff * np.sqrt(q), flux=w * flux, gsparams=GSP)
-        comps.append(g.shear(q=q, beta=theta * galsim.radians))
+        comps.append(g.shear(q=q, beta=pa * galsim.radians))
     psf_obj = galsim.Sum([galsim.Gaussian(sigma=1.0, gsparams=GSP).transform(
         *np.linalg.cholesky([[p[3], p[4]], [p[4], p[5]]]).ravel()).withFlux(p[0]).shift(p[1], p[2]) for p in psf])
     obj = galsim.Convolve(galsim.Sum(comps), psf_obj, gsparams=GSP).shift(12.4, 10.7)
@@ -340,7 +341,7 @@ def test_gaussian_conversions_refuse_overflow():
         ge.gaussian_from_sigma(1.0, 0.0, 0.0, 1e200, 1.0, 0.0)
     with pytest.raises(ValueError, match="too far outside|weights sum to <= 0"):
         ge.SplineProfile(*made_up_spline()).evaluate(1e308)
-    assert np.isfinite(ge.eta_from_q_theta(0.5, 1e308)).all()
+    assert np.isfinite(eta_from_q_pa(0.5, 1e308)).all()
 
 
 def test_extreme_ellipticity_gives_finite_derivatives():

@@ -93,12 +93,12 @@ def test_spurious_detection_does_not_move_onto_a_neighbour():
 
 
 def test_flattened_resolved_component_is_flagged_not_fatal():
-    from lsst.galmix.fitting.flags import FLAGS
     from lsst.galmix.fitting.source import collapsed_size, flat_shape
+    from lsst.galmix.schema import SOURCE_FLAGS
 
     spec = SourceSpec(get_model("sersic"), (0.0, 0.0))
     line = np.array([0.0, 0.0, np.log(3.0), 5.0, 0.0, 1.0])  # q = exp(-5) = 0.007, reff 3 px
     assert flat_shape(spec, line) and not collapsed_size(spec, line)
     assert not flat_shape(spec, np.array([0.0, 0.0, np.log(3.0), 4.0, 0.0, 1.0]))  # q = 0.018
     assert not flat_shape(spec, np.array([0.0, 0.0, np.log(0.1), 5.0, 0.0, 1.0]))  # unresolved: q free
-    assert not {f.name: f.fatal for f in FLAGS}["flat_shape"]
+    assert not {f.name: f.fatal for f in SOURCE_FLAGS}["flat_shape"]

@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from lsst.galmix.fitting.blend import BandImage
-from lsst.galmix.fitting.flags import FLAGS, FlagSet
-from lsst.galmix.fitting.optimize import BandInput, FitResult, SourceSpec
+from lsst.galmix.fitting.optimize import BandInput, SceneFit, SourceSpec
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.plausibility import centroid_moved, flag_implausible_rows, flux_excess
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.schema import empty_columns, source_columns
 from lsst.galmix.fitting.source import Prepared, SourceFitConfig, split_result, write_row
 from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, psf_kernel
 from lsst.galmix.models.definitions import get_model
+from lsst.galmix.schema import SOURCE_FLAGS, FlagSet, empty_columns, source_columns
 
 PSF = moffat_psf(3.0)
 MIX = fit_psf_image(psf_kernel(PSF, 31), 4).mixture
@@ -39,7 +38,7 @@ def _synthetic(scene, ln_reff: float, flux: float) -> tuple[dict, Prepared]:
     theta = np.array([520.0, 720.0, ln_reff, 0.1, 0.0, 1.5])
     assert len(theta) == spec.n_theta
     n = spec.n_theta + spec.n_comp
-    res = FitResult(theta, np.array([[flux]]), np.eye(n) * 0.01, 900.0, 6, converged=True, at_bound=False,
+    res = SceneFit(theta, np.array([[flux]]), np.eye(n) * 0.01, 900.0, 6, converged=True, at_bound=False,
                     singular=False)
     prep = Prepared([spec], theta, [band], [FlagSet()])
     (out,) = split_result(prep, res, 0.0)
@@ -49,7 +48,7 @@ def _synthetic(scene, ln_reff: float, flux: float) -> tuple[dict, Prepared]:
 
 
 def test_registry_declares_fatal_plausibility_flags():
-    fatal = {f.name: f.fatal for f in FLAGS}
+    fatal = {f.name: f.fatal for f in SOURCE_FLAGS}
     assert fatal["bad_size"] and fatal["bad_flux"]
 
 
@@ -199,7 +198,7 @@ def test_resolved_galaxy_fitted_as_a_line_is_flagged_by_fit_patch(scene, monkeyp
 
 
 def test_registry_declares_the_new_fatal_flags():
-    fatal = {f.name: f.fatal for f in FLAGS}
+    fatal = {f.name: f.fatal for f in SOURCE_FLAGS}
     assert all(fatal[n] for n in ("bad_position", "centroid_moved", "flux_excess", "shape_collapsed"))
 
 

@@ -35,7 +35,7 @@ def test_noiseless_gaussian_galaxy_recovered():
     assert out["gauss_reffPix"][0] == pytest.approx(4.0, rel=2e-3)
     assert out["gauss_reff"][0] == pytest.approx(0.8, rel=2e-3)
     assert out["gauss_q"][0] == pytest.approx(0.5, abs=2e-3)
-    assert out["gauss_theta"][0] == pytest.approx(np.degrees(0.4), abs=0.2)
+    assert out["gauss_pa"][0] == pytest.approx(np.degrees(0.4), abs=0.2)
     assert out["gauss_x"][0] == pytest.approx(40.3, abs=1e-3) and out["gauss_y"][0] == pytest.approx(39.6, abs=1e-3)
 
 

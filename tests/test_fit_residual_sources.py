@@ -86,9 +86,9 @@ def test_real_galaxy_structure_gets_no_residual_source(hdu):
     """Resolved COSMOS galaxies (knots, arms): peaks the search keeps lie beyond STRUCTURE_RADIUS r_e,
     never on the galaxy; without the structure rule it places them on its knots (measured: 1-3 per stamp)."""
     from lsst.galmix.fitting.blend import BandImage, ObjectInput, _measure, _prepare_set
-    from lsst.galmix.fitting.flags import FlagSet
     from lsst.galmix.fitting.residual_sources import STRUCTURE_RADIUS, inside_half_light, residual_peaks
     from lsst.galmix.fitting.source import solve
+    from lsst.galmix.schema import FlagSet
 
     img, var, mix = _cosmos_stamp(hdu)
     ny, nx = img.shape

@@ -33,7 +33,7 @@ def test_ic3478_sersic_matches_imfit():
     assert not out["sersic_flag"][0]
     assert out["sersic_x"][0] + 1 == pytest.approx(32.9439, abs=0.02)
     assert out["sersic_y"][0] + 1 == pytest.approx(34.0933, abs=0.02)
-    assert (out["sersic_theta"][0] - 90) % 180 == pytest.approx(18.2612, abs=0.1)
+    assert (out["sersic_pa"][0] - 90) % 180 == pytest.approx(18.2612, abs=0.1)
     assert 1 - out["sersic_q"][0] == pytest.approx(0.235989, abs=0.003)
     assert abs(out["sersic_index"][0] - 2.40028) < 1.5 * out["sersic_indexErr"][0]
     assert abs(out["sersic_reffPix"][0] - 60.7612) < 1.5 * out["sersic_reffErr"][0] / 0.396

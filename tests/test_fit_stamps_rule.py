@@ -62,9 +62,9 @@ def test_growth_is_bounded_by_the_footprint_with_footprint_only():
         _measure,
         _prepare_set,
     )
-    from lsst.galmix.fitting.flags import FlagSet
     from lsst.galmix.fitting.source import solve
     from lsst.galmix.models.definitions import get_model
+    from lsst.galmix.schema import FlagSet
 
     truth = GalaxyTruth(100.0, 100.0, 20000.0, n=4.0, reff=8.0, q=0.8, theta=0.4)
     shape = (201, 201)

@@ -2,9 +2,15 @@
 
 import numpy as np
 import pytest
-from lsst.galmix.fitting.flags import FLAGS, PSF_FLAGS, FlagSet
-from lsst.galmix.fitting.schema import empty_psf_table, empty_source_table, source_columns
 from lsst.galmix.models.definitions import MODELS, get_model
+from lsst.galmix.schema import (
+    PSF_FLAGS,
+    SOURCE_FLAGS,
+    FlagSet,
+    empty_psf_table,
+    empty_source_table,
+    source_columns,
+)
 
 
 def test_registry_has_all_models_with_fixed_centroid_variants():
@@ -24,7 +30,7 @@ def test_single_component_columns_follow_conventions():
     names = [c.name for c in source_columns("sersic", ["g", "r"])]
     for col in ["objectId", "parentObjectId", "patch", "detect_isPrimary", "g_sersicFlux", "g_sersicFluxErr",
                 "r_sersicFlux", "sersic_reff", "sersic_reffPix", "sersic_reffErr", "sersic_q", "sersic_qErr",
-                "sersic_theta", "sersic_index", "sersic_indexErr", "sersic_ra", "sersic_dec", "sersic_x", "sersic_y",
+                "sersic_pa", "sersic_index", "sersic_indexErr", "sersic_ra", "sersic_dec", "sersic_x", "sersic_y",
                 "sersic_xErr", "sersic_yErr", "sersic_chisq_reduced", "sersic_n_pix", "sersic_n_iter",
                 "sersic_n_eval_jac", "sersic_reff_x", "sersic_reff_y", "sersic_rho", "sersic_rhoErr",
                 "sersic_raErr", "sersic_decErr", "sersic_flag", "sersic_unknown_flag", "sersic_no_data_flag",
@@ -54,10 +60,11 @@ def test_every_column_has_description_unit_and_flags_are_complete():
     assert table["g_expdevFlux"].unit == "nJy"
     assert np.isnan(table["g_expdevFlux"]).all() and not table["expdev_flag"].any()
     flag_cols = [c for c in table.colnames if c.startswith("expdev_") and c.endswith("_flag") and c != "expdev_flag"]
-    assert flag_cols == [f"expdev_{f.column or f.name}_flag" for f in FLAGS]
+    assert flag_cols == [f"expdev_{f.column or f.name}_flag" for f in SOURCE_FLAGS]
     psf = empty_psf_table(3, 2)
     assert "psf_g2_xy" in psf.colnames and "psf_g3_xy" not in psf.colnames
-    assert [c for c in psf.colnames if c.startswith("psf_flag_")] == [f"psf_flag_{f.name}" for f in PSF_FLAGS]
+    psf_flags = [c for c in psf.colnames if c.startswith("psf_") and c.endswith("_flag") and c != "psf_flag"]
+    assert psf_flags == [f"psf_{f.name}_flag" for f in PSF_FLAGS]
 
 
 def test_flagset_fatal_summary():

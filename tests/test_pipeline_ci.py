@@ -18,7 +18,7 @@ from lsst.daf.butler import Butler
 from lsst.galmix.analysis import flux_to_mag
 from lsst.galmix.analysis.metrics import nan_error_fraction
 from lsst.galmix.demo import pipetask_executable, run_pipeline, summarize
-from lsst.galmix.fitting.schema import flux_column
+from lsst.galmix.schema import flux_column
 from lsst.galmix.sim.make_repo import make_repo
 
 OUT = "galmix/ci_test"

@@ -7,7 +7,7 @@ from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image, fit_psf_images_table, psf_at
 from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
-from lsst.galmix.models.psf_mixture import PsfMixture
+from lsst.galmix.schema import psf_mixture_from_row
 
 
 def test_gaussian_kernel_recovered_exactly():
@@ -50,8 +50,8 @@ def test_table_roundtrip_and_lookup():
     table = fit_psf_images_table([kern, None, kern], [(10.0, 10.0), (50.0, 10.0), (90.0, 10.0)],
                                  cells=[(0, 0), (1, 0), (2, 0)], n_gauss=2)
     assert list(table["psf_flag"]) == [False, True, False]
-    assert table["psf_flag_no_data"][1]
-    mix = PsfMixture.from_row(table[0])
+    assert table["psf_no_data_flag"][1]
+    mix = psf_mixture_from_row(table[0])
     assert mix.is_valid() and mix.n_gauss == 2
     # The nearest unflagged row is used: (50, 10) is flagged, so a position there gets a neighbour.
     near = psf_at(table, 52.0, 10.0)

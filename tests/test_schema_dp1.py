@@ -8,7 +8,7 @@ import pytest
 import yaml
 from astropy.table import Table
 from lsst.galmix.analysis.catalogs import add_identity_columns, reference_band
-from lsst.galmix.fitting.schema import (
+from lsst.galmix.schema import (
     empty_source_table,
     flag_column,
     source_columns,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import galsim
 import numpy as np
 import pytest
+from lsst.galmix.analysis.stats import flux_to_mag
 from lsst.galmix.data import SIZES, TractGeometry
 from lsst.galmix.sim.halflight import composite_half_light_radius
-from lsst.galmix.sim.observing import flux_to_mag
 from lsst.galmix.sim.render import galaxy_profile
 from lsst.galmix.sim.truth import TruthConfig, make_truth
 from scipy.spatial import cKDTree
@@ -148,7 +148,7 @@ def test_halflight_exact_cases():
     )
     assert r[0] == pytest.approx(1.0, rel=1e-10)
     # A round component in a round aperture against the analytic two-component mixture.
-    from lsst.galmix.sim.halflight import sersic_b
+    from lsst.galmix.models.sersic_profile import sersic_b
     from scipy.optimize import brentq
     from scipy.special import gammainc
 

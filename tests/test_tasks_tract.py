@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from butler_helpers import BANDS, SKYMAP, make_test_repo, register_and_put, rng_positions
-from lsst.galmix.fitting.schema import empty_source_table
+from lsst.galmix.schema import empty_source_table
 from lsst.galmix.tasks import (
     AnalyzeMatchedTask,
     ConsolidateTractTask,

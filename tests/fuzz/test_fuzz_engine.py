@@ -23,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lsst.galmix import _galmix
 from lsst.galmix import engine as ge
+from lsst.galmix.models.ellipse import eta_from_q_pa, q_pa_from_eta
 
 OPTION_FIELDS = {
     "max_iter": st.integers(-5, 300) | st.sampled_from([2**31 - 1, -(2**31), 10**7]),
@@ -371,9 +372,9 @@ def test_fit_options_fields(data):
 
 
 @fuzz_settings()
-@given(q=arrays(large=False) | any_float, theta=any_float)
-def test_shape_helpers(q, theta):
-    ok, eta = call(ge.eta_from_q_theta, q, theta)
+@given(q=arrays(large=False) | any_float, pa=any_float)
+def test_shape_helpers(q, pa):
+    ok, eta = call(eta_from_q_pa, q, pa)
     assert not ok or all_finite(eta)
-    ok, qt = call(ge.q_theta_from_eta, q, theta)
+    ok, qt = call(q_pa_from_eta, q, pa)
     assert not ok or all_finite(qt)

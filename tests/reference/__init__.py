@@ -12,5 +12,5 @@ can compare the engine against it:
   (`lsst.galmix.fitting.optimize.ParameterBounds`, `lsst.galmix.fitting.errors`) as the package.
 
 It shares the package's inputs and outputs (`lsst.galmix.fitting.optimize.SourceSpec`, ``BandInput``,
-``FitResult``, ``FitSettings``) and nothing of the engine. It fits no sky.
+``SceneFit``, ``FitSettings``) and nothing of the engine. It fits no sky.
 """

@@ -20,10 +20,10 @@ from lsst.galmix.engine import ParamKind
 from lsst.galmix.fitting.errors import conditional_covariance
 from lsst.galmix.fitting.optimize import (
     BandInput,
-    FitResult,
     FitSettings,
     ParameterBounds,
     Priors,
+    SceneFit,
     SourceSpec,
 )
 from lsst.galmix.models.psf_mixture import PsfMixture
@@ -175,7 +175,7 @@ def fit_model(
     theta0: np.ndarray,
     bands: Sequence[BandInput | None],
     settings: FitSettings | None = None,
-) -> FitResult:
+) -> SceneFit:
     """Fit one or several sources (jointly) to the pixels of several bands.
 
     The inputs are those of `lsst.galmix.fitting.engine_backend.make_problem` (without a sky).
@@ -193,7 +193,7 @@ def fit_model(
 
     Returns
     -------
-    result : `FitResult`
+    result : `SceneFit`
         The best fit.
     """
     settings = settings or FitSettings()
@@ -258,7 +258,7 @@ def fit_model(
         if b is not None:
             fluxes[i] = f[k]
             k += 1
-    return FitResult(theta, fluxes, cov, chi2, n_iter, converged, bounds.at_bound(theta), singular,
+    return SceneFit(theta, fluxes, cov, chi2, n_iter, converged, bounds.at_bound(theta), singular,
                      unconstrained=held)
 
 

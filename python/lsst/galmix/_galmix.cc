@@ -227,11 +227,11 @@ PYBIND11_MODULE(_galmix, m) {
             py::arg("gaussian"), "(sigma_x, sigma_y, rho) of a Gaussian (flux, x, y, xx, xy, yy).");
     m.def(
             "gaussian_from_ellipse",
-            [](double flux, double x, double y, double a, double q, double theta) {
-                return fromEllipse(flux, x, y, {a, q, theta}).toArray();
+            [](double flux, double x, double y, double a, double q, double pa) {
+                return fromEllipse(flux, x, y, {a, q, pa}).toArray();
             },
-            py::arg("flux"), py::arg("x"), py::arg("y"), py::arg("a"), py::arg("q"), py::arg("theta"),
-            "Gaussian from major-axis sigma a, axis ratio q = b/a and position angle theta (radians CCW "
+            py::arg("flux"), py::arg("x"), py::arg("y"), py::arg("a"), py::arg("q"), py::arg("pa"),
+            "Gaussian from major-axis sigma a, axis ratio q = b/a and position angle pa (radians CCW "
             "from +x).");
     m.def(
             "gaussian_to_ellipse",
@@ -239,7 +239,7 @@ PYBIND11_MODULE(_galmix, m) {
                 auto e = toEllipse(Gaussian::fromArray(g.data()));
                 return std::make_tuple(e.a, e.q, e.theta);
             },
-            py::arg("gaussian"), "(a, q, theta) of a Gaussian; theta in (-pi/2, pi/2].");
+            py::arg("gaussian"), "(a, q, pa) of a Gaussian; position angle pa in (-pi/2, pi/2].");
     m.def(
             "convolve",
             [](py::array_t<double, py::array::c_style | py::array::forcecast> src,

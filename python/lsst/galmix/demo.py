@@ -109,7 +109,7 @@ def summarize(repo: str, output: str, plot_dir: str | None = None) -> str:
     """
     from lsst.daf.butler import Butler
 
-    from .tasks.report import format_metrics_summary, format_timings, task_timings
+    from .tools.report import format_metrics_summary, format_timings, task_timings
 
     butler = Butler.from_config(repo, collections=[output])
     lines = [f"Repository {repo}, output collection {output}", "", "Tables:"]

@@ -12,15 +12,24 @@ import numpy as np
 from astropy.table import Column, Table, vstack
 from scipy.spatial import cKDTree
 
-from ..fitting.schema import EXTENDEDNESS_RATIO, REF_BANDS, flux_column, tract_columns
 from ..models.definitions import get_model
-from .matching import MatchResult, sky_to_unit
+from ..schema import (
+    EXTENDEDNESS_RATIO,
+    REF_BANDS,
+    error_column,
+    flux_column,
+    param_column,
+    reference_column,
+    summary_flag_column,
+    tract_columns,
+)
+from .matching import MatchResult, chord_length, sky_to_unit
 
 __all__ = [
     "COMMON_OBJECT_COLUMNS",
-    "REF_PREFIX",
     "add_identity_columns",
     "build_matched_table",
+    "column_values",
     "consolidate_models",
     "in_bounding_box",
     "in_primary_area",
@@ -33,10 +42,25 @@ __all__ = [
 COMMON_OBJECT_COLUMNS = ("objectId", "parentObjectId", "patch", "detect_isPrimary", "detect_isPatchInner")
 """Columns shared by every model's patch table; kept once in the tract table."""
 
-REF_PREFIX = "refcat_"
-"""Prefix of reference-catalogue columns in the matched table."""
 
-_ARCSEC_PER_RAD = 180.0 / np.pi * 3600.0
+def column_values(table: Table, name: str, fill=np.nan, required: bool = True) -> np.ndarray:
+    """A column as a plain array, masked entries replaced by ``fill``.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        The table.
+    name : `str`
+        Column name.
+    fill : scalar
+        Value of masked entries, and of every row when the column is absent and not ``required``.
+    required : `bool`
+        Whether an absent column is an error (`KeyError`) rather than all ``fill``.
+    """
+    if name not in table.colnames and not required:
+        return np.full(len(table), fill)
+    column = table[name]
+    return np.asarray(column.filled(fill) if hasattr(column, "filled") else column)
 
 
 def _fill_value(dtype: np.dtype):
@@ -109,7 +133,7 @@ def consolidate_models(per_model: Mapping[str, Sequence[Table]]) -> Table:
             if name in COMMON_OBJECT_COLUMNS or name in result.colnames:
                 continue
             result.add_column(_take(stacked[name], idx))
-        flag = f"{model}_flag"
+        flag = summary_flag_column(model)
         if flag in result.colnames:
             result[flag][~found] = True
     assert result is not None
@@ -151,7 +175,7 @@ def reference_band(table: Table, model: str, priority: Sequence[str] = REF_BANDS
         return out
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.column_stack([
-            np.asarray(table[flux_column(model, b)], float) / np.asarray(table[flux_column(model, b) + "Err"], float)
+            np.asarray(table[flux_column(model, b)], float) / np.asarray(table[error_column(flux_column(model, b))], float)
             for b in ordered
         ])
     snr = np.where(np.isfinite(snr), snr, -np.inf)
@@ -181,15 +205,15 @@ def add_identity_columns(table: Table, models: Sequence[str], tract: int) -> Tab
     Returns
     -------
     table : `astropy.table.Table`
-        The columns of `lsst.galmix.fitting.schema.tract_columns` first, then the others.
+        The columns of `lsst.galmix.schema.tract_columns` first, then the others.
     """
     n = len(table)
     ra, dec = np.full(n, np.nan), np.full(n, np.nan)
     for m in models:
-        if f"{m}_ra" in table.colnames:
+        if param_column(m, "ra") in table.colnames:
             fill = ~np.isfinite(ra)
-            ra[fill] = np.asarray(table[f"{m}_ra"], float)[fill]
-            dec[fill] = np.asarray(table[f"{m}_dec"], float)[fill]
+            ra[fill] = np.asarray(table[param_column(m, "ra")], float)[fill]
+            dec[fill] = np.asarray(table[param_column(m, "dec")], float)[fill]
     extended = [m for m in models if get_model(m).has_shape]
     ref_model = extended[0] if extended else models[0]
     ref_band = reference_band(table, ref_model)
@@ -256,7 +280,7 @@ def resolve_duplicates(
     if len(rows) < 2:
         return primary
     tree = cKDTree(sky_to_unit(ra[rows], dec[rows]))
-    pairs = tree.query_pairs(2 * np.sin(radius / _ARCSEC_PER_RAD / 2), output_type="ndarray")
+    pairs = tree.query_pairs(chord_length(radius), output_type="ndarray")
     if len(pairs) == 0:
         return primary
     patch = np.asarray(table["patch"])
@@ -358,7 +382,7 @@ def build_matched_table(ref: Table, target: Table, ref_match: Table, target_matc
     for name in target.colnames:
         out.add_column(_take(target[name], tgt_idx))
     for name in ref.colnames:
-        out.add_column(_take(ref[name], ref_idx, name=REF_PREFIX + name))
+        out.add_column(_take(ref[name], ref_idx, name=reference_column(name)))
     out.add_column(_take(ref_match["match_distance"], ref_idx))
     out.add_column(_take(ref_match["match_chisq"], ref_idx))
     out["match_hasRef"] = Column(ref_idx >= 0, description="Row has a reference entry")
@@ -476,7 +500,7 @@ def in_primary_area(
     prim_ok = primary[ok]
     pts = sky_to_unit(ra, dec)
     finite = np.all(np.isfinite(pts), axis=1)
-    chord = 2 * np.sin(radius / _ARCSEC_PER_RAD / 2)
+    chord = chord_length(radius)
     for i in np.flatnonzero(inside & finite):
         near = tree.query_ball_point(pts[i], chord)
         if near and not prim_ok[near].any():

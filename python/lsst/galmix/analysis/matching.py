@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["MatchResult", "angular_separation_arcsec", "match_probabilistic", "sky_to_unit"]
+__all__ = ["MatchResult", "angular_separation_arcsec", "chord_length", "match_probabilistic", "sky_to_unit"]
 
 _ARCSEC_PER_RAD = 180.0 / np.pi * 3600.0
 
@@ -34,6 +34,12 @@ def sky_to_unit(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     dec_r = np.deg2rad(np.asarray(dec, dtype=float))
     cos_dec = np.cos(dec_r)
     return np.column_stack([cos_dec * np.cos(ra_r), cos_dec * np.sin(ra_r), np.sin(dec_r)])
+
+
+def chord_length(radius: float) -> float:
+    """Length of the chord between two unit vectors (`sky_to_unit`) ``radius`` arcsec apart: the search
+    radius of a k-d tree of unit vectors."""
+    return float(2 * np.sin(radius / _ARCSEC_PER_RAD / 2))
 
 
 def angular_separation_arcsec(
@@ -185,7 +191,7 @@ def match_probabilistic(
         return result
 
     tree = cKDTree(sky_to_unit(target_ra[target_idx], target_dec[target_idx]))
-    chord = 2 * np.sin(radius / _ARCSEC_PER_RAD / 2)
+    chord = chord_length(radius)
     ref_idx = np.flatnonzero(ref_ok)
     brightness = np.nansum(np.where(np.isfinite(ref_fluxes[ref_idx]), ref_fluxes[ref_idx], 0.0), axis=1)
     ref_idx = ref_idx[np.argsort(-brightness, kind="stable")]

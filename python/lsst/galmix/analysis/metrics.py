@@ -7,6 +7,7 @@ with their own names (``<band>_<model>Flux``...), reference columns prefixed ``r
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,8 +16,16 @@ import numpy as np
 from astropy.table import Table
 from matplotlib.figure import Figure
 
-from ..fitting.schema import flux_column, summary_flag_column
-from .catalogs import REF_PREFIX
+from ..models.definitions import get_model
+from ..schema import (
+    error_column,
+    flux_column,
+    param_column,
+    reference_column,
+    reference_flux_column,
+    summary_flag_column,
+)
+from .catalogs import column_values
 from .plots import PanelData, plot_binned_panels, plot_completeness_purity, plot_size_magnitude
 from .stats import binned_stats, completeness_purity, flux_to_mag, mag_bins, sigma_mad
 
@@ -31,6 +40,9 @@ __all__ = [
     "nan_error_fraction",
     "plot_names",
 ]
+
+_column = functools.partial(column_values, required=False)
+"""A column of the matched table as an array; all ``fill`` when the table lacks it."""
 
 CHI_MIN_SNR = 10.0
 """Measured S/N (flux / error) above which the flux chi is summarised (``fluxChiSnr``)."""
@@ -89,15 +101,6 @@ class _Columns:
     selection: str
 
 
-def _col(table: Table, name: str, fill=np.nan) -> np.ndarray:
-    if name not in table.colnames:
-        return np.full(len(table), fill)
-    col = table[name]
-    if hasattr(col, "filled"):
-        col = col.filled(fill)
-    return np.asarray(col)
-
-
 def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
     """Extract the arrays the metrics and plots use.
 
@@ -114,14 +117,14 @@ def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
         Flags, classes and fluxes per band; ``good`` = matched, primary and not flagged.
     """
     m = spec.model
-    has_ref = _col(table, "match_hasRef", False).astype(bool)
-    has_obj = _col(table, "match_hasObject", False).astype(bool)
+    has_ref = _column(table, "match_hasRef", False).astype(bool)
+    has_obj = _column(table, "match_hasObject", False).astype(bool)
     primary_name = "isPrimary" if "isPrimary" in table.colnames else "detect_isPrimary"
-    primary = _col(table, primary_name, False).astype(bool)
-    flagged = _col(table, summary_flag_column(m), True).astype(bool)
-    is_star = _col(table, REF_PREFIX + "is_pointsource", False).astype(bool)
+    primary = _column(table, primary_name, False).astype(bool)
+    flagged = _column(table, summary_flag_column(m), True).astype(bool)
+    is_star = _column(table, reference_column("is_pointsource"), False).astype(bool)
     bands = [
-        b for b in spec.bands if flux_column(m, b) in table.colnames and REF_PREFIX + f"flux_{b}" in table.colnames
+        b for b in spec.bands if flux_column(m, b) in table.colnames and reference_flux_column(b) in table.colnames
     ]
     return _Columns(
         bands=bands,
@@ -130,11 +133,11 @@ def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
         has_obj=has_obj,
         primary=primary,
         is_star=is_star,
-        isolated=_col(table, "parentObjectId", 0) == 0,
-        flux={b: _col(table, flux_column(m, b)).astype(float) for b in bands},
-        flux_err={b: _col(table, flux_column(m, b) + "Err").astype(float) for b in bands},
-        ref_flux={b: _col(table, REF_PREFIX + f"flux_{b}").astype(float) for b in bands},
-        selection=f"matched, {primary_name}, not {m}_flag",
+        isolated=_column(table, "parentObjectId", 0) == 0,
+        flux={b: _column(table, flux_column(m, b)).astype(float) for b in bands},
+        flux_err={b: _column(table, error_column(flux_column(m, b))).astype(float) for b in bands},
+        ref_flux={b: _column(table, reference_flux_column(b)).astype(float) for b in bands},
+        selection=f"matched, {primary_name}, not {summary_flag_column(m)}",
     )
 
 
@@ -172,10 +175,10 @@ def _color_diff(cols: _Columns, b1: str, b2: str, sel_band: str) -> tuple[np.nda
 
 def _position_diff(table: Table, spec: MatchedSpec) -> tuple[np.ndarray, np.ndarray]:
     """RA*cos(dec) and Dec differences, measured minus reference, in mas."""
-    ra = _col(table, f"{spec.model}_ra").astype(float)
-    dec = _col(table, f"{spec.model}_dec").astype(float)
-    ref_ra = _col(table, REF_PREFIX + "ra").astype(float)
-    ref_dec = _col(table, REF_PREFIX + "dec").astype(float)
+    ra = _column(table, param_column(spec.model, "ra")).astype(float)
+    dec = _column(table, param_column(spec.model, "dec")).astype(float)
+    ref_ra = _column(table, reference_column("ra")).astype(float)
+    ref_dec = _column(table, reference_column("dec")).astype(float)
     dra = ((ra - ref_ra + 180.0) % 360.0 - 180.0) * np.cos(np.deg2rad(ref_dec)) * 3.6e6
     return dra, (dec - ref_dec) * 3.6e6
 
@@ -217,16 +220,16 @@ def nan_error_fraction(table: Table, model: str, bands: Sequence[str]) -> dict:
         (``{band: n_nan}``). Rows outside the object table (reference-only rows of a matched table) are
         not counted.
     """
-    rows = ~_col(table, summary_flag_column(model), True).astype(bool)
+    rows = ~_column(table, summary_flag_column(model), True).astype(bool)
     if "match_hasObject" in table.colnames:
-        rows &= _col(table, "match_hasObject", False).astype(bool)
+        rows &= _column(table, "match_hasObject", False).astype(bool)
     any_nan = np.zeros(len(table), bool)
     per_band = {}
     for b in bands:
         if flux_column(model, b) not in table.colnames:
             continue
-        flux = _col(table, flux_column(model, b)).astype(float)
-        err = _col(table, flux_column(model, b) + "Err").astype(float)
+        flux = _column(table, flux_column(model, b)).astype(float)
+        err = _column(table, error_column(flux_column(model, b))).astype(float)
         nan = rows & np.isfinite(flux) & ~np.isfinite(err)
         per_band[b] = int(nan.sum())
         any_nan |= nan
@@ -461,13 +464,12 @@ def make_plots(table: Table, spec: MatchedSpec) -> dict[str, Figure]:
             _title(spec, cols, "position difference"),
             ylim=(-200, 200),
         )
-        # Multi-component models have per-component sizes only: show the first component's.
-        candidates = [f"{spec.model}_reff"] + sorted(
-            c for c in table.colnames if c.startswith(f"{spec.model}_") and c.endswith("_reff")
-        )
-        reff = next((c for c in candidates if c in table.colnames), None)
+        # Multi-component models have per-component sizes only: show the one whose column sorts first.
+        model = get_model(spec.model)
+        sizes = sorted(param_column(model, "reff", c) for c in model.components if c.has_shape)
+        reff = next((c for c in sizes if c in table.colnames), None)
         if reff is not None:
-            size = _col(table, reff).astype(float)
+            size = _column(table, reff).astype(float)
             meas = flux_to_mag(cols.flux[sb])
             figs["sizeMagnitude"] = plot_size_magnitude(
                 [PanelData(k, meas[s], size[s]) for k, s in classes.items()],

@@ -1,5 +1,7 @@
-"""galmix detection: detection and deblending of coadds when no upstream catalogue exists."""
+"""galmix detection: detection and deblending of coadds when no upstream catalogue exists.
+
+The ``galmix_objects`` columns are declared in `lsst.galmix.schema` (`~lsst.galmix.schema.object_columns`).
+"""
 
 from .coadds import *
 from .detect import *
-from .schema import *

@@ -14,9 +14,9 @@ from photutils.segmentation import deblend_sources, detect_sources
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy.ndimage import binary_dilation
 
+from ..schema import OBJECT_ID_STRIDE, detection_flag_column, init_flux_column, object_columns
 from .image import BandCombination, smoothed_significance
 from .moments import measure_moments
-from .schema import OBJECT_ID_STRIDE, object_columns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,15 +264,15 @@ def detect_patch(data: PatchImages, config: DetectionConfig | None = None) -> De
                 "shape_xx": moments.xx,
                 "shape_yy": moments.yy,
                 "shape_xy": moments.xy,
-                "flag_edge": bool(edge_plane[ys, xs][grown].any() or touches_border),
-                "flag_noData": bool(no_data[ys, xs][grown].any()),
-                "flag_saturatedCenter": bool(sat[near].any()),
-                "flag_badCenter": bool(bad_cols[near].any()),
-                "flag_momentsFailed": not moments.ok,
+                detection_flag_column("edge"): bool(edge_plane[ys, xs][grown].any() or touches_border),
+                detection_flag_column("no_data"): bool(no_data[ys, xs][grown].any()),
+                detection_flag_column("saturated_center"): bool(sat[near].any()),
+                detection_flag_column("bad_center"): bool(bad_cols[near].any()),
+                detection_flag_column("moments_failed"): not moments.ok,
             }
             for band, good_band in zip(bands, goods, strict=True):
                 pix = good_band[fy, fx]
-                row[f"{band}_initFlux"] = float(np.sum(data.images[band][fy[pix], fx[pix]], dtype=np.float64))
+                row[init_flux_column(band)] = float(np.sum(data.images[band][fy[pix], fx[pix]], dtype=np.float64))
             rows.append(row)
 
     table = _empty_table(bands) if not rows else Table()

@@ -19,7 +19,7 @@ _BLOCK_ROWS = 256
 """Rows per block of the elementwise band combination (bounds its temporaries to a few MB)."""
 
 
-def _blocks(n_rows: int) -> list[slice]:
+def _row_blocks(n_rows: int) -> list[slice]:
     return [slice(start, min(start + _BLOCK_ROWS, n_rows)) for start in range(0, n_rows, _BLOCK_ROWS)]
 
 
@@ -47,7 +47,7 @@ class BandCombination:
             True where the band's pixel is usable.
         """
         num, den = self._num, self._den
-        for rows in _blocks(num.shape[0]):
+        for rows in _row_blocks(num.shape[0]):
             im, var = image[rows], variance[rows]
             ok = good[rows] & np.isfinite(im) & np.isfinite(var) & (var > 0)
             weight = np.where(ok, 1.0 / np.where(ok, var, 1.0), 0.0)
@@ -58,7 +58,7 @@ class BandCombination:
         """Return ``(mean, variance, good)`` as `combine_bands` does; the accumulator is consumed."""
         num, den = self._num, self._den
         good = den > 0
-        for rows in _blocks(num.shape[0]):
+        for rows in _row_blocks(num.shape[0]):
             g, d = good[rows], np.where(good[rows], den[rows], 1.0)
             num[rows] = np.where(g, num[rows] / d, 0.0)
             den[rows] = np.where(g, 1.0 / d, np.inf)

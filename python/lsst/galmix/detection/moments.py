@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ("Moments", "measure_moments")
+__all__ = ("DetectionMoments", "measure_moments")
 
 import dataclasses
 
@@ -11,7 +11,7 @@ import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
-class Moments:
+class DetectionMoments:
     """Centroid and second moments of an object.
 
     Attributes
@@ -32,7 +32,7 @@ class Moments:
     ok: bool
 
 
-def _footprint_moments(image: np.ndarray, footprint: np.ndarray, x0: int, y0: int) -> Moments:
+def _footprint_moments(image: np.ndarray, footprint: np.ndarray, x0: int, y0: int) -> DetectionMoments:
     yy, xx = np.nonzero(footprint)
     w = np.clip(image[yy, xx], 0.0, None)
     if not np.sum(w) > 0:
@@ -42,7 +42,7 @@ def _footprint_moments(image: np.ndarray, footprint: np.ndarray, x0: int, y0: in
     mxx = np.sum(w * (xx - cx) ** 2) + 1.0 / 12.0
     myy = np.sum(w * (yy - cy) ** 2) + 1.0 / 12.0
     mxy = np.sum(w * (xx - cx) * (yy - cy))
-    return Moments(cx + x0, cy + y0, mxx, myy, mxy, ok=False)
+    return DetectionMoments(cx + x0, cy + y0, mxx, myy, mxy, ok=False)
 
 
 def measure_moments(
@@ -52,7 +52,7 @@ def measure_moments(
     x0: int,
     y0: int,
     guess_sigma: float,
-) -> Moments:
+) -> DetectionMoments:
     """Measure adaptive moments on a cutout, falling back to flux-weighted footprint moments.
 
     Parameters
@@ -70,7 +70,7 @@ def measure_moments(
 
     Returns
     -------
-    moments : `Moments`
+    moments : `DetectionMoments`
         Adaptive moments if they converge with a centroid inside the footprint's box, else the
         footprint moments with ``ok=False``.
     """
@@ -92,4 +92,4 @@ def measure_moments(
     if e2sum >= 1.0:
         return fallback
     s2 = result.moments_sigma**2 / np.sqrt(1.0 - e2sum)
-    return Moments(cx + x0, cy + y0, s2 * (1.0 + e1), s2 * (1.0 - e1), s2 * e2, ok=True)
+    return DetectionMoments(cx + x0, cy + y0, s2 * (1.0 + e1), s2 * (1.0 - e1), s2 * e2, ok=True)

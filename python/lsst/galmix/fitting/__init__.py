@@ -1,36 +1,25 @@
-"""galmix fitting: PSF mixtures, source and blend fits on numpy arrays, output schema and flags.
+"""galmix fitting: PSF mixtures, source and blend fits on numpy arrays.
 
-The entry points used by the PipelineTasks are re-exported here; see doc/fitting.rst.
+The entry points used by the PipelineTasks are re-exported here; see doc/fitting.rst. Column names and
+flags are `lsst.galmix.schema`'s.
 """
 
-from .flags import FLAGS, PSF_FLAGS, FlagDef, FlagSet
 from .optimize import FitSettings, Priors
 from .patch import fit_patch
 from .profile import reff_profile_errors
 from .psf import PsfFit, fit_psf_image, fit_psf_images_table, psf_at
 from .rebuild import model_image
-from .schema import ColumnDef, empty_psf_table, empty_source_table, flux_column, psf_columns, source_columns
 from .source import SourceFitConfig
 
 __all__ = [
-    "FLAGS",
-    "PSF_FLAGS",
-    "ColumnDef",
     "FitSettings",
-    "FlagDef",
-    "FlagSet",
     "Priors",
     "PsfFit",
     "SourceFitConfig",
-    "empty_psf_table",
-    "empty_source_table",
     "fit_patch",
     "fit_psf_image",
     "fit_psf_images_table",
-    "flux_column",
     "model_image",
     "psf_at",
-    "psf_columns",
     "reff_profile_errors",
-    "source_columns",
 ]

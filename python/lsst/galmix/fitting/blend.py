@@ -22,8 +22,8 @@ from .._galmix import nnls_gram
 from ..engine import ParamKind
 from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
+from ..schema import FlagSet
 from .engine_backend import convolved_gaussians, model_stamps
-from .flags import FlagSet
 from .moments import adaptive_moments
 from .optimize import BandInput, SourceSpec
 from .residual_sources import refit_with_residual_sources

@@ -2,7 +2,7 @@
 
 The engine's parameter vector is, per source, ``x, y``, the shape parameters of each extended component
 (``ln reff, eta1, eta2[, n]``) and then the fluxes (component-major, band-minor); `lsst.galmix.engine.Scene`
-reports the kind of each (``param_kinds``). A fit's ``theta`` (`lsst.galmix.fitting.optimize.FitResult`)
+reports the kind of each (``param_kinds``). A fit's ``theta`` (`lsst.galmix.fitting.optimize.SceneFit`)
 is that vector's nonlinear part: the parameters whose kind is neither a flux nor the sky, without fixed
 centres, selected here by kind (`_layout`), so that the two never disagree about an order. This module
 also draws models through the scene (`model_stamps`, `render_sources`, `convolved_gaussians`) and
@@ -25,11 +25,11 @@ from functools import cache
 import numpy as np
 
 from .. import engine as ge
-from ..models.definitions import ComponentDef, Profile
+from ..models.definitions import ComponentDef, ProfileKind
 from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
 from .errors import conditional_covariance
-from .optimize import BandInput, FitResult, FitSettings, ParameterBounds, SourceSpec
+from .optimize import BandInput, FitSettings, ParameterBounds, SceneFit, SourceSpec
 
 __all__ = [
     "EngineProblem", "convolved_gaussians", "make_problem", "model_stamps", "psf_array", "render_sources",
@@ -39,9 +39,9 @@ __all__ = [
 
 @cache
 def _profile(comp: ComponentDef) -> ge.Profile | None:
-    if comp.profile == Profile.POINT:
+    if comp.profile == ProfileKind.POINT:
         return None
-    if comp.profile == Profile.GAUSS:
+    if comp.profile == ProfileKind.GAUSS:
         return ge.FixedProfile(np.ones(1), np.full(1, GAUSS_SIZE))
     from ..models import sersic
 
@@ -317,7 +317,7 @@ def _unconstrained_fluxes(
     return new, np.asarray(h_new), float(chi2_new)
 
 
-def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
+def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
     status = int(res.status)
     failed = status in (int(ge.FitStatus.NON_FINITE), int(ge.FitStatus.ERROR))
     params, fisher, chi2 = np.asarray(res.params), np.asarray(res.fisher), float(res.chi2)
@@ -344,13 +344,13 @@ def _result(p: EngineProblem, res: ge.FitResult) -> FitResult:
         sky[p.used] = params[p.sky_index]
         sky_err[p.used] = np.sqrt(np.diag(cov)[n_main:])
         cov = cov[:n_main, :n_main]
-    return FitResult(theta, fluxes, cov, chi2, int(res.n_iter),
+    return SceneFit(theta, fluxes, cov, chi2, int(res.n_iter),
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bounds.at_bound(theta),
                      singular=singular, failed=failed, message=str(res.message), seconds=float(res.seconds),
                      unconstrained=held, sky=sky, sky_err=sky_err)
 
 
-def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[FitResult]:
+def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[SceneFit]:
     """Fit prepared problems in one C++ loop (threads release the GIL).
 
     Parameters
@@ -362,7 +362,7 @@ def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[
 
     Returns
     -------
-    results : `list` [`FitResult`]
+    results : `list` [`SceneFit`]
         One per problem; ``seconds`` is that problem's own C++ fit time plus the conversion of its
         result (not a share of the batch).
     """

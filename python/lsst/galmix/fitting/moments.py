@@ -12,16 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..models.ellipse import eta_from_q_theta, q_theta_from_covariance
+from ..models.ellipse import eta_from_q_pa, q_pa_from_covariance
 
-__all__ = ["Moments", "adaptive_moments", "initial_shape"]
+__all__ = ["AdaptiveMoments", "adaptive_moments", "initial_shape"]
 
 # Half-light radius of a Gaussian in units of its sigma.
 _GAUSS_REFF = float(np.sqrt(2 * np.log(2)))
 
 
 @dataclass
-class Moments:
+class AdaptiveMoments:
     """Centroid, covariance and flux of an adaptive-moments measurement.
 
     Attributes
@@ -53,7 +53,7 @@ def adaptive_moments(
     max_iter: int = 30,
     fix_centroid: bool = False,
     rtol: float = 1e-3,
-) -> Moments:
+) -> AdaptiveMoments:
     """Adaptive second moments of an image.
 
     Parameters
@@ -78,7 +78,7 @@ def adaptive_moments(
 
     Returns
     -------
-    moments : `Moments`
+    moments : `AdaptiveMoments`
         The measurement; ``ok`` is False if it failed (the returned values are then the start).
     """
     img = np.asarray(image, dtype=np.float64)
@@ -90,7 +90,7 @@ def adaptive_moments(
     val = img[use]
     if val.size == 0:
         g = guess if guess is not None else (x0, y0)
-        return Moments(g[0], g[1], np.eye(2) * sigma0**2, 0.0, False)
+        return AdaptiveMoments(g[0], g[1], np.eye(2) * sigma0**2, 0.0, False)
     if guess is None:
         k = int(np.argmax(val))
         cx, cy = xx[k], yy[k]
@@ -138,7 +138,7 @@ def adaptive_moments(
         if not (0 <= cx < nx and 0 <= cy < ny) or m[0, 0] > 4 * (nx * nx + ny * ny):
             break
     flux = 2.0 * float(val.clip(min=0).sum()) if not ok else flux
-    return Moments(cx + x0, cy + y0, m, flux, ok)
+    return AdaptiveMoments(cx + x0, cy + y0, m, flux, ok)
 
 
 def _update(m: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -190,6 +190,6 @@ def initial_shape(
     evals, evecs = np.linalg.eigh(0.5 * (c + c.T))
     evals = np.maximum(evals, min_sigma**2)
     c = evecs @ np.diag(evals) @ evecs.T
-    sigma, q, theta = q_theta_from_covariance(c)
-    eta1, eta2 = eta_from_q_theta(max(q, 0.05), theta)
+    sigma, q, pa = q_pa_from_covariance(c)
+    eta1, eta2 = eta_from_q_pa(max(q, 0.05), pa, check=False)
     return float(np.log(sigma * _GAUSS_REFF)), eta1, eta2

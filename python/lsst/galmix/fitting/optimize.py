@@ -18,7 +18,13 @@ from ..models.definitions import N_MAX, N_MIN, ModelDef
 from ..models.psf_mixture import PsfMixture
 
 __all__ = [
-    "BandInput", "FitResult", "FitSettings", "ParameterBounds", "Priors", "SourceSpec", "invert_fisher",
+    "BandInput",
+    "FitSettings",
+    "ParameterBounds",
+    "Priors",
+    "SceneFit",
+    "SourceSpec",
+    "invert_fisher",
 ]
 
 
@@ -125,7 +131,7 @@ class SourceSpec:
 
 
 @dataclass
-class FitResult:
+class SceneFit:
     """Result of one fit.
 
     Attributes

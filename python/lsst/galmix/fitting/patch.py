@@ -16,11 +16,17 @@ from astropy.table import Table
 from scipy.spatial import cKDTree
 
 from ..models.definitions import ModelDef, get_model
+from ..schema import (
+    PASSTHROUGH_COLUMNS,
+    FlagSet,
+    columns_to_table,
+    empty_columns,
+    param_column,
+    source_columns,
+)
 from .blend import BandImage, ObjectInput, fit_isolated, fit_joint_blends, fit_objects
-from .flags import FlagSet
 from .plausibility import RESOLVED_RATIO, flag_implausible_rows
 from .psf import PsfSpec, psf_at
-from .schema import PASSTHROUGH_COLUMNS, columns_to_table, empty_columns, source_columns
 from .source import PixelToSky, SourceFitConfig, write_flags, write_row
 
 __all__ = ["ImageTriple", "fit_patch"]
@@ -141,7 +147,7 @@ def fit_patch(
     -------
     table : `astropy.table.Table`
         Exactly one row per input object, in input order, with the columns of
-        `lsst.galmix.fitting.schema.source_columns`. ``meta["galmix_object_seconds"]``: the fits' times
+        `lsst.galmix.schema.source_columns`. ``meta["galmix_object_seconds"]``: the fits' times
         summed over the objects (set-up, fit and result of each; blends' shares).
     """
     cfg = config or SourceFitConfig()
@@ -191,10 +197,10 @@ def fit_patch(
         object_seconds[i] = seconds if out is None else out.time
         if out is None:
             x, y = float(objects[i]["x"]), float(objects[i]["y"])
-            table[f"{m.name}_x"][i], table[f"{m.name}_y"][i] = x, y
+            table[param_column(m, "x")][i], table[param_column(m, "y")][i] = x, y
             if pixel_to_sky is not None:
                 ra, dec = pixel_to_sky(np.array([x]), np.array([y]))
-                table[f"{m.name}_ra"][i], table[f"{m.name}_dec"][i] = np.ravel(ra)[0], np.ravel(dec)[0]
+                table[param_column(m, "ra")][i], table[param_column(m, "dec")][i] = np.ravel(ra)[0], np.ravel(dec)[0]
             write_flags(table, i, m.name, flags[i])
         else:
             write_row(table, i, out, bands, cfg.pixel_scale, pixel_to_sky)

@@ -4,7 +4,7 @@ A fit can converge to a solution that belongs to something else: its centre walk
 neighbour, whose flux it then reports; or its shape collapses to a line or a point that no data can
 support. These checks compare each fitted row with what the data say about that object alone (its
 detection position and the pixels of its own footprint or aperture) and set fatal flags
-(``centroid_moved``, ``flux_excess``, ``shape_collapsed``; `lsst.galmix.fitting.flags`).
+(``centroid_moved``, ``flux_excess``, ``shape_collapsed``; `lsst.galmix.schema.flags`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from scipy.ndimage import find_objects
 from scipy.spatial import cKDTree
 
 from ..models.definitions import ModelDef
+from ..schema import flag_column, flux_column, param_column, summary_flag_column
 from .blend import BandImage
-from .schema import flag_column, flux_column, summary_flag_column
 
 __all__ = [
     "CENTROID_MIN_SHIFT",
@@ -205,7 +205,7 @@ def flag_implausible_rows(
     Parameters
     ----------
     table : `dict` [`str`, `numpy.ndarray`]
-        Columns of the patch table (`lsst.galmix.fitting.schema.source_columns`), updated in place.
+        Columns of the patch table (`lsst.galmix.schema.source_columns`), updated in place.
     model : `ModelDef`
         The fitted model.
     bands : sequence of `str`
@@ -230,8 +230,7 @@ def flag_implausible_rows(
     n_flagged : `int`
         Rows given at least one of the three flags.
     """
-    name = model.name
-    prefixes = [model.component_prefix(c) for c in model.components if c.has_shape]
+    shaped = [c for c in model.components if c.has_shape]
     placed = np.flatnonzero(np.isfinite(detections).all(axis=1))
     present = [im for im in images if im is not None]
     if len(placed) == 0:
@@ -242,15 +241,15 @@ def flag_implausible_rows(
     for k, i in enumerate(placed):
         found: list[str] = []
         det = (float(detections[i, 0]), float(detections[i, 1]))
-        fitted = (float(table[f"{name}_x"][i]), float(table[f"{name}_y"][i]))
+        fitted = (float(table[param_column(model, "x")][i]), float(table[param_column(model, "y")][i]))
         if model.free_centroid and np.isfinite(fitted).all():
             # The two catalogue objects nearest the fitted centre: one of them may be this object.
             _, idx = tree.query(fitted, k=min(2, len(placed)))
             near = [placed[j] for j in np.atleast_1d(idx) if placed[j] != i][:1]
             if centroid_moved(det, fitted, float(sigmas[i]), detections[near]):
                 found.append("centroid_moved")
-        if shape_collapsed([table[f"{p}_q"][i] for p in prefixes], [table[f"{p}_reffPix"][i] for p in prefixes],
-                           bool(resolved[i]), reff_min):
+        if shape_collapsed([table[param_column(model, "q", c)][i] for c in shaped],
+                           [table[param_column(model, "reffPix", c)][i] for c in shaped], bool(resolved[i]), reff_min):
             found.append("shape_collapsed")
         fluxes = [float(table[flux_column(model, band)][i]) for band in bands]
         if present and np.isfinite(fluxes).any():

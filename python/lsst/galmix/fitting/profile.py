@@ -16,6 +16,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
+from ..schema import error_column, param_column, summary_flag_column
 from .patch import ImageTriple, fit_patch
 from .psf import PsfSpec
 from .source import SourceFitConfig
@@ -29,7 +30,7 @@ LN_REFF_HOLD_SIGMA = 1e-4
 
 def _chi2(table: Table, name: str, i: int) -> float:
     """Chi-square of a row from its reduced chi-square and pixel count."""
-    return float(table[f"{name}_chisq_reduced"][i]) * float(table[f"{name}_n_pix"][i])
+    return float(table[param_column(name, "chisq_reduced")][i]) * float(table[param_column(name, "n_pix")][i])
 
 
 def reff_profile_errors(
@@ -63,18 +64,19 @@ def reff_profile_errors(
     n = len(objects)
     lo, hi = np.full(n, np.nan), np.full(n, np.nan)
     for i in range(n):
-        reff, err = fitted[f"{name}_reff"][i], fitted[f"{name}_reffErr"][i]
-        if fitted[f"{name}_flag"][i] or not (np.isfinite(err) and err > 0 and reff > 0):
+        reff_col = param_column(name, "reff")
+        reff, err = fitted[reff_col][i], fitted[error_column(reff_col)][i]
+        if fitted[summary_flag_column(name)][i] or not (np.isfinite(err) and err > 0 and reff > 0):
             continue
         d = float(err / reff)
-        ln_r = float(np.log(fitted[f"{name}_reffPix"][i]))
+        ln_r = float(np.log(fitted[param_column(name, "reffPix")][i]))
         chi2 = _chi2(fitted, name, i)
         for sign, out in ((-1.0, lo), (1.0, hi)):
             priors = replace(cfg.settings.priors, ln_reff=(ln_r + sign * d, LN_REFF_HOLD_SIGMA))
             held = replace(cfg, settings=replace(cfg.settings, priors=priors))
             row = fit_patch(images, origin, objects[i : i + 1], None, psfs, model, held)
             dchi2 = _chi2(row, name, 0) - chi2
-            if not row[f"{name}_flag"][0] and dchi2 > 0:
+            if not row[summary_flag_column(name)][0] and dchi2 > 0:
                 # Half-width in ln reff, converted to arcsec on its own side of the best fit.
                 w = d / np.sqrt(dchi2)
                 out[i] = reff * (1.0 - np.exp(-w)) if sign < 0 else reff * (np.exp(w) - 1.0)

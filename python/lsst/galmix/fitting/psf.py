@@ -23,14 +23,13 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import get_model
-from ..models.ellipse import covariance_terms, q_theta_from_eta
+from ..models.ellipse import covariance_terms, q_pa_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
+from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
 from .engine_backend import make_problem, run_problems
-from .flags import FlagSet
 from .moments import adaptive_moments, initial_shape
 from .optimize import BandInput, FitSettings, SourceSpec
-from .schema import empty_psf_table
 
 __all__ = ["PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
 
@@ -110,7 +109,7 @@ def _mixture(theta: np.ndarray, fluxes: np.ndarray, n_gauss: int) -> PsfMixture 
     rows = []
     for i in range(n_gauss):
         x, y, ln_reff, eta1, eta2 = theta[5 * i : 5 * i + 5]
-        xx, xy, yy = covariance_terms(np.exp(ln_reff) * GAUSS_SIZE, *q_theta_from_eta(eta1, eta2))
+        xx, xy, yy = covariance_terms(np.exp(ln_reff) * GAUSS_SIZE, *q_pa_from_eta(eta1, eta2))
         rows.append((fluxes[i], x, y, xx, yy, xy))
     # Gaussians with zero amplitude stay (frac 0) so every row has n_gauss entries.
     mix = PsfMixture(*np.array(rows).T)
@@ -227,7 +226,7 @@ def fit_psf_images_table(
     Returns
     -------
     table : `astropy.table.Table`
-        One row per kernel with the columns of `lsst.galmix.fitting.schema.psf_columns`.
+        One row per kernel with the columns of `lsst.galmix.schema.psf_columns`.
     """
     table = empty_psf_table(n_gauss, len(kernels))
     for i, kern in enumerate(kernels):
@@ -236,13 +235,13 @@ def fit_psf_images_table(
         table["cell_x"][i], table["cell_y"][i] = cx, cy
         table["x"][i], table["y"][i] = positions[i]
         if fit.mixture is not None:
-            for key, val in fit.mixture.to_row().items():
+            for key, val in psf_mixture_row(fit.mixture).items():
                 table[key][i] = val
         table["psf_chi2"][i] = fit.chi2
         table["psf_nIter"][i] = fit.n_iter
         for name in fit.flags.names():
-            table[f"psf_flag_{name}"][i] = True
-        table["psf_flag"][i] = fit.flags.fatal or fit.mixture is None
+            table[psf_flag_column(name)][i] = True
+        table[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
     return table
 
 
@@ -273,12 +272,12 @@ def psf_at(spec: PsfSpec | None, x: float, y: float, n_gauss: int = 2) -> PsfMix
     if isinstance(spec, PsfMixture):
         return spec if spec.is_valid() else None
     if isinstance(spec, Table):
-        good = ~np.asarray(spec["psf_flag"], bool)
+        good = ~np.asarray(spec[psf_flag_column()], bool)
         if not good.any():
             return None
         idx = np.flatnonzero(good)
         d2 = (np.asarray(spec["x"])[idx] - x) ** 2 + (np.asarray(spec["y"])[idx] - y) ** 2
-        mix = PsfMixture.from_row(spec[int(idx[np.argmin(d2)])])
+        mix = psf_mixture_from_row(spec[int(idx[np.argmin(d2)])])
         return mix if mix.is_valid() else None
     out = spec(x, y)
     if out is None or isinstance(out, PsfMixture):

@@ -9,27 +9,28 @@ import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
-from ..models.ellipse import eta_from_q_theta
+from ..models.ellipse import eta_from_q_pa
+from ..schema import flux_column, param_column, summary_flag_column
 from .engine_backend import render_sources
 from .optimize import SourceSpec
 from .psf import PsfSpec, psf_at
-from .schema import flux_column, summary_flag_column
 
 __all__ = ["model_image", "theta_from_row"]
 
 
 def theta_from_row(model: ModelDef, row) -> np.ndarray:
     """Nonlinear parameters (fitter layout, natural units) of one output row."""
-    theta: list[float] = [float(row[f"{model.name}_x"]), float(row[f"{model.name}_y"])] \
+    theta: list[float] = [float(row[param_column(model, "x")]), float(row[param_column(model, "y")])] \
         if model.free_centroid else []
     for comp in model.components:
         if not comp.has_shape:
             continue
-        p = model.component_prefix(comp)
-        e1, e2 = eta_from_q_theta(float(row[f"{p}_q"]), np.radians(float(row[f"{p}_theta"])))
-        theta += [np.log(float(row[f"{p}_reffPix"])), e1, e2]
+        # The table's float32 q underflows to 0 for extreme (unconstrained) ellipticities: read it as 1e-12.
+        q = np.clip(float(row[param_column(model, "q", comp)]), 1e-12, 1.0)
+        e1, e2 = eta_from_q_pa(q, np.radians(float(row[param_column(model, "pa", comp)])), check=False)
+        theta += [np.log(float(row[param_column(model, "reffPix", comp)])), e1, e2]
         if comp.free_n:
-            theta.append(float(row[f"{p}_index"]))
+            theta.append(float(row[param_column(model, "index", comp)]))
     return np.array(theta)
 
 
@@ -72,11 +73,11 @@ def model_image(
         rows = [i for i in range(len(table)) if not table[summary_flag_column(m)][i]]
     for i in rows:
         row = table[i]
-        fluxes = np.array([row[flux_column(m, band, c.name)] for c in m.components], dtype=float)
+        fluxes = np.array([row[flux_column(m, band, c)] for c in m.components], dtype=float)
         theta = theta_from_row(m, row)
         if not (np.isfinite(fluxes).all() and np.isfinite(theta).all()):
             continue
-        x, y = float(row[f"{m.name}_x"]), float(row[f"{m.name}_y"])
+        x, y = float(row[param_column(m, "x")]), float(row[param_column(m, "y")])
         mix = psf_at(psf, x, y)
         if mix is None:
             continue

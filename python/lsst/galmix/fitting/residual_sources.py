@@ -31,9 +31,9 @@ from scipy.ndimage import gaussian_filter, maximum_filter
 
 from ..engine import ParamKind
 from ..models.definitions import get_model
-from ..models.ellipse import q_theta_from_eta
+from ..models.ellipse import q_pa_from_eta
+from ..schema import FlagSet
 from .engine_backend import model_stamps
-from .flags import FlagSet
 from .optimize import BandInput, FitSettings, SourceSpec
 from .source import Prepared, SourceOutcome, solve
 
@@ -98,7 +98,7 @@ def inside_half_light(
         if best is None or not np.isfinite(o.theta).all():
             continue
         reff = max(float(np.exp(o.theta[best])), 1e-12)
-        q, pa = q_theta_from_eta(float(o.theta[best + 1]), float(o.theta[best + 2]))
+        q, pa = q_pa_from_eta(float(o.theta[best + 1]), float(o.theta[best + 2]))
         c, s = np.cos(pa), np.sin(pa)
         dx, dy = xs - cx, ys - cy
         u, v = c * dx + s * dy, -s * dx + c * dy

@@ -16,13 +16,20 @@ from astropy.table import Table
 
 from ..engine import ParamKind
 from ..models.definitions import ModelDef
-from ..models.ellipse import q_theta_from_eta, shape_covariance
+from ..models.ellipse import q_pa_from_eta, shape_covariance
 from ..models.psf_mixture import PsfMixture
+from ..schema import (
+    FlagSet,
+    error_column,
+    flag_column,
+    flux_column,
+    param_column,
+    sky_column,
+    summary_flag_column,
+)
 from .engine_backend import make_problem, run_problems
-from .flags import FlagSet
 from .moments import initial_shape
-from .optimize import BandInput, FitResult, FitSettings, SourceSpec
-from .schema import flag_column, flux_column, sky_column, summary_flag_column
+from .optimize import BandInput, FitSettings, SceneFit, SourceSpec
 from .stamps import STAMP_EDGE_NOISE, STAMP_FLUX_FRACTION, STAMP_MAX, STAMP_MIN, STAMP_SIGMAS, Stamp
 
 __all__ = [
@@ -252,7 +259,7 @@ def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 
         Per fit, one outcome per source.
     """
     # Each fit's time is its own: set-up and result conversion measured per fit plus, for the engine,
-    # the C++ time of that fit alone (FitResult.seconds), so batch neighbours and threads do not mix in.
+    # the C++ time of that fit alone (SceneFit.seconds), so batch neighbours and threads do not mix in.
     problems, setup = [], []
     for p in prepared:
         t0 = time.perf_counter()
@@ -314,14 +321,14 @@ class SourceOutcome:
     sky_err: np.ndarray | None = None
 
 
-def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceOutcome]:
+def split_result(prep: Prepared, res: SceneFit, elapsed: float) -> list[SourceOutcome]:
     """Split a (joint) fit result per source and set the fit-outcome flags.
 
     Parameters
     ----------
     prep : `Prepared`
         The fit's inputs.
-    res : `FitResult`
+    res : `SceneFit`
         Its result.
     elapsed : `float`
         Seconds attributed to each source.
@@ -458,11 +465,11 @@ def _q_err(eta: np.ndarray, cov: np.ndarray) -> float:
 def ellipse_xy_rho(ln_reff: float, eta1: float, eta2: float) -> np.ndarray:
     """Half-light ellipse ``(reff_x, reff_y, rho)`` (Rubin's x/y/correlation form) of shape parameters.
 
-    The ellipse of semi-major axis ``reff`` and axis ratio ``q`` at angle ``theta`` has the matrix
+    The ellipse of semi-major axis ``reff`` and axis ratio ``q`` at position angle ``pa`` has the matrix
     ``reff^2 R diag(1, q^2) R^T``; ``reff_x`` and ``reff_y`` are the square roots of its diagonal and
     ``rho`` its correlation coefficient.
     """
-    m = shape_covariance(ln_reff, eta1, eta2)
+    m = shape_covariance(ln_reff, eta1, eta2, check=False)
     sx, sy = np.sqrt(m[0, 0]), np.sqrt(m[1, 1])
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.array([sx, sy, m[0, 1] / (sx * sy)])
@@ -505,7 +512,7 @@ def write_row(
     Parameters
     ----------
     table : `astropy.table.Table`
-        Table made by `lsst.galmix.fitting.schema.empty_source_table` (or its columns as arrays).
+        Table made by `lsst.galmix.schema.empty_source_table` (or its columns as arrays).
     row : `int`
         Row index.
     outcome : `SourceOutcome`
@@ -518,7 +525,6 @@ def write_row(
         ``(x, y) -> (ra, dec)`` in degrees, vectorised; `None` leaves ra/dec NaN.
     """
     m = outcome.spec.model
-    name = m.name
     th, tcov = outcome.theta, outcome.theta_cov
     for b, band in enumerate(bands):
         f = outcome.fluxes[b]
@@ -526,62 +532,62 @@ def write_row(
         if not np.isfinite(f).all():
             continue
         table[flux_column(m, band)][row] = f.sum()
-        table[flux_column(m, band) + "Err"][row] = np.sqrt(cov.sum()) if cov is not None else np.nan
+        table[error_column(flux_column(m, band))][row] = np.sqrt(cov.sum()) if cov is not None else np.nan
         if m.multi:
             for j, comp in enumerate(m.components):
-                table[flux_column(m, band, comp.name)][row] = f[j]
-                table[flux_column(m, band, comp.name) + "Err"][row] = (
+                table[flux_column(m, band, comp)][row] = f[j]
+                table[error_column(flux_column(m, band, comp))][row] = (
                     np.sqrt(cov[j, j]) if cov is not None else np.nan)
     i = 0
     if m.free_centroid:
         x, y = th[0], th[1]
         xy_cov = tcov[:2, :2]
-        table[f"{name}_xErr"][row] = np.sqrt(tcov[0, 0])
-        table[f"{name}_yErr"][row] = np.sqrt(tcov[1, 1])
+        table[error_column(param_column(m, "x"))][row] = np.sqrt(tcov[0, 0])
+        table[error_column(param_column(m, "y"))][row] = np.sqrt(tcov[1, 1])
         i = 2
     else:
         x, y = outcome.spec.xy_fixed
         xy_cov = np.full((2, 2), np.nan)
-    table[f"{name}_x"][row], table[f"{name}_y"][row] = x, y
+    table[param_column(m, "x")][row], table[param_column(m, "y")][row] = x, y
     if pixel_to_sky is not None:
         ra, dec, ra_err, dec_err = _sky_errors(pixel_to_sky, float(x), float(y), xy_cov)
-        table[f"{name}_ra"][row], table[f"{name}_dec"][row] = ra, dec
-        table[f"{name}_raErr"][row], table[f"{name}_decErr"][row] = ra_err, dec_err
+        table[param_column(m, "ra")][row], table[param_column(m, "dec")][row] = ra, dec
+        table[error_column(param_column(m, "ra"))][row] = ra_err
+        table[error_column(param_column(m, "dec"))][row] = dec_err
     for comp in m.components:
         if not comp.has_shape:
             continue
-        p = m.component_prefix(comp)
         shape = np.asarray(th[i : i + 3], float)
         shape_cov = tcov[i : i + 3, i : i + 3]
         xy_rho = ellipse_xy_rho(*shape)
         xy_rho_err = ellipse_xy_rho_errors(shape, shape_cov)
         for k, key in enumerate(("reff_x", "reff_y", "rho")):
-            table[f"{p}_{key}"][row] = xy_rho[k]
-            table[f"{p}_{key}Err"][row] = xy_rho_err[k]
+            table[param_column(m, key, comp)][row] = xy_rho[k]
+            table[error_column(param_column(m, key, comp))][row] = xy_rho_err[k]
         reff = float(np.exp(th[i]))
-        q, theta = q_theta_from_eta(th[i + 1], th[i + 2])
-        table[f"{p}_reff"][row] = reff * pixel_scale
-        table[f"{p}_reffPix"][row] = reff
-        table[f"{p}_reffErr"][row] = reff * pixel_scale * np.sqrt(tcov[i, i])
-        table[f"{p}_q"][row] = q
-        table[f"{p}_qErr"][row] = _q_err(th[i + 1 : i + 3], tcov[i + 1 : i + 3, i + 1 : i + 3])
-        table[f"{p}_theta"][row] = np.degrees(theta)
+        q, pa = q_pa_from_eta(th[i + 1], th[i + 2], check=False)
+        table[param_column(m, "reff", comp)][row] = reff * pixel_scale
+        table[param_column(m, "reffPix", comp)][row] = reff
+        table[error_column(param_column(m, "reff", comp))][row] = reff * pixel_scale * np.sqrt(tcov[i, i])
+        table[param_column(m, "q", comp)][row] = q
+        table[error_column(param_column(m, "q", comp))][row] = _q_err(th[i + 1 : i + 3], tcov[i + 1 : i + 3, i + 1 : i + 3])
+        table[param_column(m, "pa", comp)][row] = np.degrees(pa)
         i += 3
         if comp.free_n:
-            table[f"{p}_index"][row] = th[i]
-            table[f"{p}_indexErr"][row] = np.sqrt(tcov[i, i])
+            table[param_column(m, "index", comp)][row] = th[i]
+            table[error_column(param_column(m, "index", comp))][row] = np.sqrt(tcov[i, i])
             i += 1
     if outcome.sky is not None:
         assert outcome.sky_err is not None  # set together with ``sky``
         for b, band in enumerate(bands):
             table[sky_column(m, band)][row] = outcome.sky[b]
-            table[sky_column(m, band) + "Err"][row] = outcome.sky_err[b]
-    table[f"{name}_chisq_reduced"][row] = outcome.chi2 / max(outcome.n_pix, 1)
-    table[f"{name}_n_pix"][row] = outcome.n_pix
-    table[f"{name}_n_iter"][row] = outcome.n_iter
-    table[f"{name}_n_eval_jac"][row] = outcome.n_iter
-    table[f"{name}_n_residual_sources"][row] = outcome.n_residual
-    write_flags(table, row, name, outcome.flags)
+            table[error_column(sky_column(m, band))][row] = outcome.sky_err[b]
+    table[param_column(m, "chisq_reduced")][row] = outcome.chi2 / max(outcome.n_pix, 1)
+    table[param_column(m, "n_pix")][row] = outcome.n_pix
+    table[param_column(m, "n_iter")][row] = outcome.n_iter
+    table[param_column(m, "n_eval_jac")][row] = outcome.n_iter
+    table[param_column(m, "n_residual_sources")][row] = outcome.n_residual
+    write_flags(table, row, m.name, outcome.flags)
 
 
 def write_flags(table: Table | dict[str, np.ndarray], row: int, model_name: str, flags: FlagSet) -> None:

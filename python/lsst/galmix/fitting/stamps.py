@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .flags import FlagSet
+from ..schema import FlagSet
 
 __all__ = [
     "STAMP_EDGE_NOISE", "STAMP_FLUX_FRACTION", "STAMP_MAX", "STAMP_MIN", "STAMP_SIGMAS", "VARIANCE_FLOOR", "Exclusion",

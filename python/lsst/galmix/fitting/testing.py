@@ -15,8 +15,8 @@ from astropy.table import Table
 
 from ..models.definitions import get_model
 from ..models.psf_mixture import PsfMixture
+from ..schema import error_column, flux_column
 from .patch import fit_patch
-from .schema import flux_column
 from .source import SourceFitConfig
 
 __all__ = [
@@ -125,7 +125,7 @@ def noise_sigma_for_flux_snr(
     for _ in range(20):
         table = fit_patch({"r": (clean, np.full(clean.shape, sigma**2), None)}, (0, 0), objects, None,
                           {"r": psf}, model, config)
-        ratio = float(table[flux_column(name, "r")][0] / table[flux_column(name, "r") + "Err"][0]) / snr
+        ratio = float(table[flux_column(name, "r")][0] / table[error_column(flux_column(name, "r"))][0]) / snr
         sigma *= ratio
         if abs(ratio - 1.0) < 1e-9:
             break

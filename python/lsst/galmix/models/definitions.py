@@ -22,7 +22,7 @@ __all__ = [
     "N_MIN",
     "ComponentDef",
     "ModelDef",
-    "Profile",
+    "ProfileKind",
     "get_model",
     "model_names",
 ]
@@ -33,8 +33,8 @@ N_MAX = 6.0
 """Default upper bound of the Sersic index."""
 
 
-class Profile(str, Enum):
-    """Radial profile of a component."""
+class ProfileKind(str, Enum):
+    """Kind of radial profile of a component (the engine's `lsst.galmix.engine.Profile` is the profile itself)."""
 
     POINT = "point"
     """Unresolved: the PSF itself."""
@@ -52,7 +52,7 @@ class ComponentDef:
     ----------
     name : `str`
         Component name used in column prefixes of multi-component models (``exp``, ``dev``...).
-    profile : `Profile`
+    profile : `ProfileKind`
         Radial profile.
     sersic_n : `float` or `None`
         Fixed Sersic index (1 for exponential, 4 for de Vaucouleurs); `None` with
@@ -60,18 +60,18 @@ class ComponentDef:
     """
 
     name: str
-    profile: Profile
+    profile: ProfileKind
     sersic_n: float | None = None
 
     @property
     def has_shape(self) -> bool:
         """Whether the component has ``ln reff, eta1, eta2`` parameters."""
-        return self.profile != Profile.POINT
+        return self.profile != ProfileKind.POINT
 
     @property
     def free_n(self) -> bool:
         """Whether the Sersic index is a free parameter."""
-        return self.profile == Profile.SERSIC and self.sersic_n is None
+        return self.profile == ProfileKind.SERSIC and self.sersic_n is None
 
     @property
     def nonlinear_names(self) -> tuple[str, ...]:
@@ -141,35 +141,31 @@ class ModelDef:
         """Whether any component is extended."""
         return any(c.has_shape for c in self.components)
 
-    def component_prefix(self, comp: ComponentDef) -> str:
-        """Column prefix for a component quantity (``sersic`` or ``expdev_exp``)."""
-        return f"{self.name}_{comp.name}" if self.multi else self.name
 
-
-def _model(name: str, comps: tuple[ComponentDef, ...], desc: str) -> list[ModelDef]:
+def _with_fixed_centroid_variant(name: str, comps: tuple[ComponentDef, ...], desc: str) -> list[ModelDef]:
     return [
         ModelDef(name, comps, True, desc),
         ModelDef(f"{name}FixedCen", comps, False, desc + " (centroid fixed at the input position)"),
     ]
 
 
-_POINT = ComponentDef("pt", Profile.POINT)
-_GAUSS = ComponentDef("gauss", Profile.GAUSS)
-_EXP = ComponentDef("exp", Profile.SERSIC, 1.0)
-_DEV = ComponentDef("dev", Profile.SERSIC, 4.0)
-_SERSIC = ComponentDef("sersic", Profile.SERSIC, None)
+_POINT = ComponentDef("pt", ProfileKind.POINT)
+_GAUSS = ComponentDef("gauss", ProfileKind.GAUSS)
+_EXP = ComponentDef("exp", ProfileKind.SERSIC, 1.0)
+_DEV = ComponentDef("dev", ProfileKind.SERSIC, 4.0)
+_SERSIC = ComponentDef("sersic", ProfileKind.SERSIC, None)
 
 MODELS: dict[str, ModelDef] = {
     m.name: m
     for m in (
-        _model("point", (_POINT,), "Point source (the PSF)")
-        + _model("gauss", (_GAUSS,), "Elliptical Gaussian")
-        + _model("exp", (_EXP,), "Exponential (Sersic n = 1)")
-        + _model("dev", (_DEV,), "de Vaucouleurs (Sersic n = 4)")
-        + _model("sersic", (_SERSIC,), "Sersic with free index")
-        + _model("expdev", (_EXP, _DEV), "Exponential + de Vaucouleurs sharing a centre")
-        + _model("ptsersic", (_POINT, _SERSIC), "Point source + Sersic sharing a centre")
-        + _model("sersicexp", (_SERSIC, _EXP), "Sersic + exponential sharing a centre (bulge + disk with free "
+        _with_fixed_centroid_variant("point", (_POINT,), "Point source (the PSF)")
+        + _with_fixed_centroid_variant("gauss", (_GAUSS,), "Elliptical Gaussian")
+        + _with_fixed_centroid_variant("exp", (_EXP,), "Exponential (Sersic n = 1)")
+        + _with_fixed_centroid_variant("dev", (_DEV,), "de Vaucouleurs (Sersic n = 4)")
+        + _with_fixed_centroid_variant("sersic", (_SERSIC,), "Sersic with free index")
+        + _with_fixed_centroid_variant("expdev", (_EXP, _DEV), "Exponential + de Vaucouleurs sharing a centre")
+        + _with_fixed_centroid_variant("ptsersic", (_POINT, _SERSIC), "Point source + Sersic sharing a centre")
+        + _with_fixed_centroid_variant("sersicexp", (_SERSIC, _EXP), "Sersic + exponential sharing a centre (bulge + disk with free "
                  "bulge index)")
     )
 }

@@ -98,7 +98,7 @@ def _pack(w: np.ndarray, s: np.ndarray) -> np.ndarray:
     return np.concatenate([logw[1:] - logw[0], np.log(s)])
 
 
-def _model(p: np.ndarray, k: int, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _enclosed_light(p: np.ndarray, k: int, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mixture enclosed light at radii r and its Jacobian with respect to p."""
     w, s = _unpack(p, k)
     u = 0.5 * (r[:, None] / s[None, :]) ** 2
@@ -146,14 +146,14 @@ def fit_one(
     weight = _radial_weights(r)
 
     def residuals(p: np.ndarray) -> np.ndarray:
-        value, _ = _model(p, k, r)
+        value, _ = _enclosed_light(p, k, r)
         res = weight * (value - exact)
         if target is not None:
             res = np.concatenate([res, penalty * (p - target)])
         return res
 
     def jacobian(p: np.ndarray) -> np.ndarray:
-        jac = weight[:, None] * _model(p, k, r)[1]
+        jac = weight[:, None] * _enclosed_light(p, k, r)[1]
         if target is not None:
             jac = np.vstack([jac, penalty * np.eye(p.size)])
         return jac
@@ -161,7 +161,7 @@ def fit_one(
     result = least_squares(
         residuals, start, jac=jacobian, method="lm", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000
     )
-    diff = _model(result.x, k, r)[0] - exact
+    diff = _enclosed_light(result.x, k, r)[0] - exact
     return result.x, float(np.sqrt(np.mean(diff**2))), float(np.max(np.abs(diff)))
 
 

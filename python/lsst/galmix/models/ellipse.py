@@ -1,9 +1,11 @@
-"""Conversions between the fitter's shape parameters and covariances.
+"""Conversions between the fitter's shape parameters and covariances: the one implementation.
 
-The fitter uses ``(ln reff, eta1, eta2)`` with the conformal shear ``eta``: ``q = exp(-|eta|)``,
-``theta = atan2(eta2, eta1) / 2`` (doc/conventions.rst). A profile component of size ``s`` (in units of
-``reff``) has covariance ``(s reff)^2 R(theta) diag(1, q^2) R(theta)^T``. `covariance_terms` is the
-package's one Python statement of that formula (the engine's is ``gaussian_from_ellipse`` in C++).
+The fitter uses ``(ln reff, eta1, eta2)`` with the conformal shear ``eta``: ``q = exp(-|eta|)``, position
+angle ``pa = atan2(eta2, eta1) / 2`` (radians, counter-clockwise from +x; doc/conventions.rst). A profile
+component of size ``s`` (in units of ``reff``) has covariance ``(s reff)^2 R(pa) diag(1, q^2) R(pa)^T``.
+(``theta`` names the fitter's parameter vector, never an angle.)
+`covariance_terms` is the package's one Python statement of that formula (the engine's is
+``gaussian_from_ellipse`` in C++).
 """
 
 from __future__ import annotations
@@ -14,27 +16,69 @@ from numpy.typing import ArrayLike
 __all__ = [
     "covariance",
     "covariance_terms",
-    "eta_from_q_theta",
-    "q_theta_from_covariance",
-    "q_theta_from_eta",
+    "eta_from_q_pa",
+    "q_pa_from_covariance",
+    "q_pa_from_eta",
     "shape_covariance",
 ]
 
 
-def eta_from_q_theta(q: float, theta: float) -> tuple[float, float]:
-    """Conformal shear from axis ratio and position angle (radians)."""
-    e = -np.log(np.clip(q, 1e-12, 1.0))
-    return float(e * np.cos(2 * theta)), float(e * np.sin(2 * theta))
+def eta_from_q_pa(
+    q: float | np.ndarray, pa: float | np.ndarray, check: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Conformal shear ``(eta1, eta2)`` from axis ratio ``q = b/a`` and position angle ``pa`` (radians).
+
+    Parameters
+    ----------
+    q, pa : `float` or `numpy.ndarray`
+        Axis ratio and position angle.
+    check : `bool`
+        Refuse non-finite or non-positive ``q`` and non-finite ``pa`` (`ValueError`); `False` lets them
+        through as non-finite shears (rows of a table that were never fitted).
+
+    Raises
+    ------
+    ValueError
+        If ``check`` and a q is not finite and > 0 or a pa is not finite.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    pa = np.asarray(pa, dtype=np.float64)
+    if check and not (np.isfinite(q).all() and (q > 0).all()):
+        raise ValueError("eta_from_q_pa: q must be finite and > 0")
+    if check and not np.isfinite(pa).all():
+        raise ValueError("eta_from_q_pa: pa must be finite")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = -np.log(q)
+    c, s = np.cos(pa), np.sin(pa)  # double-angle forms: 2 pa may overflow where pa does not
+    return eta * (c * c - s * s), eta * (2.0 * s * c)
 
 
-def q_theta_from_eta(eta1: float, eta2: float) -> tuple[float, float]:
-    """Axis ratio and position angle (radians, in [-pi/2, pi/2)) from the conformal shear."""
-    e = float(np.hypot(eta1, eta2))
-    return float(np.exp(-e)), float(0.5 * np.arctan2(eta2, eta1))
+def q_pa_from_eta(
+    eta1: float | np.ndarray, eta2: float | np.ndarray, check: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Axis ratio ``q`` and position angle ``pa`` (radians, in (-pi/2, pi/2]) from the conformal shear.
+
+    Parameters
+    ----------
+    eta1, eta2 : `float` or `numpy.ndarray`
+        Conformal shear.
+    check : `bool`
+        Refuse a non-finite shear (`ValueError`); `False` returns NaN for it.
+
+    Raises
+    ------
+    ValueError
+        If ``check`` and an eta is not finite.
+    """
+    eta1 = np.asarray(eta1, dtype=np.float64)
+    eta2 = np.asarray(eta2, dtype=np.float64)
+    if check and not (np.isfinite(eta1).all() and np.isfinite(eta2).all()):
+        raise ValueError("q_pa_from_eta: eta1 and eta2 must be finite")
+    return np.exp(-np.hypot(eta1, eta2)), 0.5 * np.arctan2(eta2, eta1)
 
 
-def covariance_terms(size: ArrayLike, q: ArrayLike, theta: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(xx, xy, yy)`` of the covariance ``size^2 R(theta) diag(1, q^2) R(theta)^T`` (element-wise).
+def covariance_terms(size: ArrayLike, q: ArrayLike, pa: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(xx, xy, yy)`` of the covariance ``size^2 R(pa) diag(1, q^2) R(pa)^T`` (element-wise).
 
     Parameters
     ----------
@@ -42,37 +86,40 @@ def covariance_terms(size: ArrayLike, q: ArrayLike, theta: ArrayLike) -> tuple[n
         Major-axis sigma (or ``reff`` for the half-light ellipse).
     q : `float` or `numpy.ndarray`
         Axis ratio.
-    theta : `float` or `numpy.ndarray`
+    pa : `float` or `numpy.ndarray`
         Position angle of the major axis (radians).
     """
     size2, q2 = np.square(size), np.square(q)
-    c, s = np.cos(theta), np.sin(theta)
+    c, s = np.cos(pa), np.sin(pa)
     return size2 * (c * c + q2 * s * s), size2 * c * s * (1.0 - q2), size2 * (s * s + q2 * c * c)
 
 
-def covariance(size: float, q: float, theta: float) -> np.ndarray:
+def covariance(size: float, q: float, pa: float) -> np.ndarray:
     """2x2 covariance ``size^2 R diag(1, q^2) R^T`` (`covariance_terms`)."""
-    xx, xy, yy = covariance_terms(size, q, theta)
+    xx, xy, yy = covariance_terms(size, q, pa)
     return np.array([[xx, xy], [xy, yy]], dtype=float)
 
 
-def shape_covariance(ln_reff: float, eta1: float, eta2: float) -> np.ndarray:
-    """2x2 matrix of the half-light ellipse of the fitter's shape parameters (``reff^2 R diag(1, q^2) R^T``)."""
-    q, theta = q_theta_from_eta(eta1, eta2)
-    return covariance(float(np.exp(ln_reff)), q, theta)
+def shape_covariance(ln_reff: float, eta1: float, eta2: float, check: bool = True) -> np.ndarray:
+    """2x2 matrix of the half-light ellipse of the fitter's shape parameters (``reff^2 R diag(1, q^2) R^T``).
+
+    ``check`` is passed to `q_pa_from_eta` (`False`: a non-finite shear gives a NaN matrix).
+    """
+    q, pa = q_pa_from_eta(eta1, eta2, check=check)
+    return covariance(float(np.exp(ln_reff)), float(q), float(pa))
 
 
-def q_theta_from_covariance(cov: np.ndarray) -> tuple[float, float, float]:
+def q_pa_from_covariance(cov: np.ndarray) -> tuple[float, float, float]:
     """Major-axis sigma, axis ratio and position angle of a covariance.
 
     Returns
     -------
-    sigma, q, theta : `float`
+    sigma, q, pa : `float`
         ``sqrt`` of the largest eigenvalue, ``b/a`` and the major-axis angle (radians).
     """
     xx, yy, xy = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
     tr, det = xx + yy, xx * yy - xy * xy
     disc = np.sqrt(max(0.25 * tr * tr - det, 0.0))
     a2, b2 = 0.5 * tr + disc, max(0.5 * tr - disc, 0.0)
-    theta = 0.5 * np.arctan2(2 * xy, xx - yy)
-    return float(np.sqrt(max(a2, 0.0))), float(np.sqrt(b2 / a2)) if a2 > 0 else 1.0, float(theta)
+    pa = 0.5 * np.arctan2(2 * xy, xx - yy)
+    return float(np.sqrt(max(a2, 0.0))), float(np.sqrt(b2 / a2)) if a2 > 0 else 1.0, float(pa)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .definitions import ComponentDef, Profile
+from .definitions import ComponentDef, ProfileKind
 
 __all__ = ["GAUSS_SIZE", "profile_mixture"]
 
@@ -32,9 +32,9 @@ def profile_mixture(comp: ComponentDef, n: float | None = None) -> tuple[np.ndar
     w, s : `numpy.ndarray`
         Weights (sum 1) and sizes; a point source is one Gaussian of size 0.
     """
-    if comp.profile == Profile.POINT:
+    if comp.profile == ProfileKind.POINT:
         return np.ones(1), np.zeros(1)
-    if comp.profile == Profile.GAUSS:
+    if comp.profile == ProfileKind.GAUSS:
         return np.ones(1), np.full(1, GAUSS_SIZE)
     from . import sersic
 

@@ -63,24 +63,3 @@ class PsfMixture:
         det = self.xx * self.yy - self.xy**2
         return bool(np.isfinite(arr).all() and (self.xx > 0).all() and (det > 0).all()
                     and 0.5 < self.frac.sum() < 1.5)
-
-    def to_row(self) -> dict[str, float]:
-        """Columns ``psf_g{i}_frac, _dx, _dy, _xx, _yy, _xy`` of a ``galmix_psf_fits`` row."""
-        row: dict[str, float] = {}
-        for i in range(self.n_gauss):
-            for name in ("frac", "dx", "dy", "xx", "yy", "xy"):
-                row[f"psf_g{i}_{name}"] = float(getattr(self, name)[i])
-        return row
-
-    @classmethod
-    def from_row(cls, row) -> PsfMixture:
-        """Read a mixture from a ``galmix_psf_fits`` row (any mapping with those column names)."""
-        keys = row.colnames if hasattr(row, "colnames") else list(row.keys())
-        n = 0
-        while f"psf_g{n}_frac" in keys:
-            n += 1
-        if n == 0:
-            raise KeyError("row has no psf_g0_frac column")
-        vals = {name: [float(row[f"psf_g{i}_{name}"]) for i in range(n)]
-                for name in ("frac", "dx", "dy", "xx", "yy", "xy")}
-        return cls(**vals)

@@ -14,26 +14,16 @@ exact to rounding.
 
 from __future__ import annotations
 
-__all__ = ("composite_half_light_radius", "sersic_b")
+__all__ = ("composite_half_light_radius",)
 
 import numpy as np
-from scipy.special import gammainc, gammaincinv, gammaln
+from scipy.special import gammainc, gammaln
 
 from ..models.ellipse import covariance_terms
+from ..models.sersic_profile import sersic_b
 
 _N_PHI = 128
 _MAX_ITERATIONS = 60
-
-
-def sersic_b(n: float) -> float:
-    """Return ``b_n`` such that ``r_e`` encloses half the light of a Sersic profile.
-
-    Parameters
-    ----------
-    n
-        Sersic index.
-    """
-    return float(gammaincinv(2.0 * n, 0.5))
 
 
 def _stretched(reff: np.ndarray, q: np.ndarray, theta: np.ndarray, ap_q: np.ndarray, ap_theta: np.ndarray):

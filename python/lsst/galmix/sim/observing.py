@@ -13,7 +13,6 @@ __all__ = (
     "SATURATION_NJY",
     "BandConditions",
     "PsfField",
-    "flux_to_mag",
     "mag_to_flux",
 )
 
@@ -40,17 +39,6 @@ def mag_to_flux(mag: np.ndarray | float) -> np.ndarray:
         AB magnitudes.
     """
     return np.power(10.0, -0.4 * (np.asarray(mag, dtype=float) - 31.4))
-
-
-def flux_to_mag(flux: np.ndarray | float) -> np.ndarray:
-    """Convert fluxes in nJy to AB magnitudes.
-
-    Parameters
-    ----------
-    flux
-        Fluxes, nJy.
-    """
-    return 31.4 - 2.5 * np.log10(np.asarray(flux, dtype=float))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -86,16 +86,15 @@ def galaxy_profile(row, band: str) -> galsim.GSObject:
     flux = row[f"flux_{band}"]
     bulge_frac = row[f"bulge_frac_{band}"]
     parts = []
-    for name, cls, frac in (
-        ("bulge", galsim.DeVaucouleurs, bulge_frac),
-        ("disk", galsim.Exponential, 1.0 - bulge_frac),
+    for cls, frac, (reff, q, pa) in (
+        (galsim.DeVaucouleurs, bulge_frac, (row["bulge_reff"], row["bulge_q"], row["bulge_theta"])),
+        (galsim.Exponential, 1.0 - bulge_frac, (row["disk_reff"], row["disk_q"], row["disk_theta"])),
     ):
         if frac <= 0:
             continue
-        q = row[f"{name}_q"]
         # GalSim's shear conserves area: the circular radius is reff_major * sqrt(q).
-        profile = cls(half_light_radius=row[f"{name}_reff"] * np.sqrt(q), flux=flux * frac)
-        parts.append(profile.shear(q=q, beta=row[f"{name}_theta"] * galsim.degrees))
+        profile = cls(half_light_radius=reff * np.sqrt(q), flux=flux * frac)
+        parts.append(profile.shear(q=q, beta=pa * galsim.degrees))
     return parts[0] if len(parts) == 1 else galsim.Add(parts)
 
 

@@ -9,8 +9,8 @@ import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
 from ..analysis.metrics import MatchedSpec, compute_metrics, make_plots, plot_names
+from ..connections import MODEL_TEMPLATE_DEFAULT, apply_model_template
 from ..models.definitions import get_model
-from ._templates import MODEL_TEMPLATE_DEFAULT, apply_model_template
 
 __all__ = ["AnalyzeMatchedConfig", "AnalyzeMatchedConnections", "AnalyzeMatchedTask"]
 

@@ -10,6 +10,7 @@ import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
 from ..analysis.catalogs import add_identity_columns, consolidate_models, resolve_duplicates
+from ..schema import param_column
 
 __all__ = ["ConsolidateTractConfig", "ConsolidateTractConnections", "ConsolidateTractTask"]
 
@@ -109,7 +110,8 @@ class ConsolidateTractTask(pipeBase.PipelineTask):
         table = consolidate_models(per_model)
         first = self.config.models[0]
         primary = resolve_duplicates(
-            table, f"{first}_ra", f"{first}_dec", self.config.duplicateRadius, f"{first}_n_pix"
+            table, param_column(first, "ra"), param_column(first, "dec"), self.config.duplicateRadius,
+            param_column(first, "n_pix"),
         )
         table["isPrimary"] = Column(primary)
         table = add_identity_columns(table, list(self.config.models), tract)

@@ -16,12 +16,7 @@ from lsst.pipe.base import connectionTypes as cT
 
 from ..detection.coadds import NoCoaddError, patch_images_from_coadds
 from ..detection.detect import DetectionConfig, detect_patch
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as one short line (type and first line of the message)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+from ..messages import exception_line
 
 
 class DetectCoaddSourcesConnections(
@@ -147,7 +142,7 @@ class DetectCoaddSourcesTask(pipeBase.PipelineTask):
                 coadd = source.get()
             except Exception as exc:  # noqa: BLE001 - an unreadable band is a missing band
                 self.log.warning("Band %s of patch %s: cannot read %s (%s); detecting without it.",
-                                 band, source.dataId["patch"], source.ref.datasetType.name, _one_line(exc))
+                                 band, source.dataId["patch"], source.ref.datasetType.name, exception_line(exc))
                 return None
         else:
             coadd = source

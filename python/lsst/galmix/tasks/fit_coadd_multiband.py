@@ -13,11 +13,12 @@ import lsst.pipe.base as pipeBase
 from lsst.daf.butler import DeferredDatasetHandle
 from lsst.pipe.base import connectionTypes as cT
 
+from ..connections import MODEL_TEMPLATE_DEFAULT, apply_model_template
 from ..fitting.optimize import FitSettings, Priors
 from ..fitting.patch import fit_patch
 from ..fitting.source import SourceFitConfig
 from ..models.definitions import MODELS
-from ._templates import MODEL_TEMPLATE_DEFAULT, apply_model_template
+from ..schema import summary_flag_column
 
 __all__ = [
     "FitCoaddMultibandConfig",
@@ -291,7 +292,7 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
             config=cfg.fit_config(pixel_scale), pixel_to_sky=pixel_to_sky, bands=list(cfg.bands),
         )
         t2 = time.perf_counter()
-        flag = f"{cfg.modelName}_flag"
+        flag = summary_flag_column(cfg.modelName)
         n_flag = int(np.sum(table[flag])) if flag in table.colnames else 0
         self.metadata["nObjects"] = len(table)
         self.metadata["nFlagged"] = n_flag

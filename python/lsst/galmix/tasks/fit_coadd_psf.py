@@ -13,14 +13,9 @@ from lsst.pipe.base import connectionTypes as cT
 
 from ..fitting.psf import fit_psf_images_table
 from ..fitting.source import SourceFitConfig
+from ..messages import exception_line
 
 __all__ = ["FitCoaddPsfConfig", "FitCoaddPsfConnections", "FitCoaddPsfTask"]
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception as one short line (type and first line of the message)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 class FitCoaddPsfConnections(
@@ -90,7 +85,7 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
             # No output: the fits of this patch treat the band as missing (bad_psf, missing_band), the
             # other bands and patches go on.
             self.log.warning("Band %s of patch %s: cannot read %s (%s); no PSF fits for this band.",
-                             ref.dataId["band"], ref.dataId["patch"], ref.datasetType.name, _one_line(exc))
+                             ref.dataId["band"], ref.dataId["patch"], ref.datasetType.name, exception_line(exc))
             raise pipeBase.NoWorkFound(f"Unreadable {ref.datasetType.name} {dict(ref.dataId.required)}") from exc
         objects = butlerQC.get(inputRefs.objects) if self.config.mode == "object" else None
         butlerQC.put(self.run(psf, objects), outputRefs)

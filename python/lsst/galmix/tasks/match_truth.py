@@ -9,24 +9,19 @@ import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
-from ..analysis.catalogs import in_primary_area, match_tables, pixel_scale_arcsec
+from ..analysis.catalogs import column_values, in_primary_area, match_tables, pixel_scale_arcsec
 from ..analysis.matching import match_probabilistic
 from ..analysis.stats import flux_to_mag
-from ..fitting.schema import flux_column
+from ..schema import error_column, flux_column, param_column
 
 __all__ = ["MatchTruthConfig", "MatchTruthConnections", "MatchTruthTask"]
-
-
-def _col(table: Table, name: str, fill=np.nan) -> np.ndarray:
-    column = table[name]
-    return np.asarray(column.filled(fill) if hasattr(column, "filled") else column)
 
 
 def _stack(table: Table, names: list[str]) -> np.ndarray:
     """Columns as an ``(N, len(names))`` float array."""
     out = np.empty((len(table), len(names)))
     for i, name in enumerate(names):
-        out[:, i] = _col(table, name)
+        out[:, i] = column_values(table, name)
     return out
 
 
@@ -134,39 +129,41 @@ class MatchTruthTask(pipeBase.PipelineTask):
 
         ref_flux = _stack(reference, [cfg.refFluxTemplate.format(band=b) for b in bands])
         tgt_flux = _stack(target, [flux_column(m, b) for b in bands])
-        tgt_err = _stack(target, [flux_column(m, b) + "Err" for b in bands])
+        tgt_err = _stack(target, [error_column(flux_column(m, b)) for b in bands])
 
         ref_select = np.ones(len(reference), dtype=bool)
         if cfg.refUniqueColumn and cfg.refUniqueColumn in reference.colnames:
-            ref_select &= _col(reference, cfg.refUniqueColumn, False).astype(bool)
+            ref_select &= column_values(reference, cfg.refUniqueColumn, False).astype(bool)
         mag_col = cfg.refFluxTemplate.format(band=cfg.refMagBand)
         if mag_col in reference.colnames:
             with np.errstate(invalid="ignore"):
-                ref_select &= flux_to_mag(_col(reference, mag_col)) <= cfg.refMagMax
+                ref_select &= flux_to_mag(column_values(reference, mag_col)) <= cfg.refMagMax
         tgt_select = np.ones(len(target), dtype=bool)
         if cfg.targetPrimaryColumn in target.colnames:
-            tgt_select &= _col(target, cfg.targetPrimaryColumn, False).astype(bool)
+            tgt_select &= column_values(target, cfg.targetPrimaryColumn, False).astype(bool)
         elif "detect_isPrimary" in target.colnames:
-            tgt_select &= _col(target, "detect_isPrimary", False).astype(bool)
+            tgt_select &= column_values(target, "detect_isPrimary", False).astype(bool)
 
-        t_ra, t_dec = _col(target, f"{m}_ra"), _col(target, f"{m}_dec")
+        t_ra, t_dec = column_values(target, param_column(m, "ra")), column_values(target, param_column(m, "dec"))
         if cfg.refInPrimaryArea:
             ref_select &= in_primary_area(
-                _col(reference, cfg.refRaColumn), _col(reference, cfg.refDecColumn),
+                column_values(reference, cfg.refRaColumn), column_values(reference, cfg.refDecColumn),
                 t_ra, t_dec, tgt_select, radius=cfg.primaryAreaRadius,
             )
         scale = np.nan
-        if f"{m}_x" in target.colnames:
-            scale = pixel_scale_arcsec(_col(target, f"{m}_x"), _col(target, f"{m}_y"), t_ra, t_dec)
+        if param_column(m, "x") in target.colnames:
+            scale = pixel_scale_arcsec(column_values(target, param_column(m, "x")), column_values(target, param_column(m, "y")),
+                                       t_ra, t_dec)
         if not np.isfinite(scale):
             scale = cfg.pixelScale
-        if f"{m}_xErr" in target.colnames:
-            pos_err = scale * np.hypot(_col(target, f"{m}_xErr"), _col(target, f"{m}_yErr")) / np.sqrt(2)
+        x_err, y_err = error_column(param_column(m, "x")), error_column(param_column(m, "y"))
+        if x_err in target.colnames:
+            pos_err = scale * np.hypot(column_values(target, x_err), column_values(target, y_err)) / np.sqrt(2)
         else:
             pos_err = np.full(len(target), np.nan)
 
         result = match_probabilistic(
-            _col(reference, cfg.refRaColumn), _col(reference, cfg.refDecColumn), ref_flux,
+            column_values(reference, cfg.refRaColumn), column_values(reference, cfg.refDecColumn), ref_flux,
             t_ra, t_dec, pos_err, tgt_flux, tgt_err,
             radius=cfg.radius, ref_select=ref_select, target_select=tgt_select,
         )

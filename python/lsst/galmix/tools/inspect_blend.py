@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from astropy.table import Row, Table
+from astropy.table import Table
 from astropy.visualization import make_lupton_rgb
 from matplotlib.figure import Figure
 
@@ -18,36 +18,14 @@ from lsst.daf.butler import Butler, ButlerUserError
 from lsst.daf.butler.registry import RegistryError
 
 from ..fitting import rebuild
-from ..fitting.flags import FLAGS
-from ..fitting.schema import flag_column
+from ..messages import exception_line
 from ..models.definitions import ModelDef, get_model
+from ..schema import SOURCE_FLAGS, flag_column, param_column
 
-__all__ = ["inspect_blend", "main", "render_objects", "theta_from_row"]
+__all__ = ["inspect_blend", "main", "render_objects"]
 
 RGB_BANDS = ("i", "r", "g")
 """Bands shown as red, green, blue."""
-
-
-def theta_from_row(model: ModelDef, row: Row) -> tuple[np.ndarray, tuple[float, float]]:
-    """Fitter parameters of one output row (the inverse of the row writer).
-
-    Parameters
-    ----------
-    model : `ModelDef`
-        The model of the row's columns.
-    row : `astropy.table.Row`
-        Row of a ``galmix_<model>_patch`` or tract table.
-
-    Returns
-    -------
-    theta : `numpy.ndarray`
-        Nonlinear parameters in fitter order (``x, y`` if free, then ``ln reff``, ``eta1``, ``eta2``
-        [, ``n``] per extended component).
-    xy : `tuple` [`float`, `float`]
-        The centre (for fixed-centroid models).
-    """
-    xy = (float(row[f"{model.name}_x"]), float(row[f"{model.name}_y"]))
-    return rebuild.theta_from_row(model, row), xy
 
 
 def render_objects(
@@ -93,7 +71,7 @@ def _find_object(butler: Butler, collections: Sequence[str], object_id: int, mod
         table = butler.get(ref)
         hit = np.flatnonzero(np.asarray(table["objectId"]) == object_id)
         if len(hit):
-            if f"{model}_x" not in table.colnames:
+            if param_column(model, "x") not in table.colnames:
                 raise LookupError(f"objectTable_tract_galmix {ref.dataId} has no columns of model {model!r}")
             return table, int(hit[0]), ref.dataId
     raise LookupError(f"Object {object_id} is not in any objectTable_tract_galmix of {list(collections)}")
@@ -143,8 +121,9 @@ def inspect_blend(
         members = table[same_patch & (np.asarray(table["parentObjectId"]) == parent)]
     else:
         members = table[index : index + 1]
-    xs, ys = np.asarray(members[f"{m}_x"], float), np.asarray(members[f"{m}_y"], float)
-    size = np.nan_to_num(np.asarray(members[f"{m}_reffPix"], float), nan=2.0) if f"{m}_reffPix" in \
+    x_col, y_col, reff_col = param_column(m, "x"), param_column(m, "y"), param_column(m, "reffPix")
+    xs, ys = np.asarray(members[x_col], float), np.asarray(members[y_col], float)
+    size = np.nan_to_num(np.asarray(members[reff_col], float), nan=2.0) if reff_col in \
         members.colnames else np.full(len(members), 2.0)
     pad = margin + 3 * np.clip(size, 1, 30)
     x0, x1 = int(np.floor(np.nanmin(xs - pad))), int(np.ceil(np.nanmax(xs + pad)))
@@ -158,7 +137,7 @@ def inspect_blend(
     )
     images, models, chis = {}, {}, {}
     # Neighbours whose light reaches the box are modelled too, so residuals show only this fit's errors.
-    tx, ty = np.asarray(table[f"{m}_x"], float), np.asarray(table[f"{m}_y"], float)
+    tx, ty = np.asarray(table[x_col], float), np.asarray(table[y_col], float)
     near = same_patch & (tx > x0 - 30) & (tx < x1 + 30) & (ty > y0 - 30) & (ty < y1 + 30)
     neighbours = table[near]
     for band in bands:
@@ -210,9 +189,9 @@ def inspect_blend(
     for k in range(len(bands), 3 * n_chi_rows):
         axes[1 + k // 3][k % 3].set_visible(False)
     for ax in [a for a in axes.ravel() if a.get_visible()]:
-        ax.plot(neighbours[f"{m}_x"], neighbours[f"{m}_y"], "o", mfc="none", mec="lime", ms=9,
+        ax.plot(neighbours[x_col], neighbours[y_col], "o", mfc="none", mec="lime", ms=9,
                 label=f"{m} fit")
-        ax.plot(members[f"{m}_x"], members[f"{m}_y"], "o", mfc="none", mec="yellow", ms=12, mew=2,
+        ax.plot(members[x_col], members[y_col], "o", mfc="none", mec="yellow", ms=12, mew=2,
                 label="blend members")
         if truth is not None and "x" in truth.colnames:
             tx_, ty_ = np.asarray(truth["x"], float), np.asarray(truth["y"], float)
@@ -222,9 +201,10 @@ def inspect_blend(
         ax.set_ylim(extent[2], extent[3])
     axes[0][0].legend(fontsize=7, loc="upper right")
     for _, r in enumerate(members):
-        axes[0][0].annotate(str(r["objectId"]), (r[f"{m}_x"], r[f"{m}_y"]), color="white", fontsize=7,
+        axes[0][0].annotate(str(r["objectId"]), (r[x_col], r[y_col]), color="white", fontsize=7,
                             xytext=(6, 6), textcoords="offset points")
-    flag_cols = {flag_column(m, f.name): f.name for f in FLAGS if flag_column(m, f.name) in members.colnames}
+    flag_cols = {flag_column(m, f.name): f.name for f in SOURCE_FLAGS
+                 if flag_column(m, f.name) in members.colnames}
     flags = sorted({name for c, name in flag_cols.items() for r in members if r[c]})
     fig.suptitle(
         f"object {object_id}: blend {parent} with {len(members)} member(s), patch {patch}, model {m}"
@@ -236,11 +216,6 @@ def inspect_blend(
 
 _USER_ERRORS = (LookupError, OSError, ValueError, RegistryError, ButlerUserError)
 """Errors a wrong argument causes (missing repository, collection, object or model; unwritable output)."""
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         fig = inspect_blend(butler, args.collections, args.object_id, args.model)
         fig.savefig(output, dpi=100)
     except _USER_ERRORS as exc:
-        print(f"galmix-inspect: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"galmix-inspect: error: {exception_line(exc, with_type=False)}", file=sys.stderr)
         return 1
     print(output)
     return 0

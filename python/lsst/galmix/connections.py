@@ -1,4 +1,7 @@
-"""Resolution of the ``{model}`` connection template from a task's model configuration."""
+"""Resolution of the ``{model}`` connection template from a task's model configuration.
+
+Shared by the PipelineTasks of `lsst.galmix.tasks` (their connections call `apply_model_template`).
+"""
 
 from __future__ import annotations
 

@@ -1,17 +1,33 @@
-"""The one registry of failure modes of the source and PSF fitters.
+"""The one registry of failure modes: detection, PSF fits and source fits.
 
-Each flag becomes a boolean column ``<model>_<column>_flag`` (source fits, Rubin's Object-table pattern;
-``column`` is the name unless the flag has a Rubin name, e.g. ``exception`` -> ``<model>_unknown_flag``)
-or ``psf_flag_<name>`` (PSF fits); the summary column ``<model>_flag`` / ``psf_flag`` is set when any
-flag marked ``fatal`` is set (the fit values are then not to be trusted). Non-fatal flags mark degraded but usable fits.
-Flags are carried in the library as integer bit masks; `FLAGS` fixes the bit of each name.
+Every flag is a `FlagDef` whose ``name`` is a snake_case reason; `lsst.galmix.schema.columns` turns it
+into a boolean column with one pattern, ``<prefix>_<reason>_flag`` (Rubin's Object-table pattern):
+
+- source fits (`SOURCE_FLAGS`): prefix the model name (``sersic_no_data_flag``); ``column`` replaces the
+  reason where Rubin has a name for the same failure (``exception`` -> ``sersic_unknown_flag``). The
+  summary column ``<model>_flag`` is set when any flag marked ``fatal`` is set (the fit values are then
+  not to be trusted); non-fatal flags mark degraded but usable fits.
+- PSF fits (`PSF_FLAGS`): prefix ``psf`` (``psf_no_data_flag``), summary ``psf_flag``.
+- detection (`DETECTION_FLAGS`): prefix ``detect`` (``detect_edge_flag``), no summary column.
+
+The fitting library carries source and PSF flags as integer bit masks (`FlagSet`); the order of a
+registry fixes the bit of each name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FLAGS", "PSF_FLAGS", "FlagDef", "FlagSet", "flag_bit", "flag_names"]
+__all__ = [
+    "DETECTION_FLAGS",
+    "PSF_FLAGS",
+    "REGISTRY",
+    "SOURCE_FLAGS",
+    "FlagDef",
+    "FlagSet",
+    "flag_bit",
+    "flag_names",
+]
 
 
 @dataclass(frozen=True)
@@ -21,11 +37,11 @@ class FlagDef:
     Parameters
     ----------
     name : `str`
-        Column suffix (``no_data`` -> ``<model>_flag_no_data``).
+        The reason, snake_case (``no_data`` -> column ``<prefix>_no_data_flag``).
     description : `str`
         Column description.
     fatal : `bool`
-        Whether the flag sets the summary flag.
+        Whether the flag sets the summary flag (source and PSF fits).
     column : `str` or `None`
         Reason in the column name when it differs from ``name`` (Rubin's name for the same failure).
     """
@@ -36,7 +52,7 @@ class FlagDef:
     column: str | None = None
 
 
-FLAGS: tuple[FlagDef, ...] = (
+SOURCE_FLAGS: tuple[FlagDef, ...] = (
     FlagDef("exception", "An unexpected error occurred while fitting this object (see the log)",
             column="unknown"),
     FlagDef("no_data", "No usable band: no pixel with non-zero weight (masked, off the image) or no PSF"),
@@ -89,7 +105,23 @@ PSF_FLAGS: tuple[FlagDef, ...] = (
 )
 """PSF-fit failure modes in bit order."""
 
-_BITS = {f.name: i for i, f in enumerate(FLAGS)}
+DETECTION_FLAGS: tuple[FlagDef, ...] = (
+    FlagDef("edge", "Footprint touches the EDGE mask or the patch's outer boundary."),
+    FlagDef("no_data", "Footprint touches NO_DATA pixels."),
+    FlagDef("saturated_center", "A SAT pixel lies within 1 pixel of the centre in some band."),
+    FlagDef("bad_center", "A BAD pixel lies within 1 pixel of the centre in some band."),
+    FlagDef("moments_failed", "Adaptive moments failed; shape and centroid are the footprint's moments."),
+)
+"""Detection failure modes (columns of ``galmix_objects``)."""
+
+REGISTRY: dict[str, tuple[FlagDef, ...]] = {
+    "source": SOURCE_FLAGS,
+    "psf": PSF_FLAGS,
+    "detection": DETECTION_FLAGS,
+}
+"""Every registry by the step that sets its flags."""
+
+_BITS = {f.name: i for i, f in enumerate(SOURCE_FLAGS)}
 _PSF_BITS = {f.name: i for i, f in enumerate(PSF_FLAGS)}
 
 
@@ -101,14 +133,14 @@ def flag_bit(name: str, psf: bool = False) -> int:
     name : `str`
         Flag name.
     psf : `bool`
-        Look the name up in `PSF_FLAGS` instead of `FLAGS`.
+        Look the name up in `PSF_FLAGS` instead of `SOURCE_FLAGS`.
     """
     return 1 << (_PSF_BITS if psf else _BITS)[name]
 
 
 def flag_names(psf: bool = False) -> list[str]:
     """Names of all flags in bit order."""
-    return [f.name for f in (PSF_FLAGS if psf else FLAGS)]
+    return [f.name for f in (PSF_FLAGS if psf else SOURCE_FLAGS)]
 
 
 class FlagSet:
@@ -139,7 +171,7 @@ class FlagSet:
     @property
     def fatal(self) -> bool:
         """Whether any fatal flag is set."""
-        return any(f.fatal and f.name in self for f in (PSF_FLAGS if self.psf else FLAGS))
+        return any(f.fatal and f.name in self for f in (PSF_FLAGS if self.psf else SOURCE_FLAGS))
 
     def __repr__(self) -> str:
         return f"FlagSet({self.names()})"
