@@ -3,14 +3,13 @@
 The entry points used by the PipelineTasks are re-exported here; see doc/fitting.rst.
 """
 
+from .config import FitSettings, Priors, PsfFitConfig, SourceFitConfig
 from .flags import FLAGS, PSF_FLAGS, FlagDef, FlagSet
-from .optimize import FitSettings, Priors
 from .patch import fit_patch
 from .profile import reff_profile_errors
 from .psf import PsfFit, fit_psf_image, fit_psf_images_table, psf_at
 from .rebuild import model_image
 from .schema import ColumnDef, empty_psf_table, empty_source_table, flux_column, psf_columns, source_columns
-from .source import SourceFitConfig
 
 __all__ = [
     "FLAGS",
@@ -21,6 +20,7 @@ __all__ = [
     "FlagSet",
     "Priors",
     "PsfFit",
+    "PsfFitConfig",
     "SourceFitConfig",
     "empty_psf_table",
     "empty_source_table",

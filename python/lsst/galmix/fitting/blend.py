@@ -9,7 +9,6 @@ on its stamp with all its neighbours' first-pass models subtracted.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -22,12 +21,13 @@ from .._galmix import nnls_gram
 from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..models.render import component_gaussians
+from .config import SourceFitConfig
 from .engine_backend import model_stamps
 from .flags import FlagSet
 from .moments import adaptive_moments
 from .optimize import BandInput, SourceSpec
 from .residual_sources import refit_with_residual_sources
-from .source import Prepared, SourceFitConfig, SourceOutcome, band_input, extra_starts, initial_theta, solve
+from .source import Prepared, SourceOutcome, band_input, extra_starts, initial_theta, solve
 from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size
 
 __all__ = ["BandImage", "ObjectInput", "fit_isolated", "fit_objects"]
@@ -245,11 +245,6 @@ def _sky_allowed(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitCon
     ``cfg.sky_min_background`` of its pixels lie beyond 3 observed sigma of every object on it."""
     if cfg.sky not in ("auto", "flat", "none"):
         raise ValueError(f"sky must be 'auto', 'flat' or 'none', not {cfg.sky!r}")
-    if cfg.settings.backend != "engine":
-        # The numpy reference backend has no sky parameter.
-        if cfg.sky == "flat":
-            raise ValueError("sky='flat' needs the engine backend")
-        return False
     if cfg.sky != "auto":
         return cfg.sky == "flat"
     b = next(b for b in bands if b is not None)
@@ -619,7 +614,8 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
     # No residual-source search: the residuals of a block include its neighbours' imperfectly subtracted
     # models, and point sources placed there take the neighbours' light (blends of 36: 86% of the
     # children within 3 sigma of their true flux with the search, 93% without).
-    cfg = dataclasses.replace(cfg, residual_threshold=0.0)
+    cfg = cast(SourceFitConfig, cfg.copy())
+    cfg.residual_threshold = 0.0
     current: list[SourceOutcome | None] = [None] * n
     boxes: list = [None] * n
     partitions = [_blocks(objs, size, (1.0, 0.3)), _blocks(objs, size, (0.3, 1.0))]

@@ -25,8 +25,9 @@ from .. import engine as ge
 from ..models.definitions import ComponentDef, Profile
 from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
+from .config import FitSettings
 from .errors import conditional_covariance
-from .optimize import BandInput, FitResult, FitSettings, ParameterBounds, SourceSpec
+from .optimize import BandInput, FitResult, ParameterBounds, SourceSpec
 
 __all__ = ["EngineProblem", "make_problem", "model_stamps", "psf_array", "run_problems"]
 

@@ -10,18 +10,20 @@ gradient pushes outward are held for that step).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import nnls
 
-from ..models.definitions import N_MAX, N_MIN, ModelDef
+from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..models.render import component_gaussians, evaluate_gaussians, gaussians_with_jacobian
+from .config import FitSettings, Priors
 from .errors import conditional_covariance
 
 __all__ = [
-    "BandData", "BandInput", "FitResult", "FitSettings", "ParameterBounds", "Priors", "SourceSpec", "fit_model",
+    "BandData", "BandInput", "FitResult", "ParameterBounds", "SourceSpec", "fit_model",
     "invert_fisher",
 ]
 
@@ -70,62 +72,6 @@ class BandData:
     data: np.ndarray
     sqrtw: np.ndarray
     psf: PsfMixture
-
-
-@dataclass
-class Priors:
-    """Optional Gaussian priors (None = no prior). Defaults: none; the fit is pure maximum likelihood.
-
-    Attributes
-    ----------
-    ln_reff : `tuple` [`float`, `float`] or `None`
-        Mean and sigma of ``ln reff`` (pixels).
-    eta_sigma : `float` or `None`
-        Sigma of each conformal-shear component about 0 (favours round shapes).
-    n : `tuple` [`float`, `float`] or `None`
-        Mean and sigma of the Sersic index.
-    """
-
-    ln_reff: tuple[float, float] | None = None
-    eta_sigma: float | None = None
-    n: tuple[float, float] | None = None
-
-
-@dataclass
-class FitSettings:
-    """Optimizer settings.
-
-    Attributes
-    ----------
-    max_iter : `int`
-        Maximum number of accepted-or-rejected LM steps.
-    rtol : `float`
-        Convergence: relative chi-square decrease of an accepted step below this.
-    xtol : `float`
-        Convergence (engine backend): every parameter's accepted step below ``xtol`` times its
-        (conditional) error, scaled by the residual level.
-    n_bounds : `tuple` [`float`, `float`]
-        Bounds of the Sersic index.
-    reff_bounds : `tuple` [`float`, `float`]
-        Bounds of ``reff`` in pixels.
-    priors : `Priors`
-        Priors.
-    centroid_max_shift : `float` or `None`
-        Engine backend: a free centre stays within this many times ``max(PSF FWHM, starting reff)`` of
-        its detection position (``SourceSpec.xy_fixed``), so that a child of a blend cannot leave its
-        footprint or move onto a neighbour; `None`: unbounded.
-    backend : `str`
-        ``"engine"`` (C++, default) or ``"numpy"`` (this module; the reference implementation).
-    """
-
-    max_iter: int = 100
-    rtol: float = 1e-6
-    xtol: float = 1e-4
-    n_bounds: tuple[float, float] = (N_MIN, N_MAX)
-    reff_bounds: tuple[float, float] = (1e-2, 1e3)
-    priors: Priors = field(default_factory=Priors)
-    centroid_max_shift: float | None = 2.0
-    backend: str = "engine"
 
 
 @dataclass
@@ -293,7 +239,7 @@ def _prior_terms(names: list[str], theta: np.ndarray, priors: Priors) -> tuple[n
     rows, jac = [], []
     for i, name in enumerate(names):
         key = name.split(".")[-1]
-        mean_sig = None
+        mean_sig: Sequence[float] | None = None
         if key == "ln_reff" and priors.ln_reff is not None:
             mean_sig = priors.ln_reff
         elif key in ("eta1", "eta2") and priors.eta_sigma is not None:

@@ -31,9 +31,10 @@ from scipy.ndimage import gaussian_filter, maximum_filter
 
 from ..models.definitions import get_model
 from ..models.ellipse import q_theta_from_eta
+from .config import FitSettings
 from .engine_backend import model_stamps
 from .flags import FlagSet
-from .optimize import BandInput, FitSettings, SourceSpec
+from .optimize import BandInput, SourceSpec
 from .source import Prepared, SourceOutcome, solve
 
 __all__ = ["RESIDUAL_MODEL", "STRUCTURE_RADIUS", "add_residual_sources", "inside_half_light",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from astropy.table import Table
@@ -18,11 +18,12 @@ from ..models.definitions import ModelDef
 from ..models.ellipse import covariance as ellipse_covariance
 from ..models.ellipse import q_theta_from_eta
 from ..models.psf_mixture import PsfMixture
+from .config import FitSettings
 from .flags import FlagSet
 from .moments import initial_shape
-from .optimize import BandData, BandInput, FitResult, FitSettings, SourceSpec, fit_model
+from .optimize import BandInput, FitResult, SourceSpec
 from .schema import flag_column, flux_column, sky_column, summary_flag_column
-from .stamps import STAMP_EDGE_NOISE, STAMP_FLUX_FRACTION, STAMP_MAX, STAMP_MIN, STAMP_SIGMAS, Stamp
+from .stamps import Stamp
 
 __all__ = [
     "FLUX_NOISE_SIGMAS",
@@ -30,7 +31,6 @@ __all__ = [
     "MIN_Q",
     "MIN_REFF_PIX",
     "Prepared",
-    "SourceFitConfig",
     "SourceOutcome",
     "band_input",
     "collapsed_size",
@@ -47,85 +47,6 @@ __all__ = [
 ]
 
 PixelToSky = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-@dataclass
-class SourceFitConfig:
-    """Configuration of source fitting (all defaults documented in doc/fitting.rst).
-
-    Attributes
-    ----------
-    pixel_scale : `float`
-        Arcsec per pixel (for ``reff`` in arcsec).
-    stamp_sigmas : `float`
-        First stamp half-size in units of the observed (PSF-convolved) major-axis sigma.
-    stamp_min, stamp_max : `int`
-        Bounds of the stamp half-size (pixels).
-    stamp_flux_fraction, stamp_edge_noise : `float`
-        After the first fit the stamp grows until the model light beyond its edge is below
-        ``stamp_flux_fraction`` or its surface brightness there below ``stamp_edge_noise`` times the
-        pixel noise (`lsst.galmix.fitting.stamps.required_half_size`); 0 for both disables growing.
-    sky : `str`
-        Local sky fitted jointly with the sources, one flat level per band: ``"auto"`` (where the stamp
-        has at least ``sky_min_background`` of its pixels beyond 3 observed sigma of every source and
-        their mean is significantly non-zero: `lsst.galmix.fitting.blend.SKY_DETECT_SIGMAS`),
-        ``"flat"`` (always) or ``"none"``.
-    sky_min_background : `float`
-        Fraction of background pixels needed for ``sky="auto"``.
-    n_init : `float`
-        Starting Sersic index of free-index components.
-    blend_mode : `str`
-        ``"joint"``: the children of a blend are fitted simultaneously on shared pixels;
-        ``"subtract"``: each child on its own stamp with its neighbours' models subtracted.
-    subtract_iterations : `int`
-        Most sweeps of refitting with neighbours subtracted (``"subtract"`` mode and blends above
-        ``max_children``, fitted in blocks of ``max_children``); the sweeps stop earlier once no child
-        changes (`lsst.galmix.fitting.blend`).
-    max_children : `int`
-        Largest blend fitted jointly; larger ones fall back to ``"subtract"`` (``too_many_children``).
-    use_footprints : `bool`
-        Give zero weight to pixels owned by objects outside the group being fitted (first pass of
-        ``"subtract"`` and isolated objects).
-    footprint_only : `bool`
-        With footprints, fit only the pixels of the object's (or blend's) own footprint; otherwise
-        unowned (label 0) pixels are used too.
-    n_threads : `int`
-        Threads for fitting (C++ batch of isolated objects; blends in parallel).
-    residual_threshold : `float`
-        Significance (sigma of the PSF-smoothed multi-band residual) above which a residual peak becomes
-        a point source fitted with the object (`lsst.galmix.fitting.residual_sources`); 0 disables.
-    residual_min_separation : `float`
-        Residual peaks nearer than this (in PSF FWHM) to a fitted centre are the object's own misfit.
-    residual_max_sources : `int`
-        At most this many residual sources per fitted group.
-    psf_n_gauss : `int`
-        Gaussians for PSFs supplied as kernel images. Default 4: with fewer, extended sources absorb the
-        PSF wings the mixture misses into their size and index (2 Gaussians on a Moffat PSF: n = 4
-        galaxies come out 0.036 mag bright, n +0.28; 4 Gaussians: <= 0.001 mag; doc/fitting.rst).
-    settings : `FitSettings`
-        Optimizer settings and priors.
-    """
-
-    pixel_scale: float = 0.2
-    stamp_sigmas: float = STAMP_SIGMAS
-    stamp_min: int = STAMP_MIN
-    stamp_max: int = STAMP_MAX
-    stamp_flux_fraction: float = STAMP_FLUX_FRACTION
-    stamp_edge_noise: float = STAMP_EDGE_NOISE
-    sky: str = "auto"
-    sky_min_background: float = 0.5
-    n_init: float = 2.0
-    blend_mode: str = "joint"
-    subtract_iterations: int = 6
-    max_children: int = 5
-    use_footprints: bool = True
-    footprint_only: bool = False
-    n_threads: int = 1
-    residual_threshold: float = 5.0
-    residual_min_separation: float = 1.0
-    residual_max_sources: int = 3
-    psf_n_gauss: int = 4
-    settings: FitSettings = field(default_factory=FitSettings)
 
 
 def initial_theta(
@@ -208,15 +129,6 @@ def band_input(stamp: Stamp | None, psf: PsfMixture | None, model_sub: np.ndarra
     return BandInput(image, stamp.weight, stamp.x0, stamp.y0, psf)
 
 
-def _band_data(b: BandInput | None) -> BandData | None:
-    if b is None:
-        return None
-    use = b.weight > 0
-    yy, xx = np.nonzero(use)
-    return BandData((xx + b.x0).astype(float), (yy + b.y0).astype(float), b.image[use], np.sqrt(b.weight[use]),
-                    b.psf)
-
-
 @dataclass
 class Prepared:
     """A fit ready to run: sources, starting parameters and band inputs.
@@ -232,8 +144,7 @@ class Prepared:
     flags : `list` [`FlagSet`]
         Flags per source (updated with the fit's outcome).
     sky : `bool`
-        Fit a flat sky level per band jointly with the sources (engine backend; the numpy reference
-        backend fits none).
+        Fit a flat sky level per band jointly with the sources.
     """
 
     specs: list[SourceSpec]
@@ -244,14 +155,14 @@ class Prepared:
 
 
 def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 1) -> list[list[SourceOutcome]]:
-    """Run prepared fits (in one engine batch, or one by one in numpy) and split them per source.
+    """Run prepared fits in one engine batch and split them per source.
 
     Parameters
     ----------
     prepared : sequence of `Prepared`
         The fits.
     settings : `FitSettings`
-        Optimizer settings; ``settings.backend`` chooses ``"engine"`` (C++) or ``"numpy"``.
+        Optimizer settings.
     n_threads : `int`
         Engine threads.
 
@@ -260,26 +171,17 @@ def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 
     outcomes : `list` [`list` [`SourceOutcome`]]
         Per fit, one outcome per source.
     """
-    # Each fit's time is its own: set-up and result conversion measured per fit plus, for the engine,
-    # the C++ time of that fit alone (FitResult.seconds), so batch neighbours and threads do not mix in.
-    if settings.backend == "engine":
-        from .engine_backend import make_problem, run_problems
+    # Each fit's time is its own: set-up and result conversion measured per fit plus the C++ time of
+    # that fit alone (FitResult.seconds), so batch neighbours and threads do not mix in.
+    from .engine_backend import make_problem, run_problems
 
-        problems, setup = [], []
-        for p in prepared:
-            t0 = time.perf_counter()
-            problems.append(make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky))
-            setup.append(time.perf_counter() - t0)
-        results = run_problems(problems, n_threads)
-        seconds = [s + r.seconds for s, r in zip(setup, results)]
-    elif settings.backend == "numpy":
-        results, seconds = [], []
-        for p in prepared:
-            t0 = time.perf_counter()
-            results.append(fit_model(p.specs, p.theta0, [_band_data(b) for b in p.bands], settings))
-            seconds.append(time.perf_counter() - t0)
-    else:
-        raise ValueError(f"backend must be 'engine' or 'numpy', not {settings.backend!r}")
+    problems, setup = [], []
+    for p in prepared:
+        t0 = time.perf_counter()
+        problems.append(make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky))
+        setup.append(time.perf_counter() - t0)
+    results = run_problems(problems, n_threads)
+    seconds = [s + r.seconds for s, r in zip(setup, results)]
     out = []
     for p, r, sec in zip(prepared, results, seconds):
         t0 = time.perf_counter()

@@ -15,9 +15,9 @@ from astropy.table import Table
 
 from ..models.definitions import get_model
 from ..models.psf_mixture import PsfMixture
+from .config import SourceFitConfig
 from .patch import fit_patch
 from .schema import flux_column
-from .source import SourceFitConfig
 
 __all__ = [
     "GalaxyTruth",
