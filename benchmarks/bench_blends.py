@@ -19,8 +19,8 @@ import numpy as np
 from astropy.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, render_stamp
 from test_fit_blends_sizes import MIX, PSF, SIGMA, fit_blend, make_blend
 

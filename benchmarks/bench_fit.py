@@ -1,6 +1,6 @@
 """Speed and accuracy of galmix's Sersic fits against pyimfit (exact Sersic x PSF image), same run.
 
-Sets (issue 3, item 7): single-band Sersic galaxies (n 0.5-6, r_e 0.3"-2", q 0.2-1, random angle,
+Sets: single-band Sersic galaxies (n 0.5-6, r_e 0.3"-2", q 0.2-1, random angle,
 S/N 20-1000, Moffat PSF FWHM 0.6"-0.8", 0.2" pixels); stars; a 3-band set with colours and per-band
 PSFs. Every image is rendered by GalSim (exact profiles, pixel-integrated) and fitted by galmix (Sersic
 mixture, PSF = Gaussian mixture fitted to the PSF kernel image) and by pyimfit (exact Sersic convolved
@@ -26,8 +26,8 @@ import galsim
 import numpy as np
 from lsst.galmix import engine as ge
 from lsst.galmix.fitting.blend import BandImage, ObjectInput, fit_isolated
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, noise_sigma_for_snr, psf_kernel, render_stamp
 from lsst.galmix.models.definitions import get_model
 from lsst.galmix.schema import FlagSet
@@ -37,7 +37,7 @@ PIXEL = 0.2
 SN_BINS = [(20, 50), (50, 200), (200, 1001)]
 MAG0 = 31.4
 # galmix's SourceFitConfig settings from the command line (``--stamp-sigmas``, ``--residual-threshold``).
-CONFIG = {"stamp_sigmas": SourceFitConfig.stamp_sigmas, "residual_threshold": SourceFitConfig.residual_threshold}
+CONFIG = {"stamp_sigmas": SourceFitConfig().stamp_sigmas, "residual_threshold": SourceFitConfig().residual_threshold}
 
 
 @dataclass
@@ -264,9 +264,9 @@ def main() -> None:
     parser.add_argument("--psf-gauss", type=int, default=4, help="Gaussians in galmix's PSF mixtures")
     parser.add_argument("--no-imfit", action="store_true", help="skip pyimfit")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--stamp-sigmas", type=float, default=SourceFitConfig.stamp_sigmas,
+    parser.add_argument("--stamp-sigmas", type=float, default=SourceFitConfig().stamp_sigmas,
                         help="galmix stamp half-size in observed-moment sigmas")
-    parser.add_argument("--residual-threshold", type=float, default=SourceFitConfig.residual_threshold,
+    parser.add_argument("--residual-threshold", type=float, default=SourceFitConfig().residual_threshold,
                         help="galmix residual-source threshold in sigma (0: no search)")
     args = parser.parse_args()
     n_gal, n_star, n_3 = (40, 10, 10) if args.quick else (200, 50, 50)

@@ -19,11 +19,10 @@ import argparse
 import numpy as np
 from astropy.table import Table
 from lsst.galmix.fitting import testing
-from lsst.galmix.fitting.optimize import FitSettings, Priors
+from lsst.galmix.fitting.config import FitSettings, Priors, SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.profile import reff_profile_errors
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.models.definitions import ProfileKind, get_model
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

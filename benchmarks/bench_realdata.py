@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.moments import adaptive_moments
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from scipy.special import gamma, gammaincinv
 
 ROOT = Path(__file__).resolve().parents[2] / "shared"  # shared/ beside the checkout

@@ -1,7 +1,7 @@
 # Faster, coarser multi-band fits for quick looks: blends by neighbour subtraction, fewer iterations,
 # smaller stamps, two threads per quantum. Use with: pipetask run ... -C fitCoaddMultibandSersic:$PKG/config/fitCoaddMultiband_fast.py
-config.blendMode = "subtract"
-config.maxIter = 40
-config.stampSigmas = 4.0
-config.stampMax = 40
-config.nThreads = 2
+config.fit.blend_mode = "subtract"
+config.fit.settings.max_iter = 40
+config.fit.stamp_sigmas = 4.0
+config.fit.stamp_max = 40
+config.fit.n_threads = 2

@@ -20,9 +20,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.schema import flux_column
 
 DATA = Path("/work/shared/data/hsc_gama79635")
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--link", type=float, default=10.0, help="blend linking length (pixels)")
     parser.add_argument("--blend-mode", default="joint", choices=["joint", "subtract"])
     parser.add_argument("--footprint-only", action="store_true", help="fit only footprint pixels")
-    parser.add_argument("--residual-threshold", type=float, default=SourceFitConfig.residual_threshold,
+    parser.add_argument("--residual-threshold", type=float, default=SourceFitConfig().residual_threshold,
                         help="residual-source threshold in sigma (0: no search)")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from lsst.galmix.fitting.optimize import FitSettings, SourceSpec
+from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
+from lsst.galmix.fitting.optimize import SourceSpec
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import Prepared, SourceFitConfig, band_input, solve
+from lsst.galmix.fitting.source import Prepared, band_input, solve
 from lsst.galmix.fitting.stamps import cut_box
 from lsst.galmix.models.definitions import get_model
 from lsst.galmix.models.ellipse import eta_from_q_pa, q_pa_from_eta

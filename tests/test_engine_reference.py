@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from lsst.galmix import engine as ge
 from lsst.galmix.fitting import engine_backend as eb
+from lsst.galmix.fitting.config import FitSettings
 from lsst.galmix.fitting.moments import adaptive_moments
-from lsst.galmix.fitting.optimize import BandInput, FitSettings, SourceSpec
+from lsst.galmix.fitting.optimize import BandInput, SourceSpec
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import initial_theta
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp

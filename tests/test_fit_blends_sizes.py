@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
 from lsst.galmix.fitting.engine_backend import _bound_centroids, _scene
-from lsst.galmix.fitting.optimize import BandInput, FitSettings, SourceSpec
+from lsst.galmix.fitting.optimize import BandInput, SourceSpec
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
 from lsst.galmix.models.definitions import get_model
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from lsst.galmix.engine import ParamKind
-from lsst.galmix.fitting.optimize import FitSettings, ParameterBounds, invert_fisher
+from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
+from lsst.galmix.fitting.optimize import ParameterBounds, invert_fisher
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import (
     GalaxyTruth,
     moffat_psf,

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-from lsst.galmix.fitting.optimize import FitSettings
+from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, psf_kernel
 
 PSF = moffat_psf(3.5)
@@ -17,8 +16,7 @@ COLOURS = {"g": 0.5, "r": 1.0, "i": 1.2}
 def _fit(truth, model, seed, colours=COLOURS):
     images, objects = make_scene([truth], {b: PSF for b in colours}, colours, (61, 61),
                                  {b: 1.0 for b in colours}, np.random.default_rng(seed))
-    cfg = SourceFitConfig()
-    return fit_patch(images, (0, 0), objects, None, {b: MIX for b in colours}, model, cfg)
+    return fit_patch(images, (0, 0), objects, None, {b: MIX for b in colours}, model, SourceFitConfig())
 
 
 @pytest.mark.parametrize("model", ["exp", "sersic"])

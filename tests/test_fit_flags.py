@@ -5,10 +5,9 @@ import logging
 import numpy as np
 import pytest
 from astropy.table import Table
-from lsst.galmix.fitting.optimize import FitSettings
+from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.stamps import cut_box, cut_stamp
 from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, psf_kernel
 

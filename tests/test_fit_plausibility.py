@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from lsst.galmix.fitting.blend import BandImage
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.optimize import BandInput, SceneFit, SourceSpec
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.plausibility import centroid_moved, flag_implausible_rows, flux_excess
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import Prepared, SourceFitConfig, split_result, write_row
+from lsst.galmix.fitting.source import Prepared, split_result, write_row
 from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, psf_kernel
 from lsst.galmix.models.definitions import get_model
 from lsst.galmix.schema import SOURCE_FLAGS, FlagSet, empty_columns, source_columns
@@ -109,7 +110,7 @@ STAR_FLUX = 1e8
 
 @pytest.fixture(scope="module")
 def star_and_faint_galaxy():
-    # The case: a 3000 nJy galaxy 15 px from a very bright star, both isolated rows, no footprints.
+    # A 3000 nJy galaxy 15 px from a very bright star, both isolated rows, no footprints.
     truths = [GalaxyTruth(540.0, 730.0, 3000.0, n=1.0, reff=3.0, q=0.7, theta=0.4),
               GalaxyTruth(555.0, 730.0, STAR_FLUX, n=0.0)]
     images, objects = make_scene(truths, {"g": PSF, "r": PSF}, {"g": 0.8, "r": 1.0}, (60, 100),

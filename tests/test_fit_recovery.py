@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import (
     GalaxyTruth,
     make_scene,

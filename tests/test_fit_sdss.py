@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.models.psf_mixture import PsfMixture
 from scipy.special import gamma, gammaincinv
 from shared_data import shared_dir

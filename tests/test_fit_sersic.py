@@ -1,12 +1,11 @@
-"""Sersic, bulge+disk and point+Sersic fits of GalSim-rendered galaxies (the numpy reference: test_engine_reference)."""
+"""Sersic, bulge+disk and point+Sersic fits of GalSim-rendered galaxies."""
 
 import numpy as np
 import pytest
 from astropy.table import Table
-from lsst.galmix.fitting.optimize import FitSettings
+from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp
 
 PSF = moffat_psf(3.5)

@@ -5,10 +5,10 @@ import pytest
 from astropy.table import Table
 from lsst.galmix import engine as ge
 from lsst.galmix.fitting.blend import ObjectInput, _sky_allowed
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.optimize import BandInput
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp
 from lsst.galmix.schema import FlagSet, sky_column, source_columns
 

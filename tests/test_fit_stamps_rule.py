@@ -1,12 +1,12 @@
-"""The stamp rule: stamps grow until they hold the fitted galaxy; one default for library and pipeline."""
+"""The stamp rule: stamps grow until they hold the fitted galaxy."""
 
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import SourceFitConfig
-from lsst.galmix.fitting.stamps import STAMP_MAX, STAMP_SIGMAS, required_half_size
+from lsst.galmix.fitting.stamps import required_half_size
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp
 
 PSF = moffat_psf(3.0)
@@ -16,19 +16,11 @@ MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
 def test_required_half_size_of_a_gaussian():
     g = np.array([[100.0, 0.0, 0.0, 16.0, 0.0, 16.0]])  # sigma 4
     # Light beyond R: exp(-R^2 / 32) <= 0.005 -> R = 4 sqrt(2 ln 200) = 13.02.
-    assert required_half_size(g, 0.0, 0.005, 0.0) == 14
+    assert required_half_size(g, 0.0, 0.005, 0.0, 160) == 14
     # Surface brightness 100 / (32 pi) exp(-R^2 / 32) <= 0.05 * 1 -> R = 10.3.
-    assert required_half_size(g, 1.0, 0.0, 0.05) == 10
+    assert required_half_size(g, 1.0, 0.0, 0.05, 160) == 10
     assert required_half_size(g, 0.0, 1e-30, 0.0, limit=20) == 20
-    assert required_half_size(np.array([[0.0, 0, 0, 1, 0, 1]]), 1.0) == 0
-
-
-def test_pipeline_takes_the_library_default():
-    from lsst.galmix.tasks.fit_coadd_multiband import FitCoaddMultibandConfig
-
-    cfg = FitCoaddMultibandConfig()
-    assert cfg.stampSigmas == STAMP_SIGMAS == SourceFitConfig().stamp_sigmas
-    assert cfg.stampMax == STAMP_MAX == SourceFitConfig().stamp_max
+    assert required_half_size(np.array([[0.0, 0, 0, 1, 0, 1]]), 1.0, 0.005, 0.05, 160) == 0
 
 
 @pytest.mark.parametrize("n", [4.0, 6.0])

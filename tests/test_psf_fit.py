@@ -3,9 +3,9 @@
 import galsim
 import numpy as np
 from astropy.table import Table
+from lsst.galmix.fitting.config import PsfFitConfig, SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image, fit_psf_images_table, psf_at
-from lsst.galmix.fitting.source import SourceFitConfig
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
 from lsst.galmix.schema import psf_mixture_from_row
 
@@ -48,7 +48,7 @@ def test_bad_kernels_give_flags_not_exceptions():
 def test_table_roundtrip_and_lookup():
     kern = psf_kernel(moffat_psf(3.0), 31)
     table = fit_psf_images_table([kern, None, kern], [(10.0, 10.0), (50.0, 10.0), (90.0, 10.0)],
-                                 cells=[(0, 0), (1, 0), (2, 0)], n_gauss=2)
+                                 cells=[(0, 0), (1, 0), (2, 0)], config=PsfFitConfig(n_gauss=2))
     assert list(table["psf_flag"]) == [False, True, False]
     assert table["psf_no_data_flag"][1]
     mix = psf_mixture_from_row(table[0])
@@ -56,7 +56,8 @@ def test_table_roundtrip_and_lookup():
     # The nearest unflagged row is used: (50, 10) is flagged, so a position there gets a neighbour.
     near = psf_at(table, 52.0, 10.0)
     assert near is not None and np.allclose(near.frac, mix.frac)
-    assert psf_at(lambda x, y: kern, 0, 0).n_gauss == 2
+    assert psf_at(lambda x, y: kern, 0, 0).n_gauss == PsfFitConfig().n_gauss
+    assert psf_at(lambda x, y: kern, 0, 0, PsfFitConfig(n_gauss=2)).n_gauss == 2
     assert psf_at(lambda x, y: None, 0, 0) is None
 
 

@@ -1,6 +1,6 @@
 """PSF-convolved flux and half-light radius of the Sersic mixtures against GalSim's exact Sersic.
 
-Issue target: for 0.5 <= n <= 6 and reff / PSF-FWHM from 0.3 to 5 the convolved mixture's flux and
+Target: for 0.5 <= n <= 6 and reff / PSF-FWHM from 0.3 to 5 the convolved mixture's flux and
 half-light radius match the convolved exact profile within 0.2%. A denser grid is in
 benchmarks/bench_sersic_accuracy.py.
 """
@@ -15,7 +15,7 @@ TOLERANCE = 2.0e-3
 FWHM = 2.5  # pixels: 0.5" seeing on 0.2" pixels
 PSF = galsim.Moffat(beta=3.5, fwhm=FWHM)
 
-# Nodes (0.5, 1, 4, 6) and values between nodes; sizes spanning the issue's range.
+# Nodes (0.5, 1, 4, 6) and values between nodes; sizes spanning the target range.
 CASES = [(n, ratio) for n in (0.5, 1.0, 4.0, 6.0) for ratio in (0.3, 1.0, 5.0)] + [
     (0.53, 0.5),
     (0.77, 2.0),

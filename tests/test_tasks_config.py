@@ -1,7 +1,8 @@
-"""Task configs translate into the library's settings and reject impossible combinations."""
+"""Task configs hold the library's settings and reject impossible combinations."""
 
 import lsst.pex.config as pexConfig
 import pytest
+from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.tasks import AnalyzeMatchedConfig, ConsolidateTractConfig, FitCoaddMultibandConfig
 
 
@@ -20,18 +21,21 @@ def test_fit_model_name_and_validation():
         config.validate()
 
 
-def test_fit_config_translation():
+def test_fit_settings_are_the_library_config():
     config = FitCoaddMultibandConfig()
-    config.blendMode, config.maxChildren, config.maxIter, config.nThreads = "subtract", 3, 17, 2
-    config.priorN, config.priorEtaSigma = [1.5, 1.0], 0.3
+    config.fit.blend_mode, config.fit.max_children, config.fit.n_threads = "subtract", 3, 2
+    config.fit.settings.max_iter = 17
+    config.fit.settings.priors.n, config.fit.settings.priors.eta_sigma = [1.5, 1.0], 0.3
     config.validate()
-    lib = config.fit_config(pixel_scale=0.168)
-    assert (lib.pixel_scale, lib.blend_mode, lib.max_children, lib.n_threads) == (0.168, "subtract", 3, 2)
-    assert lib.settings.max_iter == 17
-    assert lib.settings.priors.n == (1.5, 1.0) and lib.settings.priors.eta_sigma == 0.3
-    assert FitCoaddMultibandConfig().fit_config(0.2).settings.priors.n is None
-    config.priorN = [1.5, 0.0]
+    assert isinstance(config.fit, SourceFitConfig)
+    assert config.fit.settings.priors.n == [1.5, 1.0] and config.fit.settings.priors.eta_sigma == 0.3
+    assert FitCoaddMultibandConfig().fit.settings.priors.n is None
+    config.fit.settings.priors.n = [1.5, 0.0]
     with pytest.raises(pexConfig.FieldValidationError, match="sigma"):
+        config.validate()
+    config = FitCoaddMultibandConfig()
+    config.fit.stamp_min, config.fit.stamp_max = 20, 10
+    with pytest.raises(pexConfig.FieldValidationError, match="stamp_min"):
         config.validate()
 
 
@@ -41,9 +45,9 @@ def test_tract_configs_validate():
     with pytest.raises(pexConfig.FieldValidationError, match="Repeated"):
         config.validate()
     config = AnalyzeMatchedConfig()
-    config.bands = ["g", "i"]
-    with pytest.raises(pexConfig.FieldValidationError, match="selectionBand"):
+    config.analysis.bands = ["g", "i"]
+    with pytest.raises(pexConfig.FieldValidationError, match="selection_band"):
         config.validate()
-    config.model = "nosuchmodel"
+    config.analysis.model = "nosuchmodel"
     with pytest.raises(KeyError, match="known models"):
         config.validate()

@@ -97,9 +97,9 @@ def _pipeline():
     for model in ("sersic", "exp"):
         label = f"analyzeMatched_{model}"
         p.addTask(AnalyzeMatchedTask, label)
-        p.addConfigOverride(label, "model", model)
-        p.addConfigOverride(label, "magMin", 18.0)
-        p.addConfigOverride(label, "magMax", 26.0)
+        p.addConfigOverride(label, "analysis.model", model)
+        p.addConfigOverride(label, "analysis.mag_min", 18.0)
+        p.addConfigOverride(label, "analysis.mag_max", 26.0)
     return p
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from lsst.galmix.fitting.config import PsfFitConfig
 from lsst.galmix.fitting.psf import fit_psf_images_table
 from lsst.galmix.fitting.rebuild import theta_from_row
 from lsst.galmix.models.definitions import get_model
@@ -52,7 +53,8 @@ def test_render_objects_matches_the_reference_render():
     model, t = _row_table("sersic")
     y, x = np.mgrid[-16:17, -16:17]
     kernel = np.exp(-(x**2 + y**2) / (2 * 1.5**2))
-    psf_table = fit_psf_images_table([kernel / kernel.sum()], [(120.0, 45.0)], n_gauss=2)
+    psf_table = fit_psf_images_table([kernel / kernel.sum()], [(120.0, 45.0)],
+                                     config=PsfFitConfig(n_gauss=2))
     image = render_objects(model, t, "r", psf_table, (40, 50), (100, 25))
     from lsst.galmix.fitting.psf import psf_at
 

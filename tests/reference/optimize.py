@@ -17,15 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from lsst.galmix.engine import ParamKind
+from lsst.galmix.fitting.config import FitSettings, Priors
 from lsst.galmix.fitting.errors import conditional_covariance
-from lsst.galmix.fitting.optimize import (
-    BandInput,
-    FitSettings,
-    ParameterBounds,
-    Priors,
-    SceneFit,
-    SourceSpec,
-)
+from lsst.galmix.fitting.optimize import BandInput, ParameterBounds, SceneFit, SourceSpec
 from lsst.galmix.models.psf_mixture import PsfMixture
 from scipy.optimize import nnls
 

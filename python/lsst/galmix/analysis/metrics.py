@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from astropy.table import Table
 from matplotlib.figure import Figure
+
+import lsst.pex.config as pexConfig
 
 from ..models.definitions import get_model
 from ..schema import (
@@ -51,32 +53,43 @@ COLORS = (("g", "r"), ("r", "i"), ("i", "z"))
 """Colours reported, as band pairs."""
 
 
-@dataclass
-class MatchedSpec:
-    """What to measure in a matched table.
+class MatchedSpec(pexConfig.Config):
+    """What to measure in a matched table."""
 
-    Attributes
-    ----------
-    model : `str`
-        Model whose columns are compared (``<band>_<model>Flux``, ``<model>_ra``...).
-    bands : `list` [`str`]
-        Bands to analyse (those without columns are skipped).
-    mag_min, mag_max, mag_width : `float`
-        Magnitude bins of the binned statistics.
-    summary_min, summary_max : `float`
-        Reference-magnitude range of the one-number summaries.
-    selection_band : `str`
-        Band of the reference magnitude used for completeness, colours, positions and sizes.
-    """
+    model = pexConfig.Field[str](
+        doc="Model whose columns are compared (<band>_<model>Flux, <model>_ra...): a name of the model "
+        "registry",
+        default="sersic",
+    )
+    bands = pexConfig.ListField[str](
+        doc="Bands analysed (those without columns in the table are skipped)", default=list("ugrizy")
+    )
+    mag_min = pexConfig.Field[float](doc="First magnitude bin edge of the binned statistics", default=17.0)
+    mag_max = pexConfig.Field[float](doc="Last magnitude bin edge of the binned statistics", default=27.0)
+    mag_width = pexConfig.RangeField[float](
+        doc="Magnitude bin width of the binned statistics", default=1.0, min=0.0, inclusiveMin=False
+    )
+    summary_min = pexConfig.Field[float](
+        doc="Bright end of the reference-magnitude range of the one-number summaries", default=20.0
+    )
+    summary_max = pexConfig.Field[float](
+        doc="Faint end of the reference-magnitude range of the one-number summaries", default=24.0
+    )
+    selection_band = pexConfig.Field[str](
+        doc="Band of the reference magnitude used for completeness, colours, positions and sizes; one of "
+        "bands",
+        default="r",
+    )
 
-    model: str = "sersic"
-    bands: list[str] = field(default_factory=lambda: list("ugrizy"))
-    mag_min: float = 17.0
-    mag_max: float = 27.0
-    mag_width: float = 1.0
-    summary_min: float = 20.0
-    summary_max: float = 24.0
-    selection_band: str = "r"
+    def validate(self) -> None:
+        super().validate()
+        get_model(self.model)
+        if self.selection_band not in self.bands:
+            raise pexConfig.FieldValidationError(
+                MatchedSpec.selection_band, self, "selection_band must be one of bands"
+            )
+        if not (self.mag_min < self.mag_max and self.summary_min < self.summary_max):
+            raise pexConfig.FieldValidationError(MatchedSpec.mag_max, self, "Empty magnitude range")
 
     @property
     def edges(self) -> np.ndarray:

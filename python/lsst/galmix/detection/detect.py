@@ -14,32 +14,32 @@ from photutils.segmentation import deblend_sources, detect_sources
 from photutils.utils.exceptions import NoDetectionsWarning
 from scipy.ndimage import binary_dilation
 
+import lsst.pex.config as pexConfig
+
 from ..schema import OBJECT_ID_STRIDE, detection_flag_column, init_flux_column, object_columns
 from .image import BandCombination, smoothed_significance
 from .moments import measure_moments
 
 
-@dataclasses.dataclass(frozen=True)
-class DetectionConfig:
-    """Parameters of `detect_patch`.
+class DetectionConfig(pexConfig.Config):
+    """Settings of `detect_patch`."""
 
-    Parameters
-    ----------
-    threshold
-        Detection threshold in sigma of the PSF-smoothed multi-band image.
-    n_pixels
-        Minimum number of connected pixels above threshold.
-    deblend
-        Whether to split footprints with several peaks (photutils ``deblend_sources``).
-    n_levels, contrast
-        Multi-thresholding parameters of ``deblend_sources``.
-    """
-
-    threshold: float = 5.0
-    n_pixels: int = 5
-    deblend: bool = True
-    n_levels: int = 32
-    contrast: float = 0.005
+    threshold = pexConfig.RangeField[float](
+        doc="Detection threshold, sigma of the PSF-smoothed multi-band image", default=5.0, min=0.0,
+        inclusiveMin=False,
+    )
+    n_pixels = pexConfig.RangeField[int](
+        doc="Minimum number of connected pixels above threshold", default=5, min=1
+    )
+    deblend = pexConfig.Field[bool](
+        doc="Split footprints with several peaks (photutils deblend_sources)", default=True
+    )
+    n_levels = pexConfig.RangeField[int](
+        doc="Number of multi-thresholding levels of deblend_sources", default=32, min=1
+    )
+    contrast = pexConfig.RangeField[float](
+        doc="Minimum flux fraction of a deblended child (deblend_sources)", default=0.005, min=0.0, max=1.0
+    )
 
 
 @dataclasses.dataclass

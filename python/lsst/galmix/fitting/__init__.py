@@ -4,17 +4,17 @@ The entry points used by the PipelineTasks are re-exported here; see doc/fitting
 flags are `lsst.galmix.schema`'s.
 """
 
-from .optimize import FitSettings, Priors
+from .config import FitSettings, Priors, PsfFitConfig, SourceFitConfig
 from .patch import fit_patch
 from .profile import reff_profile_errors
 from .psf import PsfFit, fit_psf_image, fit_psf_images_table, psf_at
 from .rebuild import model_image
-from .source import SourceFitConfig
 
 __all__ = [
     "FitSettings",
     "Priors",
     "PsfFit",
+    "PsfFitConfig",
     "SourceFitConfig",
     "fit_patch",
     "fit_psf_image",

@@ -28,8 +28,9 @@ from .. import engine as ge
 from ..models.definitions import ComponentDef, ProfileKind
 from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
+from .config import FitSettings
 from .errors import conditional_covariance
-from .optimize import BandInput, FitSettings, ParameterBounds, SceneFit, SourceSpec
+from .optimize import BandInput, ParameterBounds, SceneFit, SourceSpec
 
 __all__ = [
     "EngineProblem", "convolved_gaussians", "make_problem", "model_stamps", "psf_array", "render_sources",

@@ -192,4 +192,4 @@ def initial_shape(
     c = evecs @ np.diag(evals) @ evecs.T
     sigma, q, pa = q_pa_from_covariance(c)
     eta1, eta2 = eta_from_q_pa(max(q, 0.05), pa, check=False)
-    return float(np.log(sigma * _GAUSS_REFF)), eta1, eta2
+    return float(np.log(sigma * _GAUSS_REFF)), float(eta1), float(eta2)

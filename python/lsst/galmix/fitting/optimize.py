@@ -9,19 +9,18 @@ fixed). The fluxes follow per band with data, component by component.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..engine import ParamKind
-from ..models.definitions import N_MAX, N_MIN, ModelDef
+from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
+from .config import FitSettings
 
 __all__ = [
     "BandInput",
-    "FitSettings",
     "ParameterBounds",
-    "Priors",
     "SceneFit",
     "SourceSpec",
     "invert_fisher",
@@ -52,56 +51,6 @@ class BandInput:
 
 
 @dataclass
-class Priors:
-    """Optional Gaussian priors (None = no prior). Defaults: none; the fit is pure maximum likelihood.
-
-    Attributes
-    ----------
-    ln_reff : `tuple` [`float`, `float`] or `None`
-        Mean and sigma of ``ln reff`` (pixels).
-    eta_sigma : `float` or `None`
-        Sigma of each conformal-shear component about 0 (favours round shapes).
-    n : `tuple` [`float`, `float`] or `None`
-        Mean and sigma of the Sersic index.
-    """
-
-    ln_reff: tuple[float, float] | None = None
-    eta_sigma: float | None = None
-    n: tuple[float, float] | None = None
-
-
-@dataclass
-class FitSettings:
-    """Optimizer settings.
-
-    Attributes
-    ----------
-    max_iter : `int`
-        Maximum number of accepted-or-rejected LM steps.
-    rtol : `float`
-        Convergence: relative chi-square decrease of an accepted step below this.
-    xtol : `float`
-        Convergence (engine backend): every parameter's accepted step below ``xtol`` times its
-        (conditional) error, scaled by the residual level.
-    n_bounds : `tuple` [`float`, `float`]
-        Bounds of the Sersic index.
-    reff_bounds : `tuple` [`float`, `float`]
-        Bounds of ``reff`` in pixels.
-    priors : `Priors`
-        Priors.
-    centroid_max_shift : `float` or `None`
-        Engine backend: a free centre stays within this many times ``max(PSF FWHM, starting reff)`` of
-        its detection position (``SourceSpec.xy_fixed``), so that a child of a blend cannot leave its
-        footprint or move onto a neighbour; `None`: unbounded.
-    """
-
-    max_iter: int = 100
-    rtol: float = 1e-6
-    xtol: float = 1e-4
-    n_bounds: tuple[float, float] = (N_MIN, N_MAX)
-    reff_bounds: tuple[float, float] = (1e-2, 1e3)
-    priors: Priors = field(default_factory=Priors)
-    centroid_max_shift: float | None = 2.0
 
 
 @dataclass

@@ -25,9 +25,10 @@ from ..schema import (
     source_columns,
 )
 from .blend import BandImage, ObjectInput, fit_isolated, fit_joint_blends, fit_objects
+from .config import SourceFitConfig
 from .plausibility import RESOLVED_RATIO, flag_implausible_rows
 from .psf import PsfSpec, psf_at
-from .source import PixelToSky, SourceFitConfig, write_flags, write_row
+from .source import PixelToSky, write_flags, write_row
 
 __all__ = ["ImageTriple", "fit_patch"]
 
@@ -176,7 +177,7 @@ def fit_patch(
         psf_list = []
         for b, band in enumerate(bands):
             try:
-                psf = psf_at(psfs.get(band), x, y, cfg.psf_n_gauss) if band_images[b] is not None else None
+                psf = psf_at(psfs.get(band), x, y, cfg.psf) if band_images[b] is not None else None
             except Exception:  # noqa: BLE001 - a broken PSF source flags the band, not the patch
                 _log.warning("PSF for band %s at (%.1f, %.1f) failed", band, x, y, exc_info=True)
                 psf = None

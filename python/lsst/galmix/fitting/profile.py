@@ -10,16 +10,16 @@ quadratic (delta chi2 = 1) interpolation of the profile. Cost: two extra fits pe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from typing import cast
 
 import numpy as np
 from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
 from ..schema import error_column, param_column, summary_flag_column
+from .config import SourceFitConfig
 from .patch import ImageTriple, fit_patch
 from .psf import PsfSpec
-from .source import SourceFitConfig
 
 __all__ = ["LN_REFF_HOLD_SIGMA", "reff_profile_errors"]
 
@@ -72,8 +72,8 @@ def reff_profile_errors(
         ln_r = float(np.log(fitted[param_column(name, "reffPix")][i]))
         chi2 = _chi2(fitted, name, i)
         for sign, out in ((-1.0, lo), (1.0, hi)):
-            priors = replace(cfg.settings.priors, ln_reff=(ln_r + sign * d, LN_REFF_HOLD_SIGMA))
-            held = replace(cfg, settings=replace(cfg.settings, priors=priors))
+            held = cast(SourceFitConfig, cfg.copy())
+            held.settings.priors.ln_reff = [ln_r + sign * d, LN_REFF_HOLD_SIGMA]
             row = fit_patch(images, origin, objects[i : i + 1], None, psfs, model, held)
             dchi2 = _chi2(row, name, 0) - chi2
             if not row[summary_flag_column(name)][0] and dchi2 > 0:

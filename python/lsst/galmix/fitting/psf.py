@@ -27,9 +27,10 @@ from ..models.ellipse import covariance_terms, q_pa_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
 from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
+from .config import FitSettings, PsfFitConfig
 from .engine_backend import make_problem, run_problems
 from .moments import adaptive_moments, initial_shape
-from .optimize import BandInput, FitSettings, SourceSpec
+from .optimize import BandInput, SourceSpec
 
 __all__ = ["PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
 
@@ -139,7 +140,7 @@ def _fit_scene(k: np.ndarray, n_gauss: int, max_iter: int, theta0: np.ndarray) -
     cx, cy = nx // 2, ny // 2
     gauss = get_model("gauss")
     specs = [SourceSpec(gauss, (0.0, 0.0)) for _ in range(n_gauss)]
-    settings = FitSettings(max_iter=max_iter, reff_bounds=(_MIN_REFF, 1e4))
+    settings = FitSettings(max_iter=max_iter, reff_bounds=[_MIN_REFF, 1e4])
     band = BandInput(k, np.ones_like(k), -cx, -cy, _DELTA)
     res = run_problems([make_problem(specs, theta0, [band], settings)])[0]
     mix = _mixture(res.theta, res.fluxes[0], n_gauss)
@@ -208,7 +209,7 @@ def fit_psf_images_table(
     kernels: list[np.ndarray],
     positions: list[tuple[float, float]],
     cells: list[tuple[int, int]] | None = None,
-    n_gauss: int = 2,
+    config: PsfFitConfig | None = None,
 ) -> Table:
     """Fit many kernel images and return a ``galmix_psf_fits`` table.
 
@@ -220,17 +221,18 @@ def fit_psf_images_table(
         Tract ``(x, y)`` where each kernel applies (cell centres).
     cells : `list` [`tuple` [`int`, `int`]], optional
         Cell indices ``(cell_x, cell_y)``; default ``(i, 0)``.
-    n_gauss : `int`
-        Number of Gaussians.
+    config : `PsfFitConfig`, optional
+        Number of Gaussians and iteration limit (default `PsfFitConfig()`).
 
     Returns
     -------
     table : `astropy.table.Table`
         One row per kernel with the columns of `lsst.galmix.schema.psf_columns`.
     """
-    table = empty_psf_table(n_gauss, len(kernels))
+    cfg = config if config is not None else PsfFitConfig()
+    table = empty_psf_table(cfg.n_gauss, len(kernels))
     for i, kern in enumerate(kernels):
-        fit = fit_psf_image(kern if kern is not None else np.zeros((0, 0)), n_gauss)
+        fit = fit_psf_image(kern if kern is not None else np.zeros((0, 0)), cfg.n_gauss, cfg.max_iter)
         cx, cy = cells[i] if cells is not None else (i, 0)
         table["cell_x"][i], table["cell_y"][i] = cx, cy
         table["x"][i], table["y"][i] = positions[i]
@@ -248,19 +250,18 @@ def fit_psf_images_table(
 type PsfSpec = PsfMixture | Table | Callable[[float, float], "PsfMixture | np.ndarray | None"]
 
 
-def psf_at(spec: PsfSpec | None, x: float, y: float, n_gauss: int = 2) -> PsfMixture | None:
+def psf_at(spec: PsfSpec | None, x: float, y: float, config: PsfFitConfig | None = None) -> PsfMixture | None:
     """The PSF mixture of a band at a position.
 
     Parameters
     ----------
     spec : `PsfMixture`, `astropy.table.Table` or callable
         A fixed mixture; a ``galmix_psf_fits`` table (the row of the nearest ``x, y`` among rows without
-        ``psf_flag``); or a callable ``(x, y)`` returning a mixture or a kernel image (fitted here with
-        ``n_gauss`` Gaussians).
+        ``psf_flag``); or a callable ``(x, y)`` returning a mixture or a kernel image (fitted here).
     x, y : `float`
         Tract position.
-    n_gauss : `int`
-        Gaussians for kernel images returned by a callable.
+    config : `PsfFitConfig`, optional
+        Fit of kernel images returned by a callable (default `PsfFitConfig()`).
 
     Returns
     -------
@@ -282,4 +283,5 @@ def psf_at(spec: PsfSpec | None, x: float, y: float, n_gauss: int = 2) -> PsfMix
     out = spec(x, y)
     if out is None or isinstance(out, PsfMixture):
         return out if out is None or out.is_valid() else None
-    return fit_psf_image(np.asarray(out), n_gauss).mixture
+    cfg = config if config is not None else PsfFitConfig()
+    return fit_psf_image(np.asarray(out), cfg.n_gauss, cfg.max_iter).mixture

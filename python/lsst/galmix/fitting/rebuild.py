@@ -28,7 +28,7 @@ def theta_from_row(model: ModelDef, row) -> np.ndarray:
         # The table's float32 q underflows to 0 for extreme (unconstrained) ellipticities: read it as 1e-12.
         q = np.clip(float(row[param_column(model, "q", comp)]), 1e-12, 1.0)
         e1, e2 = eta_from_q_pa(q, np.radians(float(row[param_column(model, "pa", comp)])), check=False)
-        theta += [np.log(float(row[param_column(model, "reffPix", comp)])), e1, e2]
+        theta += [np.log(float(row[param_column(model, "reffPix", comp)])), float(e1), float(e2)]
         if comp.free_n:
             theta.append(float(row[param_column(model, "index", comp)]))
     return np.array(theta)

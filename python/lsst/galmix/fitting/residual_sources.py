@@ -33,8 +33,9 @@ from ..engine import ParamKind
 from ..models.definitions import get_model
 from ..models.ellipse import q_pa_from_eta
 from ..schema import FlagSet
+from .config import FitSettings
 from .engine_backend import model_stamps
-from .optimize import BandInput, FitSettings, SourceSpec
+from .optimize import BandInput, SourceSpec
 from .source import Prepared, SourceOutcome, solve
 
 __all__ = ["RESIDUAL_MODEL", "STRUCTURE_RADIUS", "add_residual_sources", "inside_half_light",

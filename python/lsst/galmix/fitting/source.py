@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from astropy.table import Table
@@ -27,10 +27,11 @@ from ..schema import (
     sky_column,
     summary_flag_column,
 )
+from .config import FitSettings
 from .engine_backend import make_problem, run_problems
 from .moments import initial_shape
-from .optimize import BandInput, FitSettings, SceneFit, SourceSpec
-from .stamps import STAMP_EDGE_NOISE, STAMP_FLUX_FRACTION, STAMP_MAX, STAMP_MIN, STAMP_SIGMAS, Stamp
+from .optimize import BandInput, SceneFit, SourceSpec
+from .stamps import Stamp
 
 __all__ = [
     "FLUX_NOISE_SIGMAS",
@@ -38,7 +39,6 @@ __all__ = [
     "MIN_Q",
     "MIN_REFF_PIX",
     "Prepared",
-    "SourceFitConfig",
     "SourceOutcome",
     "band_input",
     "collapsed_size",
@@ -55,85 +55,6 @@ __all__ = [
 ]
 
 PixelToSky = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-@dataclass
-class SourceFitConfig:
-    """Configuration of source fitting (all defaults documented in doc/fitting.rst).
-
-    Attributes
-    ----------
-    pixel_scale : `float`
-        Arcsec per pixel (for ``reff`` in arcsec).
-    stamp_sigmas : `float`
-        First stamp half-size in units of the observed (PSF-convolved) major-axis sigma.
-    stamp_min, stamp_max : `int`
-        Bounds of the stamp half-size (pixels).
-    stamp_flux_fraction, stamp_edge_noise : `float`
-        After the first fit the stamp grows until the model light beyond its edge is below
-        ``stamp_flux_fraction`` or its surface brightness there below ``stamp_edge_noise`` times the
-        pixel noise (`lsst.galmix.fitting.stamps.required_half_size`); 0 for both disables growing.
-    sky : `str`
-        Local sky fitted jointly with the sources, one flat level per band: ``"auto"`` (where the stamp
-        has at least ``sky_min_background`` of its pixels beyond 3 observed sigma of every source and
-        their mean is significantly non-zero: `lsst.galmix.fitting.blend.SKY_DETECT_SIGMAS`),
-        ``"flat"`` (always) or ``"none"``.
-    sky_min_background : `float`
-        Fraction of background pixels needed for ``sky="auto"``.
-    n_init : `float`
-        Starting Sersic index of free-index components.
-    blend_mode : `str`
-        ``"joint"``: the children of a blend are fitted simultaneously on shared pixels;
-        ``"subtract"``: each child on its own stamp with its neighbours' models subtracted.
-    subtract_iterations : `int`
-        Most sweeps of refitting with neighbours subtracted (``"subtract"`` mode and blends above
-        ``max_children``, fitted in blocks of ``max_children``); the sweeps stop earlier once no child
-        changes (`lsst.galmix.fitting.blend`).
-    max_children : `int`
-        Largest blend fitted jointly; larger ones fall back to ``"subtract"`` (``too_many_children``).
-    use_footprints : `bool`
-        Give zero weight to pixels owned by objects outside the group being fitted (first pass of
-        ``"subtract"`` and isolated objects).
-    footprint_only : `bool`
-        With footprints, fit only the pixels of the object's (or blend's) own footprint; otherwise
-        unowned (label 0) pixels are used too.
-    n_threads : `int`
-        Threads for fitting (C++ batch of isolated objects; blends in parallel).
-    residual_threshold : `float`
-        Significance (sigma of the PSF-smoothed multi-band residual) above which a residual peak becomes
-        a point source fitted with the object (`lsst.galmix.fitting.residual_sources`); 0 disables.
-    residual_min_separation : `float`
-        Residual peaks nearer than this (in PSF FWHM) to a fitted centre are the object's own misfit.
-    residual_max_sources : `int`
-        At most this many residual sources per fitted group.
-    psf_n_gauss : `int`
-        Gaussians for PSFs supplied as kernel images. Default 4: with fewer, extended sources absorb the
-        PSF wings the mixture misses into their size and index (2 Gaussians on a Moffat PSF: n = 4
-        galaxies come out 0.036 mag bright, n +0.28; 4 Gaussians: <= 0.001 mag; doc/fitting.rst).
-    settings : `FitSettings`
-        Optimizer settings and priors.
-    """
-
-    pixel_scale: float = 0.2
-    stamp_sigmas: float = STAMP_SIGMAS
-    stamp_min: int = STAMP_MIN
-    stamp_max: int = STAMP_MAX
-    stamp_flux_fraction: float = STAMP_FLUX_FRACTION
-    stamp_edge_noise: float = STAMP_EDGE_NOISE
-    sky: str = "auto"
-    sky_min_background: float = 0.5
-    n_init: float = 2.0
-    blend_mode: str = "joint"
-    subtract_iterations: int = 6
-    max_children: int = 5
-    use_footprints: bool = True
-    footprint_only: bool = False
-    n_threads: int = 1
-    residual_threshold: float = 5.0
-    residual_min_separation: float = 1.0
-    residual_max_sources: int = 3
-    psf_n_gauss: int = 4
-    settings: FitSettings = field(default_factory=FitSettings)
 
 
 def initial_theta(

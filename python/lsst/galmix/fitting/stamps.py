@@ -4,12 +4,12 @@ and the stamp-size rule.
 Pixels that must not enter the fit get zero weight, never a special value: masked pixels, pixels with a
 non-finite value, and pixels with zero, negative or non-finite variance. Each reason sets a flag.
 
-Stamp size (one definition for the library and the pipeline): a first stamp of `STAMP_SIGMAS` observed
-(PSF-convolved, adaptive-moment) sigma, at least `STAMP_MIN` and at most `STAMP_MAX` pixels from the
-centre. After the first fit the stamp grows (`required_half_size`) until the fitted model's light beyond
-its edge is below `STAMP_FLUX_FRACTION` of the source's flux, or the model's surface brightness at the
-edge is below `STAMP_EDGE_NOISE` of the pixel noise (no pixel further out would carry information), up to
-`STAMP_MAX` and the object's footprint; the fit is then repeated on the larger stamp.
+Stamp size (settings of `lsst.galmix.fitting.config.SourceFitConfig`): a first stamp of ``stamp_sigmas``
+observed (PSF-convolved, adaptive-moment) sigma, at least ``stamp_min`` and at most ``stamp_max`` pixels
+from the centre. After the first fit the stamp grows (`required_half_size`) until the fitted model's light
+beyond its edge is below ``stamp_flux_fraction`` of the source's flux, or the model's surface brightness at
+the edge is below ``stamp_edge_noise`` of the pixel noise (no pixel further out would carry information),
+up to ``stamp_max`` and the object's footprint; the fit is then repeated on the larger stamp.
 """
 
 from __future__ import annotations
@@ -22,26 +22,10 @@ import numpy as np
 from ..schema import FlagSet
 
 __all__ = [
-    "STAMP_EDGE_NOISE", "STAMP_FLUX_FRACTION", "STAMP_MAX", "STAMP_MIN", "STAMP_SIGMAS", "VARIANCE_FLOOR", "Exclusion",
+    "VARIANCE_FLOOR", "Exclusion",
     "Stamp",
     "background_pixels", "cut_box", "cut_stamp", "required_half_size", "weights_from_variance",
 ]
-
-STAMP_SIGMAS = 4.5
-"""Half-size of the first stamp in observed (PSF-convolved) major-axis sigma; the stamp then grows by
-`required_half_size`. The pipeline task's ``stampSigmas`` takes its default from here."""
-
-STAMP_MIN = 10
-"""Smallest stamp half-size (pixels)."""
-
-STAMP_MAX = 160
-"""Largest stamp half-size (pixels)."""
-
-STAMP_FLUX_FRACTION = 0.005
-"""The stamp holds the galaxy when at most this fraction of its model light lies beyond the edge."""
-
-STAMP_EDGE_NOISE = 0.05
-"""... or when the model surface brightness at the edge is below this fraction of the pixel noise."""
 
 VARIANCE_FLOOR = 1e-6
 """Pixels with variance below this fraction of the median variance of their stamp get zero weight
@@ -224,8 +208,7 @@ def _outside_bound(weights: np.ndarray, lam: np.ndarray, radius: float) -> float
 
 
 def required_half_size(
-    gaussians: np.ndarray, noise: float, flux_fraction: float = STAMP_FLUX_FRACTION,
-    edge_noise: float = STAMP_EDGE_NOISE, limit: int = STAMP_MAX,
+    gaussians: np.ndarray, noise: float, flux_fraction: float, edge_noise: float, limit: int,
 ) -> int:
     """Half-size (pixels from the source centre) a stamp needs to hold one source's fitted model.
 

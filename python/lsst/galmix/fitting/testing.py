@@ -16,8 +16,8 @@ from astropy.table import Table
 from ..models.definitions import get_model
 from ..models.psf_mixture import PsfMixture
 from ..schema import error_column, flux_column
+from .config import SourceFitConfig
 from .patch import fit_patch
-from .source import SourceFitConfig
 
 __all__ = [
     "GalaxyTruth",

@@ -40,7 +40,7 @@ class AnalyzeMatchedConnections(
     )
 
     def __init__(self, *, config: AnalyzeMatchedConfig):
-        for name in plot_names(config.bands, has_size=get_model(config.model).has_shape):
+        for name in plot_names(config.analysis.bands, has_size=get_model(config.analysis.model).has_shape):
             setattr(
                 self,
                 f"plot_{name}",
@@ -51,43 +51,16 @@ class AnalyzeMatchedConnections(
                     dimensions=("skymap", "tract"),
                 ),
             )
-        apply_model_template(self, config.model)
+        apply_model_template(self, config.analysis.model)
 
 
 class AnalyzeMatchedConfig(pipeBase.PipelineTaskConfig, pipelineConnections=AnalyzeMatchedConnections):
     """Configuration of `AnalyzeMatchedTask`."""
 
-    model = pexConfig.Field[str](doc="Model analysed (a name of the model registry)", default="sersic")
-    bands = pexConfig.ListField[str](doc="Bands analysed", default=list("ugrizy"))
-    magMin = pexConfig.Field[float](doc="First magnitude bin edge", default=17.0)
-    magMax = pexConfig.Field[float](doc="Last magnitude bin edge", default=27.0)
-    magWidth = pexConfig.Field[float](doc="Magnitude bin width", default=1.0)
-    summaryMin = pexConfig.Field[float](doc="Bright end of the summary range (reference mag)", default=20.0)
-    summaryMax = pexConfig.Field[float](doc="Faint end of the summary range (reference mag)", default=24.0)
-    selectionBand = pexConfig.Field[str](
-        doc="Band of the magnitude for colours, positions, sizes and completeness", default="r"
+    analysis = pexConfig.ConfigField[MatchedSpec](
+        doc="What the metrics and plots measure (model, bands, magnitude bins, summary range, selection band)",
+        dtype=MatchedSpec,
     )
-
-    def validate(self):
-        super().validate()
-        get_model(self.model)
-        if self.selectionBand not in self.bands:
-            raise pexConfig.FieldValidationError(
-                AnalyzeMatchedConfig.selectionBand, self, "selectionBand must be one of bands"
-            )
-
-    def spec(self) -> MatchedSpec:
-        """The analysis specification of this config."""
-        return MatchedSpec(
-            model=self.model,
-            bands=list(self.bands),
-            mag_min=self.magMin,
-            mag_max=self.magMax,
-            mag_width=self.magWidth,
-            summary_min=self.summaryMin,
-            summary_max=self.summaryMax,
-            selection_band=self.selectionBand,
-        )
 
 
 class AnalyzeMatchedTask(pipeBase.PipelineTask):
@@ -104,7 +77,7 @@ class AnalyzeMatchedTask(pipeBase.PipelineTask):
             ref = getattr(outputRefs, f"plot_{name}", None)
             if ref is not None:
                 butlerQC.put(fig, ref)
-        missing = [n for n in plot_names(self.config.bands) if n not in outputs.plots]
+        missing = [n for n in plot_names(self.config.analysis.bands) if n not in outputs.plots]
         if missing:
             self.log.warning("No data for plots %s (columns absent)", missing)
 
@@ -121,7 +94,7 @@ class AnalyzeMatchedTask(pipeBase.PipelineTask):
         result : `lsst.pipe.base.Struct`
             ``metrics`` (`dict`) and ``plots`` (`dict` of name -> `matplotlib.figure.Figure`).
         """
-        spec = self.config.spec()
+        spec = self.config.analysis
         metrics = compute_metrics(matched, spec)
         plots = make_plots(matched, spec)
         for label in ("galaxies", "stars"):

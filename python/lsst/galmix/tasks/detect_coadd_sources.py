@@ -49,30 +49,17 @@ class DetectCoaddSourcesConnections(
 class DetectCoaddSourcesConfig(
     pipeBase.PipelineTaskConfig, pipelineConnections=DetectCoaddSourcesConnections
 ):
-    """Configuration of `DetectCoaddSourcesTask` (mirrors `lsst.galmix.detection.DetectionConfig`)."""
+    """Configuration of `DetectCoaddSourcesTask`."""
 
-    threshold = pexConfig.Field[float](
-        doc="Detection threshold, sigma of the PSF-smoothed image.", default=5.0
+    detection = pexConfig.ConfigField[DetectionConfig](
+        doc="Settings of the detection and deblending library (lsst.galmix.detection.detect_patch)",
+        dtype=DetectionConfig,
     )
-    n_pixels = pexConfig.Field[int](doc="Minimum number of connected pixels above threshold.", default=5)
-    deblend = pexConfig.Field[bool](doc="Split footprints with several peaks.", default=True)
-    n_levels = pexConfig.Field[int](doc="Number of deblending thresholds.", default=32)
-    contrast = pexConfig.Field[float](doc="Minimum flux fraction of a deblended child.", default=0.005)
     expectedBands = pexConfig.ListField[str](
         doc="Bands a patch should have; a band without a coadd (or with an unreadable one) is logged as "
         "a WARNING and detection goes on with the others.",
         default=list("ugrizy"),
     )
-
-    def detection_config(self) -> DetectionConfig:
-        """Return the library configuration of these fields."""
-        return DetectionConfig(
-            threshold=self.threshold,
-            n_pixels=self.n_pixels,
-            deblend=self.deblend,
-            n_levels=self.n_levels,
-            contrast=self.contrast,
-        )
 
 
 class DetectCoaddSourcesTask(pipeBase.PipelineTask):
@@ -120,7 +107,7 @@ class DetectCoaddSourcesTask(pipeBase.PipelineTask):
             # tract is consolidated from the other patches.
             raise pipeBase.NoWorkFound(str(exc)) from None
         bands = list(data.images)
-        result = detect_patch(data, self.config.detection_config())
+        result = detect_patch(data, self.config.detection)
         objects = result.objects
         self.log.info(
             "Detected %d sources (%d primary, %d in blends) in patch %s with bands %s.",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -14,9 +13,8 @@ from lsst.daf.butler import DeferredDatasetHandle
 from lsst.pipe.base import connectionTypes as cT
 
 from ..connections import MODEL_TEMPLATE_DEFAULT, apply_model_template
-from ..fitting.optimize import FitSettings, Priors
+from ..fitting.config import SourceFitConfig
 from ..fitting.patch import fit_patch
-from ..fitting.source import SourceFitConfig
 from ..models.definitions import MODELS
 from ..schema import summary_flag_column
 
@@ -119,41 +117,12 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
         doc="Mask planes whose pixels get zero weight", default=["BAD", "SAT", "NO_DATA"]
     )
     usePsfFits = pexConfig.Field[bool](
-        doc="PSF from galmix_psf_fits (else fitted here to the coadd kernel at each object)", default=True
+        doc="PSF from galmix_psf_fits (else the coadd kernel at each object, fitted with fit.psf)", default=True
     )
-    psfNGauss = pexConfig.Field[int](
-        doc="Gaussians for PSFs fitted here (usePsfFits=False)", default=SourceFitConfig().psf_n_gauss
-    )
-    blendMode = pexConfig.ChoiceField[str](
-        doc="How blends are fitted",
-        default="joint",
-        allowed={"joint": "Children fitted simultaneously", "subtract": "Each child with neighbours subtracted"},
-    )
-    maxChildren = pexConfig.Field[int](doc="Largest blend fitted jointly; larger ones per child", default=5)
-    useFootprints = pexConfig.Field[bool](doc="Zero weight for pixels of other objects", default=True)
-    stampSigmas = pexConfig.Field[float](doc="First stamp half-size, observed sigmas",
-                                         default=SourceFitConfig.stamp_sigmas)
-    stampMin = pexConfig.Field[int](doc="Smallest stamp half-size (pixels)", default=10)
-    stampMax = pexConfig.Field[int](doc="Largest stamp half-size (pixels)", default=SourceFitConfig.stamp_max)
-    nInit = pexConfig.Field[float](doc="Initial Sersic index of free-index components", default=2.0)
-    maxIter = pexConfig.Field[int](doc="Optimizer iteration limit", default=100)
-    nThreads = pexConfig.Field[int](doc="Threads fitting groups in parallel within the quantum", default=1)
-    residualThreshold = pexConfig.Field[float](
-        doc="Significance (sigma) of a residual peak that becomes a point source fitted with the object "
-        "(a source detection missed); 0 disables the search",
-        default=5.0,
-    )
-    residualMinSeparation = pexConfig.Field[float](
-        doc="Residual peaks nearer than this to a fitted centre (PSF FWHM) are ignored", default=1.0
-    )
-    residualMaxSources = pexConfig.Field[int](doc="Most residual sources per fitted group", default=3)
-    priorN = pexConfig.ListField[float](
-        doc="Gaussian prior on the Sersic index: [mean, sigma]; empty for none (maximum likelihood)",
-        default=[],
-        length=None,
-    )
-    priorEtaSigma = pexConfig.Field[float](
-        doc="Sigma of a Gaussian prior on each conformal-shear component about 0; 0 for none", default=0.0
+    fit = pexConfig.ConfigField[SourceFitConfig](
+        doc="Settings of the fitting library (stamps, sky, blends, residual sources, PSF fits of kernel "
+        "images, optimizer and priors); fit.pixel_scale is replaced by the scale of the coadd's WCS",
+        dtype=SourceFitConfig,
     )
 
     @property
@@ -164,10 +133,6 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
 
     def validate(self):
         super().validate()
-        if self.priorN and (len(self.priorN) != 2 or self.priorN[1] <= 0):
-            raise pexConfig.FieldValidationError(
-                FitCoaddMultibandConfig.priorN, self, "priorN is [mean, sigma] with sigma > 0"
-            )
         if self.model.endswith("FixedCen"):
             raise pexConfig.FieldValidationError(
                 FitCoaddMultibandConfig.model, self, "Give the base model and set fixCentroid instead"
@@ -178,32 +143,6 @@ class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=F
                 self,
                 f"Model {self.modelName!r} is not in the registry ({', '.join(MODELS)})",
             )
-
-    def fit_config(self, pixel_scale: float) -> SourceFitConfig:
-        """The library configuration of this task config."""
-        return SourceFitConfig(
-            pixel_scale=pixel_scale,
-            stamp_sigmas=self.stampSigmas,
-            stamp_min=self.stampMin,
-            stamp_max=self.stampMax,
-            n_init=self.nInit,
-            blend_mode=self.blendMode,
-            max_children=self.maxChildren,
-            use_footprints=self.useFootprints,
-            n_threads=self.nThreads,
-            residual_threshold=self.residualThreshold,
-            residual_min_separation=self.residualMinSeparation,
-            residual_max_sources=self.residualMaxSources,
-            psf_n_gauss=self.psfNGauss,
-            settings=dataclasses.replace(
-                FitSettings(),
-                max_iter=self.maxIter,
-                priors=Priors(
-                    n=tuple(self.priorN) if self.priorN else None,
-                    eta_sigma=self.priorEtaSigma if self.priorEtaSigma > 0 else None,
-                ),
-            ),
-        )
 
 
 class FitCoaddMultibandTask(pipeBase.PipelineTask):
@@ -286,10 +225,12 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
                                        self._sky_to_pixel(projection), log=self.log)
             if not cfg.upstreamFootprints:
                 footprints = None
+        fit_config = cfg.fit.copy()
+        fit_config.pixel_scale = pixel_scale
         t1 = time.perf_counter()
         table = fit_patch(
             images, origin, objects, footprints, psfs, cfg.modelName,
-            config=cfg.fit_config(pixel_scale), pixel_to_sky=pixel_to_sky, bands=list(cfg.bands),
+            config=fit_config, pixel_to_sky=pixel_to_sky, bands=list(cfg.bands),
         )
         t2 = time.perf_counter()
         flag = summary_flag_column(cfg.modelName)

@@ -11,8 +11,8 @@ import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
+from ..fitting.config import PsfFitConfig
 from ..fitting.psf import fit_psf_images_table
-from ..fitting.source import SourceFitConfig
 from ..messages import exception_line
 
 __all__ = ["FitCoaddPsfConfig", "FitCoaddPsfConnections", "FitCoaddPsfTask"]
@@ -50,12 +50,8 @@ class FitCoaddPsfConnections(
 class FitCoaddPsfConfig(pipeBase.PipelineTaskConfig, pipelineConnections=FitCoaddPsfConnections):
     """Configuration of `FitCoaddPsfTask`."""
 
-    nGauss = pexConfig.RangeField[int](
-        doc="Gaussians in the PSF mixture (default: the fitting library's)",
-        default=SourceFitConfig().psf_n_gauss,
-        min=1,
-        max=4,
-        inclusiveMax=True,
+    psf = pexConfig.ConfigField[PsfFitConfig](
+        doc="Settings of the mixture fits (number of Gaussians, iteration limit)", dtype=PsfFitConfig
     )
     mode = pexConfig.ChoiceField[str](
         doc="Where to fit the PSF",
@@ -123,13 +119,13 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
                 positions.append((x, y))
                 index = psf.grid.index_of(x=round(x), y=round(y)) if np.isfinite(x + y) else None
                 cells.append((index.j, index.i) if index is not None else (-1, -1))
-        table = fit_psf_images_table(kernels, positions, cells, n_gauss=self.config.nGauss)
+        table = fit_psf_images_table(kernels, positions, cells, config=self.config.psf)
         n_bad = int(np.sum(table["psf_flag"]))
         self.metadata["nKernels"] = len(table)
         self.metadata["fitSeconds"] = time.perf_counter() - t0
         self.log.info(
             "Fitted %d PSF kernels with %d Gaussians in %.2f s (%d flagged; median residual power %.2g)",
-            len(table), self.config.nGauss, time.perf_counter() - t0, n_bad,
+            len(table), self.config.psf.n_gauss, time.perf_counter() - t0, n_bad,
             float(np.nanmedian(table["psf_chi2"])) if len(table) else float("nan"),
         )
         return pipeBase.Struct(psfFits=table)
