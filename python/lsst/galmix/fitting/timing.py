@@ -91,6 +91,13 @@ class StageTimer:
         finally:
             _current.reset(token)
 
+    def add(self, other: StageTimer) -> None:
+        """Add another timer's seconds to this one's (e.g. to sum quanta)."""
+        for name, v in other.cpu.items():
+            self.cpu[name] = self.cpu.get(name, 0.0) + v
+        for name, v in other.wall.items():
+            self.wall[name] = self.wall.get(name, 0.0) + v
+
     def snapshot(self) -> tuple[dict[str, float], dict[str, float]]:
         """Copies of ``(cpu, wall)``, to measure a block with `since`."""
         return dict(self.cpu), dict(self.wall)
