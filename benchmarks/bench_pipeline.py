@@ -26,7 +26,6 @@ from collections import defaultdict
 import numpy as np
 from lsst.daf.butler import Butler
 from lsst.galmix import engine as ge
-from lsst.galmix.fitting.timing import STAGES
 from lsst.pipe.base import Pipeline
 from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
 
@@ -102,11 +101,18 @@ def main() -> None:
             print(f"  {label:28s} {1:6d} {n:8d} {cpu:8.2f} {n / cpu:10.1f}   (median of {len(runs)} runs)")
             split = defaultdict(list)
             for m in runs:
+                if "stageCpuSeconds" not in m:
+                    continue  # a library without the stage timer: quantum CPU only
                 for key, value in m.items():
                     if key.endswith("CpuSeconds") and key not in ("stageCpuSeconds", "quantumCpuSeconds"):
                         split[key.removesuffix("CpuSeconds")].append(float(value))
                 split["(stages)"].append(float(m["stageCpuSeconds"]))
-            splits[label] = (n, cpu, {s: float(np.median(v)) for s, v in split.items()})
+            if split:
+                splits[label] = (n, cpu, {s: float(np.median(v)) for s, v in split.items()})
+        if not splits:
+            return
+        from lsst.galmix.fitting.timing import STAGES
+
         names = [s for s in STAGES if any(s in sp for _, _, sp in splits.values())]
         print("\nCPU split of the fit quanta by stage (median seconds per quantum, share of the stages' sum):")
         print(f"  {'stage':10s}" + "".join(f" {lab.removeprefix('fitCoaddMultiband'):>16s}" for lab in splits))

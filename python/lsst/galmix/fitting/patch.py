@@ -19,7 +19,7 @@ from astropy.table import Table
 
 from ..models.definitions import ModelDef, get_model
 from .blend import BandImage, ObjectInput
-from .flags import FlagSet
+from .flags import flag_bit
 from .plan import plan_patch
 from .plausibility import RESOLVED_RATIO, flag_implausible_rows
 from .psf import PsfSpec
@@ -90,6 +90,34 @@ def _fit_batches(model: ModelDef, groups: Sequence[list[int]], batch: int, input
     return out
 
 
+def _write_table(m: ModelDef, bands: Sequence[str], cfg: SourceFitConfig, objects: Table, xy: np.ndarray,
+                 inputs: Mapping[int, ObjectInput], input_mask: np.ndarray, fits: Sequence[GroupFit],
+                 images: Sequence[BandImage | None], footprints: np.ndarray | None,
+                 pixel_to_sky: PixelToSky | None) -> Table:
+    """One row per object (outcome, or catalogue position and flags), then the plausibility checks."""
+    n = len(objects)
+    outcome: dict[int, SourceOutcome | None] = {i: None for i in range(n)}
+    for f in fits:
+        for i, out in zip(f.rows, f.outcomes or [None] * len(f.rows)):
+            outcome[i] = out
+    col_defs = source_columns(m, bands)
+    table = empty_columns(col_defs, n)
+    for col in PASSTHROUGH_COLUMNS:
+        if col.name in objects.colnames:
+            table[col.name] = np.asarray(objects[col.name]).astype(col.dtype)
+    write_rows(table, m, bands, cfg, xy, [(i, inputs.get(i), outcome[i], merged_mask(input_mask[i], inputs.get(i),
+                                                                                   outcome[i])) for i in range(n)],
+               pixel_to_sky)
+    sigmas = np.array([_sigma(inputs.get(i)) for i in range(n)])
+    labels = np.array([inputs[i].label if i in inputs else 0 for i in range(n)])
+    resolved = np.array([_resolved(inputs.get(i)) for i in range(n)])
+    n_bad = flag_implausible_rows(table, m, bands, xy, sigmas, resolved, labels, images, footprints,
+                                  cfg.settings.reff_bounds[0])
+    if n_bad:
+        _log.warning("%d of %d fits left their object (centroid_moved, flux_excess or shape_collapsed)", n_bad, n)
+    return columns_to_table(col_defs, table)
+
+
 def fit_patch(
     images: Mapping[str, ImageTriple | None],
     origin: tuple[int, int],
@@ -158,33 +186,15 @@ def fit_patch(
                          "fitted", [ids[i] for i in plan.unplaced])
         placed = [i for g in plan.groups for i in g]
         inputs, input_mask = object_inputs(objects, placed, bands, band_images, psfs, cfg.psf_n_gauss)
-        input_mask[plan.unplaced] |= _bad_position()
+        input_mask[plan.unplaced] |= flag_bit("bad_position")
         isolated = [g for g, _ in plan.of_kind("single")]
         joint = [g for g, _ in plan.of_kind("joint")]
         fits = _fit_batches(m, isolated, BATCH_OBJECTS, inputs, band_images, footprints, cfg, ids)
         fits += _fit_batches(m, joint, BATCH_OBJECTS // 4, inputs, band_images, footprints, cfg, ids)
         fits += fit_blocks(m, plan.of_kind("blocks"), inputs, band_images, footprints, cfg)
         with stage("write"):
-            outcome: dict[int, SourceOutcome | None] = {i: None for i in range(len(objects))}
-            for f in fits:
-                for i, out in zip(f.rows, f.outcomes or [None] * len(f.rows)):
-                    outcome[i] = out
-            table = empty_columns(col_defs := source_columns(m, bands), len(objects))
-            for col in PASSTHROUGH_COLUMNS:
-                if col.name in objects.colnames:
-                    table[col.name] = np.asarray(objects[col.name]).astype(col.dtype)
-            write_rows(table, m, bands, cfg, plan.xy,
-                       [(i, inputs.get(i), outcome[i], merged_mask(input_mask[i], inputs.get(i), outcome[i]))
-                        for i in range(len(objects))], pixel_to_sky)
-            sigmas = np.array([_sigma(inputs.get(i)) for i in range(len(objects))])
-            labels = np.array([inputs[i].label if i in inputs else 0 for i in range(len(objects))])
-            resolved = np.array([_resolved(inputs.get(i)) for i in range(len(objects))])
-            n_bad = flag_implausible_rows(table, m, bands, plan.xy, sigmas, resolved, labels, band_images,
-                                          footprints, cfg.settings.reff_bounds[0])
-            if n_bad:
-                _log.warning("%d of %d fits left their object (centroid_moved, flux_excess or shape_collapsed)",
-                             n_bad, len(objects))
-            out = columns_to_table(col_defs, table)
+            out = _write_table(m, bands, cfg, objects, plan.xy, inputs, input_mask, fits, band_images, footprints,
+                               pixel_to_sky)
     cpu, wall = timer.since(before)
     out.meta["galmix_model"] = m.name
     out.meta["galmix_stage_cpu"] = cpu
@@ -192,8 +202,3 @@ def fit_patch(
     out.meta["galmix_object_seconds"] = float(sum(wall.values()))
     return out
 
-
-def _bad_position() -> int:
-    flags = FlagSet()
-    flags.set("bad_position")
-    return flags.mask

@@ -28,7 +28,7 @@ from .blend import (
     _with_residual_sources,
     fit_objects,
 )
-from .flags import FlagSet
+from .flags import FlagSet, flag_bit
 from .plan import Route
 from .psf import PsfSpec, psf_at
 from .source import (
@@ -57,12 +57,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-def _bit(name: str) -> int:
-    flags = FlagSet()
-    flags.set(name)
-    return flags.mask
-
-
 def object_inputs(
     objects: Table,
     rows: Sequence[int],
@@ -87,7 +81,7 @@ def object_inputs(
               else np.zeros(len(objects), int))
     shape = (np.column_stack([np.asarray(objects[c], float) for c in ("shape_xx", "shape_xy", "shape_yy")])
              if {"shape_xx", "shape_yy", "shape_xy"} <= set(names) else None)
-    bad_psf, missing = _bit("bad_psf"), _bit("missing_band")
+    bad_psf, missing = flag_bit("bad_psf"), flag_bit("missing_band")
     mask = np.zeros(len(objects), np.int64)
     inputs: dict[int, ObjectInput] = {}
     for i in rows:
