@@ -25,10 +25,11 @@ from dataclasses import dataclass
 import galsim
 import numpy as np
 from lsst.galmix import engine as ge
-from lsst.galmix.fitting.blend import BandImage, ObjectInput, fit_isolated
+from lsst.galmix.fitting.blend import BandImage, ObjectInput
 from lsst.galmix.fitting.flags import FlagSet
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.source import SourceFitConfig
+from lsst.galmix.fitting.stages import fit_groups
 from lsst.galmix.fitting.testing import GalaxyTruth, noise_sigma_for_snr, psf_kernel, render_stamp
 from lsst.galmix.models.definitions import get_model
 from scipy.special import gamma, gammaincinv
@@ -62,9 +63,10 @@ def _stamp_size(t: GalaxyTruth, fwhm_pix: float) -> int:
 
 
 def _galmix_fit(images, psfs, t, model, cfg) -> tuple[dict, float]:
-    objs = [ObjectInput(t.x, t.y, None, 0, psfs, FlagSet())]
+    obj = ObjectInput(t.x, t.y, None, 0, psfs, FlagSet())
     t0, c0 = time.perf_counter(), time.thread_time()
-    out = fit_isolated(get_model(model), objs, images, None, cfg)[0]
+    (fit,) = fit_groups(get_model(model), [[0]], {0: obj}, images, None, cfg)
+    out = None if fit.outcomes is None else fit.outcomes[0]
     dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
     if out is None or out.flags.fatal:
         return {"failed": True, "cpu": cpu}, dt

@@ -25,16 +25,7 @@ from .plausibility import RESOLVED_RATIO, flag_implausible_rows
 from .psf import PsfSpec
 from .schema import PASSTHROUGH_COLUMNS, columns_to_table, empty_columns, source_columns
 from .source import PixelToSky, SourceFitConfig, SourceOutcome
-from .stages import (
-    GroupFit,
-    fit_blocks,
-    merged_mask,
-    object_inputs,
-    prepare_groups,
-    refine_groups,
-    solve_groups,
-    write_rows,
-)
+from .stages import GroupFit, fit_blocks, fit_groups, merged_mask, object_inputs, write_rows
 from .timing import StageTimer, active_timer, stage
 
 __all__ = ["BATCH_OBJECTS", "ImageTriple", "fit_patch"]
@@ -77,9 +68,7 @@ def _fit_batches(model: ModelDef, groups: Sequence[list[int]], batch: int, input
     for k in range(0, len(groups), batch):
         part = groups[k : k + batch]
         try:
-            fits = prepare_groups(model, part, inputs, images, footprints, cfg)
-            solve_groups(fits, cfg)
-            refine_groups(model, fits, images, footprints, cfg)
+            fits = fit_groups(model, part, inputs, images, footprints, cfg)
         except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects, keep the others
             _log.warning("Fit of objects %s failed", [ids[i] for g in part for i in g], exc_info=True)
             fits = [GroupFit(list(g), [inputs[i] for i in g], []) for g in part]

@@ -46,6 +46,7 @@ from .timing import stage
 __all__ = [
     "GroupFit",
     "fit_blocks",
+    "fit_groups",
     "merged_mask",
     "object_inputs",
     "prepare_groups",
@@ -220,6 +221,16 @@ def refine_groups(model: ModelDef, fits: Sequence[GroupFit], images: Sequence[Ba
         refits = _with_residual_sources(grown, cfg, cfg.n_threads)
     for f, (prep, _), outcomes in zip(live, grown, refits):
         f.prep, f.outcomes = prep, list(outcomes)
+
+
+def fit_groups(model: ModelDef, groups: Sequence[Sequence[int]], inputs: Mapping[int, ObjectInput],
+               images: Sequence[BandImage | None], footprints: np.ndarray | None, cfg: SourceFitConfig
+               ) -> list[GroupFit]:
+    """Prepare, solve (one engine batch) and refine groups fitted as one engine problem each."""
+    fits = prepare_groups(model, groups, inputs, images, footprints, cfg)
+    solve_groups(fits, cfg)
+    refine_groups(model, fits, images, footprints, cfg)
+    return fits
 
 
 def fit_blocks(
