@@ -42,7 +42,7 @@ def _synthetic(scene, ln_reff: float, flux: float) -> tuple[dict, Prepared]:
     res = SceneFit(theta, np.array([[flux]]), np.eye(n) * 0.01, 900.0, 6, converged=True, at_bound=False,
                     singular=False)
     prep = Prepared([spec], theta, [band], [FlagSet()])
-    (out,) = split_result(prep, res, 0.0)
+    (out,) = split_result(prep, res)
     table = empty_columns(source_columns(SERSIC, ["r"]), 1)
     write_row(table, 0, out, ["r"], 0.2, None)
     return table, prep
@@ -188,9 +188,9 @@ def test_resolved_galaxy_fitted_as_a_line_is_flagged_by_fit_patch(scene, monkeyp
 
     real = source.split_result
 
-    def collapse(prep, res, elapsed):
+    def collapse(prep, res):
         res.theta[3] = 18.0  # eta1: q = exp(-18) = 1.5e-8
-        return real(prep, res, elapsed)
+        return real(prep, res)
 
     monkeypatch.setattr(source, "split_result", collapse)
     images, objects = scene

@@ -10,7 +10,6 @@ on its stamp with all its neighbours' first-pass models subtracted.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -26,11 +25,13 @@ from .config import SourceFitConfig
 from .engine_backend import convolved_gaussians, model_stamps
 from .moments import adaptive_moments
 from .optimize import BandInput, SourceSpec
+from .plan import Route, route_group
 from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceOutcome, band_input, extra_starts, initial_theta, solve
 from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size
+from .timing import staged
 
-__all__ = ["BandImage", "ObjectInput", "fit_isolated", "fit_objects"]
+__all__ = ["BandImage", "ObjectInput", "fit_objects"]
 
 _log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ def _merge_stamp_flags(obj: ObjectInput, stamps: Sequence[Stamp | None]) -> list
     return usable
 
 
+@staged("stamps")
 def _prepare_set(
     model: ModelDef,
     objs: Sequence[ObjectInput],
@@ -365,22 +367,20 @@ def _grow_stamps(
                                and _sky_allowed(crowd, prep.bands, cfg) and _sky_detected(prep, outs, crowd))
             if box is None and sky == prep.sky:
                 continue
-            t0 = time.perf_counter()
             theta0 = np.concatenate([o.theta for o in outs])
             new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box or _prep_box(prep), theta0=theta0,
                                owners=owners, sky=sky)
             if new is not None:
                 # The refit gets copies of the flags: they replace the first fit's only if it is kept.
                 new.flags = [FlagSet(mask=f.mask) for f in new.flags]
-                todo.append((k, new, time.perf_counter() - t0))
+                todo.append((k, new))
         if not todo:
             break
-        for (k, new, t_prep), outs in zip(todo, solve([t[1] for t in todo], cfg.settings, n_threads)):
+        for (k, new), outs in zip(todo, solve([t[1] for t in todo], cfg.settings, n_threads)):
             old = current[k][1]
             if any(o.flags.fatal for o in outs) and not any(o.flags.fatal for o in old):
                 continue
-            for o, prev, obj in zip(outs, old, groups[k][0]):
-                o.time += prev.time + t_prep / len(outs)
+            for o, obj in zip(outs, groups[k][0]):
                 obj.flags.mask = o.flags.mask
                 o.flags = obj.flags
             new.flags = [obj.flags for obj in groups[k][0]]
@@ -416,114 +416,7 @@ def _fit_set(model, objs, images, footprints, keep_labels, cfg, **kw) -> list[So
     return _fit_group(model, objs, images, footprints, keep_labels, cfg, **kw)[0]
 
 
-def fit_isolated(
-    model: ModelDef,
-    objs: Sequence[ObjectInput],
-    images: Sequence[BandImage | None],
-    footprints: np.ndarray | None,
-    cfg: SourceFitConfig,
-) -> list[SourceOutcome | None]:
-    """Fit isolated objects, all in one batch (one C++ loop, ``cfg.n_threads`` threads).
-
-    Parameters are as for `fit_objects`, with every object fitted on its own.
-    """
-    preps: list[list[Prepared]] = []
-    prep_time: list[float] = []
-    for o in objs:
-        t0 = time.perf_counter()
-        try:
-            _measure(o, objs[:0], images, footprints, cfg)
-            prep = _prepare_set(model, [o], images, footprints, [o.label], cfg)
-            group = [] if prep is None else [prep]
-            if prep is not None:
-                for alt in extra_starts(model, prep.theta0.copy()):
-                    group.append(Prepared(prep.specs, alt, prep.bands, [FlagSet(mask=o.flags.mask)]))
-            preps.append(group)
-        except Exception:  # noqa: BLE001 - one bad object must not stop the batch
-            _log.warning("Preparing the fit of the object at (%.1f, %.1f) failed", o.x, o.y, exc_info=True)
-            o.flags.set("exception")
-            preps.append([])
-        prep_time.append(time.perf_counter() - t0)
-    done = iter(solve([p for group in preps for p in group], cfg.settings, cfg.n_threads))
-    out: list[SourceOutcome | None] = []
-    chosen: list[tuple[int, ObjectInput, Prepared, SourceOutcome]] = []
-    for o, group, t_prep in zip(objs, preps, prep_time):
-        fits = [next(done)[0] for _ in group]
-        if not fits:
-            out.append(None)
-            continue
-        k = min(range(len(fits)), key=lambda i: (fits[i].flags.fatal,
-                                                 fits[i].chi2 if np.isfinite(fits[i].chi2) else np.inf))
-        best = fits[k]
-        o.flags.mask = best.flags.mask
-        best.flags = o.flags
-        best.time = t_prep + sum(f.time for f in fits)
-        chosen.append((len(out), o, group[k], best))
-        out.append(best)
-    grown = _grow_stamps(model, [([o], [o.label], (), prep, [best]) for _, o, prep, best in chosen], images,
-                         footprints, cfg, cfg.n_threads)
-    refits = _with_residual_sources(grown, cfg, cfg.n_threads)
-    for (i, _, _, _), (outcome,) in zip(chosen, refits):
-        out[i] = outcome
-    return out
-
-
-def fit_joint_blends(
-    model: ModelDef,
-    groups: Sequence[Sequence[ObjectInput]],
-    images: Sequence[BandImage | None],
-    footprints: np.ndarray | None,
-    cfg: SourceFitConfig,
-) -> list[list[SourceOutcome | None] | None]:
-    """Fit blends jointly (each on the union of its children's stamps), all in one C++ batch.
-
-    Parameters are as for `fit_objects`; every group must have at most ``cfg.max_children`` children.
-
-    Returns
-    -------
-    outcomes : `list`
-        Per group, one outcome (or `None`) per child; `None` for a group whose preparation raised
-        (its children carry the ``exception`` flag).
-    """
-    preps: list[Prepared | None] = []
-    prepared_ok: list[bool] = []
-    prep_time: list[float] = []
-    for objs in groups:
-        t0 = time.perf_counter()
-        try:
-            for o in objs:
-                _measure(o, objs, images, footprints, cfg)
-            preps.append(_prepare_set(model, objs, images, footprints, [o.label for o in objs], cfg))
-            prepared_ok.append(True)
-        except Exception:  # noqa: BLE001 - one bad blend must not stop the batch
-            _log.warning("Preparing the fit of a blend of %d objects failed", len(objs), exc_info=True)
-            for o in objs:
-                o.flags.set("exception")
-            preps.append(None)
-            prepared_ok.append(False)
-        prep_time.append(time.perf_counter() - t0)
-    done = iter(solve([p for p in preps if p is not None], cfg.settings, cfg.n_threads))
-    out: list[list[SourceOutcome | None] | None] = []
-    fitted: list[tuple[int, Sequence[ObjectInput], Prepared, list[SourceOutcome]]] = []
-    for objs, prep, ok, t_prep in zip(groups, preps, prepared_ok, prep_time):
-        if not ok:
-            out.append(None)
-        elif prep is None:
-            out.append([None] * len(objs))
-        else:
-            children = list(next(done))
-            for c in children:
-                c.time += t_prep / len(children)
-            fitted.append((len(out), objs, prep, children))
-            out.append(cast(list[SourceOutcome | None], children))
-    grown = _grow_stamps(model, [(objs, [o.label for o in objs], (), prep, children)
-                                 for _, objs, prep, children in fitted], images, footprints, cfg, cfg.n_threads)
-    refits = _with_residual_sources(grown, cfg, cfg.n_threads)
-    for (i, _, _, _), refitted in zip(fitted, refits):
-        out[i] = cast(list[SourceOutcome | None], refitted)
-    return out
-
-
+@staged("stamps")
 def _measure(o: ObjectInput, group: Sequence[ObjectInput], images, footprints, cfg: SourceFitConfig) -> None:
     # Without any image there is nothing to measure; `_prepare_set` flags ``no_data``.
     if o.cov is None and _any_image(images):
@@ -539,6 +432,7 @@ def fit_objects(
     images: Sequence[BandImage | None],
     footprints: np.ndarray | None,
     cfg: SourceFitConfig,
+    route: Route | None = None,
 ) -> list[SourceOutcome | None]:
     """Fit one group of objects (an isolated object or the children of one blend).
 
@@ -554,6 +448,8 @@ def fit_objects(
         Label image aligned with the images.
     cfg : `SourceFitConfig`
         Configuration.
+    route : `Route`, optional
+        How the group is fitted (default: `route_group` of its size and ``cfg``).
 
     Returns
     -------
@@ -563,19 +459,13 @@ def fit_objects(
     labels = [o.label for o in objs]
     for o in objs:
         _measure(o, objs, images, footprints, cfg)
-    if len(objs) == 1:
+    route = route or route_group(len(objs), cfg.blend_mode, cfg.max_children)
+    if route.kind != "blocks":
         return _fit_set(model, objs, images, footprints, labels, cfg)
-    mode = cfg.blend_mode
-    if mode not in ("joint", "subtract"):
-        raise ValueError(f"blend_mode must be 'joint' or 'subtract', not {mode!r}")
-    if mode == "joint" and len(objs) > cfg.max_children:
+    if route.too_many_children:
         for o in objs:
             o.flags.set("too_many_children")
-        mode = "subtract"
-    if mode == "joint":
-        return _fit_set(model, objs, images, footprints, labels, cfg)
-    return _fit_in_blocks(model, objs, images, footprints, cfg,
-                          1 if cfg.blend_mode == "subtract" else max(cfg.max_children, 1))
+    return _fit_in_blocks(model, objs, images, footprints, cfg, route.block_size)
 
 
 def _blocks(objs: Sequence[ObjectInput], size: int, direction: tuple[float, float]) -> list[list[int]]:
@@ -640,7 +530,6 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
             near = [j for j in _reaching(model, objs, current, block[0], start, stop) if j not in block]
             if not any(moved[j] for j in near + block):
                 continue
-            t0 = time.perf_counter()
             sub = [None if im is None else _siblings_image(model, objs, current, near, b, im, start, stop,
                                                            render_fluxes)
                    for b, im in enumerate(images)]
@@ -652,10 +541,7 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
             refitted = [r for r in refit if r is not None]
             if len(refitted) < len(refit):
                 continue
-            share = (time.perf_counter() - t0) / len(block)
             for i, old, new in zip(block, before, refitted):
-                # The refit (siblings' model images, stamps, fit) adds to the child's earlier passes.
-                new.time = old.time + share
                 changed[i] = _changed(old, new)
                 current[i] = new
                 render_fluxes[i] = 0.5 * (old.fluxes + new.fluxes)

@@ -17,7 +17,6 @@ is evaluated again at the final fluxes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -31,6 +30,7 @@ from ..models.psf_mixture import PsfMixture
 from .config import FitSettings
 from .errors import conditional_covariance
 from .optimize import BandInput, ParameterBounds, SceneFit, SourceSpec
+from .timing import stage
 
 __all__ = [
     "EngineProblem", "convolved_gaussians", "make_problem", "model_stamps", "psf_array", "render_sources",
@@ -364,16 +364,10 @@ def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[
     Returns
     -------
     results : `list` [`SceneFit`]
-        One per problem; ``seconds`` is that problem's own C++ fit time plus the conversion of its
-        result (not a share of the batch).
+        One per problem; ``seconds`` is that problem's own C++ fit time.
     """
     if not problems:
         return []
-    results = ge.fit_batch([p.problem for p in problems], n_threads=n_threads)
-    out = []
-    for p, r in zip(problems, results):
-        t0 = time.perf_counter()
-        res = _result(p, r)
-        res.seconds += time.perf_counter() - t0
-        out.append(res)
-    return out
+    with stage("engine"):
+        results = ge.fit_batch([p.problem for p in problems], n_threads=n_threads)
+    return [_result(p, r) for p, r in zip(problems, results)]

@@ -1,56 +1,42 @@
 """`fit_patch`: fit every object of a patch with one model; the entry point of the PipelineTask.
 
-Every input object gets exactly one output row. A failure while fitting one group (an isolated object
-or a blend) flags that group's rows (``exception``) and is logged; it never stops the patch.
+A short driver over the stages of `lsst.galmix.fitting.stages`: plan the groups
+(`lsst.galmix.fitting.plan`), get each object's inputs, then per batch of groups prepare stamps, solve in
+one engine batch and refine (stamp growth, residual sources); blends fitted in blocks with their
+neighbours subtracted; finally write one row per object with its flags merged once, and check the rows'
+plausibility. Every input object gets exactly one output row. A failure while fitting one group (an
+isolated object or a blend) or one batch flags those rows (``exception``) and is logged; it never stops
+the patch. The stage times go to a `lsst.galmix.fitting.timing.StageTimer`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from astropy.table import Table
-from scipy.spatial import cKDTree
 
 from ..models.definitions import ModelDef, get_model
-from ..schema import (
-    PASSTHROUGH_COLUMNS,
-    FlagSet,
-    columns_to_table,
-    empty_columns,
-    param_column,
-    source_columns,
-)
-from .blend import BandImage, ObjectInput, fit_isolated, fit_joint_blends, fit_objects
+from ..schema import PASSTHROUGH_COLUMNS, columns_to_table, empty_columns, flag_bit, source_columns
+from .blend import BandImage, ObjectInput
 from .config import SourceFitConfig
+from .plan import plan_patch
 from .plausibility import RESOLVED_RATIO, flag_implausible_rows
-from .psf import PsfSpec, psf_at
-from .source import PixelToSky, write_flags, write_row
+from .psf import PsfSpec
+from .source import PixelToSky, SourceOutcome
+from .stages import GroupFit, fit_blocks, fit_groups, merged_mask, object_inputs, write_rows
+from .timing import StageTimer, active_timer, stage
 
-__all__ = ["ImageTriple", "fit_patch"]
+__all__ = ["BATCH_OBJECTS", "ImageTriple", "fit_patch"]
 
 _log = logging.getLogger(__name__)
-
-GROUP_LINK_STAMPS = 2.0
-"""Without footprints, isolated objects closer than this many ``stamp_min`` are fitted jointly."""
 
 BATCH_OBJECTS = 256
 """Isolated objects per C++ batch (blends: a quarter as many); their prepared pixels are held together."""
 
 ImageTriple = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 """``(image, variance, bad)``: nJy image, variance, boolean mask (True = do not use) or None."""
-
-
-def _catalogue_cov(row, names: Sequence[str]) -> np.ndarray | None:
-    if not {"shape_xx", "shape_yy", "shape_xy"} <= set(names):
-        return None
-    cov = np.array([[row["shape_xx"], row["shape_xy"]], [row["shape_xy"], row["shape_yy"]]], dtype=float)
-    if not np.isfinite(cov).all() or cov[0, 0] <= 0 or np.linalg.det(cov) <= 0:
-        return None
-    return cov
 
 
 def _sigma(obj: ObjectInput | None) -> float:
@@ -71,40 +57,54 @@ def _resolved(obj: ObjectInput | None) -> bool:
     return bool(np.trace(obj.cov) > RESOLVED_RATIO * psf_trace)
 
 
-def _groups(objects: Table, rows: Sequence[int], link: float = 0.0) -> list[list[int]]:
-    """Indices of ``rows`` grouped by blend (isolated objects alone).
+def _fit_batches(model: ModelDef, groups: Sequence[list[int]], batch: int, inputs: Mapping[int, ObjectInput],
+                 images: Sequence[BandImage | None], footprints: np.ndarray | None, cfg: SourceFitConfig,
+                 ids: Sequence) -> list[GroupFit]:
+    """Prepare, solve and refine groups fitted as one engine problem each, ``batch`` groups at a time.
 
-    With ``link > 0`` (no footprints say which pixels are whose), isolated objects closer than ``link``
-    pixels to each other are fitted as one group, so a faint object's fit models its bright neighbour
-    instead of taking its light.
+    Batches bound the memory of the prepared pixel data; a batch that raises flags its groups.
     """
-    parent = (np.asarray(objects["parentObjectId"]) if "parentObjectId" in objects.colnames
-              else np.zeros(len(objects), int))
-    groups: dict[int, list[int]] = {}
-    alone: list[int] = []
-    for i in rows:
-        if parent[i] == 0:
-            alone.append(i)
-        else:
-            groups.setdefault(int(parent[i]), []).append(i)
-    out = [[i] for i in alone]
-    if link > 0 and len(alone) > 1:
-        xy = np.column_stack([np.asarray(objects["x"], float)[alone], np.asarray(objects["y"], float)[alone]])
-        root = list(range(len(alone)))
+    out: list[GroupFit] = []
+    for k in range(0, len(groups), batch):
+        part = groups[k : k + batch]
+        try:
+            fits = fit_groups(model, part, inputs, images, footprints, cfg)
+        except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects, keep the others
+            _log.warning("Fit of objects %s failed", [ids[i] for g in part for i in g], exc_info=True)
+            fits = [GroupFit(list(g), [inputs[i] for i in g], []) for g in part]
+            for f in fits:
+                for o in f.objs:
+                    o.flags.set("exception")
+        out += fits
+    return out
 
-        def find(k: int) -> int:
-            while root[k] != k:
-                root[k] = root[root[k]]
-                k = root[k]
-            return k
 
-        for a, b in sorted(cKDTree(xy).query_pairs(link)):
-            root[find(a)] = find(b)
-        linked: dict[int, list[int]] = {}
-        for k, i in enumerate(alone):
-            linked.setdefault(find(k), []).append(i)
-        out = list(linked.values())
-    return out + list(groups.values())
+def _write_table(m: ModelDef, bands: Sequence[str], cfg: SourceFitConfig, objects: Table, xy: np.ndarray,
+                 inputs: Mapping[int, ObjectInput], input_mask: np.ndarray, fits: Sequence[GroupFit],
+                 images: Sequence[BandImage | None], footprints: np.ndarray | None,
+                 pixel_to_sky: PixelToSky | None) -> Table:
+    """One row per object (outcome, or catalogue position and flags), then the plausibility checks."""
+    n = len(objects)
+    outcome: dict[int, SourceOutcome | None] = {i: None for i in range(n)}
+    for f in fits:
+        for i, out in zip(f.rows, f.outcomes or [None] * len(f.rows)):
+            outcome[i] = out
+    col_defs = source_columns(m, bands)
+    table = empty_columns(col_defs, n)
+    for col in PASSTHROUGH_COLUMNS:
+        if col.name in objects.colnames:
+            table[col.name] = np.asarray(objects[col.name]).astype(col.dtype)
+    write_rows(table, m, bands, cfg, xy, [(i, inputs.get(i), outcome[i], merged_mask(input_mask[i], inputs.get(i),
+                                                                                   outcome[i])) for i in range(n)],
+               pixel_to_sky)
+    sigmas = np.array([_sigma(inputs.get(i)) for i in range(n)])
+    labels = np.array([inputs[i].label if i in inputs else 0 for i in range(n)])
+    resolved = np.array([_resolved(inputs.get(i)) for i in range(n)])
+    n_bad = flag_implausible_rows(table, m, bands, xy, sigmas, resolved, labels, images, footprints,
+                                  cfg.settings.reff_bounds[0])
+    if n_bad:
+        _log.warning("%d of %d fits left their object (centroid_moved, flux_excess or shape_collapsed)", n_bad, n)
+    return columns_to_table(col_defs, table)
 
 
 def fit_patch(
@@ -117,6 +117,7 @@ def fit_patch(
     config: SourceFitConfig | None = None,
     pixel_to_sky: PixelToSky | None = None,
     bands: Sequence[str] | None = None,
+    timer: StageTimer | None = None,
 ) -> Table:
     """Fit one model to every object of a patch in all bands.
 
@@ -143,153 +144,52 @@ def fit_patch(
         ``(x, y) -> (ra, dec)`` degrees (vectorised) for the ``_ra``/``_dec`` columns.
     bands : sequence of `str`, optional
         Output band order (default: the keys of ``images``).
+    timer : `StageTimer`, optional
+        Timer that receives the stage times (default: the active one, else a new one).
 
     Returns
     -------
     table : `astropy.table.Table`
         Exactly one row per input object, in input order, with the columns of
-        `lsst.galmix.schema.source_columns`. ``meta["galmix_object_seconds"]``: the fits' times
-        summed over the objects (set-up, fit and result of each; blends' shares).
+        `lsst.galmix.schema.source_columns`. ``meta["galmix_stage_cpu"]`` and
+        ``meta["galmix_stage_wall"]``: seconds per stage of this call (`lsst.galmix.fitting.timing`);
+        ``meta["galmix_object_seconds"]``: their wall-clock total.
     """
     cfg = config or SourceFitConfig()
     m = get_model(model) if isinstance(model, str) else model
     bands = list(bands) if bands is not None else list(images)
-    # Rows are written into plain arrays (astropy item assignment is slow) and become a table at the end.
-    col_defs = source_columns(m, bands)
-    table = empty_columns(col_defs, len(objects))
-    for col in PASSTHROUGH_COLUMNS:
-        if col.name in objects.colnames:
-            table[col.name] = np.asarray(objects[col.name]).astype(col.dtype)
-    band_images: list[BandImage | None] = []
-    for band in bands:
-        triple = images.get(band)
-        band_images.append(None if triple is None else BandImage(triple[0], triple[1], triple[2], origin))
-    if len(objects) and all(im is None for im in band_images):
-        # One line per patch: every object gets ``no_data`` from the normal path below, without errors.
-        _log.warning("No band has an image: all %d objects are flagged no_data", len(objects))
-    names = objects.colnames
-    flags = [FlagSet() for _ in range(len(objects))]
-    inputs: dict[int, ObjectInput] = {}
-
-    def build(i: int) -> ObjectInput:
-        row = objects[i]
-        x, y = float(row["x"]), float(row["y"])
-        psf_list = []
-        for b, band in enumerate(bands):
-            try:
-                psf = psf_at(psfs.get(band), x, y, cfg.psf) if band_images[b] is not None else None
-            except Exception:  # noqa: BLE001 - a broken PSF source flags the band, not the patch
-                _log.warning("PSF for band %s at (%.1f, %.1f) failed", band, x, y, exc_info=True)
-                psf = None
-            if band_images[b] is not None and psf is None:
-                flags[i].set("bad_psf")
-            if psf is None or band_images[b] is None:
-                flags[i].set("missing_band")
-            psf_list.append(psf)
-        label = int(row["footprintLabel"]) if "footprintLabel" in names else 0
-        inputs[i] = ObjectInput(x, y, _catalogue_cov(row, names), label, psf_list, flags[i])
-        return inputs[i]
-
-    # Per-object times go to the table's metadata as a patch total (task metadata), not into the rows:
-    # re-runs must give identical tables.
-    object_seconds = np.zeros(len(objects))
-
-    def write(i: int, out, seconds: float) -> None:
-        object_seconds[i] = seconds if out is None else out.time
-        if out is None:
-            x, y = float(objects[i]["x"]), float(objects[i]["y"])
-            table[param_column(m, "x")][i], table[param_column(m, "y")][i] = x, y
-            if pixel_to_sky is not None:
-                ra, dec = pixel_to_sky(np.array([x]), np.array([y]))
-                table[param_column(m, "ra")][i], table[param_column(m, "dec")][i] = np.ravel(ra)[0], np.ravel(dec)[0]
-            write_flags(table, i, m.name, flags[i])
-        else:
-            write_row(table, i, out, bands, cfg.pixel_scale, pixel_to_sky)
-
-    def failed(group: list[int], seconds: float) -> None:
-        ids = [objects[i]["objectId"] if "objectId" in names else i for i in group]
-        _log.warning("Fit of objects %s failed", ids, exc_info=True)
-        for i in group:
-            flags[i].set("exception")
-            write(i, None, seconds)
-
-    def run_blend(group: list[int]) -> None:
-        t0 = time.perf_counter()
-        try:
-            outcomes = fit_objects(m, [build(i) for i in group], band_images, footprints, cfg)
-            for i, out in zip(group, outcomes):
-                write(i, out, (time.perf_counter() - t0) / len(group))
-        except Exception:  # noqa: BLE001 - one bad blend must not stop the patch
-            failed(group, (time.perf_counter() - t0) / len(group))
-
-    xy = np.column_stack([np.asarray(objects["x"], float), np.asarray(objects["y"], float)]).reshape(-1, 2)
-    placed = np.isfinite(xy).all(axis=1)
-    if not placed.all():
-        # No stamp can be cut without a position: flag these rows and fit the others (blend siblings too).
-        ids = [objects[i]["objectId"] if "objectId" in names else i for i in np.flatnonzero(~placed)]
-        _log.warning("Objects %s have a non-finite catalogue position (x, y): flagged bad_position, not fitted",
-                     ids)
-        for j in np.flatnonzero(~placed):
-            flags[j].set("bad_position")
-            write(int(j), None, 0.0)
-    link = GROUP_LINK_STAMPS * cfg.stamp_min if footprints is None else 0.0
-    groups = _groups(objects, np.flatnonzero(placed).tolist(), link)
-    isolated = [g[0] for g in groups if len(g) == 1]
-    t0 = time.perf_counter()
-    objs = {}
-    for i in isolated:
-        try:
-            objs[i] = build(i)
-        except Exception:  # noqa: BLE001
-            failed([i], 0.0)
-    keys = list(objs)
-    # Batches bound the memory of the prepared pixel data, which grows with the number of objects.
-    for chunk in (keys[k:k + BATCH_OBJECTS] for k in range(0, len(keys), BATCH_OBJECTS)):
-        try:
-            for i, out in zip(chunk, fit_isolated(m, [objs[i] for i in chunk], band_images, footprints, cfg)):
-                write(i, out, (time.perf_counter() - t0) / max(len(keys), 1) if out is None else out.time)
-        except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects, keep the others
-            failed(chunk, (time.perf_counter() - t0) / max(len(keys), 1))
-    blends = [g for g in groups if len(g) > 1]
-    if cfg.blend_mode == "joint":
-        # Blends small enough for a joint fit go to the C++ batch together; the others are fitted
-        # child by child below.
-        joint = [g for g in blends if len(g) <= cfg.max_children]
-        blends = [g for g in blends if len(g) > cfg.max_children]
-        t0 = time.perf_counter()
-        built = []
-        for g in joint:
-            try:
-                built.append((g, [build(i) for i in g]))
-            except Exception:  # noqa: BLE001
-                failed(g, 0.0)
-        for part in (built[k:k + BATCH_OBJECTS // 4] for k in range(0, len(built), BATCH_OBJECTS // 4)):
-            try:
-                results = fit_joint_blends(m, [objs_ for _, objs_ in part], band_images, footprints, cfg)
-                for (g, _), outcomes in zip(part, results):
-                    if outcomes is None:
-                        for i in g:
-                            write(i, None, 0.0)
-                        continue
-                    for i, out in zip(g, outcomes):
-                        write(i, out, (time.perf_counter() - t0) / max(len(joint), 1) if out is None else out.time)
-            except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects
-                failed([i for g, _ in part for i in g], 0.0)
-    if cfg.n_threads > 1 and len(blends) > 1:
-        with ThreadPoolExecutor(cfg.n_threads) as pool:
-            list(pool.map(run_blend, blends))
-    else:
-        for g in blends:
-            run_blend(g)
-    sigmas = np.array([_sigma(inputs.get(i)) for i in range(len(objects))])
-    labels = np.array([inputs[i].label if i in inputs else 0 for i in range(len(objects))])
-    resolved = np.array([_resolved(inputs.get(i)) for i in range(len(objects))])
-    n_bad = flag_implausible_rows(table, m, bands, xy, sigmas, resolved, labels, band_images, footprints,
-                                  cfg.settings.reff_bounds[0])
-    if n_bad:
-        _log.warning("%d of %d fits left their object (centroid_moved, flux_excess or shape_collapsed)",
-                     n_bad, len(objects))
-    out = columns_to_table(col_defs, table)
+    timer = timer or active_timer() or StageTimer()
+    before = timer.snapshot()
+    with timer.active(), timer.stage("plan"):
+        band_images: list[BandImage | None] = []
+        for b in bands:
+            triple = images.get(b)
+            band_images.append(None if triple is None else BandImage(triple[0], triple[1], triple[2], origin))
+        if len(objects) and all(im is None for im in band_images):
+            # One line per patch: every object gets ``no_data`` from the normal path, without errors.
+            _log.warning("No band has an image: all %d objects are flagged no_data", len(objects))
+        ids = (list(np.asarray(objects["objectId"])) if "objectId" in objects.colnames
+               else list(range(len(objects))))
+        plan = plan_patch(objects, footprints is not None, cfg.blend_mode, cfg.max_children, cfg.stamp_min)
+        if plan.unplaced:
+            # No stamp can be cut without a position: flag these rows and fit the others (siblings too).
+            _log.warning("Objects %s have a non-finite catalogue position (x, y): flagged bad_position, not "
+                         "fitted", [ids[i] for i in plan.unplaced])
+        placed = [i for g in plan.groups for i in g]
+        inputs, input_mask = object_inputs(objects, placed, bands, band_images, psfs, cfg.psf)
+        input_mask[plan.unplaced] |= flag_bit("bad_position")
+        isolated = [g for g, _ in plan.of_kind("single")]
+        joint = [g for g, _ in plan.of_kind("joint")]
+        fits = _fit_batches(m, isolated, BATCH_OBJECTS, inputs, band_images, footprints, cfg, ids)
+        fits += _fit_batches(m, joint, BATCH_OBJECTS // 4, inputs, band_images, footprints, cfg, ids)
+        fits += fit_blocks(m, plan.of_kind("blocks"), inputs, band_images, footprints, cfg)
+        with stage("write"):
+            out = _write_table(m, bands, cfg, objects, plan.xy, inputs, input_mask, fits, band_images, footprints,
+                               pixel_to_sky)
+    cpu, wall = timer.since(before)
     out.meta["galmix_model"] = m.name
-    out.meta["galmix_object_seconds"] = float(object_seconds.sum())
+    out.meta["galmix_stage_cpu"] = cpu
+    out.meta["galmix_stage_wall"] = wall
+    out.meta["galmix_object_seconds"] = float(sum(wall.values()))
     return out
+

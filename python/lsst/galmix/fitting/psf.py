@@ -15,7 +15,6 @@ returns ``F`` exactly; renormalising to unit sum would bias it by the missed win
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,15 +62,12 @@ class PsfFit:
         Optimizer iterations.
     flags : `FlagSet`
         PSF flags.
-    time : `float`
-        Wall-clock seconds.
     """
 
     mixture: PsfMixture | None
     chi2: float
     n_iter: int
     flags: FlagSet
-    time: float
 
 
 def _minor_ok(mix: PsfMixture) -> bool:
@@ -100,7 +96,7 @@ def _fit_concentric(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None
         return None
     chi2 = float(res.chi2) / float((k * k).sum())
     flags.set("large_chi2", chi2 > _LARGE_CHI2)
-    return PsfFit(mix, chi2, int(res.n_iter), flags, 0.0)
+    return PsfFit(mix, chi2, int(res.n_iter), flags)
 
 
 def _mixture(theta: np.ndarray, fluxes: np.ndarray, n_gauss: int) -> PsfMixture | None:
@@ -150,7 +146,7 @@ def _fit_scene(k: np.ndarray, n_gauss: int, max_iter: int, theta0: np.ndarray) -
     chi2 = res.chi2 / float((k * k).sum())
     flags.set("no_convergence", not res.converged)
     flags.set("large_chi2", chi2 > _LARGE_CHI2)
-    return PsfFit(mix, chi2, res.n_iter, flags, 0.0)
+    return PsfFit(mix, chi2, res.n_iter, flags)
 
 
 def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> PsfFit:
@@ -173,14 +169,13 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> 
     """
     if n_gauss not in _SIZES:
         raise ValueError(f"n_gauss must be 1 to 4, not {n_gauss}")
-    t0 = time.perf_counter()
     flags = FlagSet(psf=True)
     try:
         k = np.asarray(kernel, dtype=np.float64)
         total = k.sum() if k.size else 0.0
         if k.ndim != 2 or k.size == 0 or not np.isfinite(k).all() or not total > 0:
             flags.set("no_data")
-            return PsfFit(None, np.nan, 0, flags, time.perf_counter() - t0)
+            return PsfFit(None, np.nan, 0, flags)
         k = k / total
         fit = _fit_concentric(k, n_gauss, max_iter)
         # Real kernels are not concentric (HSC: 3-7x lower chi2 with free centres), so 3-4 Gaussians are
@@ -197,12 +192,11 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> 
                 fit = other
         if fit is None:
             flags.set("bad_fit")
-            return PsfFit(None, np.nan, 0, flags, time.perf_counter() - t0)
-        fit.time = time.perf_counter() - t0
+            return PsfFit(None, np.nan, 0, flags)
         return fit
     except Exception:  # noqa: BLE001 - one bad kernel must give flags, not stop a patch
         flags.set("exception")
-        return PsfFit(None, np.nan, 0, flags, time.perf_counter() - t0)
+        return PsfFit(None, np.nan, 0, flags)
 
 
 def fit_psf_images_table(

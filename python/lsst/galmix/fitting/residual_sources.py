@@ -22,7 +22,6 @@ them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import cast
 
@@ -209,19 +208,15 @@ def refit_with_residual_sources(
     Returns
     -------
     outcomes : `list` [`list` [`SourceOutcome`]]
-        Per group, the outcomes to keep: the refit's (with ``n_residual`` set and the search and refit
-        time added) when it is accepted, the first fit's otherwise.
+        Per group, the outcomes to keep: the refit's (with ``n_residual`` set) when it is accepted, the
+        first fit's otherwise.
     """
     out = [list(outcomes) for _, outcomes in fits]
     pending: list[tuple[int, Prepared, int]] = []
     for g, (prep, outcomes) in enumerate(fits):
         if any(o.flags.fatal for o in outcomes):
             continue
-        t0 = time.perf_counter()
         peaks = residual_peaks(prep, outcomes, threshold, min_separation, max_sources)
-        search = (time.perf_counter() - t0) / len(outcomes)
-        for o in outcomes:
-            o.time += search
         if peaks:
             pending.append((g, add_residual_sources(prep, outcomes, peaks), len(peaks)))
     if not pending:
@@ -230,7 +225,6 @@ def refit_with_residual_sources(
     for (g, prep, n_extra), refit in zip(pending, refits):
         first = out[g]
         mine = refit[: len(first)]
-        extra_time = sum(o.time for o in refit) / len(first)
         # A residual source that moved onto a fitted centre is splitting the object, not a neighbour.
         fwhm = _FWHM_PER_SIGMA * _psf_sigma([b for b in prep.bands if b is not None])
         centres = _centres(mine)
@@ -238,13 +232,10 @@ def refit_with_residual_sources(
                      or bool(inside_half_light(o.theta[0], o.theta[1], mine, STRUCTURE_RADIUS)[0])
                      for o in refit[len(first):])
         if merged or any(o.flags.fatal for o in mine) or not mine[0].chi2 <= first[0].chi2:
-            for o in first:
-                o.time += extra_time
             continue
         for o_new, o_old in zip(mine, first):
             o_old.flags.mask = o_new.flags.mask
             o_new.flags = o_old.flags
             o_new.n_residual = n_extra
-            o_new.time = o_old.time + extra_time
         out[g] = mine
     return out

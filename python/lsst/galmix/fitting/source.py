@@ -7,7 +7,6 @@ and arcsec; the error of ``q`` is propagated from the covariance of ``eta``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from .engine_backend import make_problem, run_problems
 from .moments import initial_shape
 from .optimize import BandInput, SceneFit, SourceSpec
 from .stamps import Stamp
+from .timing import staged
 
 __all__ = [
     "FLUX_NOISE_SIGMAS",
@@ -162,6 +162,7 @@ class Prepared:
     sky: bool = False
 
 
+@staged("solve")
 def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 1) -> list[list[SourceOutcome]]:
     """Run prepared fits in one engine batch and split them per source.
 
@@ -179,24 +180,9 @@ def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 
     outcomes : `list` [`list` [`SourceOutcome`]]
         Per fit, one outcome per source.
     """
-    # Each fit's time is its own: set-up and result conversion measured per fit plus, for the engine,
-    # the C++ time of that fit alone (SceneFit.seconds), so batch neighbours and threads do not mix in.
-    problems, setup = [], []
-    for p in prepared:
-        t0 = time.perf_counter()
-        problems.append(make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky))
-        setup.append(time.perf_counter() - t0)
-    results = run_problems(problems, n_threads)
-    seconds = [s + r.seconds for s, r in zip(setup, results)]
-    out = []
-    for p, r, sec in zip(prepared, results, seconds):
-        t0 = time.perf_counter()
-        split = split_result(p, r, 0.0)
-        share = (sec + time.perf_counter() - t0) / max(len(p.specs), 1)
-        for o in split:
-            o.time = share
-        out.append(split)
-    return out
+    results = run_problems([make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky) for p in prepared],
+                           n_threads)
+    return [split_result(p, r) for p, r in zip(prepared, results)]
 
 
 @dataclass
@@ -215,10 +201,8 @@ class SourceOutcome:
         ``(n_band, n_comp)``.
     flux_cov : `list` [`numpy.ndarray` or `None`]
         Per band ``(n_comp, n_comp)`` covariance.
-    chi2 : `float`, n_pix : `int`, n_iter : `int`, time : `float`
-        Fit statistics (shared by the sources of a joint fit). ``time``: seconds of this fit (set-up, C++
-        fit, result), divided equally among the sources of a joint fit; callers add the preparation
-        (stamps, moments) of the source.
+    chi2 : `float`, n_pix : `int`, n_iter : `int`
+        Fit statistics (shared by the sources of a joint fit).
     flags : `FlagSet`
         Flags.
     n_residual : `int`
@@ -235,14 +219,13 @@ class SourceOutcome:
     chi2: float
     n_pix: int
     n_iter: int
-    time: float
     flags: FlagSet
     n_residual: int = 0
     sky: np.ndarray | None = None
     sky_err: np.ndarray | None = None
 
 
-def split_result(prep: Prepared, res: SceneFit, elapsed: float) -> list[SourceOutcome]:
+def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
     """Split a (joint) fit result per source and set the fit-outcome flags.
 
     Parameters
@@ -251,8 +234,6 @@ def split_result(prep: Prepared, res: SceneFit, elapsed: float) -> list[SourceOu
         The fit's inputs.
     res : `SceneFit`
         Its result.
-    elapsed : `float`
-        Seconds attributed to each source.
     """
     specs, bands = prep.specs, prep.bands
     n_theta = sum(s.n_theta for s in specs)
@@ -293,7 +274,7 @@ def split_result(prep: Prepared, res: SceneFit, elapsed: float) -> list[SourceOu
         fl.set("bad_size", collapsed_size(spec, th))
         fl.set("flat_shape", flat_shape(spec, th))
         fl.set("bad_flux", implausible_flux(fluxes, bands))
-        out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, elapsed, fl,
+        out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, fl,
                                  sky=res.sky, sky_err=res.sky_err))
         a += spec.n_theta
         c += spec.n_comp

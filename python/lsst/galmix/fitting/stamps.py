@@ -14,6 +14,8 @@ up to ``stamp_max`` and the object's footprint; the fit is then repeated on the 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -200,13 +202,6 @@ def cut_box(
     return Stamp(data, weight, origin[0] + cxa, origin[1] + cya, flags)
 
 
-def _outside_bound(weights: np.ndarray, lam: np.ndarray, radius: float) -> float:
-    # For a Gaussian of covariance C the light beyond radius R is at most that of the round Gaussian of
-    # variance lambda_max(C), exp(-R^2 / (2 lambda_max)): an upper bound on the light beyond a box edge R
-    # from the centre.
-    return float(np.sum(weights * np.exp(-0.5 * radius**2 / lam)))
-
-
 def required_half_size(
     gaussians: np.ndarray, noise: float, flux_fraction: float, edge_noise: float, limit: int,
 ) -> int:
@@ -238,13 +233,19 @@ def required_half_size(
         return 0
     tr, det = g[:, 3] + g[:, 5], g[:, 3] * g[:, 5] - g[:, 4] ** 2
     lam = 0.5 * tr + np.sqrt(np.maximum(0.25 * tr**2 - det, 0.0))
+    # For a Gaussian of covariance C the light beyond radius R is at most that of the round Gaussian of
+    # variance lambda_max(C), exp(-R^2 / (2 lambda_max)): an upper bound on the light beyond a box edge R
+    # from the centre; likewise for the surface brightness at R.
     lam = np.maximum(lam, 1e-6)
     peak = np.maximum(flux, 0.0) / (2 * np.pi * np.sqrt(np.maximum(det, 1e-12)))
     w = np.maximum(flux, 0.0) / total
 
     def ok(r: float) -> bool:
-        sb = float(np.sum(peak * np.exp(-0.5 * r**2 / lam)))
-        return _outside_bound(w, lam, r) <= flux_fraction or (noise > 0 and sb <= edge_noise * noise)
+        # One exp per Gaussian for both bounds, the surface brightness only when the light bound fails.
+        e = np.exp(-0.5 * r**2 / lam)
+        if float(np.add.reduce(w * e)) <= flux_fraction:
+            return True
+        return noise > 0 and float(np.add.reduce(peak * e)) <= edge_noise * noise
 
     if ok(0.0):
         return 0
@@ -274,9 +275,33 @@ def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray,
     sigmas : `float`
         Mahalanobis radius of the region each source covers.
     """
-    ny, nx = weight.shape
-    yy, xx = np.mgrid[y0 : y0 + ny, x0 : x0 + nx]
-    free = weight > 0
+    far = _far_from_sources(int(x0), int(y0), weight.shape, np.asarray(centres, float), covs, float(sigmas))
+    return (weight > 0) & far
+
+
+_FAR_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_FAR_CACHE_SIZE = 64
+_FAR_LOCK = threading.Lock()
+
+
+def _far_from_sources(x0: int, y0: int, shape: tuple[int, int], centres: np.ndarray, covs: list,
+                      sigmas: float) -> np.ndarray:
+    """Pixels of a box farther than ``sigmas`` observed sigma from every source (read-only bool mask).
+
+    The bands of a stamp share its box and its sources, so the masks of the last few boxes are kept:
+    only the weights differ from band to band.
+    """
+    key = (x0, y0, shape, sigmas, centres.tobytes(),
+           tuple(None if c is None else np.asarray(c, float).tobytes() for c in covs))
+    with _FAR_LOCK:
+        far = _FAR_CACHE.get(key)
+        if far is not None:
+            _FAR_CACHE.move_to_end(key)
+            return far
+    ny, nx = shape
+    # A column and a row of coordinates broadcast to the stamp (the same values as a full mesh).
+    yy, xx = np.arange(y0, y0 + ny)[:, None], np.arange(x0, x0 + nx)[None, :]
+    far = np.ones(shape, bool)
     for (cx, cy), cov in zip(centres, covs):
         c = np.eye(2) * 4.0 if cov is None else np.asarray(cov, float)
         reach = sigmas * float(np.sqrt(max(np.linalg.eigvalsh(c).max(), 0.0)))
@@ -285,5 +310,10 @@ def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray,
         inv = np.linalg.inv(c)
         dx, dy = xx - cx, yy - cy
         d2 = inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy
-        free &= d2 > sigmas**2
-    return free
+        far &= d2 > sigmas**2
+    far.flags.writeable = False
+    with _FAR_LOCK:
+        _FAR_CACHE[key] = far
+        while len(_FAR_CACHE) > _FAR_CACHE_SIZE:
+            _FAR_CACHE.popitem(last=False)
+    return far

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from astropy.table import Table
@@ -15,6 +17,7 @@ from lsst.pipe.base import connectionTypes as cT
 from ..connections import MODEL_TEMPLATE_DEFAULT, apply_model_template
 from ..fitting.config import SourceFitConfig
 from ..fitting.patch import fit_patch
+from ..fitting.timing import StageTimer, active_timer, stage
 from ..models.definitions import MODELS
 from ..schema import summary_flag_column
 
@@ -157,19 +160,52 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
     config: FitCoaddMultibandConfig
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
-        # Deferred handles: `run` reads one band at a time and keeps only its pixel planes.
-        coadds = {ref.dataId["band"]: butlerQC.get(ref) for ref in inputRefs.coadds}
-        psf_fits = {}
-        if self.config.usePsfFits:
-            for ref in inputRefs.psfFits:
-                psf_fits[ref.dataId["band"]] = butlerQC.get(ref)
-        objects = butlerQC.get(inputRefs.objects)
-        if "patch" not in objects.colnames:
-            objects["patch"] = np.full(len(objects), outputRefs.outputTable.dataId["patch"], dtype=np.int32)
-        footprint_ref = getattr(inputRefs, "footprints", None)
-        footprints = butlerQC.get(footprint_ref) if footprint_ref is not None else None
-        outputs = self.run(coadds=coadds, objects=objects, footprints=footprints, psfFits=psf_fits)
-        butlerQC.put(outputs, outputRefs)
+        # One timer for the quantum: Butler I/O here, reading the coadds and the fit stages in `run`.
+        timer = StageTimer()
+        with self._timed(timer):
+            with stage("io"):
+                # Deferred handles: `run` reads one band at a time and keeps only its pixel planes.
+                coadds = {ref.dataId["band"]: butlerQC.get(ref) for ref in inputRefs.coadds}
+                psf_fits = {}
+                if self.config.usePsfFits:
+                    for ref in inputRefs.psfFits:
+                        psf_fits[ref.dataId["band"]] = butlerQC.get(ref)
+                objects = butlerQC.get(inputRefs.objects)
+                footprint_ref = getattr(inputRefs, "footprints", None)
+                footprints = butlerQC.get(footprint_ref) if footprint_ref is not None else None
+            if "patch" not in objects.colnames:
+                objects["patch"] = np.full(len(objects), outputRefs.outputTable.dataId["patch"], dtype=np.int32)
+            outputs = self.run(coadds=coadds, objects=objects, footprints=footprints, psfFits=psf_fits)
+            with stage("io"):
+                butlerQC.put(outputs, outputRefs)
+
+    @contextmanager
+    def _timed(self, timer: StageTimer) -> Iterator[None]:
+        """Run a block as the quantum under ``timer`` and report its split when it ends (`_report_split`)."""
+        with timer.active(), timer.stage("task"):
+            yield
+        self._report_split(timer)
+
+    def _report_split(self, timer: StageTimer) -> None:
+        """One info line and task metadata with the quantum's CPU split by stage and objects per CPU second.
+
+        Metadata keys: ``<stage>CpuSeconds`` and ``<stage>WallSeconds`` per stage
+        (`lsst.galmix.fitting.timing.STAGES`), ``stageCpuSeconds``/``stageWallSeconds`` (their totals)
+        and ``objectsPerCpuSecond``.
+        """
+        md = self.metadata
+        n = int(md["nObjects"]) if "nObjects" in md else 0
+        n_bands = int(md["nBands"]) if "nBands" in md else 0
+        n_flag = int(md["nFlagged"]) if "nFlagged" in md else 0
+        cpu = timer.total_cpu
+        for key, value in timer.as_dict().items():
+            self.metadata[key] = value
+        self.metadata["stageCpuSeconds"] = cpu
+        self.metadata["stageWallSeconds"] = timer.total_wall
+        self.metadata["objectsPerCpuSecond"] = n / cpu if cpu > 0 else float("nan")
+        self.log.info("Fitted %s to %d objects in %d bands (%d flagged): %.2f s CPU, %.1f objects per CPU s, "
+                      "%.2f s wall; CPU by stage: %s", self.config.modelName, n, n_bands, n_flag, cpu,
+                      n / max(cpu, 1e-9), timer.total_wall, timer.summary())
 
     def run(self, coadds: dict, objects: Table, footprints: np.ndarray | None, psfFits: dict) -> pipeBase.Struct:
         """Fit every object.
@@ -196,6 +232,11 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
         result : `lsst.pipe.base.Struct`
             ``outputTable``: the ``galmix_<modelName>_patch`` table.
         """
+        timer = active_timer()
+        if timer is None:
+            # Called directly (not by `runQuantum`): this call is the unit whose split is reported.
+            with self._timed(StageTimer()):
+                return self.run(coadds, objects, footprints, psfFits)
         cfg = self.config
         t0 = time.perf_counter()
         images, psfs = {}, {}
@@ -230,7 +271,7 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
         t1 = time.perf_counter()
         table = fit_patch(
             images, origin, objects, footprints, psfs, cfg.modelName,
-            config=fit_config, pixel_to_sky=pixel_to_sky, bands=list(cfg.bands),
+            config=fit_config, pixel_to_sky=pixel_to_sky, bands=list(cfg.bands), timer=timer,
         )
         t2 = time.perf_counter()
         flag = summary_flag_column(cfg.modelName)
@@ -240,19 +281,20 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
         self.metadata["prepareSeconds"] = t1 - t0
         self.metadata["fitSeconds"] = t2 - t1
         self.metadata["objectFitSeconds"] = float(table.meta.get("galmix_object_seconds", float("nan")))
-        self.log.info(
-            "Fitted %s to %d objects in %d bands: %.2f s (%.1f objects/s), %d flagged; preparation %.2f s",
-            cfg.modelName, len(table), sum(v is not None for v in images.values()), t2 - t1,
-            len(table) / max(t2 - t1, 1e-9), n_flag, t1 - t0,
-        )
+        self.metadata["nBands"] = sum(v is not None for v in images.values())
         return pipeBase.Struct(outputTable=table)
 
     def _read(self, band: str, source):
-        """The coadd of a band from a coadd or a deferred handle; `None` if absent or unreadable."""
+        """The coadd of a band from a coadd or a deferred handle; `None` if absent or unreadable.
+
+        With ``usePsfFits`` only the ``masked_image`` component (image, mask, variance, bounding box and
+        projection) is read: the cell PSFs and provenance would double the reading time.
+        """
         if not isinstance(source, DeferredDatasetHandle):
             return source
         try:
-            return source.get()
+            with stage("io"):
+                return source.get(component="masked_image") if self.config.usePsfFits else source.get()
         except Exception as exc:  # noqa: BLE001 - an unreadable band is a missing band
             self.log.warning("Band %s: cannot read coadd (%s); fitting without it", band, exc)
             return None

@@ -1,0 +1,316 @@
+"""The stages of a patch fit, each with one job: object inputs -> prepare stamps -> solve -> refine ->
+rows.
+
+`fit_patch` (`lsst.galmix.fitting.patch`) drives them over the groups of a `PatchPlan`. Each stage
+records its time under its name in the active `lsst.galmix.fitting.timing.StageTimer`. Flags: the
+input stage returns a flag mask per row (PSF problems, missing bands); the fit stages keep the fit's
+flags on the outcomes (or, for objects that were not fitted, on their `ObjectInput`); `merged_mask`
+joins them once per row when the row is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+import numpy as np
+from astropy.table import Table
+
+from ..models.definitions import ModelDef
+from ..schema import FlagSet, error_column, flag_bit, param_column
+from .blend import (
+    BandImage,
+    ObjectInput,
+    _grow_stamps,
+    _measure,
+    _prepare_set,
+    _with_residual_sources,
+    fit_objects,
+)
+from .config import PsfFitConfig, SourceFitConfig
+from .plan import Route
+from .psf import PsfSpec, psf_at
+from .source import (
+    PixelToSky,
+    Prepared,
+    SourceOutcome,
+    extra_starts,
+    solve,
+    write_flags,
+    write_row,
+)
+from .timing import stage
+
+__all__ = [
+    "GroupFit",
+    "fit_blocks",
+    "fit_groups",
+    "merged_mask",
+    "object_inputs",
+    "prepare_groups",
+    "refine_groups",
+    "solve_groups",
+    "write_rows",
+]
+
+_log = logging.getLogger(__name__)
+
+
+def object_inputs(
+    objects: Table,
+    rows: Sequence[int],
+    bands: Sequence[str],
+    images: Sequence[BandImage | None],
+    psfs: Mapping[str, PsfSpec | None],
+    psf_config: PsfFitConfig,
+) -> tuple[dict[int, ObjectInput], np.ndarray]:
+    """Fit inputs of the placed objects (position, catalogue moments, footprint label, PSF per band).
+
+    Returns
+    -------
+    inputs : `dict` [`int`, `ObjectInput`]
+        By row; each with an empty `FlagSet` for the fit's flags.
+    mask : `numpy.ndarray`
+        Per row (all rows of ``objects``), the flag mask of this stage: ``bad_psf`` (a band has an image
+        but no PSF there), ``missing_band`` (a band without image or PSF).
+    """
+    names = objects.colnames
+    xs, ys = np.asarray(objects["x"], float), np.asarray(objects["y"], float)
+    labels = (np.asarray(objects["footprintLabel"]).astype(int) if "footprintLabel" in names
+              else np.zeros(len(objects), int))
+    shape = (np.column_stack([np.asarray(objects[c], float) for c in ("shape_xx", "shape_xy", "shape_yy")])
+             if {"shape_xx", "shape_yy", "shape_xy"} <= set(names) else None)
+    bad_psf, missing = flag_bit("bad_psf"), flag_bit("missing_band")
+    mask = np.zeros(len(objects), np.int64)
+    inputs: dict[int, ObjectInput] = {}
+    for i in rows:
+        x, y = float(xs[i]), float(ys[i])
+        psf_list = []
+        for b, band in enumerate(bands):
+            psf = None
+            if images[b] is not None:
+                try:
+                    psf = psf_at(psfs.get(band), x, y, psf_config)
+                except Exception:  # noqa: BLE001 - a broken PSF source flags the band, not the patch
+                    _log.warning("PSF for band %s at (%.1f, %.1f) failed", band, x, y, exc_info=True)
+                if psf is None:
+                    mask[i] |= bad_psf
+            if psf is None:
+                mask[i] |= missing
+            psf_list.append(psf)
+        inputs[i] = ObjectInput(x, y, None if shape is None else _catalogue_cov(shape[i]), int(labels[i]),
+                                psf_list, FlagSet())
+    return inputs, mask
+
+
+def _catalogue_cov(xx_xy_yy: np.ndarray) -> np.ndarray | None:
+    xx, xy, yy = (float(v) for v in xx_xy_yy)
+    if not (np.isfinite(xx) and np.isfinite(xy) and np.isfinite(yy)) or xx <= 0 or xx * yy - xy * xy <= 0:
+        return None
+    return np.array([[xx, xy], [xy, yy]])
+
+
+@dataclass
+class GroupFit:
+    """One group of objects on its way through prepare -> solve -> refine.
+
+    Attributes
+    ----------
+    rows : `list` [`int`]
+        Table rows of the group's objects.
+    objs : `list` [`ObjectInput`]
+        Their inputs (``flags``: preparation flags of objects that get no outcome).
+    starts : `list` [`Prepared`]
+        The prepared fits (starting points) of the group; empty when it has nothing to fit (flags say
+        why). Isolated objects of multimodal models have several; the best fit is kept.
+    prep : `Prepared` or `None`
+        The inputs of the kept fit.
+    outcomes : `list` [`SourceOutcome` or `None`] or `None`
+        One per object after `solve_groups`; `None` when the group failed (``exception``).
+    """
+
+    rows: list[int]
+    objs: list[ObjectInput]
+    starts: list[Prepared]
+    prep: Prepared | None = None
+    outcomes: list[SourceOutcome | None] | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether the group raised (its rows get ``exception``)."""
+        return self.outcomes is None and "exception" in self.objs[0].flags
+
+
+def _fail(fit: GroupFit, what: str) -> None:
+    _log.warning("%s of the objects at %s failed", what, [(round(o.x, 1), round(o.y, 1)) for o in fit.objs],
+                 exc_info=True)
+    for o in fit.objs:
+        o.flags.set("exception")
+    fit.starts, fit.prep, fit.outcomes = [], None, None
+
+
+def prepare_groups(
+    model: ModelDef,
+    groups: Sequence[Sequence[int]],
+    inputs: Mapping[int, ObjectInput],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+) -> list[GroupFit]:
+    """Stamps, moments and starting parameters of groups fitted as one engine problem each.
+
+    A single object whose model is multimodal gets its extra starts (`extra_starts`); a group that
+    raises is flagged ``exception`` and logged, the others go on.
+    """
+    out = []
+    with stage("stamps"):
+        for rows in groups:
+            fit = GroupFit(list(rows), [inputs[i] for i in rows], [])
+            try:
+                for o in fit.objs:
+                    _measure(o, fit.objs if len(fit.objs) > 1 else [], images, footprints, cfg)
+                prep = _prepare_set(model, fit.objs, images, footprints, [o.label for o in fit.objs], cfg)
+                if prep is not None:
+                    fit.starts.append(prep)
+                    if len(fit.objs) == 1:
+                        flags = fit.objs[0].flags
+                        fit.starts += [Prepared(prep.specs, alt, prep.bands, [FlagSet(mask=flags.mask)])
+                                       for alt in extra_starts(model, prep.theta0.copy())]
+            except Exception:  # noqa: BLE001 - one bad group must not stop the batch
+                _fail(fit, "Preparing the fit")
+            out.append(fit)
+    return out
+
+
+def solve_groups(fits: Sequence[GroupFit], cfg: SourceFitConfig) -> None:
+    """Run every start of every group in one engine batch and keep each group's best fit.
+
+    The best start is the one without a fatal flag and with the lowest chi-square; its flags become the
+    group's (the object's `FlagSet` takes its mask, as the refinement starts from them).
+    """
+    with stage("solve"):
+        done = iter(solve([p for f in fits for p in f.starts], cfg.settings, cfg.n_threads))
+        for f in fits:
+            results = [next(done) for _ in f.starts]
+            if not results:
+                if not f.failed:
+                    f.outcomes = [None] * len(f.objs)
+                continue
+            k = min(range(len(results)), key=lambda i: (results[i][0].flags.fatal, results[i][0].chi2
+                                                        if np.isfinite(results[i][0].chi2) else np.inf))
+            f.prep, f.outcomes = f.starts[k], list(results[k])
+            for o, out in zip(f.objs, results[k]):
+                o.flags.mask = out.flags.mask
+                out.flags = o.flags
+
+
+def refine_groups(model: ModelDef, fits: Sequence[GroupFit], images: Sequence[BandImage | None],
+                  footprints: np.ndarray | None, cfg: SourceFitConfig) -> None:
+    """Grow the stamps of fits that do not hold their models (or add a sky), then add residual sources.
+
+    Each step refits in one engine batch and keeps a refit only when it is not worse (see
+    `lsst.galmix.fitting.blend._grow_stamps` and `lsst.galmix.fitting.residual_sources`).
+    """
+    live = [f for f in fits if f.prep is not None and f.outcomes is not None]
+    with stage("refine"):
+        items = [(f.objs, [o.label for o in f.objs], (), f.prep, f.outcomes) for f in live]
+        grown = _grow_stamps(model, cast(Any, items), images, footprints, cfg, cfg.n_threads)
+    with stage("residuals"):
+        refits = _with_residual_sources(grown, cfg, cfg.n_threads)
+    for f, (prep, _), outcomes in zip(live, grown, refits):
+        f.prep, f.outcomes = prep, list(outcomes)
+
+
+def fit_groups(model: ModelDef, groups: Sequence[Sequence[int]], inputs: Mapping[int, ObjectInput],
+               images: Sequence[BandImage | None], footprints: np.ndarray | None, cfg: SourceFitConfig
+               ) -> list[GroupFit]:
+    """Prepare, solve (one engine batch) and refine groups fitted as one engine problem each."""
+    fits = prepare_groups(model, groups, inputs, images, footprints, cfg)
+    solve_groups(fits, cfg)
+    refine_groups(model, fits, images, footprints, cfg)
+    return fits
+
+
+def fit_blocks(
+    model: ModelDef,
+    groups: Sequence[tuple[Sequence[int], Route]],
+    inputs: Mapping[int, ObjectInput],
+    images: Sequence[BandImage | None],
+    footprints: np.ndarray | None,
+    cfg: SourceFitConfig,
+) -> list[GroupFit]:
+    """Fit blends block by block with their neighbours' models subtracted (`fit_objects`), in parallel
+    Python threads when ``cfg.n_threads > 1``; a blend that raises is flagged ``exception``."""
+
+    def run(item: tuple[Sequence[int], Route]) -> GroupFit:
+        rows, route = item
+        fit = GroupFit(list(rows), [inputs[i] for i in rows], [])
+        try:
+            fit.outcomes = list(fit_objects(model, fit.objs, images, footprints, cfg, route))
+        except Exception:  # noqa: BLE001 - one bad blend must not stop the patch
+            _fail(fit, "Fit")
+        return fit
+
+    with stage("blends"):
+        if cfg.n_threads > 1 and len(groups) > 1:
+            with ThreadPoolExecutor(cfg.n_threads) as pool:
+                return list(pool.map(run, groups))
+        return [run(g) for g in groups]
+
+
+def merged_mask(input_mask: int, obj: ObjectInput | None, outcome: SourceOutcome | None) -> int:
+    """A row's flags: the input stage's, and the fit's (its outcome's, else the object's preparation
+    flags)."""
+    if outcome is not None:
+        return int(input_mask) | outcome.flags.mask
+    return int(input_mask) | (0 if obj is None else obj.flags.mask)
+
+
+def write_rows(
+    table: dict[str, np.ndarray],
+    model: ModelDef,
+    bands: Sequence[str],
+    cfg: SourceFitConfig,
+    xy: np.ndarray,
+    results: Sequence[tuple[int, ObjectInput | None, SourceOutcome | None, int]],
+    pixel_to_sky: PixelToSky | None,
+) -> None:
+    """Write one row per result ``(row, input, outcome or None, flag mask)``.
+
+    Rows without an outcome keep the catalogue position; sky coordinates of all rows come from one call of
+    ``pixel_to_sky`` (with the local Jacobian for the errors of fitted centres).
+    """
+    name = model.name
+    cx, cy = param_column(model, "x"), param_column(model, "y")
+    cra, cdec = param_column(model, "ra"), param_column(model, "dec")
+    n = len(results)
+    x, y = np.full(n, np.nan), np.full(n, np.nan)
+    xy_cov = np.full((n, 2, 2), np.nan)
+    for k, (i, _, out, mask) in enumerate(results):
+        flags = FlagSet(mask=mask)
+        if out is None:
+            x[k], y[k] = xy[i]
+            table[cx][i], table[cy][i] = x[k], y[k]
+            write_flags(table, i, name, flags)
+            continue
+        write_row(table, i, replace(out, flags=flags), bands, cfg.pixel_scale, None)
+        x[k], y[k] = table[cx][i], table[cy][i]
+        if model.free_centroid:
+            xy_cov[k] = out.theta_cov[:2, :2]
+    if pixel_to_sky is None or n == 0:
+        return
+    ra, dec = pixel_to_sky(np.concatenate([x, x + 1.0, x]), np.concatenate([y, y, y + 1.0]))
+    ra, dec = np.ravel(ra).astype(float).reshape(3, n), np.ravel(dec).astype(float).reshape(3, n)
+    dra = (ra[1:] - ra[0] + 180.0) % 360.0 - 180.0
+    jac = np.stack([dra.T, (dec[1:] - dec[0]).T], axis=1)  # (n, 2 sky, 2 pixel)
+    with np.errstate(invalid="ignore"):
+        var = np.einsum("nij,njk,nik->ni", jac, xy_cov, jac)
+    rows = np.array([i for i, _, _, _ in results])
+    table[cra][rows], table[cdec][rows] = ra[0], dec[0]
+    fitted = np.array([out is not None for _, _, out, _ in results])
+    table[error_column(cra)][rows[fitted]] = np.sqrt(var[fitted, 0])
+    table[error_column(cdec)][rows[fitted]] = np.sqrt(var[fitted, 1])
+
