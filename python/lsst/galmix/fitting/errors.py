@@ -7,15 +7,27 @@ inverse gives that parameter an error far beyond the range the parameter can tak
 *held*: the other errors (fluxes, centroid, constrained shape parameters) are conditional on them, as for
 parameters at a bound, and the held parameters' own errors are NaN (the ``shape_unconstrained`` flag).
 Fluxes and the centroid are never held.
+
+The inverse Fisher matrix is the statistical error of a model that describes the data. Where it does not
+(a single Sersic fitted to a bulge+disk galaxy with colour gradients, a neighbour the fit does not model),
+the misfit adds a flux error that grows with S/N, and the flux chi against truth widens with S/N.
+`residual_flux_scales` measures the misfit from the fit's own residuals, per source and band: the flux
+errors are scaled by ``sqrt(1 + excess)``, the excess of ``chi2_m`` (the mean of the squared normalised
+residual weighted by the source's model: the pixels its flux is measured from) over 1 beyond its own
+noise. A model that describes the data has ``chi2_m`` near 1 and keeps its errors.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-__all__ = ["UNCONSTRAINED_SIGMA", "conditional_covariance"]
+if TYPE_CHECKING:
+    from .optimize import BandInput, SourceSpec
+
+__all__ = ["UNCONSTRAINED_SIGMA", "conditional_covariance", "model_weighted_chi2", "residual_flux_scales"]
 
 UNCONSTRAINED_SIGMA: dict[str, float] = {"ln_reff": 2.0, "eta1": 2.0, "eta2": 2.0}
 """A shape parameter whose marginal error exceeds this is unconstrained and held.
@@ -132,3 +144,96 @@ def conditional_covariance(
             return cov, False, held[:npar]
         held[int(np.argmax(ratio))] = True
     return cov, singular, held[:npar]
+
+
+def model_weighted_chi2(
+    image: np.ndarray, weight: np.ndarray, model: np.ndarray, source: np.ndarray
+) -> tuple[float, float]:
+    """Mean squared normalised residual over one source's light, and its noise.
+
+    Parameters
+    ----------
+    image : `numpy.ndarray`
+        Data of one band's stamp.
+    weight : `numpy.ndarray`
+        Inverse variance (0: pixel not fitted).
+    model : `numpy.ndarray`
+        The fit's whole model of the stamp (all sources, sky included).
+    source : `numpy.ndarray`
+        The model of the source alone (negative values count as 0).
+
+    Returns
+    -------
+    chi2 : `float`
+        ``sum(m w (d - model)^2) / sum(m)`` over fitted pixels, with ``m`` the source's model: about 1
+        where the model describes the data (slightly less: the fit absorbs part of the noise), above 1
+        by the misfit's share of the source's pixels. NaN where the source has no light on the fitted
+        pixels.
+    noise : `float`
+        Its standard deviation for pure Gaussian noise, ``sqrt(2 sum(m^2)) / sum(m)`` (each ``w r^2`` is
+        chi-square with one degree of freedom): ``sqrt(2 / N_eff)`` for ``N_eff`` pixels of light.
+    """
+    use = (weight > 0) & np.isfinite(image) & np.isfinite(model)
+    m = np.where(use, np.clip(np.nan_to_num(source), 0.0, None), 0.0)
+    total = float(m.sum())
+    if not total > 0:
+        return float("nan"), float("nan")
+    r = np.where(use, image - model, 0.0)
+    return float((m * weight * r * r).sum() / total), float(np.sqrt(2.0 * (m * m).sum()) / total)
+
+
+def residual_flux_scales(
+    specs: Sequence[SourceSpec],
+    theta: np.ndarray,
+    fluxes: np.ndarray,
+    bands: Sequence[BandInput | None],
+    sky: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per source and band, the factor by which model misfit widens the flux errors.
+
+    The factor is ``sqrt(1 + max(0, chi2_m - 1 - noise))`` (`model_weighted_chi2`): the excess of the
+    model-weighted chi2 over its pure-noise expectation, less one standard deviation of that expectation's
+    noise, so that well-described sources (whose ``chi2_m`` scatters by ``noise`` around 1) keep their
+    statistical errors on average to about 1%, while a misfit that grows with S/N (``chi2_m - 1``
+    proportional to S/N^2) widens them in proportion.
+
+    Parameters
+    ----------
+    specs : sequence of `lsst.galmix.fitting.optimize.SourceSpec`
+        Sources of one (joint) fit.
+    theta : `numpy.ndarray`
+        Their best-fit nonlinear parameters, concatenated in ``specs`` order.
+    fluxes : `numpy.ndarray`
+        ``(n_band, n_comp)`` fluxes of all their components (NaN for bands without data).
+    bands : sequence of `lsst.galmix.fitting.optimize.BandInput` or `None`
+        The fit's stamps per band.
+    sky : `numpy.ndarray`, optional
+        Fitted flat sky level per band (part of the model).
+
+    Returns
+    -------
+    scales : `numpy.ndarray`
+        ``(n_source, n_band)`` factors >= 1; 1 where they cannot be computed (band without data,
+        non-finite fit).
+    """
+    from .engine_backend import model_stamps  # engine_backend imports this module
+
+    scales = np.ones((len(specs), len(bands)))
+    if not (len(specs) and np.isfinite(theta).all()):
+        return scales
+    total = model_stamps(specs, theta, fluxes, bands)
+    a = c = 0
+    for s, spec in enumerate(specs):
+        own = model_stamps([spec], theta[a : a + spec.n_theta], fluxes[:, c : c + spec.n_comp], bands)
+        for b, band in enumerate(bands):
+            mod, src = total[b], own[b]
+            if band is None or mod is None or src is None or not np.isfinite(fluxes[b, c : c + spec.n_comp]).all():
+                continue
+            level = float(sky[b]) if sky is not None and np.isfinite(sky[b]) else 0.0
+            chi2, noise = model_weighted_chi2(band.image, band.weight, mod + level, src)
+            excess = chi2 - 1.0 - noise
+            if excess > 0:
+                scales[s, b] = np.sqrt(1.0 + excess)
+        a += spec.n_theta
+        c += spec.n_comp
+    return scales

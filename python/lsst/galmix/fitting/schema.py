@@ -309,8 +309,8 @@ def psf_columns(n_gauss: int) -> list[ColumnDef]:
     for i in range(n_gauss):
         cols += [
             ColumnDef(f"psf_g{i}_frac", "f8", None,
-                      f"Flux fraction of Gaussian {i} of the unit-sum kernel (the sum is the light the "
-                      "mixture holds, just below 1; not renormalised)"),
+                      f"Flux fraction of Gaussian {i} of a unit-flux point source (the sum is the light the "
+                      "mixture holds, just below psf_kernel_sum; not renormalised)"),
             ColumnDef(f"psf_g{i}_dx", "f8", "pix", f"x offset of Gaussian {i} from the kernel centre"),
             ColumnDef(f"psf_g{i}_dy", "f8", "pix", f"y offset of Gaussian {i} from the kernel centre"),
             ColumnDef(f"psf_g{i}_xx", "f8", "pix2", f"Covariance xx of Gaussian {i}"),
@@ -320,6 +320,8 @@ def psf_columns(n_gauss: int) -> list[ColumnDef]:
     cols += [
         ColumnDef("psf_chi2", "f8", None, "Sum of squared residuals of the mixture fit divided by the sum of "
                   "squared kernel pixels (fractional residual power)"),
+        ColumnDef("psf_kernel_sum", "f8", None, "Sum of the kernel image: the light of a unit-flux point "
+                  "source inside the kernel's box (1 for unit-sum kernels); included in the fractions"),
         ColumnDef("psf_nIter", "i4", None, "Number of optimizer iterations"),
         ColumnDef("psf_flag", "bool", None, "Any fatal PSF-fit flag is set"),
     ]

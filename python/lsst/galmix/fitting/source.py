@@ -18,6 +18,7 @@ from ..models.definitions import ModelDef
 from ..models.ellipse import covariance as ellipse_covariance
 from ..models.ellipse import q_theta_from_eta
 from ..models.psf_mixture import PsfMixture
+from .errors import residual_flux_scales
 from .flags import FlagSet
 from .moments import initial_shape
 from .optimize import BandData, BandInput, FitResult, FitSettings, SourceSpec, fit_model
@@ -355,9 +356,11 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
     x_lo, y_lo = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x_hi, y_hi = max(b[2] for b in boxes), max(b[3] for b in boxes)
     size = float(np.hypot(x_hi - x_lo, y_hi - y_lo))
+    # Model misfit widens the flux errors (`errors.residual_flux_scales`).
+    scales = residual_flux_scales(specs, res.theta, res.fluxes, bands, res.sky) if not res.failed else None
     out = []
     a = c = 0
-    for spec, fl in zip(specs, prep.flags):
+    for s, (spec, fl) in enumerate(zip(specs, prep.flags)):
         th = res.theta[a : a + spec.n_theta]
         # A fit that ran away (centre off its pixels, size far beyond them) is not a measurement.
         ran_away = False
@@ -371,6 +374,8 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
         for k, b in enumerate(used):
             i0 = n_theta + k * n_comp + c
             fcov[b] = res.cov[i0 : i0 + spec.n_comp, i0 : i0 + spec.n_comp]
+            if scales is not None:
+                fcov[b] = fcov[b] * scales[s, b] ** 2
         fluxes = res.fluxes[:, c : c + spec.n_comp]
         fl.set("no_convergence", not res.converged and not res.failed)
         fl.set("param_at_bound", res.at_bound)
