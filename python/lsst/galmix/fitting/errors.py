@@ -224,7 +224,8 @@ def residual_flux_scales(
     total = model_stamps(specs, theta, fluxes, bands)
     a = c = 0
     for s, spec in enumerate(specs):
-        own = model_stamps([spec], theta[a : a + spec.n_theta], fluxes[:, c : c + spec.n_comp], bands)
+        own = total if len(specs) == 1 else model_stamps(
+            [spec], theta[a : a + spec.n_theta], fluxes[:, c : c + spec.n_comp], bands)
         for b, band in enumerate(bands):
             mod, src = total[b], own[b]
             if band is None or mod is None or src is None or not np.isfinite(fluxes[b, c : c + spec.n_comp]).all():
