@@ -175,7 +175,7 @@ def test_summary_text_gives_both_selections():
 
 
 def test_nan_error_metric_and_chi_at_high_snr():
-    from lsst.galmix.analysis.metrics import CHI_MIN_SNR, nan_error_fraction
+    from lsst.galmix.analysis.metrics import CHI_MIN_SNR, nan_error_fraction, ref_blendedness
 
     t, _, _ = _matched_table()
     t["parentObjectId"] = np.zeros(len(t), dtype=np.int64)
@@ -185,7 +185,8 @@ def test_nan_error_metric_and_chi_at_high_snr():
     assert m["nanFluxErr"]["n_nan"] == 0 and m["nanFluxErr"]["fraction"] == 0.0
     chi = m["summary"]["stars"]["fluxChiSnr"]["r"]
     good = (t["match_hasRef"] & t["match_hasObject"] & ~t["sersic_flag"] & t["refcat_is_pointsource"]
-            & (t["parentObjectId"] == 0) & (t["r_sersicFlux"] / t["r_sersicFluxErr"] >= CHI_MIN_SNR))
+            & (t["parentObjectId"] == 0) & (t["r_sersicFlux"] / t["r_sersicFluxErr"] >= CHI_MIN_SNR)
+            & ~(ref_blendedness(t, "r") >= spec.max_ref_blendedness))
     assert chi["count"] == good.sum() and chi["sigma_mad"] == pytest.approx(1.0, abs=0.1)
     assert sum(b["count"] for b in chi["bins"]) == chi["count"]
     # A NaN error of an unflagged row counts; one of a flagged row does not.
@@ -205,3 +206,25 @@ def test_nan_error_metric_and_chi_at_high_snr():
     assert f"all: N={gal.sum() - n_nan} " in title and "sigma_MAD=" in title and f"S/N>={CHI_MIN_SNR:g}" in title
     if n_nan:
         assert f"(+{n_nan} non-finite)" in title
+
+
+def test_ref_blendedness_finds_unrecognised_blends():
+    """A reference with a neighbour inside the PSF is blended, a lone one or one beside a faint distant one is not."""
+    from lsst.galmix.analysis.metrics import ref_blendedness
+
+    arcsec = 1.0 / 3600.0
+    t = Table({
+        "refcat_ra": [10.0, 10.0 + 0.5 * arcsec, 10.1, 10.2, 10.2 + 6 * arcsec, 10.3],
+        "refcat_dec": [0.0, 0.0, 0.0, 0.0, 0.0, np.nan],
+        "refcat_flux_r": [1000.0, 300.0, 1000.0, 1000.0, 10.0, 1000.0],
+    })
+    b = ref_blendedness(t, "r", psf_fwhm=0.8)
+    # Two sources 0.5" apart (0.6 FWHM): each carries most of the other's weighted flux ratio.
+    assert b[0] == pytest.approx(0.3 * np.exp(-0.25 / (4 * (0.8 / 2.3548) ** 2)), rel=1e-6)
+    assert b[1] > 1.0
+    assert b[2] == 0.0 and b[3] < 1e-6 and np.isnan(b[5])
+    # Sizes widen the profiles: the same pair at 2" overlaps more when both are 1" galaxies.
+    t2 = Table({"refcat_ra": [10.0, 10.0 + 2 * arcsec], "refcat_dec": [0.0, 0.0],
+                "refcat_flux_r": [1000.0, 1000.0], "refcat_reff": [1.0, 1.0]})
+    t3 = Table({"refcat_ra": [10.0, 10.0 + 2 * arcsec], "refcat_dec": [0.0, 0.0], "refcat_flux_r": [1000.0, 1000.0]})
+    assert ref_blendedness(t2, "r")[0] > 0.01 > ref_blendedness(t3, "r")[0]

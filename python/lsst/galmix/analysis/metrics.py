@@ -41,6 +41,7 @@ __all__ = [
     "matched_columns",
     "nan_error_fraction",
     "plot_names",
+    "ref_blendedness",
 ]
 
 _column = functools.partial(column_values, required=False)
@@ -81,6 +82,16 @@ class MatchedSpec(pexConfig.Config):
         default="r",
     )
 
+    max_ref_blendedness = pexConfig.Field[float](
+        doc="The flux chi summary (fluxChiSnr) counts rows whose reference is isolated among the references: "
+        "ref_blendedness (in selection_band) below this, or unknown",
+        default=0.01,
+    )
+    psf_fwhm = pexConfig.RangeField[float](
+        doc="PSF FWHM (arcsec) of the profiles ref_blendedness approximates the references with",
+        default=0.8, min=0.0, inclusiveMin=False,
+    )
+
     def validate(self) -> None:
         super().validate()
         get_model(self.model)
@@ -112,6 +123,63 @@ class _Columns:
     flux_err: dict[str, np.ndarray]
     ref_flux: dict[str, np.ndarray]
     selection: str
+
+
+def ref_blendedness(table: Table, band: str = "r", psf_fwhm: float = 0.8) -> np.ndarray:
+    """Per row, the fraction of its reference's flux that the other references add to a fit of it.
+
+    Every reference is approximated by a round Gaussian of its PSF-convolved size (variance
+    ``(psf_fwhm / 2.355)^2 + (reff / 1.177)^2``; ``refcat_reff`` 0 when absent: stars, catalogues
+    without sizes). The light of reference ``j`` biases a profile-weighted flux of ``i`` by the overlap
+    of their profiles over the self-overlap of ``i``: ``sum_j (F_j / F_i) 2 s_i / (s_i + s_j)
+    exp(-d^2 / (2 (s_i + s_j)))``. This counts neighbours that detection did not separate (unrecognised
+    blends), which ``parentObjectId`` 0 does not exclude: for them ``measured - true`` is the neighbour's
+    light, not the error of the measurement.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table`
+        Matched table (``refcat_ra``, ``refcat_dec``, ``refcat_flux_<band>``; every reference row,
+        matched or not).
+    band : `str`
+        Band of the fluxes.
+    psf_fwhm : `float`
+        PSF FWHM, arcsec.
+
+    Returns
+    -------
+    blendedness : `numpy.ndarray`
+        Per row (NaN without a reference with a positive flux).
+    """
+    from scipy.spatial import cKDTree
+
+    ra = column_values(table, reference_column("ra"), required=False).astype(float)
+    dec = column_values(table, reference_column("dec"), required=False).astype(float)
+    flux = column_values(table, reference_flux_column(band), required=False).astype(float)
+    reff = np.nan_to_num(column_values(table, reference_column("reff"), 0.0, required=False).astype(float))
+    out = np.full(len(table), np.nan)
+    ok = np.isfinite(ra) & np.isfinite(dec) & (flux > 0)
+    if not ok.any():
+        return out
+    idx = np.flatnonzero(ok)
+    dec0 = np.deg2rad(np.median(dec[idx]))
+    xy = np.column_stack([ra[idx] * np.cos(dec0), dec[idx]]) * 3600.0
+    var = (psf_fwhm / 2.3548) ** 2 + (reff[idx] / 1.1774) ** 2
+    # Beyond 6 sigma of the widest pair the overlap is below 1e-7 of the neighbour's flux.
+    radius = 6.0 * np.sqrt(2.0 * min(float(var.max()), 100.0))
+    pairs = cKDTree(xy).query_pairs(radius, output_type="ndarray")
+    blend = np.zeros(idx.size)
+    if pairs.size:
+        i, j = pairs[:, 0], pairs[:, 1]
+        d2 = ((xy[i] - xy[j]) ** 2).sum(axis=1)
+        s = var[i] + var[j]
+        overlap = np.exp(-d2 / (2.0 * s))
+        f = flux[idx]
+        np.add.at(blend, i, f[j] / f[i] * 2.0 * var[i] / s * overlap)
+        np.add.at(blend, j, f[i] / f[j] * 2.0 * var[j] / s * overlap)
+    out[idx] = blend
+    return out
+
 
 
 def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
@@ -146,7 +214,8 @@ def matched_columns(table: Table, spec: MatchedSpec) -> _Columns:
         has_obj=has_obj,
         primary=primary,
         is_star=is_star,
-        isolated=_column(table, "parentObjectId", 0) == 0,
+        isolated=(_column(table, "parentObjectId", 0) == 0)
+        & ~(ref_blendedness(table, spec.selection_band, spec.psf_fwhm) >= spec.max_ref_blendedness),
         flux={b: _column(table, flux_column(m, b)).astype(float) for b in bands},
         flux_err={b: _column(table, error_column(flux_column(m, b))).astype(float) for b in bands},
         ref_flux={b: _column(table, reference_flux_column(b)).astype(float) for b in bands},
@@ -305,8 +374,9 @@ def compute_metrics(table: Table, spec: MatchedSpec) -> dict:
         ``[summary_min, summary_max)`` of the band's own magnitude (``magDiff``, ``fluxChi``) or of the
         ``selection_band`` magnitude (``magDiffSelection``: every band's magnitude difference for one
         set of objects, e.g. galaxies with 20 <= r < 24; colours and positions), and ``fluxChiSnr`` per
-        band: the chi of the isolated rows (``parentObjectId`` 0) with measured S/N >= `CHI_MIN_SNR` (any
-        magnitude), also per S/N bin; ``nanFluxErr``: the
+        band: the chi of the isolated rows (``parentObjectId`` 0 and a reference isolated among the
+        references: `ref_blendedness` below ``spec.max_ref_blendedness``) with measured S/N >=
+        `CHI_MIN_SNR` (any magnitude), also per S/N bin; ``nanFluxErr``: the
         NaN-error count and fraction of the unflagged object rows (`nan_error_fraction`).
     """
     cols = matched_columns(table, spec)

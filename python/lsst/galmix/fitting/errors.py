@@ -134,3 +134,4 @@ def conditional_covariance(
             return cov, False, held[:npar]
         held[int(np.argmax(ratio))] = True
     return cov, singular, held[:npar]
+

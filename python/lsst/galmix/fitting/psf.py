@@ -10,6 +10,15 @@ wings it misses). With free amplitudes the least-squares normal equations give
 ``sum(kernel * mixture) = sum(mixture^2)``, so a sky-limited fit of ``F * mixture`` to a star of flux ``F``
 returns ``F`` exactly; renormalising to unit sum would bias it by the missed wing fraction.
 
+Kernel normalisation: a kernel image is the image of a unit-flux point source. LSST kernels are normalised
+to unit sum; a kernel rendered from a PSF profile of unit total flux (GalSim's ``drawImage``) sums to the
+fraction of the light inside its box (a Moffat of beta 3.5 and FWHM 4 pixels keeps 99.93% in 33 x 33 pixels)
+and the data of a star hold the same fraction on the same pixels. The fit is made to the unit-sum kernel
+and the fractions are then multiplied by the kernel's sum, so the fluxes of sources are their total
+fluxes, not the part inside the kernel's box (which is 0.5-1.4 mmag fainter for the simulated repository's
+Moffat PSFs). A sum outside [`KERNEL_SUM_MIN`, 1] cannot be such an image (an unnormalised kernel); it is
+normalised to unit sum. ``psf_kernel_sum`` records the sum.
+
 ``psf_chi2`` is the residual power fraction ``sum (kernel - model)^2 / sum kernel^2``.
 """
 
@@ -31,7 +40,7 @@ from .engine_backend import make_problem, run_problems
 from .moments import adaptive_moments, initial_shape
 from .optimize import BandInput, SourceSpec
 
-__all__ = ["PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
+__all__ = ["KERNEL_SUM_MIN", "PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
 
 # A point-like "PSF" for fitting the PSF itself: Gaussians need a positive-definite covariance and
 # 1e-10 pixel^2 changes pixel values by far less than double-precision rounding of the kernel.
@@ -46,6 +55,10 @@ _LARGE_CHI2 = 0.05**2
 # so sizes are bounded below and fits with a narrower minor axis are rejected.
 _MIN_REFF = 0.5
 _MIN_SIGMA = 0.25
+KERNEL_SUM_MIN = 0.9
+"""Smallest kernel sum read as the enclosed light of a unit-flux PSF (a box that loses more than 10% of
+the PSF's light is no kernel; such sums come from kernels in other units)."""
+_KERNEL_SUM_MAX = 1.0 + 1e-6  # rounding of a unit-sum kernel
 
 
 @dataclass
@@ -62,12 +75,16 @@ class PsfFit:
         Optimizer iterations.
     flags : `FlagSet`
         PSF flags.
+    kernel_sum : `float`
+        Sum of the kernel image (the mixture's fractions include it when it is a unit-flux PSF's
+        enclosed light, see the module docstring).
     """
 
     mixture: PsfMixture | None
     chi2: float
     n_iter: int
     flags: FlagSet
+    kernel_sum: float = float("nan")
 
 
 def _minor_ok(mix: PsfMixture) -> bool:
@@ -193,6 +210,9 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> 
         if fit is None:
             flags.set("bad_fit")
             return PsfFit(None, np.nan, 0, flags)
+        fit.kernel_sum = float(total)
+        if KERNEL_SUM_MIN <= total <= _KERNEL_SUM_MAX and fit.mixture is not None:
+            fit.mixture.frac = fit.mixture.frac * total
         return fit
     except Exception:  # noqa: BLE001 - one bad kernel must give flags, not stop a patch
         flags.set("exception")
@@ -234,6 +254,7 @@ def fit_psf_images_table(
             for key, val in psf_mixture_row(fit.mixture).items():
                 table[key][i] = val
         table["psf_chi2"][i] = fit.chi2
+        table["psf_kernel_sum"][i] = fit.kernel_sum
         table["psf_nIter"][i] = fit.n_iter
         for name in fit.flags.names():
             table[psf_flag_column(name)][i] = True

@@ -246,7 +246,7 @@ def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
     size = float(np.hypot(x_hi - x_lo, y_hi - y_lo))
     out = []
     a = c = 0
-    for spec, fl in zip(specs, prep.flags):
+    for s, (spec, fl) in enumerate(zip(specs, prep.flags)):
         th = res.theta[a : a + spec.n_theta]
         # A fit that ran away (centre off its pixels, size far beyond them) is not a measurement.
         ran_away = False

@@ -455,8 +455,8 @@ def psf_columns(n_gauss: int) -> list[ColumnDef]:
         ColumnDef("y", "f8", "pix", "Position where the PSF was evaluated (tract pixels)"),
     ]
     descriptions = {
-        "frac": ("f8", None, ("Flux fraction of Gaussian {i} of the unit-sum kernel (the sum is the light the "
-                              "mixture holds, just below 1; not renormalised)")),
+        "frac": ("f8", None, ("Flux fraction of Gaussian {i} of a unit-flux point source (the sum is the light "
+                              "the mixture holds, just below psf_kernel_sum; not renormalised)")),
         "dx": ("f8", "pix", "x offset of Gaussian {i} from the kernel centre"),
         "dy": ("f8", "pix", "y offset of Gaussian {i} from the kernel centre"),
         "xx": ("f8", "pix2", "Covariance xx of Gaussian {i}"),
@@ -469,6 +469,8 @@ def psf_columns(n_gauss: int) -> list[ColumnDef]:
     cols += [
         ColumnDef("psf_chi2", "f8", None, "Sum of squared residuals of the mixture fit divided by the sum of "
                   "squared kernel pixels (fractional residual power)"),
+        ColumnDef("psf_kernel_sum", "f8", None, "Sum of the kernel image: the light of a unit-flux point "
+                  "source inside the kernel's box (1 for unit-sum kernels); included in the fractions"),
         ColumnDef("psf_nIter", "i4", None, "Number of optimizer iterations"),
         ColumnDef(psf_flag_column(), "bool", None, "Any fatal PSF-fit flag is set"),
     ]
