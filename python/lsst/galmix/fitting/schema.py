@@ -32,6 +32,7 @@ __all__ = [
     "flux_column",
     "psf_columns",
     "sky_column",
+    "sky_grad_column",
     "source_columns",
     "summary_flag_column",
     "tract_columns",
@@ -131,6 +132,12 @@ def sky_column(model: ModelDef | str, band: str) -> str:
     return f"{band}_{model if isinstance(model, str) else model.name}_sky"
 
 
+def sky_grad_column(model: ModelDef | str, band: str, axis: str) -> str:
+    """Name of the column of the sky plane's gradient along ``axis`` (``"x"`` or ``"y"``) in one band
+    (``+ "Err"``: its error)."""
+    return f"{sky_column(model, band)}Grad{axis.upper()}"
+
+
 def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDef]:
     """Columns of a ``galmix_<Model>_patch`` table.
 
@@ -172,6 +179,11 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
         cols.append(ColumnDef(sky, "f4", "nJy", f"Flat local sky level per pixel in band {band}, fitted "
                               "jointly with the object (NaN when none was fitted: no pedestal seen)"))
         cols.append(ColumnDef(sky + "Err", "f4", "nJy", f"1-sigma error of {sky}, marginalised over the model"))
+        for axis in ("x", "y"):
+            grad = sky_grad_column(m, band, axis)
+            cols.append(ColumnDef(grad, "f4", "nJy / pixel", f"Gradient along {axis} of the local sky plane in band "
+                                  f"{band} (sky='plane'; NaN otherwise); {sky} is the plane at the object"))
+            cols.append(ColumnDef(grad + "Err", "f4", "nJy / pixel", f"1-sigma error of {grad}"))
     for comp in m.components:
         if not comp.has_shape:
             continue

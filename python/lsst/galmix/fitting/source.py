@@ -21,7 +21,7 @@ from ..models.psf_mixture import PsfMixture
 from .flags import FlagSet
 from .moments import initial_shape
 from .optimize import BandData, BandInput, FitResult, FitSettings, SourceSpec, fit_model
-from .schema import flag_column, flux_column, sky_column, summary_flag_column
+from .schema import flag_column, flux_column, sky_column, sky_grad_column, summary_flag_column
 from .stamps import STAMP_EDGE_NOISE, STAMP_FLUX_FRACTION, STAMP_MAX, STAMP_MIN, STAMP_SIGMAS, Stamp
 
 __all__ = [
@@ -66,10 +66,11 @@ class SourceFitConfig:
         ``stamp_flux_fraction`` or its surface brightness there below ``stamp_edge_noise`` times the
         pixel noise (`lsst.galmix.fitting.stamps.required_half_size`); 0 for both disables growing.
     sky : `str`
-        Local sky fitted jointly with the sources, one flat level per band: ``"auto"`` (where the stamp
-        has at least ``sky_min_background`` of its pixels beyond 3 observed sigma of every source and
-        their mean is significantly non-zero: `lsst.galmix.fitting.blend.SKY_DETECT_SIGMAS`),
-        ``"flat"`` (always) or ``"none"``.
+        Local sky fitted jointly with the sources, linear like the fluxes: ``"auto"`` (one flat level per
+        band where the stamp has at least ``sky_min_background`` of its pixels beyond 3 observed sigma of
+        every source and their mean is significantly non-zero:
+        `lsst.galmix.fitting.blend.SKY_DETECT_SIGMAS`), ``"flat"`` (a flat level per band, always),
+        ``"plane"`` (a plane per band, level and gradients along x and y, always) or ``"none"``.
     sky_min_background : `float`
         Fraction of background pixels needed for ``sky="auto"``.
     n_init : `float`
@@ -234,6 +235,8 @@ class Prepared:
     sky : `bool`
         Fit a flat sky level per band jointly with the sources (engine backend; the numpy reference
         backend fits none).
+    sky_plane : `bool`
+        With ``sky``, fit a plane per band (level and gradients) instead of a flat level.
     """
 
     specs: list[SourceSpec]
@@ -241,6 +244,7 @@ class Prepared:
     bands: list[BandInput | None]
     flags: list[FlagSet]
     sky: bool = False
+    sky_plane: bool = False
 
 
 def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 1) -> list[list[SourceOutcome]]:
@@ -268,7 +272,8 @@ def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 
         problems, setup = [], []
         for p in prepared:
             t0 = time.perf_counter()
-            problems.append(make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky))
+            problems.append(make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky,
+                                         sky_plane=p.sky and p.sky_plane))
             setup.append(time.perf_counter() - t0)
         results = run_problems(problems, n_threads)
         seconds = [s + r.seconds for s, r in zip(setup, results)]
@@ -316,7 +321,10 @@ class SourceOutcome:
     n_residual : `int`
         Point sources found in the residuals and fitted with this source (`residual_sources`).
     sky, sky_err : `numpy.ndarray` or `None`
-        Per band, the flat sky level fitted with the source's group and its error (`None`: no sky).
+        Per band, the sky level fitted with the source's group at the source's detection position and its
+        error (`None`: no sky).
+    sky_grad, sky_grad_err : `numpy.ndarray` or `None`
+        With a sky plane, per band its gradients along x and y (``(n_band, 2)``) and their errors.
     """
 
     spec: SourceSpec
@@ -332,6 +340,8 @@ class SourceOutcome:
     n_residual: int = 0
     sky: np.ndarray | None = None
     sky_err: np.ndarray | None = None
+    sky_grad: np.ndarray | None = None
+    sky_grad_err: np.ndarray | None = None
 
 
 def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceOutcome]:
@@ -387,6 +397,14 @@ def split_result(prep: Prepared, res: FitResult, elapsed: float) -> list[SourceO
         fl.set("bad_flux", implausible_flux(fluxes, bands))
         out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, elapsed, fl,
                                  sky=res.sky, sky_err=res.sky_err))
+        if res.sky_plane is not None and res.sky_plane_cov is not None and res.sky_origin is not None:
+            # The plane's level under this source (its detection position), with its error.
+            jac = np.array([1.0, spec.xy_fixed[0] - res.sky_origin[0], spec.xy_fixed[1] - res.sky_origin[1]])
+            o = out[-1]
+            o.sky = res.sky_plane @ jac
+            o.sky_err = np.sqrt(np.einsum("i,bij,j->b", jac, res.sky_plane_cov, jac))
+            o.sky_grad = res.sky_plane[:, 1:]
+            o.sky_grad_err = np.sqrt(np.diagonal(res.sky_plane_cov, axis1=1, axis2=2)[:, 1:])
         a += spec.n_theta
         c += spec.n_comp
     return out
@@ -598,6 +616,11 @@ def write_row(
         for b, band in enumerate(bands):
             table[sky_column(m, band)][row] = outcome.sky[b]
             table[sky_column(m, band) + "Err"][row] = outcome.sky_err[b]
+    if outcome.sky_grad is not None and outcome.sky_grad_err is not None:
+        for b, band in enumerate(bands):
+            for a, axis in enumerate(("x", "y")):
+                table[sky_grad_column(m, band, axis)][row] = outcome.sky_grad[b, a]
+                table[sky_grad_column(m, band, axis) + "Err"][row] = outcome.sky_grad_err[b, a]
     table[f"{name}_chisq_reduced"][row] = outcome.chi2 / max(outcome.n_pix, 1)
     table[f"{name}_n_pix"][row] = outcome.n_pix
     table[f"{name}_n_iter"][row] = outcome.n_iter
