@@ -18,6 +18,7 @@ from typing import cast
 
 import numpy as np
 
+from .._galmix import nnls_gram
 from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..models.render import component_gaussians
@@ -252,9 +253,22 @@ def _sky_allowed(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitCon
     if cfg.sky != "auto":
         return cfg.sky in ("flat", "plane")
     b = next(b for b in bands if b is not None)
-    centres = np.array([(o.x, o.y) for o in objs], float)
+    objs = _near_stamp(objs, b, 3.0)
+    centres = np.array([(o.x, o.y) for o in objs], float).reshape(-1, 2)
     bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs])
     return bool(np.count_nonzero(bg) >= cfg.sky_min_background * np.count_nonzero(b.weight))
+
+
+def _near_stamp(objs: Sequence[ObjectInput], band, sigmas: float) -> list[ObjectInput]:
+    """The objects whose ``sigmas``-sigma regions (observed covariance bounded by its trace; 2 pixels
+    without one) can touch a stamp: the others cannot change `background_pixels`."""
+    ny, nx = band.weight.shape
+    out = []
+    for o in objs:
+        reach = sigmas * (np.sqrt(max(float(np.trace(o.cov)), 0.0)) if o.cov is not None else 2.0)
+        if band.x0 - reach <= o.x <= band.x0 + nx - 1 + reach and band.y0 - reach <= o.y <= band.y0 + ny - 1 + reach:
+            out.append(o)
+    return out
 
 
 def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Sequence[ObjectInput]) -> bool:
@@ -265,14 +279,15 @@ def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Seque
     theta = np.concatenate([o.theta for o in outcomes])
     fluxes = np.nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
     models = model_stamps(prep.specs, theta, fluxes, prep.bands)
-    centres = np.array([(o.x, o.y) for o in objs], float)
     for b, m in zip(prep.bands, models):
         if b is None or m is None:
             continue
+        near = _near_stamp(objs, b, 5.0)
+        centres = np.array([(o.x, o.y) for o in near], float).reshape(-1, 2)
         # Beyond 3 and beyond 5 observed sigma: a fit without sky partly absorbs a pedestal into its
         # wings, which hides it near the galaxy (a COSMOS disk: 1.3 sigma beyond 3, 5.2 beyond 5).
         for radius in (3.0, 5.0):
-            bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs], radius)
+            bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in near], radius)
             w = b.weight[bg]
             if w.size < 50 or not (w.sum() > 0):
                 continue
@@ -602,93 +617,178 @@ def _blocks(objs: Sequence[ObjectInput], size: int, direction: tuple[float, floa
 
 def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: int) -> list[SourceOutcome | None]:
     """Fit a blend block by block on each block's own stamps, the other children's current models
-    subtracted where they reach those stamps, sweeping until no child changes.
+    subtracted where they overlap those stamps, sweeping until no child changes.
 
-    Pass 1 fits every block (spatially compact, at most ``size`` children) with the pixels of the other
-    children given zero weight (their footprints, or a Voronoi split without footprints), all blocks in
-    one C++ batch, stamps grown as for isolated objects. Each sweep then refits the blocks on their
-    stamps with the models of the siblings that reach them (`_reaching`) subtracted, rendered on those
-    stamps only. Blocks are coloured so that no two blocks of one colour reach each other; the blocks of
-    a colour are fitted in one batch and the next colour sees their new models (a Gauss-Seidel sweep).
-    A block is refitted only while one of its children or a sibling reaching it changed (flux by more
-    than `SUBTRACT_TOL` of its error, or centre by 0.1 pixel), at most ``cfg.subtract_iterations``
-    sweeps. The cost per child is that of a few fits on its own stamp: it does not grow with the size
-    of the blend.
+    Every child starts from its moments (`initial_theta`), and the fluxes of all children are solved
+    jointly at those shapes. Each sweep then solves the fluxes of all children jointly at their current
+    shapes (`_joint_fluxes`: linear and sparse, it settles the flux degeneracy between overlapping
+    neighbours at once) and refits the blocks (spatially compact, at most ``size`` children) on their
+    stamps with the models of the siblings whose model boxes overlap them subtracted, rendered on those
+    stamps only. Blocks alternate between two partitions, so that no pair of neighbours stays split by a
+    block boundary; within a sweep, blocks are coloured so that no two blocks of one colour overlap each
+    other's stamps, the blocks of a colour are fitted in one C++ batch and the next colour subtracts
+    their new models (a Gauss-Seidel sweep). A block is refitted only while one of its children or an
+    overlapping sibling changed (flux by more than `SUBTRACT_TOL` of its error, or centre by 0.1 pixel),
+    at most ``cfg.subtract_iterations`` sweeps. Every fit is on the stamps of a few children, so the cost
+    per child does not grow with the size of the blend. With ``sky="auto"``, a block whose residual after
+    its first fit shows a pedestal (`_sky_detected`) carries a sky from then on.
     """
     n = len(objs)
+    labels = [o.label for o in objs]
     # No residual-source search: the residuals of a block include its neighbours' imperfectly subtracted
     # models, and point sources placed there take the neighbours' light (blends of 36: 86% of the
     # children within 3 sigma of their true flux with the search, 93% without).
     cfg = dataclasses.replace(cfg, residual_threshold=0.0)
     current: list[SourceOutcome | None] = [None] * n
-    blocks = _blocks(objs, size, (1.0, 0.3))
-    boxes: list = [None] * len(blocks)
-    # Pass 1: every block alone, its siblings' pixels excluded, in one batch.
-    first: list[tuple[int, list[ObjectInput], list[int], Prepared, float]] = []
-    for k, block in enumerate(blocks):
-        t0 = time.perf_counter()
-        members = [objs[i] for i in block]
-        keep = [o.label for o in members]
-        prep = _prepare_set(model, members, images, footprints, keep, cfg, owners=objs)
-        if prep is None:
-            boxes[k] = _box(members, [_half_size(o.cov, cfg) for o in members])
-            continue
-        first.append((k, members, keep, prep, time.perf_counter() - t0))
-    done = solve([f[3] for f in first], cfg.settings, cfg.n_threads)
-    for (_, members, _, _, t_prep), outs in zip(first, done):
-        for o, obj in zip(outs, members):
-            o.time += t_prep / len(members)
-            obj.flags.mask = o.flags.mask
-            o.flags = obj.flags
-    grown = _grow_stamps(model, [(members, keep, objs, prep, outs)
-                                 for (_, members, keep, prep, _), outs in zip(first, done)],
-                         images, footprints, cfg, cfg.n_threads)
-    for (k, _, _, _, _), (prep, outs) in zip(first, grown):
-        boxes[k] = _prep_box(prep)
-        for i, out in zip(blocks[k], outs):
-            current[i] = out
-    # Siblings reaching each block's stamps, and a colouring of the blocks by that relation.
-    block_of = {i: k for k, block in enumerate(blocks) for i in block}
-    near = [[j for j in _reaching(model, objs, current, block, *boxes[k])] for k, block in enumerate(blocks)]
-    colour = _colour_blocks(near, block_of, len(blocks))
-    changed = [c is not None for c in current]
-    for _ in range(cfg.subtract_iterations):
+    child_box: list = [_box([o], [_half_size(o.cov, cfg)]) for o in objs]
+    models: list[SourceOutcome | None] = [_start_model(model, o, images) for o in objs]
+    sky = [False] * n
+    partitions = [_blocks(objs, size, (1.0, 0.3))]
+    if size > 1:
+        partitions.append(_blocks(objs, size, (0.3, 1.0)))
+    changed = [m is not None for m in models]
+    for sweep in range(max(cfg.subtract_iterations, 1)):
         if not any(changed):
             break
         moved, changed = list(changed), [False] * n
+        render = _joint_fluxes(objs, models, child_box, images, footprints, labels, cfg)
+        blocks = partitions[sweep % len(partitions)]
+        block_of = {i: k for k, block in enumerate(blocks) for i in block}
+        bx = [_union(*(child_box[i] for i in block)) for block in blocks]
+        near = [_overlapping(models, child_box, block, bx[k]) for k, block in enumerate(blocks)]
+        colour = _colour_blocks(near, block_of, len(blocks))
         for c in range(max(colour, default=-1) + 1):
             todo = []
             for k, block in enumerate(blocks):
-                live = [i for i in block if current[i] is not None]
-                if colour[k] != c or len(live) < len(block) or not any(moved[j] or changed[j]
-                                                                       for j in near[k] + block):
+                if colour[k] != c or any(models[i] is None for i in block):
+                    continue
+                if not any(moved[j] or changed[j] for j in near[k] + block):
                     continue
                 t0 = time.perf_counter()
-                start, stop = boxes[k]
+                start, stop = bx[k]
                 members = [objs[i] for i in block]
-                sub = [None if im is None else _siblings_image(objs, current, near[k], b, im, start, stop)
+                sub = [None if im is None else _siblings_image(objs, models, near[k], b, im, start, stop, render)
                        for b, im in enumerate(images)]
-                before = [cast(SourceOutcome, current[i]) for i in block]
-                prep = _prepare_set(model, members, images, footprints, [o.label for o in objs], cfg,
+                before = [cast(SourceOutcome, models[i]) for i in block]
+                crowd = members + [objs[j] for j in near[k]]
+                prep = _prepare_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
                                     subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
-                                    crowd=members + [objs[j] for j in near[k]],
-                                    sky=any(b.sky is not None for b in before))
+                                    crowd=crowd, sky=any(sky[i] for i in block))
                 if prep is not None:
                     # The refit gets copies of the flags: they replace the earlier fit's only if it is kept.
                     prep.flags = [FlagSet(mask=f.mask) for f in prep.flags]
-                    todo.append((k, prep, time.perf_counter() - t0))
-            for (k, prep, t_prep), refit in zip(todo, solve([t[1] for t in todo], cfg.settings, cfg.n_threads)):
-                if any(r.flags.fatal for r in refit):
+                    todo.append((k, prep, crowd, time.perf_counter() - t0))
+            fits = solve([t[1] for t in todo], cfg.settings, cfg.n_threads)
+            for (k, prep, crowd, t_prep), refit in zip(todo, fits):
+                if any(r.flags.fatal for r in refit) and all(current[i] is not None for i in blocks[k]):
                     continue
+                if (sweep == 0 and cfg.sky == "auto" and not prep.sky and _sky_allowed(crowd, prep.bands, cfg)
+                        and _sky_detected(prep, refit, crowd)):
+                    for i in blocks[k]:
+                        sky[i] = changed[i] = True
                 for i, new in zip(blocks[k], refit):
-                    old = cast(SourceOutcome, current[i])
+                    old = current[i]
                     # The refit (siblings' model images, stamps, fit) adds to the child's earlier passes.
-                    new.time += old.time + t_prep / len(blocks[k])
+                    new.time += (0.0 if old is None else old.time) + t_prep / len(blocks[k])
                     objs[i].flags.mask = new.flags.mask
                     new.flags = objs[i].flags
-                    changed[i] = _changed(old, new)
-                    current[i] = new
+                    changed[i] |= old is None or _changed(old, new)
+                    current[i] = models[i] = new
+                    render[i] = new.fluxes
+                    if old is None:
+                        # The stamps of later sweeps hold the fitted model (`_model_box`).
+                        child_box[i] = _union(child_box[i], _model_box(new, prep.bands, cfg))
+    _marginal_errors(model, objs, current, child_box, images, footprints, cfg, sky)
     return current
+
+
+CORE_SIGMAS = 2.0
+"""`_marginal_errors` marginalises a child over the siblings whose cores (this many observed sigma,
+``sqrt(trace(cov))``, about their detections) overlap its own, on the union of those cores."""
+
+
+def _marginal_errors(model, objs, fits: list[SourceOutcome | None], boxes, images, footprints, cfg: SourceFitConfig,
+                     sky: Sequence[bool]) -> None:
+    """Replace each child's errors by ones marginalised over its neighbours' parameters.
+
+    A block's fit holds the siblings outside the block at their models, so its errors are conditional on
+    them: where neighbours overlap, 0.5-0.9 times those of a joint fit of the whole blend. Per child,
+    the Fisher matrix of the child and the siblings whose model boxes overlap its own (all their shape
+    parameters, fluxes and sky) is evaluated once on the union of their boxes, the other siblings'
+    models subtracted, and inverted (`lsst.galmix.fitting.engine_backend`, no iteration). The values
+    stay those of the block fits.
+    """
+    settings = dataclasses.replace(cfg.settings, max_iter=0)
+    labels = [o.label for o in objs]
+    # Cores: CORE_SIGMAS observed sigma (trace), where most of a child's light and information lie.
+    cores = [_box([o], [int(np.ceil(CORE_SIGMAS * np.sqrt(np.trace(o.cov)))) if o.cov is not None
+                        else cfg.stamp_min]) for o in objs]
+    todo = []
+    for i, fit in enumerate(fits):
+        if fit is None or not np.isfinite(fit.theta).all():
+            continue
+        window = [i] + [j for j in _overlapping(fits, cores, [i], cores[i])
+                        if np.isfinite(cast(SourceOutcome, fits[j]).theta).all()]
+        if len(window) == 1:
+            continue
+        start, stop = _union(*(cores[j] for j in window))
+        others = _overlapping(fits, boxes, window, (start, stop))
+        sub = [None if im is None else _siblings_image(objs, fits, others, b, im, start, stop)
+               for b, im in enumerate(images)]
+        # Copies: the window's stamp flags (edge, masked pixels) describe its box, not the children.
+        members = [dataclasses.replace(objs[j], flags=FlagSet(mask=objs[j].flags.mask)) for j in window]
+        theta0 = np.concatenate([cast(SourceOutcome, fits[j]).theta for j in window])
+        prep = _prepare_set(model, members, images, footprints, labels, cfg, subtract=sub, box=(start, stop),
+                            theta0=theta0, crowd=members, sky=any(sky[j] for j in window))
+        if prep is not None and prep.sky == (fit.sky is not None):
+            todo.append((i, prep))
+    for (i, _), outs in zip(todo, solve([t[1] for t in todo], settings, cfg.n_threads)):
+        fit, window_fit = cast(SourceOutcome, fits[i]), outs[0]
+        if "bad_fit" in window_fit.flags or "singular_fisher" in window_fit.flags \
+                or not np.isfinite(np.diag(window_fit.theta_cov)).all():
+            continue
+        fit.theta_cov = window_fit.theta_cov
+        fit.flux_cov = window_fit.flux_cov
+        if window_fit.sky_err is not None:
+            fit.sky_err = window_fit.sky_err
+
+
+def _start_model(model: ModelDef, obj: ObjectInput, images) -> SourceOutcome | None:
+    """A child's starting model (shape from its moments, unit fluxes) before its first fit."""
+    psfs = [p for p, im in zip(obj.psfs, images) if p is not None and im is not None]
+    if not psfs:
+        return None
+    theta = initial_theta(model, obj.x, obj.y, obj.cov, psfs[0].covariance(), 2.0)
+    extra_starts(model, theta)  # the main start, as in `_prepare_set`
+    spec = SourceSpec(model, (obj.x, obj.y))
+    fluxes = np.array([[1.0] * spec.n_comp if p is not None and im is not None else [np.nan] * spec.n_comp
+                       for p, im in zip(obj.psfs, images)])
+    return SourceOutcome(spec, theta, np.full((len(theta), len(theta)), np.nan), fluxes, [None] * len(images),
+                         np.nan, 0, 0, 0.0, FlagSet())
+
+
+def _union(*boxes):
+    """The box covering the given ``((x0, y0), (x1, y1))`` boxes."""
+    return ((min(b[0][0] for b in boxes), min(b[0][1] for b in boxes)),
+            (max(b[1][0] for b in boxes), max(b[1][1] for b in boxes)))
+
+
+def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig):
+    """The box that holds a fitted child's model (`required_half_size` over its bands)."""
+    m = out.spec.model
+    cx, cy = (out.theta[0], out.theta[1]) if m.free_centroid else out.spec.xy_fixed
+    ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
+    half = cfg.stamp_min
+    if np.isfinite(out.theta).all():
+        for b, band in enumerate(bands):
+            if band is None or not np.isfinite(out.fluxes[b]).all():
+                continue
+            gs = component_gaussians(m, out.theta, out.spec.xy_fixed, band.psf)
+            g = np.concatenate([gc * np.array([f, 1, 1, 1, 1, 1]) for gc, f in zip(gs, out.fluxes[b])])
+            noise = float(np.median(1.0 / np.sqrt(band.weight[band.weight > 0])))
+            half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
+                                                cfg.stamp_max))
+    return (ix - half, iy - half), (ix + half + 1, iy + half + 1)
 
 
 def _colour_blocks(near: Sequence[Sequence[int]], block_of: dict[int, int], n_blocks: int) -> list[int]:
@@ -720,49 +820,109 @@ def _changed(before: SourceOutcome, after: SourceOutcome) -> bool:
     return flux_moved or centre_moved
 
 
-def _reach(model: ModelDef, fit: SourceOutcome, psf: PsfMixture) -> float:
-    sizes = [np.exp(fit.theta[k]) for k, name in enumerate(model.nonlinear_names) if name.endswith("ln_reff")]
-    return 15 * max(sizes, default=0.0) + 5 * np.sqrt(np.trace(psf.covariance()))
+def _overlapping(fits, boxes, block, box) -> list[int]:
+    """Siblings (fitted, not in ``block``) whose model boxes (`_model_box`) overlap ``box``."""
+    (x0, y0), (x1, y1) = box
+    return [j for j, (fit, ((a0, b0), (a1, b1))) in enumerate(zip(fits, boxes))
+            if fit is not None and j not in block and a0 < x1 and x0 < a1 and b0 < y1 and y0 < b1]
 
 
-def _reaching(model, objs, fits, block, start, stop) -> list[int]:
-    """Siblings (not in ``block``) whose light can reach the box (within 15 reff + 5 PSF sigma)."""
-    cx, cy = 0.5 * (start[0] + stop[0]), 0.5 * (start[1] + stop[1])
-    half = 0.5 * np.hypot(stop[0] - start[0], stop[1] - start[1])
-    out = []
-    for j, other in enumerate(fits):
-        if j in block or other is None:
-            continue
-        ox, oy = other.theta[:2] if model.free_centroid else other.spec.xy_fixed
-        d = np.hypot(ox - cx, oy - cy) - half
-        if d > 0:
-            # Cheap bound first: no model reaches beyond 15 times the largest r_e bound plus the stamp.
-            psf = next((p for p in objs[j].psfs if p is not None), None)
-            if psf is None or d > _reach(model, other, psf):
-                continue
-        out.append(j)
-    return out
-
-
-def _siblings_image(objs, fits, near, b, im, start, stop) -> np.ndarray:
+def _siblings_image(objs, fits, near, b, im, start, stop, fluxes=None) -> np.ndarray:
     """Sum of the models of the siblings ``near`` in band ``b`` over the part of the box on the image
-    (C++ rendering; siblings sharing a PSF are rendered in one call)."""
+    (C++ rendering; siblings sharing a PSF are rendered in one call; ``fluxes``: per child, fluxes
+    replacing its fit's)."""
     shape = (stop[1] - start[1], stop[0] - start[0])
     img = np.zeros(shape)
     by_psf: dict[int, list[int]] = {}
     for j in near:
         other, psf = fits[j], objs[j].psfs[b]
-        if other is None or psf is None or not np.isfinite(other.fluxes[b]).all():
+        f = None if other is None else (other.fluxes if fluxes is None or fluxes[j] is None else fluxes[j])
+        if other is None or psf is None or f is None or not np.isfinite(f[b]).all():
             continue
         by_psf.setdefault(id(psf), []).append(j)
     for group in by_psf.values():
         band = BandInput(img, img, start[0], start[1], objs[group[0]].psfs[b])
         outs = [fits[j] for j in group]
         theta = np.concatenate([o.theta for o in outs])
-        fluxes = np.concatenate([o.fluxes[b] for o in outs])[None, :]
-        img += model_stamps([o.spec for o in outs], theta, fluxes, [band])[0]
+        flux = [fits[j].fluxes if fluxes is None or fluxes[j] is None else fluxes[j] for j in group]
+        img += model_stamps([o.spec for o in outs], theta, np.concatenate([f[b] for f in flux])[None, :], [band])[0]
     # Clip to the part of the box inside the image, as cut_box does.
     x0, y0 = max(start[0], im.origin[0]), max(start[1], im.origin[1])
     x1 = min(stop[0], im.origin[0] + im.image.shape[1])
     y1 = min(stop[1], im.origin[1] + im.image.shape[0])
     return img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]]
+
+
+def _unit_images(out: SourceOutcome, psf: PsfMixture, start, stop) -> list[np.ndarray]:
+    """Unit-flux model image of each component of a fitted child over a box (C++ rendering)."""
+    shape = (stop[1] - start[1], stop[0] - start[0])
+    band = BandInput(np.zeros(shape), np.zeros(shape), start[0], start[1], psf)
+    n_comp = out.spec.n_comp
+    images = []
+    for c in range(n_comp):
+        image = model_stamps([out.spec], out.theta, np.eye(n_comp)[c][None, :], [band])[0]
+        assert image is not None  # the band is given
+        images.append(image)
+    return images
+
+
+def _joint_fluxes(objs, fits, boxes, images, footprints, labels, cfg) -> list[np.ndarray | None]:
+    """Fluxes of all children solved jointly at their current shapes (per band, linear least squares over
+    the union of their stamps, each child's model over its own stamp): the fluxes the next sweep
+    subtracts. Pixels of objects outside the group are excluded as in the fits; the children's mean
+    fitted sky is removed from the data first. Children or bands without a fit keep their fitted fluxes.
+    """
+    out = [None if f is None else np.array(f.fluxes, float) for f in fits]
+    live = [i for i, f in enumerate(fits) if f is not None and np.isfinite(f.theta).all()]
+    if len(live) < 2 or not _any_image(images):
+        return out
+    x0 = min(boxes[i][0][0] for i in live)
+    y0 = min(boxes[i][0][1] for i in live)
+    x1 = max(boxes[i][1][0] for i in live)
+    y1 = max(boxes[i][1][1] for i in live)
+    exclude = _exclude(footprints, images_origin(images), labels) if cfg.use_footprints else None
+    for b, im in enumerate(images):
+        if im is None:
+            continue
+        st = cut_box(im.image, im.variance, im.bad, im.origin, (x0, y0), (x1, y1), exclude)
+        if st.n_pix == 0:
+            continue
+        skies = [fits[i].sky[b] for i in live if fits[i].sky is not None and np.isfinite(fits[i].sky[b])]
+        data = st.image - (np.mean(skies) if skies else 0.0)
+        cols, index = [], []
+        for i in live:
+            psf = objs[i].psfs[b]
+            if psf is None or not np.isfinite(fits[i].fluxes[b]).all():
+                continue
+            (sx, sy), (ex, ey) = boxes[i]
+            sx, sy = max(sx, st.x0), max(sy, st.y0)
+            ex, ey = min(ex, st.x0 + st.shape[1]), min(ey, st.y0 + st.shape[0])
+            if sx >= ex or sy >= ey:
+                continue
+            for c, img in enumerate(_unit_images(fits[i], psf, (sx, sy), (ex, ey))):
+                cols.append(((sy - st.y0, ey - st.y0, sx - st.x0, ex - st.x0), img))
+                index.append((i, c))
+        n = len(cols)
+        if n < 2:
+            continue
+        gram, rhs = np.zeros((n, n)), np.zeros(n)
+        for a, ((ya, yb, xa, xb), ma) in enumerate(cols):
+            rhs[a] = float(np.sum(st.weight[ya:yb, xa:xb] * data[ya:yb, xa:xb] * ma))
+            for k in range(a, n):
+                (yc, yd, xc, xd), mk = cols[k]
+                oy0, oy1, ox0, ox1 = max(ya, yc), min(yb, yd), max(xa, xc), min(xb, xd)
+                if oy0 >= oy1 or ox0 >= ox1:
+                    continue
+                v = float(np.sum(st.weight[oy0:oy1, ox0:ox1] * ma[oy0 - ya : oy1 - ya, ox0 - xa : ox1 - xa]
+                                 * mk[oy0 - yc : oy1 - yc, ox0 - xc : ox1 - xc]))
+                gram[a, k] = gram[k, a] = v
+        if not (np.isfinite(gram).all() and np.isfinite(rhs).all()):
+            continue
+        # Non-negative: these fluxes only shape the models subtracted from the neighbours, and a nearly
+        # collinear pair (two children on one peak) must not swing to large opposite fluxes.
+        f = np.asarray(nnls_gram(gram, rhs))
+        for (i, c), v in zip(index, f):
+            fluxes = out[i]
+            assert fluxes is not None  # ``live`` children have fits
+            fluxes[b, c] = v
+    return out
