@@ -223,7 +223,8 @@ def _prepare_set(
             o.flags.set("missing_band")
     specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
     others = [o for o in (crowd or owners) if all(o is not m for m in objs)]
-    sky = _sky_allowed(list(objs) + others, bands, cfg) and (sky or cfg.sky in ("flat", "plane"))
+    # The background test only where a sky is asked for (it validates ``cfg.sky`` unless that is "auto").
+    sky = (sky or cfg.sky != "auto") and _sky_allowed(list(objs) + others, bands, cfg)
     if theta0 is None:
         psf_cov = next(p for p in ref.psfs if p is not None).covariance()
         starts = [initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs]
