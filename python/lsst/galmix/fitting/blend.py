@@ -642,7 +642,11 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
     cfg = dataclasses.replace(cfg, residual_threshold=0.0)
     current: list[SourceOutcome | None] = [None] * n
     child_box: list = [_box([o], [_half_size(o.cov, cfg)]) for o in objs]
-    models: list[SourceOutcome | None] = [_start_model(model, o, images) for o in objs]
+    models: list[SourceOutcome | None] = [_start_model(model, o, images, cfg.n_init) for o in objs]
+    for o, m in zip(objs, models):
+        if m is None:
+            # No band with data and a PSF: the preparation sets the flags that say so.
+            _prepare_set(model, [o], images, footprints, [o.label], cfg)
     sky = [False] * n
     partitions = [_blocks(objs, size, (1.0, 0.3))]
     if size > 1:
@@ -714,10 +718,10 @@ def _marginal_errors(model, objs, fits: list[SourceOutcome | None], boxes, image
 
     A block's fit holds the siblings outside the block at their models, so its errors are conditional on
     them: where neighbours overlap, 0.5-0.9 times those of a joint fit of the whole blend. Per child,
-    the Fisher matrix of the child and the siblings whose model boxes overlap its own (all their shape
-    parameters, fluxes and sky) is evaluated once on the union of their boxes, the other siblings'
-    models subtracted, and inverted (`lsst.galmix.fitting.engine_backend`, no iteration). The values
-    stay those of the block fits.
+    the Fisher matrix of the child and the siblings whose cores (`CORE_SIGMAS`) overlap its own (all
+    their shape parameters, fluxes and sky) is evaluated once on the union of those cores, the other
+    siblings' models subtracted, and inverted (an engine problem with ``max_iter=0``). The values stay
+    those of the block fits.
     """
     settings = dataclasses.replace(cfg.settings, max_iter=0)
     labels = [o.label for o in objs]
@@ -754,12 +758,12 @@ def _marginal_errors(model, objs, fits: list[SourceOutcome | None], boxes, image
             fit.sky_err = window_fit.sky_err
 
 
-def _start_model(model: ModelDef, obj: ObjectInput, images) -> SourceOutcome | None:
+def _start_model(model: ModelDef, obj: ObjectInput, images, n_init: float) -> SourceOutcome | None:
     """A child's starting model (shape from its moments, unit fluxes) before its first fit."""
     psfs = [p for p, im in zip(obj.psfs, images) if p is not None and im is not None]
     if not psfs:
         return None
-    theta = initial_theta(model, obj.x, obj.y, obj.cov, psfs[0].covariance(), 2.0)
+    theta = initial_theta(model, obj.x, obj.y, obj.cov, psfs[0].covariance(), n_init)
     extra_starts(model, theta)  # the main start, as in `_prepare_set`
     spec = SourceSpec(model, (obj.x, obj.y))
     fluxes = np.array([[1.0] * spec.n_comp if p is not None and im is not None else [np.nan] * spec.n_comp
