@@ -2,9 +2,9 @@
 subtracted.
 
 ``"joint"`` fits all children of a blend (up to ``max_children``) simultaneously on the union of their
-stamps, each with its own model parameters and fluxes. ``"subtract"`` is cheaper: each child is first
-fitted on its own stamp with the other children's footprint pixels given zero weight, then refitted
-on its stamp with all its neighbours' first-pass models subtracted.
+stamps, each with its own model parameters and fluxes. Larger blends are fitted in blocks of
+``max_children`` children, and ``"subtract"`` in blocks of one: each block on its own stamps with the
+overlapping siblings' current models subtracted, in sweeps until no child changes (`_fit_in_blocks`).
 """
 
 from __future__ import annotations
