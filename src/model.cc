@@ -43,7 +43,12 @@ void shapeMatrix(double eta1, double eta2, double S[3], double dS1[3], double dS
     dS2[2] = dA * c2 - dB * c2 * eta1;
 }
 
-Scene::Scene(std::vector<Source> sources, int nBands, bool sky) : _sources(std::move(sources)), _nBands(nBands) {
+Scene::Scene(std::vector<Source> sources, int nBands, bool sky)
+        : Scene(std::move(sources), nBands, sky ? SkyModel::Flat : SkyModel::None) {}
+
+Scene::Scene(std::vector<Source> sources, int nBands, SkyModel sky, double skyX0, double skyY0)
+        : _sources(std::move(sources)), _nBands(nBands), _skyModel(sky), _skyX0(skyX0), _skyY0(skyY0) {
+    if (!std::isfinite(skyX0) || !std::isfinite(skyY0)) throw InputError("Scene: the sky origin must be finite");
     if (nBands < 1 || nBands > kMaxBands) {
         std::ostringstream os;
         os << "Scene: n_bands must be in [1, " << kMaxBands << "] (got " << nBands << ")";
@@ -71,10 +76,21 @@ Scene::Scene(std::vector<Source> sources, int nBands, bool sky) : _sources(std::
             for (int b = 0; b < nBands; ++b) _info.push_back({s, c, b, ParamKind::Flux});
         }
     }
-    if (sky) {
+    if (sky != SkyModel::None) {
         _skyOffset = nParams();
         for (int b = 0; b < nBands; ++b) _info.push_back({-1, -1, b, ParamKind::Sky});
     }
+    if (sky == SkyModel::Plane) {
+        for (int b = 0; b < nBands; ++b) _info.push_back({-1, -1, b, ParamKind::SkyGradX});
+        for (int b = 0; b < nBands; ++b) _info.push_back({-1, -1, b, ParamKind::SkyGradY});
+    }
+}
+
+int Scene::skyGradIndex(int b, int axis) const {
+    if (!hasSkyPlane() || b < 0 || b >= _nBands || axis < 0 || axis > 1) {
+        throw InputError("skyGradIndex: no sky gradient for this band and axis");
+    }
+    return _skyOffset + (1 + axis) * _nBands + b;
 }
 
 int Scene::skyIndex(int b) const {
@@ -109,12 +125,12 @@ int Scene::fluxIndex(int s, int c, int b) const {
 }
 
 std::vector<std::string> Scene::paramNames() const {
-    static const char* kinds[] = {"x", "y", "lnReff", "eta1", "eta2", "n", "flux", "sky"};
+    static const char* kinds[] = {"x", "y", "lnReff", "eta1", "eta2", "n", "flux", "sky", "skyGradX", "skyGradY"};
     std::vector<std::string> names;
     for (auto const& p : _info) {
         std::ostringstream os;
-        if (p.kind == ParamKind::Sky) {
-            os << "sky[" << p.band << "]";
+        if (isSkyKind(p.kind)) {
+            os << kinds[static_cast<int>(p.kind)] << "[" << p.band << "]";
             names.push_back(os.str());
             continue;
         }
@@ -216,6 +232,24 @@ void Scene::bandMixture(std::vector<double> const& params, int band, std::vector
         out.mixture.push_back({params[iS] * norm, params[_offsets[0]], params[_offsets[0] + 1], kSkyVariance, 0.0,
                                kSkyVariance});
         if (isActive(iS)) out.derivs.push_back({g, iS, {norm, 0, 0, 0, 0, 0}});
+    }
+    if (hasSkyPlane()) {
+        // Each gradient is a pair of the same wide Gaussians at +-kSkyGradOffset from the sky origin along
+        // its axis with opposite amplitudes (kSkyGradOffset): their sum is linear in the coordinate, so the
+        // kernels again give every term in the same pass, and the origin stays fixed (no dependence on
+        // the sources' centres, whose derivatives would otherwise need the plane's terms).
+        constexpr double V = kSkyVariance, D = kSkyGradOffset;
+        double norm = M_PI * V * V / D * std::exp(0.5 * D * D / V);
+        for (int axis = 0; axis < 2; ++axis) {
+            int iG = skyGradIndex(band, axis);
+            for (int sign = -1; sign <= 1; sign += 2) {
+                int g = static_cast<int>(out.mixture.size());
+                double a = sign * norm;
+                out.mixture.push_back({params[iG] * a, _skyX0 + (axis == 0 ? sign * D : 0.0),
+                                       _skyY0 + (axis == 1 ? sign * D : 0.0), V, 0.0, V});
+                if (isActive(iG)) out.derivs.push_back({g, iG, {a, 0, 0, 0, 0, 0}});
+            }
+        }
     }
     // Sizes are exp(ln reff) and PSF covariances add: catch what overflows or degenerates before the
     // evaluation derives pixel ranges from the inverse covariances.

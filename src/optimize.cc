@@ -105,10 +105,10 @@ public:
         _prec.assign(_P, 0.0);
         for (int i = 0; i < _P; ++i) {
             bool isFree = free.empty() || free[i];
-            if (info[i].kind == ParamKind::Flux || info[i].kind == ParamKind::Sky) {
+            if (info[i].kind == ParamKind::Flux || isSkyKind(info[i].kind)) {
                 if (isFree) {
                     _fluxes.push_back(i);
-                    _signed.push_back(info[i].kind == ParamKind::Sky);
+                    _signed.push_back(isSkyKind(info[i].kind));
                 }
             } else if (isFree) {
                 _nl.push_back(i);
@@ -118,7 +118,7 @@ public:
                 std::isfinite(opt.upper[i]) && opt.upper[i] > opt.lower[i]) {
                 _bounds[i] = {true, opt.lower[i], opt.upper[i]};
             }
-            if (!opt.priorSigma.empty() && info[i].kind != ParamKind::Flux && info[i].kind != ParamKind::Sky) {
+            if (!opt.priorSigma.empty() && info[i].kind != ParamKind::Flux && !isSkyKind(info[i].kind)) {
                 double s = opt.priorSigma[i];
                 if (s > 0.0 && std::isfinite(s)) {
                     if (!std::isfinite(opt.priorMean[i])) throw InputError("non-finite prior mean");

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from astropy.table import Table
+from lsst.galmix.fitting.blend import _colour_blocks
 from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
 from lsst.galmix.fitting.engine_backend import _bound_centroids, _scene
 from lsst.galmix.fitting.optimize import BandInput, SourceSpec
@@ -10,6 +11,7 @@ from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
 from lsst.galmix.models.definitions import get_model
+from lsst.galmix.schema import flag_column
 
 PSF = moffat_psf(4.0)
 MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
@@ -55,6 +57,8 @@ def test_children_fluxes_within_three_sigma(n_children, n_blends):
         out = fit_blend(img, objects)
         assert len(out) == n_children
         assert not out["sersic_bad_fit_flag"].any()
+        # None left its footprint (the plausibility check of every row).
+        assert not out[flag_column("sersic", "centroid_moved")].any()
         for row, t, det in zip(out, truths, objects):
             shifts.append(np.hypot(row["sersic_x"] - det["x"], row["sersic_y"] - det["y"]))
             if row["r_sersicFlux"] / row["r_sersicFluxErr"] >= 20:
@@ -64,6 +68,51 @@ def test_children_fluxes_within_three_sigma(n_children, n_blends):
     assert np.mean(pulls < 3) >= 0.95, np.sort(pulls)[-5:]
     # No child left its detection for a neighbour (14 px away): all stay within 2 PSF FWHM.
     assert max(shifts) < 8.0
+
+
+def test_block_errors_are_marginalised_over_the_neighbours():
+    """Blocks of 4 (max_children=4) give the errors of the joint fit of all 8 children, not ones held
+    conditional on the neighbours outside each block (0.5-0.9 of them), and values within a third of
+    those errors of the joint fit's."""
+    img, objects, _ = make_blend(8, np.random.default_rng(8))
+    joint = fit_blend(img, objects, max_children=8)
+    blocks = fit_blend(img, objects, max_children=4)
+    assert blocks["sersic_too_many_children_flag"].all() and not joint["sersic_too_many_children_flag"].any()
+    ratio = blocks["r_sersicFluxErr"] / joint["r_sersicFluxErr"]
+    assert 0.9 < np.median(ratio) < 1.1 and ratio.min() > 0.75, ratio
+    shift = (blocks["r_sersicFlux"] - joint["r_sersicFlux"]) / joint["r_sersicFluxErr"]
+    assert np.sqrt(np.mean(shift**2)) < 0.35, shift
+
+
+def test_block_colouring_separates_overlapping_blocks():
+    near = [[3, 4], [5], [0], [1], [], [6, 2]]  # per block, the children reaching it
+    block_of = {0: 0, 1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 6: 5}
+    colour = _colour_blocks(near, block_of, 6)
+    for k, reaching in enumerate(near):
+        assert all(colour[block_of[j]] != colour[k] for j in reaching if block_of[j] != k)
+    assert max(colour) <= 2
+
+
+def test_cost_per_child_does_not_grow_with_the_blend(monkeypatch):
+    """Pixels fitted per child (summed over all passes, C++ batches counted by their stamps and sources)
+    stay flat from 8 to 36 children: every fit is on the stamps of a block and its neighbours."""
+    from lsst.galmix.fitting import blend
+
+    work = []
+    original = blend.solve
+
+    def counting(prepared, settings, n_threads=1):
+        work.append(sum(len(p.specs) * sum(b.weight.size for b in p.bands if b is not None) for p in prepared))
+        return original(prepared, settings, n_threads)
+
+    monkeypatch.setattr(blend, "solve", counting)
+    per_child = {}
+    for n in (8, 36):
+        work.clear()
+        img, objects, _ = make_blend(n, np.random.default_rng(n))
+        fit_blend(img, objects)
+        per_child[n] = sum(work) / n
+    assert per_child[36] < 1.5 * per_child[8], per_child
 
 
 def test_centroid_bounds_follow_detection_psf_and_size():

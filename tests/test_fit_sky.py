@@ -104,8 +104,9 @@ def test_auto_sky_needs_background_pixels():
     assert not _sky_allowed([obj], [small], cfg)
     assert _sky_allowed([obj], [small], SourceFitConfig(sky="flat"))
     assert not _sky_allowed([obj], [big], SourceFitConfig(sky="none"))
+    assert _sky_allowed([obj], [small], SourceFitConfig(sky="plane"))
     with pytest.raises(ValueError):
-        _sky_allowed([obj], [big], SourceFitConfig(sky="plane"))
+        _sky_allowed([obj], [big], SourceFitConfig(sky="tilted"))
 
 
 def test_auto_sky_only_where_the_residual_shows_a_pedestal():

@@ -35,7 +35,18 @@ constexpr int kMaxBands = 1000;
 constexpr int kMaxDenseParams = 20000;
 
 /// Kind of each parameter.
-enum class ParamKind { X = 0, Y = 1, LnReff = 2, Eta1 = 3, Eta2 = 4, SersicN = 5, Flux = 6, Sky = 7 };
+enum class ParamKind {
+    X = 0, Y = 1, LnReff = 2, Eta1 = 3, Eta2 = 4, SersicN = 5, Flux = 6, Sky = 7, SkyGradX = 8, SkyGradY = 9
+};
+
+/// Sky parameters are linear and may take either sign (the optimizer treats them alike).
+inline bool isSkyKind(ParamKind k) {
+    return k == ParamKind::Sky || k == ParamKind::SkyGradX || k == ParamKind::SkyGradY;
+}
+
+/// Local sky model of a scene: none, one flat level per band, or a plane per band
+/// (level at the sky origin + gradients along x and y, per pixel).
+enum class SkyModel { None = 0, Flat = 1, Plane = 2 };
 
 struct ParamInfo {
     int source, component, band;  // component/band -1 where not applicable
@@ -54,9 +65,12 @@ struct BandMixture {
 /// PSFs are given per band and per source (psfs[s], or a single entry shared by all sources); PSF
 /// Gaussian centres are offsets from the source centroid.
 /// With `sky`, one flat-sky level per band follows all sources (ParamKind::Sky, linear like the fluxes).
+/// With SkyModel::Plane the sky of band b is sky[b] + gradX[b] (x - xs) + gradY[b] (y - ys) about the sky
+/// origin (xs, ys); the gradients follow the levels ([levels of all bands][gradX ...][gradY ...]).
 class Scene {
 public:
     Scene(std::vector<Source> sources, int nBands, bool sky = false);
+    Scene(std::vector<Source> sources, int nBands, SkyModel sky, double skyX0 = 0.0, double skyY0 = 0.0);
 
     int nParams() const { return static_cast<int>(_info.size()); }
     int nBands() const { return _nBands; }
@@ -71,6 +85,13 @@ public:
     bool hasSky() const { return _skyOffset >= 0; }
     /// Index of band b's sky level (requires hasSky()).
     int skyIndex(int b) const;
+    SkyModel skyModel() const { return _skyModel; }
+    bool hasSkyPlane() const { return _skyModel == SkyModel::Plane; }
+    /// Index of band b's sky gradient along x (axis 0) or y (axis 1) (requires hasSkyPlane()).
+    int skyGradIndex(int b, int axis) const;
+    /// The point about which the sky plane is expanded (its level parameter is the sky there).
+    double skyX0() const { return _skyX0; }
+    double skyY0() const { return _skyY0; }
 
     /// Gaussians of one band and (if wanted) their derivatives with respect to the parameters
     /// flagged in `active` (size nParams, or empty for all).
@@ -83,6 +104,8 @@ private:
     std::vector<int> _offsets;
     std::vector<ParamInfo> _info;
     int _skyOffset = -1;
+    SkyModel _skyModel = SkyModel::None;
+    double _skyX0 = 0.0, _skyY0 = 0.0;
 };
 
 /// Throws InputError naming the first pixel whose inverse sigma is so large that its square (the weight)
@@ -93,6 +116,12 @@ void checkInverseSigma(ImageRef const& ref);
 /// Variance (pixel^2, both axes) of the Gaussian that carries a flat sky through the Gaussian kernels:
 /// over any stamp (|r| < 1e4 px) it is 1 to better than 5e-7 of itself, far below the noise of any sky.
 inline constexpr double kSkyVariance = 1e14;
+
+/// Offset (pixels) of the two wide Gaussians of opposite sign that carry each sky gradient: their
+/// difference is 2 sinh(u D / V) exp(-(r^2 + D^2) / 2V), linear in u = x - xs to (u D / V)^2 / 6 < 2e-9
+/// and flat in r to 5e-7 over any stamp (|r| < 1e4 px), with exp(-D^2 / 2V) folded into the amplitude.
+/// The difference is 2e-8 u of each term, far above the few-ulp rounding of the kernels' exponentials.
+inline constexpr double kSkyGradOffset = 1e6;
 
 /// One band's data: a checked image and the PSF mixture of each source (one entry = all sources).
 struct BandData {

@@ -201,7 +201,9 @@ void bindModel(py::module_& m) {
             .value("ETA2", ParamKind::Eta2)
             .value("SERSIC_N", ParamKind::SersicN)
             .value("FLUX", ParamKind::Flux)
-            .value("SKY", ParamKind::Sky);
+            .value("SKY", ParamKind::Sky)
+            .value("SKY_GRAD_X", ParamKind::SkyGradX)
+            .value("SKY_GRAD_Y", ParamKind::SkyGradY);
 
     py::class_<PyBand, std::shared_ptr<PyBand>>(
             m, "Band",
@@ -221,11 +223,22 @@ void bindModel(py::module_& m) {
             m, "Scene",
             "Sources with concatenated parameters. Per source: [x, y, then per extended component ln_reff, eta1,\n"
             "eta2 (+ n if its profile depends on n), then fluxes component-major, band-minor].")
-            .def(py::init<std::vector<Source>, int, bool>(), py::arg("sources"), py::arg("n_bands") = 1,
-                 py::arg("sky") = false,
-                 "With sky=True one flat-sky level per band (linear, either sign) follows all sources.")
+            .def(py::init([](std::vector<Source> sources, int nBands, bool sky, bool skyPlane,
+                             std::pair<double, double> origin) {
+                     return std::make_shared<Scene>(std::move(sources), nBands,
+                                                    skyPlane ? SkyModel::Plane : (sky ? SkyModel::Flat : SkyModel::None),
+                                                    origin.first, origin.second);
+                 }),
+                 py::arg("sources"), py::arg("n_bands") = 1, py::arg("sky") = false, py::arg("sky_plane") = false,
+                 py::arg("sky_origin") = std::make_pair(0.0, 0.0),
+                 "With sky=True one flat-sky level per band (linear, either sign) follows all sources; with\n"
+                 "sky_plane=True a plane per band, level + gradients along x and y about sky_origin (x, y).")
             .def_property_readonly("has_sky", &Scene::hasSky)
+            .def_property_readonly("has_sky_plane", &Scene::hasSkyPlane)
+            .def_property_readonly("sky_origin", [](Scene const& s) { return std::make_pair(s.skyX0(), s.skyY0()); })
             .def("sky_index", &Scene::skyIndex, py::arg("band"), "Index of the band's sky level.")
+            .def("sky_grad_index", &Scene::skyGradIndex, py::arg("band"), py::arg("axis"),
+                 "Index of the band's sky gradient along x (axis 0) or y (axis 1).")
             .def_property_readonly("n_params", &Scene::nParams)
             .def_property_readonly("n_bands", &Scene::nBands)
             .def_property_readonly("n_sources", &Scene::nSources)

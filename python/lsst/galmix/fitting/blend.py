@@ -2,13 +2,14 @@
 subtracted.
 
 ``"joint"`` fits all children of a blend (up to ``max_children``) simultaneously on the union of their
-stamps, each with its own model parameters and fluxes. ``"subtract"`` is cheaper: each child is first
-fitted on its own stamp with the other children's footprint pixels given zero weight, then refitted
-on its stamp with all its neighbours' first-pass models subtracted.
+stamps, each with its own model parameters and fluxes. Larger blends are fitted in blocks of
+``max_children`` children, and ``"subtract"`` in blocks of one: each block on its own stamps with the
+overlapping siblings' current models subtracted, in sweeps until no child changes (`_fit_in_blocks`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,11 +18,10 @@ from typing import cast
 import numpy as np
 
 from .._galmix import nnls_gram
-from ..engine import ParamKind
 from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..schema import FlagSet
-from .config import SourceFitConfig
+from .config import FitSettings, SourceFitConfig
 from .engine_backend import convolved_gaussians, model_stamps
 from .moments import adaptive_moments
 from .optimize import BandInput, SourceSpec
@@ -225,14 +225,15 @@ def _prepare_set(
             o.flags.set("missing_band")
     specs = [SourceSpec(model, (o.x, o.y)) for o in objs]
     others = [o for o in (crowd or owners) if all(o is not m for m in objs)]
-    sky = _sky_allowed(list(objs) + others, bands, cfg) and (sky or cfg.sky == "flat")
+    # The background test only where a sky is asked for (it validates ``cfg.sky`` unless that is "auto").
+    sky = (sky or cfg.sky != "auto") and _sky_allowed(list(objs) + others, bands, cfg)
     if theta0 is None:
         psf_cov = next(p for p in ref.psfs if p is not None).covariance()
         starts = [initial_theta(model, o.x, o.y, o.cov, psf_cov, cfg.n_init) for o in objs]
         for th in starts:
             extra_starts(model, th)  # shifts the main start; blends use that one only
         theta0 = np.concatenate(starts)
-    return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky)
+    return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky, sky_plane=sky and cfg.sky == "plane")
 
 
 SKY_DETECT_SIGMAS = 3.0
@@ -243,16 +244,29 @@ it doubled the flux scatter) and removes no bias."""
 
 
 def _sky_allowed(objs: Sequence[ObjectInput], bands: Sequence, cfg: SourceFitConfig) -> bool:
-    """Whether a stamp may carry a flat sky: ``cfg.sky`` is not ``"none"`` and, for ``"auto"``, at least
-    ``cfg.sky_min_background`` of its pixels lie beyond 3 observed sigma of every object on it."""
-    if cfg.sky not in ("auto", "flat", "none"):
-        raise ValueError(f"sky must be 'auto', 'flat' or 'none', not {cfg.sky!r}")
+    """Whether a stamp may carry a sky: ``cfg.sky`` is ``"flat"`` or ``"plane"`` or, for ``"auto"``, at
+    least ``cfg.sky_min_background`` of its pixels lie beyond 3 observed sigma of every object on it."""
+    if cfg.sky not in ("auto", "flat", "plane", "none"):
+        raise ValueError(f"sky must be 'auto', 'flat', 'plane' or 'none', not {cfg.sky!r}")
     if cfg.sky != "auto":
-        return cfg.sky == "flat"
+        return cfg.sky in ("flat", "plane")
     b = next(b for b in bands if b is not None)
-    centres = np.array([(o.x, o.y) for o in objs], float)
+    objs = _near_stamp(objs, b, 3.0)
+    centres = np.array([(o.x, o.y) for o in objs], float).reshape(-1, 2)
     bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs])
     return bool(np.count_nonzero(bg) >= cfg.sky_min_background * np.count_nonzero(b.weight))
+
+
+def _near_stamp(objs: Sequence[ObjectInput], band, sigmas: float) -> list[ObjectInput]:
+    """The objects whose ``sigmas``-sigma regions (observed covariance bounded by its trace; 2 pixels
+    without one) can touch a stamp: the others cannot change `background_pixels`."""
+    ny, nx = band.weight.shape
+    out = []
+    for o in objs:
+        reach = sigmas * (np.sqrt(max(float(np.trace(o.cov)), 0.0)) if o.cov is not None else 2.0)
+        if band.x0 - reach <= o.x <= band.x0 + nx - 1 + reach and band.y0 - reach <= o.y <= band.y0 + ny - 1 + reach:
+            out.append(o)
+    return out
 
 
 def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Sequence[ObjectInput]) -> bool:
@@ -263,14 +277,15 @@ def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Seque
     theta = np.concatenate([o.theta for o in outcomes])
     fluxes = np.nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
     models = model_stamps(prep.specs, theta, fluxes, prep.bands)
-    centres = np.array([(o.x, o.y) for o in objs], float)
     for b, m in zip(prep.bands, models):
         if b is None or m is None:
             continue
+        near = _near_stamp(objs, b, 5.0)
+        centres = np.array([(o.x, o.y) for o in near], float).reshape(-1, 2)
         # Beyond 3 and beyond 5 observed sigma: a fit without sky partly absorbs a pedestal into its
         # wings, which hides it near the galaxy (a COSMOS disk: 1.3 sigma beyond 3, 5.2 beyond 5).
         for radius in (3.0, 5.0):
-            bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in objs], radius)
+            bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in near], radius)
             w = b.weight[bg]
             if w.size < 50 or not (w.sum() > 0):
                 continue
@@ -486,66 +501,198 @@ def _blocks(objs: Sequence[ObjectInput], size: int, direction: tuple[float, floa
 
 
 def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: int) -> list[SourceOutcome | None]:
-    """Fit a blend block by block: each block of up to ``size`` children jointly, the other children's
-    current models subtracted, sweeping until no child changes.
+    """Fit a blend block by block on each block's own stamps, the other children's current models
+    subtracted where they overlap those stamps, sweeping until no child changes.
 
-    Pass 1 fits each block with the pixels of the other children given zero weight (their footprints,
-    or a Voronoi split without footprints). Then sweeps: the fluxes of all children are solved jointly
-    at their current shapes (`_joint_fluxes`, linear and sparse), and each block is refitted on its
-    stamps with the other children's models subtracted (C++ rendering). Blocks alternate between two
-    partitions, so that no pair of neighbours stays split by a block boundary. A block is refitted only
-    while one of its children or a sibling reaching its stamps changed (flux by more than
-    `SUBTRACT_TOL` of its error, or centre by 0.1 pixel): the sweeps stop when the group has converged,
-    and the cost grows linearly with the number of children for blends of fixed density.
+    Every child starts from its moments (`initial_theta`), and the fluxes of all children are solved
+    jointly at those shapes. Each sweep then solves the fluxes of all children jointly at their current
+    shapes (`_joint_fluxes`: linear and sparse, it settles the flux degeneracy between overlapping
+    neighbours at once) and refits the blocks (spatially compact, at most ``size`` children) on their
+    stamps with the models of the siblings whose model boxes overlap them subtracted, rendered on those
+    stamps only. Blocks alternate between two partitions, so that no pair of neighbours stays split by a
+    block boundary; within a sweep, blocks are coloured so that no two blocks of one colour overlap each
+    other's stamps, the blocks of a colour are fitted in one C++ batch and the next colour subtracts
+    their new models (a Gauss-Seidel sweep). A block is refitted only while one of its children or an
+    overlapping sibling changed (flux by more than `SUBTRACT_TOL` of its error, or centre by 0.1 pixel),
+    at most ``cfg.subtract_iterations`` sweeps. Every fit is on the stamps of a few children, so the cost
+    per child does not grow with the size of the blend. With ``sky="auto"``, a block whose residual after
+    its first fit shows a pedestal (`_sky_detected`) carries a sky from then on.
     """
-    labels = [o.label for o in objs]
     n = len(objs)
+    labels = [o.label for o in objs]
     # No residual-source search: the residuals of a block include its neighbours' imperfectly subtracted
     # models, and point sources placed there take the neighbours' light (blends of 36: 86% of the
     # children within 3 sigma of their true flux with the search, 93% without).
     cfg = cast(SourceFitConfig, cfg.copy())
     cfg.residual_threshold = 0.0
     current: list[SourceOutcome | None] = [None] * n
-    boxes: list = [None] * n
-    partitions = [_blocks(objs, size, (1.0, 0.3)), _blocks(objs, size, (0.3, 1.0))]
-    for block in partitions[0]:
-        members = [objs[i] for i in block]
-        outs, prep = _fit_group(model, members, images, footprints, [o.label for o in members], cfg, owners=objs)
-        for i, out in zip(block, outs):
-            current[i] = out
-            boxes[i] = _box([objs[i]], [_half_size(objs[i].cov, cfg)]) if prep is None else _prep_box(prep)
-    changed = [c is not None for c in current]
-    for sweep in range(cfg.subtract_iterations):
+    child_box: list = [_box([o], [_half_size(o.cov, cfg)]) for o in objs]
+    models: list[SourceOutcome | None] = [_start_model(model, o, images, cfg.n_init) for o in objs]
+    for o, m in zip(objs, models):
+        if m is None:
+            # No band with data and a PSF: the preparation sets the flags that say so.
+            _prepare_set(model, [o], images, footprints, [o.label], cfg)
+    sky = [False] * n
+    partitions = [_blocks(objs, size, (1.0, 0.3))]
+    if size > 1:
+        partitions.append(_blocks(objs, size, (0.3, 1.0)))
+    changed = [m is not None for m in models]
+    for sweep in range(max(cfg.subtract_iterations, 1)):
         if not any(changed):
             break
-        moved = list(changed)
-        changed = [False] * n
-        render_fluxes = _joint_fluxes(objs, current, boxes, images, footprints, labels, cfg)
-        for block in partitions[(sweep + 1) % 2] if size > 1 else partitions[0]:
-            block = [i for i in block if current[i] is not None]
-            if not block:
-                continue
-            start = (min(boxes[i][0][0] for i in block), min(boxes[i][0][1] for i in block))
-            stop = (max(boxes[i][1][0] for i in block), max(boxes[i][1][1] for i in block))
-            near = [j for j in _reaching(model, objs, current, block[0], start, stop) if j not in block]
-            if not any(moved[j] for j in near + block):
-                continue
-            sub = [None if im is None else _siblings_image(model, objs, current, near, b, im, start, stop,
-                                                           render_fluxes)
-                   for b, im in enumerate(images)]
-            members = [objs[i] for i in block]
-            before = [c for c in (current[i] for i in block) if c is not None]  # all of them: see ``block``
-            refit = _fit_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
-                             subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
-                             crowd=objs, sky=any(b.sky is not None for b in before))
-            refitted = [r for r in refit if r is not None]
-            if len(refitted) < len(refit):
-                continue
-            for i, old, new in zip(block, before, refitted):
-                changed[i] = _changed(old, new)
-                current[i] = new
-                render_fluxes[i] = 0.5 * (old.fluxes + new.fluxes)
+        moved, changed = list(changed), [False] * n
+        render = _joint_fluxes(objs, models, child_box, images, footprints, labels, cfg)
+        blocks = partitions[sweep % len(partitions)]
+        block_of = {i: k for k, block in enumerate(blocks) for i in block}
+        bx = [_union(*(child_box[i] for i in block)) for block in blocks]
+        near = [_overlapping(models, child_box, block, bx[k]) for k, block in enumerate(blocks)]
+        colour = _colour_blocks(near, block_of, len(blocks))
+        for c in range(max(colour, default=-1) + 1):
+            todo = []
+            for k, block in enumerate(blocks):
+                if colour[k] != c or any(models[i] is None for i in block):
+                    continue
+                if not any(moved[j] or changed[j] for j in near[k] + block):
+                    continue
+                start, stop = bx[k]
+                members = [objs[i] for i in block]
+                sub = [None if im is None else _siblings_image(objs, models, near[k], b, im, start, stop, render)
+                       for b, im in enumerate(images)]
+                before = [cast(SourceOutcome, models[i]) for i in block]
+                crowd = members + [objs[j] for j in near[k]]
+                prep = _prepare_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
+                                    subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
+                                    crowd=crowd, sky=any(sky[i] for i in block))
+                if prep is not None:
+                    # The refit gets copies of the flags: they replace the earlier fit's only if it is kept.
+                    prep.flags = [FlagSet(mask=f.mask) for f in prep.flags]
+                    todo.append((k, prep, crowd))
+            fits = solve([t[1] for t in todo], cfg.settings, cfg.n_threads)
+            for (k, prep, crowd), refit in zip(todo, fits):
+                if any(r.flags.fatal for r in refit) and all(current[i] is not None for i in blocks[k]):
+                    continue
+                if (sweep == 0 and cfg.sky == "auto" and not prep.sky and _sky_allowed(crowd, prep.bands, cfg)
+                        and _sky_detected(prep, refit, crowd)):
+                    for i in blocks[k]:
+                        sky[i] = changed[i] = True
+                for i, new in zip(blocks[k], refit):
+                    old = current[i]
+                    objs[i].flags.mask = new.flags.mask
+                    new.flags = objs[i].flags
+                    changed[i] |= old is None or _changed(old, new)
+                    current[i] = models[i] = new
+                    render[i] = new.fluxes
+                    if old is None:
+                        # The stamps of later sweeps hold the fitted model (`_model_box`).
+                        child_box[i] = _union(child_box[i], _model_box(new, prep.bands, cfg))
+    _marginal_errors(model, objs, current, child_box, images, footprints, cfg, sky)
     return current
+
+
+CORE_SIGMAS = 2.0
+"""`_marginal_errors` marginalises a child over the siblings whose cores (this many observed sigma,
+``sqrt(trace(cov))``, about their detections) overlap its own, on the union of those cores."""
+
+
+def _marginal_errors(model, objs, fits: list[SourceOutcome | None], boxes, images, footprints, cfg: SourceFitConfig,
+                     sky: Sequence[bool]) -> None:
+    """Replace each child's errors by ones marginalised over its neighbours' parameters.
+
+    A block's fit holds the siblings outside the block at their models, so its errors are conditional on
+    them: where neighbours overlap, 0.5-0.9 times those of a joint fit of the whole blend. Per child,
+    the Fisher matrix of the child and the siblings whose cores (`CORE_SIGMAS`) overlap its own (all
+    their shape parameters, fluxes and sky) is evaluated once on the union of those cores, the other
+    siblings' models subtracted, and inverted (an engine problem with ``max_iter=0``). The values stay
+    those of the block fits.
+    """
+    settings = cast(FitSettings, cfg.settings.copy())
+    settings.max_iter = 0
+    labels = [o.label for o in objs]
+    # Cores: CORE_SIGMAS observed sigma (trace), where most of a child's light and information lie.
+    cores = [_box([o], [int(np.ceil(CORE_SIGMAS * np.sqrt(np.trace(o.cov)))) if o.cov is not None
+                        else cfg.stamp_min]) for o in objs]
+    todo = []
+    for i, fit in enumerate(fits):
+        if fit is None or not np.isfinite(fit.theta).all():
+            continue
+        window = [i] + [j for j in _overlapping(fits, cores, [i], cores[i])
+                        if np.isfinite(cast(SourceOutcome, fits[j]).theta).all()]
+        if len(window) == 1:
+            continue
+        start, stop = _union(*(cores[j] for j in window))
+        others = _overlapping(fits, boxes, window, (start, stop))
+        sub = [None if im is None else _siblings_image(objs, fits, others, b, im, start, stop)
+               for b, im in enumerate(images)]
+        # Copies: the window's stamp flags (edge, masked pixels) describe its box, not the children.
+        members = [dataclasses.replace(objs[j], flags=FlagSet(mask=objs[j].flags.mask)) for j in window]
+        theta0 = np.concatenate([cast(SourceOutcome, fits[j]).theta for j in window])
+        prep = _prepare_set(model, members, images, footprints, labels, cfg, subtract=sub, box=(start, stop),
+                            theta0=theta0, crowd=members, sky=any(sky[j] for j in window))
+        if prep is not None and prep.sky == (fit.sky is not None):
+            todo.append((i, prep))
+    for (i, _), outs in zip(todo, solve([t[1] for t in todo], settings, cfg.n_threads)):
+        fit, window_fit = cast(SourceOutcome, fits[i]), outs[0]
+        if "bad_fit" in window_fit.flags or "singular_fisher" in window_fit.flags \
+                or not np.isfinite(np.diag(window_fit.theta_cov)).all():
+            continue
+        fit.theta_cov = window_fit.theta_cov
+        fit.flux_cov = window_fit.flux_cov
+        if window_fit.sky_err is not None:
+            fit.sky_err = window_fit.sky_err
+
+
+def _start_model(model: ModelDef, obj: ObjectInput, images, n_init: float) -> SourceOutcome | None:
+    """A child's starting model (shape from its moments, unit fluxes) before its first fit."""
+    psfs = [p for p, im in zip(obj.psfs, images) if p is not None and im is not None]
+    if not psfs:
+        return None
+    theta = initial_theta(model, obj.x, obj.y, obj.cov, psfs[0].covariance(), n_init)
+    extra_starts(model, theta)  # the main start, as in `_prepare_set`
+    spec = SourceSpec(model, (obj.x, obj.y))
+    fluxes = np.array([[1.0] * spec.n_comp if p is not None and im is not None else [np.nan] * spec.n_comp
+                       for p, im in zip(obj.psfs, images)])
+    return SourceOutcome(spec, theta, np.full((len(theta), len(theta)), np.nan), fluxes, [None] * len(images),
+                         np.nan, 0, 0, FlagSet())
+
+
+def _union(*boxes):
+    """The box covering the given ``((x0, y0), (x1, y1))`` boxes."""
+    return ((min(b[0][0] for b in boxes), min(b[0][1] for b in boxes)),
+            (max(b[1][0] for b in boxes), max(b[1][1] for b in boxes)))
+
+
+def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig):
+    """The box that holds a fitted child's model (`required_half_size` over its bands)."""
+    m = out.spec.model
+    cx, cy = (out.theta[0], out.theta[1]) if m.free_centroid else out.spec.xy_fixed
+    ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
+    half = cfg.stamp_min
+    if np.isfinite(out.theta).all():
+        for b, band in enumerate(bands):
+            if band is None or not np.isfinite(out.fluxes[b]).all():
+                continue
+            g = convolved_gaussians([out.spec], out.theta, out.fluxes[b], band.psf)
+            noise = float(np.median(1.0 / np.sqrt(band.weight[band.weight > 0])))
+            half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
+                                                cfg.stamp_max))
+    return (ix - half, iy - half), (ix + half + 1, iy + half + 1)
+
+
+def _colour_blocks(near: Sequence[Sequence[int]], block_of: dict[int, int], n_blocks: int) -> list[int]:
+    """Greedy colouring of blocks: two blocks get different colours when a child of one reaches the
+    stamps of the other (``near``: per block, the children reaching it)."""
+    adjacent: list[set[int]] = [set() for _ in range(n_blocks)]
+    for k, reaching in enumerate(near):
+        for j in reaching:
+            other = block_of[j]
+            if other != k:
+                adjacent[k].add(other)
+                adjacent[other].add(k)
+    colour = [-1] * n_blocks
+    for k in sorted(range(n_blocks), key=lambda k: -len(adjacent[k])):
+        used = {colour[a] for a in adjacent[k]}
+        colour[k] = next(c for c in range(n_blocks + 1) if c not in used)
+    return colour
 
 
 SUBTRACT_TOL = 0.1
@@ -560,48 +707,37 @@ def _changed(before: SourceOutcome, after: SourceOutcome) -> bool:
     return flux_moved or centre_moved
 
 
-def _reach(model: ModelDef, fit: SourceOutcome, psf: PsfMixture) -> float:
-    sizes = [np.exp(fit.theta[k]) for k, kind in enumerate(model.nonlinear_kinds) if kind == ParamKind.LN_REFF]
-    return 15 * max(sizes, default=0.0) + 5 * np.sqrt(np.trace(psf.covariance()))
+def _overlapping(fits, boxes, block, box) -> list[int]:
+    """Siblings (fitted, not in ``block``) whose model boxes (`_model_box`) overlap ``box``."""
+    (x0, y0), (x1, y1) = box
+    return [j for j, (fit, ((a0, b0), (a1, b1))) in enumerate(zip(fits, boxes))
+            if fit is not None and j not in block and a0 < x1 and x0 < a1 and b0 < y1 and y0 < b1]
 
 
-def _reaching(model, objs, fits, i, start, stop) -> list[int]:
-    """Siblings of child ``i`` whose light can reach its box (within 15 reff + 5 PSF sigma)."""
-    cx, cy = 0.5 * (start[0] + stop[0]), 0.5 * (start[1] + stop[1])
-    half = 0.5 * np.hypot(stop[0] - start[0], stop[1] - start[1])
-    out = []
-    for j, other in enumerate(fits):
-        if j == i or other is None:
-            continue
-        ox, oy = other.theta[:2] if model.free_centroid else other.spec.xy_fixed
-        d = np.hypot(ox - cx, oy - cy) - half
-        if d > 0:
-            # Cheap bound first: no model reaches beyond 15 times the largest r_e bound plus the stamp.
-            psf = next((p for p in objs[j].psfs if p is not None), None)
-            if psf is None or d > _reach(model, other, psf):
-                continue
-        out.append(j)
-    return out
-
-
-def _siblings_image(model, objs, fits, near, b, im, start, stop, fluxes=None) -> np.ndarray:
+def _siblings_image(objs, fits, near, b, im, start, stop, fluxes=None) -> np.ndarray:
     """Sum of the models of the siblings ``near`` in band ``b`` over the part of the box on the image
-    (C++ rendering, each sibling with its own PSF; ``fluxes``: per child, fluxes replacing its fit's)."""
+    (C++ rendering; siblings sharing a PSF are rendered in one call; ``fluxes``: per child, fluxes
+    replacing its fit's)."""
     shape = (stop[1] - start[1], stop[0] - start[0])
     img = np.zeros(shape)
+    by_psf: dict[int, list[int]] = {}
     for j in near:
         other, psf = fits[j], objs[j].psfs[b]
-        f = other.fluxes if fluxes is None or fluxes[j] is None else fluxes[j]
-        if other is None or psf is None or not np.isfinite(f[b]).all():
+        f = None if other is None else (other.fluxes if fluxes is None or fluxes[j] is None else fluxes[j])
+        if other is None or psf is None or f is None or not np.isfinite(f[b]).all():
             continue
-        band = BandInput(img, img, start[0], start[1], psf)
-        img += model_stamps([other.spec], other.theta, f[b][None, :], [band])[0]
+        by_psf.setdefault(id(psf), []).append(j)
+    for group in by_psf.values():
+        band = BandInput(img, img, start[0], start[1], objs[group[0]].psfs[b])
+        outs = [fits[j] for j in group]
+        theta = np.concatenate([o.theta for o in outs])
+        flux = [fits[j].fluxes if fluxes is None or fluxes[j] is None else fluxes[j] for j in group]
+        img += model_stamps([o.spec for o in outs], theta, np.concatenate([f[b] for f in flux])[None, :], [band])[0]
     # Clip to the part of the box inside the image, as cut_box does.
     x0, y0 = max(start[0], im.origin[0]), max(start[1], im.origin[1])
     x1 = min(stop[0], im.origin[0] + im.image.shape[1])
     y1 = min(stop[1], im.origin[1] + im.image.shape[0])
     return img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]]
-
 
 
 def _unit_images(out: SourceOutcome, psf: PsfMixture, start, stop) -> list[np.ndarray]:

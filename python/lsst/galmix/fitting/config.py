@@ -65,7 +65,10 @@ class FitSettings(pexConfig.Config):
 
     max_iter = pexConfig.RangeField(
         dtype=int,
-        doc="Maximum number of Levenberg-Marquardt steps (accepted or rejected) per fit", default=100, min=1
+        doc="Maximum number of Levenberg-Marquardt steps (accepted or rejected) per fit; 0 evaluates the "
+        "Fisher matrix (errors) at the starting point only",
+        default=100,
+        min=0,
     )
     rtol = pexConfig.RangeField(
         dtype=float,
@@ -162,12 +165,13 @@ class SourceFitConfig(pexConfig.Config):
         min=0.0,
     )
     sky = pexConfig.ChoiceField[str](
-        doc="Local sky fitted jointly with the sources, one flat level per band",
+        doc="Local sky fitted jointly with the sources, linear like the fluxes",
         default="auto",
         allowed={
-            "auto": "Where at least sky_min_background of the stamp's pixels lie beyond 3 observed sigma of "
-            "every source and their mean is significantly non-zero",
-            "flat": "Always",
+            "auto": "A flat level per band where at least sky_min_background of the stamp's pixels lie beyond "
+            "3 observed sigma of every source and their mean is significantly non-zero",
+            "flat": "A flat level per band, always",
+            "plane": "A plane per band (level and gradients along x and y), always",
             "none": "Never",
         },
     )

@@ -58,8 +58,11 @@ def psf_array(psf: PsfMixture) -> np.ndarray:
     return np.column_stack([psf.frac, psf.dx, psf.dy, psf.xx, psf.xy, psf.yy])
 
 
-def _scene(specs: Sequence[SourceSpec], n_bands: int, sky: bool = False) -> ge.Scene:
+def _scene(specs: Sequence[SourceSpec], n_bands: int, sky: bool = False, sky_plane: bool = False) -> ge.Scene:
     sources = [ge.Source([ge.Component(_profile(c), c.name) for c in s.model.components]) for s in specs]
+    if sky_plane:
+        # The plane is expanded about the first source's detection position: its level is the sky there.
+        return ge.Scene(sources, n_bands=n_bands, sky_plane=True, sky_origin=tuple(specs[0].xy_fixed))
     return ge.Scene(sources, n_bands=n_bands, sky=sky)
 
 
@@ -78,6 +81,7 @@ class EngineProblem:
     settings: FitSettings
     bands: list[ge.Band]
     sky_index: np.ndarray | None = None
+    sky_grad_index: np.ndarray | None = None
 
 
 def make_problem(
@@ -86,6 +90,7 @@ def make_problem(
     bands: Sequence[BandInput | None],
     settings: FitSettings,
     sky: bool = False,
+    sky_plane: bool = False,
 ) -> EngineProblem:
     """Prepare an engine fit of sources (jointly) on the usable bands.
 
@@ -101,9 +106,12 @@ def make_problem(
         Optimizer settings and priors.
     sky : `bool`
         Fit a flat sky level per band jointly with the sources (linear, either sign).
+    sky_plane : `bool`
+        Fit a plane per band instead (level at the first source's detection position and gradients along
+        x and y, all linear).
     """
     used = [i for i, b in enumerate(bands) if b is not None]
-    scene = _scene(specs, len(used), sky)
+    scene = _scene(specs, len(used), sky, sky_plane)
     params0, free, theta_index, flux_index = _layout(scene, specs, theta0, len(used))
     npar = scene.n_params
     mean, sigma = np.zeros(npar), np.full(npar, np.inf)
@@ -136,9 +144,11 @@ def make_problem(
     eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
                  for b in present]
     problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
-    sky_index = np.array([scene.sky_index(k) for k in range(len(used))], int) if sky else None
+    sky_index = np.array([scene.sky_index(k) for k in range(len(used))], int) if scene.has_sky else None
+    grad_index = (np.array([[scene.sky_grad_index(k, a) for a in range(2)] for k in range(len(used))], int)
+                  if scene.has_sky_plane else None)
     return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
-                         eng_bands, sky_index)
+                         eng_bands, sky_index, grad_index)
 
 
 def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None],
@@ -309,6 +319,8 @@ def _unconstrained_fluxes(
         if p.sky_index is not None:
             # The band's sky level is linear like its fluxes: solved with them.
             idx = np.append(idx, p.sky_index[k])
+        if p.sky_grad_index is not None:
+            idx = np.append(idx, p.sky_grad_index[k])
         block = h[np.ix_(idx, idx)]
         step = np.linalg.lstsq(block, b[idx], rcond=None)[0]
         new[idx] = params[idx] + step
@@ -336,19 +348,30 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
     if p.sky_index is not None:
         # The sky levels enter the inversion, so every other error is marginalised over them.
         order = np.concatenate([order, p.sky_index])
+        if p.sky_grad_index is not None:
+            order = np.concatenate([order, p.sky_grad_index[:, 0], p.sky_grad_index[:, 1]])
     kinds = _kinds(p.specs)
     bounds = ParameterBounds(kinds, p.settings)
     cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, kinds)
-    sky = sky_err = None
+    sky = sky_err = plane = plane_cov = None
     if p.sky_index is not None:
+        nu = len(p.used)
         sky, sky_err = np.full(p.n_bands, np.nan), np.full(p.n_bands, np.nan)
         sky[p.used] = params[p.sky_index]
-        sky_err[p.used] = np.sqrt(np.diag(cov)[n_main:])
+        sky_err[p.used] = np.sqrt(np.diag(cov)[n_main : n_main + nu])
+        if p.sky_grad_index is not None:
+            plane, plane_cov = np.full((p.n_bands, 3), np.nan), np.full((p.n_bands, 3, 3), np.nan)
+            for k, b in enumerate(p.used):
+                idx = [p.sky_index[k], *p.sky_grad_index[k]]
+                plane[b] = params[idx]
+                rows = n_main + k + nu * np.arange(3)  # level, gradient x, gradient y of band k in ``order``
+                plane_cov[b] = cov[np.ix_(rows, rows)]
         cov = cov[:n_main, :n_main]
     return SceneFit(theta, fluxes, cov, chi2, int(res.n_iter),
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bounds.at_bound(theta),
                      singular=singular, failed=failed, message=str(res.message), seconds=float(res.seconds),
-                     unconstrained=held, sky=sky, sky_err=sky_err)
+                     unconstrained=held, sky=sky, sky_err=sky_err, sky_plane=plane, sky_plane_cov=plane_cov,
+                     sky_origin=p.scene.sky_origin if plane is not None else None)
 
 
 def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[SceneFit]:

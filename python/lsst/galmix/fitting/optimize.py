@@ -114,7 +114,13 @@ class SceneFit:
         (`lsst.galmix.fitting.errors.conditional_covariance`); its error is NaN.
     sky, sky_err : `numpy.ndarray` or `None`
         Per band, the fitted flat sky level (data units per pixel) and its error, marginalised over
-        all other parameters (NaN for bands without data); `None` when no sky was fitted.
+        all other parameters (NaN for bands without data); `None` when no sky was fitted. With a sky plane,
+        the level at ``sky_origin``.
+    sky_plane, sky_plane_cov : `numpy.ndarray` or `None`
+        With a sky plane, per band ``(level, gradient x, gradient y)`` about ``sky_origin`` (data units per
+        pixel, per pixel per pixel) and their ``3 x 3`` covariance; `None` otherwise.
+    sky_origin : `tuple` [`float`, `float`] or `None`
+        The absolute pixel position about which the sky plane is expanded.
     """
 
     theta: np.ndarray
@@ -131,6 +137,9 @@ class SceneFit:
     unconstrained: np.ndarray | None = None
     sky: np.ndarray | None = None
     sky_err: np.ndarray | None = None
+    sky_plane: np.ndarray | None = None
+    sky_plane_cov: np.ndarray | None = None
+    sky_origin: tuple[float, float] | None = None
 
 
 class ParameterBounds:

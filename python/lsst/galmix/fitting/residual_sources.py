@@ -181,7 +181,7 @@ def add_residual_sources(
     specs = list(prep.specs) + [SourceSpec(point, p) for p in peaks]
     theta0 = np.concatenate([o.theta for o in outcomes] + [np.array(p, float) for p in peaks])
     flags = [FlagSet(mask=f.mask) for f in prep.flags] + [FlagSet() for _ in peaks]
-    return Prepared(specs, theta0, prep.bands, flags, sky=prep.sky)
+    return Prepared(specs, theta0, prep.bands, flags, sky=prep.sky, sky_plane=prep.sky_plane)
 
 
 def refit_with_residual_sources(

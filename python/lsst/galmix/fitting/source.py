@@ -24,6 +24,7 @@ from ..schema import (
     flux_column,
     param_column,
     sky_column,
+    sky_grad_column,
     summary_flag_column,
 )
 from .config import FitSettings
@@ -153,6 +154,8 @@ class Prepared:
         Flags per source (updated with the fit's outcome).
     sky : `bool`
         Fit a flat sky level per band jointly with the sources.
+    sky_plane : `bool`
+        With ``sky``, fit a plane per band (level and gradients) instead of a flat level.
     """
 
     specs: list[SourceSpec]
@@ -160,6 +163,7 @@ class Prepared:
     bands: list[BandInput | None]
     flags: list[FlagSet]
     sky: bool = False
+    sky_plane: bool = False
 
 
 @staged("solve")
@@ -180,8 +184,8 @@ def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 
     outcomes : `list` [`list` [`SourceOutcome`]]
         Per fit, one outcome per source.
     """
-    results = run_problems([make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky) for p in prepared],
-                           n_threads)
+    results = run_problems([make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky,
+                                         sky_plane=p.sky and p.sky_plane) for p in prepared], n_threads)
     return [split_result(p, r) for p, r in zip(prepared, results)]
 
 
@@ -208,7 +212,10 @@ class SourceOutcome:
     n_residual : `int`
         Point sources found in the residuals and fitted with this source (`residual_sources`).
     sky, sky_err : `numpy.ndarray` or `None`
-        Per band, the flat sky level fitted with the source's group and its error (`None`: no sky).
+        Per band, the sky level fitted with the source's group at the source's detection position and its
+        error (`None`: no sky).
+    sky_grad, sky_grad_err : `numpy.ndarray` or `None`
+        With a sky plane, per band its gradients along x and y (``(n_band, 2)``) and their errors.
     """
 
     spec: SourceSpec
@@ -223,6 +230,8 @@ class SourceOutcome:
     n_residual: int = 0
     sky: np.ndarray | None = None
     sky_err: np.ndarray | None = None
+    sky_grad: np.ndarray | None = None
+    sky_grad_err: np.ndarray | None = None
 
 
 def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
@@ -276,6 +285,14 @@ def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
         fl.set("bad_flux", implausible_flux(fluxes, bands))
         out.append(SourceOutcome(spec, th, tcov, fluxes, fcov, res.chi2, n_pix, res.n_iter, fl,
                                  sky=res.sky, sky_err=res.sky_err))
+        if res.sky_plane is not None and res.sky_plane_cov is not None and res.sky_origin is not None:
+            # The plane's level under this source (its detection position), with its error.
+            jac = np.array([1.0, spec.xy_fixed[0] - res.sky_origin[0], spec.xy_fixed[1] - res.sky_origin[1]])
+            o = out[-1]
+            o.sky = res.sky_plane @ jac
+            o.sky_err = np.sqrt(np.einsum("i,bij,j->b", jac, res.sky_plane_cov, jac))
+            o.sky_grad = res.sky_plane[:, 1:]
+            o.sky_grad_err = np.sqrt(np.diagonal(res.sky_plane_cov, axis1=1, axis2=2)[:, 1:])
         a += spec.n_theta
         c += spec.n_comp
     return out
@@ -484,6 +501,11 @@ def write_row(
         for b, band in enumerate(bands):
             table[sky_column(m, band)][row] = outcome.sky[b]
             table[error_column(sky_column(m, band))][row] = outcome.sky_err[b]
+    if outcome.sky_grad is not None and outcome.sky_grad_err is not None:
+        for b, band in enumerate(bands):
+            for a, axis in enumerate(("x", "y")):
+                table[sky_grad_column(m, band, axis)][row] = outcome.sky_grad[b, a]
+                table[error_column(sky_grad_column(m, band, axis))][row] = outcome.sky_grad_err[b, a]
     table[param_column(m, "chisq_reduced")][row] = outcome.chi2 / max(outcome.n_pix, 1)
     table[param_column(m, "n_pix")][row] = outcome.n_pix
     table[param_column(m, "n_iter")][row] = outcome.n_iter

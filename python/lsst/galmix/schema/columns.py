@@ -55,6 +55,7 @@ __all__ = [
     "reference_column",
     "reference_flux_column",
     "sky_column",
+    "sky_grad_column",
     "source_columns",
     "summary_flag_column",
     "tract_columns",
@@ -241,6 +242,12 @@ def sky_column(model: ModelDef | str, band: str) -> str:
     return f"{band}_{_as_model(model).name}_sky"
 
 
+def sky_grad_column(model: ModelDef | str, band: str, axis: str) -> str:
+    """Name of the column of the sky plane's gradient along ``axis`` (``"x"`` or ``"y"``) in one band
+    (`error_column`: its error)."""
+    return f"{sky_column(model, band)}Grad{axis.upper()}"
+
+
 def init_flux_column(band: str) -> str:
     """Name of the first-guess flux column of ``galmix_objects`` in one band: ``{band}_initFlux``."""
     return f"{band}_initFlux"
@@ -309,10 +316,15 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
                                       f"{comp.name} component from {fit}"))
     for band in bands:
         sky = sky_column(m, band)
-        cols.append(ColumnDef(sky, "f4", "nJy", f"Flat local sky level per pixel in band {band}, fitted "
+        cols.append(ColumnDef(sky, "f4", "nJy", f"Local sky level per pixel in band {band} at the object, fitted "
                               "jointly with the object (NaN when none was fitted: no pedestal seen)"))
         cols.append(ColumnDef(error_column(sky), "f4", "nJy", f"1-sigma error of {sky}, marginalised over the "
                               "model"))
+        for axis in ("x", "y"):
+            grad = sky_grad_column(m, band, axis)
+            cols.append(ColumnDef(grad, "f4", "nJy / pixel", f"Gradient along {axis} of the local sky plane in band "
+                                  f"{band} (sky='plane'; NaN otherwise); {sky} is the plane at the object"))
+            cols.append(ColumnDef(error_column(grad), "f4", "nJy / pixel", f"1-sigma error of {grad}"))
     for comp in m.components:
         if not comp.has_shape:
             continue
