@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from lsst.galmix.models.sersic import (
     DEFAULT_N_COMPONENTS,
-    de_vaucouleurs_mixture,
-    exponential_mixture,
     gaussian_mixture,
+    node_mixture,
     point_mixture,
     sersic_mixture,
     sersic_spline,
@@ -160,13 +159,15 @@ def test_clamped_outside_range() -> None:
 
 def test_fixed_profiles() -> None:
     table = read_table(DEFAULT_N_COMPONENTS)
-    w, s = exponential_mixture()
+    w, s = node_mixture(1.0)
     np.testing.assert_array_equal(w, table.weights[table.n == 1.0][0])
     np.testing.assert_array_equal(s, table.sizes[table.n == 1.0][0])
-    w4, s4 = de_vaucouleurs_mixture()
+    w4, s4 = node_mixture(4.0)
     wi, si, _, _ = sersic_mixture(4.0)
     np.testing.assert_allclose(w4, wi, rtol=1e-12)
     np.testing.assert_allclose(s4, si, rtol=1e-12)
+    with pytest.raises(ValueError, match="not a node"):
+        node_mixture(1.2345)
     wg, sg = gaussian_mixture()
     # A Gaussian with this sigma has half its light inside reff = 1.
     assert _mixture_enclosed(np.array([1.0]), wg, sg)[0] == pytest.approx(0.5, abs=1e-15)

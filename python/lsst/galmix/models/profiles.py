@@ -38,10 +38,8 @@ def profile_mixture(comp: ComponentDef, n: float | None = None) -> tuple[np.ndar
         return np.ones(1), np.full(1, GAUSS_SIZE)
     from . import sersic
 
-    if comp.sersic_n == 1.0:
-        w, s = sersic.exponential_mixture()
-    elif comp.sersic_n == 4.0:
-        w, s = sersic.de_vaucouleurs_mixture()
+    if comp.sersic_n in (1.0, 4.0):  # exponential and de Vaucouleurs: table nodes, no interpolation
+        w, s = sersic.node_mixture(comp.sersic_n)
     else:
         index = comp.sersic_n if comp.sersic_n is not None else n
         if index is None:

@@ -17,9 +17,8 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_N_COMPONENTS",
     "SersicSpline",
-    "de_vaucouleurs_mixture",
-    "exponential_mixture",
     "gaussian_mixture",
+    "node_mixture",
     "point_mixture",
     "sersic_mixture",
     "sersic_spline",
@@ -182,42 +181,32 @@ def sersic_mixture(
     return sersic_spline(n_components)(n)
 
 
-def _node_mixture(n: float, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+def node_mixture(n: float, n_components: int = DEFAULT_N_COMPONENTS) -> tuple[np.ndarray, np.ndarray]:
+    """Return the mixture of a Sersic index that is a node of the table (exponential n = 1, de Vaucouleurs
+    n = 4): the table's row itself, without interpolation.
+
+    Parameters
+    ----------
+    n : float
+        Sersic index; must be a node of the table.
+    n_components : int
+        Number of Gaussians K.
+
+    Returns
+    -------
+    w, s : `numpy.ndarray`, shape (K,)
+        Weights (sum 1) and sizes in units of ``reff``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a node of the table.
+    """
     table = read_table(n_components)
-    i = int(np.flatnonzero(table.n == n)[0])
-    return table.weights[i].copy(), table.sizes[i].copy()
-
-
-def exponential_mixture(n_components: int = DEFAULT_N_COMPONENTS) -> tuple[np.ndarray, np.ndarray]:
-    """Return the mixture of the exponential profile (Sersic n = 1, a table node).
-
-    Parameters
-    ----------
-    n_components : int
-        Number of Gaussians K.
-
-    Returns
-    -------
-    w, s : `numpy.ndarray`, shape (K,)
-        Weights (sum 1) and sizes in units of ``reff``.
-    """
-    return _node_mixture(1.0, n_components)
-
-
-def de_vaucouleurs_mixture(n_components: int = DEFAULT_N_COMPONENTS) -> tuple[np.ndarray, np.ndarray]:
-    """Return the mixture of the de Vaucouleurs profile (Sersic n = 4, a table node).
-
-    Parameters
-    ----------
-    n_components : int
-        Number of Gaussians K.
-
-    Returns
-    -------
-    w, s : `numpy.ndarray`, shape (K,)
-        Weights (sum 1) and sizes in units of ``reff``.
-    """
-    return _node_mixture(4.0, n_components)
+    rows = np.flatnonzero(table.n == n)
+    if rows.size == 0:
+        raise ValueError(f"Sersic index {n} is not a node of the {n_components}-Gaussian table")
+    return table.weights[rows[0]].copy(), table.sizes[rows[0]].copy()
 
 
 def gaussian_mixture() -> tuple[np.ndarray, np.ndarray]:
