@@ -314,19 +314,9 @@ def _grown_box(
     for out in outcomes:
         if out is None or out.flags.fatal or not np.isfinite(out.theta).all():
             continue
-        m = out.spec.model
-        cx, cy = (out.theta[0], out.theta[1]) if m.free_centroid else out.spec.xy_fixed
-        half = 0
-        for b, band in enumerate(prep.bands):
-            if band is None or not np.isfinite(out.fluxes[b]).all():
-                continue
-            g = convolved_gaussians([out.spec], out.theta, out.fluxes[b], band.psf)
-            noise = float(np.median(1.0 / np.sqrt(band.weight[band.weight > 0])))
-            half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
-                                                cfg.stamp_max))
-        ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
-        nx0, ny0 = min(nx0, ix - half), min(ny0, iy - half)
-        nx1, ny1 = max(nx1, ix + half + 1), max(ny1, iy + half + 1)
+        (a0, b0), (a1, b1) = _model_box(out, prep.bands, cfg, min_half=0)
+        nx0, ny0 = min(nx0, a0), min(ny0, b0)
+        nx1, ny1 = max(nx1, a1), max(ny1, b1)
     if limit is not None:
         nx0, ny0 = max(nx0, min(x0, limit[0][0])), max(ny0, min(y0, limit[0][1]))
         nx1, ny1 = min(nx1, max(x1, limit[1][0])), min(ny1, max(y1, limit[1][1]))
@@ -661,12 +651,13 @@ def _union(*boxes):
             (max(b[1][0] for b in boxes), max(b[1][1] for b in boxes)))
 
 
-def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig):
-    """The box that holds a fitted child's model (`required_half_size` over its bands)."""
+def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig, min_half: int | None = None):
+    """The box that holds a fitted source's model (`required_half_size` over its bands), at least
+    ``min_half`` (default ``cfg.stamp_min``) pixels from its centre pixel."""
     m = out.spec.model
     cx, cy = (out.theta[0], out.theta[1]) if m.free_centroid else out.spec.xy_fixed
     ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
-    half = cfg.stamp_min
+    half = cfg.stamp_min if min_half is None else min_half
     if np.isfinite(out.theta).all():
         for b, band in enumerate(bands):
             if band is None or not np.isfinite(out.fluxes[b]).all():
