@@ -185,14 +185,8 @@ def compare_to_galsim(
     ----------
     n : float
         Sersic index.
-    reff : float
-        Half-light radius of the exact profile along the major axis, pixels.
-    psf : `galsim.GSObject`
-        PSF (pixel scale 1).
-    q, theta : float
-        Axis ratio and position angle (radians).
-    aperture : float
-        Semi-major axis of the flux aperture, in units of ``reff``.
+    reff, psf, q, theta, aperture
+        As in `measure_profile` (``reff`` is that of the exact profile).
     n_components : int
         Number of Gaussians of the mixture (`sersic_mixture`).
 
