@@ -274,9 +274,7 @@ def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Seque
     the pixels beyond 3, or beyond 5, observed sigma of ``objs`` is significant (`SKY_DETECT_SIGMAS`)."""
     if any(o is None or not np.isfinite(o.theta).all() for o in outcomes):
         return False
-    theta = np.concatenate([o.theta for o in outcomes])
-    fluxes = np.nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
-    models = model_stamps(prep.specs, theta, fluxes, prep.bands)
+    models = prep.fitted_models(outcomes)
     for b, m in zip(prep.bands, models):
         if b is None or m is None:
             continue
@@ -362,9 +360,14 @@ def _grow_stamps(
     result is the final ``(prep, outcomes)`` per group. A refit replaces the first fit unless it failed.
     """
     current = [(prep, list(outs)) for _, _, _, prep, outs in groups]
+    # Only a group whose fit changed in the previous round can need another refit: the test of one that
+    # did not would repeat that round's (its stamps, its fit and so its answer are the same).
+    changed = set(range(len(groups)))
     for _ in range(2):
         todo = []
         for k, (objs, keep, owners, _, _) in enumerate(groups):
+            if k not in changed:
+                continue
             prep, outs = current[k]
             box = _grown_box(prep, outs, images, cfg, _footprint_box(footprints, images, keep, cfg))
             crowd = list(objs) + [o for o in owners if all(o is not m for m in objs)]
@@ -381,10 +384,12 @@ def _grow_stamps(
                 todo.append((k, new))
         if not todo:
             break
+        changed = set()
         for (k, new), outs in zip(todo, solve([t[1] for t in todo], cfg.settings, n_threads)):
             old = current[k][1]
             if any(o.flags.fatal for o in outs) and not any(o.flags.fatal for o in old):
                 continue
+            changed.add(k)
             for o, obj in zip(outs, groups[k][0]):
                 obj.flags.mask = o.flags.mask
                 o.flags = obj.flags

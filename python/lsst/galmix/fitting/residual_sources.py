@@ -33,7 +33,6 @@ from ..models.definitions import get_model
 from ..models.ellipse import q_pa_from_eta
 from ..schema import FlagSet
 from .config import FitSettings
-from .engine_backend import model_stamps
 from .optimize import BandInput, SourceSpec
 from .source import Prepared, SourceOutcome, solve
 
@@ -136,9 +135,7 @@ def residual_peaks(
     bands = [b for b in prep.bands if b is not None]
     if not bands or len({b.image.shape for b in bands}) != 1 or len({(b.x0, b.y0) for b in bands}) != 1:
         return []
-    theta = np.concatenate([o.theta for o in outcomes])
-    fluxes = np.concatenate([o.fluxes for o in outcomes], axis=1)
-    models = [m for m in model_stamps(prep.specs, theta, fluxes, prep.bands) if m is not None]
+    models = [m for m in prep.fitted_models(outcomes) if m is not None]
     # ``bands`` is not empty, so the sums are arrays.
     signal = cast(np.ndarray, sum(b.weight * np.where(b.weight > 0, b.image - m, 0.0) for b, m in zip(bands, models)))
     weight = cast(np.ndarray, sum(b.weight for b in bands))

@@ -8,7 +8,7 @@ and arcsec; the error of ``q`` is propagated from the covariance of ``eta``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.table import Table
@@ -28,7 +28,7 @@ from ..schema import (
     summary_flag_column,
 )
 from .config import FitSettings
-from .engine_backend import make_problem, run_problems
+from .engine_backend import make_problem, model_stamps, run_problems
 from .moments import initial_shape
 from .optimize import BandInput, SceneFit, SourceSpec
 from .stamps import Stamp
@@ -164,6 +164,27 @@ class Prepared:
     flags: list[FlagSet]
     sky: bool = False
     sky_plane: bool = False
+    _models: tuple[bytes, list[np.ndarray | None]] | None = field(default=None, init=False, repr=False,
+                                                                   compare=False)
+
+    def fitted_models(self, outcomes: Sequence[SourceOutcome]) -> list[np.ndarray | None]:
+        """Models of fitted sources (one outcome per spec) over the stamps, per band (`model_stamps`:
+        non-finite fluxes drawn as zero; read-only arrays).
+
+        The models of the last fit asked for are kept: the sky test after a group's fit and the search
+        for residual sources ask for the same fit when its stamps did not grow.
+        """
+        theta = np.concatenate([o.theta for o in outcomes])
+        fluxes = np.nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
+        key = theta.tobytes() + fluxes.tobytes()
+        if self._models is not None and self._models[0] == key:
+            return self._models[1]
+        models = model_stamps(self.specs, theta, fluxes, self.bands)
+        for m in models:
+            if m is not None:
+                m.flags.writeable = False
+        self._models = (key, models)
+        return models
 
 
 @staged("solve")
