@@ -4,8 +4,9 @@ Blends of N children on a jittered grid (neighbours 14 px = 3.5 PSF FWHM apart, 
 n 0.8-2.5, r_e 1.5-3 px, unit noise; the test data of tests/test_fit_blends_sizes.py) are fitted with
 the library defaults (joint up to ``max_children``, larger blends in blocks with neighbours subtracted).
 For each N the script prints the fraction of children with S/N >= 20 whose flux lies within 3 sigma of
-the truth and the time per child; the same children fitted one by one as isolated objects (one per
-image) give the reference cost. Run: ``.venv/bin/python benchmarks/bench_blends.py [--sizes 2 5 8 15 100]``.
+the truth (with its 95% Clopper-Pearson interval: the binomial uncertainty of that fraction) and the time
+per child; the same children fitted one by one as isolated objects (one per image) give the reference
+cost. Run: ``.venv/bin/python benchmarks/bench_blends.py [--sizes 2 5 8 15 100]``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
+from scipy.stats import beta
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from lsst.galmix.fitting.config import SourceFitConfig
@@ -39,13 +41,21 @@ def isolated_time(truths: list[GalaxyTruth], rng: np.random.Generator) -> float:
     return total
 
 
+def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson interval of a fraction ``k / n``."""
+    a = 1 - level
+    lo = float(beta.ppf(a / 2, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(beta.ppf(1 - a / 2, k + 1, n - k)) if k < n else 1.0
+    return lo, hi
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2, 5, 8, 15, 100])
     parser.add_argument("--children", type=int, default=40, help="children per size (several blends)")
     args = parser.parse_args()
-    print(f"{'N':>4} {'blends':>6} {'S/N>=20':>7} {'within 3 sigma':>14} {'ms/child blend':>14} "
-          f"{'ms/child isolated':>17} {'ratio':>6}")
+    print(f"{'N':>4} {'blends':>6} {'S/N>=20':>7} {'within 3 sigma':>14} {'95% interval':>13} "
+          f"{'ms/child blend':>14} {'ms/child isolated':>17} {'ratio':>6}")
     for n in args.sizes:
         rng = np.random.default_rng(1000 + n)
         n_blends = max(1, int(np.ceil(args.children / n)))
@@ -61,7 +71,9 @@ def main() -> None:
                 if row["r_sersicFlux"] / row["r_sersicFluxErr"] >= 20:
                     pulls.append((row["r_sersicFlux"] - t.flux) / row["r_sersicFluxErr"])
         p = np.abs(pulls)
-        print(f"{n:4d} {n_blends:6d} {len(p):7d} {np.mean(p < 3):14.3f} {1e3 * t_blend / count:14.1f} "
+        lo, hi = binomial_interval(int(np.sum(p < 3)), len(p))
+        print(f"{n:4d} {n_blends:6d} {len(p):7d} {np.mean(p < 3):14.3f} {f'{lo:.3f}-{hi:.3f}':>13} "
+              f"{1e3 * t_blend / count:14.1f} "
               f"{1e3 * t_iso / count:17.1f} {t_blend / t_iso:6.2f}")
 
 

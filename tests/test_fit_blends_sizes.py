@@ -151,3 +151,34 @@ def test_flattened_resolved_component_is_flagged_not_fatal():
     assert not flat_shape(spec, np.array([0.0, 0.0, np.log(3.0), 4.0, 0.0, 1.0]))  # q = 0.018
     assert not flat_shape(spec, np.array([0.0, 0.0, np.log(0.1), 5.0, 0.0, 1.0]))  # unresolved: q free
     assert not {f.name: f.fatal for f in SOURCE_FLAGS}["flat_shape"]
+
+
+def test_sibling_models_from_cached_unit_images():
+    """The siblings subtracted from a block are each child's cached unit-flux images (its model box grown
+    by half), scaled by its fluxes: they equal the models rendered over the whole image except for the
+    far wings, and a child's images are rendered again only when its fit changes."""
+    import dataclasses
+
+    from lsst.galmix.fitting import blend
+    from lsst.galmix.fitting.engine_backend import model_stamps
+    from lsst.galmix.schema import FlagSet
+
+    img, objects, truths = make_blend(2, np.random.default_rng(5))
+    im = blend.BandImage(img, np.ones_like(img), None, (0, 0))
+    objs = [blend.ObjectInput(float(o["x"]), float(o["y"]), np.diag([6.0, 4.0]), 0, [MIX], FlagSet())
+            for o in objects]
+    fits = [blend._start_model(get_model("sersic"), o, [im], 2.0) for o in objs]
+    for fit, t in zip(fits, truths):
+        fit.fluxes[:] = t.flux
+    band = BandInput(img, np.ones_like(img), 0, 0, MIX)
+    units = blend._UnitModels(objs, [blend._model_box(f, [band], SourceFitConfig()) for f in fits])
+    cached = blend._siblings_image(objs, fits, [0, 1], 0, im, (0, 0), (img.shape[1], img.shape[0]), units)
+    theta = np.concatenate([f.theta for f in fits])
+    direct = model_stamps([f.spec for f in fits], theta, np.array([[t.flux for t in truths]]), [band])[0]
+    assert direct is not None
+    assert np.abs(cached - direct).max() < 1e-5 * direct.max(), np.abs(cached - direct).max() / direct.max()
+    assert abs(cached.sum() / direct.sum() - 1) < 1e-5
+    first = units.get(0, fits[0], 0)[1][0]
+    assert units.get(0, fits[0], 0)[1][0] is first
+    moved = dataclasses.replace(fits[0], theta=fits[0].theta + np.r_[1.0, np.zeros(len(fits[0].theta) - 1)])
+    assert units.get(0, moved, 0)[1][0] is not first

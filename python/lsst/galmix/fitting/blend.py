@@ -528,6 +528,7 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
             # No band with data and a PSF: the preparation sets the flags that say so.
             _prepare_set(model, [o], images, footprints, [o.label], cfg)
     sky = [False] * n
+    units = _UnitModels(objs, child_box)
     partitions = [_blocks(objs, size, (1.0, 0.3))]
     if size > 1:
         partitions.append(_blocks(objs, size, (0.3, 1.0)))
@@ -536,7 +537,7 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
         if not any(changed):
             break
         moved, changed = list(changed), [False] * n
-        render = _joint_fluxes(objs, models, child_box, images, footprints, labels, cfg)
+        render = _joint_fluxes(objs, models, units, images, footprints, labels, cfg)
         blocks = partitions[sweep % len(partitions)]
         block_of = {i: k for k, block in enumerate(blocks) for i in block}
         bx = [_union(*(child_box[i] for i in block)) for block in blocks]
@@ -551,7 +552,7 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
                     continue
                 start, stop = bx[k]
                 members = [objs[i] for i in block]
-                sub = [None if im is None else _siblings_image(objs, models, near[k], b, im, start, stop, render)
+                sub = [None if im is None else _siblings_image(objs, models, near[k], b, im, start, stop, units, render)
                        for b, im in enumerate(images)]
                 before = [cast(SourceOutcome, models[i]) for i in block]
                 crowd = members + [objs[j] for j in near[k]]
@@ -580,7 +581,7 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
                     if old is None:
                         # The stamps of later sweeps hold the fitted model (`_model_box`).
                         child_box[i] = _union(child_box[i], _model_box(new, prep.bands, cfg))
-    _marginal_errors(model, objs, current, child_box, images, footprints, cfg, sky)
+    _marginal_errors(model, objs, current, units, images, footprints, cfg, sky)
     return current
 
 
@@ -589,8 +590,8 @@ CORE_SIGMAS = 2.0
 ``sqrt(trace(cov))``, about their detections) overlap its own, on the union of those cores."""
 
 
-def _marginal_errors(model, objs, fits: list[SourceOutcome | None], boxes, images, footprints, cfg: SourceFitConfig,
-                     sky: Sequence[bool]) -> None:
+def _marginal_errors(model, objs, fits: list[SourceOutcome | None], units: _UnitModels, images, footprints,
+                     cfg: SourceFitConfig, sky: Sequence[bool]) -> None:
     """Replace each child's errors by ones marginalised over its neighbours' parameters.
 
     A block's fit holds the siblings outside the block at their models, so its errors are conditional on
@@ -615,8 +616,8 @@ def _marginal_errors(model, objs, fits: list[SourceOutcome | None], boxes, image
         if len(window) == 1:
             continue
         start, stop = _union(*(cores[j] for j in window))
-        others = _overlapping(fits, boxes, window, (start, stop))
-        sub = [None if im is None else _siblings_image(objs, fits, others, b, im, start, stop)
+        others = _overlapping(fits, units.boxes, window, (start, stop))
+        sub = [None if im is None else _siblings_image(objs, fits, others, b, im, start, stop, units)
                for b, im in enumerate(images)]
         # Copies: the window's stamp flags (edge, masked pixels) describe its box, not the children.
         members = [dataclasses.replace(objs[j], flags=FlagSet(mask=objs[j].flags.mask)) for j in window]
@@ -710,30 +711,55 @@ def _overlapping(fits, boxes, block, box) -> list[int]:
             if fit is not None and j not in block and a0 < x1 and x0 < a1 and b0 < y1 and y0 < b1]
 
 
-def _siblings_image(objs, fits, near, b, im, start, stop, fluxes=None) -> np.ndarray:
-    """Sum of the models of the siblings ``near`` in band ``b`` over the part of the box on the image
-    (C++ rendering; siblings sharing a PSF are rendered in one call; ``fluxes``: per child, fluxes
-    replacing its fit's)."""
+def _siblings_image(objs, fits, near, b, im, start, stop, units: _UnitModels, fluxes=None) -> np.ndarray:
+    """Sum of the models of the siblings ``near`` in band ``b`` over the part of the box on the image: each
+    sibling's unit-flux images over its model box (``units``) scaled by its fluxes (``fluxes``: per child,
+    fluxes replacing its fit's). The model box holds all but ``stamp_flux_fraction`` of the model."""
     shape = (stop[1] - start[1], stop[0] - start[0])
     img = np.zeros(shape)
-    by_psf: dict[int, list[int]] = {}
     for j in near:
         other, psf = fits[j], objs[j].psfs[b]
         f = None if other is None else (other.fluxes if fluxes is None or fluxes[j] is None else fluxes[j])
         if other is None or psf is None or f is None or not np.isfinite(f[b]).all():
             continue
-        by_psf.setdefault(id(psf), []).append(j)
-    for group in by_psf.values():
-        band = BandInput(img, img, start[0], start[1], objs[group[0]].psfs[b])
-        outs = [fits[j] for j in group]
-        theta = np.concatenate([o.theta for o in outs])
-        flux = [fits[j].fluxes if fluxes is None or fluxes[j] is None else fluxes[j] for j in group]
-        img += model_stamps([o.spec for o in outs], theta, np.concatenate([f[b] for f in flux])[None, :], [band])[0]
+        ((a0, b0), (a1, b1)), unit_images = units.get(j, other, b)
+        x0, y0, x1, y1 = max(a0, start[0]), max(b0, start[1]), min(a1, stop[0]), min(b1, stop[1])
+        if x0 >= x1 or y0 >= y1:
+            continue
+        for c, unit in enumerate(unit_images):
+            img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]] += \
+                f[b][c] * unit[y0 - b0 : y1 - b0, x0 - a0 : x1 - a0]
     # Clip to the part of the box inside the image, as cut_box does.
     x0, y0 = max(start[0], im.origin[0]), max(start[1], im.origin[1])
     x1 = min(stop[0], im.origin[0] + im.image.shape[1])
     y1 = min(stop[1], im.origin[1] + im.image.shape[0])
     return img[y0 - start[1] : y1 - start[1], x0 - start[0] : x1 - start[0]]
+
+
+class _UnitModels:
+    """Unit-flux model images of each child's components over its model box (``boxes``, a list updated
+    in place), per band, rendered once per fit: a child's images are rendered again only when its fit or
+    its box changed. Subtracting siblings and solving the joint fluxes then only slice and scale them."""
+
+    def __init__(self, objs: Sequence[ObjectInput], boxes: list):
+        self.objs, self.boxes = objs, boxes
+        self._cache: dict[tuple[int, int], tuple[SourceOutcome, tuple, list[np.ndarray]]] = {}
+
+    PAD = 0.5
+
+    def get(self, j: int, fit: SourceOutcome, b: int) -> tuple[tuple[tuple[int, int], tuple[int, int]],
+                                                                list[np.ndarray]]:
+        """The box (the child's model box grown by ``PAD`` of its size per side) and the images."""
+        (a0, b0), (a1, b1) = self.boxes[j]
+        px, py = int(np.ceil(self.PAD * (a1 - a0))), int(np.ceil(self.PAD * (b1 - b0)))
+        box = ((a0 - px, b0 - py), (a1 + px, b1 + py))
+        hit = self._cache.get((j, b))
+        if hit is None or hit[0] is not fit or hit[1] != box:
+            psf = self.objs[j].psfs[b]
+            assert psf is not None  # callers skip bands without a PSF
+            hit = (fit, box, _unit_images(fit, psf, *box))
+            self._cache[(j, b)] = hit
+        return hit[1], hit[2]
 
 
 def _unit_images(out: SourceOutcome, psf: PsfMixture, start, stop) -> list[np.ndarray]:
@@ -749,12 +775,13 @@ def _unit_images(out: SourceOutcome, psf: PsfMixture, start, stop) -> list[np.nd
     return images
 
 
-def _joint_fluxes(objs, fits, boxes, images, footprints, labels, cfg) -> list[np.ndarray | None]:
+def _joint_fluxes(objs, fits, units: _UnitModels, images, footprints, labels, cfg) -> list[np.ndarray | None]:
     """Fluxes of all children solved jointly at their current shapes (per band, linear least squares over
     the union of their stamps, each child's model over its own stamp): the fluxes the next sweep
     subtracts. Pixels of objects outside the group are excluded as in the fits; the children's mean
     fitted sky is removed from the data first. Children or bands without a fit keep their fitted fluxes.
     """
+    boxes = units.boxes
     out = [None if f is None else np.array(f.fluxes, float) for f in fits]
     live = [i for i, f in enumerate(fits) if f is not None and np.isfinite(f.theta).all()]
     if len(live) < 2 or not _any_image(images):
@@ -782,8 +809,10 @@ def _joint_fluxes(objs, fits, boxes, images, footprints, labels, cfg) -> list[np
             ex, ey = min(ex, st.x0 + st.shape[1]), min(ey, st.y0 + st.shape[0])
             if sx >= ex or sy >= ey:
                 continue
-            for c, img in enumerate(_unit_images(fits[i], psf, (sx, sy), (ex, ey))):
-                cols.append(((sy - st.y0, ey - st.y0, sx - st.x0, ex - st.x0), img))
+            ((bx0, by0), _), unit_images = units.get(i, fits[i], b)
+            for c, unit in enumerate(unit_images):
+                cols.append(((sy - st.y0, ey - st.y0, sx - st.x0, ex - st.x0),
+                             unit[sy - by0 : ey - by0, sx - bx0 : ex - bx0]))
                 index.append((i, c))
         n = len(cols)
         if n < 2:
