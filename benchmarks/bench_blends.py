@@ -31,7 +31,7 @@ def isolated_time(truths: list[GalaxyTruth], rng: np.random.Generator) -> float:
     """Seconds to fit the same galaxies each alone on its own 61x61 image (library defaults)."""
     total = 0.0
     for t in truths:
-        iso = GalaxyTruth(30.0 + t.x % 1, 30.0 + t.y % 1, t.flux, t.n, t.reff, t.q, t.theta)
+        iso = GalaxyTruth(30.0 + t.x % 1, 30.0 + t.y % 1, t.flux, t.n, t.reff, t.q, t.position_angle)
         img = render_stamp([iso], PSF, (61, 61)) + rng.normal(0, SIGMA, (61, 61))
         objects = Table({"objectId": [1], "x": [iso.x], "y": [iso.y]})
         t0 = time.perf_counter()

@@ -87,7 +87,7 @@ def _imfit_sersic(img, sigma, psf_img, t) -> tuple[dict, float]:
     n0, re0 = 2.0, t.reff * 1.2
     bn = gammaincinv(2 * n0, 0.5)
     ie0 = t.flux / (2 * np.pi * n0 * np.exp(bn) * bn ** (-2 * n0) * gamma(2 * n0) * re0**2 * q0)
-    pa0 = np.degrees(t.theta) - 90.0 + 10.0
+    pa0 = np.degrees(t.position_angle) - 90.0 + 10.0
     model = {"function_sets": [{"label": "fs", "X0": [t.x + 1, t.x - 4, t.x + 6],
                                 "Y0": [t.y + 1, t.y - 4, t.y + 6],
                                 "function_list": [{"name": "Sersic", "label": "", "parameters": {
@@ -128,7 +128,7 @@ def _draw_truth(rng, snr_range=(20, 1000)) -> tuple[GalaxyTruth, float, float]:
     reff = rng.uniform(0.3, 2.0) / PIXEL
     fwhm = rng.uniform(0.6, 0.8) / PIXEL
     snr = float(np.exp(rng.uniform(np.log(snr_range[0]), np.log(snr_range[1]))))
-    t = GalaxyTruth(0.0, 0.0, 1000.0, n=n, reff=reff, q=rng.uniform(0.2, 1.0), theta=rng.uniform(0, np.pi))
+    t = GalaxyTruth(0.0, 0.0, 1000.0, n=n, reff=reff, q=rng.uniform(0.2, 1.0), position_angle=rng.uniform(0, np.pi))
     return t, fwhm, snr
 
 

@@ -17,10 +17,10 @@ psf = moffat_psf(3.5)
 kern = psf_kernel(psf, 41)
 shape = (61, 61)
 cases = [("star", GalaxyTruth(30.3, 30.1, 1e4, n=0)),
-         ("n1 r3", GalaxyTruth(30.3, 30.1, 1e4, n=1, reff=3.0, q=0.7, theta=0.3)),
-         ("n4 r3", GalaxyTruth(30.3, 30.1, 1e4, n=4, reff=3.0, q=0.7, theta=0.3)),
-         ("n1 r1.5", GalaxyTruth(30.3, 30.1, 1e4, n=1, reff=1.5, q=0.7, theta=0.3)),
-         ("n2.5 r6", GalaxyTruth(30.3, 30.1, 1e4, n=2.5, reff=6, q=0.5, theta=0.3))]
+         ("n1 r3", GalaxyTruth(30.3, 30.1, 1e4, n=1, reff=3.0, q=0.7, position_angle=0.3)),
+         ("n4 r3", GalaxyTruth(30.3, 30.1, 1e4, n=4, reff=3.0, q=0.7, position_angle=0.3)),
+         ("n1 r1.5", GalaxyTruth(30.3, 30.1, 1e4, n=1, reff=1.5, q=0.7, position_angle=0.3)),
+         ("n2.5 r6", GalaxyTruth(30.3, 30.1, 1e4, n=2.5, reff=6, q=0.5, position_angle=0.3))]
 for ng in (2, 3, 4):
     mix = fit_psf_image(kern, ng).mixture
     out = [f"ng={ng} fracsum={mix.frac.sum():.5f}"]

@@ -44,7 +44,7 @@ true_n = args.n if args.n is not None else (fixed_n if fixed_n is not None else 
 PSF = testing.moffat_psf(3.5)
 MIX = fit_psf_image(testing.psf_kernel(PSF, 41), 4).mixture
 half = max(20, round(5 * args.reff))
-t = testing.GalaxyTruth(float(half), float(half), 1000.0, n=true_n, reff=args.reff, q=0.7, theta=0.2)
+t = testing.GalaxyTruth(float(half), float(half), 1000.0, n=true_n, reff=args.reff, q=0.7, position_angle=0.2)
 clean = testing.render_stamp([t], PSF, (2 * half + 1, 2 * half + 1))
 obj = Table({"objectId": [1], "x": [t.x], "y": [t.y]})
 obj["shape_xx"], obj["shape_yy"], obj["shape_xy"] = [14.0], [11.0], [0.5]

@@ -23,7 +23,7 @@ from lsst.galmix.models.sersic_table import available_n_components, read_table
 
 FWHM = 2.5
 PSF = galsim.Moffat(beta=3.5, fwhm=FWHM)
-Q, THETA = 0.6, 0.5
+Q, ANGLE = 0.6, 0.5
 
 
 def main() -> None:
@@ -50,12 +50,12 @@ def main() -> None:
         for j, ratio in enumerate(ratios):
             reff = ratio * FWHM
             t0 = time.perf_counter()
-            exact = measure_profile(exact_sersic(n, reff, Q), reff, PSF, Q, THETA)
+            exact = measure_profile(exact_sersic(n, reff, Q), reff, PSF, Q, ANGLE)
             t_exact += time.perf_counter() - t0
             for k in args.k:
                 w, s, _, _ = splines[k](n)
                 t0 = time.perf_counter()
-                mix = measure_profile(mixture_profile(w, s, reff, Q), reff, PSF, Q, THETA)
+                mix = measure_profile(mixture_profile(w, s, reff, Q), reff, PSF, Q, ANGLE)
                 t_mix += time.perf_counter() - t0
                 dmag[k][i, j] = -2.5 * np.log10(mix.flux / exact.flux)
                 dlnr[k][i, j] = np.log(mix.hlr / exact.hlr)

@@ -151,7 +151,7 @@ def _stamp_fit_inputs(model: ModelDef, image: np.ndarray, var: float, guess: tup
 @pytest.mark.parametrize("name", ["sersic", "expdevFixedCen"])
 def test_engine_and_reference_fits_agree(name):
     # A well-resolved bulge, so that every parameter is constrained and the minimum is unique.
-    t = GalaxyTruth(30.3, 29.6, 1000.0, n=1.0, reff=5.0, q=0.6, theta=0.4, bulge_frac=0.4, bulge_reff=2.5)
+    t = GalaxyTruth(30.3, 29.6, 1000.0, n=1.0, reff=5.0, q=0.6, position_angle=0.4, bulge_frac=0.4, bulge_reff=2.5)
     clean = render_stamp([t], PSF, (60, 60))
     sigma = noise_sigma_for_snr(clean, 200.0)
     img = clean + np.random.default_rng(2).normal(0, sigma, clean.shape)
@@ -174,7 +174,7 @@ def test_a_step_towards_the_n_bound_does_not_trap_either_fitter():
     Gauss-Newton steps reach n = 6; with projected bounds both fitters return to n = 1."""
     psf = moffat_psf(4.6)
     mix = fit_psf_image(psf_kernel(psf, 41), 4).mixture
-    t = GalaxyTruth(40.0, 40.0, 1000.0, n=1.0, reff=1.7225, q=0.5646, theta=np.radians(112.19))
+    t = GalaxyTruth(40.0, 40.0, 1000.0, n=1.0, reff=1.7225, q=0.5646, position_angle=np.radians(112.19))
     img = render_stamp([t], psf, (81, 81))
     specs, theta0, bands = _stamp_fit_inputs(get_model("sersic"), img, 1.0, (t.x, t.y), mix)
     for res in (eb.run_problems([eb.make_problem(specs, theta0, bands, FitSettings())])[0],
@@ -186,7 +186,7 @@ def test_a_step_towards_the_n_bound_does_not_trap_either_fitter():
 
 def test_reference_flux_below_the_noise_is_unconstrained():
     """A source with no u-band light: the reference's u fluxes scatter around zero, as the engine's do."""
-    galaxy = GalaxyTruth(30.3, 29.8, 3000.0, n=1.0, reff=2.0, q=0.8, theta=0.3)
+    galaxy = GalaxyTruth(30.3, 29.8, 3000.0, n=1.0, reff=2.0, q=0.8, position_angle=0.3)
     clean = render_stamp([galaxy], PSF, (61, 61))
     model = get_model("exp")
     flux, err = [], []

@@ -29,7 +29,7 @@ def make_blend(n_children: int, rng: np.random.Generator, spacing: float = 14.0)
         y = 30 + spacing * (gy + 0.5) + rng.uniform(-2, 2)
         truths.append(GalaxyTruth(x, y, float(rng.uniform(300, 3000)), n=float(rng.uniform(0.8, 2.5)),
                                   reff=float(rng.uniform(1.5, 3.0)), q=float(rng.uniform(0.5, 0.95)),
-                                  theta=float(rng.uniform(0, np.pi))))
+                                  position_angle=float(rng.uniform(0, np.pi))))
     clean = render_stamp(truths, PSF, (size, size))
     img = clean + rng.normal(0, SIGMA, clean.shape)
     objects = Table({

@@ -38,7 +38,7 @@ def _objects(t: GalaxyTruth) -> Table:
 
 def _pulls(model: str, n: float, snr: float, seed: int = 7) -> tuple[np.ndarray, np.ndarray, int]:
     """Flux and reff pulls of the unflagged fits with finite errors, and the number of fits at a bound."""
-    t = GalaxyTruth(20.0, 20.0, 1000.0, n=n, reff=3.0, q=0.7, theta=0.2)
+    t = GalaxyTruth(20.0, 20.0, 1000.0, n=n, reff=3.0, q=0.7, position_angle=0.2)
     clean = render_stamp([t], PSF, (41, 41))
     obj = _objects(t)
     sigma = noise_sigma_for_flux_snr(clean, snr, obj, MIX, model, CFG)
@@ -76,7 +76,7 @@ def test_errors_calibrated_at_snr_20(model, n):
 
 def test_flux_snr_is_below_optimal_snr_by_the_shape_information():
     """The catalogue S/N of a model is the optimal S/N only for a point source with a known position."""
-    t = GalaxyTruth(20.0, 20.0, 1000.0, n=1.5, reff=3.0, q=0.7, theta=0.2)
+    t = GalaxyTruth(20.0, 20.0, 1000.0, n=1.5, reff=3.0, q=0.7, position_angle=0.2)
     clean = render_stamp([t], PSF, (41, 41))
     optimal = np.sqrt((clean**2).sum())
     ratios = {m: optimal / noise_sigma_for_flux_snr(clean, 1.0, _objects(t), MIX, m, CFG) for m in ("exp", "sersic")}

@@ -40,7 +40,7 @@ def test_isolated_star_has_finite_flux_errors(model, flux):
 @pytest.mark.parametrize("model", ["exp", "sersic"])
 @pytest.mark.parametrize("reff", [0.7, 3.0])
 def test_isolated_galaxy_has_finite_flux_errors(model, reff):
-    galaxy = GalaxyTruth(30.3, 29.8, 2000.0, n=1.0, reff=reff, q=0.6, theta=0.3)
+    galaxy = GalaxyTruth(30.3, 29.8, 2000.0, n=1.0, reff=reff, q=0.6, position_angle=0.3)
     out = _fit(galaxy, model, seed=5)
     assert not out[f"{model}_flag"][0]
     for b in BANDS:
@@ -54,7 +54,7 @@ def test_flux_below_the_noise_is_unconstrained():
     """A source with no u-band light: its u fluxes scatter around zero, negative about half the time
     (the numpy reference: test_engine_reference.py)."""
     colours = {"u": 0.0, "r": 1.0}
-    galaxy = GalaxyTruth(30.3, 29.8, 3000.0, n=1.0, reff=2.0, q=0.8, theta=0.3)
+    galaxy = GalaxyTruth(30.3, 29.8, 3000.0, n=1.0, reff=2.0, q=0.8, position_angle=0.3)
     flux, err = [], []
     for seed in range(16):
         out = _fit(galaxy, "exp", seed, colours)

@@ -18,9 +18,9 @@ ORIGIN = (1000, 2000)
 
 @pytest.fixture(scope="module")
 def scene():
-    truths = [GalaxyTruth(1030.0, 2030.0, 2000.0, n=0.5, reff=3.0, q=0.7, theta=0.3),
-              GalaxyTruth(1002.0, 2040.0, 2000.0, n=0.5, reff=3.0, q=0.7, theta=0.3),
-              GalaxyTruth(1070.0, 2030.0, 2000.0, n=0.5, reff=3.0, q=0.7, theta=0.3)]
+    truths = [GalaxyTruth(1030.0, 2030.0, 2000.0, n=0.5, reff=3.0, q=0.7, position_angle=0.3),
+              GalaxyTruth(1002.0, 2040.0, 2000.0, n=0.5, reff=3.0, q=0.7, position_angle=0.3),
+              GalaxyTruth(1070.0, 2030.0, 2000.0, n=0.5, reff=3.0, q=0.7, position_angle=0.3)]
     images, objects = make_scene(truths, {"g": PSF, "r": PSF}, {"g": 0.5, "r": 1.0}, (60, 100),
                                  {"g": 0.5, "r": 0.5}, np.random.default_rng(5), ORIGIN)
     return images, objects

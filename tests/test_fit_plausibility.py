@@ -26,7 +26,7 @@ SERSIC = get_model("sersic")
 @pytest.fixture(scope="module")
 def scene():
     # A resolved galaxy and a star (n = 0: a GalSim delta function), both at S/N of a few hundred.
-    truths = [GalaxyTruth(520.0, 720.0, 5000.0, n=1.5, reff=4.0, q=0.6, theta=0.4),
+    truths = [GalaxyTruth(520.0, 720.0, 5000.0, n=1.5, reff=4.0, q=0.6, position_angle=0.4),
               GalaxyTruth(560.0, 720.0, 5000.0, n=0.0)]
     return make_scene(truths, {"r": PSF}, {"r": 1.0}, (40, 80), {"r": 1.0}, np.random.default_rng(11), ORIGIN)
 
@@ -111,7 +111,7 @@ STAR_FLUX = 1e8
 @pytest.fixture(scope="module")
 def star_and_faint_galaxy():
     # A 3000 nJy galaxy 15 px from a very bright star, both isolated rows, no footprints.
-    truths = [GalaxyTruth(540.0, 730.0, 3000.0, n=1.0, reff=3.0, q=0.7, theta=0.4),
+    truths = [GalaxyTruth(540.0, 730.0, 3000.0, n=1.0, reff=3.0, q=0.7, position_angle=0.4),
               GalaxyTruth(555.0, 730.0, STAR_FLUX, n=0.0)]
     images, objects = make_scene(truths, {"g": PSF, "r": PSF}, {"g": 0.8, "r": 1.0}, (60, 100),
                                  {"g": 5.0, "r": 5.0}, np.random.default_rng(3), ORIGIN)

@@ -11,7 +11,7 @@ from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for
 
 PSF = moffat_psf(3.5)
 MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
-TRUTH = GalaxyTruth(20.0, 20.0, 1000.0, n=1.5, reff=3.0, q=0.7, theta=0.2)
+TRUTH = GalaxyTruth(20.0, 20.0, 1000.0, n=1.5, reff=3.0, q=0.7, position_angle=0.2)
 CFG = SourceFitConfig(stamp_min=16, stamp_max=16, sky="none")  # calibration measured without a sky
 
 

@@ -25,7 +25,7 @@ def _objects(truths):
 
 
 def test_noiseless_gaussian_galaxy_recovered():
-    t = GalaxyTruth(40.3, 39.6, 1000.0, n=0.5, reff=4.0, q=0.5, theta=0.4)
+    t = GalaxyTruth(40.3, 39.6, 1000.0, n=0.5, reff=4.0, q=0.5, position_angle=0.4)
     img = render_stamp([t], PSFS["r"], (80, 80))
     images = {"r": (img, np.full(img.shape, 1e-4), None)}
     out = fit_patch(images, (0, 0), _objects([t]), None, {"r": MIX4["r"]}, "gauss",
@@ -53,7 +53,7 @@ def test_stars_flux_and_position():
 @pytest.mark.parametrize("model,n", [("gauss", 0.5), ("sersic", 1.5)])
 def test_multiband_colours_with_per_band_psfs(model, n):
     colours = {"g": 0.4, "r": 1.0, "i": 1.6}
-    truths = [GalaxyTruth(35.0, 34.0, 3000.0, n=n, reff=3.0, q=0.6, theta=-0.7)]
+    truths = [GalaxyTruth(35.0, 34.0, 3000.0, n=n, reff=3.0, q=0.6, position_angle=-0.7)]
     images, objects = make_scene(truths, PSFS, colours, (70, 70), {b: 1e-3 for b in PSFS},
                                  np.random.default_rng(1))
     out = fit_patch(images, (0, 0), objects, None, MIX4, model)
@@ -67,7 +67,7 @@ def test_multiband_colours_with_per_band_psfs(model, n):
 
 def test_error_calibration_flux_and_reff_at_snr_30():
     """std((fit - truth) / err) within 10% of 1 over noise realisations."""
-    t = GalaxyTruth(20.0, 20.0, 1000.0, n=0.5, reff=2.5, q=0.7, theta=0.2)
+    t = GalaxyTruth(20.0, 20.0, 1000.0, n=0.5, reff=2.5, q=0.7, position_angle=0.2)
     clean = render_stamp([t], PSFS["r"], (41, 41))
     sigma = noise_sigma_for_snr(clean, 30.0)
     rng = np.random.default_rng(42)
@@ -98,8 +98,8 @@ def test_error_calibration_flux_and_reff_at_snr_30():
 def test_blend_of_two_overlapping_galaxies(mode, dx):
     # The per-child mode converges slowly (Gauss-Seidel sweeps) for heavy overlaps: the joint mode is
     # tested on the closer pair.
-    truths = [GalaxyTruth(25.0, 30.0, 2000.0, n=0.5, reff=3.0, q=0.6, theta=0.3),
-              GalaxyTruth(25.0 + dx, 33.0, 1000.0, n=0.5, reff=2.0, q=0.8, theta=-0.5)]
+    truths = [GalaxyTruth(25.0, 30.0, 2000.0, n=0.5, reff=3.0, q=0.6, position_angle=0.3),
+              GalaxyTruth(25.0 + dx, 33.0, 1000.0, n=0.5, reff=2.0, q=0.8, position_angle=-0.5)]
     images, objects = make_scene(truths, {"r": PSFS["r"]}, {"r": 1.0}, (60, 70), {"r": 0.02},
                                  np.random.default_rng(3))
     objects["parentObjectId"] = [7, 7]
@@ -124,7 +124,7 @@ def test_large_blend_falls_back_to_subtract():
 def test_model_image_rebuilt_from_table_leaves_noise_residuals():
     from lsst.galmix.fitting.rebuild import model_image
 
-    truths = [GalaxyTruth(125.0, 230.0, 2000.0, n=0.5, reff=3.0, q=0.6, theta=0.3),
+    truths = [GalaxyTruth(125.0, 230.0, 2000.0, n=0.5, reff=3.0, q=0.6, position_angle=0.3),
               GalaxyTruth(160.0, 225.0, 800.0, n=0)]
     sigma = 0.05
     images, objects = make_scene(truths, {"r": PSFS["r"]}, {"r": 1.0}, (60, 90), {"r": sigma},

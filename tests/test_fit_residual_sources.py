@@ -12,7 +12,7 @@ from shared_data import shared_dir
 
 PSF = moffat_psf(4.0)
 MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
-GALAXY = GalaxyTruth(40.0, 40.0, 1000.0, n=1.0, reff=2.0, q=0.6, theta=0.5)
+GALAXY = GalaxyTruth(40.0, 40.0, 1000.0, n=1.0, reff=2.0, q=0.6, position_angle=0.5)
 # A point-like neighbour with 6% of the galaxy's flux, 7 px (1.75 PSF FWHM) away: too close and faint for
 # a separate detection, as for most of the neighbours that bias the simulated repository's galaxies.
 NEIGHBOUR = GalaxyTruth(45.0, 35.0, 60.0, n=0)
@@ -60,7 +60,7 @@ def test_model_mismatch_is_not_a_residual_source():
     # An exponential fitted to a de Vaucouleurs galaxy leaves point-symmetric wings at 2-2.5 PSF FWHM,
     # 8-9 sigma at S/N 500 (three peaks were taken for sources before the mirror-image test): none is a
     # neighbour, so none is fitted.
-    galaxy = GalaxyTruth(40.0, 40.0, 1000.0, n=4.0, reff=3.0, q=0.8, theta=0.5)
+    galaxy = GalaxyTruth(40.0, 40.0, 1000.0, n=4.0, reff=3.0, q=0.8, position_angle=0.5)
     clean = render_stamp([galaxy], PSF, (80, 80))
     sigma = noise_sigma_for_snr(clean, 500.0)
     img = clean + np.random.default_rng(1).normal(0, sigma, clean.shape)

@@ -24,7 +24,7 @@ def _fit(img, t, model, var=1e-4, **kw):
 
 @pytest.mark.parametrize("n,reff,q", [(1.0, 3.0, 0.6), (2.5, 4.0, 0.8), (4.0, 1.5, 0.5)])
 def test_noiseless_sersic_recovered(n, reff, q):
-    t = GalaxyTruth(40.2, 39.7, 1000.0, n=n, reff=reff, q=q, theta=0.4)
+    t = GalaxyTruth(40.2, 39.7, 1000.0, n=n, reff=reff, q=q, position_angle=0.4)
     img = render_stamp([t], PSF, (80, 80))
     out = _fit(img, t, "sersic")
     assert not out["sersic_flag"][0]
@@ -35,7 +35,7 @@ def test_noiseless_sersic_recovered(n, reff, q):
 
 
 def test_noisy_sersic_within_errors():
-    t = GalaxyTruth(40.0, 40.0, 1000.0, n=2.0, reff=3.0, q=0.7, theta=1.0)
+    t = GalaxyTruth(40.0, 40.0, 1000.0, n=2.0, reff=3.0, q=0.7, position_angle=1.0)
     clean = render_stamp([t], PSF, (80, 80))
     sigma = noise_sigma_for_snr(clean, 100.0)
     img = clean + np.random.default_rng(11).normal(0, sigma, clean.shape)
@@ -47,7 +47,7 @@ def test_noisy_sersic_within_errors():
 
 
 def test_bulge_plus_disk():
-    t = GalaxyTruth(40.0, 40.0, 2000.0, n=1.0, reff=5.0, q=0.6, theta=0.3, bulge_frac=0.4, bulge_reff=1.5)
+    t = GalaxyTruth(40.0, 40.0, 2000.0, n=1.0, reff=5.0, q=0.6, position_angle=0.3, bulge_frac=0.4, bulge_reff=1.5)
     img = render_stamp([t], PSF, (80, 80))
     out = _fit(img, t, "expdev")
     assert not out["expdev_flag"][0]
@@ -58,7 +58,7 @@ def test_bulge_plus_disk():
 
 
 def test_point_plus_sersic():
-    gal = GalaxyTruth(40.0, 40.0, 2000.0, n=1.0, reff=4.0, q=0.7, theta=0.3)
+    gal = GalaxyTruth(40.0, 40.0, 2000.0, n=1.0, reff=4.0, q=0.7, position_angle=0.3)
     star = GalaxyTruth(40.0, 40.0, 500.0, n=0)
     img = render_stamp([gal, star], PSF, (80, 80))
     out = _fit(img, gal, "ptsersic")
@@ -69,7 +69,7 @@ def test_point_plus_sersic():
 
 
 def test_n_at_bound_is_flagged():
-    t = GalaxyTruth(40.0, 40.0, 1000.0, n=0.5, reff=3.0, q=0.7, theta=0.3)
+    t = GalaxyTruth(40.0, 40.0, 1000.0, n=0.5, reff=3.0, q=0.7, position_angle=0.3)
     img = render_stamp([t], PSF, (80, 80))
     out = _fit(img, t, "sersic", settings=FitSettings(n_bounds=(1.0, 6.0)))
     assert out["sersic_param_at_bound_flag"][0] and not out["sersic_flag"][0]
@@ -85,7 +85,7 @@ def test_step_towards_bound_does_not_trap_n():
     """
     psf = moffat_psf(4.6)
     mix = fit_psf_image(psf_kernel(psf, 41), 4).mixture
-    t = GalaxyTruth(40.0, 40.0, 1000.0, n=1.0, reff=1.7225, q=0.5646, theta=np.radians(112.19))
+    t = GalaxyTruth(40.0, 40.0, 1000.0, n=1.0, reff=1.7225, q=0.5646, position_angle=np.radians(112.19))
     img = render_stamp([t], psf, (81, 81))
     out = fit_patch({"r": (img, np.ones(img.shape), None)}, (0, 0), _one(t), None, {"r": mix}, "sersic",
                     SourceFitConfig(n_init=2.0))

@@ -14,7 +14,7 @@ from lsst.galmix.schema import FlagSet, sky_column, source_columns
 
 PSF = moffat_psf(4.0)
 MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
-TRUTH = GalaxyTruth(50.0, 50.0, 1000.0, n=1.5, reff=4.0, q=0.7, theta=0.3)
+TRUTH = GalaxyTruth(50.0, 50.0, 1000.0, n=1.5, reff=4.0, q=0.7, position_angle=0.3)
 SHAPE = (101, 101)
 CLEAN = render_stamp([TRUTH], PSF, SHAPE)
 SIGMA = noise_sigma_for_snr(CLEAN, 100.0)

@@ -25,7 +25,7 @@ def test_required_half_size_of_a_gaussian():
 
 @pytest.mark.parametrize("n", [4.0, 6.0])
 def test_concentrated_large_galaxies_recover_n_on_the_default_stamp(n):
-    truth = GalaxyTruth(150.0, 150.0, 20000.0, n=n, reff=12.0, q=0.8, theta=0.4)
+    truth = GalaxyTruth(150.0, 150.0, 20000.0, n=n, reff=12.0, q=0.8, position_angle=0.4)
     shape = (301, 301)
     clean = render_stamp([truth], PSF, shape)
     sigma = noise_sigma_for_snr(clean, 1000.0)
@@ -58,7 +58,7 @@ def test_growth_is_bounded_by_the_footprint_with_footprint_only():
     from lsst.galmix.models.definitions import get_model
     from lsst.galmix.schema import FlagSet
 
-    truth = GalaxyTruth(100.0, 100.0, 20000.0, n=4.0, reff=8.0, q=0.8, theta=0.4)
+    truth = GalaxyTruth(100.0, 100.0, 20000.0, n=4.0, reff=8.0, q=0.8, position_angle=0.4)
     shape = (201, 201)
     clean = render_stamp([truth], PSF, shape)
     sigma = noise_sigma_for_snr(clean, 500.0)

@@ -17,7 +17,7 @@ EXPECTED_COLUMNS = (
     ["id", "ra", "dec", "x", "y"]
     + [f"flux_{b}" for b in "ugrizy"]
     + ["is_pointsource", "truth_type", "is_unique_truth_entry", "redshift"]
-    + ["bulge_reff", "disk_reff", "bulge_q", "disk_q", "bulge_theta", "disk_theta"]
+    + ["bulge_reff", "disk_reff", "bulge_q", "disk_q", "bulge_position_angle", "disk_position_angle"]
     + [f"bulge_frac_{b}" for b in "ugrizy"]
     + ["reff"]
 )
@@ -37,7 +37,7 @@ def test_columns_units_descriptions(truth):
     assert sorted(truth.colnames) == sorted(EXPECTED_COLUMNS)
     assert truth["flux_r"].unit == "nJy"
     assert truth["reff"].unit == "arcsec"
-    assert truth["bulge_theta"].unit == "deg"
+    assert truth["bulge_position_angle"].unit == "deg"
     assert all(truth[c].description for c in truth.colnames)
     assert truth["id"].dtype == np.int64
     assert len(np.unique(truth["id"])) == len(truth)
@@ -112,7 +112,7 @@ def test_single_component_reff_is_component_reff(truth):
 def _galsim_major_axis_hlr(row, band="r") -> float:
     """Half-light semi-major axis measured on a rendered image, for an independent check."""
     dominant = "bulge" if row["bulge_frac_r"] > 0.5 else "disk"
-    q, beta = row[f"{dominant}_q"], row[f"{dominant}_theta"] * galsim.degrees
+    q, beta = row[f"{dominant}_q"], row[f"{dominant}_position_angle"] * galsim.degrees
     profile = galaxy_profile(row, band)
     # Stretch the aperture ellipse into a circle, then measure the circular half-light radius.
     circular = profile.rotate(-beta).transform(1.0, 0.0, 0.0, 1.0 / q).rotate(beta)

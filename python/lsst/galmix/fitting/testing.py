@@ -33,10 +33,12 @@ __all__ = [
 
 @dataclass
 class GalaxyTruth:
-    """Parameters of a simulated source (``reff`` along the major axis, pixels; ``theta`` radians).
+    """Parameters of a simulated source.
 
-    ``bulge`` (optional) adds a de Vaucouleurs component of flux fraction ``bulge_frac`` and size
-    ``bulge_reff``; ``n = 0`` means a point source.
+    ``reff`` is the half-light radius along the major axis (pixels) and ``position_angle`` the angle of
+    the major axis (radians, counter-clockwise from +x). ``bulge_frac`` (optional) adds a de Vaucouleurs
+    component of that flux fraction and size ``bulge_reff``, sharing ``q`` and ``position_angle``;
+    ``n = 0`` means a point source.
     """
 
     x: float
@@ -45,7 +47,7 @@ class GalaxyTruth:
     n: float = 1.0
     reff: float = 3.0
     q: float = 1.0
-    theta: float = 0.0
+    position_angle: float = 0.0
     bulge_frac: float = 0.0
     bulge_reff: float = 1.5
 
@@ -61,20 +63,20 @@ def psf_kernel(psf: galsim.GSObject, size: int = 41) -> np.ndarray:
     return img / img.sum()
 
 
-def _sersic(n: float, reff: float, q: float, theta: float, flux: float) -> galsim.GSObject:
+def _sersic(n: float, reff: float, q: float, position_angle: float, flux: float) -> galsim.GSObject:
     # GalSim's half_light_radius is that of the round profile; shearing by q at fixed area puts the
     # major-axis half-light radius at hlr / sqrt(q).
     prof = galsim.Sersic(n=n, half_light_radius=reff * np.sqrt(q), flux=flux, trunc=0)
-    return prof.shear(q=q, beta=theta * galsim.radians)
+    return prof.shear(q=q, beta=position_angle * galsim.radians)
 
 
 def galsim_profile(t: GalaxyTruth) -> galsim.GSObject:
     """The (unconvolved) GalSim profile of a truth entry."""
     if t.n == 0:
         return galsim.DeltaFunction(flux=t.flux)
-    disk = _sersic(t.n, t.reff, t.q, t.theta, t.flux * (1 - t.bulge_frac))
+    disk = _sersic(t.n, t.reff, t.q, t.position_angle, t.flux * (1 - t.bulge_frac))
     if t.bulge_frac > 0:
-        return disk + _sersic(4.0, t.bulge_reff, t.q, t.theta, t.flux * t.bulge_frac)
+        return disk + _sersic(4.0, t.bulge_reff, t.q, t.position_angle, t.flux * t.bulge_frac)
     return disk
 
 

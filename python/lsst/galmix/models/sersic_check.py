@@ -52,11 +52,11 @@ class _EllipticalApertures:
     fraction of an ``oversample x oversample`` grid of sub-pixel points inside (pixels are treated as
     uniform squares; each point enters linearly over a radial width of 1/oversample)."""
 
-    def __init__(self, image: galsim.Image, q: float, theta: float, oversample: int = 8) -> None:
+    def __init__(self, image: galsim.Image, q: float, position_angle: float, oversample: int = 8) -> None:
         values = image.array
         ny, nx = values.shape
         y, x = np.mgrid[:ny, :nx]
-        self._c, self._s, self._q = np.cos(theta), np.sin(theta), q
+        self._c, self._s, self._q = np.cos(position_angle), np.sin(position_angle), q
         dx = (x + image.xmin - image.true_center.x).ravel()
         dy = (y + image.ymin - image.true_center.y).ravel()
         radius = self._radius(dx, dy)
@@ -87,7 +87,7 @@ class _EllipticalApertures:
 
 
 def measure_convolved(
-    image: galsim.Image, total_flux: float, q: float, theta: float, aperture: float
+    image: galsim.Image, total_flux: float, q: float, position_angle: float, aperture: float
 ) -> ConvolvedMeasurement:
     """Measure aperture flux and half-light semi-major axis from the elliptical curve of growth.
 
@@ -97,7 +97,7 @@ def measure_convolved(
         Image with the profile centred on ``image.true_center``.
     total_flux : float
         Total flux of the profile: the half-light radius encloses half of it.
-    q, theta : float
+    q, position_angle : float
         Axis ratio and position angle (radians, counter-clockwise from +x) of the apertures.
     aperture : float
         Semi-major axis (pixels) of the flux aperture.
@@ -108,7 +108,7 @@ def measure_convolved(
         Flux inside the aperture and the semi-major axis enclosing ``total_flux / 2`` (root of the
         curve of growth; pixels cut by an ellipse count by the fraction of their area inside).
     """
-    enclosed = _EllipticalApertures(image, q, theta)
+    enclosed = _EllipticalApertures(image, q, position_angle)
     half = 0.5 * total_flux
     hi = 1.0
     while enclosed(hi) < half:
@@ -122,7 +122,7 @@ def measure_profile(
     reff: float,
     psf: galsim.GSObject,
     q: float,
-    theta: float,
+    position_angle: float,
     aperture: float = 20.0,
     margin: float = 12.0,
 ) -> ConvolvedMeasurement:
@@ -138,7 +138,7 @@ def measure_profile(
         Half-light radius along the major axis, pixels.
     psf : `galsim.GSObject`
         PSF (pixel scale 1).
-    q, theta : float
+    q, position_angle : float
         Axis ratio and position angle (radians).
     aperture : float
         Semi-major axis of the flux aperture, in units of ``reff``.
@@ -150,12 +150,12 @@ def measure_profile(
     measurement : `ConvolvedMeasurement`
         Flux in the aperture and half-light semi-major axis of the drawn image.
     """
-    sheared = profile.shear(galsim.Shear(q=q, beta=theta * galsim.radians))
+    sheared = profile.shear(galsim.Shear(q=q, beta=position_angle * galsim.radians))
     half = int(np.ceil(aperture * reff + margin))
     image = galsim.Convolve(sheared, psf.withGSParams(_GSPARAMS), gsparams=_GSPARAMS).drawImage(
         nx=2 * half + 1, ny=2 * half + 1, scale=1.0
     )
-    return measure_convolved(image, 1.0, q, theta, aperture * reff)
+    return measure_convolved(image, 1.0, q, position_angle, aperture * reff)
 
 
 def exact_sersic(n: float, reff: float, q: float) -> galsim.GSObject:
@@ -175,7 +175,7 @@ def compare_to_galsim(
     reff: float,
     psf: galsim.GSObject,
     q: float = 0.6,
-    theta: float = 0.5,
+    position_angle: float = 0.5,
     aperture: float = 20.0,
     n_components: int = DEFAULT_N_COMPONENTS,
 ) -> tuple[ConvolvedMeasurement, ConvolvedMeasurement]:
@@ -185,7 +185,7 @@ def compare_to_galsim(
     ----------
     n : float
         Sersic index.
-    reff, psf, q, theta, aperture
+    reff, psf, q, position_angle, aperture
         As in `measure_profile` (``reff`` is that of the exact profile).
     n_components : int
         Number of Gaussians of the mixture (`sersic_mixture`).
@@ -197,6 +197,6 @@ def compare_to_galsim(
     """
     w, s, _, _ = sersic_mixture(n, n_components)
     return (
-        measure_profile(exact_sersic(n, reff, q), reff, psf, q, theta, aperture),
-        measure_profile(mixture_profile(w, s, reff, q), reff, psf, q, theta, aperture),
+        measure_profile(exact_sersic(n, reff, q), reff, psf, q, position_angle, aperture),
+        measure_profile(mixture_profile(w, s, reff, q), reff, psf, q, position_angle, aperture),
     )

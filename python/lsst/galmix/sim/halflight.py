@@ -1,7 +1,7 @@
 """Exact half-light radius of a sum of elliptical Sersic profiles.
 
 The light of a component of Sersic index ``n``, major-axis half-light radius ``r_e``, axis ratio ``q``
-enclosed by a circle of radius ``a`` is, with ``g(phi)^2 = cos^2(phi - theta) + sin^2(phi - theta)/q^2``,
+enclosed by a circle of radius ``a`` is, with ``g(phi)^2 = cos^2(phi - angle) + sin^2(phi - angle)/q^2``,
 
     F(<a) / F = 1 / (2 pi q) * integral dphi g(phi)^-2 P(2n, b_n (a g(phi) / r_e)^(1/n)),
 
@@ -26,26 +26,26 @@ _N_PHI = 128
 _MAX_ITERATIONS = 60
 
 
-def _stretched(reff: np.ndarray, q: np.ndarray, theta: np.ndarray, ap_q: np.ndarray, ap_theta: np.ndarray):
+def _stretched(reff: np.ndarray, q: np.ndarray, angle: np.ndarray, ap_q: np.ndarray, ap_angle: np.ndarray):
     """Shape of a component after the stretch that maps the aperture ellipse to a circle."""
     # Component shape matrix in the aperture frame, then stretch the aperture minor axis by 1/ap_q.
-    mxx, mxy, myy = covariance_terms(reff, q, theta - ap_theta)
+    mxx, mxy, myy = covariance_terms(reff, q, angle - ap_angle)
     myy = myy / ap_q**2
     mxy = mxy / ap_q
     half_trace = 0.5 * (mxx + myy)
     root = np.sqrt(0.25 * (mxx - myy) ** 2 + mxy**2)
     major = np.sqrt(half_trace + root)
     minor = np.sqrt(np.maximum(half_trace - root, 0.0))
-    new_theta = 0.5 * np.arctan2(2.0 * mxy, mxx - myy)
-    return major, minor / major, new_theta
+    new_angle = 0.5 * np.arctan2(2.0 * mxy, mxx - myy)
+    return major, minor / major, new_angle
 
 
 def _enclosed_fraction(
-    a: np.ndarray, n: float, reff: np.ndarray, q: np.ndarray, theta: np.ndarray
+    a: np.ndarray, n: float, reff: np.ndarray, q: np.ndarray, angle: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Enclosed light fraction within circles of radius ``a`` and its derivative d/d(ln a)."""
     phi = np.linspace(0.0, 2.0 * np.pi, _N_PHI, endpoint=False)
-    d = phi[None, :] - theta[:, None]
+    d = phi[None, :] - angle[:, None]
     g2 = np.cos(d) ** 2 + np.sin(d) ** 2 / q[:, None] ** 2
     x = sersic_b(n) * (a[:, None] * np.sqrt(g2) / reff[:, None]) ** (1.0 / n)
     fraction = np.mean(gammainc(2.0 * n, x) / g2, axis=1) / q
@@ -59,9 +59,9 @@ def composite_half_light_radius(
     indices: list[float],
     reffs: list[np.ndarray],
     qs: list[np.ndarray],
-    thetas: list[np.ndarray],
+    angles: list[np.ndarray],
     ap_q: np.ndarray,
-    ap_theta: np.ndarray,
+    ap_angle: np.ndarray,
 ) -> np.ndarray:
     """Return the semi-major axis of the elliptical aperture holding half the light of a composite.
 
@@ -75,9 +75,9 @@ def composite_half_light_radius(
         Per component, major-axis half-light radii (any consistent unit, > 0).
     qs
         Per component, axis ratios b/a.
-    thetas
+    angles
         Per component, position angles of the major axis, radians.
-    ap_q, ap_theta
+    ap_q, ap_angle
         Axis ratio and position angle (radians) of the aperture ellipses.
 
     Returns
@@ -86,14 +86,14 @@ def composite_half_light_radius(
         Semi-major axis of the half-light aperture, in the unit of ``reffs``.
     """
     ap_q = np.asarray(ap_q, dtype=float)
-    ap_theta = np.asarray(ap_theta, dtype=float)
+    ap_angle = np.asarray(ap_angle, dtype=float)
     total = sum(np.asarray(f, dtype=float) for f in fluxes)
     comps = []
-    for flux, n, reff, q, theta in zip(fluxes, indices, reffs, qs, thetas, strict=True):
-        major, q_new, theta_new = _stretched(
-            np.asarray(reff, float), np.asarray(q, float), np.asarray(theta, float), ap_q, ap_theta
+    for flux, n, reff, q, angle in zip(fluxes, indices, reffs, qs, angles, strict=True):
+        major, q_new, angle_new = _stretched(
+            np.asarray(reff, float), np.asarray(q, float), np.asarray(angle, float), ap_q, ap_angle
         )
-        comps.append((np.asarray(flux, float) / total, n, major, q_new, theta_new))
+        comps.append((np.asarray(flux, float) / total, n, major, q_new, angle_new))
     # The composite's half-light circle lies between the smallest minor and largest major axes of
     # the stretched components: every component encloses < 1/2 inside the first, > 1/2 outside the second.
     lo = np.log(np.min([major * q_new for _, _, major, q_new, _ in comps], axis=0) * 0.999)

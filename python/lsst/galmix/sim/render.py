@@ -87,8 +87,8 @@ def galaxy_profile(row, band: str) -> galsim.GSObject:
     bulge_frac = row[f"bulge_frac_{band}"]
     parts = []
     for cls, frac, (reff, q, pa) in (
-        (galsim.DeVaucouleurs, bulge_frac, (row["bulge_reff"], row["bulge_q"], row["bulge_theta"])),
-        (galsim.Exponential, 1.0 - bulge_frac, (row["disk_reff"], row["disk_q"], row["disk_theta"])),
+        (galsim.DeVaucouleurs, bulge_frac, (row["bulge_reff"], row["bulge_q"], row["bulge_position_angle"])),
+        (galsim.Exponential, 1.0 - bulge_frac, (row["disk_reff"], row["disk_q"], row["disk_position_angle"])),
     ):
         if frac <= 0:
             continue

@@ -39,8 +39,8 @@ TRUTH_COLUMNS: dict[str, tuple[str, str | None, str]] = {
     "disk_reff": ("float64", "arcsec", "Disk (exponential) half-light radius, major axis."),
     "bulge_q": ("float64", None, "Bulge axis ratio b/a."),
     "disk_q": ("float64", None, "Disk axis ratio b/a."),
-    "bulge_theta": ("float64", "deg", "Bulge position angle, counter-clockwise from +x."),
-    "disk_theta": ("float64", "deg", "Disk position angle, counter-clockwise from +x."),
+    "bulge_position_angle": ("float64", "deg", "Bulge major-axis position angle, counter-clockwise from +x."),
+    "disk_position_angle": ("float64", "deg", "Disk major-axis position angle, counter-clockwise from +x."),
     "bulge_frac_{band}": ("float64", None, "Bulge fraction of the band-{band} flux."),
     "reff": (
         "float64",
@@ -100,8 +100,8 @@ def _galaxies(rng: np.random.Generator, mag_r: np.ndarray, x: np.ndarray, y: np.
     cos_i = rng.uniform(size=n)
     disk_q = np.sqrt(cos_i**2 * (1 - 0.2**2) + 0.2**2)
     bulge_q = rng.uniform(0.6, 1.0, size=n)
-    disk_theta = rng.uniform(0.0, 180.0, size=n)
-    bulge_theta = np.mod(disk_theta + rng.normal(0.0, 10.0, size=n), 180.0)
+    disk_pa = rng.uniform(0.0, 180.0, size=n)
+    bulge_pa = np.mod(disk_pa + rng.normal(0.0, 10.0, size=n), 180.0)
     flux_r = mag_to_flux(mag_r)
     zc = np.minimum(z, 1.2)
     cols: dict[str, np.ndarray] = {}
@@ -117,7 +117,7 @@ def _galaxies(rng: np.random.Generator, mag_r: np.ndarray, x: np.ndarray, y: np.
         cols[f"bulge_frac_{band}"] = bulge / (bulge + disk)
     dominant_bulge = bf_r > 0.5
     ap_q = np.where(dominant_bulge, bulge_q, disk_q)
-    ap_theta = np.radians(np.where(dominant_bulge, bulge_theta, disk_theta))
+    ap_pa = np.radians(np.where(dominant_bulge, bulge_pa, disk_pa))
     # A single-component galaxy's half-light ellipse is its own: only composites need the integral.
     reff = np.where(dominant_bulge, bulge_reff, disk_reff)
     both = (bf_r > 0) & (bf_r < 1)
@@ -126,9 +126,9 @@ def _galaxies(rng: np.random.Generator, mag_r: np.ndarray, x: np.ndarray, y: np.
         [4.0, 1.0],
         [bulge_reff[both], disk_reff[both]],
         [bulge_q[both], disk_q[both]],
-        [np.radians(bulge_theta[both]), np.radians(disk_theta[both])],
+        [np.radians(bulge_pa[both]), np.radians(disk_pa[both])],
         ap_q[both],
-        ap_theta[both],
+        ap_pa[both],
     )
     cols.update(
         x=x,
@@ -138,8 +138,8 @@ def _galaxies(rng: np.random.Generator, mag_r: np.ndarray, x: np.ndarray, y: np.
         disk_reff=disk_reff,
         bulge_q=bulge_q,
         disk_q=disk_q,
-        bulge_theta=bulge_theta,
-        disk_theta=disk_theta,
+        bulge_position_angle=bulge_pa,
+        disk_position_angle=disk_pa,
         reff=reff,
         truth_type=np.full(n, GALAXY),
     )
@@ -156,22 +156,10 @@ def _stars(rng: np.random.Generator, mag_r: np.ndarray, x: np.ndarray, y: np.nda
     zy = 0.25 * ri + 0.02 * rng.normal(size=n)
     rel = {"u": ug + gr, "g": gr, "r": 0.0 * gr, "i": -ri, "z": -ri - iz, "y": -ri - iz - zy}
     cols: dict[str, np.ndarray] = {f"flux_{b}": mag_to_flux(mag_r + rel[b]) for b in BANDS}
+    # Stars have no structure: NaN in every bulge and disk column.
     nan = np.full(n, np.nan)
-    for b in BANDS:
-        cols[f"bulge_frac_{b}"] = nan
-    cols.update(
-        x=x,
-        y=y,
-        redshift=np.zeros(n),
-        bulge_reff=nan,
-        disk_reff=nan,
-        bulge_q=nan,
-        disk_q=nan,
-        bulge_theta=nan,
-        disk_theta=nan,
-        reff=np.zeros(n),
-        truth_type=np.full(n, STAR),
-    )
+    cols.update({t.format(band=b): nan for t in TRUTH_COLUMNS if t.startswith(("bulge_", "disk_")) for b in BANDS})
+    cols.update(x=x, y=y, redshift=np.zeros(n), reff=np.zeros(n), truth_type=np.full(n, STAR))
     return cols
 
 
