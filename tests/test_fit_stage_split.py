@@ -13,6 +13,7 @@ from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, psf_kernel
 from lsst.galmix.fitting.timing import StageTimer, stage
+from lsst.galmix.tools.report import OVERHEAD_STAGES, format_timings, stage_seconds, task_timings
 from lsst.pipe.base import Pipeline
 from lsst.pipe.base.simple_pipeline_executor import SimplePipelineExecutor
 
@@ -101,3 +102,15 @@ def test_quantum_split_covers_the_quantum(ci_repo, ci_detect_collection, caplog)
     assert len(lines) == 1
     assert f"to {n} objects" in lines[0] and "objects per CPU s" in lines[0]
     assert all(f"{s} " in lines[0] for s in ("io", "engine", "stamps", "write"))
+    # The StageTimer is the fit task's only timer, and the run report reads it.
+    assert not {"fitSeconds", "prepareSeconds", "objectFitSeconds"} & set(own)
+    timing = task_timings(reader, "galmix/stage_split")
+    fit = timing[label]
+    assert fit.n_quanta == 1 and fit.n_objects == n
+    assert fit.stages.cpu == pytest.approx(stages)
+    wall = stage_seconds(own, "Wall")
+    assert fit.work == pytest.approx(sum(v for s, v in wall.items() if s not in OVERHEAD_STAGES))
+    assert 0 < fit.work < sum(wall.values())
+    # A task without a StageTimer (the PSF fit) still reports its own science seconds.
+    assert not timing["fitCoaddPsf"].stages.cpu and timing["fitCoaddPsf"].work > 0
+    assert f"{label} CPU by stage: {fit.stages.summary()}" in format_timings(timing)

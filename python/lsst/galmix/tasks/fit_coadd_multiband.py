@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -238,7 +237,6 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
             with self._timed(StageTimer()):
                 return self.run(coadds, objects, footprints, psfFits)
         cfg = self.config
-        t0 = time.perf_counter()
         images, psfs = {}, {}
         origin, projection, pixel_to_sky, pixel_scale = None, None, None, 0.2
         for band in cfg.bands:
@@ -268,19 +266,14 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
                 footprints = None
         fit_config = cfg.fit.copy()
         fit_config.pixel_scale = pixel_scale
-        t1 = time.perf_counter()
         table = fit_patch(
             images, origin, objects, footprints, psfs, cfg.modelName,
             config=fit_config, pixel_to_sky=pixel_to_sky, bands=list(cfg.bands), timer=timer,
         )
-        t2 = time.perf_counter()
         flag = summary_flag_column(cfg.modelName)
         n_flag = int(np.sum(table[flag])) if flag in table.colnames else 0
         self.metadata["nObjects"] = len(table)
         self.metadata["nFlagged"] = n_flag
-        self.metadata["prepareSeconds"] = t1 - t0
-        self.metadata["fitSeconds"] = t2 - t1
-        self.metadata["objectFitSeconds"] = float(table.meta.get("galmix_object_seconds", float("nan")))
         self.metadata["nBands"] = sum(v is not None for v in images.values())
         return pipeBase.Struct(outputTable=table)
 

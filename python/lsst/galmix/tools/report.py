@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from lsst.daf.butler import Butler
 
-__all__ = ["TaskTiming", "format_metrics_summary", "format_timings", "task_timings"]
+from ..fitting.timing import StageTimer
+
+__all__ = [
+    "OVERHEAD_STAGES",
+    "TaskTiming",
+    "format_metrics_summary",
+    "format_timings",
+    "stage_seconds",
+    "task_timings",
+]
+
+
+OVERHEAD_STAGES = ("io", "task")
+"""Stages of a task's `lsst.galmix.fitting.timing.StageTimer` that are not its science step (Butler I/O, the
+task's own glue)."""
 
 
 @dataclass
@@ -26,9 +40,14 @@ class TaskTiming:
     cpu : `float`
         Sum of CPU seconds over the same interval.
     work : `float`
-        Sum of the seconds the task reports for its own science step (``fitSeconds``); 0 if none.
+        Sum of the wall seconds of the task's science step: the stages of its StageTimer other than
+        `OVERHEAD_STAGES` (metadata ``<stage>WallSeconds``), or ``fitSeconds`` for a task without one;
+        0 if neither.
     n_objects : `int`
         Sum of ``nObjects`` reported by the task; 0 if none.
+    stages : `lsst.galmix.fitting.timing.StageTimer`
+        Sum over quanta of the CPU and wall seconds per stage of the task's StageTimer (metadata
+        ``<stage>CpuSeconds``, ``<stage>WallSeconds``); empty for a task without one.
     """
 
     label: str
@@ -37,6 +56,7 @@ class TaskTiming:
     cpu: float = 0.0
     work: float = 0.0
     n_objects: int = 0
+    stages: StageTimer = field(default_factory=StageTimer)
 
     @property
     def overhead(self) -> float:
@@ -46,6 +66,22 @@ class TaskTiming:
 
 def _first(value):
     return value[0] if isinstance(value, list) else value
+
+
+def stage_seconds(metadata: dict, kind: str = "Cpu") -> dict[str, float]:
+    """Seconds per stage from a task's own metadata (``<stage>CpuSeconds`` or ``<stage>WallSeconds``, as
+    written by `lsst.galmix.fitting.timing.StageTimer.as_dict`; not their total ``stage<kind>Seconds``).
+
+    Parameters
+    ----------
+    metadata : `dict`
+        The task's section of a ``<label>_metadata`` dataset (values may be one-element lists).
+    kind : `str`
+        ``"Cpu"`` or ``"Wall"``.
+    """
+    suffix = f"{kind}Seconds"
+    return {k.removesuffix(suffix): float(_first(v)) for k, v in metadata.items()
+            if k.endswith(suffix) and k != f"stage{suffix}"}
 
 
 def task_timings(butler: Butler, collection: str) -> dict[str, TaskTiming]:
@@ -81,13 +117,19 @@ def task_timings(butler: Butler, collection: str) -> dict[str, TaskTiming]:
             ).total_seconds()
             t.cpu += float(_first(q["endCpuTime"])) - float(_first(q["prepCpuTime"]))
             own = md.get(label, {})
-            t.work += float(_first(own.get("fitSeconds", 0.0)) or 0.0)
+            quantum = StageTimer()
+            quantum.cpu, quantum.wall = stage_seconds(own, "Cpu"), stage_seconds(own, "Wall")
+            if quantum.wall:
+                t.work += sum(v for name, v in quantum.wall.items() if name not in OVERHEAD_STAGES)
+                t.stages.add(quantum)
+            else:
+                t.work += float(_first(own.get("fitSeconds", 0.0)) or 0.0)
             t.n_objects += int(_first(own.get("nObjects", 0)) or 0)
     return dict(out)
 
 
 def format_timings(timings: dict[str, TaskTiming]) -> str:
-    """Text table of task timings.
+    """Text table of task timings, then the CPU split by stage of the tasks with a StageTimer.
 
     Objects per wall-clock second and per CPU second (= per core, quanta run one at a time) are given
     for tasks that report ``nObjects``.
@@ -104,6 +146,9 @@ def format_timings(timings: dict[str, TaskTiming]) -> str:
             f"{t.label:34s} {t.n_quanta:6d} {t.wall:8.2f} {t.cpu:8.2f} {t.work:8.2f} {t.n_objects:8d} "
             f"{rate} {cpu_rate}"
         )
+    for t in sorted(timings.values(), key=lambda t: t.label):
+        if t.stages.total_cpu > 0:
+            lines.append(f"{t.label} CPU by stage: {t.stages.summary()}")
     return "\n".join(lines)
 
 
