@@ -10,9 +10,9 @@ from lsst.galmix.fitting.blend import BandImage
 from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.optimize import BandInput, SceneFit, SourceSpec
 from lsst.galmix.fitting.patch import fit_patch
-from lsst.galmix.fitting.plausibility import centroid_moved, flag_implausible_rows, flux_excess
+from lsst.galmix.fitting.plausibility import centroid_moved, flux_excess, implausible_flags
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.source import Prepared, split_result, write_row
+from lsst.galmix.fitting.source import Prepared, split_result, write_flags, write_row
 from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, psf_kernel
 from lsst.galmix.models.definitions import get_model
 from lsst.galmix.schema import SOURCE_FLAGS, FlagSet, empty_columns, source_columns
@@ -45,6 +45,8 @@ def _synthetic(scene, ln_reff: float, flux: float) -> tuple[dict, Prepared]:
     (out,) = split_result(prep, res)
     table = empty_columns(source_columns(SERSIC, ["r"]), 1)
     write_row(table, 0, out, ["r"], 0.2, None)
+    write_flags(table, SERSIC.name, np.array([out.flags.mask]))
+    assert prep.flags[0].mask == 0  # the fit's flags are the outcome's, not the preparation's
     return table, prep
 
 
@@ -139,8 +141,10 @@ def _flag(table, model, objects, images, footprints=None, resolved=(True, False)
     bands = list(images)
     band_images = [BandImage(*images[b], ORIGIN) for b in bands]
     labels = np.zeros(len(objects), int) if footprints is None else np.arange(1, len(objects) + 1)
-    return flag_implausible_rows(table, m, bands, xy, np.full(len(objects), 2.5), np.array(resolved), labels,
-                                 band_images, footprints, 0.01)
+    masks = implausible_flags(table, m, bands, xy, np.full(len(objects), 2.5), np.array(resolved), labels,
+                              band_images, footprints, 0.01)
+    write_flags(table, m.name, masks)
+    return int(np.count_nonzero(masks))
 
 
 def test_fit_that_took_the_neighbour_is_flagged(star_and_faint_galaxy):

@@ -379,8 +379,6 @@ def _grow_stamps(
             new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box or _prep_box(prep), theta0=theta0,
                                owners=owners, sky=sky)
             if new is not None:
-                # The refit gets copies of the flags: they replace the first fit's only if it is kept.
-                new.flags = [FlagSet(mask=f.mask) for f in new.flags]
                 todo.append((k, new))
         if not todo:
             break
@@ -390,10 +388,6 @@ def _grow_stamps(
             if any(o.flags.fatal for o in outs) and not any(o.flags.fatal for o in old):
                 continue
             changed.add(k)
-            for o, obj in zip(outs, groups[k][0]):
-                obj.flags.mask = o.flags.mask
-                o.flags = obj.flags
-            new.flags = [obj.flags for obj in groups[k][0]]
             current[k] = (new, list(outs))
     return current
 

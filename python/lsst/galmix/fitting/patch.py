@@ -3,10 +3,10 @@
 A short driver over the stages of `lsst.galmix.fitting.stages`: plan the groups
 (`lsst.galmix.fitting.plan`), get each object's inputs, then per batch of groups prepare stamps, solve in
 one engine batch and refine (stamp growth, residual sources); blends fitted in blocks with their
-neighbours subtracted; finally write one row per object with its flags merged once, and check the rows'
-plausibility. Every input object gets exactly one output row. A failure while fitting one group (an
-isolated object or a blend) or one batch flags those rows (``exception``) and is logged; it never stops
-the patch. The stage times go to a `lsst.galmix.fitting.timing.StageTimer`.
+neighbours subtracted; finally write one row per object, check the rows' plausibility and write each
+row's flags (input, fit and plausibility stages) merged once. Every input object gets exactly one output
+row. A failure while fitting one group (an isolated object or a blend) or one batch flags those rows
+(``exception``) and is logged; it never stops the patch. The stage times go to a `lsst.galmix.fitting.timing.StageTimer`.
 
 The linear algebra of a patch's fits is on small matrices (Fisher matrices of 10-60 parameters), which
 `fit_patch` runs with one BLAS thread: a threaded LAPACK call on them costs far more than it computes
@@ -28,10 +28,10 @@ from ..schema import PASSTHROUGH_COLUMNS, columns_to_table, empty_columns, flag_
 from .blend import BandImage, ObjectInput
 from .config import SourceFitConfig
 from .plan import plan_patch
-from .plausibility import RESOLVED_RATIO, flag_implausible_rows
+from .plausibility import RESOLVED_RATIO, implausible_flags
 from .psf import PsfSpec
-from .source import PixelToSky, SourceOutcome
-from .stages import GroupFit, fit_blocks, fit_groups, merged_mask, object_inputs, write_rows
+from .source import PixelToSky, SourceOutcome, write_flags
+from .stages import GroupFit, fit_blocks, fit_groups, object_inputs, write_rows
 from .timing import StageTimer, active_timer, stage
 
 __all__ = ["BATCH_OBJECTS", "ImageTriple", "fit_patch"]
@@ -89,27 +89,29 @@ def _write_table(m: ModelDef, bands: Sequence[str], cfg: SourceFitConfig, object
                  inputs: Mapping[int, ObjectInput], input_mask: np.ndarray, fits: Sequence[GroupFit],
                  images: Sequence[BandImage | None], footprints: np.ndarray | None,
                  pixel_to_sky: PixelToSky | None) -> Table:
-    """One row per object (outcome, or catalogue position and flags), then the plausibility checks."""
+    """One row per object (outcome, or catalogue position), its plausibility, then its flags: those of
+    the input stage, of its group's fit and of the plausibility checks, merged and written once."""
     n = len(objects)
-    outcome: dict[int, SourceOutcome | None] = {i: None for i in range(n)}
+    outcomes: list[SourceOutcome | None] = [None] * n
+    fit_mask = np.zeros(n, dtype=np.int64)
     for f in fits:
-        for i, out in zip(f.rows, f.outcomes or [None] * len(f.rows)):
-            outcome[i] = out
+        for i, out, mask in zip(f.rows, f.outcomes or [None] * len(f.rows), f.flag_masks()):
+            outcomes[i], fit_mask[i] = out, mask
     col_defs = source_columns(m, bands)
     table = empty_columns(col_defs, n)
     for col in PASSTHROUGH_COLUMNS:
         if col.name in objects.colnames:
             table[col.name] = np.asarray(objects[col.name]).astype(col.dtype)
-    write_rows(table, m, bands, cfg, xy, [(i, inputs.get(i), outcome[i], merged_mask(input_mask[i], inputs.get(i),
-                                                                                   outcome[i])) for i in range(n)],
-               pixel_to_sky)
+    write_rows(table, m, bands, cfg, xy, outcomes, pixel_to_sky)
     sigmas = np.array([_sigma(inputs.get(i)) for i in range(n)])
     labels = np.array([inputs[i].label if i in inputs else 0 for i in range(n)])
     resolved = np.array([_resolved(inputs.get(i)) for i in range(n)])
-    n_bad = flag_implausible_rows(table, m, bands, xy, sigmas, resolved, labels, images, footprints,
-                                  cfg.settings.reff_bounds[0])
+    implausible = implausible_flags(table, m, bands, xy, sigmas, resolved, labels, images, footprints,
+                                    cfg.settings.reff_bounds[0])
+    n_bad = int(np.count_nonzero(implausible))
     if n_bad:
         _log.warning("%d of %d fits left their object (centroid_moved, flux_excess or shape_collapsed)", n_bad, n)
+    write_flags(table, m.name, np.asarray(input_mask, dtype=np.int64) | fit_mask | implausible)
     return columns_to_table(col_defs, table)
 
 

@@ -3,8 +3,9 @@
 A fit can converge to a solution that belongs to something else: its centre walks onto a brighter
 neighbour, whose flux it then reports; or its shape collapses to a line or a point that no data can
 support. These checks compare each fitted row with what the data say about that object alone (its
-detection position and the pixels of its own footprint or aperture) and set fatal flags
-(``centroid_moved``, ``flux_excess``, ``shape_collapsed``; `lsst.galmix.schema.flags`).
+detection position and the pixels of its own footprint or aperture) and return fatal flags
+(``centroid_moved``, ``flux_excess``, ``shape_collapsed``; `lsst.galmix.schema.flags`) for the rows' flag
+masks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from scipy.ndimage import find_objects
 from scipy.spatial import cKDTree
 
 from ..models.definitions import ModelDef
-from ..schema import flag_column, flux_column, param_column, summary_flag_column
+from ..schema import flag_bit, flux_column, param_column
 from .blend import BandImage
 
 __all__ = [
@@ -29,8 +30,8 @@ __all__ = [
     "aperture",
     "aperture_sums",
     "centroid_moved",
-    "flag_implausible_rows",
     "flux_excess",
+    "implausible_flags",
     "shape_collapsed",
 ]
 
@@ -187,7 +188,7 @@ def shape_collapsed(q: Sequence[float], reff: Sequence[float], resolved: bool, r
                                                                        & (reffs <= 1.05 * reff_min)))
 
 
-def flag_implausible_rows(
+def implausible_flags(
     table: dict[str, np.ndarray],
     model: ModelDef,
     bands: Sequence[str],
@@ -198,14 +199,13 @@ def flag_implausible_rows(
     images: Sequence[BandImage | None],
     footprints: np.ndarray | None,
     reff_min: float,
-) -> int:
-    """Set ``centroid_moved``, ``flux_excess`` and ``shape_collapsed`` (and the summary flag) in the rows
-    of a patch table.
+) -> np.ndarray:
+    """The flags ``centroid_moved``, ``flux_excess`` and ``shape_collapsed`` of the rows of a patch table.
 
     Parameters
     ----------
     table : `dict` [`str`, `numpy.ndarray`]
-        Columns of the patch table (`lsst.galmix.schema.source_columns`), updated in place.
+        Columns of the patch table (`lsst.galmix.schema.source_columns`) with the fitted values written.
     model : `ModelDef`
         The fitted model.
     bands : sequence of `str`
@@ -227,18 +227,18 @@ def flag_implausible_rows(
 
     Returns
     -------
-    n_flagged : `int`
-        Rows given at least one of the three flags.
+    masks : `numpy.ndarray`
+        ``(n,)`` flag mask (`lsst.galmix.schema.FlagSet` bits) per row; 0 where the fit is plausible.
     """
     shaped = [c for c in model.components if c.has_shape]
     placed = np.flatnonzero(np.isfinite(detections).all(axis=1))
     present = [im for im in images if im is not None]
+    masks = np.zeros(len(detections), dtype=np.int64)
     if len(placed) == 0:
-        return 0
+        return masks
     tree = cKDTree(detections[placed])
     boxes = find_objects(footprints) if footprints is not None else []
-    n_flagged = 0
-    for k, i in enumerate(placed):
+    for i in placed:
         found: list[str] = []
         det = (float(detections[i, 0]), float(detections[i, 1]))
         fitted = (float(table[param_column(model, "x")][i]), float(table[param_column(model, "y")][i]))
@@ -267,8 +267,5 @@ def flag_implausible_rows(
                     found.append("flux_excess")
                     break
         for flag in found:
-            table[flag_column(model, flag)][i] = True
-        if found:
-            table[summary_flag_column(model)][i] = True
-            n_flagged += 1
-    return n_flagged
+            masks[i] |= flag_bit(flag)
+    return masks

@@ -170,14 +170,12 @@ def residual_peaks(
 def add_residual_sources(
     prep: Prepared, outcomes: Sequence[SourceOutcome], peaks: Sequence[tuple[float, float]]
 ) -> Prepared:
-    """The group's fit with a point source added at each peak, starting from the first fit.
-
-    The group's own flags are copied, so the first fit's flags survive if the refit is rejected.
-    """
+    """The group's fit with a point source added at each peak, starting from the first fit (with the
+    group's preparation flags; the fit's outcomes get their own)."""
     point = get_model(RESIDUAL_MODEL)
     specs = list(prep.specs) + [SourceSpec(point, p) for p in peaks]
     theta0 = np.concatenate([o.theta for o in outcomes] + [np.array(p, float) for p in peaks])
-    flags = [FlagSet(mask=f.mask) for f in prep.flags] + [FlagSet() for _ in peaks]
+    flags = list(prep.flags) + [FlagSet() for _ in peaks]
     return Prepared(specs, theta0, prep.bands, flags, sky=prep.sky, sky_plane=prep.sky_plane)
 
 
@@ -230,9 +228,7 @@ def refit_with_residual_sources(
                      for o in refit[len(first):])
         if merged or any(o.flags.fatal for o in mine) or not mine[0].chi2 <= first[0].chi2:
             continue
-        for o_new, o_old in zip(mine, first):
-            o_old.flags.mask = o_new.flags.mask
-            o_new.flags = o_old.flags
-            o_new.n_residual = n_extra
+        for o in mine:
+            o.n_residual = n_extra
         out[g] = mine
     return out

@@ -18,8 +18,10 @@ from ..models.definitions import ModelDef
 from ..models.ellipse import q_pa_from_eta, shape_covariance
 from ..models.psf_mixture import PsfMixture
 from ..schema import (
+    SOURCE_FLAGS,
     FlagSet,
     error_column,
+    flag_bit,
     flag_column,
     flux_column,
     param_column,
@@ -151,7 +153,8 @@ class Prepared:
     bands : `list` [`BandInput` or `None`]
         Inputs per band.
     flags : `list` [`FlagSet`]
-        Flags per source (updated with the fit's outcome).
+        Preparation flags per source (data quality of the stamps, missing bands, failed moments). The
+        fit does not change them: each `SourceOutcome` gets its own `FlagSet`, these and the fit's.
     sky : `bool`
         Fit a flat sky level per band jointly with the sources.
     sky_plane : `bool`
@@ -256,7 +259,8 @@ class SourceOutcome:
 
 
 def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
-    """Split a (joint) fit result per source and set the fit-outcome flags.
+    """Split a (joint) fit result per source with its flags: the source's preparation flags
+    (``prep.flags``, left unchanged) and the fit-outcome flags, in a new `FlagSet` per source.
 
     Parameters
     ----------
@@ -276,7 +280,8 @@ def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
     size = float(np.hypot(x_hi - x_lo, y_hi - y_lo))
     out = []
     a = c = 0
-    for s, (spec, fl) in enumerate(zip(specs, prep.flags)):
+    for s, (spec, prep_flags) in enumerate(zip(specs, prep.flags)):
+        fl = FlagSet(mask=prep_flags.mask)
         th = res.theta[a : a + spec.n_theta]
         # A fit that ran away (centre off its pixels, size far beyond them) is not a measurement.
         ran_away = False
@@ -447,7 +452,10 @@ def write_row(
     pixel_scale: float,
     pixel_to_sky: PixelToSky | None,
 ) -> None:
-    """Write one source's outcome into a ``galmix_<Model>_patch`` table row.
+    """Write the values of one source's outcome into a ``galmix_<Model>_patch`` table row.
+
+    The flag columns are not written here: a row's flags come from several stages (inputs, fit,
+    plausibility) and are written once, merged, by `write_flags`.
 
     Parameters
     ----------
@@ -532,11 +540,25 @@ def write_row(
     table[param_column(m, "n_iter")][row] = outcome.n_iter
     table[param_column(m, "n_eval_jac")][row] = outcome.n_iter
     table[param_column(m, "n_residual_sources")][row] = outcome.n_residual
-    write_flags(table, row, m.name, outcome.flags)
 
 
-def write_flags(table: Table | dict[str, np.ndarray], row: int, model_name: str, flags: FlagSet) -> None:
-    """Set the flag columns of a row (the summary flag from the fatal flags)."""
-    for fname in flags.names():
-        table[flag_column(model_name, fname)][row] = True
-    table[summary_flag_column(model_name)][row] = flags.fatal
+def write_flags(table: Table | dict[str, np.ndarray], model_name: str, masks: np.ndarray) -> None:
+    """Set the flag columns of every row from its flag mask (`FlagSet` bits), and the summary flag where a
+    fatal flag is set. Flags are only set, never cleared.
+
+    Parameters
+    ----------
+    table : `astropy.table.Table` or `dict` [`str`, `numpy.ndarray`]
+        Table (or its columns) with the flag columns of ``model_name``.
+    model_name : `str`
+        The fitted model.
+    masks : `numpy.ndarray`
+        One integer mask per row of the table.
+    """
+    masks = np.asarray(masks, dtype=np.int64)
+    fatal = np.zeros(len(masks), dtype=bool)
+    for flag in SOURCE_FLAGS:
+        on = (masks & flag_bit(flag.name)) != 0
+        table[flag_column(model_name, flag.name)][on] = True
+        fatal |= on & flag.fatal
+    table[summary_flag_column(model_name)][fatal] = True

@@ -2,10 +2,13 @@
 rows.
 
 `fit_patch` (`lsst.galmix.fitting.patch`) drives them over the groups of a `PatchPlan`. Each stage
-records its time under its name in the active `lsst.galmix.fitting.timing.StageTimer`. Flags: the
-input stage returns a flag mask per row (PSF problems, missing bands); the fit stages keep the fit's
-flags on the outcomes (or, for objects that were not fitted, on their `ObjectInput`); `merged_mask`
-joins them once per row when the row is written.
+records its time under its name in the active `lsst.galmix.fitting.timing.StageTimer`. Flags: each
+stage gives its own, and they are merged once per row when the row is written (`write_flags`). The
+input stage returns a flag mask per row (PSF problems, missing bands); the preparation of a group sets
+its objects' flags (`ObjectInput.flags`: stamp data quality, missing bands, failed moments, failures);
+every fit returns outcomes with flags of their own (the preparation's and the fit's), so a refit that
+is rejected leaves the kept fit's flags as they were; `GroupFit.flag_masks` joins a group's;
+the plausibility checks (`lsst.galmix.fitting.plausibility.implausible_flags`) return theirs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -39,7 +42,6 @@ from .source import (
     SourceOutcome,
     extra_starts,
     solve,
-    write_flags,
     write_row,
 )
 from .timing import stage
@@ -48,7 +50,6 @@ __all__ = [
     "GroupFit",
     "fit_blocks",
     "fit_groups",
-    "merged_mask",
     "object_inputs",
     "prepare_groups",
     "refine_groups",
@@ -122,14 +123,15 @@ class GroupFit:
     rows : `list` [`int`]
         Table rows of the group's objects.
     objs : `list` [`ObjectInput`]
-        Their inputs (``flags``: preparation flags of objects that get no outcome).
+        Their inputs (``flags``: the preparation flags of the objects, and ``exception`` for failures).
     starts : `list` [`Prepared`]
         The prepared fits (starting points) of the group; empty when it has nothing to fit (flags say
         why). Isolated objects of multimodal models have several; the best fit is kept.
     prep : `Prepared` or `None`
         The inputs of the kept fit.
     outcomes : `list` [`SourceOutcome` or `None`] or `None`
-        One per object after `solve_groups`; `None` when the group failed (``exception``).
+        One per object after `solve_groups`, each with the flags of its fit; `None` when the group failed
+        (``exception``).
     """
 
     rows: list[int]
@@ -142,6 +144,11 @@ class GroupFit:
     def failed(self) -> bool:
         """Whether the group raised (its rows get ``exception``)."""
         return self.outcomes is None and "exception" in self.objs[0].flags
+
+    def flag_masks(self) -> list[int]:
+        """Per object, the flags of this group's stages: its preparation flags and its fit's."""
+        outcomes = self.outcomes or [None] * len(self.objs)
+        return [o.flags.mask | (0 if out is None else out.flags.mask) for o, out in zip(self.objs, outcomes)]
 
 
 def _fail(fit: GroupFit, what: str) -> None:
@@ -176,8 +183,7 @@ def prepare_groups(
                 if prep is not None:
                     fit.starts.append(prep)
                     if len(fit.objs) == 1:
-                        flags = fit.objs[0].flags
-                        fit.starts += [Prepared(prep.specs, alt, prep.bands, [FlagSet(mask=flags.mask)])
+                        fit.starts += [Prepared(prep.specs, alt, prep.bands, prep.flags)
                                        for alt in extra_starts(model, prep.theta0.copy())]
             except Exception:  # noqa: BLE001 - one bad group must not stop the batch
                 _fail(fit, "Preparing the fit")
@@ -188,8 +194,7 @@ def prepare_groups(
 def solve_groups(fits: Sequence[GroupFit], cfg: SourceFitConfig) -> None:
     """Run every start of every group in one engine batch and keep each group's best fit.
 
-    The best start is the one without a fatal flag and with the lowest chi-square; its flags become the
-    group's (the object's `FlagSet` takes its mask, as the refinement starts from them).
+    The best start is the one without a fatal flag and with the lowest chi-square.
     """
     with stage("solve"):
         done = iter(solve([p for f in fits for p in f.starts], cfg.settings, cfg.n_threads))
@@ -202,9 +207,6 @@ def solve_groups(fits: Sequence[GroupFit], cfg: SourceFitConfig) -> None:
             k = min(range(len(results)), key=lambda i: (results[i][0].flags.fatal, results[i][0].chi2
                                                         if np.isfinite(results[i][0].chi2) else np.inf))
             f.prep, f.outcomes = f.starts[k], list(results[k])
-            for o, out in zip(f.objs, results[k]):
-                o.flags.mask = out.flags.mask
-                out.flags = o.flags
 
 
 def refine_groups(model: ModelDef, fits: Sequence[GroupFit], images: Sequence[BandImage | None],
@@ -261,56 +263,42 @@ def fit_blocks(
         return [run(g) for g in groups]
 
 
-def merged_mask(input_mask: int, obj: ObjectInput | None, outcome: SourceOutcome | None) -> int:
-    """A row's flags: the input stage's, and the fit's (its outcome's, else the object's preparation
-    flags)."""
-    if outcome is not None:
-        return int(input_mask) | outcome.flags.mask
-    return int(input_mask) | (0 if obj is None else obj.flags.mask)
-
-
 def write_rows(
     table: dict[str, np.ndarray],
     model: ModelDef,
     bands: Sequence[str],
     cfg: SourceFitConfig,
     xy: np.ndarray,
-    results: Sequence[tuple[int, ObjectInput | None, SourceOutcome | None, int]],
+    outcomes: Sequence[SourceOutcome | None],
     pixel_to_sky: PixelToSky | None,
 ) -> None:
-    """Write one row per result ``(row, input, outcome or None, flag mask)``.
+    """Write the values of one row per object (``outcomes[i]``: row ``i``'s fit, or `None`).
 
     Rows without an outcome keep the catalogue position; sky coordinates of all rows come from one call of
-    ``pixel_to_sky`` (with the local Jacobian for the errors of fitted centres).
+    ``pixel_to_sky`` (with the local Jacobian for the errors of fitted centres). The flag columns are
+    written once, merged, by `lsst.galmix.fitting.source.write_flags`.
     """
-    name = model.name
     cx, cy = param_column(model, "x"), param_column(model, "y")
     cra, cdec = param_column(model, "ra"), param_column(model, "dec")
-    n = len(results)
-    x, y = np.full(n, np.nan), np.full(n, np.nan)
+    n = len(outcomes)
     xy_cov = np.full((n, 2, 2), np.nan)
-    for k, (i, _, out, mask) in enumerate(results):
-        flags = FlagSet(mask=mask)
+    for i, out in enumerate(outcomes):
         if out is None:
-            x[k], y[k] = xy[i]
-            table[cx][i], table[cy][i] = x[k], y[k]
-            write_flags(table, i, name, flags)
+            table[cx][i], table[cy][i] = xy[i]
             continue
-        write_row(table, i, replace(out, flags=flags), bands, cfg.pixel_scale, None)
-        x[k], y[k] = table[cx][i], table[cy][i]
+        write_row(table, i, out, bands, cfg.pixel_scale, None)
         if model.free_centroid:
-            xy_cov[k] = out.theta_cov[:2, :2]
+            xy_cov[i] = out.theta_cov[:2, :2]
     if pixel_to_sky is None or n == 0:
         return
+    x, y = np.asarray(table[cx][:n], float), np.asarray(table[cy][:n], float)
     ra, dec = pixel_to_sky(np.concatenate([x, x + 1.0, x]), np.concatenate([y, y, y + 1.0]))
     ra, dec = np.ravel(ra).astype(float).reshape(3, n), np.ravel(dec).astype(float).reshape(3, n)
     dra = (ra[1:] - ra[0] + 180.0) % 360.0 - 180.0
     jac = np.stack([dra.T, (dec[1:] - dec[0]).T], axis=1)  # (n, 2 sky, 2 pixel)
     with np.errstate(invalid="ignore"):
         var = np.einsum("nij,njk,nik->ni", jac, xy_cov, jac)
-    rows = np.array([i for i, _, _, _ in results])
-    table[cra][rows], table[cdec][rows] = ra[0], dec[0]
-    fitted = np.array([out is not None for _, _, out, _ in results])
-    table[error_column(cra)][rows[fitted]] = np.sqrt(var[fitted, 0])
-    table[error_column(cdec)][rows[fitted]] = np.sqrt(var[fitted, 1])
-
+    table[cra][:n], table[cdec][:n] = ra[0], dec[0]
+    fitted = np.array([out is not None for out in outcomes])
+    table[error_column(cra)][fitted] = np.sqrt(var[fitted, 0])
+    table[error_column(cdec)][fitted] = np.sqrt(var[fitted, 1])
