@@ -9,7 +9,14 @@ import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
 from ..analysis.metrics import MatchedSpec, compute_metrics, make_plots, plot_names
-from ..connections import MODEL_TEMPLATE_DEFAULT, apply_model_template
+from ..connections import (
+    MATCH_TEMPLATES,
+    MATCHED,
+    MODEL_TEMPLATE_DEFAULT,
+    TRACT_DIMENSIONS,
+    apply_model_template,
+    table,
+)
 from ..models.definitions import get_model
 
 __all__ = ["AnalyzeMatchedConfig", "AnalyzeMatchedConnections", "AnalyzeMatchedTask"]
@@ -17,26 +24,17 @@ __all__ = ["AnalyzeMatchedConfig", "AnalyzeMatchedConnections", "AnalyzeMatchedT
 
 class AnalyzeMatchedConnections(
     pipeBase.PipelineTaskConnections,
-    dimensions=("skymap", "tract"),
-    defaultTemplates={
-        "refName": "truth_summary",
-        "targetName": "objectTable_tract_galmix",
-        "model": MODEL_TEMPLATE_DEFAULT,
-    },
+    dimensions=TRACT_DIMENSIONS,
+    defaultTemplates={**MATCH_TEMPLATES, "model": MODEL_TEMPLATE_DEFAULT},
 ):
     """Plot outputs ``plot_<name>`` -> ``galmix_<model>_<name>_Plot`` are added in ``__init__``."""
 
-    matched = cT.Input(
-        doc="Matched table",
-        name="matched_{refName}_{targetName}",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
+    matched = table(cT.Input, "Matched table", MATCHED)
     metrics = cT.Output(
         doc="Binned and summary statistics of the matched table",
         name="galmix_{model}_matchedMetrics",
         storageClass="StructuredDataDict",
-        dimensions=("skymap", "tract"),
+        dimensions=TRACT_DIMENSIONS,
     )
 
     def __init__(self, *, config: AnalyzeMatchedConfig):
@@ -48,7 +46,7 @@ class AnalyzeMatchedConnections(
                     doc=f"Plot {name}",
                     name=f"galmix_{{model}}_{name}_Plot",
                     storageClass="Plot",
-                    dimensions=("skymap", "tract"),
+                    dimensions=TRACT_DIMENSIONS,
                 ),
             )
         apply_model_template(self, config.analysis.model)

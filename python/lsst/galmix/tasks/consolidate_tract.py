@@ -10,34 +10,23 @@ import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
 from ..analysis.catalogs import add_identity_columns, consolidate_models, resolve_duplicates
+from ..connections import PATCH_DIMENSIONS, TRACT_DIMENSIONS, table
 from ..schema import param_column
 
 __all__ = ["ConsolidateTractConfig", "ConsolidateTractConnections", "ConsolidateTractTask"]
 
 
-class ConsolidateTractConnections(pipeBase.PipelineTaskConnections, dimensions=("skymap", "tract")):
+class ConsolidateTractConnections(pipeBase.PipelineTaskConnections, dimensions=TRACT_DIMENSIONS):
     """One input connection per configured model is added in ``__init__`` (``inputTable_<model>``)."""
 
-    objectTable = cT.Output(
-        doc="Per-tract table of all objects and all models, with patch and isPrimary",
-        name="objectTable_tract_galmix",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
+    objectTable = table(cT.Output, "Per-tract table of all objects and all models, with patch and isPrimary",
+                        "objectTable_tract_galmix")
 
     def __init__(self, *, config: ConsolidateTractConfig):
         for model in config.models:
-            setattr(
-                self,
-                f"inputTable_{model}",
-                cT.Input(
-                    doc=f"Per-patch fit table of model {model}",
-                    name=config.inputTemplate.format(model=model),
-                    storageClass="ArrowAstropy",
-                    dimensions=("skymap", "tract", "patch"),
-                    multiple=True,
-                ),
-            )
+            setattr(self, f"inputTable_{model}", table(cT.Input, f"Per-patch fit table of model {model}",
+                                                       config.inputTemplate.format(model=model), PATCH_DIMENSIONS,
+                                                       multiple=True))
 
 
 class ConsolidateTractConfig(pipeBase.PipelineTaskConfig, pipelineConnections=ConsolidateTractConnections):

@@ -14,36 +14,24 @@ import lsst.pipe.base as pipeBase
 from lsst.daf.butler import DeferredDatasetHandle
 from lsst.pipe.base import connectionTypes as cT
 
+from .. import connections
 from ..detection.coadds import NoCoaddError, patch_images_from_coadds
 from ..detection.detect import DetectionConfig, detect_patch
 from ..messages import exception_line
 
 
 class DetectCoaddSourcesConnections(
-    pipeBase.PipelineTaskConnections, dimensions=("skymap", "tract", "patch")
+    pipeBase.PipelineTaskConnections,
+    dimensions=connections.PATCH_DIMENSIONS,
+    defaultTemplates={"coaddName": "deep_coadd_cell"},
 ):
     """Connections: all bands' cell coadds of a patch in, object table and footprint labels out."""
 
-    coadds = cT.Input(
-        doc="Cell-based coadds of the patch, one per band.",
-        name="deep_coadd_cell",
-        storageClass="CellCoadd",
-        dimensions=("skymap", "tract", "patch", "band"),
-        multiple=True,
-        deferLoad=True,
-    )
-    objects = cT.Output(
-        doc="One row per deblended source (galmix_objects columns, doc/conventions.rst).",
-        name="galmix_objects",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
-    )
-    footprints = cT.Output(
-        doc="int32 label image of the patch: 0 = no object, else the owning object's footprintLabel.",
-        name="galmix_footprints",
-        storageClass="NumpyArray",
-        dimensions=("skymap", "tract", "patch"),
-    )
+    coadds = connections.coadds("Cell-based coadds of the patch, one per band.")
+    objects = connections.objects(cT.Output, "One row per deblended source (galmix_objects columns, "
+                                  "doc/conventions.rst).")
+    footprints = connections.footprints(cT.Output, "int32 label image of the patch: 0 = no object, else the "
+                                        "owning object's footprintLabel.")
 
 
 class DetectCoaddSourcesConfig(

@@ -9,42 +9,16 @@ import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
 from ..analysis.catalogs import build_matched_table
+from ..connections import MATCH_REF, MATCH_TARGET, MATCHED, MatchedConnections, table
 
 __all__ = ["DiffMatchedConfig", "DiffMatchedConnections", "DiffMatchedTask"]
 
 
-class DiffMatchedConnections(
-    pipeBase.PipelineTaskConnections,
-    dimensions=("skymap", "tract"),
-    defaultTemplates={"refName": "truth_summary", "targetName": "objectTable_tract_galmix"},
-):
-    reference = cT.Input(
-        doc="Reference catalogue", name="{refName}", storageClass="ArrowAstropy", dimensions=("skymap", "tract")
-    )
-    target = cT.Input(
-        doc="Measured object table",
-        name="{targetName}",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
-    matchRef = cT.Input(
-        doc="Reference-side match table",
-        name="match_ref_{refName}_{targetName}",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
-    matchTarget = cT.Input(
-        doc="Object-side match table",
-        name="match_target_{refName}_{targetName}",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
-    matched = cT.Output(
-        doc="Matched pairs plus unmatched candidates: object columns, refcat_ columns, match distance",
-        name="matched_{refName}_{targetName}",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
+class DiffMatchedConnections(MatchedConnections):
+    matchRef = table(cT.Input, "Reference-side match table", MATCH_REF)
+    matchTarget = table(cT.Input, "Object-side match table", MATCH_TARGET)
+    matched = table(cT.Output, "Matched pairs plus unmatched candidates: object columns, refcat_ columns, match "
+                    "distance", MATCHED)
 
 
 class DiffMatchedConfig(pipeBase.PipelineTaskConfig, pipelineConnections=DiffMatchedConnections):

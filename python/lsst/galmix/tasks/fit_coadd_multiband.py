@@ -13,7 +13,7 @@ import lsst.pipe.base as pipeBase
 from lsst.daf.butler import DeferredDatasetHandle
 from lsst.pipe.base import connectionTypes as cT
 
-from ..connections import MODEL_TEMPLATE_DEFAULT, apply_model_template
+from .. import connections
 from ..fitting.config import SourceFitConfig
 from ..fitting.patch import fit_patch
 from ..fitting.timing import StageTimer, active_timer, stage
@@ -30,56 +30,25 @@ __all__ = [
 
 class FitCoaddMultibandConnections(
     pipeBase.PipelineTaskConnections,
-    dimensions=("skymap", "tract", "patch"),
-    defaultTemplates={"coaddName": "deep_coadd_cell", "model": MODEL_TEMPLATE_DEFAULT},
+    dimensions=connections.PATCH_DIMENSIONS,
+    defaultTemplates={"coaddName": "deep_coadd_cell", "model": connections.MODEL_TEMPLATE_DEFAULT},
 ):
-    coadds = cT.Input(
-        doc="Cell coadds of all bands (read one band at a time)",
-        name="{coaddName}",
-        storageClass="CellCoadd",
-        dimensions=("skymap", "tract", "patch", "band"),
-        multiple=True,
-        deferLoad=True,
-    )
-    objects = cT.Input(
-        doc="Detected (deblended) objects",
-        name="galmix_objects",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
-    )
-    footprints = cT.Input(
-        doc="Label image: which object owns each pixel",
-        name="galmix_footprints",
-        storageClass="NumpyArray",
-        dimensions=("skymap", "tract", "patch"),
-    )
-    psfFits = cT.Input(
-        doc="PSF mixtures of all bands",
-        name="galmix_psf_fits",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch", "band"),
-        multiple=True,
-    )
-    outputTable = cT.Output(
-        doc="One row per object: fluxes in all bands, shape, centroid, flags, timings",
-        name="galmix_{model}_patch",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
-    )
+    coadds = connections.coadds("Cell coadds of all bands (read one band at a time)")
+    objects = connections.objects(cT.Input, "Detected (deblended) objects")
+    footprints = connections.footprints(cT.Input, "Label image: which object owns each pixel")
+    psfFits = connections.psf_fits(cT.Input, "PSF mixtures of all bands", multiple=True)
+    outputTable = connections.table(cT.Output, "One row per object: fluxes in all bands, shape, centroid, flags",
+                                    "galmix_{model}_patch", connections.PATCH_DIMENSIONS)
 
     def __init__(self, *, config: FitCoaddMultibandConfig):
         if not config.usePsfFits:
             del self.psfFits
         if config.inputCatalog == "upstream":
-            self.objects = cT.Input(
-                doc="Upstream object catalogue of the patch (Rubin column names)",
-                name=config.upstreamCatalog,
-                storageClass="ArrowAstropy",
-                dimensions=("skymap", "tract", "patch"),
-            )
+            self.objects = connections.table(cT.Input, "Upstream object catalogue of the patch (Rubin column "
+                                             "names)", config.upstreamCatalog, connections.PATCH_DIMENSIONS)
             if not config.upstreamFootprints:
                 del self.footprints
-        apply_model_template(self, config.modelName)
+        connections.apply_model_template(self, config.modelName)
 
 
 class FitCoaddMultibandConfig(pipeBase.PipelineTaskConfig, pipelineConnections=FitCoaddMultibandConnections):

@@ -11,6 +11,7 @@ import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
+from .. import connections
 from ..fitting.config import PsfFitConfig
 from ..fitting.psf import fit_psf_images_table
 from ..messages import exception_line
@@ -20,27 +21,17 @@ __all__ = ["FitCoaddPsfConfig", "FitCoaddPsfConnections", "FitCoaddPsfTask"]
 
 class FitCoaddPsfConnections(
     pipeBase.PipelineTaskConnections,
-    dimensions=("skymap", "tract", "patch", "band"),
+    dimensions=connections.PATCH_BAND_DIMENSIONS,
     defaultTemplates={"coaddName": "deep_coadd_cell"},
 ):
     psf = cT.Input(
         doc="PSF of the cell coadd (one kernel image per cell)",
         name="{coaddName}.psf",
         storageClass="CellPointSpreadFunction",
-        dimensions=("skymap", "tract", "patch", "band"),
+        dimensions=connections.PATCH_BAND_DIMENSIONS,
     )
-    objects = cT.Input(
-        doc="Detected objects (only read when fitting at object positions)",
-        name="galmix_objects",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch"),
-    )
-    psfFits = cT.Output(
-        doc="PSF mixture per cell (or per object)",
-        name="galmix_psf_fits",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract", "patch", "band"),
-    )
+    objects = connections.objects(cT.Input, "Detected objects (only read when fitting at object positions)")
+    psfFits = connections.psf_fits(cT.Output, "PSF mixture per cell (or per object)")
 
     def __init__(self, *, config: FitCoaddPsfConfig):
         if config.mode == "cell":

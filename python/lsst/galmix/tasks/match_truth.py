@@ -12,6 +12,7 @@ from lsst.pipe.base import connectionTypes as cT
 from ..analysis.catalogs import column_values, in_primary_area, match_tables, pixel_scale_arcsec
 from ..analysis.matching import match_probabilistic
 from ..analysis.stats import flux_to_mag
+from ..connections import MATCH_REF, MATCH_TARGET, MatchedConnections, table
 from ..schema import error_column, flux_column, param_column
 
 __all__ = ["MatchTruthConfig", "MatchTruthConnections", "MatchTruthTask"]
@@ -25,35 +26,9 @@ def _stack(table: Table, names: list[str]) -> np.ndarray:
     return out
 
 
-class MatchTruthConnections(
-    pipeBase.PipelineTaskConnections,
-    dimensions=("skymap", "tract"),
-    defaultTemplates={"refName": "truth_summary", "targetName": "objectTable_tract_galmix"},
-):
-    reference = cT.Input(
-        doc="Reference catalogue (DC2-like truth_summary)",
-        name="{refName}",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
-    target = cT.Input(
-        doc="Measured object table",
-        name="{targetName}",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
-    matchRef = cT.Output(
-        doc="Match table row-aligned with the reference catalogue",
-        name="match_ref_{refName}_{targetName}",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
-    matchTarget = cT.Output(
-        doc="Match table row-aligned with the object table",
-        name="match_target_{refName}_{targetName}",
-        storageClass="ArrowAstropy",
-        dimensions=("skymap", "tract"),
-    )
+class MatchTruthConnections(MatchedConnections):
+    matchRef = table(cT.Output, "Match table row-aligned with the reference catalogue", MATCH_REF)
+    matchTarget = table(cT.Output, "Match table row-aligned with the object table", MATCH_TARGET)
 
 
 class MatchTruthConfig(pipeBase.PipelineTaskConfig, pipelineConnections=MatchTruthConnections):
