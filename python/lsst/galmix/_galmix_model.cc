@@ -78,6 +78,15 @@ std::vector<double> toVector(DArray const& a_, const char* what = "parameters") 
     return std::vector<double>(a.data(), a.data() + a.size());
 }
 
+// One band's PSF-convolved mixture at `params` (with its sparse parameter derivatives when `withDerivs`),
+// as the engine builds it: the bindings that expose it for tests read it through here.
+BandMixture bandMixtureAt(Scene const& s, DArray const& params, int band, py::object const& psf, bool withDerivs) {
+    checkBandIndex(s, band);
+    BandMixture bm;
+    s.bandMixture(toVector(params), band, psfList(psf), {}, withDerivs, bm);
+    return bm;
+}
+
 std::vector<char> toMask(std::optional<py::array_t<bool, py::array::c_style | py::array::forcecast>> const& m) {
     std::vector<char> out;
     if (m) {
@@ -271,10 +280,7 @@ void bindModel(py::module_& m) {
             .def(
                     "gaussians",
                     [](Scene const& s, DArray params, int band, py::object psf) {
-                        checkBandIndex(s, band);
-                        BandMixture bm;
-                        s.bandMixture(toVector(params), band, psfList(psf), {}, false, bm);
-                        return mixtureToArray(bm.mixture);
+                        return mixtureToArray(bandMixtureAt(s, params, band, psf, false).mixture);
                     },
                     py::arg("params"), py::arg("band"), py::arg("psf"),
                     "The PSF-convolved (G, 6) mixture of one band (source, component, profile Gaussian, PSF "
@@ -282,9 +288,7 @@ void bindModel(py::module_& m) {
             .def(
                     "gaussian_derivatives",
                     [](Scene const& s, DArray params, int band, py::object psf) {
-                        checkBandIndex(s, band);
-                        BandMixture bm;
-                        s.bandMixture(toVector(params), band, psfList(psf), {}, true, bm);
+                        BandMixture bm = bandMixtureAt(s, params, band, psf, true);
                         py::array_t<double> out({static_cast<py::ssize_t>(bm.mixture.size()), py::ssize_t(6),
                                                  static_cast<py::ssize_t>(s.nParams())});
                         std::fill(out.mutable_data(), out.mutable_data() + out.size(), 0.0);

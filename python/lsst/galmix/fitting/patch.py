@@ -77,7 +77,7 @@ def _fit_batches(model: ModelDef, groups: Sequence[list[int]], batch: int, input
             fits = fit_groups(model, part, inputs, images, footprints, cfg)
         except Exception:  # noqa: BLE001 - the batch itself failed: flag its objects, keep the others
             _log.warning("Fit of objects %s failed", [ids[i] for g in part for i in g], exc_info=True)
-            fits = [GroupFit(list(g), [inputs[i] for i in g], []) for g in part]
+            fits = [GroupFit.of(g, inputs) for g in part]
             for f in fits:
                 for o in f.objs:
                     o.flags.set("exception")

@@ -140,6 +140,11 @@ class GroupFit:
     prep: Prepared | None = None
     outcomes: list[SourceOutcome | None] | None = None
 
+    @classmethod
+    def of(cls, rows: Sequence[int], inputs: Mapping[int, ObjectInput]) -> GroupFit:
+        """The group of table rows ``rows`` with their inputs, before any stage."""
+        return cls(list(rows), [inputs[i] for i in rows], [])
+
     @property
     def failed(self) -> bool:
         """Whether the group raised (its rows get ``exception``)."""
@@ -175,7 +180,7 @@ def prepare_groups(
     out = []
     with stage("stamps"):
         for rows in groups:
-            fit = GroupFit(list(rows), [inputs[i] for i in rows], [])
+            fit = GroupFit.of(rows, inputs)
             try:
                 for o in fit.objs:
                     _measure(o, fit.objs if len(fit.objs) > 1 else [], images, footprints, cfg)
@@ -249,7 +254,7 @@ def fit_blocks(
 
     def run(item: tuple[Sequence[int], Route]) -> GroupFit:
         rows, route = item
-        fit = GroupFit(list(rows), [inputs[i] for i in rows], [])
+        fit = GroupFit.of(rows, inputs)
         try:
             fit.outcomes = list(fit_objects(model, fit.objs, images, footprints, cfg, route))
         except Exception:  # noqa: BLE001 - one bad blend must not stop the patch
