@@ -5,10 +5,11 @@ rows.
 records its time under its name in the active `lsst.galmix.fitting.timing.StageTimer`. Flags: each
 stage gives its own, and they are merged once per row when the row is written (`write_flags`). The
 input stage returns a flag mask per row (PSF problems, missing bands); the preparation of a group sets
-its objects' flags (`ObjectInput.flags`: stamp data quality, missing bands, failed moments, failures);
-every fit returns outcomes with flags of their own (the preparation's and the fit's), so a refit that
-is rejected leaves the kept fit's flags as they were; `GroupFit.flag_masks` joins a group's;
-the plausibility checks (`lsst.galmix.fitting.plausibility.implausible_flags`) return theirs.
+its objects' flags (`ObjectInput.flags`: stamp data quality of every stamp the object was prepared on,
+refits included, missing bands, failed moments, failures); every fit returns outcomes with flags of
+their own (the preparation's and the fit's), so a refit that is not kept leaves the kept fit's as they
+were; `GroupFit.flag_masks` joins a group's; the plausibility checks
+(`lsst.galmix.fitting.plausibility.implausible_flags`) return theirs.
 """
 
 from __future__ import annotations
