@@ -225,20 +225,32 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
                                PreparedImage const& image, NormalEquations& out) {
     int P = out.nParams;
     auto gs = prepareMixture(mixture);
-    // Group derivatives by Gaussian, merging repeated (gaussian, column) pairs.
-    std::vector<std::vector<GaussianDeriv>> byG(gs.size());
+    // Group derivatives by Gaussian (a counting sort into one array: this runs for every band of every
+    // evaluation), merging repeated (gaussian, column) pairs.
+    std::size_t nG = gs.size();
+    std::vector<int> start(nG + 1, 0);
     for (auto const& d : derivs) {
-        if (d.gaussian < 0 || d.gaussian >= static_cast<int>(gs.size())) {
+        if (d.gaussian < 0 || d.gaussian >= static_cast<int>(nG)) {
             throw InputError("derivative refers to a Gaussian that does not exist");
         }
         if (d.column < 0 || d.column >= P) continue;
         for (double v : d.d) {
             if (!std::isfinite(v)) throw InputError("non-finite Gaussian derivative");
         }
-        auto& lst = byG[d.gaussian];
-        auto it = std::find_if(lst.begin(), lst.end(), [&](GaussianDeriv const& o) { return o.column == d.column; });
-        if (it == lst.end()) {
-            lst.push_back(d);
+        ++start[d.gaussian + 1];
+    }
+    for (std::size_t g = 0; g < nG; ++g) start[g + 1] += start[g];
+    std::vector<GaussianDeriv> grouped(start[nG]);
+    std::vector<int> count(nG, 0);
+    for (auto const& d : derivs) {
+        if (d.column < 0 || d.column >= P) continue;
+        int g = d.gaussian;
+        GaussianDeriv* first = grouped.data() + start[g];
+        GaussianDeriv* end = first + count[g];
+        GaussianDeriv* it = std::find_if(first, end, [&](GaussianDeriv const& o) { return o.column == d.column; });
+        if (it == end) {
+            *end = d;
+            ++count[g];
         } else {
             for (int k = 0; k < 6; ++k) it->d[k] += d.d[k];
         }
@@ -246,20 +258,33 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     // Each Gaussian's derivatives ordered by kind (flux, centre, shape, general): the kernel loops over each
     // kind without a per-derivative branch.
     std::vector<DPre> ds;
-    for (std::size_t g = 0; g < gs.size(); ++g) {
+    ds.reserve(grouped.size());
+    DPre pres[64];
+    std::vector<DPre> spill;
+    for (std::size_t g = 0; g < nG; ++g) {
+        GaussianDeriv const* first = grouped.data() + start[g];
+        int nd = count[g];
+        DPre* pre = pres;
+        if (nd > 64) {
+            spill.resize(nd);
+            pre = spill.data();
+        }
+        int kept = 0;
+        for (int i = 0; i < nd; ++i) {
+            auto const& d = first[i];
+            bool zero = std::all_of(d.d.begin(), d.d.end(), [](double v) { return v == 0.0; });
+            if (!zero) pre[kept++] = precomputeDeriv(gs[g], d, d.column);
+        }
         gs[g].dBegin = static_cast<int>(ds.size());
         for (int kind = 0; kind < 4; ++kind) {
             int before = static_cast<int>(ds.size());
-            for (auto const& d : byG[g]) {
-                bool zero = std::all_of(d.d.begin(), d.d.end(), [](double v) { return v == 0.0; });
-                if (zero) continue;
-                DPre pre = precomputeDeriv(gs[g], d, d.column);
-                if (pre.kind == kind) ds.push_back(pre);
+            for (int i = 0; i < kept; ++i) {
+                if (pre[i].kind == kind) ds.push_back(pre[i]);
             }
-            int count = static_cast<int>(ds.size()) - before;
-            if (kind == 0) gs[g].nFlux = count;
-            if (kind == 1) gs[g].nCentre = count;
-            if (kind == 2) gs[g].nShape = count;
+            int n = static_cast<int>(ds.size()) - before;
+            if (kind == 0) gs[g].nFlux = n;
+            if (kind == 1) gs[g].nCentre = n;
+            if (kind == 2) gs[g].nShape = n;
         }
         gs[g].dEnd = static_cast<int>(ds.size());
     }

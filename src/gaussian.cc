@@ -70,31 +70,34 @@ EllipseForm toEllipse(Gaussian const& g) {
 }
 
 std::string gaussianProblem(Gaussian const& g) {
-    std::ostringstream os;
     bool finite = std::isfinite(g.flux) && std::isfinite(g.x) && std::isfinite(g.y) && std::isfinite(g.xx) &&
                   std::isfinite(g.xy) && std::isfinite(g.yy);
     if (!finite) return "has non-finite values";
-    os << "(xx=" << g.xx << ", xy=" << g.xy << ", yy=" << g.yy << ")";
-    std::string cov = os.str();
+    // Called for every model Gaussian of every evaluation: the message is formatted only on failure.
+    auto cov = [&g]() {
+        std::ostringstream os;
+        os << "(xx=" << g.xx << ", xy=" << g.xy << ", yy=" << g.yy << ")";
+        return os.str();
+    };
     double det = g.xx * g.yy - g.xy * g.xy;
     if (!(g.xx > 0.0 && g.yy > 0.0 && det > 0.0)) {
         if (std::isinf(det) || std::isnan(det)) {
-            return "has a covariance whose determinant xx*yy - xy^2 overflows double precision " + cov;
+            return "has a covariance whose determinant xx*yy - xy^2 overflows double precision " + cov();
         }
-        return "has a covariance that is not positive definite " + cov;
+        return "has a covariance that is not positive definite " + cov();
     }
     if (!std::isfinite(det)) {
-        return "has a covariance whose determinant xx*yy - xy^2 overflows double precision " + cov;
+        return "has a covariance whose determinant xx*yy - xy^2 overflows double precision " + cov();
     }
     // Relative resolution of det: below ~64 ulp of xx*yy the subtraction has lost all its digits.
     if (det < DBL_MIN || det < 64.0 * DBL_EPSILON * (g.xx * g.yy)) {
         std::ostringstream d;
         d << "has a covariance too close to singular to evaluate (determinant " << det
-          << " is lost to rounding) " << cov;
+          << " is lost to rounding) " << cov();
         return d.str();
     }
     if (!(std::isfinite(g.xx / det) && std::isfinite(g.yy / det) && std::isfinite(g.xy / det))) {
-        return "has a covariance whose inverse overflows double precision " + cov;
+        return "has a covariance whose inverse overflows double precision " + cov();
     }
     return {};
 }

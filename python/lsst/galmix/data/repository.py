@@ -75,7 +75,7 @@ def check_bands(bands: str | list[str]) -> list[str]:
 
 def _seed_config() -> Config:
     with importlib.resources.as_file(
-        importlib.resources.files("lsst.galmix.configs").joinpath("butler-seed.yaml")
+        importlib.resources.files("lsst.galmix").joinpath("config", "butler-seed.yaml")
     ) as path:
         return Config(str(path))
 

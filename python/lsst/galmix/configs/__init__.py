@@ -1,1 +1,0 @@
-"""galmix configs."""
