@@ -511,10 +511,9 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
     boxes overlap them subtracted, rendered on those stamps only.
 
     The first sweep fits the children one at a time, brightest first (`_brightness_layers`): each with its
-    brighter neighbours' fitted models subtracted and the pixels of the fainter ones, not fitted yet, left
-    out (their footprints, or the pixels nearer to them than to the child). A faint child fitted next to
-    bright neighbours' starting models took their misfit light into huge wings (n = 6, r_e 8 times its
-    own, 3.5 times its flux), from which the sweeps took many more to recover.
+    brighter neighbours' fitted models subtracted (and its fainter ones' starting models). A faint child
+    fitted next to bright neighbours' starting models took their misfit light into huge wings (n = 6, r_e
+    8 times its own, 3.5 times its flux), from which the sweeps took many more to recover.
 
     The later sweeps fit blocks of at most ``size`` spatially compact children, alternating between two
     partitions so that no pair of neighbours stays split by a block boundary; within a sweep, blocks are
@@ -584,20 +583,13 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
                     continue
                 start, stop = bx[k]
                 members = [objs[i] for i in block]
-                # Siblings not fitted yet (first sweep) hold only their starting models: their pixels (their
-                # footprints, or without footprints the pixels nearer to them than to the block) are left
-                # out rather than their starting models subtracted.
-                unfitted = [j for j in near[k] if current[j] is None]
-                fitted = [j for j in near[k] if current[j] is not None]
-                keep = [o.label for o in members] + [labels[j] for j in range(n) if j not in unfitted]
-                owners = members + [objs[j] for j in unfitted] if unfitted else ()
-                sub = [None if im is None else _siblings_image(objs, models, fitted, b, im, start, stop, units, render)
+                sub = [None if im is None else _siblings_image(objs, models, near[k], b, im, start, stop, units, render)
                        for b, im in enumerate(images)]
                 before = [cast(SourceOutcome, models[i]) for i in block]
                 crowd = members + [objs[j] for j in near[k]]
-                prep = _prepare_set(model, members, images, footprints, keep, cfg, subtract=sub, box=(start, stop),
-                                    theta0=np.concatenate([b.theta for b in before]), owners=owners, crowd=crowd,
-                                    sky=any(sky[i] for i in block))
+                prep = _prepare_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
+                                    subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
+                                    crowd=crowd, sky=any(sky[i] for i in block))
                 if prep is not None:
                     # The refit gets copies of the flags: they replace the earlier fit's only if it is kept.
                     prep.flags = [FlagSet(mask=f.mask) for f in prep.flags]
