@@ -513,7 +513,7 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
     The first sweep fits the children one at a time, brightest first (`_brightness_layers`): each with its
     brighter neighbours' fitted models subtracted (and its fainter ones' starting models). A faint child
     fitted next to bright neighbours' starting models took their misfit light into huge wings (n = 6, r_e
-    8 times its own, 3.5 times its flux), from which the sweeps took many more to recover.
+    8 times its own, 3.7 times its flux), from which the sweeps took many more to recover.
 
     The later sweeps fit blocks of at most ``size`` spatially compact children, alternating between two
     partitions so that no pair of neighbours stays split by a block boundary; within a sweep, blocks are
@@ -627,7 +627,7 @@ OVER_RELAXATION = 1.3
 """A block's refit moves its children's shapes and fluxes this many times the step from their previous
 models (`_relaxed`): the neighbours trade light through their wings along each child's flat index-size-flux
 valley, so plain sweeps converge by a factor of only ~0.68 per sweep (measured against the joint fit of all
-children; unchanged with 100 times tighter fit tolerances). The reported values are the block fits."""
+children; the same with fit tolerances 1000 times tighter). The reported values are the block fits."""
 
 
 def _relaxed(last: SourceOutcome, new: SourceOutcome, omega: float, settings: FitSettings) -> SourceOutcome:
