@@ -95,7 +95,8 @@ def test_block_colouring_separates_overlapping_blocks():
 
 def test_cost_per_child_does_not_grow_with_the_blend(monkeypatch):
     """Pixels fitted per child (summed over all passes, C++ batches counted by their stamps and sources)
-    stay flat from 8 to 36 children: every fit is on the stamps of a block and its neighbours."""
+    stay flat from 25 to 64 children: every fit is on the stamps of a block and its neighbours. (Smaller
+    blends cost less per child: fewer of their children have neighbours on every side.)"""
     from lsst.galmix.fitting import blend
 
     work = []
@@ -107,12 +108,12 @@ def test_cost_per_child_does_not_grow_with_the_blend(monkeypatch):
 
     monkeypatch.setattr(blend, "solve", counting)
     per_child = {}
-    for n in (8, 36):
+    for n in (25, 64):
         work.clear()
         img, objects, _ = make_blend(n, np.random.default_rng(n))
         fit_blend(img, objects)
         per_child[n] = sum(work) / n
-    assert per_child[36] < 1.5 * per_child[8], per_child
+    assert per_child[64] < 1.2 * per_child[25], per_child
 
 
 def test_centroid_bounds_follow_detection_psf_and_size():
@@ -182,3 +183,55 @@ def test_sibling_models_from_cached_unit_images():
     assert units.get(0, fits[0], 0)[1][0] is first
     moved = dataclasses.replace(fits[0], theta=fits[0].theta + np.r_[1.0, np.zeros(len(fits[0].theta) - 1)])
     assert units.get(0, moved, 0)[1][0] is not first
+
+
+@pytest.mark.parametrize("seed", [37, 38])
+def test_blocks_converge_to_the_joint_fit(seed):
+    """A 36-child blend in blocks of 5 gives the fluxes of the joint fit of all 36 (the same likelihood's
+    optimum), child by child, to a fraction of their errors: without bias and without children left in
+    the huge-wing state of a first fit against their neighbours' starting models (before the first sweep
+    went brightest first, such children stayed up to 20 sigma off after six sweeps, rms 1.2-3.4)."""
+    img, objects, _ = make_blend(36, np.random.default_rng(seed))
+    joint = fit_blend(img, objects, max_children=36)
+    blocks = fit_blend(img, objects)
+    assert blocks["sersic_too_many_children_flag"].all() and not joint["sersic_too_many_children_flag"].any()
+    shift = np.asarray((blocks["r_sersicFlux"] - joint["r_sersicFlux"]) / joint["r_sersicFluxErr"])
+    assert abs(np.median(shift)) < 0.1, np.median(shift)
+    assert np.sqrt(np.mean(shift**2)) < 0.5 and np.abs(shift).max() < 1.5, np.sort(np.abs(shift))[-5:]
+
+
+def test_first_sweep_fits_brighter_neighbours_first():
+    """Layers of the first sweep: a child comes after every brighter child reaching it, so no two children
+    that reach each other share a layer, and an isolated child is in the first."""
+    from lsst.galmix.fitting.blend import _brightness_layers
+
+    near = [[1, 2], [0, 2, 3], [0, 1], [1], []]
+    brightness = [5.0, 9.0, 1.0, 3.0, 0.5]
+    layer = _brightness_layers(near, brightness)
+    assert layer == [1, 0, 2, 1, 0]
+    for i, reaching in enumerate(near):
+        for j in reaching:
+            assert layer[i] != layer[j]
+            assert (layer[i] > layer[j]) == (brightness[i] < brightness[j])
+    # Equal brightness: the lower index first, still in different layers.
+    assert _brightness_layers([[1], [0]], [2.0, 2.0]) == [0, 1]
+
+
+def test_over_relaxed_model_extrapolates_shape_and_flux_within_bounds():
+    import dataclasses
+
+    from lsst.galmix.fitting.blend import _relaxed
+    from lsst.galmix.fitting.source import SourceOutcome
+    from lsst.galmix.schema import FlagSet
+
+    spec = SourceSpec(get_model("sersic"), (10.0, 10.0))
+    last = SourceOutcome(spec, np.array([10.0, 10.0, np.log(2.0), 0.1, 0.0, 5.0]), np.eye(6), np.array([[100.0]]),
+                         [np.eye(1)], 1.0, 100, 3, FlagSet())
+    new = dataclasses.replace(last, theta=np.array([10.4, 9.8, np.log(2.5), 0.2, 0.0, 5.9]),
+                              fluxes=np.array([[110.0]]))
+    out = _relaxed(last, new, 1.5, FitSettings())
+    np.testing.assert_allclose(out.theta[:2], new.theta[:2])  # the centre is the fit's
+    np.testing.assert_allclose(out.theta[2:5], last.theta[2:5] + 1.5 * (new.theta[2:5] - last.theta[2:5]))
+    assert out.theta[5] == FitSettings().n_bounds[1]  # 6.35 clipped to the upper bound
+    np.testing.assert_allclose(out.fluxes, [[115.0]])
+    assert out.theta is not new.theta and new.theta[5] == 5.9  # the fit itself is unchanged
