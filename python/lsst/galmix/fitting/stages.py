@@ -31,6 +31,7 @@ from .blend import (
     fit_objects,
 )
 from .config import PsfFitConfig, SourceFitConfig
+from .misfit import add_misfit_errors
 from .plan import Route
 from .psf import PsfSpec, psf_at
 from .source import (
@@ -289,13 +290,14 @@ def write_rows(
     n = len(results)
     x, y = np.full(n, np.nan), np.full(n, np.nan)
     xy_cov = np.full((n, 2, 2), np.nan)
-    for k, (i, _, out, mask) in enumerate(results):
+    for k, (i, obj, out, mask) in enumerate(results):
         flags = FlagSet(mask=mask)
         if out is None:
             x[k], y[k] = xy[i]
             table[cx][i], table[cy][i] = x[k], y[k]
             write_flags(table, i, name, flags)
             continue
+        out = add_misfit_errors(out, obj.psfs if obj is not None else None, cfg.misfit_flux_fraction)
         write_row(table, i, replace(out, flags=flags), bands, cfg.pixel_scale, None)
         x[k], y[k] = table[cx][i], table[cy][i]
         if model.free_centroid:
