@@ -233,6 +233,15 @@ class SourceFitConfig(pexConfig.Config):
         dtype=int,
         doc="Most residual sources per fitted group", default=3, min=0
     )
+    misfit_flux_fraction = pexConfig.RangeField(
+        dtype=float,
+        doc="Model-misfit flux error per unit resolution: each extended component's flux error in each band "
+        "gets fraction * R * |flux| added in quadrature, R = r_c^2 / (r_c^2 + r_psf^2) its resolution "
+        "(lsst.galmix.fitting.misfit; default measured on noiseless fits of bulge + disk galaxies with "
+        "colour gradients, doc/fitting.rst); 0 keeps the statistical errors",
+        default=0.02,
+        min=0.0,
+    )
     psf = pexConfig.ConfigField[PsfFitConfig](
         doc="Fits of PSFs supplied as kernel images (a callable per band, not a PSF-fit table)",
         dtype=PsfFitConfig,

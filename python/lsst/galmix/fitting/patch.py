@@ -102,7 +102,7 @@ def _write_table(m: ModelDef, bands: Sequence[str], cfg: SourceFitConfig, object
     for col in PASSTHROUGH_COLUMNS:
         if col.name in objects.colnames:
             table[col.name] = np.asarray(objects[col.name]).astype(col.dtype)
-    write_rows(table, m, bands, cfg, xy, outcomes, pixel_to_sky)
+    write_rows(table, m, bands, cfg, xy, outcomes, pixel_to_sky, inputs)
     sigmas = np.array([_sigma(inputs.get(i)) for i in range(n)])
     labels = np.array([inputs[i].label if i in inputs else 0 for i in range(n)])
     resolved = np.array([_resolved(inputs.get(i)) for i in range(n)])

@@ -35,6 +35,7 @@ from .blend import (
     fit_objects,
 )
 from .config import PsfFitConfig, SourceFitConfig
+from .misfit import add_misfit_errors
 from .plan import Route
 from .psf import PsfSpec, psf_at
 from .source import (
@@ -277,8 +278,10 @@ def write_rows(
     xy: np.ndarray,
     outcomes: Sequence[SourceOutcome | None],
     pixel_to_sky: PixelToSky | None,
+    inputs: Mapping[int, ObjectInput],
 ) -> None:
-    """Write the values of one row per object (``outcomes[i]``: row ``i``'s fit, or `None`).
+    """Write the values of one row per object (``outcomes[i]``: row ``i``'s fit, or `None`), the flux
+    errors with the model-misfit term (`lsst.galmix.fitting.misfit`, from the PSFs of ``inputs``).
 
     Rows without an outcome keep the catalogue position; sky coordinates of all rows come from one call of
     ``pixel_to_sky`` (with the local Jacobian for the errors of fitted centres). The flag columns are
@@ -292,6 +295,8 @@ def write_rows(
         if out is None:
             table[cx][i], table[cy][i] = xy[i]
             continue
+        obj = inputs.get(i)
+        out = add_misfit_errors(out, obj.psfs if obj is not None else None, cfg.misfit_flux_fraction)
         write_row(table, i, out, bands, cfg.pixel_scale, None)
         if model.free_centroid:
             xy_cov[i] = out.theta_cov[:2, :2]

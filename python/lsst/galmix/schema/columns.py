@@ -306,7 +306,8 @@ def source_columns(model: ModelDef | str, bands: Sequence[str]) -> list[ColumnDe
                               "shape; may be negative)"))
         cols.append(ColumnDef(error_column(flux_column(m, band)), "f4", "nJy",
                               f"Error on the {band}-band flux from {fit} (marginalised over the constrained "
-                              "shape parameters, conditional on the unconstrained ones)"))
+                              "shape parameters, conditional on the unconstrained ones; plus the model-misfit "
+                              "term of extended components)"))
         if m.multi:
             for comp in m.components:
                 name = flux_column(m, band, comp)
