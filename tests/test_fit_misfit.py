@@ -69,7 +69,7 @@ def _fit(truths, fraction, seed=0, model="sersic"):
 
 
 def test_galaxy_errors_add_the_term_and_fluxes_stay():
-    truths = {b: GalaxyTruth(40.2, 39.7, f, n=1.0, reff=4.0, q=0.6, theta=0.3)
+    truths = {b: GalaxyTruth(40.2, 39.7, f, n=1.0, reff=4.0, q=0.6, position_angle=0.3)
               for b, f in (("g", 800.0), ("r", 2000.0))}
     plain, with_term = _fit(truths, 0.0), _fit(truths, 0.02)
     assert not plain["sersic_flag"][0] and not with_term["sersic_flag"][0]
@@ -98,7 +98,7 @@ def test_colour_gradient_bias_is_covered():
     """A bulge + disk galaxy whose bulge fraction grows with wavelength (0.1, 0.25, 0.35), S/N ~ 300: the
     shared Sersic shape misses the blue and red fluxes by 12-14 statistical sigma (measured), and by
     less than 3.5 sigma of the errors with the misfit term; the middle band stays within 3 sigma."""
-    truths = {b: GalaxyTruth(40.2, 39.7, f, n=1.0, reff=4.0, q=0.7, theta=0.4, bulge_frac=bf, bulge_reff=2.0)
+    truths = {b: GalaxyTruth(40.2, 39.7, f, n=1.0, reff=4.0, q=0.7, position_angle=0.4, bulge_frac=bf, bulge_reff=2.0)
               for b, f, bf in (("u", 5e3, 0.1), ("r", 1.5e4, 0.25), ("z", 2e4, 0.35))}
     plain, with_term = _fit(truths, 0.0), _fit(truths, 0.02)
     chi0 = {b: (plain[f"{b}_sersicFlux"][0] - t.flux) / plain[f"{b}_sersicFluxErr"][0] for b, t in truths.items()}
