@@ -26,17 +26,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from astropy.table import Table
 
+from .. import engine as ge
 from ..models.definitions import get_model
 from ..models.ellipse import covariance_terms, q_pa_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
 from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
 from .config import FitSettings, PsfFitConfig
-from .engine_backend import make_problem, run_problems
+from .engine_backend import _unconstrained_fluxes as unconstrained_fluxes
+from .engine_backend import make_problem
 from .moments import adaptive_moments, initial_shape
 from .optimize import BandInput, SourceSpec
 
@@ -95,8 +98,6 @@ def _minor_ok(mix: PsfMixture) -> bool:
 def _fit_concentric(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None:
     """The C++ fit of concentric Gaussians to a normalised kernel; `None` if it failed or is degenerate
     (then free-centre fits from moments are tried)."""
-    from .. import engine as ge
-
     opts = ge.default_psf_fit_options()
     opts.max_iter = max_iter
     res = ge.fit_psf(k, n_gauss=n_gauss, options=opts)
@@ -147,23 +148,41 @@ def _mixture_start(mix: PsfMixture) -> np.ndarray:
     return np.concatenate(rows)
 
 
+@cache
+def _scene_settings(max_iter: int) -> FitSettings:
+    """Optimizer settings of the free-centre fits (frozen: shared by every call)."""
+    settings = FitSettings(max_iter=max_iter, reff_bounds=[_MIN_REFF, 1e4])
+    settings.freeze()
+    return settings
+
+
 def _fit_scene(k: np.ndarray, n_gauss: int, max_iter: int, theta0: np.ndarray) -> PsfFit | None:
-    """C++ fit of ``n_gauss`` Gaussians with free centres from ``theta0``."""
+    """C++ fit of ``n_gauss`` Gaussians with free centres from ``theta0``.
+
+    The result is read without the parameter covariance (`engine_backend.run_problems` inverts the Fisher
+    matrix for the catalogue's errors; a PSF mixture has none, and the inversion cost more than the fit).
+    """
     ny, nx = k.shape
     cx, cy = nx // 2, ny // 2
     gauss = get_model("gauss")
     specs = [SourceSpec(gauss, (0.0, 0.0)) for _ in range(n_gauss)]
-    settings = FitSettings(max_iter=max_iter, reff_bounds=[_MIN_REFF, 1e4])
     band = BandInput(k, np.ones_like(k), -cx, -cy, _DELTA)
-    res = run_problems([make_problem(specs, theta0, [band], settings)])[0]
-    mix = _mixture(res.theta, res.fluxes[0], n_gauss)
-    if mix is None or res.failed:
+    prob = make_problem(specs, theta0, [band], _scene_settings(max_iter))
+    res = ge.fit_batch([prob.problem], n_threads=1)[0]
+    status = int(res.status)
+    if status in (int(ge.FitStatus.NON_FINITE), int(ge.FitStatus.ERROR)):
+        return None
+    params, chi2 = np.asarray(res.params), float(res.chi2)
+    # The reported fractions are the unconstrained linear solution, as for every engine fit.
+    params, _, chi2 = unconstrained_fluxes(prob, params, np.asarray(res.fisher), chi2)
+    mix = _mixture(params[prob.theta_index], params[prob.flux_index], n_gauss)
+    if mix is None:
         return None
     flags = FlagSet(psf=True)
-    chi2 = res.chi2 / float((k * k).sum())
-    flags.set("no_convergence", not res.converged)
+    chi2 /= float((k * k).sum())
+    flags.set("no_convergence", status != int(ge.FitStatus.CONVERGED))
     flags.set("large_chi2", chi2 > _LARGE_CHI2)
-    return PsfFit(mix, chi2, res.n_iter, flags)
+    return PsfFit(mix, chi2, int(res.n_iter), flags)
 
 
 def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> PsfFit:
