@@ -264,20 +264,30 @@ def fit_psf_images_table(
     """
     cfg = config if config is not None else PsfFitConfig()
     table = empty_psf_table(cfg.n_gauss, len(kernels))
+    # Columns are filled as arrays (one assignment per column, not per cell of the table).
+    cols = {name: np.array(table[name]) for name in table.colnames}
+    # Identical kernels (a PSF constant across cells, repeated cells) are fitted once: the fit of a kernel
+    # depends on its pixels, size and the settings only, so a repeat gets the same row.
+    fits: dict[tuple[tuple[int, ...], bytes], PsfFit] = {}
     for i, kern in enumerate(kernels):
-        fit = fit_psf_image(kern if kern is not None else np.zeros((0, 0)), cfg.n_gauss, cfg.max_iter)
-        cx, cy = cells[i] if cells is not None else (i, 0)
-        table["cell_x"][i], table["cell_y"][i] = cx, cy
-        table["x"][i], table["y"][i] = positions[i]
+        k = np.ascontiguousarray(kern if kern is not None else np.zeros((0, 0)), dtype=np.float64)
+        key = (k.shape, k.tobytes())
+        fit = fits.get(key)
+        if fit is None:
+            fit = fits[key] = fit_psf_image(k, cfg.n_gauss, cfg.max_iter)
+        cols["cell_x"][i], cols["cell_y"][i] = cells[i] if cells is not None else (i, 0)
+        cols["x"][i], cols["y"][i] = positions[i]
         if fit.mixture is not None:
-            for key, val in psf_mixture_row(fit.mixture).items():
-                table[key][i] = val
-        table["psf_chi2"][i] = fit.chi2
-        table["psf_kernel_sum"][i] = fit.kernel_sum
-        table["psf_nIter"][i] = fit.n_iter
+            for key_, val in psf_mixture_row(fit.mixture).items():
+                cols[key_][i] = val
+        cols["psf_chi2"][i] = fit.chi2
+        cols["psf_kernel_sum"][i] = fit.kernel_sum
+        cols["psf_nIter"][i] = fit.n_iter
         for name in fit.flags.names():
-            table[psf_flag_column(name)][i] = True
-        table[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
+            cols[psf_flag_column(name)][i] = True
+        cols[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
+    for name, values in cols.items():
+        table[name][:] = values
     return table
 
 
