@@ -33,7 +33,7 @@ from astropy.table import Table
 
 from .. import engine as ge
 from ..models.definitions import get_model
-from ..models.ellipse import covariance_terms, q_pa_from_eta
+from ..models.ellipse import covariance_terms, eta_from_q_pa, q_pa_from_covariance, q_pa_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
 from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
@@ -53,6 +53,7 @@ _DELTA = PsfMixture(np.array([1.0]), np.array([0.0]), np.array([0.0]), np.array(
 # pixels), Kolmogorov, HSC and SDSS kernels, these reach the best minimum found among the sets tried.
 _SIZES = {1: [[1.0]], 2: [[0.8, 2.0]], 3: [[0.5, 1.0, 2.0]], 4: [[0.6, 1.0, 1.6, 2.5]]}
 _LARGE_CHI2 = 0.05**2
+_GAUSS_REFF = float(np.sqrt(2 * np.log(2)))  # half-light radius / sigma of a Gaussian, as in initial_shape
 # Kernel images are pixel-integrated, so no real component is narrower than a pixel (variance >= 1/12
 # per axis). Narrower Gaussians evaluated at pixel centres can hide arbitrary flux between pixels,
 # so sizes are bounded below and fits with a narrower minor axis are rejected.
@@ -95,12 +96,19 @@ def _minor_ok(mix: PsfMixture) -> bool:
     return mix.is_valid() and bool((minor >= _MIN_SIGMA**2).all())
 
 
+@cache
+def _concentric_options(max_iter: int) -> ge.FitOptions:
+    """Options of the engine's concentric fit (`lsst.galmix.engine.default_psf_fit_options`); shared, read
+    only."""
+    opts = ge.default_psf_fit_options()
+    opts.max_iter = max_iter
+    return opts
+
+
 def _fit_concentric(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None:
     """The C++ fit of concentric Gaussians to a normalised kernel; `None` if it failed or is degenerate
     (then free-centre fits from moments are tried)."""
-    opts = ge.default_psf_fit_options()
-    opts.max_iter = max_iter
-    res = ge.fit_psf(k, n_gauss=n_gauss, options=opts)
+    res = ge.fit_psf(k, n_gauss=n_gauss, options=_concentric_options(max_iter))
     g = np.asarray(res.gaussians)
     if g.shape != (n_gauss, 6) or not np.isfinite(g).all() or not g[:, 0].sum() > 0:
         return None
@@ -121,13 +129,10 @@ def _mixture(theta: np.ndarray, fluxes: np.ndarray, n_gauss: int) -> PsfMixture 
     """Mixture from the parameters of ``n_gauss`` Gaussian "sources" (None if degenerate)."""
     if not (np.isfinite(theta).all() and np.isfinite(fluxes).all() and fluxes.sum() > 0):
         return None
-    rows = []
-    for i in range(n_gauss):
-        x, y, ln_reff, eta1, eta2 = theta[5 * i : 5 * i + 5]
-        xx, xy, yy = covariance_terms(np.exp(ln_reff) * GAUSS_SIZE, *q_pa_from_eta(eta1, eta2))
-        rows.append((fluxes[i], x, y, xx, yy, xy))
+    t = np.asarray(theta, dtype=np.float64)[: 5 * n_gauss].reshape(n_gauss, 5)
+    xx, xy, yy = covariance_terms(np.exp(t[:, 2]) * GAUSS_SIZE, *q_pa_from_eta(t[:, 3], t[:, 4]))
     # Gaussians with zero amplitude stay (frac 0) so every row has n_gauss entries.
-    mix = PsfMixture(*np.array(rows).T)
+    mix = PsfMixture(np.array(fluxes[:n_gauss], dtype=np.float64), t[:, 0].copy(), t[:, 1].copy(), xx, yy, xy)
     return mix if _minor_ok(mix) else None
 
 
@@ -140,12 +145,21 @@ def _moments_start(k: np.ndarray, sizes: list[float]) -> np.ndarray:
 
 
 def _mixture_start(mix: PsfMixture) -> np.ndarray:
-    """Free-centre start at the Gaussians of a fitted mixture (e.g. the concentric engine fit)."""
+    """Free-centre start at the Gaussians of a fitted mixture (e.g. the concentric engine fit).
+
+    `initial_shape` of every Gaussian's covariance (floored at ``_MIN_SIGMA``), with the eigen
+    decompositions of all Gaussians in one call.
+    """
+    cov = np.stack([np.stack([mix.xx, mix.xy], -1), np.stack([mix.xy, mix.yy], -1)], -2)
+    evals, evecs = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+    evals = np.maximum(evals, _MIN_SIGMA**2)
     rows = []
     for i in range(mix.n_gauss):
-        cov = np.array([[mix.xx[i], mix.xy[i]], [mix.xy[i], mix.yy[i]]])
-        rows.append([mix.dx[i], mix.dy[i], *initial_shape(cov, None, min_sigma=_MIN_SIGMA)])
-    return np.concatenate(rows)
+        c = evecs[i] @ np.diag(evals[i]) @ evecs[i].T
+        sigma, q, pa = q_pa_from_covariance(c)
+        eta1, eta2 = eta_from_q_pa(max(q, 0.05), pa, check=False)
+        rows.append([mix.dx[i], mix.dy[i], float(np.log(sigma * _GAUSS_REFF)), float(eta1), float(eta2)])
+    return np.array(rows, dtype=np.float64).ravel()
 
 
 @cache
