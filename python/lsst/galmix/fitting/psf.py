@@ -24,6 +24,7 @@ normalised to unit sum. ``psf_kernel_sum`` records the sum.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -40,7 +41,7 @@ from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from
 from .config import FitSettings, PsfFitConfig
 from .engine_backend import _unconstrained_fluxes as unconstrained_fluxes
 from .engine_backend import make_problem
-from .moments import adaptive_moments, initial_shape
+from .moments import _GAUSS_REFF, adaptive_moments, initial_shape
 from .optimize import BandInput, SourceSpec
 
 __all__ = ["KERNEL_SUM_MIN", "PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
@@ -53,7 +54,6 @@ _DELTA = PsfMixture(np.array([1.0]), np.array([0.0]), np.array([0.0]), np.array(
 # pixels), Kolmogorov, HSC and SDSS kernels, these reach the best minimum found among the sets tried.
 _SIZES = {1: [[1.0]], 2: [[0.8, 2.0]], 3: [[0.5, 1.0, 2.0]], 4: [[0.6, 1.0, 1.6, 2.5]]}
 _LARGE_CHI2 = 0.05**2
-_GAUSS_REFF = float(np.sqrt(2 * np.log(2)))  # half-light radius / sigma of a Gaussian, as in initial_shape
 # Kernel images are pixel-integrated, so no real component is narrower than a pixel (variance >= 1/12
 # per axis). Narrower Gaussians evaluated at pixel centres can hide arbitrary flux between pixels,
 # so sizes are bounded below and fits with a narrower minor axis are rejected.
@@ -282,10 +282,11 @@ def fit_psf_images_table(
     cols = {name: np.array(table[name]) for name in table.colnames}
     # Identical kernels (a PSF constant across cells, repeated cells) are fitted once: the fit of a kernel
     # depends on its pixels, size and the settings only, so a repeat gets the same row.
+    # Keyed by a 128-bit digest of the pixels, not the pixels: object mode holds thousands of kernels.
     fits: dict[tuple[tuple[int, ...], bytes], PsfFit] = {}
     for i, kern in enumerate(kernels):
         k = np.ascontiguousarray(kern if kern is not None else np.zeros((0, 0)), dtype=np.float64)
-        key = (k.shape, k.tobytes())
+        key = (k.shape, hashlib.blake2b(k.tobytes(), digest_size=16).digest())
         fit = fits.get(key)
         if fit is None:
             fit = fits[key] = fit_psf_image(k, cfg.n_gauss, cfg.max_iter)
