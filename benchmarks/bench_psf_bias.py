@@ -12,6 +12,7 @@ from lsst.galmix.fitting.config import SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
+from lsst.galmix.schema import flux_column
 
 psf = moffat_psf(3.5)
 kern = psf_kernel(psf, 41)
@@ -32,7 +33,7 @@ for ng in (2, 3, 4):
             model = "point" if t.n == 0 else "sersic"
             tab = fit_patch({"r": (img, var, np.zeros(shape, bool))}, (0, 0), objs, None, {"r": mix}, model,
                             config=SourceFitConfig(stamp_max=30))
-            f = tab[f"r_{model}Flux"][0]
+            f = tab[flux_column(model, "r")][0]
             s = f"{name}: dmag {-2.5*np.log10(f/t.flux):+.4f}"
             if model == "sersic":
                 s += f" dlnr {np.log(tab['sersic_reffPix'][0]/t.reff):+.4f} dn {tab['sersic_index'][0]-t.n:+.3f}"

@@ -228,3 +228,26 @@ def test_ref_blendedness_finds_unrecognised_blends():
                 "refcat_flux_r": [1000.0, 1000.0], "refcat_reff": [1.0, 1.0]})
     t3 = Table({"refcat_ra": [10.0, 10.0 + 2 * arcsec], "refcat_dec": [0.0, 0.0], "refcat_flux_r": [1000.0, 1000.0]})
     assert ref_blendedness(t2, "r")[0] > 0.01 > ref_blendedness(t3, "r")[0]
+
+
+def test_shared_renderer_draws_the_same_pixels_as_a_private_one():
+    from lsst.galmix.analysis.plots import SharedRendererCanvas
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    def pixels(fig, canvas_class) -> np.ndarray:
+        canvas_class(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return np.asarray(Image.open(buf))
+
+    t, _, _ = _matched_table(n=300)
+    spec = MatchedSpec(bands=BANDS)
+    shared = make_plots(t, spec)
+    private = make_plots(t, spec)
+    assert isinstance(shared["matchedRefMagDiff_g"].canvas, SharedRendererCanvas)
+    # Figures of the same size drawn in turn on the shared renderer (with other sizes in between), each
+    # compared with the same figure drawn on a renderer of its own.
+    for name in ("matchedRefMagDiff_g", "matchedRefPositionDiff", "matchedRefMagChi_r", "matchedRefMagDiff_z"):
+        assert np.array_equal(pixels(shared[name], SharedRendererCanvas), pixels(private[name], FigureCanvasAgg))
+    assert shared["matchedRefMagDiff_g"].canvas.get_renderer() is shared["matchedRefMagDiff_z"].canvas.get_renderer()

@@ -82,3 +82,55 @@ def test_star_flux_unbiased_with_two_gaussian_psf():
     # Source-limited (weights follow the profile) the normal-equation identity no longer holds exactly,
     # but the remaining bias is of the order of the residual power (measured 2e-4 mag).
     assert abs(_star_dmag(2, source_limited=True)) < 0.003
+
+
+def test_repeated_kernels_are_fitted_once_with_the_rows_of_a_fresh_fit(monkeypatch):
+    import lsst.galmix.fitting.psf as psf_module
+
+    narrow, wide = psf_kernel(moffat_psf(3.0), 31), psf_kernel(moffat_psf(4.0), 31)
+    kernels = [narrow, wide, narrow.copy(), None, wide.copy(), narrow.copy()]
+    positions = [(10.0 * i, 5.0) for i in range(len(kernels))]
+    cells = [(i, 0) for i in range(len(kernels))]
+    calls = []
+    fresh = psf_module.fit_psf_image
+    monkeypatch.setattr(psf_module, "fit_psf_image", lambda *a: calls.append(a[0].shape) or fresh(*a))
+    table = fit_psf_images_table(kernels, positions, cells)
+    assert len(calls) == 3  # narrow, wide and the empty image of the missing cell
+    for i, kern in enumerate(kernels):
+        fit = fresh(kern if kern is not None else np.zeros((0, 0)), PsfFitConfig().n_gauss)
+        row = table[i]
+        assert (row["cell_x"], row["x"]) == (i, 10.0 * i)
+        assert row["psf_flag"] == (fit.mixture is None)
+        if fit.mixture is None:
+            continue
+        mix = psf_mixture_from_row(row)
+        for name in ("frac", "dx", "dy", "xx", "yy", "xy"):
+            assert np.array_equal(getattr(mix, name), getattr(fit.mixture, name))
+        assert row["psf_chi2"] == fit.chi2 and row["psf_nIter"] == fit.n_iter
+    assert table["psf_g0_xx"][0] != table["psf_g0_xx"][1]
+    assert str(table["x"].unit) == "pix" and table["psf_chi2"].description
+
+
+def test_free_centre_refinement_matches_the_catalogue_fit_path():
+    # The refinement reads the engine result without the covariance; the catalogue path
+    # (`run_problems`) must give the same mixture from the same start.
+    from lsst.galmix.fitting import psf as psf_module
+    from lsst.galmix.fitting.engine_backend import make_problem, run_problems
+    from lsst.galmix.fitting.optimize import BandInput, SourceSpec
+    from lsst.galmix.models.definitions import get_model
+
+    # An asymmetric kernel (two Moffats 1.3 pixels apart), where free centres matter.
+    kern = 0.7 * psf_kernel(moffat_psf(3.0), 41) + 0.3 * np.roll(psf_kernel(moffat_psf(4.5), 41), (1, 1), (0, 1))
+    k = kern / kern.sum()
+    concentric = psf_module._fit_concentric(k, 4, 200)
+    theta0 = psf_module._mixture_start(concentric.mixture)
+    refined = psf_module._fit_scene(k, 4, 200, theta0)
+    specs = [SourceSpec(get_model("gauss"), (0.0, 0.0)) for _ in range(4)]
+    band = BandInput(k, np.ones_like(k), -20, -20, psf_module._DELTA)
+    res = run_problems([make_problem(specs, theta0, [band], psf_module._scene_settings(200))])[0]
+    expected = psf_module._mixture(res.theta, res.fluxes[0], 4)
+    assert refined is not None and expected is not None
+    for name in ("frac", "dx", "dy", "xx", "yy", "xy"):
+        assert np.array_equal(getattr(refined.mixture, name), getattr(expected, name))
+    assert refined.chi2 == res.chi2 / float((k * k).sum()) and refined.n_iter == res.n_iter
+    assert refined.chi2 < concentric.chi2  # the centres moved: the refinement did something

@@ -200,3 +200,26 @@ def test_registry_url_is_used(tmp_path):
     assert {r.band for r in reopened.query_dimension_records("physical_filter")} == {"g", "r"}
     with pytest.raises(FileExistsError):
         create_butler_repo(str(tmp_path / "repo"))
+
+
+def test_coadds_written_in_tiles_of_one_row_of_cells(butler, ci_repo_summary, tmp_path):
+    from astropy.io import fits
+    from lsst.images.fits import write
+
+    size = ci_repo_summary.geometry.size
+    ref = next(iter(butler.query_datasets("deep_coadd_cell", where="band = 'r' AND patch = 1")))
+    coadd = butler.get(ref)
+    path = butler.getURI(ref).ospath
+    with fits.open(path, disable_image_compression=True) as hdus:
+        tiles = {h.name: [h.header[f"ZTILE{i}"] for i in range(1, h.header["ZNAXIS"] + 1)] for h in hdus[1:5]}
+    width = coadd.image.array.shape[1]
+    for plane in ("IMAGE", "MASK", "VARIANCE"):
+        assert tiles[plane] == [width, size.cell_size]  # FITS order: x, y
+    assert tiles["PSF"] == [size.psf_size, size.psf_size, width // size.cell_size, 1]
+    # Lossless: the same object written with lsst.images' defaults (one tile per pixel row) holds the
+    # same pixels.
+    default = tmp_path / "default.fits"
+    write(coadd, str(default))
+    with fits.open(path) as ours, fits.open(default) as theirs:
+        for plane in ("IMAGE", "MASK", "VARIANCE", "PSF"):
+            assert np.array_equal(ours[plane].data, theirs[plane].data, equal_nan=True)

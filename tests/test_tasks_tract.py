@@ -177,3 +177,24 @@ def test_plots_are_png_files(outputs):
         image = matplotlib.image.imread(io.BytesIO(butler.getURI(ref).read()), format="png")
         assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
         assert image[..., :3].std() > 0.05  # not blank
+
+
+def test_gc_paused_restores_the_collector_state():
+    import gc
+
+    from lsst.galmix.tasks.analyze_matched import _gc_paused
+
+    assert gc.isenabled()
+    with _gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), _gc_paused():
+        raise RuntimeError("a failing put")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()

@@ -128,7 +128,9 @@ def _remove_made(local: str | None, created_dir: bool, before: set[str]) -> None
             os.remove(path)
 
 
-def create_butler_repo(root: str, registry: str | None = None, namespace: str | None = None) -> Butler:
+def create_butler_repo(
+    root: str, registry: str | None = None, namespace: str | None = None, formatters: dict | None = None
+) -> Butler:
     """Create an empty Butler repository from the galmix seed config and return a writeable Butler.
 
     Parameters
@@ -140,6 +142,9 @@ def create_butler_repo(root: str, registry: str | None = None, namespace: str | 
         (``postgresql+psycopg2://...``) needs the ``btree_gist`` extension in that database.
     namespace
         Registry schema namespace for a shared database (PostgreSQL); ignored for SQLite.
+    formatters
+        Entries merged into the datastore's ``formatters`` configuration (e.g. a write recipe of the
+        coadds, `lsst.galmix.sim.make_repo.coadd_formatters`).
 
     Raises
     ------
@@ -160,6 +165,8 @@ def create_butler_repo(root: str, registry: str | None = None, namespace: str | 
         config["registry", "db"] = registry
         if namespace is not None:
             config["registry", "namespace"] = namespace
+    if formatters:
+        config["datastore", "formatters"] = Config(formatters)
     try:
         # makeRepo would replace an explicit SQLite URL by the in-repository default unless told not to.
         Butler.makeRepo(path, config=config, forceConfigRoot=registry is None)

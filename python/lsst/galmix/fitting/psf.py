@@ -24,20 +24,24 @@ normalised to unit sum. ``psf_kernel_sum`` records the sum.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from astropy.table import Table
 
+from .. import engine as ge
 from ..models.definitions import get_model
-from ..models.ellipse import covariance_terms, q_pa_from_eta
+from ..models.ellipse import covariance_terms, eta_from_q_pa, q_pa_from_covariance, q_pa_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
 from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
 from .config import FitSettings, PsfFitConfig
-from .engine_backend import make_problem, run_problems
-from .moments import adaptive_moments, initial_shape
+from .engine_backend import _unconstrained_fluxes as unconstrained_fluxes
+from .engine_backend import make_problem
+from .moments import _GAUSS_REFF, adaptive_moments, initial_shape
 from .optimize import BandInput, SourceSpec
 
 __all__ = ["KERNEL_SUM_MIN", "PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
@@ -92,14 +96,19 @@ def _minor_ok(mix: PsfMixture) -> bool:
     return mix.is_valid() and bool((minor >= _MIN_SIGMA**2).all())
 
 
+@cache
+def _concentric_options(max_iter: int) -> ge.FitOptions:
+    """Options of the engine's concentric fit (`lsst.galmix.engine.default_psf_fit_options`); shared, read
+    only."""
+    opts = ge.default_psf_fit_options()
+    opts.max_iter = max_iter
+    return opts
+
+
 def _fit_concentric(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None:
     """The C++ fit of concentric Gaussians to a normalised kernel; `None` if it failed or is degenerate
     (then free-centre fits from moments are tried)."""
-    from .. import engine as ge
-
-    opts = ge.default_psf_fit_options()
-    opts.max_iter = max_iter
-    res = ge.fit_psf(k, n_gauss=n_gauss, options=opts)
+    res = ge.fit_psf(k, n_gauss=n_gauss, options=_concentric_options(max_iter))
     g = np.asarray(res.gaussians)
     if g.shape != (n_gauss, 6) or not np.isfinite(g).all() or not g[:, 0].sum() > 0:
         return None
@@ -120,13 +129,10 @@ def _mixture(theta: np.ndarray, fluxes: np.ndarray, n_gauss: int) -> PsfMixture 
     """Mixture from the parameters of ``n_gauss`` Gaussian "sources" (None if degenerate)."""
     if not (np.isfinite(theta).all() and np.isfinite(fluxes).all() and fluxes.sum() > 0):
         return None
-    rows = []
-    for i in range(n_gauss):
-        x, y, ln_reff, eta1, eta2 = theta[5 * i : 5 * i + 5]
-        xx, xy, yy = covariance_terms(np.exp(ln_reff) * GAUSS_SIZE, *q_pa_from_eta(eta1, eta2))
-        rows.append((fluxes[i], x, y, xx, yy, xy))
+    t = np.asarray(theta, dtype=np.float64)[: 5 * n_gauss].reshape(n_gauss, 5)
+    xx, xy, yy = covariance_terms(np.exp(t[:, 2]) * GAUSS_SIZE, *q_pa_from_eta(t[:, 3], t[:, 4]))
     # Gaussians with zero amplitude stay (frac 0) so every row has n_gauss entries.
-    mix = PsfMixture(*np.array(rows).T)
+    mix = PsfMixture(np.array(fluxes[:n_gauss], dtype=np.float64), t[:, 0].copy(), t[:, 1].copy(), xx, yy, xy)
     return mix if _minor_ok(mix) else None
 
 
@@ -139,31 +145,58 @@ def _moments_start(k: np.ndarray, sizes: list[float]) -> np.ndarray:
 
 
 def _mixture_start(mix: PsfMixture) -> np.ndarray:
-    """Free-centre start at the Gaussians of a fitted mixture (e.g. the concentric engine fit)."""
+    """Free-centre start at the Gaussians of a fitted mixture (e.g. the concentric engine fit).
+
+    `initial_shape` of every Gaussian's covariance (floored at ``_MIN_SIGMA``), with the eigen
+    decompositions of all Gaussians in one call.
+    """
+    cov = np.stack([np.stack([mix.xx, mix.xy], -1), np.stack([mix.xy, mix.yy], -1)], -2)
+    evals, evecs = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+    evals = np.maximum(evals, _MIN_SIGMA**2)
     rows = []
     for i in range(mix.n_gauss):
-        cov = np.array([[mix.xx[i], mix.xy[i]], [mix.xy[i], mix.yy[i]]])
-        rows.append([mix.dx[i], mix.dy[i], *initial_shape(cov, None, min_sigma=_MIN_SIGMA)])
-    return np.concatenate(rows)
+        c = evecs[i] @ np.diag(evals[i]) @ evecs[i].T
+        sigma, q, pa = q_pa_from_covariance(c)
+        eta1, eta2 = eta_from_q_pa(max(q, 0.05), pa, check=False)
+        rows.append([mix.dx[i], mix.dy[i], float(np.log(sigma * _GAUSS_REFF)), float(eta1), float(eta2)])
+    return np.array(rows, dtype=np.float64).ravel()
+
+
+@cache
+def _scene_settings(max_iter: int) -> FitSettings:
+    """Optimizer settings of the free-centre fits (frozen: shared by every call)."""
+    settings = FitSettings(max_iter=max_iter, reff_bounds=[_MIN_REFF, 1e4])
+    settings.freeze()
+    return settings
 
 
 def _fit_scene(k: np.ndarray, n_gauss: int, max_iter: int, theta0: np.ndarray) -> PsfFit | None:
-    """C++ fit of ``n_gauss`` Gaussians with free centres from ``theta0``."""
+    """C++ fit of ``n_gauss`` Gaussians with free centres from ``theta0``.
+
+    The result is read without the parameter covariance (`engine_backend.run_problems` inverts the Fisher
+    matrix for the catalogue's errors; a PSF mixture has none, and the inversion cost more than the fit).
+    """
     ny, nx = k.shape
     cx, cy = nx // 2, ny // 2
     gauss = get_model("gauss")
     specs = [SourceSpec(gauss, (0.0, 0.0)) for _ in range(n_gauss)]
-    settings = FitSettings(max_iter=max_iter, reff_bounds=[_MIN_REFF, 1e4])
     band = BandInput(k, np.ones_like(k), -cx, -cy, _DELTA)
-    res = run_problems([make_problem(specs, theta0, [band], settings)])[0]
-    mix = _mixture(res.theta, res.fluxes[0], n_gauss)
-    if mix is None or res.failed:
+    prob = make_problem(specs, theta0, [band], _scene_settings(max_iter))
+    res = ge.fit_batch([prob.problem], n_threads=1)[0]
+    status = int(res.status)
+    if status in (int(ge.FitStatus.NON_FINITE), int(ge.FitStatus.ERROR)):
+        return None
+    params, chi2 = np.asarray(res.params), float(res.chi2)
+    # The reported fractions are the unconstrained linear solution, as for every engine fit.
+    params, _, chi2 = unconstrained_fluxes(prob, params, np.asarray(res.fisher), chi2)
+    mix = _mixture(params[prob.theta_index], params[prob.flux_index], n_gauss)
+    if mix is None:
         return None
     flags = FlagSet(psf=True)
-    chi2 = res.chi2 / float((k * k).sum())
-    flags.set("no_convergence", not res.converged)
+    chi2 /= float((k * k).sum())
+    flags.set("no_convergence", status != int(ge.FitStatus.CONVERGED))
     flags.set("large_chi2", chi2 > _LARGE_CHI2)
-    return PsfFit(mix, chi2, res.n_iter, flags)
+    return PsfFit(mix, chi2, int(res.n_iter), flags)
 
 
 def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> PsfFit:
@@ -245,20 +278,31 @@ def fit_psf_images_table(
     """
     cfg = config if config is not None else PsfFitConfig()
     table = empty_psf_table(cfg.n_gauss, len(kernels))
+    # Columns are filled as arrays (one assignment per column, not per cell of the table).
+    cols = {name: np.array(table[name]) for name in table.colnames}
+    # Identical kernels (a PSF constant across cells, repeated cells) are fitted once: the fit of a kernel
+    # depends on its pixels, size and the settings only, so a repeat gets the same row.
+    # Keyed by a 128-bit digest of the pixels, not the pixels: object mode holds thousands of kernels.
+    fits: dict[tuple[tuple[int, ...], bytes], PsfFit] = {}
     for i, kern in enumerate(kernels):
-        fit = fit_psf_image(kern if kern is not None else np.zeros((0, 0)), cfg.n_gauss, cfg.max_iter)
-        cx, cy = cells[i] if cells is not None else (i, 0)
-        table["cell_x"][i], table["cell_y"][i] = cx, cy
-        table["x"][i], table["y"][i] = positions[i]
+        k = np.ascontiguousarray(kern if kern is not None else np.zeros((0, 0)), dtype=np.float64)
+        key = (k.shape, hashlib.blake2b(k.tobytes(), digest_size=16).digest())
+        fit = fits.get(key)
+        if fit is None:
+            fit = fits[key] = fit_psf_image(k, cfg.n_gauss, cfg.max_iter)
+        cols["cell_x"][i], cols["cell_y"][i] = cells[i] if cells is not None else (i, 0)
+        cols["x"][i], cols["y"][i] = positions[i]
         if fit.mixture is not None:
-            for key, val in psf_mixture_row(fit.mixture).items():
-                table[key][i] = val
-        table["psf_chi2"][i] = fit.chi2
-        table["psf_kernel_sum"][i] = fit.kernel_sum
-        table["psf_nIter"][i] = fit.n_iter
+            for key_, val in psf_mixture_row(fit.mixture).items():
+                cols[key_][i] = val
+        cols["psf_chi2"][i] = fit.chi2
+        cols["psf_kernel_sum"][i] = fit.kernel_sum
+        cols["psf_nIter"][i] = fit.n_iter
         for name in fit.flags.names():
-            table[psf_flag_column(name)][i] = True
-        table[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
+            cols[psf_flag_column(name)][i] = True
+        cols[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
+    for name, values in cols.items():
+        table[name][:] = values
     return table
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from astropy.table import Table
 
 import lsst.pex.config as pexConfig
@@ -20,6 +24,25 @@ from ..connections import (
 from ..models.definitions import get_model
 
 __all__ = ["AnalyzeMatchedConfig", "AnalyzeMatchedConnections", "AnalyzeMatchedTask"]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the duration of a block (restored on exit).
+
+    matplotlib allocates hundreds of thousands of objects per set of plots, which triggers collections
+    that walk every live object of the process (in ``pipetask run -j 1``: the quantum graph, the Butler
+    and all earlier tasks' objects); the plots' reference cycles are freed by the next collection after
+    the block instead. Measured on the CI repository: 0.2-0.35 s CPU of 3.7 s per quantum in a small
+    process.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class AnalyzeMatchedConnections(
@@ -69,12 +92,13 @@ class AnalyzeMatchedTask(pipeBase.PipelineTask):
     config: AnalyzeMatchedConfig
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
-        outputs = self.run(butlerQC.get(inputRefs.matched))
-        butlerQC.put(outputs.metrics, outputRefs.metrics)
-        for name, fig in outputs.plots.items():
-            ref = getattr(outputRefs, f"plot_{name}", None)
-            if ref is not None:
-                butlerQC.put(fig, ref)
+        with _gc_paused():  # making and writing the plots (the PNGs are drawn by ``put``)
+            outputs = self.run(butlerQC.get(inputRefs.matched))
+            butlerQC.put(outputs.metrics, outputRefs.metrics)
+            for name, fig in outputs.plots.items():
+                ref = getattr(outputRefs, f"plot_{name}", None)
+                if ref is not None:
+                    butlerQC.put(fig, ref)
         missing = [n for n in plot_names(self.config.analysis.bands) if n not in outputs.plots]
         if missing:
             self.log.warning("No data for plots %s (columns absent)", missing)
