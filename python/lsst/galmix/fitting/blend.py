@@ -28,7 +28,7 @@ from .optimize import BandInput, SourceSpec
 from .plan import Route, route_group
 from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceOutcome, band_input, extra_starts, initial_theta, solve
-from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size
+from .stamps import Exclusion, Stamp, background_pixels, cut_box, largest_eigenvalue, required_half_size
 from .timing import staged
 
 __all__ = ["BandImage", "ObjectInput", "fit_objects"]
@@ -150,7 +150,7 @@ def _any_image(images: Sequence[BandImage | None]) -> bool:
 def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> int:
     if cov is None:
         return cfg.stamp_min * 2
-    sigma = float(np.sqrt(max(np.linalg.eigvalsh(cov).max(), 0.0)))
+    sigma = float(np.sqrt(max(largest_eigenvalue(float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])), 0.0)))
     return int(np.clip(np.ceil(cfg.stamp_sigmas * sigma), cfg.stamp_min, cfg.stamp_max))
 
 
@@ -663,10 +663,19 @@ def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig, min_half: int | 
             if band is None or not np.isfinite(out.fluxes[b]).all():
                 continue
             g = convolved_gaussians([out.spec], out.theta, out.fluxes[b], band.psf)
-            noise = float(np.median(1.0 / np.sqrt(band.weight[band.weight > 0])))
+            noise = _median_noise(band.weight)
             half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
                                                 cfg.stamp_max))
     return (ix - half, iy - half), (ix + half + 1, iy + half + 1)
+
+
+def _median_noise(weight: np.ndarray) -> float:
+    """Median pixel noise (sigma) of a stamp's weighted pixels; without a median where the weights are
+    all equal (a constant variance, the usual coadd stamp)."""
+    w = weight[weight > 0]
+    if w.size and w.min() == w.max():
+        return float(1.0 / np.sqrt(w[0]))
+    return float(np.median(1.0 / np.sqrt(w)))
 
 
 def _colour_blocks(near: Sequence[Sequence[int]], block_of: dict[int, int], n_blocks: int) -> list[int]:

@@ -58,6 +58,22 @@ def _matched_filter_significance(signal: np.ndarray, weight: np.ndarray, sigma: 
     return np.where(var > floor, num / np.sqrt(np.maximum(var, floor)), 0.0)
 
 
+def _local_maxima(image: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the ``candidates`` pixels that equal the maximum of their 3 x 3 neighbourhood
+    (``image == maximum_filter(image, size=3)``), testing the candidates only: usually there are none."""
+    rows, cols = np.nonzero(candidates)
+    if rows.size == 0:
+        return rows, cols
+    if not np.isfinite(image).all():
+        peak = candidates & (image == maximum_filter(image, size=3))
+        return np.nonzero(peak)
+    # Beyond the edge ``maximum_filter`` ("reflect") repeats the edge pixels, which never change the max.
+    padded = np.pad(image, 1, constant_values=-np.inf)
+    local = np.max([padded[rows + 1 + dy, cols + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+    keep = image[rows, cols] == local
+    return rows[keep], cols[keep]
+
+
 def _psf_sigma(bands: Sequence[BandInput]) -> float:
     """Width of the round Gaussian with the bands' mean PSF second moment (pixels)."""
     return float(np.sqrt(0.5 * np.trace(np.mean([b.psf.covariance() for b in bands], axis=0))))
@@ -142,8 +158,7 @@ def residual_peaks(
     good = weight > 0
     sigma = _psf_sigma(bands)
     significance = _matched_filter_significance(signal, weight, sigma)
-    peak = (significance >= threshold) & good & (significance == maximum_filter(significance, size=3))
-    rows, cols = np.nonzero(peak)
+    rows, cols = _local_maxima(significance, (significance >= threshold) & good)
     if rows.size == 0:
         return []
     xs, ys = cols + float(bands[0].x0), rows + float(bands[0].y0)
