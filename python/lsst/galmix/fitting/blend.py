@@ -285,10 +285,11 @@ def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Seque
         for radius in (3.0, 5.0):
             bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in near], radius)
             w = b.weight[bg]
-            if w.size < 50 or not (w.sum() > 0):
+            w_sum = np.sum(w)
+            if w.size < 50 or not (w_sum > 0):
                 continue
-            mean = float(np.sum(w * (b.image - m)[bg]) / np.sum(w))
-            if abs(mean) * np.sqrt(np.sum(w)) > SKY_DETECT_SIGMAS:
+            mean = float(np.sum(w * (b.image[bg] - m[bg])) / w_sum)
+            if abs(mean) * np.sqrt(w_sum) > SKY_DETECT_SIGMAS:
                 return True
     return False
 

@@ -82,6 +82,7 @@ class EngineProblem:
     bands: list[ge.Band]
     sky_index: np.ndarray | None = None
     sky_grad_index: np.ndarray | None = None
+    bounds: ParameterBounds | None = None
 
 
 def make_problem(
@@ -148,7 +149,7 @@ def make_problem(
     grad_index = (np.array([[scene.sky_grad_index(k, a) for a in range(2)] for k in range(len(used))], int)
                   if scene.has_sky_plane else None)
     return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
-                         eng_bands, sky_index, grad_index)
+                         eng_bands, sky_index, grad_index, bounds)
 
 
 def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None],
@@ -392,7 +393,7 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
         if p.sky_grad_index is not None:
             order = np.concatenate([order, p.sky_grad_index[:, 0], p.sky_grad_index[:, 1]])
     kinds = _kinds(p.specs)
-    bounds = ParameterBounds(kinds, p.settings)
+    bounds = p.bounds if p.bounds is not None else ParameterBounds(kinds, p.settings)
     cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, kinds)
     sky = sky_err = plane = plane_cov = None
     if p.sky_index is not None:

@@ -112,9 +112,12 @@ def weights_from_variance(
     flags.set("bad_variance", bool(bad_var.any()))
     flags.set("masked_pixels", bool(masked.any()))
     good = ~(nan_pix | bad_var | masked)
-    weight = np.zeros(data.shape)
-    weight[good] = 1.0 / var[good]
-    data[~good] = 0.0
+    if good.all():
+        weight = 1.0 / var
+    else:
+        weight = np.zeros(data.shape)
+        weight[good] = 1.0 / var[good]
+        data[~good] = 0.0
     flags.set("no_data", not good.any())
     return data, weight, flags
 
