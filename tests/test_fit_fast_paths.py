@@ -163,3 +163,22 @@ def test_cached_layouts(sky: bool) -> None:
             got = eb._layout(scene, specs, theta, n_bands)
             for g, e in zip(got, _fresh_layout(scene, specs, theta, n_bands)):
                 assert np.array_equal(g, e)
+
+
+def test_band_gaussians_equal_per_band() -> None:
+    from lsst.galmix.fitting.psf import fit_psf_image
+    from lsst.galmix.fitting.testing import moffat_psf, psf_kernel
+
+    psfs = [fit_psf_image(psf_kernel(moffat_psf(f), 41), 4).mixture for f in (3.0, 4.0, 5.0)]
+    rng = np.random.default_rng(9)
+    for name in ("sersic", "expdev", "ptsersicFixedCen"):
+        spec = SourceSpec(get_model(name), (20.3, 17.8))
+        theta = np.concatenate([[20.1, 18.2] if spec.model.free_centroid else [],
+                                rng.normal(0.5, 0.2, spec.n_theta - 2 * spec.model.free_centroid)])
+        for k, kind in enumerate(spec.model.nonlinear_kinds):
+            if kind == ge.ParamKind.SERSIC_N:
+                theta[k] = 2.3
+        fluxes = rng.uniform(1.0, 10.0, (3, spec.n_comp))
+        together = eb.band_gaussians([spec], theta, fluxes, psfs)
+        for b in range(3):
+            assert np.array_equal(together[b], eb.convolved_gaussians([spec], theta, fluxes[b], psfs[b]))

@@ -22,7 +22,7 @@ from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..schema import FlagSet
 from .config import FitSettings, SourceFitConfig
-from .engine_backend import convolved_gaussians, model_stamps
+from .engine_backend import band_gaussians, model_stamps
 from .moments import adaptive_moments
 from .optimize import BandInput, SourceSpec
 from .plan import Route, route_group
@@ -660,13 +660,13 @@ def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig, min_half: int | 
     ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
     half = cfg.stamp_min if min_half is None else min_half
     if np.isfinite(out.theta).all():
-        for b, band in enumerate(bands):
-            if band is None or not np.isfinite(out.fluxes[b]).all():
-                continue
-            g = convolved_gaussians([out.spec], out.theta, out.fluxes[b], band.psf)
-            noise = _median_noise(band.weight)
-            half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
-                                                cfg.stamp_max))
+        use = [b for b, band in enumerate(bands) if band is not None and np.isfinite(out.fluxes[b]).all()]
+        if use:
+            gaussians = band_gaussians([out.spec], out.theta, out.fluxes[use], [bands[b].psf for b in use])
+            for b, g in zip(use, gaussians):
+                noise = _median_noise(bands[b].weight)
+                half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
+                                                    cfg.stamp_max))
     return (ix - half, iy - half), (ix + half + 1, iy + half + 1)
 
 

@@ -33,7 +33,7 @@ from .optimize import BandInput, ParameterBounds, SceneFit, SourceSpec
 from .timing import stage
 
 __all__ = [
-    "EngineProblem", "convolved_gaussians", "make_problem", "model_stamps", "psf_array", "render_sources",
+    "EngineProblem", "band_gaussians", "convolved_gaussians", "make_problem", "model_stamps", "psf_array", "render_sources",
     "run_problems",
 ]
 
@@ -304,6 +304,14 @@ def convolved_gaussians(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: 
     """
     scene, params = _scene_params(specs, theta, np.asarray(fluxes, float)[None, :])
     return np.asarray(scene.gaussians(params, 0, psf_array(psf)))
+
+
+def band_gaussians(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.ndarray,
+                   psfs: Sequence[PsfMixture]) -> list[np.ndarray]:
+    """`convolved_gaussians` of several bands from one scene: per band ``k``, the Gaussians with the fluxes
+    ``fluxes[k]`` (``(n_band, n_comp)``) and the PSF ``psfs[k]``."""
+    scene, params = _scene_params(specs, theta, np.asarray(fluxes, float))
+    return [np.asarray(scene.gaussians(params, k, psf_array(psf))) for k, psf in enumerate(psfs)]
 
 
 def model_stamps(
