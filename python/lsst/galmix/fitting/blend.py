@@ -22,13 +22,13 @@ from ..models.definitions import ModelDef
 from ..models.psf_mixture import PsfMixture
 from ..schema import FlagSet
 from .config import FitSettings, SourceFitConfig
-from .engine_backend import convolved_gaussians, model_stamps
+from .engine_backend import band_gaussians, model_stamps
 from .moments import adaptive_moments
 from .optimize import BandInput, ParameterBounds, SourceSpec
 from .plan import Route, route_group
 from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceOutcome, band_input, extra_starts, initial_theta, solve
-from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size
+from .stamps import Exclusion, Stamp, background_pixels, cut_box, largest_eigenvalue, required_half_size
 from .timing import staged
 
 __all__ = ["BandImage", "ObjectInput", "fit_objects"]
@@ -155,7 +155,7 @@ def _any_image(images: Sequence[BandImage | None]) -> bool:
 def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> int:
     if cov is None:
         return cfg.stamp_min * 2
-    sigma = float(np.sqrt(max(np.linalg.eigvalsh(cov).max(), 0.0)))
+    sigma = float(np.sqrt(max(largest_eigenvalue(float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])), 0.0)))
     return int(np.clip(np.ceil(cfg.stamp_sigmas * sigma), cfg.stamp_min, cfg.stamp_max))
 
 
@@ -290,10 +290,11 @@ def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Seque
         for radius in (3.0, 5.0):
             bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in near], radius)
             w = b.weight[bg]
-            if w.size < 50 or not (w.sum() > 0):
+            w_sum = np.sum(w)
+            if w.size < 50 or not (w_sum > 0):
                 continue
-            mean = float(np.sum(w * (b.image - m)[bg]) / np.sum(w))
-            if abs(mean) * np.sqrt(np.sum(w)) > SKY_DETECT_SIGMAS:
+            mean = float(np.sum(w * (b.image[bg] - m[bg])) / w_sum)
+            if abs(mean) * np.sqrt(w_sum) > SKY_DETECT_SIGMAS:
                 return True
     return False
 
@@ -722,14 +723,23 @@ def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig, min_half: int | 
     ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
     half = cfg.stamp_min if min_half is None else min_half
     if np.isfinite(out.theta).all():
-        for b, band in enumerate(bands):
-            if band is None or not np.isfinite(out.fluxes[b]).all():
-                continue
-            g = convolved_gaussians([out.spec], out.theta, out.fluxes[b], band.psf)
-            noise = float(np.median(1.0 / np.sqrt(band.weight[band.weight > 0])))
-            half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
-                                                cfg.stamp_max))
+        use = [b for b, band in enumerate(bands) if band is not None and np.isfinite(out.fluxes[b]).all()]
+        if use:
+            gaussians = band_gaussians([out.spec], out.theta, out.fluxes[use], [bands[b].psf for b in use])
+            for b, g in zip(use, gaussians):
+                noise = _median_noise(bands[b].weight)
+                half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
+                                                    cfg.stamp_max))
     return (ix - half, iy - half), (ix + half + 1, iy + half + 1)
+
+
+def _median_noise(weight: np.ndarray) -> float:
+    """Median pixel noise (sigma) of a stamp's weighted pixels; without a median where the weights are
+    all equal (a constant variance, the usual coadd stamp)."""
+    w = weight[weight > 0]
+    if w.size and w.min() == w.max():
+        return float(1.0 / np.sqrt(w[0]))
+    return float(np.median(1.0 / np.sqrt(w)))
 
 
 def _colour_blocks(near: Sequence[Sequence[int]], block_of: dict[int, int], n_blocks: int) -> list[int]:

@@ -33,7 +33,7 @@ from .optimize import BandInput, ParameterBounds, SceneFit, SourceSpec
 from .timing import stage
 
 __all__ = [
-    "EngineProblem", "convolved_gaussians", "make_problem", "model_stamps", "psf_array", "render_sources",
+    "EngineProblem", "band_gaussians", "convolved_gaussians", "make_problem", "model_stamps", "psf_array", "render_sources",
     "run_problems",
 ]
 
@@ -82,6 +82,7 @@ class EngineProblem:
     bands: list[ge.Band]
     sky_index: np.ndarray | None = None
     sky_grad_index: np.ndarray | None = None
+    bounds: ParameterBounds | None = None
 
 
 def make_problem(
@@ -148,7 +149,7 @@ def make_problem(
     grad_index = (np.array([[scene.sky_grad_index(k, a) for a in range(2)] for k in range(len(used))], int)
                   if scene.has_sky_plane else None)
     return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
-                         eng_bands, sky_index, grad_index)
+                         eng_bands, sky_index, grad_index, bounds)
 
 
 def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None],
@@ -180,6 +181,58 @@ _LINEAR = (int(ge.ParamKind.FLUX), int(ge.ParamKind.SKY))
 _CENTRE = (int(ge.ParamKind.X), int(ge.ParamKind.Y))
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where a scene's parameters sit: nonlinear (``theta``), fixed centres (per source, `None` when free),
+    fluxes (band by band), and which are free."""
+
+    models: tuple
+    theta_index: np.ndarray
+    centres: tuple
+    free: np.ndarray
+    flux_index: np.ndarray
+
+
+_LAYOUTS: dict[tuple, _Layout] = {}
+_LAYOUTS_SIZE = 256
+
+
+def _scene_layout(scene: ge.Scene, specs: Sequence[SourceSpec], n_used: int) -> _Layout:
+    """The parameter layout of a scene of these sources (kept per model sequence and band count: the
+    scenes of a patch's fits repeat a few layouts, and reading the kinds from the engine costs more
+    than the fits' own set-up)."""
+    key = (tuple(id(s.model) for s in specs), n_used, scene.has_sky, scene.has_sky_plane)
+    hit = _LAYOUTS.get(key)
+    # The models are kept in the entry, so an id in the key cannot be reused by another model.
+    if hit is not None and all(m is s.model for m, s in zip(hit.models, specs)):
+        return hit
+    kinds = scene.param_kinds()
+    free = np.ones(scene.n_params, bool)
+    theta_index: list[int] = []
+    centres = []
+    for s, spec in enumerate(specs):
+        # A source's nonlinear parameters run from its offset to its first flux.
+        start = end = scene.source_offset(s)
+        while end < len(kinds) and kinds[end] not in _LINEAR:
+            end += 1
+        centre = None
+        if not spec.model.free_centroid:
+            centre = np.array([i for i in range(start, end) if kinds[i] in _CENTRE], int)
+            free[centre] = False
+        centres.append(centre)
+        theta_index += [i for i in range(start, end) if spec.model.free_centroid or kinds[i] not in _CENTRE]
+    flux_index = [scene.flux_index(s, c, b) for b in range(n_used) for s, spec in enumerate(specs)
+                  for c in range(spec.n_comp)]
+    layout = _Layout(tuple(s.model for s in specs), np.array(theta_index, int), tuple(centres), free,
+                     np.array(flux_index, int))
+    for a in (layout.free, layout.theta_index, layout.flux_index):
+        a.flags.writeable = False
+    if len(_LAYOUTS) >= _LAYOUTS_SIZE:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = layout
+    return layout
+
+
 def _layout(
     scene: ge.Scene, specs: Sequence[SourceSpec], theta: np.ndarray, n_used: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -187,27 +240,16 @@ def _layout(
 
     ``theta_index`` selects, source by source, the scene's parameters that are neither linear nor a fixed
     centre; ``params`` holds ``theta`` there, fixed centres from the specs and zero fluxes.
-    ``flux_index`` lists the flux parameters band by band (used bands), source by source.
+    ``flux_index`` lists the flux parameters band by band (used bands), source by source. ``free`` and
+    the index arrays are shared, read-only.
     """
-    kinds = scene.param_kinds()
+    layout = _scene_layout(scene, specs, n_used)
     params = np.zeros(scene.n_params)
-    free = np.ones(scene.n_params, bool)
-    theta_index: list[int] = []
-    for s, spec in enumerate(specs):
-        # A source's nonlinear parameters run from its offset to its first flux.
-        start = end = scene.source_offset(s)
-        while end < len(kinds) and kinds[end] not in _LINEAR:
-            end += 1
-        if not spec.model.free_centroid:
-            centre = [i for i in range(start, end) if kinds[i] in _CENTRE]
+    for spec, centre in zip(specs, layout.centres):
+        if centre is not None:
             params[centre] = spec.xy_fixed
-            free[centre] = False
-        theta_index += [i for i in range(start, end) if spec.model.free_centroid or kinds[i] not in _CENTRE]
-    theta_index_arr = np.array(theta_index, int)
-    params[theta_index_arr] = theta
-    flux_index = [scene.flux_index(s, c, b) for b in range(n_used) for s, spec in enumerate(specs)
-                  for c in range(spec.n_comp)]
-    return params, free, theta_index_arr, np.array(flux_index, int)
+    params[layout.theta_index] = theta
+    return params, layout.free, layout.theta_index, layout.flux_index
 
 
 def _scene_params(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.ndarray) -> tuple[ge.Scene, np.ndarray]:
@@ -262,6 +304,14 @@ def convolved_gaussians(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: 
     """
     scene, params = _scene_params(specs, theta, np.asarray(fluxes, float)[None, :])
     return np.asarray(scene.gaussians(params, 0, psf_array(psf)))
+
+
+def band_gaussians(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.ndarray,
+                   psfs: Sequence[PsfMixture]) -> list[np.ndarray]:
+    """`convolved_gaussians` of several bands from one scene: per band ``k``, the Gaussians with the fluxes
+    ``fluxes[k]`` (``(n_band, n_comp)``) and the PSF ``psfs[k]``."""
+    scene, params = _scene_params(specs, theta, np.asarray(fluxes, float))
+    return [np.asarray(scene.gaussians(params, k, psf_array(psf))) for k, psf in enumerate(psfs)]
 
 
 def model_stamps(
@@ -351,7 +401,7 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
         if p.sky_grad_index is not None:
             order = np.concatenate([order, p.sky_grad_index[:, 0], p.sky_grad_index[:, 1]])
     kinds = _kinds(p.specs)
-    bounds = ParameterBounds(kinds, p.settings)
+    bounds = p.bounds if p.bounds is not None else ParameterBounds(kinds, p.settings)
     cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, kinds)
     sky = sky_err = plane = plane_cov = None
     if p.sky_index is not None:

@@ -84,9 +84,10 @@ def adaptive_moments(
     img = np.asarray(image, dtype=np.float64)
     use = np.isfinite(img) if weight is None else (np.asarray(weight) > 0) & np.isfinite(img)
     ny, nx = img.shape
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    xx = xx[use].astype(float)
-    yy = yy[use].astype(float)
+    # The used pixels' coordinates, in row-major order (as a boolean index of a full mesh gives them).
+    rows, cols = np.nonzero(use)
+    xx = cols.astype(float)
+    yy = rows.astype(float)
     val = img[use]
     if val.size == 0:
         g = guess if guess is not None else (x0, y0)

@@ -23,10 +23,11 @@ them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import cast
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, maximum_filter
+from scipy.ndimage import correlate1d, maximum_filter
 
 from ..engine import ParamKind
 from ..models.definitions import get_model
@@ -45,6 +46,29 @@ RESIDUAL_MODEL = "point"
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
+@lru_cache(maxsize=64)
+def _gaussian_weights(sigma: float) -> np.ndarray:
+    """The correlation weights of ``scipy.ndimage.gaussian_filter1d(..., sigma, truncate=4.0)``: a
+    unit-sum sampled Gaussian of radius ``int(4 sigma + 0.5)`` (read-only)."""
+    radius = int(4.0 * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
+    phi = (phi / phi.sum())[::-1].copy()
+    phi.flags.writeable = False
+    return phi
+
+
+def _gaussian_smooth(image: np.ndarray, sigma: float) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter(image, sigma, mode="constant", truncate=4.0)`` of a 2-D float64
+    image, the same passes (rows, then columns, in place) with the kernel computed once per width:
+    the wrapper's own set-up cost more than the filtering of a stamp."""
+    weights = _gaussian_weights(float(sigma))
+    out = np.empty(image.shape, np.float64)
+    correlate1d(image, weights, 0, out, "constant", 0.0, 0)
+    correlate1d(out, weights, 1, out, "constant", 0.0, 0)
+    return out
+
+
 def _matched_filter_significance(signal: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
     """Significance of a point source at each pixel from ``signal = sum_b w_b r_b`` and ``weight = sum_b w_b``.
 
@@ -52,10 +76,26 @@ def _matched_filter_significance(signal: np.ndarray, weight: np.ndarray, sigma: 
     ``K^2 * weight``, and ``K^2`` is a Gaussian of width ``sigma / sqrt(2)`` scaled by ``1/(4 pi sigma^2)``.
     """
     norm = 4.0 * np.pi * sigma**2
-    num = gaussian_filter(signal, sigma, mode="constant", truncate=4.0)
-    var = gaussian_filter(weight, sigma / np.sqrt(2.0), mode="constant", truncate=4.0) / norm
+    num = _gaussian_smooth(signal, sigma)
+    var = _gaussian_smooth(weight, sigma / np.sqrt(2.0)) / norm
     floor = 1e-6 * float(weight.max()) / norm
     return np.where(var > floor, num / np.sqrt(np.maximum(var, floor)), 0.0)
+
+
+def _local_maxima(image: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the ``candidates`` pixels that equal the maximum of their 3 x 3 neighbourhood
+    (``image == maximum_filter(image, size=3)``), testing the candidates only: usually there are none."""
+    rows, cols = np.nonzero(candidates)
+    if rows.size == 0:
+        return rows, cols
+    if not np.isfinite(image).all():
+        peak = candidates & (image == maximum_filter(image, size=3))
+        return np.nonzero(peak)
+    # Beyond the edge ``maximum_filter`` ("reflect") repeats the edge pixels, which never change the max.
+    padded = np.pad(image, 1, constant_values=-np.inf)
+    local = np.max([padded[rows + 1 + dy, cols + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+    keep = image[rows, cols] == local
+    return rows[keep], cols[keep]
 
 
 def _psf_sigma(bands: Sequence[BandInput]) -> float:
@@ -142,8 +182,7 @@ def residual_peaks(
     good = weight > 0
     sigma = _psf_sigma(bands)
     significance = _matched_filter_significance(signal, weight, sigma)
-    peak = (significance >= threshold) & good & (significance == maximum_filter(significance, size=3))
-    rows, cols = np.nonzero(peak)
+    rows, cols = _local_maxima(significance, (significance >= threshold) & good)
     if rows.size == 0:
         return []
     xs, ys = cols + float(bands[0].x0), rows + float(bands[0].y0)

@@ -26,7 +26,8 @@ from ..schema import FlagSet
 __all__ = [
     "VARIANCE_FLOOR", "Exclusion",
     "Stamp",
-    "background_pixels", "cut_box", "cut_stamp", "required_half_size", "weights_from_variance",
+    "background_pixels", "cut_box", "cut_stamp", "largest_eigenvalue", "required_half_size",
+    "weights_from_variance",
 ]
 
 VARIANCE_FLOOR = 1e-6
@@ -101,16 +102,22 @@ def weights_from_variance(
     bad_var = ~(np.isfinite(var) & (var > 0))
     if not bad_var.all():
         # A pixel whose variance is orders of magnitude below its neighbours' would carry the whole fit
-        # (its weight swamps every other pixel): it is a bad variance, not a measurement.
-        bad_var |= var < VARIANCE_FLOOR * np.median(var[~bad_var])
+        # (its weight swamps every other pixel): it is a bad variance, not a measurement. The median is
+        # needed only when some variance is below the floor times the largest (the median's upper bound).
+        good_var = var[~bad_var]
+        if good_var.min() < VARIANCE_FLOOR * good_var.max():
+            bad_var |= var < VARIANCE_FLOOR * np.median(good_var)
     masked = np.zeros(data.shape, bool) if bad is None else np.asarray(bad, bool)
     flags.set("nan_pixels", bool(nan_pix.any()))
     flags.set("bad_variance", bool(bad_var.any()))
     flags.set("masked_pixels", bool(masked.any()))
     good = ~(nan_pix | bad_var | masked)
-    weight = np.zeros(data.shape)
-    weight[good] = 1.0 / var[good]
-    data[~good] = 0.0
+    if good.all():
+        weight = 1.0 / var
+    else:
+        weight = np.zeros(data.shape)
+        weight[good] = 1.0 / var[good]
+        data[~good] = 0.0
     flags.set("no_data", not good.any())
     return data, weight, flags
 
@@ -279,6 +286,12 @@ def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray,
     return (weight > 0) & far
 
 
+def largest_eigenvalue(a: float, b: float, d: float) -> float:
+    """Largest eigenvalue of the symmetric matrix ``[[a, b], [b, d]]``."""
+    half_tr = 0.5 * (a + d)
+    return half_tr + float(np.sqrt(0.25 * (a - d) ** 2 + b * b))
+
+
 _FAR_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _FAR_CACHE_SIZE = 64
 _FAR_LOCK = threading.Lock()
@@ -303,13 +316,16 @@ def _far_from_sources(x0: int, y0: int, shape: tuple[int, int], centres: np.ndar
     yy, xx = np.arange(y0, y0 + ny)[:, None], np.arange(x0, x0 + nx)[None, :]
     far = np.ones(shape, bool)
     for (cx, cy), cov in zip(centres, covs):
-        c = np.eye(2) * 4.0 if cov is None else np.asarray(cov, float)
-        reach = sigmas * float(np.sqrt(max(np.linalg.eigvalsh(c).max(), 0.0)))
+        a, b, d = (4.0, 0.0, 4.0) if cov is None else (float(cov[0][0]), float(cov[0][1]), float(cov[1][1]))
+        # Closed forms of the 2 x 2 largest eigenvalue and inverse (LAPACK calls cost more than the mask).
+        reach = sigmas * float(np.sqrt(max(largest_eigenvalue(a, b, d), 0.0)))
         if cx + reach < x0 or cx - reach > x0 + nx - 1 or cy + reach < y0 or cy - reach > y0 + ny - 1:
             continue  # its region does not touch the stamp
-        inv = np.linalg.inv(c)
+        det = a * d - b * b
+        if det == 0.0:
+            raise np.linalg.LinAlgError("Singular matrix")
         dx, dy = xx - cx, yy - cy
-        d2 = inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy
+        d2 = (d / det) * dx * dx + 2 * (-b / det) * dx * dy + (a / det) * dy * dy
         far &= d2 > sigmas**2
     far.flags.writeable = False
     with _FAR_LOCK:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 
 from ..engine import ParamKind
 
@@ -113,7 +114,7 @@ class ModelDef:
         """Whether the model has several components (column names then carry component names)."""
         return len(self.components) > 1
 
-    @property
+    @cached_property
     def nonlinear_names(self) -> tuple[str, ...]:
         """Names of all nonlinear parameters in fitter order: ``x, y`` then per component."""
         names: list[str] = ["x", "y"] if self.free_centroid else []
@@ -121,7 +122,7 @@ class ModelDef:
             names += [f"{comp.name}.{p}" for p in comp.nonlinear_names]
         return tuple(names)
 
-    @property
+    @cached_property
     def nonlinear_kinds(self) -> tuple[ParamKind, ...]:
         """The engine's kind of each nonlinear parameter (`lsst.galmix.engine.ParamKind`), in the order
         of `nonlinear_names`: the engine's parameters of one source without its fluxes, and without its
@@ -131,7 +132,7 @@ class ModelDef:
             kinds += comp.nonlinear_kinds
         return tuple(kinds)
 
-    @property
+    @cached_property
     def n_nonlinear(self) -> int:
         """Number of nonlinear parameters."""
         return len(self.nonlinear_names)

@@ -138,6 +138,10 @@ def flag_bit(name: str, psf: bool = False) -> int:
     return 1 << (_PSF_BITS if psf else _BITS)[name]
 
 
+_FATAL = sum(flag_bit(f.name) for f in SOURCE_FLAGS if f.fatal)
+_PSF_FATAL = sum(flag_bit(f.name, True) for f in PSF_FLAGS if f.fatal)
+
+
 def flag_names(psf: bool = False) -> list[str]:
     """Names of all flags in bit order."""
     return [f.name for f in (PSF_FLAGS if psf else SOURCE_FLAGS)]
@@ -171,7 +175,7 @@ class FlagSet:
     @property
     def fatal(self) -> bool:
         """Whether any fatal flag is set."""
-        return any(f.fatal and f.name in self for f in (PSF_FLAGS if self.psf else SOURCE_FLAGS))
+        return bool(self.mask & (_PSF_FATAL if self.psf else _FATAL))
 
     def __repr__(self) -> str:
         return f"FlagSet({self.names()})"
