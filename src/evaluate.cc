@@ -259,27 +259,20 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     // kind without a per-derivative branch.
     std::vector<DPre> ds;
     ds.reserve(grouped.size());
-    DPre pres[64];
-    std::vector<DPre> spill;
+    std::vector<DPre> pre;  // one Gaussian's non-zero derivatives, reused
     for (std::size_t g = 0; g < nG; ++g) {
         GaussianDeriv const* first = grouped.data() + start[g];
-        int nd = count[g];
-        DPre* pre = pres;
-        if (nd > 64) {
-            spill.resize(nd);
-            pre = spill.data();
-        }
-        int kept = 0;
-        for (int i = 0; i < nd; ++i) {
+        pre.clear();
+        for (int i = 0; i < count[g]; ++i) {
             auto const& d = first[i];
             bool zero = std::all_of(d.d.begin(), d.d.end(), [](double v) { return v == 0.0; });
-            if (!zero) pre[kept++] = precomputeDeriv(gs[g], d, d.column);
+            if (!zero) pre.push_back(precomputeDeriv(gs[g], d, d.column));
         }
         gs[g].dBegin = static_cast<int>(ds.size());
         for (int kind = 0; kind < 4; ++kind) {
             int before = static_cast<int>(ds.size());
-            for (int i = 0; i < kept; ++i) {
-                if (pre[i].kind == kind) ds.push_back(pre[i]);
+            for (auto const& dp : pre) {
+                if (dp.kind == kind) ds.push_back(dp);
             }
             int n = static_cast<int>(ds.size()) - before;
             if (kind == 0) gs[g].nFlux = n;
