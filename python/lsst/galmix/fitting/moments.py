@@ -14,7 +14,7 @@ import numpy as np
 
 from ..models.ellipse import eta_from_q_pa, q_pa_from_covariance
 
-__all__ = ["AdaptiveMoments", "adaptive_moments", "initial_shape"]
+__all__ = ["AdaptiveMoments", "adaptive_moments", "initial_shape", "initial_shapes"]
 
 # Half-light radius of a Gaussian in units of its sigma.
 _GAUSS_REFF = float(np.sqrt(2 * np.log(2)))
@@ -185,12 +185,21 @@ def initial_shape(
     ln_reff, eta1, eta2 : `float`
         Starting shape, with ``reff`` the half-light radius of a Gaussian of the deconvolved covariance.
     """
+    ln_reff, eta1, eta2 = initial_shapes(np.asarray(cov, dtype=float)[None], psf_cov, min_sigma)
+    return float(ln_reff[0]), float(eta1[0]), float(eta2[0])
+
+
+def initial_shapes(
+    cov: np.ndarray, psf_cov: np.ndarray | None, min_sigma: float = 0.3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`initial_shape` of each covariance of a stack ``(N, 2, 2)``: arrays ``(ln reff, eta1, eta2)`` of
+    length N."""
     c = np.array(cov, dtype=float)
     if psf_cov is not None:
         c = c - np.asarray(psf_cov, dtype=float)
-    evals, evecs = np.linalg.eigh(0.5 * (c + c.T))
+    evals, evecs = np.linalg.eigh(0.5 * (c + np.swapaxes(c, -1, -2)))
     evals = np.maximum(evals, min_sigma**2)
-    c = evecs @ np.diag(evals) @ evecs.T
+    c = evecs @ (evals[..., None] * np.eye(2)) @ np.swapaxes(evecs, -1, -2)
     sigma, q, pa = q_pa_from_covariance(c)
-    eta1, eta2 = eta_from_q_pa(max(q, 0.05), pa, check=False)
-    return float(np.log(sigma * _GAUSS_REFF)), float(eta1), float(eta2)
+    eta1, eta2 = eta_from_q_pa(np.maximum(q, 0.05), pa, check=False)
+    return np.log(sigma * _GAUSS_REFF), eta1, eta2

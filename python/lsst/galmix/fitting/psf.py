@@ -34,14 +34,14 @@ from astropy.table import Table
 
 from .. import engine as ge
 from ..models.definitions import get_model
-from ..models.ellipse import covariance_terms, eta_from_q_pa, q_pa_from_covariance, q_pa_from_eta
+from ..models.ellipse import covariance_terms, q_pa_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
 from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
 from .config import FitSettings, PsfFitConfig
 from .engine_backend import _unconstrained_fluxes as unconstrained_fluxes
 from .engine_backend import make_problem
-from .moments import _GAUSS_REFF, adaptive_moments, initial_shape
+from .moments import adaptive_moments, initial_shape, initial_shapes
 from .optimize import BandInput, SourceSpec
 
 __all__ = ["KERNEL_SUM_MIN", "PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
@@ -145,21 +145,11 @@ def _moments_start(k: np.ndarray, sizes: list[float]) -> np.ndarray:
 
 
 def _mixture_start(mix: PsfMixture) -> np.ndarray:
-    """Free-centre start at the Gaussians of a fitted mixture (e.g. the concentric engine fit).
-
-    `initial_shape` of every Gaussian's covariance (floored at ``_MIN_SIGMA``), with the eigen
-    decompositions of all Gaussians in one call.
-    """
+    """Free-centre start at the Gaussians of a fitted mixture (e.g. the concentric engine fit):
+    `initial_shapes` of the Gaussians' covariances (floored at ``_MIN_SIGMA``)."""
     cov = np.stack([np.stack([mix.xx, mix.xy], -1), np.stack([mix.xy, mix.yy], -1)], -2)
-    evals, evecs = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
-    evals = np.maximum(evals, _MIN_SIGMA**2)
-    rows = []
-    for i in range(mix.n_gauss):
-        c = evecs[i] @ np.diag(evals[i]) @ evecs[i].T
-        sigma, q, pa = q_pa_from_covariance(c)
-        eta1, eta2 = eta_from_q_pa(max(q, 0.05), pa, check=False)
-        rows.append([mix.dx[i], mix.dy[i], float(np.log(sigma * _GAUSS_REFF)), float(eta1), float(eta2)])
-    return np.array(rows, dtype=np.float64).ravel()
+    ln_r, eta1, eta2 = initial_shapes(cov, None, min_sigma=_MIN_SIGMA)
+    return np.column_stack([mix.dx, mix.dy, ln_r, eta1, eta2]).ravel()
 
 
 @cache

@@ -109,17 +109,29 @@ def shape_covariance(ln_reff: float, eta1: float, eta2: float, check: bool = Tru
     return covariance(float(np.exp(ln_reff)), float(q), float(pa))
 
 
-def q_pa_from_covariance(cov: np.ndarray) -> tuple[float, float, float]:
-    """Major-axis sigma, axis ratio and position angle of a covariance.
+def q_pa_from_covariance(cov: np.ndarray) -> tuple:
+    """Major-axis sigma, axis ratio and position angle of a covariance, or of each of a stack of them.
+
+    Parameters
+    ----------
+    cov : `numpy.ndarray`
+        A ``(2, 2)`` covariance or a stack ``(..., 2, 2)``.
 
     Returns
     -------
-    sigma, q, pa : `float`
-        ``sqrt`` of the largest eigenvalue, ``b/a`` and the major-axis angle (radians).
+    sigma, q, pa : `float` or `numpy.ndarray`
+        ``sqrt`` of the largest eigenvalue, ``b/a`` (1 where the covariance is zero) and the major-axis
+        angle (radians); floats for one covariance, arrays of the stack's shape otherwise.
     """
-    xx, yy, xy = float(cov[0, 0]), float(cov[1, 1]), float(cov[0, 1])
+    c = np.asarray(cov, dtype=np.float64)
+    xx, yy, xy = c[..., 0, 0], c[..., 1, 1], c[..., 0, 1]
     tr, det = xx + yy, xx * yy - xy * xy
-    disc = np.sqrt(max(0.25 * tr * tr - det, 0.0))
-    a2, b2 = 0.5 * tr + disc, max(0.5 * tr - disc, 0.0)
+    disc = np.sqrt(np.maximum(0.25 * tr * tr - det, 0.0))
+    a2, b2 = 0.5 * tr + disc, np.maximum(0.5 * tr - disc, 0.0)
     pa = 0.5 * np.arctan2(2 * xy, xx - yy)
-    return float(np.sqrt(max(a2, 0.0))), float(np.sqrt(b2 / a2)) if a2 > 0 else 1.0, float(pa)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(a2 > 0, np.sqrt(b2 / a2), 1.0)
+    sigma = np.sqrt(np.maximum(a2, 0.0))
+    if c.ndim == 2:
+        return float(sigma), float(q), float(pa)
+    return sigma, q, pa
