@@ -33,6 +33,7 @@ from lsst.galmix.fitting.testing import GalaxyTruth, noise_sigma_for_snr, psf_ke
 from lsst.galmix.models.definitions import get_model
 from lsst.galmix.schema import FlagSet
 from scipy.special import gamma, gammaincinv
+from threadpoolctl import threadpool_limits
 
 PIXEL = 0.2
 SN_BINS = [(20, 50), (50, 200), (200, 1001)]
@@ -272,6 +273,8 @@ def main() -> None:
     parser.add_argument("--residual-threshold", type=float, default=SourceFitConfig().residual_threshold,
                         help="galmix residual-source threshold in sigma (0: no search)")
     args = parser.parse_args()
+    # One BLAS thread, as in `fit_patch`: idle OpenBLAS threads spin on the cores the fits run on.
+    threadpool_limits(limits=1, user_api="blas")
     n_gal, n_star, n_3 = (40, 10, 10) if args.quick else (200, 50, 50)
     CONFIG.update(stamp_sigmas=args.stamp_sigmas, residual_threshold=args.residual_threshold)
     codes = ["galmix"] + ([] if args.no_imfit else ["pyimfit"])
