@@ -113,3 +113,52 @@ def test_real_galaxy_structure_gets_no_residual_source(hdu):
         rs.STRUCTURE_RADIUS = old
     xs, ys = np.array(unruled).T
     assert inside_half_light(xs, ys, outcomes, STRUCTURE_RADIUS).any()
+
+
+def test_refit_over_its_iteration_limit_is_not_accepted():
+    """A refit that does not converge within ``residual_max_iter`` keeps the first fit, bit for bit."""
+    img, sigma = _image(200.0, 1)
+    without = _fit(img, sigma, residual_threshold=0.0)
+    capped = _fit(img, sigma, residual_max_iter=1)
+    assert capped["sersic_n_residual_sources"][0] == 0
+    for name in ("r_sersicFlux", "r_sersicFluxErr", "sersic_index", "sersic_reff", "sersic_x", "sersic_y"):
+        assert capped[name][0] == without[name][0], name
+
+
+def _neighbour_refit_inputs():
+    from lsst.galmix.fitting.blend import BandImage, ObjectInput, _measure, _prepare_set
+    from lsst.galmix.fitting.source import solve
+    from lsst.galmix.schema import FlagSet
+
+    img, sigma = _image(200.0, 1)
+    obj = ObjectInput(GALAXY.x, GALAXY.y, None, 0, [MIX], FlagSet())
+    images = [BandImage(img, np.full(img.shape, sigma**2), None, (0, 0))]
+    cfg = SourceFitConfig()
+    _measure(obj, [obj], images, None, cfg)
+    prep = _prepare_set(get_model("sersic"), [obj], images, None, [0], cfg)
+    return prep, solve([prep], cfg.settings)[0], cfg
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_residual_source_taking_the_objects_first_place_is_rejected(swap, monkeypatch):
+    """The refit is rejected when a residual source ends on the first fit's centre while the object ran off
+    (seen beside bright stars: the object became a streak and the point source took its place), and only
+    then."""
+    import lsst.galmix.fitting.residual_sources as rs
+
+    prep, first, cfg = _neighbour_refit_inputs()
+    solve = rs.solve
+
+    def moved(prepared, settings, n_threads=1):
+        refits = solve(prepared, settings, n_threads)
+        if swap:
+            galaxy, point = refits[0][0], refits[0][1]
+            point.theta = np.array(first[0].theta[:2]) + 0.3
+            galaxy.theta = galaxy.theta.copy()
+            galaxy.theta[1] -= 12.0
+        return refits
+
+    monkeypatch.setattr(rs, "solve", moved)
+    kept = rs.refit_with_residual_sources([(prep, first)], cfg.settings, 5.0, 1.0, 3)[0]
+    assert (kept[0] is first[0]) == swap
+    assert kept[0].n_residual == (0 if swap else 1)

@@ -405,7 +405,7 @@ def _with_residual_sources(
     if cfg.residual_threshold <= 0:
         return [list(outcomes) for _, outcomes in fits]
     return refit_with_residual_sources(fits, cfg.settings, cfg.residual_threshold, cfg.residual_min_separation,
-                                       cfg.residual_max_sources, n_threads)
+                                       cfg.residual_max_sources, n_threads, cfg.residual_max_iter)
 
 
 def _fit_group(model, objs, images, footprints, keep_labels, cfg, **kw

@@ -233,6 +233,15 @@ class SourceFitConfig(pexConfig.Config):
         dtype=int,
         doc="Most residual sources per fitted group", default=3, min=0
     )
+    residual_max_iter = pexConfig.RangeField(
+        dtype=int,
+        doc="Iteration limit of a refit with residual sources (it starts from the converged first fit: "
+        "adding a missed neighbour converges in a few steps, while a refit that needs more is trading light "
+        "between the group's sources, e.g. an object running away into a streak beside a bright star); a "
+        "refit that reaches it is not accepted and the first fit is kept",
+        default=40,
+        min=1,
+    )
     misfit_flux_fraction = pexConfig.RangeField(
         dtype=float,
         doc="Model-misfit flux error per unit resolution: each extended component's flux error in each band "

@@ -14,10 +14,10 @@ half-light ellipse of every fitted galaxy (within it, residuals are the galaxy's
 at least twice as significant as the residual at their mirror image through that centre (the models,
 and so their mismatch with a galaxy, are point-symmetric; a neighbour is not), become point sources with free
 centres and fluxes that are fitted jointly with the group, starting from its first fit. The refit
-replaces the first one when it is not flagged, lowers the chi-square and no residual source moved
-within half that distance of a fitted centre or into the structure region (it would be splitting the
-object, not fitting a neighbour); the extra sources are not output rows: ``<model>_n_residual_sources`` counts
-them.
+replaces the first one when it is not flagged (it converged within ``residual_max_iter`` steps), lowers
+the chi-square and no residual source moved within half that distance of a fitted centre, the refit's or
+the first fit's, or into the structure region (it would be splitting the object, not fitting a neighbour);
+the extra sources are not output rows: ``<model>_n_residual_sources`` counts them.
 """
 
 from __future__ import annotations
@@ -225,6 +225,7 @@ def refit_with_residual_sources(
     min_separation: float,
     max_sources: int,
     n_threads: int = 1,
+    max_iter: int | None = None,
 ) -> list[list[SourceOutcome]]:
     """Refit the groups with significant residuals jointly with point sources at those residuals.
 
@@ -238,6 +239,9 @@ def refit_with_residual_sources(
         As for `residual_peaks`.
     n_threads : `int`
         Engine threads for the refits (one batch).
+    max_iter : `int`, optional
+        Iteration limit of the refits, below ``settings.max_iter``: a refit that does not converge within
+        it is flagged ``no_convergence`` and not accepted.
 
     Returns
     -------
@@ -255,13 +259,18 @@ def refit_with_residual_sources(
             pending.append((g, add_residual_sources(prep, outcomes, peaks), len(peaks)))
     if not pending:
         return out
-    refits = solve([p for _, p, _ in pending], settings, n_threads)
+    refit_settings = settings
+    if max_iter is not None and max_iter < settings.max_iter:
+        refit_settings = cast(FitSettings, settings.copy())
+        refit_settings.max_iter = max_iter
+    refits = solve([p for _, p, _ in pending], refit_settings, n_threads)
     for (g, prep, n_extra), refit in zip(pending, refits):
         first = out[g]
         mine = refit[: len(first)]
-        # A residual source that moved onto a fitted centre is splitting the object, not a neighbour.
+        # A residual source that moved onto a fitted centre, the refit's or the first fit's (the object
+        # left it, typically running away into a streak), is splitting the object, not a neighbour.
         fwhm = _FWHM_PER_SIGMA * _psf_sigma([b for b in prep.bands if b is not None])
-        centres = _centres(mine)
+        centres = np.concatenate([_centres(mine), _centres(first)])
         merged = any(np.hypot(*(centres - o.theta[:2]).T).min() < 0.5 * min_separation * fwhm
                      or bool(inside_half_light(o.theta[0], o.theta[1], mine, STRUCTURE_RADIUS)[0])
                      for o in refit[len(first):])
