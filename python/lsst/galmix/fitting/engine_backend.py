@@ -54,8 +54,8 @@ def _profile(comp: ComponentDef) -> ge.Profile | None:
 
 
 def psf_array(psf: PsfMixture) -> np.ndarray:
-    """The engine's ``(M, 6)`` PSF layout ``(frac, dx, dy, xx, xy, yy)``."""
-    return np.column_stack([psf.frac, psf.dx, psf.dy, psf.xx, psf.xy, psf.yy])
+    """The engine's ``(M, 6)`` PSF layout ``(frac, dx, dy, xx, xy, yy)`` (read-only, kept with the mixture)."""
+    return psf.engine_array()
 
 
 def _scene(specs: Sequence[SourceSpec], n_bands: int, sky: bool = False, sky_plane: bool = False) -> ge.Scene:
