@@ -167,11 +167,16 @@ class ParameterBounds:
             elif kind == ParamKind.LN_REFF:
                 lo[i], hi[i] = np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1])
         self.lo, self.hi = lo, hi
+        # The "near a bound" tolerances depend on the bounds only: computed once, not per test.
+        self._finite = np.isfinite(lo) & np.isfinite(hi)
+        self._tol = np.where(self._finite, 1e-3 * (hi - lo), 0.0)
+        # Shared by the problems of one layout (`engine_backend.make_problem`): read-only.
+        for a in (self.lo, self.hi, self.is_index, self._finite, self._tol):
+            a.flags.writeable = False
 
     def _near(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per parameter: within 1e-3 of its bound range from its lower / upper bound."""
-        finite = np.isfinite(self.lo) & np.isfinite(self.hi)
-        tol = np.where(finite, 1e-3 * (self.hi - self.lo), 0.0)
+        finite, tol = self._finite, self._tol
         return finite & (theta - self.lo < tol), finite & (self.hi - theta < tol)
 
     def at_bound(self, theta: np.ndarray) -> bool:
