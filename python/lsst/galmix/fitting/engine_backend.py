@@ -17,6 +17,7 @@ is evaluated again at the final fluxes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -112,8 +113,95 @@ def make_problem(
         x and y, all linear).
     """
     used = [i for i, b in enumerate(bands) if b is not None]
-    scene = _scene(specs, len(used), sky, sky_plane)
+    t = _template(specs, len(used), sky, sky_plane, settings)
+    # A sky plane is expanded about the first source's position: its scene is this problem's own.
+    scene = _scene(specs, len(used), sky, sky_plane) if t.scene is None else t.scene
     params0, free, theta_index, flux_index = _layout(scene, specs, theta0, len(used))
+    if len(t.reff_index):
+        params0[t.reff_index] = np.clip(params0[t.reff_index], t.reff_lo, t.reff_hi)
+    lower, upper = t.lower.copy(), t.upper.copy()
+    _bound_centroids(specs, theta0, bands, settings, scene, lower, upper)
+    opts = ge.FitOptions()
+    opts.max_iter, opts.ftol, opts.xtol = t.max_iter, t.rtol, t.xtol
+    opts.n_min, opts.n_max = t.n_bounds
+    opts.lower, opts.upper = lower, upper
+    if t.prior_mean is not None:
+        opts.prior_mean = t.prior_mean
+        opts.prior_sigma = t.prior_sigma
+    present = [b for b in bands if b is not None]  # the bands of ``used``, in order
+    eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
+                 for b in present]
+    problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
+    return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
+                         eng_bands, t.sky_index, t.sky_grad_index, t.bounds)
+
+
+@dataclass(frozen=True)
+class _Template:
+    """What the problems of one layout (model sequence, band count, sky) and one set of settings share:
+    built once (`_template`), read-only.
+
+    ``scene`` is `None` for a sky plane (its origin is the problem's own). ``reff_index`` are the
+    engine indices of the ``ln reff`` parameters, whose starts are clipped into ``[reff_lo, reff_hi]``
+    (just inside their bounds); ``lower``/``upper`` the box bounds before the centroid bounds;
+    ``prior_mean``/``prior_sigma`` `None` without a prior.
+    """
+
+    models: tuple
+    scene: ge.Scene | None
+    kinds: list[ge.ParamKind]
+    bounds: ParameterBounds
+    lower: np.ndarray
+    upper: np.ndarray
+    reff_index: np.ndarray
+    reff_lo: np.ndarray
+    reff_hi: np.ndarray
+    prior_mean: np.ndarray | None
+    prior_sigma: np.ndarray | None
+    max_iter: int
+    rtol: float
+    xtol: float
+    n_bounds: tuple[float, float]
+    sky_index: np.ndarray | None
+    sky_grad_index: np.ndarray | None
+
+
+_TEMPLATES: dict[tuple, _Template] = {}
+_TEMPLATES_SIZE = 256
+
+
+def _settings_key(settings: FitSettings) -> tuple:
+    """The values of ``settings`` that a problem's template depends on (settings are mutable configs:
+    keyed by value, never by identity)."""
+    pri = settings.priors
+    return (settings.max_iter, settings.rtol, settings.xtol, tuple(settings.n_bounds), tuple(settings.reff_bounds),
+            None if pri.ln_reff is None else tuple(pri.ln_reff), pri.eta_sigma,
+            None if pri.n is None else tuple(pri.n))
+
+
+def _template(specs: Sequence[SourceSpec], n_used: int, sky: bool, sky_plane: bool, settings: FitSettings
+              ) -> _Template:
+    """The shared part of the problems of these sources (kept per layout and settings: a patch's fits
+    repeat a few layouts, and rebuilding the scene, bounds and priors cost as much as the rest of the
+    set-up)."""
+    key = (tuple(id(s.model) for s in specs), n_used, sky, sky_plane, _settings_key(settings))
+    hit = _TEMPLATES.get(key)
+    # The models are kept in the entry, so an id in the key cannot be reused by another model.
+    if hit is not None and all(m is s.model for m, s in zip(hit.models, specs)):
+        return hit
+    scene = _scene(specs, n_used, sky, sky_plane)
+    _, _, theta_index, _ = _layout(scene, specs, np.zeros(sum(s.n_theta for s in specs)), n_used)
+    t = _build_template(specs, scene, theta_index, n_used, settings)
+    if sky_plane:
+        t = dataclasses.replace(t, scene=None)
+    if len(_TEMPLATES) >= _TEMPLATES_SIZE:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = t
+    return t
+
+
+def _build_template(specs: Sequence[SourceSpec], scene: ge.Scene, theta_index: np.ndarray, n_used: int,
+                    settings: FitSettings) -> _Template:
     npar = scene.n_params
     mean, sigma = np.zeros(npar), np.full(npar, np.inf)
     kinds = _kinds(specs)
@@ -121,35 +209,31 @@ def make_problem(
     lower, upper = np.full(npar, -np.inf), np.full(npar, np.inf)
     lower[theta_index], upper[theta_index] = bounds.lo, bounds.hi
     pri = settings.priors
+    reff_index, reff_lo, reff_hi = [], [], []
     for kind, i, lo, hi in zip(kinds, theta_index, bounds.lo, bounds.hi):
         if kind == ge.ParamKind.LN_REFF:
             margin = 1e-6 * (hi - lo)
-            params0[i] = np.clip(params0[i], lo + margin, hi - margin)
+            reff_index.append(i)
+            reff_lo.append(lo + margin)
+            reff_hi.append(hi - margin)
         if kind == ge.ParamKind.LN_REFF and pri.ln_reff is not None:
             mean[i], sigma[i] = pri.ln_reff
         elif kind in (ge.ParamKind.ETA1, ge.ParamKind.ETA2) and pri.eta_sigma is not None:
             mean[i], sigma[i] = 0.0, pri.eta_sigma
         elif kind == ge.ParamKind.SERSIC_N and pri.n is not None:
             mean[i], sigma[i] = pri.n
-    _bound_centroids(specs, theta0, bands, settings, scene, lower, upper)
-    opts = ge.FitOptions()
-    opts.max_iter = settings.max_iter
-    opts.ftol = settings.rtol
-    opts.xtol = settings.xtol
-    opts.n_min, opts.n_max = settings.n_bounds
-    opts.lower, opts.upper = lower, upper
-    if np.isfinite(sigma).any():
-        opts.prior_mean = mean
-        opts.prior_sigma = sigma
-    present = [b for b in bands if b is not None]  # the bands of ``used``, in order
-    eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
-                 for b in present]
-    problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
-    sky_index = np.array([scene.sky_index(k) for k in range(len(used))], int) if scene.has_sky else None
-    grad_index = (np.array([[scene.sky_grad_index(k, a) for a in range(2)] for k in range(len(used))], int)
+    has_prior = bool(np.isfinite(sigma).any())
+    sky_index = np.array([scene.sky_index(k) for k in range(n_used)], int) if scene.has_sky else None
+    grad_index = (np.array([[scene.sky_grad_index(k, a) for a in range(2)] for k in range(n_used)], int)
                   if scene.has_sky_plane else None)
-    return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
-                         eng_bands, sky_index, grad_index, bounds)
+    arrays = [lower, upper, mean, sigma] + [a for a in (sky_index, grad_index) if a is not None]
+    for a in arrays:
+        a.flags.writeable = False
+    n_min, n_max = settings.n_bounds
+    return _Template(tuple(s.model for s in specs), scene, kinds, bounds, lower, upper,
+                     np.array(reff_index, int), np.array(reff_lo, float), np.array(reff_hi, float),
+                     mean if has_prior else None, sigma if has_prior else None,
+                     settings.max_iter, settings.rtol, settings.xtol, (n_min, n_max), sky_index, grad_index)
 
 
 def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None],
