@@ -125,3 +125,14 @@ def test_problem_template_follows_settings_values():
     # A second problem of the same layout shares the scene and bounds.
     again = eb.make_problem(specs, theta0, [band], settings)
     assert again.scene is fresh.scene and again.bounds is fresh.bounds
+
+
+@pytest.mark.parametrize("a", [np.array([1.5, -2.0, 0.0]), np.array([[1.0, np.nan], [np.inf, -np.inf]]),
+                               np.array([np.nan, 3.0])])
+def test_nan_to_num_equals_numpy(a):
+    from lsst.galmix.fitting.optimize import nan_to_num
+
+    for kw in ({}, {"nan": np.inf}):
+        got = nan_to_num(a, **kw)
+        assert got is not a and np.array_equal(got, np.nan_to_num(a, **kw), equal_nan=True)
+        assert got.dtype == np.nan_to_num(a, **kw).dtype

@@ -30,7 +30,7 @@ from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
 from .config import FitSettings
 from .errors import conditional_covariance
-from .optimize import BandInput, ParameterBounds, SceneFit, SourceSpec
+from .optimize import BandInput, ParameterBounds, SceneFit, SourceSpec, nan_to_num
 from .timing import stage
 
 __all__ = [
@@ -341,7 +341,7 @@ def _scene_params(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.nda
     non-finite fluxes drawn as zero)."""
     scene = _scene(specs, len(fluxes))
     params, _, _, flux_index = _layout(scene, specs, theta, len(fluxes))
-    params[flux_index] = np.nan_to_num(np.asarray(fluxes, float).ravel())
+    params[flux_index] = nan_to_num(np.asarray(fluxes, float).ravel())
     return scene, params
 
 

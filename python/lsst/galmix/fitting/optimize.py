@@ -24,7 +24,21 @@ __all__ = [
     "SceneFit",
     "SourceSpec",
     "invert_fisher",
+    "nan_to_num",
 ]
+
+
+def nan_to_num(a: np.ndarray, **kwargs: float) -> np.ndarray:
+    """`numpy.nan_to_num` (a new array), without its cost where ``a`` is already finite.
+
+    The arrays of a fit (fluxes, errors) are almost always finite, and `numpy.nan_to_num` costs several
+    times the test on small arrays; where every value is finite the result is a copy of ``a``, as
+    `numpy.nan_to_num` would return.
+    """
+    a = np.asarray(a)
+    if np.isfinite(a).all():
+        return a.copy()
+    return np.nan_to_num(a, **kwargs)
 
 
 @dataclass
