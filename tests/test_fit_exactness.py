@@ -50,6 +50,7 @@ def _clear_caches() -> None:
     """Forget every kept layout, template and derived PSF value (fits after this build them afresh)."""
     eb._LAYOUTS.clear()
     eb._TEMPLATES.clear()
+    eb._RENDER_SCENES.clear()
 
 
 def _galaxies(n_bands: int) -> tuple[list, list, list]:

@@ -336,10 +336,29 @@ def _layout(
     return params, layout.free, layout.theta_index, layout.flux_index
 
 
+_RENDER_SCENES: dict[tuple, tuple[tuple, ge.Scene]] = {}
+_RENDER_SCENES_SIZE = 256
+
+
+def _render_scene(specs: Sequence[SourceSpec], n_bands: int) -> ge.Scene:
+    """A scene without sky of these sources, to draw models (kept per model sequence and band count:
+    scenes are immutable, and the sky test, stamp growth and residual search of every fit draw one)."""
+    key = (tuple(id(s.model) for s in specs), n_bands)
+    hit = _RENDER_SCENES.get(key)
+    # The models are kept in the entry, so an id in the key cannot be reused by another model.
+    if hit is not None and all(m is s.model for m, s in zip(hit[0], specs)):
+        return hit[1]
+    scene = _scene(specs, n_bands)
+    if len(_RENDER_SCENES) >= _RENDER_SCENES_SIZE:
+        _RENDER_SCENES.clear()
+    _RENDER_SCENES[key] = (tuple(s.model for s in specs), scene)
+    return scene
+
+
 def _scene_params(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.ndarray) -> tuple[ge.Scene, np.ndarray]:
     """A scene of sources over ``len(fluxes)`` bands and its parameters (``fluxes``: ``(n_band, n_comp)``,
     non-finite fluxes drawn as zero)."""
-    scene = _scene(specs, len(fluxes))
+    scene = _render_scene(specs, len(fluxes))
     params, _, _, flux_index = _layout(scene, specs, theta, len(fluxes))
     params[flux_index] = nan_to_num(np.asarray(fluxes, float).ravel())
     return scene, params
