@@ -120,7 +120,7 @@ def make_problem(
     if len(t.reff_index):
         params0[t.reff_index] = np.clip(params0[t.reff_index], t.reff_lo, t.reff_hi)
     lower, upper = t.lower.copy(), t.upper.copy()
-    _bound_centroids(specs, theta0, bands, settings, scene, lower, upper)
+    _bound_centroids(specs, theta0, bands, settings, scene, lower, upper, t.centres)
     opts = ge.FitOptions()
     opts.max_iter, opts.ftol, opts.xtol = t.max_iter, t.rtol, t.xtol
     opts.n_min, opts.n_max = t.n_bounds
@@ -144,7 +144,8 @@ class _Template:
     ``scene`` is `None` for a sky plane (its origin is the problem's own). ``reff_index`` are the
     engine indices of the ``ln reff`` parameters, whose starts are clipped into ``[reff_lo, reff_hi]``
     (just inside their bounds); ``lower``/``upper`` the box bounds before the centroid bounds;
-    ``prior_mean``/``prior_sigma`` `None` without a prior.
+    ``prior_mean``/``prior_sigma`` `None` without a prior; ``centres`` the free centres
+    (`_free_centres`).
     """
 
     models: tuple
@@ -164,6 +165,7 @@ class _Template:
     n_bounds: tuple[float, float]
     sky_index: np.ndarray | None
     sky_grad_index: np.ndarray | None
+    centres: tuple[tuple[int, int, tuple[int, ...]], ...]
 
 
 _TEMPLATES: dict[tuple, _Template] = {}
@@ -233,27 +235,49 @@ def _build_template(specs: Sequence[SourceSpec], scene: ge.Scene, theta_index: n
     return _Template(tuple(s.model for s in specs), scene, kinds, bounds, lower, upper,
                      np.array(reff_index, int), np.array(reff_lo, float), np.array(reff_hi, float),
                      mean if has_prior else None, sigma if has_prior else None,
-                     settings.max_iter, settings.rtol, settings.xtol, (n_min, n_max), sky_index, grad_index)
+                     settings.max_iter, settings.rtol, settings.xtol, (n_min, n_max), sky_index, grad_index,
+                     _free_centres(specs, scene))
+
+
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None],
-                     settings: FitSettings, scene: ge.Scene, lower: np.ndarray, upper: np.ndarray) -> None:
-    """Box bounds of the free centres about their detection positions (`FitSettings.centroid_max_shift`)."""
-    if settings.centroid_max_shift is None:
+                     settings: FitSettings, scene: ge.Scene, lower: np.ndarray, upper: np.ndarray,
+                     centres: tuple[tuple[int, int, tuple[int, ...]], ...] | None = None) -> None:
+    """Box bounds of the free centres about their detection positions (`FitSettings.centroid_max_shift`).
+
+    ``centres``: per free centre, the source, its scene offset and the ``theta`` positions of its sizes
+    (`_free_centres` of the scene, kept in the problem's template; found here when `None`).
+    """
+    shift = settings.centroid_max_shift
+    if shift is None:
+        return
+    if centres is None:
+        centres = _free_centres(specs, scene)
+    if not centres:
         return
     psf_sigma = max(float(np.sqrt(0.5 * np.trace(b.psf.covariance()))) for b in bands if b is not None)
-    fwhm = 2.0 * np.sqrt(2.0 * np.log(2.0)) * psf_sigma
+    fwhm = _FWHM_PER_SIGMA * psf_sigma
+    for s, off, reff_at in centres:
+        radius = shift * max([fwhm, *(np.exp(theta0[i]) for i in reff_at)])
+        xy = specs[s].xy_fixed
+        for k in range(2):
+            lower[off + k] = xy[k] - radius
+            upper[off + k] = xy[k] + radius
+
+
+def _free_centres(specs: Sequence[SourceSpec], scene: ge.Scene) -> tuple[tuple[int, int, tuple[int, ...]], ...]:
+    """Per source with a free centre: its index, its scene offset and the ``theta`` positions of its
+    ``ln reff`` parameters (`_bound_centroids`)."""
+    out = []
     a = 0
     for s, spec in enumerate(specs):
-        kinds = spec.model.nonlinear_kinds
         if spec.model.free_centroid:
-            sizes = [np.exp(theta0[a + k]) for k, kind in enumerate(kinds) if kind == ge.ParamKind.LN_REFF]
-            radius = settings.centroid_max_shift * max([fwhm, *sizes])
-            off = scene.source_offset(s)
-            for k in range(2):
-                lower[off + k] = spec.xy_fixed[k] - radius
-                upper[off + k] = spec.xy_fixed[k] + radius
+            reff_at = tuple(a + k for k, kind in enumerate(spec.model.nonlinear_kinds) if kind == ge.ParamKind.LN_REFF)
+            out.append((s, scene.source_offset(s), reff_at))
         a += spec.n_theta
+    return tuple(out)
 
 
 def _kinds(specs: Sequence[SourceSpec]) -> list[ge.ParamKind]:

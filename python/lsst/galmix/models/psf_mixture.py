@@ -42,7 +42,7 @@ class PsfMixture:
     def __setattr__(self, name: str, value: Any) -> None:
         # A new array invalidates what was derived from the old ones.
         object.__setattr__(self, name, value)
-        if name != "_derived":
+        if name != "_derived" and self.__dict__.get("_derived"):
             object.__setattr__(self, "_derived", {})
 
     def __post_init__(self) -> None:
