@@ -24,7 +24,7 @@ from ..schema import FlagSet
 from .config import FitSettings, SourceFitConfig
 from .engine_backend import band_gaussians, model_stamps
 from .moments import adaptive_moments
-from .optimize import BandInput, ParameterBounds, SourceSpec
+from .optimize import BandInput, ParameterBounds, SourceSpec, nan_to_num
 from .plan import Route, route_group
 from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceOutcome, band_input, extra_starts, initial_theta, solve
@@ -775,9 +775,9 @@ SUBTRACT_TOL = 0.1
 
 
 def _changed(before: SourceOutcome, after: SourceOutcome) -> bool:
-    df = np.abs(np.nan_to_num(after.fluxes - before.fluxes))
+    df = np.abs(nan_to_num(after.fluxes - before.fluxes))
     err = np.array([np.sqrt(np.trace(c)) if c is not None else np.inf for c in after.flux_cov])
-    flux_moved = bool((df.sum(axis=1) > SUBTRACT_TOL * np.nan_to_num(err, nan=np.inf)).any())
+    flux_moved = bool((df.sum(axis=1) > SUBTRACT_TOL * nan_to_num(err, nan=np.inf)).any())
     centre_moved = after.spec.model.free_centroid and bool(np.hypot(*(after.theta[:2] - before.theta[:2])) > 0.1)
     return flux_moved or centre_moved
 

@@ -17,6 +17,7 @@ is evaluated again at the final fluxes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -29,7 +30,7 @@ from ..models.profiles import GAUSS_SIZE, profile_mixture
 from ..models.psf_mixture import PsfMixture
 from .config import FitSettings
 from .errors import conditional_covariance
-from .optimize import BandInput, ParameterBounds, SceneFit, SourceSpec
+from .optimize import BandInput, ParameterBounds, SceneFit, SourceSpec, nan_to_num
 from .timing import stage
 
 __all__ = [
@@ -54,8 +55,8 @@ def _profile(comp: ComponentDef) -> ge.Profile | None:
 
 
 def psf_array(psf: PsfMixture) -> np.ndarray:
-    """The engine's ``(M, 6)`` PSF layout ``(frac, dx, dy, xx, xy, yy)``."""
-    return np.column_stack([psf.frac, psf.dx, psf.dy, psf.xx, psf.xy, psf.yy])
+    """The engine's ``(M, 6)`` PSF layout ``(frac, dx, dy, xx, xy, yy)`` (read-only, kept with the mixture)."""
+    return psf.engine_array()
 
 
 def _scene(specs: Sequence[SourceSpec], n_bands: int, sky: bool = False, sky_plane: bool = False) -> ge.Scene:
@@ -112,8 +113,97 @@ def make_problem(
         x and y, all linear).
     """
     used = [i for i, b in enumerate(bands) if b is not None]
-    scene = _scene(specs, len(used), sky, sky_plane)
+    t = _template(specs, len(used), sky, sky_plane, settings)
+    # A sky plane is expanded about the first source's position: its scene is this problem's own.
+    scene = _scene(specs, len(used), sky, sky_plane) if t.scene is None else t.scene
     params0, free, theta_index, flux_index = _layout(scene, specs, theta0, len(used))
+    if len(t.reff_index):
+        params0[t.reff_index] = np.clip(params0[t.reff_index], t.reff_lo, t.reff_hi)
+    lower, upper = t.lower.copy(), t.upper.copy()
+    _bound_centroids(specs, theta0, bands, settings, scene, lower, upper, t.centres)
+    opts = ge.FitOptions()
+    opts.max_iter, opts.ftol, opts.xtol = t.max_iter, t.rtol, t.xtol
+    opts.n_min, opts.n_max = t.n_bounds
+    opts.lower, opts.upper = lower, upper
+    if t.prior_mean is not None:
+        opts.prior_mean = t.prior_mean
+        opts.prior_sigma = t.prior_sigma
+    present = [b for b in bands if b is not None]  # the bands of ``used``, in order
+    eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
+                 for b in present]
+    problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
+    return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
+                         eng_bands, t.sky_index, t.sky_grad_index, t.bounds)
+
+
+@dataclass(frozen=True)
+class _Template:
+    """What the problems of one layout (model sequence, band count, sky) and one set of settings share:
+    built once (`_template`), read-only.
+
+    ``scene`` is `None` for a sky plane (its origin is the problem's own). ``reff_index`` are the
+    engine indices of the ``ln reff`` parameters, whose starts are clipped into ``[reff_lo, reff_hi]``
+    (just inside their bounds); ``lower``/``upper`` the box bounds before the centroid bounds;
+    ``prior_mean``/``prior_sigma`` `None` without a prior; ``centres`` the free centres
+    (`_free_centres`).
+    """
+
+    models: tuple
+    scene: ge.Scene | None
+    kinds: list[ge.ParamKind]
+    bounds: ParameterBounds
+    lower: np.ndarray
+    upper: np.ndarray
+    reff_index: np.ndarray
+    reff_lo: np.ndarray
+    reff_hi: np.ndarray
+    prior_mean: np.ndarray | None
+    prior_sigma: np.ndarray | None
+    max_iter: int
+    rtol: float
+    xtol: float
+    n_bounds: tuple[float, float]
+    sky_index: np.ndarray | None
+    sky_grad_index: np.ndarray | None
+    centres: tuple[tuple[int, int, tuple[int, ...]], ...]
+
+
+_TEMPLATES: dict[tuple, _Template] = {}
+_TEMPLATES_SIZE = 256
+
+
+def _settings_key(settings: FitSettings) -> tuple:
+    """The values of ``settings`` that a problem's template depends on (settings are mutable configs:
+    keyed by value, never by identity)."""
+    pri = settings.priors
+    return (settings.max_iter, settings.rtol, settings.xtol, tuple(settings.n_bounds), tuple(settings.reff_bounds),
+            None if pri.ln_reff is None else tuple(pri.ln_reff), pri.eta_sigma,
+            None if pri.n is None else tuple(pri.n))
+
+
+def _template(specs: Sequence[SourceSpec], n_used: int, sky: bool, sky_plane: bool, settings: FitSettings
+              ) -> _Template:
+    """The shared part of the problems of these sources (kept per layout and settings: a patch's fits
+    repeat a few layouts, and rebuilding the scene, bounds and priors cost as much as the rest of the
+    set-up)."""
+    key = (tuple(id(s.model) for s in specs), n_used, sky, sky_plane, _settings_key(settings))
+    hit = _TEMPLATES.get(key)
+    # The models are kept in the entry, so an id in the key cannot be reused by another model.
+    if hit is not None and all(m is s.model for m, s in zip(hit.models, specs)):
+        return hit
+    scene = _scene(specs, n_used, sky, sky_plane)
+    _, _, theta_index, _ = _layout(scene, specs, np.zeros(sum(s.n_theta for s in specs)), n_used)
+    t = _build_template(specs, scene, theta_index, n_used, settings)
+    if sky_plane:
+        t = dataclasses.replace(t, scene=None)
+    if len(_TEMPLATES) >= _TEMPLATES_SIZE:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = t
+    return t
+
+
+def _build_template(specs: Sequence[SourceSpec], scene: ge.Scene, theta_index: np.ndarray, n_used: int,
+                    settings: FitSettings) -> _Template:
     npar = scene.n_params
     mean, sigma = np.zeros(npar), np.full(npar, np.inf)
     kinds = _kinds(specs)
@@ -121,55 +211,73 @@ def make_problem(
     lower, upper = np.full(npar, -np.inf), np.full(npar, np.inf)
     lower[theta_index], upper[theta_index] = bounds.lo, bounds.hi
     pri = settings.priors
+    reff_index, reff_lo, reff_hi = [], [], []
     for kind, i, lo, hi in zip(kinds, theta_index, bounds.lo, bounds.hi):
         if kind == ge.ParamKind.LN_REFF:
             margin = 1e-6 * (hi - lo)
-            params0[i] = np.clip(params0[i], lo + margin, hi - margin)
+            reff_index.append(i)
+            reff_lo.append(lo + margin)
+            reff_hi.append(hi - margin)
         if kind == ge.ParamKind.LN_REFF and pri.ln_reff is not None:
             mean[i], sigma[i] = pri.ln_reff
         elif kind in (ge.ParamKind.ETA1, ge.ParamKind.ETA2) and pri.eta_sigma is not None:
             mean[i], sigma[i] = 0.0, pri.eta_sigma
         elif kind == ge.ParamKind.SERSIC_N and pri.n is not None:
             mean[i], sigma[i] = pri.n
-    _bound_centroids(specs, theta0, bands, settings, scene, lower, upper)
-    opts = ge.FitOptions()
-    opts.max_iter = settings.max_iter
-    opts.ftol = settings.rtol
-    opts.xtol = settings.xtol
-    opts.n_min, opts.n_max = settings.n_bounds
-    opts.lower, opts.upper = lower, upper
-    if np.isfinite(sigma).any():
-        opts.prior_mean = mean
-        opts.prior_sigma = sigma
-    present = [b for b in bands if b is not None]  # the bands of ``used``, in order
-    eng_bands = [ge.Band(b.image, sigma_inv=np.sqrt(b.weight), psf=psf_array(b.psf), x0=b.x0, y0=b.y0)
-                 for b in present]
-    problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
-    sky_index = np.array([scene.sky_index(k) for k in range(len(used))], int) if scene.has_sky else None
-    grad_index = (np.array([[scene.sky_grad_index(k, a) for a in range(2)] for k in range(len(used))], int)
+    has_prior = bool(np.isfinite(sigma).any())
+    sky_index = np.array([scene.sky_index(k) for k in range(n_used)], int) if scene.has_sky else None
+    grad_index = (np.array([[scene.sky_grad_index(k, a) for a in range(2)] for k in range(n_used)], int)
                   if scene.has_sky_plane else None)
-    return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
-                         eng_bands, sky_index, grad_index, bounds)
+    arrays = [lower, upper, mean, sigma] + [a for a in (sky_index, grad_index) if a is not None]
+    for a in arrays:
+        a.flags.writeable = False
+    n_min, n_max = settings.n_bounds
+    return _Template(tuple(s.model for s in specs), scene, kinds, bounds, lower, upper,
+                     np.array(reff_index, int), np.array(reff_lo, float), np.array(reff_hi, float),
+                     mean if has_prior else None, sigma if has_prior else None,
+                     settings.max_iter, settings.rtol, settings.xtol, (n_min, n_max), sky_index, grad_index,
+                     _free_centres(specs, scene))
+
+
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None],
-                     settings: FitSettings, scene: ge.Scene, lower: np.ndarray, upper: np.ndarray) -> None:
-    """Box bounds of the free centres about their detection positions (`FitSettings.centroid_max_shift`)."""
-    if settings.centroid_max_shift is None:
+                     settings: FitSettings, scene: ge.Scene, lower: np.ndarray, upper: np.ndarray,
+                     centres: tuple[tuple[int, int, tuple[int, ...]], ...] | None = None) -> None:
+    """Box bounds of the free centres about their detection positions (`FitSettings.centroid_max_shift`).
+
+    ``centres``: per free centre, the source, its scene offset and the ``theta`` positions of its sizes
+    (`_free_centres` of the scene, kept in the problem's template; found here when `None`).
+    """
+    shift = settings.centroid_max_shift
+    if shift is None:
+        return
+    if centres is None:
+        centres = _free_centres(specs, scene)
+    if not centres:
         return
     psf_sigma = max(float(np.sqrt(0.5 * np.trace(b.psf.covariance()))) for b in bands if b is not None)
-    fwhm = 2.0 * np.sqrt(2.0 * np.log(2.0)) * psf_sigma
+    fwhm = _FWHM_PER_SIGMA * psf_sigma
+    for s, off, reff_at in centres:
+        radius = shift * max([fwhm, *(np.exp(theta0[i]) for i in reff_at)])
+        xy = specs[s].xy_fixed
+        for k in range(2):
+            lower[off + k] = xy[k] - radius
+            upper[off + k] = xy[k] + radius
+
+
+def _free_centres(specs: Sequence[SourceSpec], scene: ge.Scene) -> tuple[tuple[int, int, tuple[int, ...]], ...]:
+    """Per source with a free centre: its index, its scene offset and the ``theta`` positions of its
+    ``ln reff`` parameters (`_bound_centroids`)."""
+    out = []
     a = 0
     for s, spec in enumerate(specs):
-        kinds = spec.model.nonlinear_kinds
         if spec.model.free_centroid:
-            sizes = [np.exp(theta0[a + k]) for k, kind in enumerate(kinds) if kind == ge.ParamKind.LN_REFF]
-            radius = settings.centroid_max_shift * max([fwhm, *sizes])
-            off = scene.source_offset(s)
-            for k in range(2):
-                lower[off + k] = spec.xy_fixed[k] - radius
-                upper[off + k] = spec.xy_fixed[k] + radius
+            reff_at = tuple(a + k for k, kind in enumerate(spec.model.nonlinear_kinds) if kind == ge.ParamKind.LN_REFF)
+            out.append((s, scene.source_offset(s), reff_at))
         a += spec.n_theta
+    return tuple(out)
 
 
 def _kinds(specs: Sequence[SourceSpec]) -> list[ge.ParamKind]:
@@ -252,12 +360,31 @@ def _layout(
     return params, layout.free, layout.theta_index, layout.flux_index
 
 
+_RENDER_SCENES: dict[tuple, tuple[tuple, ge.Scene]] = {}
+_RENDER_SCENES_SIZE = 256
+
+
+def _render_scene(specs: Sequence[SourceSpec], n_bands: int) -> ge.Scene:
+    """A scene without sky of these sources, to draw models (kept per model sequence and band count:
+    scenes are immutable, and the sky test, stamp growth and residual search of every fit draw one)."""
+    key = (tuple(id(s.model) for s in specs), n_bands)
+    hit = _RENDER_SCENES.get(key)
+    # The models are kept in the entry, so an id in the key cannot be reused by another model.
+    if hit is not None and all(m is s.model for m, s in zip(hit[0], specs)):
+        return hit[1]
+    scene = _scene(specs, n_bands)
+    if len(_RENDER_SCENES) >= _RENDER_SCENES_SIZE:
+        _RENDER_SCENES.clear()
+    _RENDER_SCENES[key] = (tuple(s.model for s in specs), scene)
+    return scene
+
+
 def _scene_params(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.ndarray) -> tuple[ge.Scene, np.ndarray]:
     """A scene of sources over ``len(fluxes)`` bands and its parameters (``fluxes``: ``(n_band, n_comp)``,
     non-finite fluxes drawn as zero)."""
-    scene = _scene(specs, len(fluxes))
+    scene = _render_scene(specs, len(fluxes))
     params, _, _, flux_index = _layout(scene, specs, theta, len(fluxes))
-    params[flux_index] = np.nan_to_num(np.asarray(fluxes, float).ravel())
+    params[flux_index] = nan_to_num(np.asarray(fluxes, float).ravel())
     return scene, params
 
 

@@ -43,8 +43,27 @@ class _Bounds(Protocol):
                    ) -> tuple[np.ndarray, bool]: ...  # hold: per theta, or per parameter of the matrix
 
 
+_LIMITS: dict[tuple, np.ndarray] = {}
+_LIMITS_SIZE = 256
+
+
 def _limits(kinds: Sequence[ParamKind], bounds: _Bounds) -> np.ndarray:
-    """Per nonlinear parameter, the error above which it is unconstrained (inf: never held)."""
+    """Per nonlinear parameter, the error above which it is unconstrained (inf: never held; read-only).
+
+    Kept per kind sequence (and indices): every fit of a layout asks for the same limits.
+    """
+    key = (tuple(kinds), bounds.is_index.tobytes())
+    out = _LIMITS.get(key)
+    if out is None:
+        out = _new_limits(kinds, bounds)
+        out.flags.writeable = False
+        if len(_LIMITS) >= _LIMITS_SIZE:
+            _LIMITS.clear()
+        _LIMITS[key] = out
+    return out
+
+
+def _new_limits(kinds: Sequence[ParamKind], bounds: _Bounds) -> np.ndarray:
     out = np.full(len(kinds), np.inf)
     for i, kind in enumerate(kinds):
         if bounds.is_index[i]:

@@ -24,7 +24,21 @@ __all__ = [
     "SceneFit",
     "SourceSpec",
     "invert_fisher",
+    "nan_to_num",
 ]
+
+
+def nan_to_num(a: np.ndarray, **kwargs: float) -> np.ndarray:
+    """`numpy.nan_to_num` (a new array), without its cost where ``a`` is already finite.
+
+    The arrays of a fit (fluxes, errors) are almost always finite, and `numpy.nan_to_num` costs several
+    times the test on small arrays; where every value is finite the result is a copy of ``a``, as
+    `numpy.nan_to_num` would return.
+    """
+    a = np.asarray(a)
+    if np.isfinite(a).all():
+        return a.copy()
+    return np.nan_to_num(a, **kwargs)
 
 
 @dataclass
@@ -167,11 +181,16 @@ class ParameterBounds:
             elif kind == ParamKind.LN_REFF:
                 lo[i], hi[i] = np.log(settings.reff_bounds[0]), np.log(settings.reff_bounds[1])
         self.lo, self.hi = lo, hi
+        # The "near a bound" tolerances depend on the bounds only: computed once, not per test.
+        self._finite = np.isfinite(lo) & np.isfinite(hi)
+        self._tol = np.where(self._finite, 1e-3 * (hi - lo), 0.0)
+        # Shared by the problems of one layout (`engine_backend.make_problem`): read-only.
+        for a in (self.lo, self.hi, self.is_index, self._finite, self._tol):
+            a.flags.writeable = False
 
     def _near(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per parameter: within 1e-3 of its bound range from its lower / upper bound."""
-        finite = np.isfinite(self.lo) & np.isfinite(self.hi)
-        tol = np.where(finite, 1e-3 * (self.hi - self.lo), 0.0)
+        finite, tol = self._finite, self._tol
         return finite & (theta - self.lo < tol), finite & (self.hi - theta < tol)
 
     def at_bound(self, theta: np.ndarray) -> bool:

@@ -32,7 +32,7 @@ from ..schema import (
 from .config import FitSettings
 from .engine_backend import make_problem, model_stamps, run_problems
 from .moments import initial_shape
-from .optimize import BandInput, SceneFit, SourceSpec
+from .optimize import BandInput, SceneFit, SourceSpec, nan_to_num
 from .stamps import Stamp
 from .timing import staged
 
@@ -178,7 +178,7 @@ class Prepared:
         for residual sources ask for the same fit when its stamps did not grow.
         """
         theta = np.concatenate([o.theta for o in outcomes])
-        fluxes = np.nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
+        fluxes = nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
         key = theta.tobytes() + fluxes.tobytes()
         if self._models is not None and self._models[0] == key:
             return self._models[1]

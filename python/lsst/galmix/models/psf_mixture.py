@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,10 @@ __all__ = ["PsfMixture"]
 @dataclass
 class PsfMixture:
     """Gaussian mixture of a PSF (fractions of the PSF's total light).
+
+    The derived values of the fits (`covariance`, `engine_array`) are computed once and kept: a patch
+    fit asks for them per object and stage. Assigning any attribute drops them; the arrays themselves are
+    treated as immutable (replace an array, do not write into it).
 
     Attributes
     ----------
@@ -32,6 +37,13 @@ class PsfMixture:
     xx: np.ndarray
     yy: np.ndarray
     xy: np.ndarray
+    _derived: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A new array invalidates what was derived from the old ones.
+        object.__setattr__(self, name, value)
+        if name != "_derived" and self.__dict__.get("_derived"):
+            object.__setattr__(self, "_derived", {})
 
     def __post_init__(self) -> None:
         for name in ("frac", "dx", "dy", "xx", "yy", "xy"):
@@ -48,7 +60,21 @@ class PsfMixture:
         return cls([1.0], [0.0], [0.0], [sigma**2], [sigma**2], [0.0])
 
     def covariance(self) -> np.ndarray:
-        """Total 2x2 covariance of the mixture about its centroid (pixel^2)."""
+        """Total 2x2 covariance of the mixture about its centroid (pixel^2; read-only, kept)."""
+        cov = self._derived.get("covariance")
+        if cov is None:
+            cov = self._derived["covariance"] = _read_only(self._covariance())
+        return cov
+
+    def engine_array(self) -> np.ndarray:
+        """The engine's ``(M, 6)`` layout ``(frac, dx, dy, xx, xy, yy)`` (read-only, kept)."""
+        arr = self._derived.get("engine_array")
+        if arr is None:
+            arr = self._derived["engine_array"] = _read_only(
+                np.column_stack([self.frac, self.dx, self.dy, self.xx, self.xy, self.yy]))
+        return arr
+
+    def _covariance(self) -> np.ndarray:
         f = self.frac / self.frac.sum()
         mx, my = (f * self.dx).sum(), (f * self.dy).sum()
         cxx = (f * (self.xx + (self.dx - mx) ** 2)).sum()
@@ -63,3 +89,8 @@ class PsfMixture:
         det = self.xx * self.yy - self.xy**2
         return bool(np.isfinite(arr).all() and (self.xx > 0).all() and (det > 0).all()
                     and 0.5 < self.frac.sum() < 1.5)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
