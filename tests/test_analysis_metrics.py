@@ -251,3 +251,27 @@ def test_shared_renderer_draws_the_same_pixels_as_a_private_one():
     for name in ("matchedRefMagDiff_g", "matchedRefPositionDiff", "matchedRefMagChi_r", "matchedRefMagDiff_z"):
         assert np.array_equal(pixels(shared[name], SharedRendererCanvas), pixels(private[name], FigureCanvasAgg))
     assert shared["matchedRefMagDiff_g"].canvas.get_renderer() is shared["matchedRefMagDiff_z"].canvas.get_renderer()
+
+
+def test_tick_memo_draws_the_same_pixels_and_is_used():
+    """`plots._ticks_updated_once` (private matplotlib API ``Axis._update_ticks``): every plot's PNG
+    pixels equal a plain Agg draw's, the memo skips most tick updates, and no axis keeps the wrapper."""
+    from lsst.galmix.analysis import plots
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    def pixels(fig, canvas_class) -> np.ndarray:
+        canvas_class(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return np.asarray(Image.open(buf))
+
+    t, _, _ = _matched_table(n=300)
+    spec = MatchedSpec(bands=BANDS)
+    memo, plain = make_plots(t, spec), make_plots(t, spec)
+    assert set(memo) == set(plain) and len(memo) > 5
+    hits = plots._TICK_MEMO_HITS[0]
+    for name in memo:
+        assert np.array_equal(pixels(memo[name], plots.SharedRendererCanvas), pixels(plain[name], FigureCanvasAgg)), name
+        assert not any("_update_ticks" in vars(a) for ax in memo[name].axes for a in (ax.xaxis, ax.yaxis))
+    assert plots._TICK_MEMO_HITS[0] - hits > 10 * len(memo)  # most of the ~20 updates per axis are skipped

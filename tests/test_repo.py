@@ -202,24 +202,30 @@ def test_registry_url_is_used(tmp_path):
         create_butler_repo(str(tmp_path / "repo"))
 
 
-def test_coadds_written_in_tiles_of_one_row_of_cells(butler, ci_repo_summary, tmp_path):
+def test_coadds_uncompressed_and_lossless(butler, tmp_path):
+    """The simulated coadds are stored uncompressed (`UncompressedFitsFormatter`) and read back exactly
+    the pixels and kernels that the default (compressed, lossless) write reads back."""
     from astropy.io import fits
-    from lsst.images.fits import write
+    from lsst.images.cells import CellCoadd
+    from lsst.images.serialization import read_archive, write_archive
 
-    size = ci_repo_summary.geometry.size
-    ref = next(iter(butler.query_datasets("deep_coadd_cell", where="band = 'r' AND patch = 1")))
+    ref = butler.find_dataset("deep_coadd_cell", **SKY, patch=2, band="z")
+    with fits.open(butler.getURI(ref).ospath) as hdus:
+        images = [h for h in hdus if isinstance(h, fits.ImageHDU | fits.CompImageHDU)]
+        assert {h.name for h in images} >= {"IMAGE", "MASK", "VARIANCE", "PSF"}
+        assert not any(isinstance(h, fits.CompImageHDU) for h in images)
     coadd = butler.get(ref)
-    path = butler.getURI(ref).ospath
-    with fits.open(path, disable_image_compression=True) as hdus:
-        tiles = {h.name: [h.header[f"ZTILE{i}"] for i in range(1, h.header["ZNAXIS"] + 1)] for h in hdus[1:5]}
-    width = coadd.image.array.shape[1]
-    for plane in ("IMAGE", "MASK", "VARIANCE"):
-        assert tiles[plane] == [width, size.cell_size]  # FITS order: x, y
-    assert tiles["PSF"] == [size.psf_size, size.psf_size, width // size.cell_size, 1]
-    # Lossless: the same object written with lsst.images' defaults (one tile per pixel row) holds the
-    # same pixels.
-    default = tmp_path / "default.fits"
-    write(coadd, str(default))
-    with fits.open(path) as ours, fits.open(default) as theirs:
-        for plane in ("IMAGE", "MASK", "VARIANCE", "PSF"):
-            assert np.array_equal(ours[plane].data, theirs[plane].data, equal_nan=True)
+    write_archive(coadd, tmp_path / "compressed.fits")  # the lsst-images default: GZIP_2 tiles
+    with fits.open(tmp_path / "compressed.fits") as hdus:
+        assert isinstance(hdus["IMAGE"], fits.CompImageHDU)
+    again = read_archive(tmp_path / "compressed.fits", CellCoadd)
+    for plane in ("image", "mask", "variance"):
+        a, b = getattr(coadd, plane).array, getattr(again, plane).array
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), plane
+    for x, y in ((10, 10), (200, 330), (390, 390)):
+        x0, y0 = coadd.bbox.x.start + x, coadd.bbox.y.start + y
+        k1 = coadd.psf.compute_kernel_image(x=x0, y=y0).array
+        k2 = again.psf.compute_kernel_image(x=x0, y=y0).array
+        assert k1.tobytes() == k2.tobytes()
+    assert butler.get("deep_coadd_cell.psf", dataId=ref.dataId).compute_kernel_image(x=x0, y=y0).array.tobytes() \
+        == k1.tobytes()

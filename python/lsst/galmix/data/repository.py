@@ -143,8 +143,8 @@ def create_butler_repo(
     namespace
         Registry schema namespace for a shared database (PostgreSQL); ignored for SQLite.
     formatters
-        Entries merged into the datastore's ``formatters`` configuration (e.g. a write recipe of the
-        coadds, `lsst.galmix.sim.make_repo.coadd_formatters`).
+        Entries merged into the datastore's ``formatters`` configuration (e.g. the uncompressed
+        coadds of the simulated repositories, `lsst.galmix.sim.make_repo.coadd_formatters`).
 
     Raises
     ------

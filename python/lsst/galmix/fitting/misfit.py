@@ -47,6 +47,20 @@ def psf_half_light_radius(psf: PsfMixture) -> float:
     """
     frac = np.asarray(psf.frac, float)
     var = 0.5 * (np.asarray(psf.xx, float) + np.asarray(psf.yy, float))
+    # The objects of a cell share its PSF: solve once per distinct (frac, var) (the value is a function
+    # of them only, so cached and fresh results are identical).
+    key = (frac.tobytes(), var.tobytes())
+    if (radius := _RADIUS_CACHE.get(key)) is None:
+        if len(_RADIUS_CACHE) >= 4096:
+            _RADIUS_CACHE.clear()
+        radius = _RADIUS_CACHE[key] = _half_light_radius(frac, var)
+    return radius
+
+
+_RADIUS_CACHE: dict[tuple[bytes, bytes], float] = {}
+
+
+def _half_light_radius(frac: np.ndarray, var: np.ndarray) -> float:
     total = float(frac.sum())
     if not (total > 0 and np.isfinite(var).all() and (var > 0).all()):
         return float("nan")

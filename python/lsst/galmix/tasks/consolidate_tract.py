@@ -11,6 +11,7 @@ from lsst.pipe.base import connectionTypes as cT
 
 from ..analysis.catalogs import add_identity_columns, consolidate_models, resolve_duplicates
 from ..connections import PATCH_DIMENSIONS, TRACT_DIMENSIONS, table
+from ..data.tables import put_outputs
 from ..schema import param_column
 
 __all__ = ["ConsolidateTractConfig", "ConsolidateTractConnections", "ConsolidateTractTask"]
@@ -79,7 +80,7 @@ class ConsolidateTractTask(pipeBase.PipelineTask):
                 tables.append(table)
             per_model[model] = tables
         outputs = self.run(per_model, tract=int(butlerQC.quantum.dataId["tract"]))
-        butlerQC.put(outputs, outputRefs)
+        put_outputs(butlerQC, outputs, outputRefs)
 
     def run(self, per_model: dict[str, list[Table]], tract: int = 0) -> pipeBase.Struct:
         """Consolidate patch tables.

@@ -15,6 +15,7 @@ from lsst.daf.butler import DeferredDatasetHandle
 from lsst.pipe.base import connectionTypes as cT
 
 from .. import connections
+from ..data.tables import put_outputs
 from ..detection.coadds import NoCoaddError, patch_images_from_coadds
 from ..detection.detect import DetectionConfig, detect_patch
 from ..messages import exception_line
@@ -70,7 +71,7 @@ class DetectCoaddSourcesTask(pipeBase.PipelineTask):
             self.log.warning("Patch %s has no coadd in bands %s; detecting with %s.",
                              inputRefs.coadds[0].dataId["patch"], "".join(missing), "".join(sorted(
                                  coadds, key="ugrizy".find)))
-        butlerQC.put(self.run(coadds), outputRefs)
+        put_outputs(butlerQC, self.run(coadds), outputRefs)
 
     def run(self, coadds: dict[str, Any]) -> pipeBase.Struct:
         """Detect the sources of one patch.

@@ -10,6 +10,7 @@ from lsst.pipe.base import connectionTypes as cT
 
 from ..analysis.catalogs import build_matched_table
 from ..connections import MATCH_REF, MATCH_TARGET, MATCHED, MatchedConnections, table
+from ..data.tables import put_outputs
 
 __all__ = ["DiffMatchedConfig", "DiffMatchedConnections", "DiffMatchedTask"]
 
@@ -30,6 +31,9 @@ class DiffMatchedTask(pipeBase.PipelineTask):
 
     ConfigClass = DiffMatchedConfig
     _DefaultName = "diffMatched"
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        put_outputs(butlerQC, self.run(**butlerQC.get(inputRefs)), outputRefs)
 
     def run(self, reference: Table, target: Table, matchRef: Table, matchTarget: Table) -> pipeBase.Struct:
         """Build the matched table.

@@ -14,6 +14,7 @@ from lsst.daf.butler import DeferredDatasetHandle
 from lsst.pipe.base import connectionTypes as cT
 
 from .. import connections
+from ..data.tables import put_outputs
 from ..fitting.config import SourceFitConfig
 from ..fitting.patch import fit_patch
 from ..fitting.timing import StageTimer, active_timer, stage
@@ -145,7 +146,7 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
                 objects["patch"] = np.full(len(objects), outputRefs.outputTable.dataId["patch"], dtype=np.int32)
             outputs = self.run(coadds=coadds, objects=objects, footprints=footprints, psfFits=psf_fits)
             with stage("io"):
-                butlerQC.put(outputs, outputRefs)
+                put_outputs(butlerQC, outputs, outputRefs)
 
     @contextmanager
     def _timed(self, timer: StageTimer) -> Iterator[None]:

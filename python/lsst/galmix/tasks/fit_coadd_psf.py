@@ -12,6 +12,7 @@ import lsst.pipe.base as pipeBase
 from lsst.pipe.base import connectionTypes as cT
 
 from .. import connections
+from ..data.tables import put_outputs
 from ..fitting.config import PsfFitConfig
 from ..fitting.psf import fit_psf_images_table
 from ..messages import exception_line
@@ -75,7 +76,7 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
                              ref.dataId["band"], ref.dataId["patch"], ref.datasetType.name, exception_line(exc))
             raise pipeBase.NoWorkFound(f"Unreadable {ref.datasetType.name} {dict(ref.dataId.required)}") from exc
         objects = butlerQC.get(inputRefs.objects) if self.config.mode == "object" else None
-        butlerQC.put(self.run(psf, objects), outputRefs)
+        put_outputs(butlerQC, self.run(psf, objects), outputRefs)
 
     def run(self, psf, objects: Table | None = None) -> pipeBase.Struct:
         """Fit the PSF.
