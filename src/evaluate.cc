@@ -1,6 +1,7 @@
 #include "lsst/galmix/evaluate.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -20,6 +21,10 @@ using detail::kMaxBlock;
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 
+// Normal equations by the sparse kernel path (only the column tiles a block's Gaussians touch);
+// bit-identical to the dense one, which stays selectable to test that.
+std::atomic<bool> gSparseNormalEquations{true};
+
 GPre precompute(Gaussian const& g) {
     double det = g.xx * g.yy - g.xy * g.xy;
     GPre p;
@@ -31,6 +36,7 @@ GPre precompute(Gaussian const& g) {
     p.unit = 1.0 / (kTwoPi * std::sqrt(det));
     p.flux = g.flux;
     p.dBegin = p.dEnd = p.nFlux = p.nCentre = p.nShape = 0;
+    p.tiles = 0;
     return p;
 }
 
@@ -181,6 +187,10 @@ PreparedImage::PreparedImage(ImageRef const& ref) : _ref(ref) {
     }
 }
 
+void setSparseNormalEquations(bool enabled) { gSparseNormalEquations.store(enabled, std::memory_order_relaxed); }
+
+bool sparseNormalEquations() { return gSparseNormalEquations.load(std::memory_order_relaxed); }
+
 NormalEquations makeNormalEquations(int nParams) {
     NormalEquations ne;
     ne.nParams = nParams;
@@ -283,15 +293,24 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     }
     auto const& kernels = detail::activeKernels();
     int lanes = kernels.lanes;
+    // The sparse kernel path needs each Gaussian's column tiles, one bit per tile.
+    bool sparse = gSparseNormalEquations.load(std::memory_order_relaxed) &&
+                  (P + kernels.tile - 1) / kernels.tile <= detail::kMaxSparseTiles;
+    if (sparse) {
+        for (auto& g : gs) {
+            for (int i = g.dBegin; i < g.dEnd; ++i) g.tiles |= 1ull << (ds[i].col / kernels.tile);
+        }
+    }
     std::ptrdiff_t L = maxRunLength(image);
     std::ptrdiff_t padded = ((L + kMaxBlock - 1) / kMaxBlock) * kMaxBlock;
     std::vector<double> data(padded, 0.0), w(padded, 0.0);
     std::size_t nP = static_cast<std::size_t>(std::max(P, 1));
     std::size_t nPt = nP + detail::kMaxTile;  // >= P rounded up to any table's tile
-    AlignedBuffer rows(gs.size() * detail::kRowDoubles), jac((nPt + 1) * detail::kDepthPixels),
-            acc(nPt * nPt * kMaxBlock), bacc(nP * kMaxBlock), cacc(kMaxBlock);
+    AlignedBuffer rows(gs.size() * detail::kRowDoubles), jac(nPt * detail::kDepthPixels),
+            wjac(nPt * detail::kDepthPixels), acc(nPt * nPt * kMaxBlock), bacc(nP * kMaxBlock), cacc(kMaxBlock);
     int stride = (P + kernels.tile - 1) / kernels.tile * kernels.tile;
-    detail::NormalScratch scratch{rows.data(), jac.data(), acc.data(), bacc.data(), cacc.data()};
+    detail::NormalScratch scratch{rows.data(), jac.data(), wjac.data(), acc.data(), bacc.data(), cacc.data(),
+                                  sparse};
     for (auto const& run : image.runs()) {
         int n = run.end - run.begin;
         loadRun(image.ref(), run, data.data(), w.data());

@@ -94,6 +94,16 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
 
 NormalEquations makeNormalEquations(int nParams);
 
+/// Choose how accumulateNormalEquations treats the Jacobian columns of a block of pixels: sparse (the
+/// default) zeroes, accumulates and rank-updates only the column tiles the Gaussians evaluated there
+/// touch (the cheap way for blends, where a block sees the Gaussians of a few sources); dense visits
+/// all of them. Both give bit-identical results; the switch exists to test that and to measure. It is
+/// per process and not meant to be flipped while another thread evaluates.
+void setSparseNormalEquations(bool enabled);
+
+/// Whether the sparse path is selected (see setSparseNormalEquations).
+bool sparseNormalEquations();
+
 /// Throws InputError unless every Gaussian passes checkGaussian (finite, positive definite, determinant
 /// and inverse representable in double precision).
 void checkMixture(Mixture const& mixture);

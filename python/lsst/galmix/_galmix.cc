@@ -196,6 +196,10 @@ PYBIND11_MODULE(_galmix, m) {
     m.def("supported_isas", &supportedIsas, "Kernel instruction sets this CPU runs, fastest first.");
     m.def("set_isa", &setIsa, py::arg("name"), "Use the named kernel set (avx512, avx2, baseline or auto).");
     m.def("active_isa", &activeIsa, "Name of the kernel set in use.");
+    m.def("set_sparse_normal_equations", &setSparseNormalEquations, py::arg("enabled"),
+          "Normal equations over only the Jacobian column tiles each block of pixels touches (True, the\n"
+          "default) or over all columns (False); the results are bit-identical.");
+    m.def("sparse_normal_equations", &sparseNormalEquations, "Whether the sparse normal-equation path is on.");
     activeIsa();  // an unusable GALMIX_ISA fails the import with its reason
 
     m.def(
