@@ -21,9 +21,8 @@ using detail::kMaxBlock;
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 
-// Normal equations by the sparse kernel path (only the column tiles a block's Gaussians touch);
-// bit-identical to the dense one, which stays selectable to test that.
-std::atomic<bool> gSparseNormalEquations{true};
+// The normal-equation path (see setNormalPath); all are bit-identical.
+std::atomic<NormalPath> gNormalPath{NormalPath::Auto};
 
 GPre precompute(Gaussian const& g) {
     double det = g.xx * g.yy - g.xy * g.xy;
@@ -187,9 +186,9 @@ PreparedImage::PreparedImage(ImageRef const& ref) : _ref(ref) {
     }
 }
 
-void setSparseNormalEquations(bool enabled) { gSparseNormalEquations.store(enabled, std::memory_order_relaxed); }
+void setNormalPath(NormalPath path) { gNormalPath.store(path, std::memory_order_relaxed); }
 
-bool sparseNormalEquations() { return gSparseNormalEquations.load(std::memory_order_relaxed); }
+NormalPath normalPath() { return gNormalPath.load(std::memory_order_relaxed); }
 
 NormalEquations makeNormalEquations(int nParams) {
     NormalEquations ne;
@@ -293,12 +292,19 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     }
     auto const& kernels = detail::activeKernels();
     int lanes = kernels.lanes;
-    // The sparse kernel path needs each Gaussian's column tiles, one bit per tile.
-    bool sparse = gSparseNormalEquations.load(std::memory_order_relaxed) &&
-                  (P + kernels.tile - 1) / kernels.tile <= detail::kMaxSparseTiles;
+    // The sparse kernel path needs each Gaussian's column tiles, one bit per tile. Auto takes it only
+    // if some Gaussian misses a tile another one has: otherwise every block touches the same tiles and
+    // the sparse bookkeeping buys nothing.
+    NormalPath path = gNormalPath.load(std::memory_order_relaxed);
+    bool sparse = path != NormalPath::Dense && (P + kernels.tile - 1) / kernels.tile <= detail::kMaxSparseTiles;
     if (sparse) {
+        unsigned long long all = 0;
         for (auto& g : gs) {
             for (int i = g.dBegin; i < g.dEnd; ++i) g.tiles |= 1ull << (ds[i].col / kernels.tile);
+            all |= g.tiles;
+        }
+        if (path == NormalPath::Auto) {
+            sparse = std::any_of(gs.begin(), gs.end(), [all](detail::GPre const& g) { return g.tiles != all; });
         }
     }
     std::ptrdiff_t L = maxRunLength(image);

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.usefixtures("engine_isa")
 @pytest.fixture
 def restore_sparse():
     """Leave the process's sparse/dense choice as the test found it."""
-    previous = _galmix.sparse_normal_equations()
+    previous = _galmix.normal_equations_path()
     yield
-    _galmix.set_sparse_normal_equations(previous)
+    _galmix.set_normal_equations_path(previous)
 
 
 def grid_scene(n_sources: int, n_bands: int = 1, with_point: bool = False) -> tuple[ge.Scene, int]:
@@ -74,12 +74,20 @@ def noisy_bands(scene: ge.Scene, params: np.ndarray, shape: tuple[int, int], rng
 
 
 def both_paths(fn):
-    """``fn()`` under the dense and the sparse kernel path."""
+    """``fn()`` under the dense and the sparse kernel path; the default (auto) must equal them too."""
     out = {}
-    for sparse in (False, True):
-        _galmix.set_sparse_normal_equations(sparse)
-        out[sparse] = fn()
-    return out[False], out[True]
+    for path in ("dense", "sparse", "auto"):
+        _galmix.set_normal_equations_path(path)
+        out[path] = fn()
+    assert_bitwise(flat(out["dense"]), flat(out["auto"]))
+    return out["dense"], out["sparse"]
+
+
+def flat(result) -> tuple:
+    """The arrays of a normal-equations tuple or of a fit result."""
+    if isinstance(result, tuple):
+        return result
+    return result.params, result.chi2, result.fisher
 
 
 def assert_bitwise(dense, sparse) -> None:
@@ -152,11 +160,13 @@ def test_lm_fit_bitwise_equal(restore_sparse):
     opts.max_iter = 8
     dense, sparse = both_paths(lambda: ge.fit(scene, bands, start, None, opts))
     assert dense.n_iter == sparse.n_iter >= 2
-    assert_bitwise((dense.params, dense.chi2, dense.fisher), (sparse.params, sparse.chi2, sparse.fisher))
+    assert_bitwise(flat(dense), flat(sparse))
 
 
 def test_switch_reads_back(restore_sparse):
-    _galmix.set_sparse_normal_equations(False)
-    assert not _galmix.sparse_normal_equations()
-    _galmix.set_sparse_normal_equations(True)
-    assert _galmix.sparse_normal_equations()
+    for path in ("dense", "sparse", "auto"):
+        _galmix.set_normal_equations_path(path)
+        assert _galmix.normal_equations_path() == path
+    with pytest.raises(ValueError, match="unknown normal-equation path"):
+        _galmix.set_normal_equations_path("diagonal")
+    assert _galmix.normal_equations_path() == "auto"

@@ -94,15 +94,20 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
 
 NormalEquations makeNormalEquations(int nParams);
 
-/// Choose how accumulateNormalEquations treats the Jacobian columns of a block of pixels: sparse (the
-/// default) zeroes, accumulates and rank-updates only the column tiles the Gaussians evaluated there
-/// touch (the cheap way for blends, where a block sees the Gaussians of a few sources); dense visits
-/// all of them. Both give bit-identical results; the switch exists to test that and to measure. It is
-/// per process and not meant to be flipped while another thread evaluates.
-void setSparseNormalEquations(bool enabled);
+/// How accumulateNormalEquations treats the Jacobian columns of a block of pixels. Sparse zeroes,
+/// accumulates and rank-updates only the column tiles the Gaussians evaluated there touch (the cheap way
+/// for blends, where a block sees the Gaussians of a few sources); dense visits all of them. Auto (the
+/// default) takes the sparse path where it can skip anything, i.e. unless every Gaussian touches every
+/// column tile of the problem (single sources: there its bookkeeping would cost 2-8% for nothing).
+/// All give bit-identical results; the choice exists to test that and to measure.
+enum class NormalPath { Auto, Dense, Sparse };
 
-/// Whether the sparse path is selected (see setSparseNormalEquations).
-bool sparseNormalEquations();
+/// Select the normal-equation path for the process (not meant to be changed while another thread
+/// evaluates).
+void setNormalPath(NormalPath path);
+
+/// The selected normal-equation path.
+NormalPath normalPath();
 
 /// Throws InputError unless every Gaussian passes checkGaussian (finite, positive definite, determinant
 /// and inverse representable in double precision).
