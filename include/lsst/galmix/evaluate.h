@@ -97,8 +97,9 @@ NormalEquations makeNormalEquations(int nParams);
 /// How accumulateNormalEquations treats the Jacobian columns of a block of pixels. Sparse zeroes,
 /// accumulates and rank-updates only the column tiles the Gaussians evaluated there touch (the cheap way
 /// for blends, where a block sees the Gaussians of a few sources); dense visits all of them. Auto (the
-/// default) takes the sparse path where it can skip anything, i.e. unless every Gaussian touches every
-/// column tile of the problem (single sources: there its bookkeeping would cost 2-8% for nothing).
+/// default) takes the sparse path for problems of 5 column tiles or more (P > 12-16) where some Gaussian
+/// misses a column tile another one touches (blends, PSF fits of 3-4 Gaussians), and the dense one
+/// otherwise (single sources, small P: there the sparse bookkeeping costs more than it skips).
 /// All give bit-identical results; the choice exists to test that and to measure.
 enum class NormalPath { Auto, Dense, Sparse };
 

@@ -211,7 +211,7 @@ PYBIND11_MODULE(_galmix, m) {
             },
             py::arg("name"),
             "Normal equations over only the Jacobian column tiles each block of pixels touches ('sparse'),\n"
-            "over all columns ('dense'), or sparse where that can skip anything ('auto', the default).\n"
+            "over all columns ('dense'), or sparse where that pays ('auto', the default: blends, P > 12-16).\n"
             "The results are bit-identical.");
     m.def(
             "normal_equations_path",
