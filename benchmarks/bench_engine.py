@@ -10,6 +10,11 @@ Every kernel set this CPU runs (``avx512``, ``avx2``, ``baseline``; see ``GALMIX
 the same run, interleaved, and a summary prints image and normal-equation throughput per set, their
 ratio and the speed-up over GalSim.
 
+With ``--blend`` it measures instead the normal equations of multi-source scenes (a blend of 12 sources,
+P = 84, on 389^2 = 151k pixels, as in a patch's blend fits; and single sources, P = 7) by the dense and
+the sparse kernel path (``set_normal_equations_path``; bit-identical results), interleaved, for each
+kernel set, and prints the medians and the sparse / dense ratio.
+
 Times are CPU time of the calling thread (``time.thread_time``), so waiting for a core on a loaded
 machine does not count. Run: ``python benchmarks/bench_engine.py`` (``make bench``; ``--isa avx2`` for one set). Timings are
 single-threaded.
@@ -188,15 +193,66 @@ def bench_psf() -> None:
               f"status {res.status_name}, chi2 {res.chi2:.2e}")
 
 
+def blend_case(n_sources: int, n: int, rng: np.random.Generator) -> tuple[ge.Scene, np.ndarray, list]:
+    """A scene of ``n_sources`` 8-Gaussian sources (7 parameters each) on a jittered grid of an n x n
+    image with noise, and its band."""
+    scene = ge.Scene([ge.Source([ge.Component(toy_profile())]) for _ in range(n_sources)], 1)
+    cols = int(np.ceil(np.sqrt(n_sources)))
+    rows = int(np.ceil(n_sources / cols))
+    params = []
+    for i in range(n_sources):
+        r, c = divmod(i, cols)
+        params += [(c + 0.5) * n / cols + rng.uniform(-3, 3), (r + 0.5) * n / rows + rng.uniform(-3, 3),
+                   np.log(rng.uniform(1.5, 5.0)), rng.uniform(-0.4, 0.4), rng.uniform(-0.4, 0.4),
+                   rng.uniform(0.8, 4.0), rng.uniform(300.0, 3000.0)]
+    params = np.array(params)
+    img = ge.scene_image(scene, params, 0, PSF, (n, n)) + rng.normal(0, 1.0, (n, n))
+    return scene, params, [ge.Band(img, np.ones((n, n)), psf=PSF)]
+
+
+def bench_blend(isas: list[str]) -> None:
+    """Dense vs sparse normal equations of blends and single sources under each kernel set."""
+    has_switch = hasattr(_galmix, "set_normal_equations_path")  # not in builds before it
+    rng = np.random.default_rng(5)
+    cases = [("blend 12 sources", 12, 389), ("blend 6 sources", 6, 181), ("1 source", 1, 48),
+             ("1 source", 1, 128)]
+    print(f"\n{'case':>17} {'P':>4} {'stamp':>7} {'kernels':>9} {'dense ms':>9} {'sparse ms':>10} {'sparse/dense':>13}")
+    for label, n_sources, n in cases:
+        scene, params, bands = blend_case(n_sources, n, rng)
+        calls = {}
+        for isa in isas:
+            for sparse in (False, True) if has_switch else (False,):
+                def call(isa=isa, sparse=sparse, scene=scene, params=params, bands=bands):
+                    _galmix.set_isa(isa)
+                    if has_switch:
+                        _galmix.set_normal_equations_path("sparse" if sparse else "dense")
+                    return scene.normal_equations(params, bands)
+                calls[(isa, sparse)] = call
+        med, _ = timeit_many(calls, min_time=0.05, repeats=11)
+        for isa in isas:
+            dense = med[(isa, False)]
+            sparse = med.get((isa, True), float("nan"))
+            print(f"{label:>17} {scene.n_params:>4} {n:>5}^2 {isa:>9} {dense * 1e3:9.3f} {sparse * 1e3:10.3f} "
+                  f"{sparse / dense:13.3f}")
+    if has_switch:
+        _galmix.set_normal_equations_path("auto")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[32, 64, 128, 256])
     parser.add_argument("--fits", type=int, default=100)
     parser.add_argument("--isa", nargs="*", default=None,
                         help="kernel sets to measure (default: every one this CPU runs)")
+    parser.add_argument("--blend", action="store_true",
+                        help="only dense vs sparse normal equations of blends and single sources")
     args = parser.parse_args()
     isas = args.isa or _galmix.supported_isas()
     print("galmix engine benchmark; dispatch:", ge.dispatch_info())
+    if args.blend:
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; CPU time of this thread, medians")
+        bench_blend(isas)
+        return
     print(f"GalSim {galsim.__version__}; 16 Gaussians (8 source x 2 PSF); single thread; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; kernel sets: {', '.join(isas)}")
     bench_evaluation(args.sizes, isas)

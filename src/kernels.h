@@ -11,6 +11,9 @@ namespace detail {
 struct GPre {
     double cx, cy, ixx, ixy, iyy, unit, flux;
     int dBegin, dEnd, nFlux, nCentre, nShape;
+    // Bit t set: a derivative of this Gaussian lies in column tile t (columns [t tile, (t + 1) tile) of
+    // the active table's tile width). Set by the caller when the sparse normal-equation path is on.
+    unsigned long long tiles;
 };
 
 // d(model)/d(param) for one Gaussian = e * (k0 + k1 ux + k2 uy + k3 ux^2 + k4 ux uy + k5 uy^2), with
@@ -28,19 +31,26 @@ constexpr int kMaxBlock = 16;
 // widest tile of that update.
 constexpr int kDepthPixels = 32;
 constexpr int kMaxTile = 4;
+// Column tiles the sparse normal-equation path can track (one bit each of GPre::tiles); problems with
+// more tiles take the dense path.
+constexpr int kMaxSparseTiles = 64;
 
 // Scratch of the normal-equation kernel, 64-byte aligned and zeroed, sized by the caller for P
 // parameters and nG Gaussians (Pt = P + kMaxTile, at least P rounded up to any table's tile):
-// rows nG * kRowDoubles; jac (Pt + 1) * kDepthPixels; acc Pt * Pt * kMaxBlock; bacc P * kMaxBlock;
-// cacc kMaxBlock. acc (row stride = P rounded up to the table's tile), bacc and cacc hold per-lane
-// partial sums (`lanes` of them per entry) that the caller reduces once per image.
+// rows nG * kRowDoubles; jac and wjac (J and w J of the buffered rows) Pt * kDepthPixels each; acc Pt * Pt * kMaxBlock;
+// bacc P * kMaxBlock; cacc kMaxBlock. acc (row stride = P rounded up to the table's tile), bacc and
+// cacc hold per-lane partial sums (`lanes` of them per entry) that the caller reduces once per image.
+// sparse: zero, accumulate and rank-update only the column tiles the evaluated Gaussians touch (their
+// GPre::tiles must be set); bit-identical to the dense path, which visits every column.
 constexpr int kRowDoubles = 24 + 2 * kMaxBlock;
 struct NormalScratch {
     double* rows;
     double* jac;
+    double* wjac;
     double* acc;
     double* bacc;
     double* cacc;
+    bool sparse;
 };
 
 // The hot loops compiled for one instruction set.

@@ -94,6 +94,22 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
 
 NormalEquations makeNormalEquations(int nParams);
 
+/// How accumulateNormalEquations treats the Jacobian columns of a block of pixels. Sparse zeroes,
+/// accumulates and rank-updates only the column tiles the Gaussians evaluated there touch (the cheap way
+/// for blends, where a block sees the Gaussians of a few sources); dense visits all of them. Auto (the
+/// default) takes the sparse path for problems of 5 column tiles or more (P > 12-16) where some Gaussian
+/// misses a column tile another one touches (blends, PSF fits of 3-4 Gaussians), and the dense one
+/// otherwise (single sources, small P: there the sparse bookkeeping costs more than it skips).
+/// All give bit-identical results; the choice exists to test that and to measure.
+enum class NormalPath { Auto, Dense, Sparse };
+
+/// Select the normal-equation path for the process (not meant to be changed while another thread
+/// evaluates).
+void setNormalPath(NormalPath path);
+
+/// The selected normal-equation path.
+NormalPath normalPath();
+
 /// Throws InputError unless every Gaussian passes checkGaussian (finite, positive definite, determinant
 /// and inverse representable in double precision).
 void checkMixture(Mixture const& mixture);

@@ -196,6 +196,33 @@ PYBIND11_MODULE(_galmix, m) {
     m.def("supported_isas", &supportedIsas, "Kernel instruction sets this CPU runs, fastest first.");
     m.def("set_isa", &setIsa, py::arg("name"), "Use the named kernel set (avx512, avx2, baseline or auto).");
     m.def("active_isa", &activeIsa, "Name of the kernel set in use.");
+    m.def(
+            "set_normal_equations_path",
+            [](std::string const& name) {
+                if (name == "auto") {
+                    setNormalPath(NormalPath::Auto);
+                } else if (name == "sparse") {
+                    setNormalPath(NormalPath::Sparse);
+                } else if (name == "dense") {
+                    setNormalPath(NormalPath::Dense);
+                } else {
+                    throw InputError("unknown normal-equation path '" + name + "' (auto, sparse or dense)");
+                }
+            },
+            py::arg("name"),
+            "Normal equations over only the Jacobian column tiles each block of pixels touches ('sparse'),\n"
+            "over all columns ('dense'), or sparse where that pays ('auto', the default: blends, P > 12-16).\n"
+            "The results are bit-identical.");
+    m.def(
+            "normal_equations_path",
+            [] {
+                switch (normalPath()) {
+                    case NormalPath::Sparse: return "sparse";
+                    case NormalPath::Dense: return "dense";
+                    default: return "auto";
+                }
+            },
+            "The normal-equation path in use ('auto', 'sparse' or 'dense').");
     activeIsa();  // an unusable GALMIX_ISA fails the import with its reason
 
     m.def(
