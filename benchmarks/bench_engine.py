@@ -12,8 +12,8 @@ ratio and the speed-up over GalSim.
 
 With ``--blend`` it measures instead the normal equations of multi-source scenes (a blend of 12 sources,
 P = 84, on 389^2 = 151k pixels, as in a patch's blend fits; and single sources, P = 7) by the dense and
-the sparse kernel path (``set_normal_equations_path``; bit-identical results), interleaved, for each
-kernel set, and prints the medians and the sparse / dense ratio.
+the sparse kernel path and the default choice between them (``set_normal_equations_path``; all
+bit-identical), interleaved, for each kernel set, and prints the medians and the sparse / dense ratio.
 
 Times are CPU time of the calling thread (``time.thread_time``), so waiting for a core on a loaded
 machine does not count. Run: ``python benchmarks/bench_engine.py`` (``make bench``; ``--isa avx2`` for one set). Timings are
@@ -216,24 +216,24 @@ def bench_blend(isas: list[str]) -> None:
     rng = np.random.default_rng(5)
     cases = [("blend 12 sources", 12, 389), ("blend 6 sources", 6, 181), ("1 source", 1, 48),
              ("1 source", 1, 128)]
-    print(f"\n{'case':>17} {'P':>4} {'stamp':>7} {'kernels':>9} {'dense ms':>9} {'sparse ms':>10} {'sparse/dense':>13}")
+    print(f"\n{'case':>17} {'P':>4} {'stamp':>7} {'kernels':>9} {'dense ms':>9} {'sparse ms':>10} {'sparse/dense':>13} {'auto ms':>8}")
     for label, n_sources, n in cases:
         scene, params, bands = blend_case(n_sources, n, rng)
         calls = {}
         for isa in isas:
-            for sparse in (False, True) if has_switch else (False,):
-                def call(isa=isa, sparse=sparse, scene=scene, params=params, bands=bands):
+            for path in ("dense", "sparse", "auto") if has_switch else ("dense",):
+                def call(isa=isa, path=path, scene=scene, params=params, bands=bands):
                     _galmix.set_isa(isa)
                     if has_switch:
-                        _galmix.set_normal_equations_path("sparse" if sparse else "dense")
+                        _galmix.set_normal_equations_path(path)
                     return scene.normal_equations(params, bands)
-                calls[(isa, sparse)] = call
+                calls[(isa, path)] = call
         med, _ = timeit_many(calls, min_time=0.05, repeats=11)
         for isa in isas:
-            dense = med[(isa, False)]
-            sparse = med.get((isa, True), float("nan"))
+            dense = med[(isa, "dense")]
+            sparse, auto = med.get((isa, "sparse"), float("nan")), med.get((isa, "auto"), float("nan"))
             print(f"{label:>17} {scene.n_params:>4} {n:>5}^2 {isa:>9} {dense * 1e3:9.3f} {sparse * 1e3:10.3f} "
-                  f"{sparse / dense:13.3f}")
+                  f"{sparse / dense:13.3f} {auto * 1e3:8.3f}")
     if has_switch:
         _galmix.set_normal_equations_path("auto")
 
