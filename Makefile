@@ -21,7 +21,7 @@ $(PY):
 venv: $(PY)
 
 # Re-installs when pyproject.toml or any C++ file changes.
-$(VENV)/.installed: $(PY) pyproject.toml setup.py $(wildcard src/*.cc include/lsst/galmix/*.h python/lsst/galmix/*.cc)
+$(VENV)/.installed: $(PY) pyproject.toml setup.py $(wildcard src/*.cc src/*.h src/*.inc include/lsst/galmix/*.h python/lsst/galmix/*.cc python/lsst/galmix/*.h)
 	$(PY) -m pip install -q -e '.[test,bench,production]'
 	touch $@
 

@@ -21,6 +21,9 @@ if march:
 ext = Pybind11Extension(
     "lsst.galmix._galmix",
     sorted(glob.glob("src/*.cc") + glob.glob("python/lsst/galmix/*.cc")),
+    # Headers and the per-instruction-set kernel body: a change to any of them rebuilds the extension.
+    depends=sorted(glob.glob("src/*.h") + glob.glob("src/*.inc") + glob.glob("include/lsst/galmix/*.h")
+                   + glob.glob("python/lsst/galmix/*.h")),
     include_dirs=["include"],
     cxx_std=17,
     extra_compile_args=compile_args,
