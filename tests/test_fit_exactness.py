@@ -9,7 +9,7 @@ from lsst.galmix.fitting import engine_backend as eb
 from lsst.galmix.fitting import errors
 from lsst.galmix.fitting.blend import BandImage, ObjectInput
 from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
-from lsst.galmix.fitting.misfit import _half_light_radius, psf_half_light_radius
+from lsst.galmix.fitting.misfit import psf_half_light_radius
 from lsst.galmix.fitting.moments import AdaptiveMoments, adaptive_moments
 from lsst.galmix.fitting.optimize import BandInput, SourceSpec, nan_to_num
 from lsst.galmix.fitting.psf import fit_psf_image
@@ -49,16 +49,22 @@ def test_psf_mixture_assignment_drops_derived_values():
     assert "_derived" not in repr(m)
 
 
-def test_psf_mixture_keeps_validity_and_half_light_radius():
+def test_psf_mixture_keeps_validity_and_derived_values():
     m = _mixture()
-    radius, valid = psf_half_light_radius(m), m.is_valid()
-    assert psf_half_light_radius(m) is radius and m._derived["is_valid"] is valid
-    assert radius == _half_light_radius(_mixture()) and valid == _mixture()._is_valid()
+    valid = m.is_valid()
+    radius = m.derived("half_light_radius", _half_light_radius)
+    assert m._derived["is_valid"] is valid and m.derived("half_light_radius", _half_light_radius) is radius
+    assert radius == psf_half_light_radius(_mixture()) and valid == _mixture()._is_valid()
     # A new array gives new values: here more light in the widest Gaussian and an invalid mixture.
     m.frac = np.array([0.1, 0.2, 0.7])
-    assert psf_half_light_radius(m) == _half_light_radius(m) and psf_half_light_radius(m) > radius
+    assert m.derived("half_light_radius", _half_light_radius) == psf_half_light_radius(m) > radius
     m.xx = np.array([-1.0, 5.0, 12.0])
     assert not m.is_valid()
+
+
+def _half_light_radius(m: PsfMixture) -> float:
+    """A value derived from a mixture, for `PsfMixture.derived` (fresh: computed by the fitting library)."""
+    return psf_half_light_radius(m)
 
 
 def _clear_caches() -> None:

@@ -45,11 +45,6 @@ def psf_half_light_radius(psf: PsfMixture) -> float:
     radius : `float`
         Radius enclosing half the mixture's light; NaN for a mixture without positive light.
     """
-    # Kept with the mixture: a patch's rows ask for the radius of the same PSF object after object.
-    return psf.derived("half_light_radius", _half_light_radius)
-
-
-def _half_light_radius(psf: PsfMixture) -> float:
     frac = np.asarray(psf.frac, float)
     var = 0.5 * (np.asarray(psf.xx, float) + np.asarray(psf.yy, float))
     total = float(frac.sum())

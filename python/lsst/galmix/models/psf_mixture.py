@@ -79,8 +79,7 @@ class PsfMixture:
         return arr
 
     def derived(self, name: str, compute: Callable[[PsfMixture], _T]) -> _T:
-        """``compute(self)``, computed once under ``name`` and kept (e.g. the misfit term's half-light
-        radius, `lsst.galmix.fitting.misfit.psf_half_light_radius`)."""
+        """``compute(self)``, computed once under ``name`` and kept until an attribute is assigned."""
         if name in self._derived:
             return self._derived[name]
         value = self._derived[name] = compute(self)
