@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from lsst.galmix.fitting import engine_backend as eb
+from lsst.galmix.fitting import errors
 from lsst.galmix.fitting.blend import BandImage, ObjectInput
 from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
+from lsst.galmix.fitting.misfit import psf_half_light_radius
 from lsst.galmix.fitting.moments import AdaptiveMoments, adaptive_moments
-from lsst.galmix.fitting.optimize import BandInput, SourceSpec
+from lsst.galmix.fitting.optimize import BandInput, SourceSpec, nan_to_num
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.stages import fit_groups
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp
@@ -47,11 +49,30 @@ def test_psf_mixture_assignment_drops_derived_values():
     assert "_derived" not in repr(m)
 
 
+def test_psf_mixture_keeps_validity_and_derived_values():
+    m = _mixture()
+    valid = m.is_valid()
+    radius = m.derived("half_light_radius", _half_light_radius)
+    assert m._derived["is_valid"] is valid and m.derived("half_light_radius", _half_light_radius) is radius
+    assert radius == psf_half_light_radius(_mixture()) and valid == _mixture()._is_valid()
+    # A new array gives new values: here more light in the widest Gaussian and an invalid mixture.
+    m.frac = np.array([0.1, 0.2, 0.7])
+    assert m.derived("half_light_radius", _half_light_radius) == psf_half_light_radius(m) > radius
+    m.xx = np.array([-1.0, 5.0, 12.0])
+    assert not m.is_valid()
+
+
+def _half_light_radius(m: PsfMixture) -> float:
+    """A value derived from a mixture, for `PsfMixture.derived` (fresh: computed by the fitting library)."""
+    return psf_half_light_radius(m)
+
+
 def _clear_caches() -> None:
     """Forget every kept layout, template and derived PSF value (fits after this build them afresh)."""
     eb._LAYOUTS.clear()
     eb._TEMPLATES.clear()
     eb._RENDER_SCENES.clear()
+    errors._LIMITS.clear()
 
 
 def _galaxies(n_bands: int) -> tuple[list, list, list]:
@@ -132,8 +153,6 @@ def test_problem_template_follows_settings_values():
 @pytest.mark.parametrize("a", [np.array([1.5, -2.0, 0.0]), np.array([[1.0, np.nan], [np.inf, -np.inf]]),
                                np.array([np.nan, 3.0])])
 def test_nan_to_num_equals_numpy(a):
-    from lsst.galmix.fitting.optimize import nan_to_num
-
     for kw in ({}, {"nan": np.inf}):
         got = nan_to_num(a, **kw)
         assert got is not a and np.array_equal(got, np.nan_to_num(a, **kw), equal_nan=True)

@@ -84,6 +84,7 @@ class EngineProblem:
     sky_index: np.ndarray | None = None
     sky_grad_index: np.ndarray | None = None
     bounds: ParameterBounds | None = None
+    kinds: list[ge.ParamKind] | None = None
 
 
 def make_problem(
@@ -133,7 +134,7 @@ def make_problem(
                  for b in present]
     problem = ge.FitProblem(scene, eng_bands, params0, free=free, options=opts)
     return EngineProblem(problem, scene, list(specs), len(bands), used, theta_index, flux_index, free, settings,
-                         eng_bands, t.sky_index, t.sky_grad_index, t.bounds)
+                         eng_bands, t.sky_index, t.sky_grad_index, t.bounds, t.kinds)
 
 
 @dataclass(frozen=True)
@@ -527,7 +528,7 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
         order = np.concatenate([order, p.sky_index])
         if p.sky_grad_index is not None:
             order = np.concatenate([order, p.sky_grad_index[:, 0], p.sky_grad_index[:, 1]])
-    kinds = _kinds(p.specs)
+    kinds = p.kinds if p.kinds is not None else _kinds(p.specs)
     bounds = p.bounds if p.bounds is not None else ParameterBounds(kinds, p.settings)
     cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, kinds)
     sky = sky_err = plane = plane_cov = None

@@ -114,6 +114,7 @@ def adaptive_moments(
         if dx is None:
             dx, dy = xx - cx, yy - cy
             dxx, dxy, dyy = dx * dx, dx * dy, dy * dy
+        assert dxx is not None and dxy is not None and dyy is not None  # set above (for mypy)
         w = np.exp((-0.5 / det) * (m11 * dxx - 2 * m01 * dxy + m00 * dyy)) * val
         s = w.sum()
         if not s > 0:

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-def nan_to_num(a: np.ndarray, **kwargs: float) -> np.ndarray:
+def nan_to_num(a: np.ndarray, nan: float = 0.0) -> np.ndarray:
     """`numpy.nan_to_num` (a new array), without its cost where ``a`` is already finite.
 
     The arrays of a fit (fluxes, errors) are almost always finite, and `numpy.nan_to_num` costs several
@@ -38,7 +38,7 @@ def nan_to_num(a: np.ndarray, **kwargs: float) -> np.ndarray:
     a = np.asarray(a)
     if np.isfinite(a).all():
         return a.copy()
-    return np.nan_to_num(a, **kwargs)
+    return np.nan_to_num(a, nan=nan)
 
 
 @dataclass

@@ -278,6 +278,7 @@ def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
     x_lo, y_lo = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x_hi, y_hi = max(b[2] for b in boxes), max(b[3] for b in boxes)
     size = float(np.hypot(x_hi - x_lo, y_hi - y_lo))
+    ln_size_10 = np.log(10 * size)  # a size beyond 10 stamp diagonals ran away
     out = []
     a = c = 0
     for s, (spec, prep_flags) in enumerate(zip(specs, prep.flags)):
@@ -289,7 +290,7 @@ def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
             ran_away |= not (x_lo - 0.5 <= th[0] <= x_hi - 0.5 and y_lo - 0.5 <= th[1] <= y_hi - 0.5)
         for k, kind in enumerate(spec.model.nonlinear_kinds):
             if kind == ParamKind.LN_REFF:
-                ran_away |= bool(th[k] > np.log(10 * size))
+                ran_away |= bool(th[k] > ln_size_10)
         tcov = res.cov[a : a + spec.n_theta, a : a + spec.n_theta]
         fcov: list[np.ndarray | None] = [None] * len(bands)
         for k, b in enumerate(used):
@@ -349,10 +350,15 @@ medium simulated repository's rows) has not measured a shape, while its flux can
 Unresolved components (stars fitted with a Sersic) leave ``q`` unconstrained and are not flagged."""
 
 
+# The limits of `collapsed_size` and `flat_shape` in their parameters' units (computed once, not per fit).
+_LN_MIN_REFF = np.log(MIN_REFF_PIX)
+_MAX_ETA = -np.log(MIN_Q)
+
+
 def flat_shape(spec: SourceSpec, theta: np.ndarray) -> bool:
     """Whether a resolved (``reff`` >= 1 pixel) extended component's axis ratio is below `MIN_Q`."""
     return any(kind == ParamKind.LN_REFF and bool(theta[k] >= 0.0 and np.hypot(theta[k + 1], theta[k + 2])
-                                                  > -np.log(MIN_Q))
+                                                  > _MAX_ETA)
                for k, kind in enumerate(spec.model.nonlinear_kinds))
 
 
@@ -366,7 +372,7 @@ def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
     theta : `numpy.ndarray`
         Its nonlinear parameters (natural units).
     """
-    return any(kind == ParamKind.LN_REFF and bool(theta[k] < np.log(MIN_REFF_PIX))
+    return any(kind == ParamKind.LN_REFF and bool(theta[k] < _LN_MIN_REFF)
                for k, kind in enumerate(spec.model.nonlinear_kinds))
 
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 __all__ = ["PsfMixture"]
+
+_T = TypeVar("_T")
 
 
 @dataclass
 class PsfMixture:
     """Gaussian mixture of a PSF (fractions of the PSF's total light).
 
-    The derived values of the fits (`covariance`, `engine_array`) are computed once and kept: a patch
-    fit asks for them per object and stage. Assigning any attribute drops them; the arrays themselves are
-    treated as immutable (replace an array, do not write into it).
+    The values the fits derive from a mixture (`covariance`, `engine_array`, `is_valid`, any `derived`
+    value) are computed once and kept: a patch fit asks for them per object and stage. Assigning any
+    attribute drops them; the arrays themselves are treated as immutable (replace an array, do not write
+    into it).
 
     Attributes
     ----------
@@ -37,7 +41,7 @@ class PsfMixture:
     xx: np.ndarray
     yy: np.ndarray
     xy: np.ndarray
-    _derived: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A new array invalidates what was derived from the old ones.
@@ -74,6 +78,13 @@ class PsfMixture:
                 np.column_stack([self.frac, self.dx, self.dy, self.xx, self.xy, self.yy]))
         return arr
 
+    def derived(self, name: str, compute: Callable[[PsfMixture], _T]) -> _T:
+        """``compute(self)``, computed once under ``name`` and kept until an attribute is assigned."""
+        if name in self._derived:
+            return self._derived[name]
+        value = self._derived[name] = compute(self)
+        return value
+
     def _covariance(self) -> np.ndarray:
         f = self.frac / self.frac.sum()
         mx, my = (f * self.dx).sum(), (f * self.dy).sum()
@@ -84,7 +95,10 @@ class PsfMixture:
 
     def is_valid(self) -> bool:
         """Whether all values are finite, the covariances positive definite and the fractions sum to
-        0.5-1.5 (a mixture holds roughly all of the PSF's light; not necessarily exactly 1)."""
+        0.5-1.5 (a mixture holds roughly all of the PSF's light; not necessarily exactly 1; kept)."""
+        return self.derived("is_valid", PsfMixture._is_valid)
+
+    def _is_valid(self) -> bool:
         arr = np.concatenate([self.frac, self.dx, self.dy, self.xx, self.yy, self.xy])
         det = self.xx * self.yy - self.xy**2
         return bool(np.isfinite(arr).all() and (self.xx > 0).all() and (det > 0).all()
