@@ -275,3 +275,35 @@ def test_tick_memo_draws_the_same_pixels_and_is_used():
         assert np.array_equal(pixels(memo[name], plots.SharedRendererCanvas), pixels(plain[name], FigureCanvasAgg)), name
         assert not any("_update_ticks" in vars(a) for ax in memo[name].axes for a in (ax.xaxis, ax.yaxis))
     assert plots._TICK_MEMO_HITS[0] - hits > 10 * len(memo)  # most of the ~20 updates per axis are skipped
+
+
+def test_png_written_at_fast_zlib_level_with_the_same_pixels(tmp_path):
+    """`SharedRendererCanvas` writes PNGs at zlib level 3 (as the Butler's formatter calls ``savefig``:
+    a path with a .png suffix) with the pixels of a default write; other formats still work."""
+    import struct
+
+    from lsst.galmix.analysis import plots
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.image import imread
+
+    def zlib_level_class(path) -> int:
+        data = path.read_bytes()
+        pos = 8
+        while pos < len(data):
+            (length,) = struct.unpack(">I", data[pos:pos + 4])
+            if data[pos + 4:pos + 8] == b"IDAT":
+                return data[pos + 9] >> 6  # FLEVEL of the zlib header: 1 = levels 2-5, 2 = level 6
+            pos += 12 + length
+        raise AssertionError("no IDAT chunk")
+
+    t, _, _ = _matched_table(n=200)
+    ours = make_plots(t, MatchedSpec(bands=BANDS))["matchedRefMagDiff_g"]
+    plain = make_plots(t, MatchedSpec(bands=BANDS))["matchedRefMagDiff_g"]
+    FigureCanvasAgg(plain)
+    assert isinstance(ours.canvas, plots.SharedRendererCanvas)
+    ours.savefig(str(tmp_path / "ours.png"), metadata={})
+    plain.savefig(str(tmp_path / "plain.png"), metadata={})
+    assert zlib_level_class(tmp_path / "ours.png") == 1 and zlib_level_class(tmp_path / "plain.png") == 2
+    assert np.array_equal(imread(tmp_path / "ours.png"), imread(tmp_path / "plain.png"))
+    ours.savefig(tmp_path / "ours.pdf")
+    assert (tmp_path / "ours.pdf").stat().st_size > 0

