@@ -67,7 +67,9 @@ def test_fit_patch_reports_its_stages():
     cpu = table.meta["galmix_stage_cpu"]
     assert {"plan", "stamps", "engine", "solve", "write"} <= set(cpu)
     assert cpu == timer.cpu
-    assert sum(cpu.values()) == pytest.approx(total, rel=0.05, abs=5e-3)
+    # ~2 ms per call lie outside the stages (argument checks, the table's assembly); more under load, where
+    # a garbage collection may land there too.
+    assert sum(cpu.values()) == pytest.approx(total, rel=0.05, abs=1e-2)
 
 
 def test_quantum_split_covers_the_quantum(ci_repo, ci_detect_collection, caplog):

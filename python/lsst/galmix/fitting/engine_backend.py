@@ -27,7 +27,7 @@ import numpy as np
 from .. import engine as ge
 from ..models.definitions import ComponentDef, ProfileKind
 from ..models.profiles import GAUSS_SIZE, profile_mixture
-from ..models.psf_mixture import PsfMixture
+from ..models.psf_mixture import FWHM_PER_SIGMA, PsfMixture
 from .config import FitSettings
 from .errors import conditional_covariance
 from .optimize import BandInput, ParameterBounds, SceneFit, SourceSpec, nan_to_num
@@ -240,9 +240,6 @@ def _build_template(specs: Sequence[SourceSpec], scene: ge.Scene, theta_index: n
                      _free_centres(specs, scene))
 
 
-_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-
-
 def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Sequence[BandInput | None],
                      settings: FitSettings, scene: ge.Scene, lower: np.ndarray, upper: np.ndarray,
                      centres: tuple[tuple[int, int, tuple[int, ...]], ...] | None = None) -> None:
@@ -259,7 +256,7 @@ def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Seq
     if not centres:
         return
     psf_sigma = max(float(np.sqrt(0.5 * np.trace(b.psf.covariance()))) for b in bands if b is not None)
-    fwhm = _FWHM_PER_SIGMA * psf_sigma
+    fwhm = FWHM_PER_SIGMA * psf_sigma
     for s, off, reff_at in centres:
         radius = shift * max([fwhm, *(np.exp(theta0[i]) for i in reff_at)])
         xy = specs[s].xy_fixed

@@ -32,6 +32,7 @@ from scipy.ndimage import correlate1d, maximum_filter
 from ..engine import ParamKind
 from ..models.definitions import get_model
 from ..models.ellipse import q_pa_from_eta
+from ..models.psf_mixture import FWHM_PER_SIGMA
 from ..schema import FlagSet
 from .config import FitSettings
 from .optimize import BandInput, SourceSpec
@@ -42,8 +43,6 @@ __all__ = ["RESIDUAL_MODEL", "STRUCTURE_RADIUS", "add_residual_sources", "inside
 
 RESIDUAL_MODEL = "point"
 """Model of a residual source: a point source with free centre (missed neighbours are faint and small)."""
-
-_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 @lru_cache(maxsize=64)
@@ -186,7 +185,7 @@ def residual_peaks(
     if rows.size == 0:
         return []
     xs, ys = cols + float(bands[0].x0), rows + float(bands[0].y0)
-    fwhm = _FWHM_PER_SIGMA * sigma
+    fwhm = FWHM_PER_SIGMA * sigma
     centres = _centres(outcomes)
     d2 = (xs[:, None] - centres[None, :, 0]) ** 2 + (ys[:, None] - centres[None, :, 1]) ** 2
     nearest = centres[np.argmin(d2, axis=1)]
@@ -269,7 +268,7 @@ def refit_with_residual_sources(
         mine = refit[: len(first)]
         # A residual source that moved onto a fitted centre, the refit's or the first fit's (the object
         # left it, typically running away into a streak), is splitting the object, not a neighbour.
-        fwhm = _FWHM_PER_SIGMA * _psf_sigma([b for b in prep.bands if b is not None])
+        fwhm = FWHM_PER_SIGMA * _psf_sigma([b for b in prep.bands if b is not None])
         centres = np.concatenate([_centres(mine), _centres(first)])
         merged = any(np.hypot(*(centres - o.theta[:2]).T).min() < 0.5 * min_separation * fwhm
                      or bool(inside_half_light(o.theta[0], o.theta[1], mine, STRUCTURE_RADIUS)[0])

@@ -8,7 +8,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["PsfMixture"]
+__all__ = ["FWHM_PER_SIGMA", "PsfMixture"]
+
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+"""Full width at half maximum of a Gaussian per unit sigma."""
 
 _T = TypeVar("_T")
 
