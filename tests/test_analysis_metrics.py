@@ -230,16 +230,19 @@ def test_ref_blendedness_finds_unrecognised_blends():
     assert ref_blendedness(t2, "r")[0] > 0.01 > ref_blendedness(t3, "r")[0]
 
 
+def _png_pixels(fig, canvas_class) -> np.ndarray:
+    """The pixels of ``fig`` drawn on a canvas of ``canvas_class`` and written as PNG."""
+    from PIL import Image
+
+    canvas_class(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return np.asarray(Image.open(buf))
+
+
 def test_shared_renderer_draws_the_same_pixels_as_a_private_one():
     from lsst.galmix.analysis.plots import SharedRendererCanvas
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
-
-    def pixels(fig, canvas_class) -> np.ndarray:
-        canvas_class(fig)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return np.asarray(Image.open(buf))
 
     t, _, _ = _matched_table(n=300)
     spec = MatchedSpec(bands=BANDS)
@@ -249,7 +252,8 @@ def test_shared_renderer_draws_the_same_pixels_as_a_private_one():
     # Figures of the same size drawn in turn on the shared renderer (with other sizes in between), each
     # compared with the same figure drawn on a renderer of its own.
     for name in ("matchedRefMagDiff_g", "matchedRefPositionDiff", "matchedRefMagChi_r", "matchedRefMagDiff_z"):
-        assert np.array_equal(pixels(shared[name], SharedRendererCanvas), pixels(private[name], FigureCanvasAgg))
+        assert np.array_equal(_png_pixels(shared[name], SharedRendererCanvas),
+                              _png_pixels(private[name], FigureCanvasAgg))
     assert shared["matchedRefMagDiff_g"].canvas.get_renderer() is shared["matchedRefMagDiff_z"].canvas.get_renderer()
 
 
@@ -258,13 +262,6 @@ def test_tick_memo_draws_the_same_pixels_and_is_used():
     pixels equal a plain Agg draw's, the memo skips most tick updates, and no axis keeps the wrapper."""
     from lsst.galmix.analysis import plots
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
-
-    def pixels(fig, canvas_class) -> np.ndarray:
-        canvas_class(fig)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return np.asarray(Image.open(buf))
 
     t, _, _ = _matched_table(n=300)
     spec = MatchedSpec(bands=BANDS)
@@ -272,7 +269,8 @@ def test_tick_memo_draws_the_same_pixels_and_is_used():
     assert set(memo) == set(plain) and len(memo) > 5
     hits = plots._TICK_MEMO_HITS[0]
     for name in memo:
-        assert np.array_equal(pixels(memo[name], plots.SharedRendererCanvas), pixels(plain[name], FigureCanvasAgg)), name
+        assert np.array_equal(_png_pixels(memo[name], plots.SharedRendererCanvas),
+                              _png_pixels(plain[name], FigureCanvasAgg)), name
         assert not any("_update_ticks" in vars(a) for ax in memo[name].axes for a in (ax.xaxis, ax.yaxis))
     assert plots._TICK_MEMO_HITS[0] - hits > 10 * len(memo)  # most of the ~20 updates per axis are skipped
 
