@@ -72,7 +72,7 @@ def _clear_caches() -> None:
     eb._LAYOUTS.clear()
     eb._TEMPLATES.clear()
     eb._RENDER_SCENES.clear()
-    errors._LIMITS.clear()
+    errors._limits_of.cache_clear()
 
 
 def _galaxies(n_bands: int) -> tuple[list, list, list]:

@@ -18,7 +18,7 @@ is evaluated again at the final fluxes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -137,6 +137,25 @@ def make_problem(
                          eng_bands, t.sky_index, t.sky_grad_index, t.bounds, t.kinds)
 
 
+def _kept_per_models[T](cache: dict[tuple, tuple[tuple, T]], specs: Sequence[SourceSpec], extra: tuple,
+                        build: Callable[[], T], size: int = 256) -> T:
+    """``build()``, kept in ``cache`` per model sequence of ``specs`` and ``extra`` (at most ``size``
+    entries).
+
+    Models are keyed by identity; each entry keeps its models, so an id in the key cannot be reused by
+    another model while the entry lives.
+    """
+    key = (tuple(id(s.model) for s in specs), *extra)
+    hit = cache.get(key)
+    if hit is not None and all(m is s.model for m, s in zip(hit[0], specs)):
+        return hit[1]
+    value = build()
+    if len(cache) >= size:
+        cache.clear()
+    cache[key] = (tuple(s.model for s in specs), value)
+    return value
+
+
 @dataclass(frozen=True)
 class _Template:
     """What the problems of one layout (model sequence, band count, sky) and one set of settings share:
@@ -149,7 +168,6 @@ class _Template:
     (`_free_centres`).
     """
 
-    models: tuple
     scene: ge.Scene | None
     kinds: list[ge.ParamKind]
     bounds: ParameterBounds
@@ -169,8 +187,7 @@ class _Template:
     centres: tuple[tuple[int, int, tuple[int, ...]], ...]
 
 
-_TEMPLATES: dict[tuple, _Template] = {}
-_TEMPLATES_SIZE = 256
+_TEMPLATES: dict[tuple, tuple[tuple, _Template]] = {}
 
 
 def _settings_key(settings: FitSettings) -> tuple:
@@ -187,20 +204,13 @@ def _template(specs: Sequence[SourceSpec], n_used: int, sky: bool, sky_plane: bo
     """The shared part of the problems of these sources (kept per layout and settings: a patch's fits
     repeat a few layouts, and rebuilding the scene, bounds and priors cost as much as the rest of the
     set-up)."""
-    key = (tuple(id(s.model) for s in specs), n_used, sky, sky_plane, _settings_key(settings))
-    hit = _TEMPLATES.get(key)
-    # The models are kept in the entry, so an id in the key cannot be reused by another model.
-    if hit is not None and all(m is s.model for m, s in zip(hit.models, specs)):
-        return hit
-    scene = _scene(specs, n_used, sky, sky_plane)
-    _, _, theta_index, _ = _layout(scene, specs, np.zeros(sum(s.n_theta for s in specs)), n_used)
-    t = _build_template(specs, scene, theta_index, n_used, settings)
-    if sky_plane:
-        t = dataclasses.replace(t, scene=None)
-    if len(_TEMPLATES) >= _TEMPLATES_SIZE:
-        _TEMPLATES.clear()
-    _TEMPLATES[key] = t
-    return t
+    def build() -> _Template:
+        scene = _scene(specs, n_used, sky, sky_plane)
+        _, _, theta_index, _ = _layout(scene, specs, np.zeros(sum(s.n_theta for s in specs)), n_used)
+        t = _build_template(specs, scene, theta_index, n_used, settings)
+        return dataclasses.replace(t, scene=None) if sky_plane else t
+
+    return _kept_per_models(_TEMPLATES, specs, (n_used, sky, sky_plane, _settings_key(settings)), build)
 
 
 def _build_template(specs: Sequence[SourceSpec], scene: ge.Scene, theta_index: np.ndarray, n_used: int,
@@ -233,7 +243,7 @@ def _build_template(specs: Sequence[SourceSpec], scene: ge.Scene, theta_index: n
     for a in arrays:
         a.flags.writeable = False
     n_min, n_max = settings.n_bounds
-    return _Template(tuple(s.model for s in specs), scene, kinds, bounds, lower, upper,
+    return _Template(scene, kinds, bounds, lower, upper,
                      np.array(reff_index, int), np.array(reff_lo, float), np.array(reff_hi, float),
                      mean if has_prior else None, sigma if has_prior else None,
                      settings.max_iter, settings.rtol, settings.xtol, (n_min, n_max), sky_index, grad_index,
@@ -359,22 +369,12 @@ def _layout(
 
 
 _RENDER_SCENES: dict[tuple, tuple[tuple, ge.Scene]] = {}
-_RENDER_SCENES_SIZE = 256
 
 
 def _render_scene(specs: Sequence[SourceSpec], n_bands: int) -> ge.Scene:
     """A scene without sky of these sources, to draw models (kept per model sequence and band count:
     scenes are immutable, and the sky test, stamp growth and residual search of every fit draw one)."""
-    key = (tuple(id(s.model) for s in specs), n_bands)
-    hit = _RENDER_SCENES.get(key)
-    # The models are kept in the entry, so an id in the key cannot be reused by another model.
-    if hit is not None and all(m is s.model for m, s in zip(hit[0], specs)):
-        return hit[1]
-    scene = _scene(specs, n_bands)
-    if len(_RENDER_SCENES) >= _RENDER_SCENES_SIZE:
-        _RENDER_SCENES.clear()
-    _RENDER_SCENES[key] = (tuple(s.model for s in specs), scene)
-    return scene
+    return _kept_per_models(_RENDER_SCENES, specs, (n_bands,), lambda: _scene(specs, n_bands))
 
 
 def _scene_params(specs: Sequence[SourceSpec], theta: np.ndarray, fluxes: np.ndarray) -> tuple[ge.Scene, np.ndarray]:

@@ -12,6 +12,7 @@ Fluxes and the centroid are never held.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -43,34 +44,25 @@ class _Bounds(Protocol):
                    ) -> tuple[np.ndarray, bool]: ...  # hold: per theta, or per parameter of the matrix
 
 
-_LIMITS: dict[tuple, np.ndarray] = {}
-_LIMITS_SIZE = 256
-
-
 def _limits(kinds: Sequence[ParamKind], bounds: _Bounds) -> np.ndarray:
     """Per nonlinear parameter, the error above which it is unconstrained (inf: never held; read-only).
 
     Kept per kind sequence (and indices): every fit of a layout asks for the same limits.
     """
-    key = (tuple(kinds), bounds.is_index.tobytes())
-    out = _LIMITS.get(key)
-    if out is None:
-        out = _new_limits(kinds, bounds)
-        out.flags.writeable = False
-        if len(_LIMITS) >= _LIMITS_SIZE:
-            _LIMITS.clear()
-        _LIMITS[key] = out
-    return out
+    return _limits_of(tuple(kinds), bounds.is_index.tobytes())
 
 
-def _new_limits(kinds: Sequence[ParamKind], bounds: _Bounds) -> np.ndarray:
+@lru_cache(maxsize=256)
+def _limits_of(kinds: tuple[ParamKind, ...], is_index: bytes) -> np.ndarray:
+    index = np.frombuffer(is_index, dtype=bool)
     out = np.full(len(kinds), np.inf)
     for i, kind in enumerate(kinds):
-        if bounds.is_index[i]:
+        if index[i]:
             # Held when singular only (`_weakest` takes every finite-limit parameter as a candidate).
             out[i] = np.finfo(float).max
         elif kind in UNCONSTRAINED_SIGMA:
             out[i] = UNCONSTRAINED_SIGMA[kind]
+    out.flags.writeable = False
     return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from scipy.optimize import brentq
@@ -47,17 +48,14 @@ def psf_half_light_radius(psf: PsfMixture) -> float:
     """
     frac = np.asarray(psf.frac, float)
     var = 0.5 * (np.asarray(psf.xx, float) + np.asarray(psf.yy, float))
-    # The objects of a cell share its PSF: solve once per distinct (frac, var) (the value is a function
-    # of them only, so cached and fresh results are identical).
-    key = (frac.tobytes(), var.tobytes())
-    if (radius := _RADIUS_CACHE.get(key)) is None:
-        if len(_RADIUS_CACHE) >= 4096:
-            _RADIUS_CACHE.clear()
-        radius = _RADIUS_CACHE[key] = _half_light_radius(frac, var)
-    return radius
+    # The objects of a cell share its PSF (each in a mixture of its own): solve once per distinct
+    # (frac, var) (the value is a function of them only, so cached and fresh results are identical).
+    return _half_light_radius_of(frac.tobytes(), var.tobytes())
 
 
-_RADIUS_CACHE: dict[tuple[bytes, bytes], float] = {}
+@lru_cache(maxsize=4096)
+def _half_light_radius_of(frac: bytes, var: bytes) -> float:
+    return _half_light_radius(np.frombuffer(frac), np.frombuffer(var))
 
 
 def _half_light_radius(frac: np.ndarray, var: np.ndarray) -> float:
