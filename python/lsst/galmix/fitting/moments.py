@@ -150,22 +150,16 @@ def adaptive_moments(
     return AdaptiveMoments(cx + x0, cy + y0, np.array([[m00, m01], [m01, m11]]), flux, ok)
 
 
-def _update(m: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Next weight covariance from the weighted moments ``q`` measured with weight covariance ``m``.
+def _update_terms(m00: float, m01: float, m11: float, q00: float, q01: float, q11: float
+                  ) -> tuple[float, float, float]:
+    """Next weight covariance from the weighted moments ``q`` measured with weight covariance ``m``
+    (symmetric 2 x 2 matrices given by their terms ``(xx, xy, yy)``).
 
     For a Gaussian object of covariance ``C``, ``q = (C^-1 + m^-1)^-1``, so ``C = (q^-1 - m^-1)^-1`` in one
     step (the fixed point ``m = C`` is that of ``m <- 2 q``, reached in 2-4 iterations instead of ~10).
     When noise or a non-Gaussian profile makes that matrix non-positive, or it jumps by more than 4x,
     the plain ``2 q`` step is taken.
     """
-    c00, c01, c11 = _update_terms(float(m[0, 0]), float(m[0, 1]), float(m[1, 1]), float(q[0, 0]), float(q[0, 1]),
-                                  float(q[1, 1]))
-    return np.array([[c00, c01], [c01, c11]])
-
-
-def _update_terms(m00: float, m01: float, m11: float, q00: float, q01: float, q11: float
-                  ) -> tuple[float, float, float]:
-    """`_update` of symmetric 2 x 2 matrices given by their terms ``(xx, xy, yy)``."""
     det_q = q00 * q11 - q01 * q01
     det_m = m00 * m11 - m01 * m01
     if det_q > 0 and det_m > 0:
