@@ -319,7 +319,7 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     std::size_t nPt = nP + detail::kMaxTile;  // >= P rounded up to any table's tile
     AlignedBuffer rows(gs.size() * detail::kRowDoubles), jac(nPt * detail::kDepthPixels),
             wjac(nPt * detail::kDepthPixels), acc(nPt * nPt * kMaxBlock), bacc(nP * kMaxBlock), cacc(kMaxBlock);
-    int stride = (P + kernels.tile - 1) / kernels.tile * kernels.tile;
+    int stride = nTiles * kernels.tile;
     detail::NormalScratch scratch{rows.data(), jac.data(), wjac.data(), acc.data(), bacc.data(), cacc.data(),
                                   sparse};
     for (auto const& run : image.runs()) {
