@@ -25,7 +25,7 @@ from .render import render_band
 from .truth import TruthConfig, make_truth
 
 
-def coadd_formatters(geometry: TractGeometry | None = None) -> dict:
+def coadd_formatters() -> dict:
     """Datastore formatter configuration that writes the simulated coadds without compression.
 
     Every task reads the coadds (detection, PSF fits, each model's fits) and astropy decompresses
@@ -33,11 +33,6 @@ def coadd_formatters(geometry: TractGeometry | None = None) -> dict:
     ms), its pixels identical, for 2.3 times the disk space
     (`lsst.galmix.data.formatters.UncompressedFitsFormatter`). This is for the simulated repositories
     only: repositories of real coadds keep their producers' formatters and compression.
-
-    Parameters
-    ----------
-    geometry
-        Tract geometry (unused: kept for callers that pass it).
 
     Returns
     -------
@@ -166,7 +161,7 @@ def make_repo(
     band_list = check_bands(bands)
     say = progress if progress is not None else (lambda message: None)
     geometry = TractGeometry(SIZES[size])
-    butler = create_butler_repo(root, registry=registry, formatters=coadd_formatters(geometry))
+    butler = create_butler_repo(root, registry=registry, formatters=coadd_formatters())
     register_instrument(butler, band_list)
     register_skymap(butler, geometry)
     register_dataset_types(butler)
