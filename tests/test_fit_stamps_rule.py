@@ -15,12 +15,45 @@ MIX = fit_psf_image(psf_kernel(PSF, 41), 4).mixture
 
 def test_required_half_size_of_a_gaussian():
     g = np.array([[100.0, 0.0, 0.0, 16.0, 0.0, 16.0]])  # sigma 4
-    # Light beyond R: exp(-R^2 / 32) <= 0.005 -> R = 4 sqrt(2 ln 200) = 13.02.
-    assert required_half_size(g, 0.0, 0.005, 0.0, 160) == 14
-    # Surface brightness 100 / (32 pi) exp(-R^2 / 32) <= 0.05 * 1 -> R = 10.3.
-    assert required_half_size(g, 1.0, 0.0, 0.05, 160) == 10
-    assert required_half_size(g, 0.0, 1e-30, 0.0, limit=20) == 20
-    assert required_half_size(np.array([[0.0, 0, 0, 1, 0, 1]]), 1.0, 0.005, 0.05, 160) == 0
+    # Light beyond x = +-R: exp(-R^2 / 32) <= 0.005 / 2 -> R = 4 sqrt(2 ln 400) = 13.85; the same along y.
+    assert required_half_size(g, 0.0, 0.005, 0.0, 160) == (14, 14)
+    # Surface brightness on the edge 100 / (32 pi) exp(-R^2 / 32) <= 0.05 * 1 -> R = 10.3.
+    assert required_half_size(g, 1.0, 0.0, 0.05, 160) == (10, 10)
+    assert required_half_size(g, 0.0, 1e-30, 0.0, limit=20) == (20, 20)
+    assert required_half_size(np.array([[0.0, 0, 0, 1, 0, 1]]), 1.0, 0.005, 0.05, 160) == (0, 0)
+
+
+def test_required_half_size_follows_the_axes_of_an_elongated_gaussian():
+    # sigma 8 along x, 2 along y: 8 and 2 times sqrt(2 ln 400) = 27.7 and 6.9.
+    g = np.array([[100.0, 0.0, 0.0, 64.0, 0.0, 4.0]])
+    assert required_half_size(g, 0.0, 0.005, 0.0, 160) == (28, 7)
+    assert required_half_size(g[:, [0, 1, 2, 5, 4, 3]], 0.0, 0.005, 0.0, 160) == (7, 28)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.4, np.pi / 4, 1.3])
+def test_required_half_size_keeps_the_light_beyond_its_box_below_the_fraction(angle):
+    # A rotated, elongated mixture (a disk-like profile of three Gaussians): the light beyond the box,
+    # summed on a fine grid, stays below the fraction; the box holds fewer pixels than the square of the
+    # largest variance, which the rule used before.
+    c, s = np.cos(angle), np.sin(angle)
+    rows = []
+    for flux, var in [(50.0, 4.0), (30.0, 16.0), (20.0, 49.0)]:
+        cov = np.array([[c, -s], [s, c]]) @ np.diag([var, 0.09 * var]) @ np.array([[c, s], [-s, c]])
+        rows.append([flux, 0.0, 0.0, cov[0, 0], cov[0, 1], cov[1, 1]])
+    g = np.array(rows)
+    hx, hy = required_half_size(g, 0.0, 0.005, 0.0, 160)
+    step = 0.05
+    x = np.arange(-60.0, 60.0, step) + 0.5 * step
+    xx, yy = np.meshgrid(x, x)
+    img = np.zeros_like(xx)
+    for flux, _, _, a, b, d in g:
+        det = a * d - b * b
+        img += flux / (2 * np.pi * np.sqrt(det)) * np.exp(-0.5 * (d * xx**2 - 2 * b * xx * yy + a * yy**2) / det)
+    outside = img[(np.abs(xx) > hx) | (np.abs(yy) > hy)].sum() / img.sum()
+    assert outside <= 0.005
+    lam = np.max(0.5 * (g[:, 3] + g[:, 5]) + np.sqrt(0.25 * (g[:, 3] - g[:, 5]) ** 2 + g[:, 4] ** 2))
+    square = np.ceil(np.sqrt(lam) * np.sqrt(2 * np.log(200)))
+    assert hx * hy < square**2
 
 
 @pytest.mark.parametrize("n", [4.0, 6.0])

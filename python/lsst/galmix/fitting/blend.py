@@ -28,7 +28,7 @@ from .optimize import BandInput, ParameterBounds, SourceSpec, nan_to_num
 from .plan import Route, route_group
 from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceOutcome, band_input, extra_starts, initial_theta, solve
-from .stamps import Exclusion, Stamp, background_pixels, cut_box, largest_eigenvalue, required_half_size
+from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size
 from .timing import staged
 
 __all__ = ["BandImage", "ObjectInput", "fit_objects"]
@@ -152,11 +152,17 @@ def _any_image(images: Sequence[BandImage | None]) -> bool:
     return any(im is not None for im in images)
 
 
-def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> int:
+def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> tuple[int, int]:
+    """First-stamp half-sizes along x and y: ``stamp_sigmas`` observed sigma along each axis (the box of
+    that ellipse), within ``[stamp_min, stamp_max]``."""
     if cov is None:
-        return cfg.stamp_min * 2
-    sigma = float(np.sqrt(max(largest_eigenvalue(float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])), 0.0)))
-    return int(np.clip(np.ceil(cfg.stamp_sigmas * sigma), cfg.stamp_min, cfg.stamp_max))
+        return cfg.stamp_min * 2, cfg.stamp_min * 2
+    return _clip_half(cfg.stamp_sigmas * np.sqrt(max(float(cov[0, 0]), 0.0)), cfg), \
+        _clip_half(cfg.stamp_sigmas * np.sqrt(max(float(cov[1, 1]), 0.0)), cfg)
+
+
+def _clip_half(half: float, cfg: SourceFitConfig) -> int:
+    return int(np.clip(np.ceil(half), cfg.stamp_min, cfg.stamp_max))
 
 
 def _stamps(images, start, stop, exclude) -> list[Stamp | None]:
@@ -164,12 +170,22 @@ def _stamps(images, start, stop, exclude) -> list[Stamp | None]:
             for im in images]
 
 
-def _box(objs: Sequence[ObjectInput], halves: Sequence[int]) -> tuple[tuple[int, int], tuple[int, int]]:
-    x0 = min(int(np.floor(o.x + 0.5)) - h for o, h in zip(objs, halves))
-    y0 = min(int(np.floor(o.y + 0.5)) - h for o, h in zip(objs, halves))
-    x1 = max(int(np.floor(o.x + 0.5)) + h + 1 for o, h in zip(objs, halves))
-    y1 = max(int(np.floor(o.y + 0.5)) + h + 1 for o, h in zip(objs, halves))
+def _box(objs: Sequence[ObjectInput], halves: Sequence[tuple[int, int]]
+         ) -> tuple[tuple[int, int], tuple[int, int]]:
+    x0 = min(int(np.floor(o.x + 0.5)) - hx for o, (hx, _) in zip(objs, halves))
+    y0 = min(int(np.floor(o.y + 0.5)) - hy for o, (_, hy) in zip(objs, halves))
+    x1 = max(int(np.floor(o.x + 0.5)) + hx + 1 for o, (hx, _) in zip(objs, halves))
+    y1 = max(int(np.floor(o.y + 0.5)) + hy + 1 for o, (_, hy) in zip(objs, halves))
     return (x0, y0), (x1, y1)
+
+
+def _square(start: tuple[int, int], stop: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The box grown on its shorter axis to a square about the same centre. A fitted sky needs the
+    background pixels of the square: on the box of an elongated galaxy's ellipse its error grew by a third
+    (tests/test_fit_sky.py)."""
+    (x0, y0), (x1, y1) = start, stop
+    dx, dy = max((y1 - y0) - (x1 - x0), 0), max((x1 - x0) - (y1 - y0), 0)
+    return (x0 - dx // 2, y0 - dy // 2), (x1 + dx - dx // 2, y1 + dy - dy // 2)
 
 
 def _merge_stamp_flags(obj: ObjectInput, stamps: Sequence[Stamp | None]) -> list[int]:
@@ -214,6 +230,8 @@ def _prepare_set(
                        cfg.footprint_only) if cfg.use_footprints else None
     halves = [_half_size(o.cov, cfg) for o in objs]
     start, stop = box if box is not None else _box(objs, halves)
+    if box is None and (sky or cfg.sky in ("flat", "plane")):
+        start, stop = _square(start, stop)
     stamps = _stamps(images, start, stop, exclude)
     ref = objs[0]
     usable = set(range(len(images)))
@@ -382,7 +400,10 @@ def _grow_stamps(
             if box is None and sky == prep.sky:
                 continue
             theta0 = np.concatenate([o.theta for o in outs])
-            new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box or _prep_box(prep), theta0=theta0,
+            box = box or _prep_box(prep)
+            if sky:
+                box = _square(*box)
+            new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box, theta0=theta0,
                                owners=owners, sky=sky)
             if new is not None:
                 todo.append((k, new))
@@ -661,8 +682,8 @@ def _marginal_errors(model, objs, fits: list[SourceOutcome | None], units: _Unit
     settings.max_iter = 0
     labels = [o.label for o in objs]
     # Cores: CORE_SIGMAS observed sigma (trace), where most of a child's light and information lie.
-    cores = [_box([o], [int(np.ceil(CORE_SIGMAS * np.sqrt(np.trace(o.cov)))) if o.cov is not None
-                        else cfg.stamp_min]) for o in objs]
+    cores = [_box([o], [(h, h)]) for o in objs
+             for h in [int(np.ceil(CORE_SIGMAS * np.sqrt(np.trace(o.cov)))) if o.cov is not None else cfg.stamp_min]]
     fitted = [f is not None and np.isfinite(f.theta).all() for f in fits]
     todo = []
     for block in blocks if blocks is not None else [[i] for i in range(len(fits))]:
@@ -721,16 +742,17 @@ def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig, min_half: int | 
     m = out.spec.model
     cx, cy = (out.theta[0], out.theta[1]) if m.free_centroid else out.spec.xy_fixed
     ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
-    half = cfg.stamp_min if min_half is None else min_half
+    hx = hy = cfg.stamp_min if min_half is None else min_half
     if np.isfinite(out.theta).all():
         use = [b for b, band in enumerate(bands) if band is not None and np.isfinite(out.fluxes[b]).all()]
         if use:
             gaussians = band_gaussians([out.spec], out.theta, out.fluxes[use], [bands[b].psf for b in use])
             for b, g in zip(use, gaussians):
                 noise = _median_noise(bands[b].weight)
-                half = max(half, required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
-                                                    cfg.stamp_max))
-    return (ix - half, iy - half), (ix + half + 1, iy + half + 1)
+                gx, gy = required_half_size(g, noise, cfg.stamp_flux_fraction, cfg.stamp_edge_noise,
+                                            cfg.stamp_max)
+                hx, hy = max(hx, gx), max(hy, gy)
+    return (ix - hx, iy - hy), (ix + hx + 1, iy + hy + 1)
 
 
 def _median_noise(weight: np.ndarray) -> float:

@@ -141,8 +141,8 @@ class SourceFitConfig(pexConfig.Config):
     )
     stamp_sigmas = pexConfig.RangeField(
         dtype=float,
-        doc="Half-size of the first stamp in observed (PSF-convolved, adaptive-moment) major-axis sigma; "
-        "after the first fit the stamp grows (stamp_flux_fraction, stamp_edge_noise)",
+        doc="Half-sizes of the first stamp in observed (PSF-convolved, adaptive-moment) sigma along x and "
+        "along y; after the first fit the stamp grows (stamp_flux_fraction, stamp_edge_noise)",
         default=4.5,
         min=0.0,
         inclusiveMin=False,

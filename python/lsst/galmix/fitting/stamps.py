@@ -5,7 +5,7 @@ Pixels that must not enter the fit get zero weight, never a special value: maske
 non-finite value, and pixels with zero, negative or non-finite variance. Each reason sets a flag.
 
 Stamp size (settings of `lsst.galmix.fitting.config.SourceFitConfig`): a first stamp of ``stamp_sigmas``
-observed (PSF-convolved, adaptive-moment) sigma, at least ``stamp_min`` and at most ``stamp_max`` pixels
+observed (PSF-convolved, adaptive-moment) sigma along each axis, at least ``stamp_min`` and at most ``stamp_max`` pixels
 from the centre. After the first fit the stamp grows (`required_half_size`) until the fitted model's light
 beyond its edge is below ``stamp_flux_fraction`` of the source's flux, or the model's surface brightness at
 the edge is below ``stamp_edge_noise`` of the pixel noise (no pixel further out would carry information),
@@ -211,8 +211,8 @@ def cut_box(
 
 def required_half_size(
     gaussians: np.ndarray, noise: float, flux_fraction: float, edge_noise: float, limit: int,
-) -> int:
-    """Half-size (pixels from the source centre) a stamp needs to hold one source's fitted model.
+) -> tuple[int, int]:
+    """Half-sizes along x and y (pixels from the source centre) a stamp needs to hold one source's model.
 
     Parameters
     ----------
@@ -221,35 +221,44 @@ def required_half_size(
     noise : `float`
         Typical pixel noise (sigma) of that band.
     flux_fraction : `float`
-        Largest fraction of the model light allowed beyond the edge.
+        Largest fraction of the model light allowed beyond the edges (half of it beyond each pair).
     edge_noise : `float`
-        The edge may also stop where the model surface brightness falls below this times ``noise``.
+        An edge may also stop where the model surface brightness on it falls below this times ``noise``.
     limit : `int`
         Largest half-size returned.
 
     Returns
     -------
-    half : `int`
-        The smallest half-size meeting either condition (bounds of both are conservative: a round
-        Gaussian of each component's largest variance), at most ``limit``.
+    half_x, half_y : `int`
+        Per axis, the smallest half-size meeting either condition, at most ``limit``.
+
+    Notes
+    -----
+    Both bounds use each Gaussian's variance along the axis (``xx`` for the edges ``x = +-R``): the light
+    of a Gaussian beyond ``|x| > R`` is at most ``exp(-R^2 / (2 xx))`` (its 1-d marginal's two tails), and
+    its surface brightness on the line ``x = R`` at most ``peak exp(-R^2 / (2 xx))`` (the quadratic form
+    is smallest there at ``R^2 / xx``). An elongated galaxy so gets the box of its ellipse, not the square
+    of its major axis.
     """
     g = np.asarray(gaussians, float)
     flux = g[:, 0]
     total = float(flux.sum())
     if not (total > 0) or not np.isfinite(g).all():
-        return 0
-    tr, det = g[:, 3] + g[:, 5], g[:, 3] * g[:, 5] - g[:, 4] ** 2
-    lam = 0.5 * tr + np.sqrt(np.maximum(0.25 * tr**2 - det, 0.0))
-    # For a Gaussian of covariance C the light beyond radius R is at most that of the round Gaussian of
-    # variance lambda_max(C), exp(-R^2 / (2 lambda_max)): an upper bound on the light beyond a box edge R
-    # from the centre; likewise for the surface brightness at R.
-    lam = np.maximum(lam, 1e-6)
+        return 0, 0
+    det = g[:, 3] * g[:, 5] - g[:, 4] ** 2
     peak = np.maximum(flux, 0.0) / (2 * np.pi * np.sqrt(np.maximum(det, 1e-12)))
     w = np.maximum(flux, 0.0) / total
+    return (_half_size_along(np.maximum(g[:, 3], 1e-6), w, peak, noise, 0.5 * flux_fraction, edge_noise, limit),
+            _half_size_along(np.maximum(g[:, 5], 1e-6), w, peak, noise, 0.5 * flux_fraction, edge_noise, limit))
+
+
+def _half_size_along(var: np.ndarray, w: np.ndarray, peak: np.ndarray, noise: float, flux_fraction: float,
+                     edge_noise: float, limit: int) -> int:
+    """`required_half_size` along one axis (``var``: each Gaussian's variance along it)."""
 
     def ok(r: float) -> bool:
         # One exp per Gaussian for both bounds, the surface brightness only when the light bound fails.
-        e = np.exp(-0.5 * r**2 / lam)
+        e = np.exp(-0.5 * r**2 / var)
         if float(np.add.reduce(w * e)) <= flux_fraction:
             return True
         return noise > 0 and float(np.add.reduce(peak * e)) <= edge_noise * noise
