@@ -38,12 +38,21 @@ from ..models.definitions import get_model
 from ..models.ellipse import covariance_terms, q_pa_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
-from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
+from ..schema import (
+    FlagSet,
+    columns_to_table,
+    empty_columns,
+    psf_columns,
+    psf_flag_column,
+    psf_mixture_from_row,
+    psf_mixture_row,
+)
 from .config import FitSettings, PsfFitConfig
 from .engine_backend import _unconstrained_fluxes as unconstrained_fluxes
 from .engine_backend import make_problem
 from .moments import adaptive_moments, initial_shape, initial_shapes
 from .optimize import BandInput, SourceSpec
+from .timing import stage
 
 __all__ = ["KERNEL_SUM_MIN", "PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
 
@@ -304,33 +313,37 @@ def fit_psf_images_table(
         One row per kernel with the columns of `lsst.galmix.schema.psf_columns`.
     """
     cfg = config if config is not None else PsfFitConfig()
-    table = empty_psf_table(cfg.n_gauss, len(kernels))
-    # Columns are filled as arrays (one assignment per column, not per cell of the table).
-    cols = {name: np.array(table[name]) for name in table.colnames}
     # Identical kernels (a PSF constant across cells, repeated cells) are fitted once: the fit of a kernel
     # depends on its pixels, size and the settings only, so a repeat gets the same row.
     # Keyed by a 128-bit digest of the pixels, not the pixels: object mode holds thousands of kernels.
     fits: dict[tuple[tuple[int, ...], bytes], PsfFit] = {}
-    for i, kern in enumerate(kernels):
-        k = np.ascontiguousarray(kern if kern is not None else np.zeros((0, 0)), dtype=np.float64)
-        key = (k.shape, hashlib.blake2b(k.tobytes(), digest_size=16).digest())
-        fit = fits.get(key)
-        if fit is None:
-            fit = fits[key] = fit_psf_image(k, cfg.n_gauss, cfg.max_iter)
-        cols["cell_x"][i], cols["cell_y"][i] = cells[i] if cells is not None else (i, 0)
-        cols["x"][i], cols["y"][i] = positions[i]
-        if fit.mixture is not None:
-            for key_, val in psf_mixture_row(fit.mixture).items():
-                cols[key_][i] = val
-        cols["psf_chi2"][i] = fit.chi2
-        cols["psf_kernel_sum"][i] = fit.kernel_sum
-        cols["psf_nIter"][i] = fit.n_iter
-        for name in fit.flags.names():
-            cols[psf_flag_column(name)][i] = True
-        cols[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
-    for name, values in cols.items():
-        table[name][:] = values
-    return table
+    row_fits: list[PsfFit] = []
+    with stage("fit"):
+        for kern in kernels:
+            k = np.ascontiguousarray(kern if kern is not None else np.zeros((0, 0)), dtype=np.float64)
+            key = (k.shape, hashlib.blake2b(k.tobytes(), digest_size=16).digest())
+            fit = fits.get(key)
+            if fit is None:
+                fit = fits[key] = fit_psf_image(k, cfg.n_gauss, cfg.max_iter)
+            row_fits.append(fit)
+    with stage("write"):
+        # Columns are filled as arrays (one assignment per cell of an array, not of an astropy table) and
+        # become the table's columns without a copy.
+        defs = psf_columns(cfg.n_gauss)
+        cols = empty_columns(defs, len(kernels))
+        for i, fit in enumerate(row_fits):
+            cols["cell_x"][i], cols["cell_y"][i] = cells[i] if cells is not None else (i, 0)
+            cols["x"][i], cols["y"][i] = positions[i]
+            if fit.mixture is not None:
+                for name, val in psf_mixture_row(fit.mixture).items():
+                    cols[name][i] = val
+            cols["psf_chi2"][i] = fit.chi2
+            cols["psf_kernel_sum"][i] = fit.kernel_sum
+            cols["psf_nIter"][i] = fit.n_iter
+            for name in fit.flags.names():
+                cols[psf_flag_column(name)][i] = True
+            cols[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
+        return columns_to_table(defs, cols)
 
 
 type PsfSpec = PsfMixture | Table | Callable[[float, float], "PsfMixture | np.ndarray | None"]
