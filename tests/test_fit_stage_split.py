@@ -1,5 +1,6 @@
-"""The stage timer and the per-quantum split of fitCoaddMultiband: the stages cover the quantum, one log
-line and the metadata report them. Timings are never compared with limits, only with each other."""
+"""The stage timer and the per-quantum split of fitCoaddMultiband and fitCoaddPsf: the stages cover the
+quantum, one log line and the metadata report them. Timings are never compared with limits, only with each
+other."""
 
 import logging
 import threading
@@ -115,6 +116,48 @@ def test_quantum_split_covers_the_quantum(ci_repo, ci_detect_collection, caplog)
     wall = stage_seconds(own, "Wall")
     assert fit.work == pytest.approx(sum(v for s, v in wall.items() if s not in OVERHEAD_STAGES))
     assert 0 < fit.work < sum(wall.values())
-    # A task without a StageTimer (the PSF fit) still reports its own science seconds.
-    assert not timing["fitCoaddPsf"].stages.cpu and timing["fitCoaddPsf"].work > 0
     assert f"{label} CPU by stage: {fit.stages.summary()}" in format_timings(timing)
+    # The PSF fit has the same split: Butler I/O, the fits, the table, the rest.
+    psf_refs = list(reader.registry.queryDatasets("fitCoaddPsf_metadata", findFirst=True))
+    assert psf_refs
+    for psf_ref in psf_refs:
+        psf_md = reader.get(psf_ref).to_dict()
+        _check_psf_split({k: first(v) for k, v in psf_md["fitCoaddPsf"].items()}, psf_md["quantum"], first)
+    assert set(timing["fitCoaddPsf"].stages.cpu) == {"io", "fit", "write", "task"}
+    assert timing["fitCoaddPsf"].work > 0
+    psf_lines = [r.getMessage() for r in caplog.records
+                 if r.name.endswith("fitCoaddPsf") and "CPU by stage" in r.getMessage()]
+    assert len(psf_lines) == len(psf_refs)
+    assert all(f"{s} " in line for line in psf_lines for s in ("io", "fit", "write", "task"))
+
+
+def _check_psf_split(own: dict, quantum: dict | None, first) -> None:
+    """The stage keys of a fitCoaddPsf quantum (``quantum``: the executor's section, `None` for a direct
+    ``run``, which has no Butler I/O)."""
+    stages = stage_seconds(own, "Cpu")
+    expected = {"fit", "write", "task"} | ({"io"} if quantum is not None else set())
+    assert set(stages) == expected
+    assert set(stage_seconds(own, "Wall")) == expected
+    assert all(v >= 0 for v in stages.values()) and stages["fit"] > 0
+    assert sum(stages.values()) == pytest.approx(float(own["stageCpuSeconds"]), rel=1e-6)
+    assert int(own["nKernels"]) > 0 and int(own["nFlagged"]) == 0 and "fitSeconds" not in own
+    if quantum is not None:
+        cpu = float(first(quantum["endCpuTime"])) - float(first(quantum["startCpuTime"]))
+        assert float(own["stageCpuSeconds"]) <= cpu + 1e-3
+
+
+def test_psf_task_run_reports_its_split(ci_repo, caplog):
+    # Called directly (no runQuantum): the call is the timed unit, without an io stage.
+    from lsst.galmix.tasks import FitCoaddPsfTask
+
+    butler = Butler.from_config(ci_repo, collections=["galmix/sim"])
+    ref = next(iter(butler.registry.queryDatasets("deep_coadd_cell", findFirst=True)))
+    psf = butler.get(ref.makeComponentRef("psf"))
+    task = FitCoaddPsfTask()
+    with caplog.at_level(logging.INFO, logger="lsst"):
+        table = task.run(psf).psfFits
+    own = task.getFullMetadata().to_dict()["fitCoaddPsf"]
+    _check_psf_split(own, None, lambda v: v)
+    assert int(own["nKernels"]) == len(table)
+    lines = [r.getMessage() for r in caplog.records if "CPU by stage" in r.getMessage()]
+    assert len(lines) == 1 and f"Fitted {len(table)} PSF kernels" in lines[0]

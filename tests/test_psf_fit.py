@@ -134,3 +134,33 @@ def test_free_centre_refinement_matches_the_catalogue_fit_path():
         assert np.array_equal(getattr(refined.mixture, name), getattr(expected, name))
     assert refined.chi2 == res.chi2 / float((k * k).sum()) and refined.n_iter == res.n_iter
     assert refined.chi2 < concentric.chi2  # the centres moved: the refinement did something
+
+
+def test_refinement_that_cannot_win_is_not_read():
+    # `beat`: a refinement whose residual is not below the fit it would replace gives None (its mixture is
+    # never built); one that is below gives the same fit as without `beat`.
+    from lsst.galmix.fitting import psf as psf_module
+
+    kern = 0.7 * psf_kernel(moffat_psf(3.0), 41) + 0.3 * np.roll(psf_kernel(moffat_psf(4.5), 41), (1, 1), (0, 1))
+    k = kern / kern.sum()
+    theta0 = psf_module._mixture_start(psf_module._fit_concentric(k, 4, 200).mixture)
+    free = psf_module._fit_scene(k, 4, 200, theta0)
+    assert free is not None
+    assert psf_module._fit_scene(k, 4, 200, theta0, beat=free.chi2) is None
+    below = psf_module._fit_scene(k, 4, 200, theta0, beat=np.nextafter(free.chi2, np.inf))
+    assert below is not None and below.chi2 == free.chi2 and below.n_iter == free.n_iter
+    for name in ("frac", "dx", "dy", "xx", "yy", "xy"):
+        assert np.array_equal(getattr(below.mixture, name), getattr(free.mixture, name))
+
+
+def test_kernel_finiteness():
+    # A NaN or infinite pixel is no data; finite pixels whose sum overflows are data (not a flux-less
+    # kernel either way: no mixture).
+    for bad in (np.nan, np.inf, -np.inf):
+        kern = psf_kernel(moffat_psf(3.0), 21)
+        kern[3, 4] = bad
+        assert "no_data" in fit_psf_image(kern, 2).flags
+    huge = np.full((21, 21), 1e308)
+    with np.errstate(over="ignore"):  # the sum overflows: that is the case tested
+        fit = fit_psf_image(huge, 2)
+    assert "no_data" not in fit.flags and fit.mixture is None and fit.flags.fatal

@@ -25,6 +25,7 @@ normalised to unit sum. ``psf_kernel_sum`` records the sum.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -37,12 +38,21 @@ from ..models.definitions import get_model
 from ..models.ellipse import covariance_terms, q_pa_from_eta
 from ..models.profiles import GAUSS_SIZE
 from ..models.psf_mixture import PsfMixture
-from ..schema import FlagSet, empty_psf_table, psf_flag_column, psf_mixture_from_row, psf_mixture_row
+from ..schema import (
+    FlagSet,
+    columns_to_table,
+    empty_columns,
+    psf_columns,
+    psf_flag_column,
+    psf_mixture_from_row,
+    psf_mixture_row,
+)
 from .config import FitSettings, PsfFitConfig
 from .engine_backend import _unconstrained_fluxes as unconstrained_fluxes
 from .engine_backend import make_problem
 from .moments import adaptive_moments, initial_shape, initial_shapes
 from .optimize import BandInput, SourceSpec
+from .timing import stage
 
 __all__ = ["KERNEL_SUM_MIN", "PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
 
@@ -59,6 +69,7 @@ _LARGE_CHI2 = 0.05**2
 # so sizes are bounded below and fits with a narrower minor axis are rejected.
 _MIN_REFF = 0.5
 _MIN_SIGMA = 0.25
+_MIN_SIGMA_SQ = _MIN_SIGMA**2
 KERNEL_SUM_MIN = 0.9
 """Smallest kernel sum read as the enclosed light of a unit-flux PSF (a box that loses more than 10% of
 the PSF's light is no kernel; such sums come from kernels in other units)."""
@@ -92,8 +103,16 @@ class PsfFit:
 
 
 def _minor_ok(mix: PsfMixture) -> bool:
-    minor = 0.5 * (mix.xx + mix.yy) - np.sqrt(0.25 * (mix.xx - mix.yy) ** 2 + mix.xy**2)
-    return mix.is_valid() and bool((minor >= _MIN_SIGMA**2).all())
+    """Whether the mixture is valid and no Gaussian's minor-axis sigma is below ``_MIN_SIGMA``."""
+    if not mix.is_valid():
+        return False
+    # Scalar arithmetic on the few Gaussians (numpy's per-call cost dominates at this size); the same
+    # operations as the array form, so the same minor axes to the bit.
+    for xx, yy, xy in zip(mix.xx.tolist(), mix.yy.tolist(), mix.xy.tolist()):
+        d = xx - yy
+        if not 0.5 * (xx + yy) - math.sqrt(0.25 * (d * d) + xy * xy) >= _MIN_SIGMA_SQ:
+            return False
+    return True
 
 
 @cache
@@ -105,9 +124,15 @@ def _concentric_options(max_iter: int) -> ge.FitOptions:
     return opts
 
 
-def _fit_concentric(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None:
+def _power(k: np.ndarray) -> float:
+    """``sum(k^2)``, the denominator of ``psf_chi2``."""
+    return float((k * k).sum())
+
+
+def _fit_concentric(k: np.ndarray, n_gauss: int, max_iter: int, power: float | None = None) -> PsfFit | None:
     """The C++ fit of concentric Gaussians to a normalised kernel; `None` if it failed or is degenerate
-    (then free-centre fits from moments are tried)."""
+    (then free-centre fits from moments are tried). ``power`` is `_power` of ``k`` (computed when
+    `None`; `fit_psf_image` computes it once for all its fits)."""
     res = ge.fit_psf(k, n_gauss=n_gauss, options=_concentric_options(max_iter))
     g = np.asarray(res.gaussians)
     if g.shape != (n_gauss, 6) or not np.isfinite(g).all() or not g[:, 0].sum() > 0:
@@ -120,7 +145,7 @@ def _fit_concentric(k: np.ndarray, n_gauss: int, max_iter: int) -> PsfFit | None
     flags.set("no_convergence", int(res.status) == int(ge.FitStatus.MAX_ITER))
     if int(res.status) not in (int(ge.FitStatus.CONVERGED), int(ge.FitStatus.MAX_ITER)):
         return None
-    chi2 = float(res.chi2) / float((k * k).sum())
+    chi2 = float(res.chi2) / (_power(k) if power is None else power)
     flags.set("large_chi2", chi2 > _LARGE_CHI2)
     return PsfFit(mix, chi2, int(res.n_iter), flags)
 
@@ -130,7 +155,8 @@ def _mixture(theta: np.ndarray, fluxes: np.ndarray, n_gauss: int) -> PsfMixture 
     if not (np.isfinite(theta).all() and np.isfinite(fluxes).all() and fluxes.sum() > 0):
         return None
     t = np.asarray(theta, dtype=np.float64)[: 5 * n_gauss].reshape(n_gauss, 5)
-    xx, xy, yy = covariance_terms(np.exp(t[:, 2]) * GAUSS_SIZE, *q_pa_from_eta(t[:, 3], t[:, 4]))
+    # theta is finite (checked above): no second check in q_pa_from_eta.
+    xx, xy, yy = covariance_terms(np.exp(t[:, 2]) * GAUSS_SIZE, *q_pa_from_eta(t[:, 3], t[:, 4], check=False))
     # Gaussians with zero amplitude stay (frac 0) so every row has n_gauss entries.
     mix = PsfMixture(np.array(fluxes[:n_gauss], dtype=np.float64), t[:, 0].copy(), t[:, 1].copy(), xx, yy, xy)
     return mix if _minor_ok(mix) else None
@@ -147,7 +173,8 @@ def _moments_start(k: np.ndarray, sizes: list[float]) -> np.ndarray:
 def _mixture_start(mix: PsfMixture) -> np.ndarray:
     """Free-centre start at the Gaussians of a fitted mixture (e.g. the concentric engine fit):
     `initial_shapes` of the Gaussians' covariances (floored at ``_MIN_SIGMA``)."""
-    cov = np.stack([np.stack([mix.xx, mix.xy], -1), np.stack([mix.xy, mix.yy], -1)], -2)
+    cov = np.empty((mix.n_gauss, 2, 2))
+    cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 0], cov[:, 1, 1] = mix.xx, mix.xy, mix.xy, mix.yy
     ln_r, eta1, eta2 = initial_shapes(cov, None, min_sigma=_MIN_SIGMA)
     return np.column_stack([mix.dx, mix.dy, ln_r, eta1, eta2]).ravel()
 
@@ -160,18 +187,37 @@ def _scene_settings(max_iter: int) -> FitSettings:
     return settings
 
 
-def _fit_scene(k: np.ndarray, n_gauss: int, max_iter: int, theta0: np.ndarray) -> PsfFit | None:
-    """C++ fit of ``n_gauss`` Gaussians with free centres from ``theta0``.
+@cache
+def _scene_specs(n_gauss: int) -> tuple[SourceSpec, ...]:
+    """The ``n_gauss`` Gaussian sources of the free-centre fits (shared, read only)."""
+    gauss = get_model("gauss")
+    return tuple(SourceSpec(gauss, (0.0, 0.0)) for _ in range(n_gauss))
+
+
+@cache
+def _unit_weight(shape: tuple[int, int]) -> np.ndarray:
+    """Uniform unit weights of a kernel of this shape (read-only, shared: kernels are noiseless)."""
+    w = np.ones(shape)
+    w.flags.writeable = False
+    return w
+
+
+def _fit_scene(
+    k: np.ndarray, n_gauss: int, max_iter: int, theta0: np.ndarray, power: float | None = None,
+    beat: float | None = None,
+) -> PsfFit | None:
+    """C++ fit of ``n_gauss`` Gaussians with free centres from ``theta0`` (``power``: as for
+    `_fit_concentric`).
 
     The result is read without the parameter covariance (`engine_backend.run_problems` inverts the Fisher
     matrix for the catalogue's errors; a PSF mixture has none, and the inversion cost more than the fit).
+    With ``beat`` (the ``psf_chi2`` of the fit it would replace), a fit whose ``psf_chi2`` is not below it
+    is `None` without building its mixture: on symmetric kernels the refinement of a concentric fit
+    ends where it started, and loses the comparison about half the time.
     """
     ny, nx = k.shape
-    cx, cy = nx // 2, ny // 2
-    gauss = get_model("gauss")
-    specs = [SourceSpec(gauss, (0.0, 0.0)) for _ in range(n_gauss)]
-    band = BandInput(k, np.ones_like(k), -cx, -cy, _DELTA)
-    prob = make_problem(specs, theta0, [band], _scene_settings(max_iter))
+    band = BandInput(k, _unit_weight((ny, nx)), -(nx // 2), -(ny // 2), _DELTA)
+    prob = make_problem(_scene_specs(n_gauss), theta0, [band], _scene_settings(max_iter))
     res = ge.fit_batch([prob.problem], n_threads=1)[0]
     status = int(res.status)
     if status in (int(ge.FitStatus.NON_FINITE), int(ge.FitStatus.ERROR)):
@@ -179,11 +225,13 @@ def _fit_scene(k: np.ndarray, n_gauss: int, max_iter: int, theta0: np.ndarray) -
     params, chi2 = np.asarray(res.params), float(res.chi2)
     # The reported fractions are the unconstrained linear solution, as for every engine fit.
     params, _, chi2 = unconstrained_fluxes(prob, params, np.asarray(res.fisher), chi2)
+    chi2 /= _power(k) if power is None else power
+    if beat is not None and not chi2 < beat:
+        return None
     mix = _mixture(params[prob.theta_index], params[prob.flux_index], n_gauss)
     if mix is None:
         return None
     flags = FlagSet(psf=True)
-    chi2 /= float((k * k).sum())
     flags.set("no_convergence", status != int(ge.FitStatus.CONVERGED))
     flags.set("large_chi2", chi2 > _LARGE_CHI2)
     return PsfFit(mix, chi2, int(res.n_iter), flags)
@@ -212,12 +260,16 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> 
     flags = FlagSet(psf=True)
     try:
         k = np.asarray(kernel, dtype=np.float64)
-        total = k.sum() if k.size else 0.0
-        if k.ndim != 2 or k.size == 0 or not np.isfinite(k).all() or not total > 0:
+        total = float(k.sum()) if k.size else 0.0
+        # A finite sum has no NaN or infinite term; only a non-finite one needs the pixel-by-pixel test
+        # (finite pixels whose sum overflows are data, as before).
+        finite = math.isfinite(total) or bool(np.isfinite(k).all())
+        if k.ndim != 2 or k.size == 0 or not finite or not total > 0:
             flags.set("no_data")
             return PsfFit(None, np.nan, 0, flags)
         k = k / total
-        fit = _fit_concentric(k, n_gauss, max_iter)
+        power = _power(k)
+        fit = _fit_concentric(k, n_gauss, max_iter, power)
         # Real kernels are not concentric (HSC: 3-7x lower chi2 with free centres), so 3-4 Gaussians are
         # refined with free centres, from the concentric fit when there is one (1-10 iterations).
         if fit is None:
@@ -227,7 +279,7 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> 
         else:
             starts = []
         for theta0 in starts:
-            other = _fit_scene(k, n_gauss, max_iter, theta0)
+            other = _fit_scene(k, n_gauss, max_iter, theta0, power, None if fit is None else fit.chi2)
             if other is not None and (fit is None or other.chi2 < fit.chi2):
                 fit = other
         if fit is None:
@@ -267,33 +319,37 @@ def fit_psf_images_table(
         One row per kernel with the columns of `lsst.galmix.schema.psf_columns`.
     """
     cfg = config if config is not None else PsfFitConfig()
-    table = empty_psf_table(cfg.n_gauss, len(kernels))
-    # Columns are filled as arrays (one assignment per column, not per cell of the table).
-    cols = {name: np.array(table[name]) for name in table.colnames}
     # Identical kernels (a PSF constant across cells, repeated cells) are fitted once: the fit of a kernel
     # depends on its pixels, size and the settings only, so a repeat gets the same row.
     # Keyed by a 128-bit digest of the pixels, not the pixels: object mode holds thousands of kernels.
     fits: dict[tuple[tuple[int, ...], bytes], PsfFit] = {}
-    for i, kern in enumerate(kernels):
-        k = np.ascontiguousarray(kern if kern is not None else np.zeros((0, 0)), dtype=np.float64)
-        key = (k.shape, hashlib.blake2b(k.tobytes(), digest_size=16).digest())
-        fit = fits.get(key)
-        if fit is None:
-            fit = fits[key] = fit_psf_image(k, cfg.n_gauss, cfg.max_iter)
-        cols["cell_x"][i], cols["cell_y"][i] = cells[i] if cells is not None else (i, 0)
-        cols["x"][i], cols["y"][i] = positions[i]
-        if fit.mixture is not None:
-            for key_, val in psf_mixture_row(fit.mixture).items():
-                cols[key_][i] = val
-        cols["psf_chi2"][i] = fit.chi2
-        cols["psf_kernel_sum"][i] = fit.kernel_sum
-        cols["psf_nIter"][i] = fit.n_iter
-        for name in fit.flags.names():
-            cols[psf_flag_column(name)][i] = True
-        cols[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
-    for name, values in cols.items():
-        table[name][:] = values
-    return table
+    row_fits: list[PsfFit] = []
+    with stage("fit"):
+        for kern in kernels:
+            k = np.ascontiguousarray(kern if kern is not None else np.zeros((0, 0)), dtype=np.float64)
+            key = (k.shape, hashlib.blake2b(k.tobytes(), digest_size=16).digest())
+            fit = fits.get(key)
+            if fit is None:
+                fit = fits[key] = fit_psf_image(k, cfg.n_gauss, cfg.max_iter)
+            row_fits.append(fit)
+    with stage("write"):
+        # Columns are filled as arrays (one assignment per cell of an array, not of an astropy table) and
+        # become the table's columns without a copy.
+        defs = psf_columns(cfg.n_gauss)
+        cols = empty_columns(defs, len(kernels))
+        for i, fit in enumerate(row_fits):
+            cols["cell_x"][i], cols["cell_y"][i] = cells[i] if cells is not None else (i, 0)
+            cols["x"][i], cols["y"][i] = positions[i]
+            if fit.mixture is not None:
+                for name, val in psf_mixture_row(fit.mixture).items():
+                    cols[name][i] = val
+            cols["psf_chi2"][i] = fit.chi2
+            cols["psf_kernel_sum"][i] = fit.kernel_sum
+            cols["psf_nIter"][i] = fit.n_iter
+            for name in fit.flags.names():
+                cols[psf_flag_column(name)][i] = True
+            cols[psf_flag_column()][i] = fit.flags.fatal or fit.mixture is None
+        return columns_to_table(defs, cols)
 
 
 type PsfSpec = PsfMixture | Table | Callable[[float, float], "PsfMixture | np.ndarray | None"]

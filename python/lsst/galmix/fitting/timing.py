@@ -11,8 +11,10 @@ Stage names used by the library (`STAGES`): ``plan`` (groups, PSFs at the object
 (cutting stamps, adaptive moments, starting parameters), ``engine`` (C++ fits), ``solve`` (Python
 set-up of the engine problems and reading their results), ``refine`` (stamp growth and sky decisions),
 ``residuals`` (residual-source search), ``blends`` (blends fitted child by child with neighbours
-subtracted, less the stages nested in them), ``write`` (rows, flags, plausibility, table). The task adds
-``io`` (Butler get/put) and ``task`` (the rest of the quantum).
+subtracted, less the stages nested in them), ``write`` (rows, flags, plausibility, table), ``fit``
+(PSF mixture fits of kernel images, `lsst.galmix.fitting.psf`). The task adds ``io`` (Butler get/put) and
+``task`` (the rest of the quantum); `timed_quantum` and `record_stages` are what the tasks share to
+time a quantum and store its split.
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
-__all__ = ["STAGES", "StageTimer", "active_timer", "stage", "staged"]
+__all__ = ["STAGES", "StageTimer", "active_timer", "record_stages", "stage", "staged", "timed_quantum"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-STAGES: tuple[str, ...] = ("io", "plan", "stamps", "engine", "solve", "refine", "residuals", "blends", "write",
-                           "task")
+STAGES: tuple[str, ...] = ("io", "plan", "stamps", "engine", "solve", "refine", "residuals", "blends", "fit",
+                           "write", "task")
 """Stage names in reporting order (others may be added; they are reported after these)."""
 
 _current: ContextVar[StageTimer | None] = ContextVar("galmix_stage_timer", default=None)
@@ -165,3 +167,42 @@ def staged(name: str) -> Callable[[F], F]:
         return cast(F, inner)
 
     return wrap
+
+
+@contextlib.contextmanager
+def timed_quantum(timer: StageTimer, report: Callable[[StageTimer], None]) -> Iterator[StageTimer]:
+    """Run a block as one quantum under ``timer``, then ``report(timer)``.
+
+    The timer is active for the block (`StageTimer.active`) and the block's own time, outside the stages
+    opened in it, is stage ``task``. ``report`` is not called when the block raises.
+
+    Parameters
+    ----------
+    timer : `StageTimer`
+        The quantum's timer (a task's ``runQuantum`` may open stages, e.g. ``io``, inside the block).
+    report : callable
+        Called with the timer when the block ends, e.g. to log its `StageTimer.summary` and
+        `record_stages`.
+    """
+    with timer.active(), timer.stage("task"):
+        yield timer
+    report(timer)
+
+
+def record_stages(timer: StageTimer, metadata: Any) -> None:
+    """Store a quantum's split in task metadata.
+
+    Keys: ``<stage>CpuSeconds`` and ``<stage>WallSeconds`` per stage (`StageTimer.as_dict`), and
+    ``stageCpuSeconds``/``stageWallSeconds``, their totals (`lsst.galmix.tools.report` reads them).
+
+    Parameters
+    ----------
+    timer : `StageTimer`
+        The quantum's timer.
+    metadata : `lsst.pipe.base.TaskMetadata`
+        The task's metadata (any mapping that takes float values).
+    """
+    for key, value in timer.as_dict().items():
+        metadata[key] = value
+    metadata["stageCpuSeconds"] = timer.total_cpu
+    metadata["stageWallSeconds"] = timer.total_wall

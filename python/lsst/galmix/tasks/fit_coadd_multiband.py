@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 from astropy.table import Table
 
@@ -17,7 +14,7 @@ from .. import connections
 from ..data.tables import put_outputs
 from ..fitting.config import SourceFitConfig
 from ..fitting.patch import fit_patch
-from ..fitting.timing import StageTimer, active_timer, stage
+from ..fitting.timing import StageTimer, active_timer, record_stages, stage, timed_quantum
 from ..models.definitions import MODELS
 from ..schema import summary_flag_column
 
@@ -131,7 +128,7 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         # One timer for the quantum: Butler I/O here, reading the coadds and the fit stages in `run`.
         timer = StageTimer()
-        with self._timed(timer):
+        with timed_quantum(timer, self._report_split):
             with stage("io"):
                 # Deferred handles: `run` reads one band at a time and keeps only its pixel planes.
                 coadds = {ref.dataId["band"]: butlerQC.get(ref) for ref in inputRefs.coadds}
@@ -148,29 +145,17 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
             with stage("io"):
                 put_outputs(butlerQC, outputs, outputRefs)
 
-    @contextmanager
-    def _timed(self, timer: StageTimer) -> Iterator[None]:
-        """Run a block as the quantum under ``timer`` and report its split when it ends (`_report_split`)."""
-        with timer.active(), timer.stage("task"):
-            yield
-        self._report_split(timer)
-
     def _report_split(self, timer: StageTimer) -> None:
         """One info line and task metadata with the quantum's CPU split by stage and objects per CPU second.
 
-        Metadata keys: ``<stage>CpuSeconds`` and ``<stage>WallSeconds`` per stage
-        (`lsst.galmix.fitting.timing.STAGES`), ``stageCpuSeconds``/``stageWallSeconds`` (their totals)
-        and ``objectsPerCpuSecond``.
+        Metadata keys: those of `lsst.galmix.fitting.timing.record_stages` and ``objectsPerCpuSecond``.
         """
         md = self.metadata
         n = int(md["nObjects"]) if "nObjects" in md else 0
         n_bands = int(md["nBands"]) if "nBands" in md else 0
         n_flag = int(md["nFlagged"]) if "nFlagged" in md else 0
         cpu = timer.total_cpu
-        for key, value in timer.as_dict().items():
-            self.metadata[key] = value
-        self.metadata["stageCpuSeconds"] = cpu
-        self.metadata["stageWallSeconds"] = timer.total_wall
+        record_stages(timer, self.metadata)
         self.metadata["objectsPerCpuSecond"] = n / cpu if cpu > 0 else float("nan")
         self.log.info("Fitted %s to %d objects in %d bands (%d flagged): %.2f s CPU, %.1f objects per CPU s, "
                       "%.2f s wall; CPU by stage: %s", self.config.modelName, n, n_bands, n_flag, cpu,
@@ -204,7 +189,7 @@ class FitCoaddMultibandTask(pipeBase.PipelineTask):
         timer = active_timer()
         if timer is None:
             # Called directly (not by `runQuantum`): this call is the unit whose split is reported.
-            with self._timed(StageTimer()):
+            with timed_quantum(StageTimer(), self._report_split):
                 return self.run(coadds, objects, footprints, psfFits)
         cfg = self.config
         images, psfs = {}, {}

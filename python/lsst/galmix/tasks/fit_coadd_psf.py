@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from astropy.table import Table
 
@@ -15,6 +13,7 @@ from .. import connections
 from ..data.tables import put_outputs
 from ..fitting.config import PsfFitConfig
 from ..fitting.psf import fit_psf_images_table
+from ..fitting.timing import StageTimer, active_timer, record_stages, stage, timed_quantum
 from ..messages import exception_line
 
 __all__ = ["FitCoaddPsfConfig", "FitCoaddPsfConnections", "FitCoaddPsfTask"]
@@ -66,17 +65,39 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
     config: FitCoaddPsfConfig
 
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
-        ref = inputRefs.psf
-        try:
-            psf = butlerQC.get(ref)
-        except Exception as exc:
-            # No output: the fits of this patch treat the band as missing (bad_psf, missing_band), the
-            # other bands and patches go on.
-            self.log.warning("Band %s of patch %s: cannot read %s (%s); no PSF fits for this band.",
-                             ref.dataId["band"], ref.dataId["patch"], ref.datasetType.name, exception_line(exc))
-            raise pipeBase.NoWorkFound(f"Unreadable {ref.datasetType.name} {dict(ref.dataId.required)}") from exc
-        objects = butlerQC.get(inputRefs.objects) if self.config.mode == "object" else None
-        put_outputs(butlerQC, self.run(psf, objects), outputRefs)
+        # One timer for the quantum, as in the fit tasks: Butler I/O here, the fits and the table in `run`.
+        with timed_quantum(StageTimer(), self._report_split):
+            ref = inputRefs.psf
+            with stage("io"):
+                try:
+                    psf = butlerQC.get(ref)
+                except Exception as exc:
+                    # No output: the fits of this patch treat the band as missing (bad_psf, missing_band),
+                    # the other bands and patches go on.
+                    self.log.warning("Band %s of patch %s: cannot read %s (%s); no PSF fits for this band.",
+                                     ref.dataId["band"], ref.dataId["patch"], ref.datasetType.name,
+                                     exception_line(exc))
+                    raise pipeBase.NoWorkFound(
+                        f"Unreadable {ref.datasetType.name} {dict(ref.dataId.required)}") from exc
+                objects = butlerQC.get(inputRefs.objects) if self.config.mode == "object" else None
+            outputs = self.run(psf, objects)
+            with stage("io"):
+                put_outputs(butlerQC, outputs, outputRefs)
+
+    def _report_split(self, timer: StageTimer) -> None:
+        """One info line and task metadata with the quantum's CPU split by stage.
+
+        Metadata keys: ``nKernels``, ``nFlagged``, ``medianPsfChi2`` (set by `run`) and those of
+        `lsst.galmix.fitting.timing.record_stages` (stages ``io``, ``fit``, ``write``, ``task``).
+        """
+        md = self.metadata
+        n = int(md["nKernels"]) if "nKernels" in md else 0
+        n_flag = int(md["nFlagged"]) if "nFlagged" in md else 0
+        chi2 = float(md["medianPsfChi2"]) if "medianPsfChi2" in md else float("nan")
+        record_stages(timer, md)
+        self.log.info("Fitted %d PSF kernels with %d Gaussians (%d flagged; median residual power %.2g): "
+                      "%.2f s CPU, %.2f s wall; CPU by stage: %s", n, self.config.psf.n_gauss, n_flag, chi2,
+                      timer.total_cpu, timer.total_wall, timer.summary())
 
     def run(self, psf, objects: Table | None = None) -> pipeBase.Struct:
         """Fit the PSF.
@@ -93,7 +114,10 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
         result : `lsst.pipe.base.Struct`
             ``psfFits``: the ``galmix_psf_fits`` table.
         """
-        t0 = time.perf_counter()
+        if active_timer() is None:
+            # Called directly (not by `runQuantum`): this call is the unit whose split is reported.
+            with timed_quantum(StageTimer(), self._report_split):
+                return self.run(psf, objects)
         kernels, positions, cells = [], [], []
         if self.config.mode == "cell":
             grid = psf.grid
@@ -112,14 +136,9 @@ class FitCoaddPsfTask(pipeBase.PipelineTask):
                 index = psf.grid.index_of(x=round(x), y=round(y)) if np.isfinite(x + y) else None
                 cells.append((index.j, index.i) if index is not None else (-1, -1))
         table = fit_psf_images_table(kernels, positions, cells, config=self.config.psf)
-        n_bad = int(np.sum(table["psf_flag"]))
         self.metadata["nKernels"] = len(table)
-        self.metadata["fitSeconds"] = time.perf_counter() - t0
-        self.log.info(
-            "Fitted %d PSF kernels with %d Gaussians in %.2f s (%d flagged; median residual power %.2g)",
-            len(table), self.config.psf.n_gauss, time.perf_counter() - t0, n_bad,
-            float(np.nanmedian(table["psf_chi2"])) if len(table) else float("nan"),
-        )
+        self.metadata["nFlagged"] = int(np.sum(table["psf_flag"]))
+        self.metadata["medianPsfChi2"] = float(np.nanmedian(table["psf_chi2"])) if len(table) else float("nan")
         return pipeBase.Struct(psfFits=table)
 
     def _kernel(self, get) -> np.ndarray | None:
