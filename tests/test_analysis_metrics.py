@@ -258,21 +258,63 @@ def test_shared_renderer_draws_the_same_pixels_as_a_private_one():
 
 
 def test_tick_memo_draws_the_same_pixels_and_is_used():
-    """`plots._ticks_updated_once` (private matplotlib API ``Axis._update_ticks``): every plot's PNG
+    """`canvas._ticks_updated_once` (private matplotlib API ``Axis._update_ticks``): every plot's PNG
     pixels equal a plain Agg draw's, the memo skips most tick updates, and no axis keeps the wrapper."""
-    from lsst.galmix.analysis import plots
+    from lsst.galmix.analysis import canvas
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     t, _, _ = _matched_table(n=300)
     spec = MatchedSpec(bands=BANDS)
     memo, plain = make_plots(t, spec), make_plots(t, spec)
     assert set(memo) == set(plain) and len(memo) > 5
-    hits = plots._TICK_MEMO_HITS[0]
+    hits = canvas._TICK_MEMO_HITS[0]
     for name in memo:
-        assert np.array_equal(_png_pixels(memo[name], plots.SharedRendererCanvas),
+        assert np.array_equal(_png_pixels(memo[name], canvas.SharedRendererCanvas),
                               _png_pixels(plain[name], FigureCanvasAgg)), name
         assert not any("_update_ticks" in vars(a) for ax in memo[name].axes for a in (ax.xaxis, ax.yaxis))
-    assert plots._TICK_MEMO_HITS[0] - hits > 10 * len(memo)  # most of the ~20 updates per axis are skipped
+    assert canvas._TICK_MEMO_HITS[0] - hits > 10 * len(memo)  # most of the ~20 updates per axis are skipped
+
+
+def test_text_layout_memo_draws_the_same_pixels_and_is_used():
+    """`canvas._text_layouts_memoized` (private matplotlib API ``Text._get_layout``): the PNG pixels equal
+    a plain Agg draw's, most layouts come from the memo, and a text whose layout inputs change (size,
+    rotation, alignment, string) within a memoised draw is laid out anew."""
+    from lsst.galmix.analysis import canvas
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    t, _, _ = _matched_table(n=300)
+    spec = MatchedSpec(bands=BANDS)
+    memo, plain = make_plots(t, spec), make_plots(t, spec)
+    hits = canvas._LAYOUT_MEMO_HITS[0]
+    for name in memo:
+        assert np.array_equal(_png_pixels(memo[name], canvas.SharedRendererCanvas),
+                              _png_pixels(plain[name], FigureCanvasAgg)), name
+    assert canvas._LAYOUT_MEMO_HITS[0] - hits > 50 * len(memo)
+
+    fig = Figure(figsize=(3, 2))
+    canvas.SharedRendererCanvas(fig)
+    text = fig.text(0.5, 0.5, "abc", fontsize=10)
+    renderer = fig.canvas.get_renderer()
+    layouts = canvas.SharedRendererCanvas._local.renderers[fig.canvas._lastKey][1]
+    with canvas._text_layouts_memoized(renderer, layouts):
+        seen = [text.get_window_extent(renderer).bounds]
+    for change in ({"fontsize": 14}, {"rotation": 30}, {"ha": "right"}, {"va": "top"}, {"text": "abcd"},
+                   {"linespacing": 2.0, "text": "a\nb"}, {"multialignment": "right", "text": "a\nbcd"},
+                   {"weight": "bold"}, {"rotation_mode": "anchor"}):
+        text.update(change)
+        with canvas._text_layouts_memoized(renderer, layouts):
+            seen.append(text.get_window_extent(renderer).bounds)
+        assert text.get_window_extent(renderer).bounds == seen[-1], change  # as without the memo
+    assert len(set(seen)) == len(seen)  # every change moved or resized the box
+    # Outside the block, and for another renderer, the method is matplotlib's.
+    hits = canvas._LAYOUT_MEMO_HITS[0]
+    text.get_window_extent(renderer)
+    other = FigureCanvasAgg(Figure(figsize=(3, 2))).get_renderer()
+    with canvas._text_layouts_memoized(other, {}):
+        text.get_window_extent(renderer)
+        text.get_window_extent(renderer)
+    assert canvas._LAYOUT_MEMO_HITS[0] == hits
 
 
 def test_png_written_at_fast_zlib_level_with_the_same_pixels(tmp_path):

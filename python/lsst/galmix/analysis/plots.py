@@ -7,123 +7,20 @@ object-oriented matplotlib API (no pyplot state), so they are safe inside tasks 
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import matplotlib as mpl
 import numpy as np
-from matplotlib.axis import Axis
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 
+from .canvas import SharedRendererCanvas
 from .stats import binned_stats
 
 __all__ = ["PanelData", "SharedRendererCanvas", "plot_binned_panels", "plot_completeness_purity",
            "plot_size_magnitude"]
 
-_PNG_COMPRESS_LEVEL = 3
 _SIGMA_STYLES = ((1, "-", 0.9), (2, "--", 0.7), (3, ":", 0.6))
 _MIN_FOR_SPREAD = 3
-
-
-_TICK_MEMO_HITS = [0]
-"""Calls of ``Axis._update_ticks`` skipped by `_ticks_updated_once` (for the tests)."""
-
-
-@contextmanager
-def _ticks_updated_once(figure: Figure) -> Iterator[None]:
-    """While the block runs, an axis of ``figure`` recomputes its ticks only when what they depend on
-    changed since its previous update.
-
-    PRIVATE MATPLOTLIB API: ``Axis._update_ticks`` (matplotlib 3.x) locates and formats an axis's ticks
-    and sets them on its `~matplotlib.axis.Tick` objects. One draw of a constrained-layout figure calls
-    it about 20 times per axis (layout passes, tight bounding boxes, spines, the draw itself) with the
-    same inputs: a quarter of the drawing CPU of the analysis plots. Within the block each axis gets an
-    instance attribute in front of the method that skips a call whose key (view and data intervals, the
-    axes' box in display pixels, which sets the number of ticks, dpi, locator and formatter) equals that
-    of the axis's previous call: the ticks already hold exactly what the call would set, since only the
-    latest key is kept. Outside the block the attribute is removed. If matplotlib no longer has the
-    method, nothing is changed (plain drawing). ``tests/test_analysis_metrics.py`` checks that the
-    memo is hit and that the PNG pixels equal a plain draw's.
-    """
-    update = getattr(Axis, "_update_ticks", None)
-    axes = [axis for ax in figure.axes for axis in (ax.xaxis, ax.yaxis)]
-    if update is None or any("_update_ticks" in vars(axis) for axis in axes):
-        yield
-        return
-
-    def memoized(axis: Axis):
-        last: list = [None, None]  # key and ticks of the axis's latest update
-
-        def _update_ticks():
-            key = (
-                tuple(axis.get_view_interval()), tuple(axis.get_data_interval()), axis.axes.bbox.bounds,
-                figure.dpi, id(axis.get_major_locator()), id(axis.get_major_formatter()),
-                id(axis.get_minor_locator()), id(axis.get_minor_formatter()),
-            )
-            if key != last[0]:
-                last[0] = None  # an update that raises leaves no key behind
-                last[1] = update(axis)
-                last[0] = key
-            else:
-                _TICK_MEMO_HITS[0] += 1
-            return last[1]
-
-        return _update_ticks
-
-    for axis in axes:
-        axis._update_ticks = memoized(axis)
-    try:
-        yield
-    finally:
-        for axis in axes:
-            vars(axis).pop("_update_ticks", None)
-
-
-class SharedRendererCanvas(FigureCanvasAgg):
-    """Agg canvas that shares its renderer with the other figures of the same size and dpi (per thread).
-
-    matplotlib caches the measured extents of texts per renderer, and each figure normally gets its own,
-    so every figure measures its tick labels, counts and titles again (a third of the drawing time of
-    these plots). The figures of an analysis task are drawn one after another at a few sizes: sharing
-    the renderer lets later figures reuse the measurements. The renderer is cleared at the start of
-    every draw, so the images are identical to those drawn with a private renderer.
-    """
-
-    _local = threading.local()
-
-    def get_renderer(self) -> RendererAgg:
-        w, h = self.get_width_height(physical=True)
-        key = (w, h, self.figure.dpi)
-        shared = self._local.__dict__.setdefault("renderers", {})
-        renderer = shared.get(key)
-        if renderer is None:
-            if len(shared) >= 8:  # a few sizes are in use at a time; do not hold every size ever drawn
-                shared.clear()
-            renderer = shared[key] = RendererAgg(w, h, self.figure.dpi)
-        self.renderer, self._lastKey = renderer, key
-        return renderer
-
-    def draw(self) -> None:
-        # Ticks computed once per axis and layout state (`_ticks_updated_once`).
-        with _ticks_updated_once(self.figure):
-            super().draw()
-
-    def print_figure(self, filename, *args, **kwargs):
-        # PNG at zlib level 3 instead of Pillow's 6: the same pixels, about the same size (1% smaller
-        # for these plots) in 0.7 times the encoding CPU. Only when the output is PNG (other formats
-        # take no ``pil_kwargs``) and the caller chose no level.
-        fmt = kwargs.get("format")
-        if fmt is None and isinstance(filename, str | os.PathLike):
-            fmt = os.path.splitext(os.fspath(filename))[1][1:] or None
-        if str(fmt or mpl.rcParams["savefig.format"]).lower() == "png":
-            kwargs["pil_kwargs"] = {"compress_level": _PNG_COMPRESS_LEVEL, **(kwargs.get("pil_kwargs") or {})}
-        # ``savefig`` draws through ``FigureCanvasAgg.draw(self)``, not ``self.draw``.
-        with _ticks_updated_once(self.figure):
-            return super().print_figure(filename, *args, **kwargs)
 
 
 def _figure(figsize: tuple[float, float]) -> Figure:
