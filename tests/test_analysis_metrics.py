@@ -347,3 +347,24 @@ def test_png_written_at_fast_zlib_level_with_the_same_pixels(tmp_path):
     assert np.array_equal(imread(tmp_path / "ours.png"), imread(tmp_path / "plain.png"))
     ours.savefig(tmp_path / "ours.pdf")
     assert (tmp_path / "ours.pdf").stat().st_size > 0
+
+
+def test_fixed_layout_keeps_every_text_inside_the_figure_and_apart():
+    """The plots' fixed layout (`plots._panels`): every panel's decorations (tick and axis labels, bin
+    counts, one- or two-line titles) lie inside the figure, below the figure title and clear of the
+    neighbouring panel."""
+    t, _, _ = _matched_table(n=2000)
+    figs = make_plots(t, MatchedSpec(bands=BANDS))
+    for name, fig in figs.items():
+        assert fig.get_layout_engine() is None, name
+        renderer = fig.canvas.get_renderer()
+        fig.draw_without_rendering()
+        width, height = fig.bbox.width, fig.bbox.height
+        boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+        title = fig._suptitle.get_window_extent(renderer)
+        assert 0 <= title.x0 and title.x1 <= width and title.y1 <= height, name
+        for k, box in enumerate(boxes):
+            assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width, (name, k, box)
+            assert box.y1 < title.y0, (name, k, box, title)
+            if k:
+                assert boxes[k - 1].x1 < box.x0, (name, k)

@@ -7,6 +7,7 @@ object-oriented matplotlib API (no pyplot state), so they are safe inside tasks 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,11 +24,63 @@ _SIGMA_STYLES = ((1, "-", 0.9), (2, "--", 0.7), (3, ":", 0.6))
 _MIN_FOR_SPREAD = 3
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
-    """A figure with constrained layout drawn on a `SharedRendererCanvas`."""
-    fig = Figure(figsize=figsize, layout="constrained")
+@dataclass(frozen=True)
+class _Margins:
+    """Fixed layout of a row of panels, inches: figure edges to the axes, and between axes.
+
+    The values are those constrained layout found for these plots (tick labels of the fixed y ranges,
+    one axis label per side, one- or two-line panel titles above the bin counts, a two-line figure
+    title), plus a few hundredths of an inch. A fixed layout draws in 0.7 times the CPU of constrained
+    layout, which measures every text of the figure twice before the draw.
+    """
+
+    left: float
+    right: float
+    bottom: float
+    top: float
+    gap: float
+
+
+_BINNED = _Margins(left=0.78, right=0.05, bottom=0.49, top=0.75, gap=0.83)
+"""Binned panels with one-line titles; two-line titles (notes) take `_NOTES_TOP` instead."""
+
+_NOTES_TOP = 0.85
+_COMPLETENESS = _Margins(left=0.57, right=0.05, bottom=0.49, top=0.28, gap=0.62)
+_SUPTITLE_PAD = 3.0 / 72.0
+"""Figure edge to the top of the figure title, inches (constrained layout's default pad)."""
+
+
+def _panels(figsize: tuple[float, float], n: int, margins: _Margins, title: str) -> tuple[Figure, list]:
+    """A figure drawn on a `SharedRendererCanvas` with ``n`` panels in a row at fixed ``margins``.
+
+    Parameters
+    ----------
+    figsize : `tuple` [`float`, `float`]
+        Width and height, inches.
+    n : `int`
+        Number of panels.
+    margins : `_Margins`
+        Layout, inches.
+    title : `str`
+        Figure title (9 pt, at the top).
+
+    Returns
+    -------
+    fig : `matplotlib.figure.Figure`
+        The figure.
+    axes : `list` [`matplotlib.axes.Axes`]
+        The panels, left to right.
+    """
+    width, height = figsize
+    fig = Figure(figsize=figsize)
     SharedRendererCanvas(fig)
-    return fig
+    panel = (width - margins.left - margins.right - (n - 1) * margins.gap) / n
+    axes = fig.subplots(1, n, squeeze=False, gridspec_kw={
+        "left": margins.left / width, "right": 1 - margins.right / width, "bottom": margins.bottom / height,
+        "top": 1 - margins.top / height, "wspace": margins.gap / panel,
+    })[0]
+    fig.suptitle(title, fontsize=9, y=1 - _SUPTITLE_PAD / height, va="top")
+    return fig, list(axes)
 
 
 @dataclass
@@ -131,15 +184,15 @@ def plot_binned_panels(
     fig : `matplotlib.figure.Figure`
         The figure.
     """
-    fig = _figure((4.5 * max(len(panels), 1), 4.2))
-    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    margins = _BINNED if notes is None else dataclasses.replace(_BINNED, top=_NOTES_TOP)
+    n = max(len(panels), 1)
+    fig, axes = _panels((4.5 * n, 4.2), n, margins, title)
     for k, (ax, panel) in enumerate(zip(axes, panels)):
         note = notes[k] if notes is not None else None
         _draw_binned(ax, panel, np.asarray(edges, dtype=float), ylim, zero_line, clip, note)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     axes[0].legend(fontsize=6, loc="lower left")
-    fig.suptitle(title, fontsize=9)
     return fig
 
 
@@ -171,8 +224,7 @@ def plot_completeness_purity(
     """
     edges = np.asarray(edges, dtype=float)
     centers = 0.5 * (edges[1:] + edges[:-1])
-    fig = _figure((9, 4))
-    ax_c, ax_p = fig.subplots(1, 2)
+    fig, (ax_c, ax_p) = _panels((9, 4), 2, _COMPLETENESS, title)
     for i, (label, cp) in enumerate(completeness.items()):
         ax_c.plot(centers, cp["completeness"], "-o", ms=3, color=f"C{i}", label=f"{label} (N={cp['n_ref'].sum()})")
     ax_p.plot(centers, purity["purity"], "-o", ms=3, color="k", label=f"all objects (N={purity['n_target'].sum()})")
@@ -182,7 +234,6 @@ def plot_completeness_purity(
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
     return fig
 
 
