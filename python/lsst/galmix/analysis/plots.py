@@ -142,8 +142,10 @@ def _draw_binned(
     top = ax.get_ylim()[1]
     for c, n in zip(centers, stats.count):
         ax.text(c, top, str(int(n)), ha="center", va="bottom", fontsize=6, color="0.3")
+    # Where matplotlib would place the title (the x axis has nothing on top, and a given y range has no
+    # offset text to avoid), fixed: otherwise every draw measures the y axis again to check.
     ax.set_title(f"{panel.label}: N={len(x)}" if note is None else f"{panel.label}: {note}",
-                 fontsize=9 if note is None else 7, pad=12)
+                 fontsize=9 if note is None else 7, pad=12, y=None if ylim is None else 1.0)
     ax.grid(alpha=0.3)
 
 
