@@ -272,7 +272,8 @@ def test_tick_memo_draws_the_same_pixels_and_is_used():
         assert np.array_equal(_png_pixels(memo[name], canvas.SharedRendererCanvas),
                               _png_pixels(plain[name], FigureCanvasAgg)), name
         assert not any("_update_ticks" in vars(a) for ax in memo[name].axes for a in (ax.xaxis, ax.yaxis))
-    assert canvas._TICK_MEMO_HITS[0] - hits > 10 * len(memo)  # most of the ~20 updates per axis are skipped
+    # Each of the 2 axes of a panel is updated once per draw; its other two calls come from the memo.
+    assert canvas._TICK_MEMO_HITS[0] - hits >= 2 * 2 * sum(len(f.axes) for f in memo.values())
 
 
 def test_text_layout_memo_draws_the_same_pixels_and_is_used():

@@ -32,9 +32,9 @@ def _ticks_updated_once(figure: Figure) -> Iterator[None]:
     changed since its previous update.
 
     PRIVATE MATPLOTLIB API: ``Axis._update_ticks`` (matplotlib 3.x) locates and formats an axis's ticks
-    and sets them on its `~matplotlib.axis.Tick` objects. One draw of a constrained-layout figure calls
-    it about 20 times per axis (layout passes, tight bounding boxes, spines, the draw itself) with the
-    same inputs: a quarter of the drawing CPU of the analysis plots. Within the block each axis gets an
+    and sets them on its `~matplotlib.axis.Tick` objects. One draw of the analysis plots calls it three
+    times per axis with the same inputs (the draw, the axis label's placement, the tight bounding box;
+    about 20 times with constrained layout). Within the block each axis gets an
     instance attribute in front of the method that skips a call whose key (view and data intervals, the
     axes' box in display pixels, which sets the number of ticks, dpi, locator and formatter) equals that
     of the axis's previous call: the ticks already hold exactly what the call would set, since only the
