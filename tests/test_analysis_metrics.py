@@ -369,3 +369,30 @@ def test_fixed_layout_keeps_every_text_inside_the_figure_and_apart():
             assert box.y1 < title.y0, (name, k, box, title)
             if k:
                 assert boxes[k - 1].x1 < box.x0, (name, k)
+
+
+def test_glyph_cache_draws_the_same_pixels_and_is_used():
+    """`canvas._GlyphCachingRenderer` (private matplotlib API of ``RendererAgg`` text drawing): texts at
+    sub-pixel positions, rotated, of several sizes and weights, not antialiased, and math text equal a
+    plain Agg draw's pixels, also when drawn a second time from the cache."""
+    from lsst.galmix.analysis import canvas
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def figure() -> Figure:
+        fig = Figure(figsize=(4.13, 3.07), dpi=97)
+        for k in range(12):
+            fig.text(0.05 + 0.0731 * k, 0.1 + 0.0617 * k, f"N={k}7 g-r", fontsize=6 + k % 4, rotation=15 * k,
+                     weight="bold" if k % 3 == 0 else "normal", antialiased=k % 5 != 0)
+        fig.text(0.5, 0.9, r"$\sigma_{MAD} = \frac{1}{2}$ and $x^2$", fontsize=9)
+        ax = fig.add_axes((0.55, 0.2, 0.4, 0.4))
+        ax.set_xlabel("reference r mag")
+        ax.set_ylabel("log10 size")
+        return fig
+
+    plain = _png_pixels(figure(), FigureCanvasAgg)
+    hits = canvas._GLYPH_CACHE_HITS[0]
+    first = _png_pixels(figure(), canvas.SharedRendererCanvas)
+    again = _png_pixels(figure(), canvas.SharedRendererCanvas)
+    assert np.array_equal(first, plain) and np.array_equal(again, plain)
+    assert canvas._GLYPH_CACHE_HITS[0] - hits > 100

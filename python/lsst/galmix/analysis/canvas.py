@@ -7,14 +7,17 @@ Every memo here sits in front of a PRIVATE matplotlib method and returns exactly
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import matplotlib as mpl
+import numpy as np
+from matplotlib import ft2font
 from matplotlib.axis import Axis
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
@@ -162,6 +165,109 @@ def _text_layouts_memoized(renderer: RendererAgg, memo: dict) -> Iterator[None]:
         _active_layouts.renderer, _active_layouts.memo = outer
 
 
+
+_GLYPH_CACHE_SIZE = 20000
+"""Glyph runs, and glyph bitmaps, kept per shared renderer (emptied when full)."""
+
+_GLYPH_CACHE_HITS = [0]
+"""Glyphs drawn from `_GlyphCachingRenderer`'s bitmaps (for the tests)."""
+
+_CAN_CACHE_GLYPHS = all(
+    hasattr(RendererAgg, m) for m in ("_prepare_font", "_draw_text_glyphs_and_boxes")
+) and all(hasattr(ft2font.FT2Font, m) for m in ("_layout", "_set_transform", "_render_glyph")) and hasattr(
+    ft2font, "RenderMode"
+)
+"""Whether matplotlib draws text as `_GlyphCachingRenderer` expects (matplotlib 3.11)."""
+
+
+class _GlyphCachingRenderer(RendererAgg):
+    """Agg renderer that keeps the glyph runs of the strings it draws and the bitmaps of their glyphs.
+
+    PRIVATE MATPLOTLIB API (3.11): ``RendererAgg.draw_text`` lays a string out with ``FT2Font._layout``
+    (shaping, through FreeType reading the font file) and ``_draw_text_glyphs_and_boxes`` renders each
+    glyph with ``FT2Font._set_transform`` and ``_render_glyph`` (loading, hinting and rasterising it)
+    before compositing it with ``draw_text_image``: 40% of the CPU of the analysis plots, for a few
+    hundred distinct strings (tick labels, counts, axis labels) drawn again and again at the same places.
+    This renderer does the same steps but keeps a string's glyph run under everything ``_layout`` reads
+    (string, font properties, dpi, hinting, features, language), and a glyph's bitmap under its font,
+    size, dpi, index, transform matrix, hinting, render mode and the 1/64-pixel fraction of its position:
+    FreeType hints before it applies the transform, so moving a glyph by whole pixels moves its bitmap
+    by whole pixels and leaves it unchanged. Math text, and matplotlib without these methods, are drawn
+    by matplotlib's code. ``tests/test_analysis_metrics.py`` checks that the pixels equal a plain draw's.
+    """
+
+    def __init__(self, width: int, height: int, dpi: float):
+        super().__init__(width, height, dpi)
+        self._glyph_runs: dict = {}
+        self._glyph_bitmaps: dict = {}
+        self._glyph_matrices: dict = {}
+
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath or not _CAN_CACHE_GLYPHS:
+            return super().draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+        features = mtext.get_fontfeatures() if mtext is not None else None
+        language = mtext.get_language() if mtext is not None else None
+        flags = get_hinting_flag()
+        key = (s, hash(prop), self.dpi, flags,
+               None if features is None else tuple(features), language)
+        run = self._glyph_runs.get(key)
+        if run is None:
+            font = self._prepare_font(prop)
+            size = prop.get_size_in_points()
+            run = tuple(
+                (item.ft_object, size, item.glyph_index, 0, 1, item.x, item.y)
+                for item in font._layout(s, flags=flags, features=features, language=language)
+            )
+            if len(self._glyph_runs) >= _GLYPH_CACHE_SIZE:
+                self._glyph_runs.clear()
+            self._glyph_runs[key] = run
+        self._draw_text_glyphs_and_boxes(gc, x, y, angle, run, [])
+
+    def _matrix(self, angle: float, slant: float, extend: float) -> tuple[np.ndarray, bytes]:
+        """FreeType's transform matrix of matplotlib's glyph loop, and its key."""
+        key = (angle, slant, extend)
+        matrix = self._glyph_matrices.get(key)
+        if matrix is None:
+            cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+            m = (0x10000 * np.array([[cos, -sin], [sin, cos]])
+                 @ [[extend, extend * slant], [0, 1]]).round().astype(int)
+            matrix = self._glyph_matrices[key] = (m, m.tobytes())
+        return matrix
+
+    def _draw_text_glyphs_and_boxes(self, gc, x, y, angle, glyphs, boxes):
+        if boxes or not _CAN_CACHE_GLYPHS:  # math text's rules: matplotlib's code
+            return super()._draw_text_glyphs_and_boxes(gc, x, y, angle, glyphs, boxes)
+        # As matplotlib's loop (y is downwards, FreeType's upwards; positions in 1/64 pixel).
+        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        load_flags = get_hinting_flag()
+        antialiased = gc.get_antialiased()
+        mode = ft2font.RenderMode.NORMAL if antialiased else ft2font.RenderMode.MONO
+        bitmaps = self._glyph_bitmaps
+        for font, size, glyph_index, slant, extend, dx, dy in glyphs:
+            matrix, matrix_key = self._matrix(angle, slant, extend)
+            tx = round(0x40 * (x + dx * cos - dy * sin))
+            ty = round(0x40 * (self.height - y + dx * sin + dy * cos))
+            key = (font, size, self.dpi, glyph_index, matrix_key, load_flags, mode, tx & 0x3F, ty & 0x3F)
+            hit = bitmaps.get(key)
+            if hit is None:
+                font.set_size(size, self.dpi)
+                font._set_transform(matrix, [tx, ty])
+                bitmap = font._render_glyph(glyph_index, load_flags, mode)
+                buffer = bitmap.buffer
+                if not antialiased:
+                    buffer *= 0xff
+                if len(bitmaps) >= _GLYPH_CACHE_SIZE:
+                    bitmaps.clear()
+                # The bitmap's corner relative to the whole-pixel part of the position.
+                hit = bitmaps[key] = (buffer, bitmap.left - (tx >> 6), bitmap.top - (ty >> 6))
+            else:
+                _GLYPH_CACHE_HITS[0] += 1
+            buffer, left, top = hit
+            self._renderer.draw_text_image(
+                buffer, left + (tx >> 6), int(self.height) - (top + (ty >> 6)) + buffer.shape[0], 0, gc
+            )
+
+
 class SharedRendererCanvas(FigureCanvasAgg):
     """Agg canvas that shares its renderer with the other figures of the same size and dpi (per thread).
 
@@ -183,7 +289,7 @@ class SharedRendererCanvas(FigureCanvasAgg):
         if renderer is None:
             if len(shared) >= 8:  # a few sizes are in use at a time; do not hold every size ever drawn
                 shared.clear()
-            renderer = RendererAgg(w, h, self.figure.dpi)
+            renderer = _GlyphCachingRenderer(w, h, self.figure.dpi)
             shared[key] = (renderer, {})  # the renderer and its memo of text layouts
         self.renderer, self._lastKey = renderer, key
         return renderer
