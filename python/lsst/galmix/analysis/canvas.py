@@ -1,5 +1,6 @@
-"""Agg canvas of the analysis plots: a renderer shared by figures of one size and memos of the ticks and
-text layouts, so that drawing many similar figures one after another measures each thing once.
+"""Agg canvas of the analysis plots: a renderer shared by figures of one size, which keeps the glyph
+runs and bitmaps of the texts it draws, and memos of the ticks and text layouts, so that drawing many
+similar figures one after another measures and renders each thing once.
 
 Every memo here sits in front of a PRIVATE matplotlib method and returns exactly what the method would;
 ``tests/test_analysis_metrics.py`` checks that the PNG pixels equal those of a plain Agg draw.
@@ -163,7 +164,6 @@ def _text_layouts_memoized(renderer: RendererAgg, memo: dict) -> Iterator[None]:
         yield
     finally:
         _active_layouts.renderer, _active_layouts.memo = outer
-
 
 
 _GLYPH_CACHE_SIZE = 20000
