@@ -258,21 +258,64 @@ def test_shared_renderer_draws_the_same_pixels_as_a_private_one():
 
 
 def test_tick_memo_draws_the_same_pixels_and_is_used():
-    """`plots._ticks_updated_once` (private matplotlib API ``Axis._update_ticks``): every plot's PNG
+    """`canvas._ticks_updated_once` (private matplotlib API ``Axis._update_ticks``): every plot's PNG
     pixels equal a plain Agg draw's, the memo skips most tick updates, and no axis keeps the wrapper."""
-    from lsst.galmix.analysis import plots
+    from lsst.galmix.analysis import canvas
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     t, _, _ = _matched_table(n=300)
     spec = MatchedSpec(bands=BANDS)
     memo, plain = make_plots(t, spec), make_plots(t, spec)
     assert set(memo) == set(plain) and len(memo) > 5
-    hits = plots._TICK_MEMO_HITS[0]
+    hits = canvas._TICK_MEMO_HITS[0]
     for name in memo:
-        assert np.array_equal(_png_pixels(memo[name], plots.SharedRendererCanvas),
+        assert np.array_equal(_png_pixels(memo[name], canvas.SharedRendererCanvas),
                               _png_pixels(plain[name], FigureCanvasAgg)), name
         assert not any("_update_ticks" in vars(a) for ax in memo[name].axes for a in (ax.xaxis, ax.yaxis))
-    assert plots._TICK_MEMO_HITS[0] - hits > 10 * len(memo)  # most of the ~20 updates per axis are skipped
+    # Each of the 2 axes of a panel is updated once per draw; its other two calls come from the memo.
+    assert canvas._TICK_MEMO_HITS[0] - hits >= 2 * 2 * sum(len(f.axes) for f in memo.values())
+
+
+def test_text_layout_memo_draws_the_same_pixels_and_is_used():
+    """`canvas._text_layouts_memoized` (private matplotlib API ``Text._get_layout``): the PNG pixels equal
+    a plain Agg draw's, most layouts come from the memo, and a text whose layout inputs change (size,
+    rotation, alignment, string) within a memoised draw is laid out anew."""
+    from lsst.galmix.analysis import canvas
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    t, _, _ = _matched_table(n=300)
+    spec = MatchedSpec(bands=BANDS)
+    memo, plain = make_plots(t, spec), make_plots(t, spec)
+    hits = canvas._LAYOUT_MEMO_HITS[0]
+    for name in memo:
+        assert np.array_equal(_png_pixels(memo[name], canvas.SharedRendererCanvas),
+                              _png_pixels(plain[name], FigureCanvasAgg)), name
+    assert canvas._LAYOUT_MEMO_HITS[0] - hits > 50 * len(memo)
+
+    fig = Figure(figsize=(3, 2))
+    canvas.SharedRendererCanvas(fig)
+    text = fig.text(0.5, 0.5, "abc", fontsize=10)
+    renderer = fig.canvas.get_renderer()
+    layouts = canvas.SharedRendererCanvas._local.renderers[fig.canvas._lastKey][1]
+    with canvas._text_layouts_memoized(renderer, layouts):
+        seen = [text.get_window_extent(renderer).bounds]
+    for change in ({"fontsize": 14}, {"rotation": 30}, {"ha": "right"}, {"va": "top"}, {"text": "abcd"},
+                   {"linespacing": 2.0, "text": "a\nb"}, {"multialignment": "right", "text": "a\nbcd"},
+                   {"weight": "bold"}, {"rotation_mode": "anchor"}):
+        text.update(change)
+        with canvas._text_layouts_memoized(renderer, layouts):
+            seen.append(text.get_window_extent(renderer).bounds)
+        assert text.get_window_extent(renderer).bounds == seen[-1], change  # as without the memo
+    assert len(set(seen)) == len(seen)  # every change moved or resized the box
+    # Outside the block, and for another renderer, the method is matplotlib's.
+    hits = canvas._LAYOUT_MEMO_HITS[0]
+    text.get_window_extent(renderer)
+    other = FigureCanvasAgg(Figure(figsize=(3, 2))).get_renderer()
+    with canvas._text_layouts_memoized(other, {}):
+        text.get_window_extent(renderer)
+        text.get_window_extent(renderer)
+    assert canvas._LAYOUT_MEMO_HITS[0] == hits
 
 
 def test_png_written_at_fast_zlib_level_with_the_same_pixels(tmp_path):
@@ -305,3 +348,51 @@ def test_png_written_at_fast_zlib_level_with_the_same_pixels(tmp_path):
     assert np.array_equal(imread(tmp_path / "ours.png"), imread(tmp_path / "plain.png"))
     ours.savefig(tmp_path / "ours.pdf")
     assert (tmp_path / "ours.pdf").stat().st_size > 0
+
+
+def test_fixed_layout_keeps_every_text_inside_the_figure_and_apart():
+    """The plots' fixed layout (`plots._panels`): every panel's decorations (tick and axis labels, bin
+    counts, one- or two-line titles) lie inside the figure, below the figure title and clear of the
+    neighbouring panel."""
+    t, _, _ = _matched_table(n=2000)
+    figs = make_plots(t, MatchedSpec(bands=BANDS))
+    for name, fig in figs.items():
+        assert fig.get_layout_engine() is None, name
+        renderer = fig.canvas.get_renderer()
+        fig.draw_without_rendering()
+        width, height = fig.bbox.width, fig.bbox.height
+        boxes = [ax.get_tightbbox(renderer) for ax in fig.axes]
+        title = fig._suptitle.get_window_extent(renderer)
+        assert 0 <= title.x0 and title.x1 <= width and title.y1 <= height, name
+        for k, box in enumerate(boxes):
+            assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width, (name, k, box)
+            assert box.y1 < title.y0, (name, k, box, title)
+            if k:
+                assert boxes[k - 1].x1 < box.x0, (name, k)
+
+
+def test_glyph_cache_draws_the_same_pixels_and_is_used():
+    """`canvas._GlyphCachingRenderer` (private matplotlib API of ``RendererAgg`` text drawing): texts at
+    sub-pixel positions, rotated, of several sizes and weights, not antialiased, and math text equal a
+    plain Agg draw's pixels, also when drawn a second time from the cache."""
+    from lsst.galmix.analysis import canvas
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def figure() -> Figure:
+        fig = Figure(figsize=(4.13, 3.07), dpi=97)
+        for k in range(12):
+            fig.text(0.05 + 0.0731 * k, 0.1 + 0.0617 * k, f"N={k}7 g-r", fontsize=6 + k % 4, rotation=15 * k,
+                     weight="bold" if k % 3 == 0 else "normal", antialiased=k % 5 != 0)
+        fig.text(0.5, 0.9, r"$\sigma_{MAD} = \frac{1}{2}$ and $x^2$", fontsize=9)
+        ax = fig.add_axes((0.55, 0.2, 0.4, 0.4))
+        ax.set_xlabel("reference r mag")
+        ax.set_ylabel("log10 size")
+        return fig
+
+    plain = _png_pixels(figure(), FigureCanvasAgg)
+    hits = canvas._GLYPH_CACHE_HITS[0]
+    first = _png_pixels(figure(), canvas.SharedRendererCanvas)
+    again = _png_pixels(figure(), canvas.SharedRendererCanvas)
+    assert np.array_equal(first, plain) and np.array_equal(again, plain)
+    assert canvas._GLYPH_CACHE_HITS[0] - hits > 100

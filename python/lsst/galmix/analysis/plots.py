@@ -7,130 +7,80 @@ object-oriented matplotlib API (no pyplot state), so they are safe inside tasks 
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import matplotlib as mpl
 import numpy as np
-from matplotlib.axis import Axis
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 
+from .canvas import SharedRendererCanvas
 from .stats import binned_stats
 
 __all__ = ["PanelData", "SharedRendererCanvas", "plot_binned_panels", "plot_completeness_purity",
            "plot_size_magnitude"]
 
-_PNG_COMPRESS_LEVEL = 3
 _SIGMA_STYLES = ((1, "-", 0.9), (2, "--", 0.7), (3, ":", 0.6))
 _MIN_FOR_SPREAD = 3
 
 
-_TICK_MEMO_HITS = [0]
-"""Calls of ``Axis._update_ticks`` skipped by `_ticks_updated_once` (for the tests)."""
+@dataclass(frozen=True)
+class _Margins:
+    """Fixed layout of a row of panels, inches: figure edges to the axes, and between axes.
 
-
-@contextmanager
-def _ticks_updated_once(figure: Figure) -> Iterator[None]:
-    """While the block runs, an axis of ``figure`` recomputes its ticks only when what they depend on
-    changed since its previous update.
-
-    PRIVATE MATPLOTLIB API: ``Axis._update_ticks`` (matplotlib 3.x) locates and formats an axis's ticks
-    and sets them on its `~matplotlib.axis.Tick` objects. One draw of a constrained-layout figure calls
-    it about 20 times per axis (layout passes, tight bounding boxes, spines, the draw itself) with the
-    same inputs: a quarter of the drawing CPU of the analysis plots. Within the block each axis gets an
-    instance attribute in front of the method that skips a call whose key (view and data intervals, the
-    axes' box in display pixels, which sets the number of ticks, dpi, locator and formatter) equals that
-    of the axis's previous call: the ticks already hold exactly what the call would set, since only the
-    latest key is kept. Outside the block the attribute is removed. If matplotlib no longer has the
-    method, nothing is changed (plain drawing). ``tests/test_analysis_metrics.py`` checks that the
-    memo is hit and that the PNG pixels equal a plain draw's.
-    """
-    update = getattr(Axis, "_update_ticks", None)
-    axes = [axis for ax in figure.axes for axis in (ax.xaxis, ax.yaxis)]
-    if update is None or any("_update_ticks" in vars(axis) for axis in axes):
-        yield
-        return
-
-    def memoized(axis: Axis):
-        last: list = [None, None]  # key and ticks of the axis's latest update
-
-        def _update_ticks():
-            key = (
-                tuple(axis.get_view_interval()), tuple(axis.get_data_interval()), axis.axes.bbox.bounds,
-                figure.dpi, id(axis.get_major_locator()), id(axis.get_major_formatter()),
-                id(axis.get_minor_locator()), id(axis.get_minor_formatter()),
-            )
-            if key != last[0]:
-                last[0] = None  # an update that raises leaves no key behind
-                last[1] = update(axis)
-                last[0] = key
-            else:
-                _TICK_MEMO_HITS[0] += 1
-            return last[1]
-
-        return _update_ticks
-
-    for axis in axes:
-        axis._update_ticks = memoized(axis)
-    try:
-        yield
-    finally:
-        for axis in axes:
-            vars(axis).pop("_update_ticks", None)
-
-
-class SharedRendererCanvas(FigureCanvasAgg):
-    """Agg canvas that shares its renderer with the other figures of the same size and dpi (per thread).
-
-    matplotlib caches the measured extents of texts per renderer, and each figure normally gets its own,
-    so every figure measures its tick labels, counts and titles again (a third of the drawing time of
-    these plots). The figures of an analysis task are drawn one after another at a few sizes: sharing
-    the renderer lets later figures reuse the measurements. The renderer is cleared at the start of
-    every draw, so the images are identical to those drawn with a private renderer.
+    The values are those constrained layout found for these plots (tick labels of the fixed y ranges,
+    one axis label per side, one- or two-line panel titles above the bin counts, a two-line figure
+    title), plus a few hundredths of an inch. A fixed layout draws in 0.7 times the CPU of constrained
+    layout, which measures every text of the figure twice before the draw.
     """
 
-    _local = threading.local()
-
-    def get_renderer(self) -> RendererAgg:
-        w, h = self.get_width_height(physical=True)
-        key = (w, h, self.figure.dpi)
-        shared = self._local.__dict__.setdefault("renderers", {})
-        renderer = shared.get(key)
-        if renderer is None:
-            if len(shared) >= 8:  # a few sizes are in use at a time; do not hold every size ever drawn
-                shared.clear()
-            renderer = shared[key] = RendererAgg(w, h, self.figure.dpi)
-        self.renderer, self._lastKey = renderer, key
-        return renderer
-
-    def draw(self) -> None:
-        # Ticks computed once per axis and layout state (`_ticks_updated_once`).
-        with _ticks_updated_once(self.figure):
-            super().draw()
-
-    def print_figure(self, filename, *args, **kwargs):
-        # PNG at zlib level 3 instead of Pillow's 6: the same pixels, about the same size (1% smaller
-        # for these plots) in 0.7 times the encoding CPU. Only when the output is PNG (other formats
-        # take no ``pil_kwargs``) and the caller chose no level.
-        fmt = kwargs.get("format")
-        if fmt is None and isinstance(filename, str | os.PathLike):
-            fmt = os.path.splitext(os.fspath(filename))[1][1:] or None
-        if str(fmt or mpl.rcParams["savefig.format"]).lower() == "png":
-            kwargs["pil_kwargs"] = {"compress_level": _PNG_COMPRESS_LEVEL, **(kwargs.get("pil_kwargs") or {})}
-        # ``savefig`` draws through ``FigureCanvasAgg.draw(self)``, not ``self.draw``.
-        with _ticks_updated_once(self.figure):
-            return super().print_figure(filename, *args, **kwargs)
+    left: float
+    right: float
+    bottom: float
+    top: float
+    gap: float
 
 
-def _figure(figsize: tuple[float, float]) -> Figure:
-    """A figure with constrained layout drawn on a `SharedRendererCanvas`."""
-    fig = Figure(figsize=figsize, layout="constrained")
+_BINNED = _Margins(left=0.78, right=0.05, bottom=0.49, top=0.75, gap=0.83)
+"""Binned panels with one-line titles; two-line titles (notes) take `_NOTES_TOP` instead."""
+
+_NOTES_TOP = 0.85
+_COMPLETENESS = _Margins(left=0.57, right=0.05, bottom=0.49, top=0.28, gap=0.62)
+_SUPTITLE_PAD = 3.0 / 72.0
+"""Figure edge to the top of the figure title, inches (constrained layout's default pad)."""
+
+
+def _panels(figsize: tuple[float, float], n: int, margins: _Margins, title: str) -> tuple[Figure, list]:
+    """A figure drawn on a `SharedRendererCanvas` with ``n`` panels in a row at fixed ``margins``.
+
+    Parameters
+    ----------
+    figsize : `tuple` [`float`, `float`]
+        Width and height, inches.
+    n : `int`
+        Number of panels.
+    margins : `_Margins`
+        Layout, inches.
+    title : `str`
+        Figure title (9 pt, at the top).
+
+    Returns
+    -------
+    fig : `matplotlib.figure.Figure`
+        The figure.
+    axes : `list` [`matplotlib.axes.Axes`]
+        The panels, left to right.
+    """
+    width, height = figsize
+    fig = Figure(figsize=figsize)
     SharedRendererCanvas(fig)
-    return fig
+    panel = (width - margins.left - margins.right - (n - 1) * margins.gap) / n
+    axes = fig.subplots(1, n, squeeze=False, gridspec_kw={
+        "left": margins.left / width, "right": 1 - margins.right / width, "bottom": margins.bottom / height,
+        "top": 1 - margins.top / height, "wspace": margins.gap / panel,
+    })[0]
+    fig.suptitle(title, fontsize=9, y=1 - _SUPTITLE_PAD / height, va="top")
+    return fig, list(axes)
 
 
 @dataclass
@@ -192,8 +142,10 @@ def _draw_binned(
     top = ax.get_ylim()[1]
     for c, n in zip(centers, stats.count):
         ax.text(c, top, str(int(n)), ha="center", va="bottom", fontsize=6, color="0.3")
+    # Where matplotlib would place the title (the x axis has nothing on top, and a given y range has no
+    # offset text to avoid), fixed: otherwise every draw measures the y axis again to check.
     ax.set_title(f"{panel.label}: N={len(x)}" if note is None else f"{panel.label}: {note}",
-                 fontsize=9 if note is None else 7, pad=12)
+                 fontsize=9 if note is None else 7, pad=12, y=None if ylim is None else 1.0)
     ax.grid(alpha=0.3)
 
 
@@ -234,15 +186,15 @@ def plot_binned_panels(
     fig : `matplotlib.figure.Figure`
         The figure.
     """
-    fig = _figure((4.5 * max(len(panels), 1), 4.2))
-    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    margins = _BINNED if notes is None else dataclasses.replace(_BINNED, top=_NOTES_TOP)
+    n = max(len(panels), 1)
+    fig, axes = _panels((4.5 * n, 4.2), n, margins, title)
     for k, (ax, panel) in enumerate(zip(axes, panels)):
         note = notes[k] if notes is not None else None
         _draw_binned(ax, panel, np.asarray(edges, dtype=float), ylim, zero_line, clip, note)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     axes[0].legend(fontsize=6, loc="lower left")
-    fig.suptitle(title, fontsize=9)
     return fig
 
 
@@ -274,8 +226,7 @@ def plot_completeness_purity(
     """
     edges = np.asarray(edges, dtype=float)
     centers = 0.5 * (edges[1:] + edges[:-1])
-    fig = _figure((9, 4))
-    ax_c, ax_p = fig.subplots(1, 2)
+    fig, (ax_c, ax_p) = _panels((9, 4), 2, _COMPLETENESS, title)
     for i, (label, cp) in enumerate(completeness.items()):
         ax_c.plot(centers, cp["completeness"], "-o", ms=3, color=f"C{i}", label=f"{label} (N={cp['n_ref'].sum()})")
     ax_p.plot(centers, purity["purity"], "-o", ms=3, color="k", label=f"all objects (N={purity['n_target'].sum()})")
@@ -285,7 +236,6 @@ def plot_completeness_purity(
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
     return fig
 
 

@@ -95,11 +95,17 @@ class AnalyzeMatchedTask(pipeBase.PipelineTask):
         with _gc_paused():  # making and writing the plots (the PNGs are drawn by ``put``)
             outputs = self.run(butlerQC.get(inputRefs.matched))
             butlerQC.put(outputs.metrics, outputRefs.metrics)
-            for name, fig in outputs.plots.items():
+            made = list(outputs.plots)
+            for name in made:
+                fig = outputs.plots.pop(name)
                 ref = getattr(outputRefs, f"plot_{name}", None)
                 if ref is not None:
                     butlerQC.put(fig, ref)
-        missing = [n for n in plot_names(self.config.analysis.bands) if n not in outputs.plots]
+                del fig
+            # No reference to a figure is left when the collector resumes: its next collection frees
+            # them in one pass, instead of scanning them live (and again in the older generations).
+            del outputs
+        missing = [n for n in plot_names(self.config.analysis.bands) if n not in made]
         if missing:
             self.log.warning("No data for plots %s (columns absent)", missing)
 
