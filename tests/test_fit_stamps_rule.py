@@ -111,3 +111,24 @@ def test_growth_is_bounded_by_the_footprint_with_footprint_only():
     limit = _footprint_box(footprints, images, [1], cfg)
     (x0, y0), (x1, y1) = _grown_box(prep, outcomes, images, cfg, limit)
     assert x0 >= 75 and y0 >= 70 and x1 <= 126 and y1 <= 131
+
+
+def test_required_half_size_is_the_smallest_integer_meeting_a_bound():
+    # Per axis the half-size R meets the light or the edge bound and R - 1 meets neither (random mixtures,
+    # some with negative components), or R is the limit.
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(1, 30))
+        flux = rng.uniform(-0.1, 1.0, n) * 10 ** rng.uniform(0, 4)
+        xx, yy = 10 ** rng.uniform(-1, 3, n), 10 ** rng.uniform(-1, 3, n)
+        xy = rng.uniform(-0.9, 0.9, n) * np.sqrt(xx * yy)
+        g = np.c_[flux, np.zeros(n), np.zeros(n), xx, xy, yy]
+        noise = float(rng.uniform(0.01, 10))
+        halves = required_half_size(g, noise, 0.005, 0.05, 160)
+        w = np.maximum(flux, 0.0) / flux.sum()
+        peak = np.maximum(flux, 0.0) / (2 * np.pi * np.sqrt(xx * yy - xy**2))
+        for half, var in zip(halves, (xx, yy)):
+            light, edge = ([(a * np.exp(-0.5 * r**2 / var)).sum() for r in (half, half - 1)] for a in (w, peak))
+            meets = [light[k] <= 0.0025 or edge[k] <= 0.05 * noise for k in (0, 1)]
+            assert half == 160 or meets[0]
+            assert half == 0 or not meets[1]

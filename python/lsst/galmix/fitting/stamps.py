@@ -254,24 +254,21 @@ def required_half_size(
 
 def _half_size_along(var: np.ndarray, w: np.ndarray, peak: np.ndarray, noise: float, flux_fraction: float,
                      edge_noise: float, limit: int) -> int:
-    """`required_half_size` along one axis (``var``: each Gaussian's variance along it)."""
-
-    def ok(r: float) -> bool:
-        # One exp per Gaussian for both bounds, the surface brightness only when the light bound fails.
-        e = np.exp(-0.5 * r**2 / var)
-        if float(np.add.reduce(w * e)) <= flux_fraction:
-            return True
-        return noise > 0 and float(np.add.reduce(peak * e)) <= edge_noise * noise
-
-    if ok(0.0):
-        return 0
-    if not ok(float(limit)):
-        return int(limit)
-    lo, hi = 0.0, float(limit)
-    while hi - lo > 0.01:
-        mid = 0.5 * (lo + hi)
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return int(np.ceil(hi))
+    """`required_half_size` along one axis (``var``: each Gaussian's variance along it): the smallest
+    integer radius meeting either bound, at most ``limit``. Both bounds fall with the radius, so one
+    pass over the radii replaces a bisection of ~15 small numpy calls; the light bound holds by
+    ``sqrt(2 max(var) ln(sum(w) / flux_fraction))``, so no radius beyond it is tried."""
+    top = int(limit)
+    if flux_fraction > 0:
+        reach = 2.0 * float(var.max()) * max(np.log(float(w.sum()) / flux_fraction), 0.0)
+        top = min(top, int(np.ceil(np.sqrt(reach))))
+    radii = np.arange(top + 1, dtype=float)
+    e = np.exp(-0.5 * np.square(radii)[:, None] / var)
+    ok = e @ w <= flux_fraction
+    if noise > 0:
+        ok |= e @ peak <= edge_noise * noise
+    # Without any radius passing, ``top``: the limit, or where the light bound holds but for rounding.
+    return int(np.argmax(ok)) if ok.any() else top
 
 
 def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray, covs: list,
