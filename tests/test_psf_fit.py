@@ -5,9 +5,9 @@ import numpy as np
 from astropy.table import Table
 from lsst.galmix.fitting.config import PsfFitConfig, SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
-from lsst.galmix.fitting.psf import fit_psf_image, fit_psf_images_table, psf_at
+from lsst.galmix.fitting.psf import fit_psf_image, fit_psf_images_table, nearest_psf, psf_at
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
-from lsst.galmix.schema import psf_mixture_from_row
+from lsst.galmix.schema import PSF_GAUSSIAN_PARAMS, psf_mixture_from_row
 
 
 def test_gaussian_kernel_recovered_exactly():
@@ -164,3 +164,19 @@ def test_kernel_finiteness():
     with np.errstate(over="ignore"):  # the sum overflows: that is the case tested
         fit = fit_psf_image(huge, 2)
     assert "no_data" not in fit.flags and fit.mixture is None and fit.flags.fatal
+
+
+def test_nearest_psf_reads_each_row_once_and_skips_flagged_rows():
+    kern = psf_kernel(moffat_psf(3.0), 31)
+    wide = psf_kernel(moffat_psf(4.0), 31)
+    table = fit_psf_images_table([kern, None, wide], [(10.0, 10.0), (50.0, 10.0), (90.0, 10.0)],
+                                 cells=[(0, 0), (1, 0), (2, 0)], config=PsfFitConfig(n_gauss=2))
+    lookup = nearest_psf(table)
+    left, right = lookup(12.0, 11.0), lookup(88.0, 9.0)
+    assert lookup(5.0, 10.0) is left and lookup(40.0, 10.0) is left  # one mixture per row, shared
+    assert lookup(60.0, 10.0) is right  # the flagged row at x = 50 serves no position
+    for got, row in ((left, 0), (right, 2)):
+        want = psf_mixture_from_row(table[row])
+        assert all(np.array_equal(getattr(got, n), getattr(want, n)) for n in PSF_GAUSSIAN_PARAMS)
+    table["psf_flag"] = True
+    assert nearest_psf(table)(10.0, 10.0) is None

@@ -54,7 +54,7 @@ from .moments import adaptive_moments, initial_shape, initial_shapes
 from .optimize import BandInput, SourceSpec
 from .timing import stage
 
-__all__ = ["KERNEL_SUM_MIN", "PsfFit", "fit_psf_image", "fit_psf_images_table", "psf_at"]
+__all__ = ["KERNEL_SUM_MIN", "PsfFit", "fit_psf_image", "fit_psf_images_table", "nearest_psf", "psf_at"]
 
 # A point-like "PSF" for fitting the PSF itself: Gaussians need a positive-definite covariance and
 # 1e-10 pixel^2 changes pixel values by far less than double-precision rounding of the kernel.
@@ -355,6 +355,29 @@ def fit_psf_images_table(
 type PsfSpec = PsfMixture | Table | Callable[[float, float], "PsfMixture | np.ndarray | None"]
 
 
+def nearest_psf(table: Table) -> Callable[[float, float], PsfMixture | None]:
+    """The PSF lookup of a ``galmix_psf_fits`` table: ``(x, y)`` -> the mixture of the nearest row among
+    rows without ``psf_flag`` (`None` without such a row, or when its mixture is not valid).
+
+    Each row's mixture is read once and shared by every position it serves: reading a table row costs
+    ~0.1 ms (astropy rebuilds the column list per access), once per object and band before.
+    """
+    good = np.flatnonzero(~np.asarray(table[psf_flag_column()], bool))
+    xs, ys = np.asarray(table["x"])[good], np.asarray(table["y"])[good]
+    mixtures: dict[int, PsfMixture | None] = {}
+
+    def lookup(x: float, y: float) -> PsfMixture | None:
+        if good.size == 0:
+            return None
+        k = int(good[np.argmin((xs - x) ** 2 + (ys - y) ** 2)])
+        if k not in mixtures:
+            mix = psf_mixture_from_row(table[k])
+            mixtures[k] = mix if mix.is_valid() else None
+        return mixtures[k]
+
+    return lookup
+
+
 def psf_at(spec: PsfSpec | None, x: float, y: float, config: PsfFitConfig | None = None) -> PsfMixture | None:
     """The PSF mixture of a band at a position.
 
@@ -378,13 +401,7 @@ def psf_at(spec: PsfSpec | None, x: float, y: float, config: PsfFitConfig | None
     if isinstance(spec, PsfMixture):
         return spec if spec.is_valid() else None
     if isinstance(spec, Table):
-        good = ~np.asarray(spec[psf_flag_column()], bool)
-        if not good.any():
-            return None
-        idx = np.flatnonzero(good)
-        d2 = (np.asarray(spec["x"])[idx] - x) ** 2 + (np.asarray(spec["y"])[idx] - y) ** 2
-        mix = psf_mixture_from_row(spec[int(idx[np.argmin(d2)])])
-        return mix if mix.is_valid() else None
+        return nearest_psf(spec)(x, y)
     out = spec(x, y)
     if out is None or isinstance(out, PsfMixture):
         return out if out is None or out.is_valid() else None

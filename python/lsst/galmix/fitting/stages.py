@@ -37,7 +37,7 @@ from .blend import (
 from .config import PsfFitConfig, SourceFitConfig
 from .misfit import add_misfit_errors
 from .plan import Route
-from .psf import PsfSpec, psf_at
+from .psf import PsfSpec, nearest_psf, psf_at
 from .source import (
     PixelToSky,
     Prepared,
@@ -87,6 +87,8 @@ def object_inputs(
     shape = (np.column_stack([np.asarray(objects[c], float) for c in ("shape_xx", "shape_xy", "shape_yy")])
              if {"shape_xx", "shape_yy", "shape_xy"} <= set(names) else None)
     bad_psf, missing = flag_bit("bad_psf"), flag_bit("missing_band")
+    # One lookup per PSF table, shared by the objects (`nearest_psf`).
+    psfs = {band: nearest_psf(spec) if isinstance(spec, Table) else spec for band, spec in psfs.items()}
     mask = np.zeros(len(objects), np.int64)
     inputs: dict[int, ObjectInput] = {}
     for i in rows:
