@@ -80,7 +80,8 @@ struct Bounds {
     }
 };
 
-// Damping increases per iteration before the fit gives up (lambda x10 each: 1e-10 -> 1e12 takes 22).
+// Damping increases per iteration before the fit gives up (lambda x10 or more each: 1e-10 -> 1e12 takes
+// at most 22).
 constexpr int kMaxDampingSteps = 40;
 
 class SceneFitter {
@@ -151,6 +152,7 @@ public:
         }
         std::vector<double> neFluxes = fluxesOf(params);
         double lambda = _opt.lambda0;
+        double nu = 2.0;  // growth of lambda on the next rejected trial (Nielsen)
         int nA = static_cast<int>(_nl.size());
         for (int iter = 1; iter <= _opt.maxIter; ++iter) {
             if (_stop && _stop()) {
@@ -205,6 +207,10 @@ public:
                     continue;
                 }
                 choleskySolve(A, nA, delta.data());
+                double predicted = 0.0;  // decrease of the quadratic model: delta.b + lambda delta.D.delta
+                for (int a = 0; a < nA; ++a) {
+                    if (!held[a]) predicted += delta[a] * (br[a] + lambda * diag[a] * delta[a]);
+                }
                 std::vector<double> pT(params);
                 double stepNorm = 0.0;
                 for (int a = 0; a < nA; ++a) {
@@ -230,7 +236,14 @@ public:
                     obj = objT;
                     ne = std::move(neT);
                     neFluxes = fT;
-                    lambda = std::max(lambda * 0.1, 1e-10);
+                    // Gain-ratio update (Nielsen's, with a floor of 0.1 instead of 1/3): lambda falls tenfold
+                    // where the quadratic model predicted the decrease well (rho near 1), less or not at all
+                    // where it did not; a fit crawling along a curved valley otherwise alternates an
+                    // overshooting step with a tenfold rise (doc/engine.rst).
+                    double rho = predicted > 0.0 ? decrease / predicted : 0.0;
+                    double t = 2.0 * rho - 1.0;
+                    lambda = std::max(lambda * std::max(0.1, 1.0 - t * t * t), 1e-10);
+                    nu = 2.0;
                     // Steps are measured in units of the parameter errors scaled by the residual level
                     // (capped at 1), so that noiseless fits (PSF kernels) are not stopped early.
                     double dof = std::max(res.nPix - static_cast<int>(_nl.size() + _fluxes.size()), 1);
@@ -241,7 +254,8 @@ public:
                     }
                 } else {
                     maxStep = 0.5 * stepNorm;
-                    lambda *= 10.0;
+                    lambda *= nu;
+                    nu *= 2.0;
                     if (lambda > 1e10) {
                         // No damped step lowers the objective: a minimum to numerical precision.
                         return finish(res, params, chi2, obj, iter, FitStatus::Converged,
