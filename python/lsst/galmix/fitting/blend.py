@@ -157,12 +157,9 @@ def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> tuple[int, int]:
     that ellipse), within ``[stamp_min, stamp_max]``."""
     if cov is None:
         return cfg.stamp_min * 2, cfg.stamp_min * 2
-    return _clip_half(cfg.stamp_sigmas * np.sqrt(max(float(cov[0, 0]), 0.0)), cfg), \
-        _clip_half(cfg.stamp_sigmas * np.sqrt(max(float(cov[1, 1]), 0.0)), cfg)
-
-
-def _clip_half(half: float, cfg: SourceFitConfig) -> int:
-    return int(np.clip(np.ceil(half), cfg.stamp_min, cfg.stamp_max))
+    hx, hy = (int(np.clip(np.ceil(cfg.stamp_sigmas * np.sqrt(max(float(cov[k, k]), 0.0))), cfg.stamp_min,
+                          cfg.stamp_max)) for k in (0, 1))
+    return hx, hy
 
 
 def _stamps(images, start, stop, exclude) -> list[Stamp | None]:
@@ -682,8 +679,9 @@ def _marginal_errors(model, objs, fits: list[SourceOutcome | None], units: _Unit
     settings.max_iter = 0
     labels = [o.label for o in objs]
     # Cores: CORE_SIGMAS observed sigma (trace), where most of a child's light and information lie.
-    cores = [_box([o], [(h, h)]) for o in objs
-             for h in [int(np.ceil(CORE_SIGMAS * np.sqrt(np.trace(o.cov)))) if o.cov is not None else cfg.stamp_min]]
+    core_halves = [int(np.ceil(CORE_SIGMAS * np.sqrt(np.trace(o.cov)))) if o.cov is not None else cfg.stamp_min
+                   for o in objs]
+    cores = [_box([o], [(h, h)]) for o, h in zip(objs, core_halves)]
     fitted = [f is not None and np.isfinite(f.theta).all() for f in fits]
     todo = []
     for block in blocks if blocks is not None else [[i] for i in range(len(fits))]:
