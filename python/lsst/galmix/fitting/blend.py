@@ -213,11 +213,13 @@ def _prepare_set(
     owners: Sequence[ObjectInput] = (),
     crowd: Sequence[ObjectInput] = (),
     sky: bool = False,
+    warm: bool = False,
 ) -> Prepared | None:
     """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
     their stamps (``owners``: the blend whose pixels are split between its children when there are no
     footprints; ``crowd``: the whole blend, whose other children occupy pixels that are not background
-    when deciding on a sky; ``sky``: fit a sky where ``cfg.sky`` is ``"auto"``, if the stamp allows it).
+    when deciding on a sky; ``sky``: fit a sky where ``cfg.sky`` is ``"auto"``, if the stamp allows it;
+    ``warm``: ``theta0`` is a fitted solution, `Prepared.warm`).
     `None` (with ``no_data`` flags) when no band is usable."""
     if not _any_image(images):
         for o in objs:
@@ -253,7 +255,8 @@ def _prepare_set(
         for th in starts:
             extra_starts(model, th)  # shifts the main start; blends use that one only
         theta0 = np.concatenate(starts)
-    return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky, sky_plane=sky and cfg.sky == "plane")
+    return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky, sky_plane=sky and cfg.sky == "plane",
+                    warm=warm)
 
 
 SKY_DETECT_SIGMAS = 3.0
@@ -401,7 +404,7 @@ def _grow_stamps(
             if sky:
                 box = _square(*box)
             new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box, theta0=theta0,
-                               owners=owners, sky=sky)
+                               owners=owners, sky=sky, warm=True)
             if new is not None:
                 todo.append((k, new))
         if not todo:

@@ -81,6 +81,15 @@ class FitSettings(pexConfig.Config):
         default=1e-4,
         min=0.0,
     )
+    warm_lambda0 = pexConfig.RangeField(
+        dtype=float,
+        doc="Initial Levenberg-Marquardt damping (relative to the diagonal of the normal equations) of a refit "
+        "that starts from a fitted solution (a group refitted on grown stamps or with a sky, the later sweeps "
+        "of blend block fits); fits from moments start at the engine's 1",
+        default=1e-2,
+        min=1e-10,
+        max=1e10,
+    )
     n_bounds = pexConfig.ListField[float](
         doc="Bounds [lower, upper] of the Sersic index (the mixture tables cover "
         f"{N_MIN} <= n <= {N_MAX})",

@@ -94,6 +94,7 @@ def make_problem(
     settings: FitSettings,
     sky: bool = False,
     sky_plane: bool = False,
+    warm: bool = False,
 ) -> EngineProblem:
     """Prepare an engine fit of sources (jointly) on the usable bands.
 
@@ -112,6 +113,9 @@ def make_problem(
     sky_plane : `bool`
         Fit a plane per band instead (level at the first source's detection position and gradients along
         x and y, all linear).
+    warm : `bool`
+        ``theta0`` is a fitted solution (a refit): the optimizer starts with the damping
+        ``settings.warm_lambda0`` instead of the engine's default for starts from moments.
     """
     used = [i for i, b in enumerate(bands) if b is not None]
     t = _template(specs, len(used), sky, sky_plane, settings)
@@ -124,6 +128,8 @@ def make_problem(
     _bound_centroids(specs, theta0, bands, settings, scene, lower, upper, t.centres)
     opts = ge.FitOptions()
     opts.max_iter, opts.ftol, opts.xtol = t.max_iter, t.rtol, t.xtol
+    if warm:
+        opts.lambda0 = t.warm_lambda0
     opts.n_min, opts.n_max = t.n_bounds
     opts.lower, opts.upper = lower, upper
     if t.prior_mean is not None:
@@ -181,6 +187,7 @@ class _Template:
     max_iter: int
     rtol: float
     xtol: float
+    warm_lambda0: float
     n_bounds: tuple[float, float]
     sky_index: np.ndarray | None
     sky_grad_index: np.ndarray | None
@@ -194,7 +201,7 @@ def _settings_key(settings: FitSettings) -> tuple:
     """The values of ``settings`` that a problem's template depends on (settings are mutable configs:
     keyed by value, never by identity)."""
     pri = settings.priors
-    return (settings.max_iter, settings.rtol, settings.xtol, tuple(settings.n_bounds), tuple(settings.reff_bounds),
+    return (settings.max_iter, settings.rtol, settings.xtol, settings.warm_lambda0, tuple(settings.n_bounds), tuple(settings.reff_bounds),
             None if pri.ln_reff is None else tuple(pri.ln_reff), pri.eta_sigma,
             None if pri.n is None else tuple(pri.n))
 
@@ -246,7 +253,7 @@ def _build_template(specs: Sequence[SourceSpec], scene: ge.Scene, theta_index: n
     return _Template(scene, kinds, bounds, lower, upper,
                      np.array(reff_index, int), np.array(reff_lo, float), np.array(reff_hi, float),
                      mean if has_prior else None, sigma if has_prior else None,
-                     settings.max_iter, settings.rtol, settings.xtol, (n_min, n_max), sky_index, grad_index,
+                     settings.max_iter, settings.rtol, settings.xtol, settings.warm_lambda0, (n_min, n_max), sky_index, grad_index,
                      _free_centres(specs, scene))
 
 

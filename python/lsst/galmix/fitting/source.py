@@ -159,6 +159,8 @@ class Prepared:
         Fit a flat sky level per band jointly with the sources.
     sky_plane : `bool`
         With ``sky``, fit a plane per band (level and gradients) instead of a flat level.
+    warm : `bool`
+        ``theta0`` is a fitted solution (a refit): `make_problem`'s ``warm``.
     """
 
     specs: list[SourceSpec]
@@ -167,6 +169,7 @@ class Prepared:
     flags: list[FlagSet]
     sky: bool = False
     sky_plane: bool = False
+    warm: bool = False
     _models: tuple[bytes, list[np.ndarray | None]] | None = field(default=None, init=False, repr=False,
                                                                    compare=False)
 
@@ -209,7 +212,8 @@ def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 
         Per fit, one outcome per source.
     """
     results = run_problems([make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky,
-                                         sky_plane=p.sky and p.sky_plane) for p in prepared], n_threads)
+                                         sky_plane=p.sky and p.sky_plane, warm=p.warm) for p in prepared],
+                           n_threads)
     return [split_result(p, r) for p, r in zip(prepared, results)]
 
 
