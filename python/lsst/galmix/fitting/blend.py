@@ -605,7 +605,7 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
                 crowd = members + [objs[j] for j in near[k]]
                 prep = _prepare_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
                                     subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
-                                    crowd=crowd, sky=any(sky[i] for i in block))
+                                    crowd=crowd, sky=any(sky[i] for i in block), warm=not first)
                 if prep is not None:
                     # The refit gets copies of the flags: they replace the earlier fit's only if it is kept.
                     prep.flags = [FlagSet(mask=f.mask) for f in prep.flags]
