@@ -265,7 +265,7 @@ def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Seq
         centres = _free_centres(specs, scene)
     if not centres:
         return
-    psf_sigma = max(float(np.sqrt(0.5 * np.trace(b.psf.covariance()))) for b in bands if b is not None)
+    psf_sigma = max(b.psf.derived("round_sigma", _round_sigma) for b in bands if b is not None)
     fwhm = FWHM_PER_SIGMA * psf_sigma
     for s, off, reff_at in centres:
         radius = shift * max([fwhm, *(np.exp(theta0[i]) for i in reff_at)])
@@ -273,6 +273,11 @@ def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Seq
         for k in range(2):
             lower[off + k] = xy[k] - radius
             upper[off + k] = xy[k] + radius
+
+
+def _round_sigma(psf: PsfMixture) -> float:
+    """The sigma of the round Gaussian with a PSF's second moment (pixels; kept with the PSF)."""
+    return float(np.sqrt(0.5 * np.trace(psf.covariance())))
 
 
 def _free_centres(specs: Sequence[SourceSpec], scene: ge.Scene) -> tuple[tuple[int, int, tuple[int, ...]], ...]:

@@ -40,7 +40,8 @@ class _Bounds(Protocol):
 
     def fixed_for_errors(self, theta: np.ndarray) -> np.ndarray: ...
 
-    def covariance(self, fisher: np.ndarray, theta: np.ndarray, hold: np.ndarray | None = None
+    def covariance(self, fisher: np.ndarray, theta: np.ndarray, hold: np.ndarray | None = None,
+                   at_bound: np.ndarray | None = None
                    ) -> tuple[np.ndarray, bool]: ...  # hold: per theta, or per parameter of the matrix
 
 
@@ -127,7 +128,7 @@ def conditional_covariance(
         return np.full(fisher.shape, np.nan), True, held[:npar]
     at_bound = bounds.fixed_for_errors(theta)
     for _ in range(len(fisher) + 1):
-        cov, singular = bounds.covariance(fisher, theta, held)
+        cov, singular = bounds.covariance(fisher, theta, held, at_bound)
         if singular:
             fixed = held.copy()
             fixed[:npar] |= at_bound
@@ -139,7 +140,7 @@ def conditional_covariance(
             held[k] = True
             continue
         with np.errstate(invalid="ignore"):
-            ratio = np.sqrt(np.diag(cov)[:npar]) / limits
+            ratio = np.sqrt(cov.diagonal()[:npar]) / limits
         ratio = np.where(shape & ~held[:npar] & ~at_bound & np.isfinite(ratio), ratio, 0.0)
         if not ratio.max() > 1.0:
             return cov, False, held[:npar]
