@@ -519,9 +519,7 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
     theta = params[p.theta_index]
     ncomp = sum(s.n_comp for s in p.specs)
     fluxes = np.full((p.n_bands, ncomp), np.nan)
-    fl = params[p.flux_index].reshape(len(p.used), ncomp)
-    for k, b in enumerate(p.used):
-        fluxes[b] = fl[k]
+    fluxes[p.used] = params[p.flux_index].reshape(len(p.used), ncomp)
     fisher = fisher + np.diag(np.asarray(res.prior_precision))
     order = np.concatenate([p.theta_index, p.flux_index])
     n_main = len(order)
@@ -532,7 +530,7 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
             order = np.concatenate([order, p.sky_grad_index[:, 0], p.sky_grad_index[:, 1]])
     kinds = p.kinds if p.kinds is not None else _kinds(p.specs)
     bounds = p.bounds if p.bounds is not None else ParameterBounds(kinds, p.settings)
-    cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, kinds)
+    cov, singular, held = conditional_covariance(bounds, fisher[order[:, None], order], theta, kinds)
     sky = sky_err = plane = plane_cov = None
     if p.sky_index is not None:
         nu = len(p.used)

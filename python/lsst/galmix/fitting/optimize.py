@@ -258,11 +258,13 @@ def invert_fisher(fisher: np.ndarray, fixed: np.ndarray | None = None) -> tuple[
     """
     if fixed is None or not (fixed.any() if isinstance(fixed, np.ndarray) else np.any(fixed)):
         return _invert_scaled(fisher)
-    free = ~np.asarray(fixed, bool)
+    fixed = np.asarray(fixed, bool)
+    # Index arrays select the same rows and columns as `numpy.ix_` of the masks, without its set-up.
+    free, held = np.flatnonzero(~fixed), np.flatnonzero(fixed)
     cov = np.zeros(fisher.shape)
-    sub, singular = _invert_scaled(fisher[np.ix_(free, free)])
-    cov[np.ix_(free, free)] = sub
-    cov[~free, ~free] = np.nan
+    sub, singular = _invert_scaled(fisher[free[:, None], free])
+    cov[free[:, None], free] = sub
+    cov[held, held] = np.nan
     return cov, singular
 
 

@@ -301,7 +301,7 @@ def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
         fl.set("param_at_bound", res.at_bound)
         # A source whose flux in some band has no finite error (the whole Fisher matrix singular, or this
         # source without information in a joint fit) is not a measurement: unflagged rows have errors.
-        no_error = any(not np.isfinite(np.diag(fc)).all() for fc in fcov if fc is not None)
+        no_error = any(not np.isfinite(fc.diagonal()).all() for fc in fcov if fc is not None)
         fl.set("singular_fisher", res.singular or no_error)
         if res.unconstrained is not None:
             fl.set("shape_unconstrained", bool(res.unconstrained[a : a + spec.n_theta].any()))

@@ -102,18 +102,27 @@ def weights_from_variance(
     flags = FlagSet()
     nan_pix = ~np.isfinite(data)
     bad_var = ~(np.isfinite(var) & (var > 0))
+    any_bad_var = bool(bad_var.any())
     if not bad_var.all():
         # A pixel whose variance is orders of magnitude below its neighbours' would carry the whole fit
         # (its weight swamps every other pixel): it is a bad variance, not a measurement. The median is
         # needed only when some variance is below the floor times the largest (the median's upper bound).
-        good_var = var[~bad_var]
+        # Without a bad variance the good ones are all of ``var`` (no copy; the same min, max and median).
+        good_var = var[~bad_var] if any_bad_var else var
         if good_var.min() < VARIANCE_FLOOR * good_var.max():
             bad_var |= var < VARIANCE_FLOOR * np.median(good_var)
-    masked = np.zeros(data.shape, bool) if bad is None else np.asarray(bad, bool)
-    flags.set("nan_pixels", bool(nan_pix.any()))
-    flags.set("bad_variance", bool(bad_var.any()))
-    flags.set("masked_pixels", bool(masked.any()))
-    good = ~(nan_pix | bad_var | masked)
+            any_bad_var = bool(bad_var.any())
+    masked = None if bad is None else np.asarray(bad, bool)
+    any_nan = bool(nan_pix.any())
+    any_masked = masked is not None and bool(masked.any())
+    flags.set("nan_pixels", any_nan)
+    flags.set("bad_variance", any_bad_var)
+    flags.set("masked_pixels", any_masked)
+    if not (any_nan or any_bad_var or any_masked):
+        # Every pixel is good (the usual stamp): the general branch below would give the same arrays.
+        flags.set("no_data", data.size == 0)
+        return data, 1.0 / var, flags
+    good = ~(nan_pix | bad_var if masked is None else nan_pix | bad_var | masked)
     if good.all():
         weight = 1.0 / var
     else:
