@@ -29,7 +29,7 @@ from .optimize import BandInput, ParameterBounds, SourceSpec, nan_to_num
 from .plan import Route, route_group
 from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceOutcome, band_input, extra_starts, initial_theta, solve
-from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size
+from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size, weighted_pixels
 from .timing import staged
 
 __all__ = ["BandImage", "ObjectInput", "fit_objects"]
@@ -758,7 +758,7 @@ def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig, min_half: int | 
 def _median_noise(weight: np.ndarray) -> float:
     """Median pixel noise (sigma) of a stamp's weighted pixels; without a median where the weights are
     all equal (a constant variance, the usual coadd stamp)."""
-    w = weight[weight > 0]
+    _, w = weighted_pixels(weight, weight)
     if w.size and w.min() == w.max():
         return float(1.0 / np.sqrt(w[0]))
     return float(np.median(1.0 / np.sqrt(w)))

@@ -33,7 +33,7 @@ from .config import FitSettings
 from .engine_backend import make_problem, model_stamps, run_problems
 from .moments import initial_shape
 from .optimize import BandInput, SceneFit, SourceSpec, nan_to_num
-from .stamps import Stamp
+from .stamps import Stamp, weighted_pixels
 from .timing import staged
 
 __all__ = [
@@ -396,9 +396,9 @@ def implausible_flux(fluxes: np.ndarray, bands: Sequence[BandInput | None]) -> b
     for f, b in zip(fluxes, bands):
         if b is None or not np.isfinite(f).all():
             continue
-        use = b.weight > 0
-        data = float(b.image[use].sum())
-        noise = float(np.sqrt((1.0 / b.weight[use]).sum()))
+        image, weight = weighted_pixels(b.image, b.weight)
+        data = float(image.sum())
+        noise = float(np.sqrt((1.0 / weight).sum()))
         if abs(float(f.sum())) > MAX_FLUX_RATIO * (max(data, 0.0) + FLUX_NOISE_SIGMAS * noise):
             return True
     return False

@@ -29,7 +29,7 @@ __all__ = [
     "VARIANCE_FLOOR", "Exclusion",
     "Stamp",
     "background_pixels", "cut_box", "cut_stamp", "largest_eigenvalue", "required_half_size",
-    "weights_from_variance",
+    "weighted_pixels", "weights_from_variance",
 ]
 
 VARIANCE_FLOOR = 1e-6
@@ -218,6 +218,19 @@ def cut_box(
         flags.set("no_data", not weight.any())
     flags.set("edge", (cxa, cxb, cya, cyb) != (xa, xb, ya, yb))
     return Stamp(data, weight, origin[0] + cxa, origin[1] + cya, flags)
+
+
+def weighted_pixels(image: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values of ``image`` and ``weight`` (same shape) at the pixels of positive weight, in row-major
+    order (``image[weight > 0]``, ``weight[weight > 0]``).
+
+    Where every pixel has weight (the usual stamp) these are flat views of the C-contiguous arrays, not
+    copies: the same values in the same order, so reductions over them give the same bits.
+    """
+    if weight.size and image.flags.c_contiguous and weight.flags.c_contiguous and weight.min() > 0:
+        return image.ravel(), weight.ravel()
+    use = weight > 0
+    return image[use], weight[use]
 
 
 def required_half_size(
