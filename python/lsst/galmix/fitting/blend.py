@@ -297,15 +297,20 @@ def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Seque
     if any(o is None or not np.isfinite(o.theta).all() for o in outcomes):
         return False
     models = prep.fitted_models(outcomes)
+    # The sources near a stamp depend on its box only: found once for the bands that share one.
+    near_of: dict[tuple, tuple[np.ndarray, list]] = {}
     for b, m in zip(prep.bands, models):
         if b is None or m is None:
             continue
-        near = _near_stamp(objs, b, 5.0)
-        centres = np.array([(o.x, o.y) for o in near], float).reshape(-1, 2)
+        box = (b.x0, b.y0, b.weight.shape)
+        if box not in near_of:
+            near = _near_stamp(objs, b, 5.0)
+            near_of[box] = (np.array([(o.x, o.y) for o in near], float).reshape(-1, 2), [o.cov for o in near])
+        centres, covs = near_of[box]
         # Beyond 3 and beyond 5 observed sigma: a fit without sky partly absorbs a pedestal into its
         # wings, which hides it near the galaxy (a COSMOS disk: 1.3 sigma beyond 3, 5.2 beyond 5).
         for radius in (3.0, 5.0):
-            bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in near], radius)
+            bg = background_pixels(b.weight, b.x0, b.y0, centres, covs, radius)
             w = b.weight[bg]
             w_sum = w.sum()
             if w.size < 50 or not (w_sum > 0):

@@ -288,9 +288,8 @@ def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
         ran_away = False
         if spec.model.free_centroid:
             ran_away |= not (x_lo - 0.5 <= th[0] <= x_hi - 0.5 and y_lo - 0.5 <= th[1] <= y_hi - 0.5)
-        for k, kind in enumerate(spec.model.nonlinear_kinds):
-            if kind == ParamKind.LN_REFF:
-                ran_away |= bool(th[k] > ln_size_10)
+        for k in spec.model.reff_positions:
+            ran_away |= bool(th[k] > ln_size_10)
         tcov = res.cov[a : a + spec.n_theta, a : a + spec.n_theta]
         fcov: list[np.ndarray | None] = [None] * len(bands)
         for k, b in enumerate(used):
@@ -357,9 +356,8 @@ _MAX_ETA = -np.log(MIN_Q)
 
 def flat_shape(spec: SourceSpec, theta: np.ndarray) -> bool:
     """Whether a resolved (``reff`` >= 1 pixel) extended component's axis ratio is below `MIN_Q`."""
-    return any(kind == ParamKind.LN_REFF and bool(theta[k] >= 0.0 and np.hypot(theta[k + 1], theta[k + 2])
-                                                  > _MAX_ETA)
-               for k, kind in enumerate(spec.model.nonlinear_kinds))
+    return any(bool(theta[k] >= 0.0 and np.hypot(theta[k + 1], theta[k + 2]) > _MAX_ETA)
+               for k in spec.model.reff_positions)
 
 
 def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
@@ -372,8 +370,7 @@ def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
     theta : `numpy.ndarray`
         Its nonlinear parameters (natural units).
     """
-    return any(kind == ParamKind.LN_REFF and bool(theta[k] < _LN_MIN_REFF)
-               for k, kind in enumerate(spec.model.nonlinear_kinds))
+    return any(bool(theta[k] < _LN_MIN_REFF) for k in spec.model.reff_positions)
 
 
 def implausible_flux(fluxes: np.ndarray, bands: Sequence[BandInput | None]) -> bool:
