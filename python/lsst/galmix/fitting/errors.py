@@ -48,9 +48,23 @@ class _Bounds(Protocol):
 def _limits(kinds: Sequence[ParamKind], bounds: _Bounds) -> np.ndarray:
     """Per nonlinear parameter, the error above which it is unconstrained (inf: never held; read-only).
 
-    Kept per kind sequence (and indices): every fit of a layout asks for the same limits.
+    Kept per kind sequence (and indices): every fit of a layout asks for the same limits. The fits of a
+    layout share its kinds and bounds objects (`engine_backend` templates), so those are looked up first by
+    identity: hashing the kinds (engine enums) costs more than the rest of the lookup.
     """
-    return _limits_of(tuple(kinds), bounds.is_index.tobytes())
+    key = (id(kinds), id(bounds))
+    hit = _KEPT_LIMITS.get(key)
+    # The entry holds the kinds and bounds, so their ids cannot be reused by other objects while it lives.
+    if hit is not None and hit[0] is kinds and hit[1] is bounds:
+        return hit[2]
+    out = _limits_of(tuple(kinds), bounds.is_index.tobytes())
+    if len(_KEPT_LIMITS) >= 256:
+        _KEPT_LIMITS.clear()
+    _KEPT_LIMITS[key] = (kinds, bounds, out)
+    return out
+
+
+_KEPT_LIMITS: dict[tuple[int, int], tuple[object, object, np.ndarray]] = {}
 
 
 @lru_cache(maxsize=256)

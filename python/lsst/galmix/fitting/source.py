@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
-from ..engine import ParamKind
 from ..models.definitions import ModelDef
 from ..models.ellipse import q_pa_from_eta, shape_covariance
 from ..models.psf_mixture import PsfMixture
@@ -106,7 +105,7 @@ def extra_starts(model: ModelDef, theta0: np.ndarray) -> list[np.ndarray]:
     place (the main start); the returned list holds the other starts.
     """
     has_point = any(not c.has_shape for c in model.components)
-    sizes = [i for i, kind in enumerate(model.nonlinear_kinds) if kind == ParamKind.LN_REFF]
+    sizes = list(model.reff_positions)
     if has_point and sizes:
         alt = theta0.copy()
         for i in sizes:
