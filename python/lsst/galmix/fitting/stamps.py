@@ -340,6 +340,10 @@ _FAR_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _FAR_CACHE_SIZE = 64
 _FAR_LOCK = threading.Lock()
 _GEOMETRY: OrderedDict[tuple, list] = OrderedDict()
+_GEOMETRY_SIZE = 8
+_GEOMETRY_PIXELS = 2_000_000
+"""The distances of the last ``_GEOMETRY_SIZE`` boxes are kept, unless a box's distances (per source)
+exceed ``_GEOMETRY_PIXELS`` values (16 MB): a large blend's box is tested at one radius."""
 
 
 def _far_from_sources(x0: int, y0: int, shape: tuple[int, int], centres: np.ndarray, covs: list,
@@ -393,7 +397,10 @@ def _far_from_sources(x0: int, y0: int, shape: tuple[int, int], centres: np.ndar
         _FAR_CACHE[key] = far
         while len(_FAR_CACHE) > _FAR_CACHE_SIZE:
             _FAR_CACHE.popitem(last=False)
-        _GEOMETRY[geometry_key] = geometry
-        while len(_GEOMETRY) > _FAR_CACHE_SIZE:
-            _GEOMETRY.popitem(last=False)
+        if sum(0 if source[6] is None else source[6].size for source in geometry) <= _GEOMETRY_PIXELS:
+            _GEOMETRY[geometry_key] = geometry
+            while len(_GEOMETRY) > _GEOMETRY_SIZE:
+                _GEOMETRY.popitem(last=False)
+        else:
+            _GEOMETRY.pop(geometry_key, None)
     return far
