@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -28,7 +29,7 @@ from .optimize import BandInput, ParameterBounds, SourceSpec, nan_to_num
 from .plan import Route, route_group
 from .residual_sources import refit_with_residual_sources
 from .source import Prepared, SourceOutcome, band_input, extra_starts, initial_theta, solve
-from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size
+from .stamps import Exclusion, Stamp, background_pixels, cut_box, required_half_size, weighted_pixels
 from .timing import staged
 
 __all__ = ["BandImage", "ObjectInput", "fit_objects"]
@@ -157,8 +158,9 @@ def _half_size(cov: np.ndarray | None, cfg: SourceFitConfig) -> tuple[int, int]:
     that ellipse), within ``[stamp_min, stamp_max]``."""
     if cov is None:
         return cfg.stamp_min * 2, cfg.stamp_min * 2
-    hx, hy = (int(np.clip(np.ceil(cfg.stamp_sigmas * np.sqrt(max(float(cov[k, k]), 0.0))), cfg.stamp_min,
-                          cfg.stamp_max)) for k in (0, 1))
+    # Clipped before the ceiling (the same for integer limits): an infinite size gives the largest stamp.
+    sigmas, lo, hi = cfg.stamp_sigmas, cfg.stamp_min, cfg.stamp_max
+    hx, hy = (math.ceil(min(max(sigmas * math.sqrt(max(float(cov[k, k]), 0.0)), lo), hi)) for k in (0, 1))
     return hx, hy
 
 
@@ -169,10 +171,10 @@ def _stamps(images, start, stop, exclude) -> list[Stamp | None]:
 
 def _box(objs: Sequence[ObjectInput], halves: Sequence[tuple[int, int]]
          ) -> tuple[tuple[int, int], tuple[int, int]]:
-    x0 = min(int(np.floor(o.x + 0.5)) - hx for o, (hx, _) in zip(objs, halves))
-    y0 = min(int(np.floor(o.y + 0.5)) - hy for o, (_, hy) in zip(objs, halves))
-    x1 = max(int(np.floor(o.x + 0.5)) + hx + 1 for o, (hx, _) in zip(objs, halves))
-    y1 = max(int(np.floor(o.y + 0.5)) + hy + 1 for o, (_, hy) in zip(objs, halves))
+    x0 = min(math.floor(o.x + 0.5) - hx for o, (hx, _) in zip(objs, halves))
+    y0 = min(math.floor(o.y + 0.5) - hy for o, (_, hy) in zip(objs, halves))
+    x1 = max(math.floor(o.x + 0.5) + hx + 1 for o, (hx, _) in zip(objs, halves))
+    y1 = max(math.floor(o.y + 0.5) + hy + 1 for o, (_, hy) in zip(objs, halves))
     return (x0, y0), (x1, y1)
 
 
@@ -286,7 +288,7 @@ def _near_stamp(objs: Sequence[ObjectInput], band, sigmas: float) -> list[Object
     ny, nx = band.weight.shape
     out = []
     for o in objs:
-        reach = sigmas * (np.sqrt(max(float(np.trace(o.cov)), 0.0)) if o.cov is not None else 2.0)
+        reach = sigmas * (math.sqrt(max(float(o.cov[0, 0] + o.cov[1, 1]), 0.0)) if o.cov is not None else 2.0)
         if band.x0 - reach <= o.x <= band.x0 + nx - 1 + reach and band.y0 - reach <= o.y <= band.y0 + ny - 1 + reach:
             out.append(o)
     return out
@@ -298,20 +300,25 @@ def _sky_detected(prep: Prepared, outcomes: Sequence[SourceOutcome], objs: Seque
     if any(o is None or not np.isfinite(o.theta).all() for o in outcomes):
         return False
     models = prep.fitted_models(outcomes)
+    # The sources near a stamp depend on its box only: found once for the bands that share one.
+    near_of: dict[tuple, tuple[np.ndarray, list]] = {}
     for b, m in zip(prep.bands, models):
         if b is None or m is None:
             continue
-        near = _near_stamp(objs, b, 5.0)
-        centres = np.array([(o.x, o.y) for o in near], float).reshape(-1, 2)
+        box = (b.x0, b.y0, b.weight.shape)
+        if box not in near_of:
+            near = _near_stamp(objs, b, 5.0)
+            near_of[box] = (np.array([(o.x, o.y) for o in near], float).reshape(-1, 2), [o.cov for o in near])
+        centres, covs = near_of[box]
         # Beyond 3 and beyond 5 observed sigma: a fit without sky partly absorbs a pedestal into its
         # wings, which hides it near the galaxy (a COSMOS disk: 1.3 sigma beyond 3, 5.2 beyond 5).
         for radius in (3.0, 5.0):
-            bg = background_pixels(b.weight, b.x0, b.y0, centres, [o.cov for o in near], radius)
+            bg = background_pixels(b.weight, b.x0, b.y0, centres, covs, radius)
             w = b.weight[bg]
-            w_sum = np.sum(w)
+            w_sum = w.sum()
             if w.size < 50 or not (w_sum > 0):
                 continue
-            mean = float(np.sum(w * (b.image[bg] - m[bg])) / w_sum)
+            mean = float((w * (b.image[bg] - m[bg])).sum() / w_sum)
             if abs(mean) * np.sqrt(w_sum) > SKY_DETECT_SIGMAS:
                 return True
     return False
@@ -742,7 +749,7 @@ def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig, min_half: int | 
     ``min_half`` (default ``cfg.stamp_min``) pixels from its centre pixel."""
     m = out.spec.model
     cx, cy = (out.theta[0], out.theta[1]) if m.free_centroid else out.spec.xy_fixed
-    ix, iy = int(np.floor(cx + 0.5)), int(np.floor(cy + 0.5))
+    ix, iy = math.floor(cx + 0.5), math.floor(cy + 0.5)
     hx = hy = cfg.stamp_min if min_half is None else min_half
     if np.isfinite(out.theta).all():
         use = [b for b, band in enumerate(bands) if band is not None and np.isfinite(out.fluxes[b]).all()]
@@ -759,7 +766,7 @@ def _model_box(out: SourceOutcome, bands, cfg: SourceFitConfig, min_half: int | 
 def _median_noise(weight: np.ndarray) -> float:
     """Median pixel noise (sigma) of a stamp's weighted pixels; without a median where the weights are
     all equal (a constant variance, the usual coadd stamp)."""
-    w = weight[weight > 0]
+    _, w = weighted_pixels(weight, weight)
     if w.size and w.min() == w.max():
         return float(1.0 / np.sqrt(w[0]))
     return float(np.median(1.0 / np.sqrt(w)))

@@ -272,7 +272,7 @@ def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Seq
         centres = _free_centres(specs, scene)
     if not centres:
         return
-    psf_sigma = max(float(np.sqrt(0.5 * np.trace(b.psf.covariance()))) for b in bands if b is not None)
+    psf_sigma = max(b.psf.derived("round_sigma", _round_sigma) for b in bands if b is not None)
     fwhm = FWHM_PER_SIGMA * psf_sigma
     for s, off, reff_at in centres:
         radius = shift * max([fwhm, *(np.exp(theta0[i]) for i in reff_at)])
@@ -280,6 +280,11 @@ def _bound_centroids(specs: Sequence[SourceSpec], theta0: np.ndarray, bands: Seq
         for k in range(2):
             lower[off + k] = xy[k] - radius
             upper[off + k] = xy[k] + radius
+
+
+def _round_sigma(psf: PsfMixture) -> float:
+    """The sigma of the round Gaussian with a PSF's second moment (pixels; kept with the PSF)."""
+    return float(np.sqrt(0.5 * np.trace(psf.covariance())))
 
 
 def _free_centres(specs: Sequence[SourceSpec], scene: ge.Scene) -> tuple[tuple[int, int, tuple[int, ...]], ...]:
@@ -521,9 +526,7 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
     theta = params[p.theta_index]
     ncomp = sum(s.n_comp for s in p.specs)
     fluxes = np.full((p.n_bands, ncomp), np.nan)
-    fl = params[p.flux_index].reshape(len(p.used), ncomp)
-    for k, b in enumerate(p.used):
-        fluxes[b] = fl[k]
+    fluxes[p.used] = params[p.flux_index].reshape(len(p.used), ncomp)
     fisher = fisher + np.diag(np.asarray(res.prior_precision))
     order = np.concatenate([p.theta_index, p.flux_index])
     n_main = len(order)
@@ -534,7 +537,7 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
             order = np.concatenate([order, p.sky_grad_index[:, 0], p.sky_grad_index[:, 1]])
     kinds = p.kinds if p.kinds is not None else _kinds(p.specs)
     bounds = p.bounds if p.bounds is not None else ParameterBounds(kinds, p.settings)
-    cov, singular, held = conditional_covariance(bounds, fisher[np.ix_(order, order)], theta, kinds)
+    cov, singular, held = conditional_covariance(bounds, fisher[order[:, None], order], theta, kinds)
     sky = sky_err = plane = plane_cov = None
     if p.sky_index is not None:
         nu = len(p.used)

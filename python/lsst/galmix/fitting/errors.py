@@ -40,16 +40,31 @@ class _Bounds(Protocol):
 
     def fixed_for_errors(self, theta: np.ndarray) -> np.ndarray: ...
 
-    def covariance(self, fisher: np.ndarray, theta: np.ndarray, hold: np.ndarray | None = None
+    def covariance(self, fisher: np.ndarray, theta: np.ndarray, hold: np.ndarray | None = None,
+                   at_bound: np.ndarray | None = None
                    ) -> tuple[np.ndarray, bool]: ...  # hold: per theta, or per parameter of the matrix
 
 
 def _limits(kinds: Sequence[ParamKind], bounds: _Bounds) -> np.ndarray:
     """Per nonlinear parameter, the error above which it is unconstrained (inf: never held; read-only).
 
-    Kept per kind sequence (and indices): every fit of a layout asks for the same limits.
+    Kept per kind sequence (and indices): every fit of a layout asks for the same limits. The fits of a
+    layout share its kinds and bounds objects (`engine_backend` templates), so those are looked up first by
+    identity: hashing the kinds (engine enums) costs more than the rest of the lookup.
     """
-    return _limits_of(tuple(kinds), bounds.is_index.tobytes())
+    key = (id(kinds), id(bounds))
+    hit = _KEPT_LIMITS.get(key)
+    # The entry holds the kinds and bounds, so their ids cannot be reused by other objects while it lives.
+    if hit is not None and hit[0] is kinds and hit[1] is bounds:
+        return hit[2]
+    out = _limits_of(tuple(kinds), bounds.is_index.tobytes())
+    if len(_KEPT_LIMITS) >= 256:
+        _KEPT_LIMITS.clear()
+    _KEPT_LIMITS[key] = (kinds, bounds, out)
+    return out
+
+
+_KEPT_LIMITS: dict[tuple[int, int], tuple[object, object, np.ndarray]] = {}
 
 
 @lru_cache(maxsize=256)
@@ -127,7 +142,7 @@ def conditional_covariance(
         return np.full(fisher.shape, np.nan), True, held[:npar]
     at_bound = bounds.fixed_for_errors(theta)
     for _ in range(len(fisher) + 1):
-        cov, singular = bounds.covariance(fisher, theta, held)
+        cov, singular = bounds.covariance(fisher, theta, held, at_bound)
         if singular:
             fixed = held.copy()
             fixed[:npar] |= at_bound
@@ -139,7 +154,7 @@ def conditional_covariance(
             held[k] = True
             continue
         with np.errstate(invalid="ignore"):
-            ratio = np.sqrt(np.diag(cov)[:npar]) / limits
+            ratio = np.sqrt(cov.diagonal()[:npar]) / limits
         ratio = np.where(shape & ~held[:npar] & ~at_bound & np.isfinite(ratio), ratio, 0.0)
         if not ratio.max() > 1.0:
             return cov, False, held[:npar]

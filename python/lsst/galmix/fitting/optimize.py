@@ -212,13 +212,13 @@ class ParameterBounds:
         near_lo, near_hi = self._near(theta)
         return near_lo | (near_hi & ~self.is_index)
 
-    def covariance(self, fisher: np.ndarray, theta: np.ndarray, hold: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, bool]:
+    def covariance(self, fisher: np.ndarray, theta: np.ndarray, hold: np.ndarray | None = None,
+                   at_bound: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
         """Covariance of ``[theta, fluxes]`` from their Fisher matrix (``theta`` rows first).
 
         Parameters at a bound in `fixed_for_errors` are fixed (`invert_fisher`), and so are those in
         ``hold`` (boolean per ``theta`` or per row of ``fisher``; unconstrained parameters,
-        `errors.conditional_covariance`).
+        `errors.conditional_covariance`); ``at_bound``: `fixed_for_errors` of ``theta`` when the caller has it.
         A Sersic index above its lower bound cannot move below it either: its share of the other
         parameters' variances is scaled by ``min(1, (n - n_min)^2 / var(n))``, i.e. its uncertainty is
         capped at its distance from the bound. This makes the errors continuous across the bound (fixed there, marginal from one sigma
@@ -227,11 +227,13 @@ class ParameterBounds:
         """
         npar = len(theta)
         fixed = np.zeros(len(fisher), bool)
-        fixed[:npar] = self.fixed_for_errors(theta)
+        fixed[:npar] = self.fixed_for_errors(theta) if at_bound is None else at_bound
         if hold is not None:
             fixed[: len(hold)] |= hold
         cov, singular = invert_fisher(fisher, fixed)
         if singular:
+            return cov, singular
+        if not self.is_index.any():
             return cov, singular
         for i in np.flatnonzero(self.is_index & ~fixed[:npar]):
             var = cov[i, i]
@@ -254,28 +256,31 @@ def invert_fisher(fisher: np.ndarray, fixed: np.ndarray | None = None) -> tuple[
     other errors: with n piled up at 0.5 the ``reff`` pulls shrank to ~0.75 (doc/fitting.rst, error
     calibration). The variances of the fixed parameters are NaN (no symmetric error exists there).
     """
-    if fixed is None or not np.any(fixed):
+    if fixed is None or not (fixed.any() if isinstance(fixed, np.ndarray) else np.any(fixed)):
         return _invert_scaled(fisher)
-    free = ~np.asarray(fixed, bool)
+    fixed = np.asarray(fixed, bool)
+    # Index arrays select the same rows and columns as `numpy.ix_` of the masks, without its set-up.
+    free, held = np.flatnonzero(~fixed), np.flatnonzero(fixed)
     cov = np.zeros(fisher.shape)
-    sub, singular = _invert_scaled(fisher[np.ix_(free, free)])
-    cov[np.ix_(free, free)] = sub
-    cov[~free, ~free] = np.nan
+    sub, singular = _invert_scaled(fisher[free[:, None], free])
+    cov[free[:, None], free] = sub
+    cov[held, held] = np.nan
     return cov, singular
 
 
 def _invert_scaled(fisher: np.ndarray) -> tuple[np.ndarray, bool]:
     """The inverse of a Fisher matrix, by its unit-diagonal scaling (NaN and ``True`` if singular)."""
     try:
-        scale = np.sqrt(np.diag(fisher))
+        scale = np.sqrt(fisher.diagonal())
         if not (np.isfinite(fisher).all() and (scale > 0).all()):
             raise np.linalg.LinAlgError
-        norm = fisher / np.outer(scale, scale)
+        outer = scale[:, None] * scale[None, :]  # `numpy.outer`, once for both scalings
+        norm = fisher / outer
         # The 2-norm condition number of a symmetric matrix from its eigenvalues (cheaper than an SVD).
         lam = np.abs(np.linalg.eigvalsh(norm))
         if not lam.min() * 1e12 >= lam.max():
             raise np.linalg.LinAlgError
-        cov = np.linalg.inv(norm) / np.outer(scale, scale)
+        cov = np.linalg.inv(norm) / outer
         return cov, False
     except np.linalg.LinAlgError:
         return np.full(fisher.shape, np.nan), True

@@ -98,8 +98,15 @@ def _local_maxima(image: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray
 
 
 def _psf_sigma(bands: Sequence[BandInput]) -> float:
-    """Width of the round Gaussian with the bands' mean PSF second moment (pixels)."""
-    return float(np.sqrt(0.5 * np.trace(np.mean([b.psf.covariance() for b in bands], axis=0))))
+    """Width of the round Gaussian with the bands' mean PSF second moment (pixels; one band's kept with its
+    PSF: the search and the refit of every group ask for it)."""
+    if len(bands) == 1:
+        return bands[0].psf.derived("residual_sigma", lambda psf: _mean_psf_sigma([psf.covariance()]))
+    return _mean_psf_sigma([b.psf.covariance() for b in bands])
+
+
+def _mean_psf_sigma(covs: list[np.ndarray]) -> float:
+    return float(np.sqrt(0.5 * np.trace(np.mean(covs, axis=0))))
 
 
 def _centres(outcomes: Sequence[SourceOutcome]) -> np.ndarray:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
-from ..engine import ParamKind
 from ..models.definitions import ModelDef
 from ..models.ellipse import q_pa_from_eta, shape_covariance
 from ..models.psf_mixture import PsfMixture
@@ -33,7 +32,7 @@ from .config import FitSettings
 from .engine_backend import make_problem, model_stamps, run_problems
 from .moments import initial_shape
 from .optimize import BandInput, SceneFit, SourceSpec, nan_to_num
-from .stamps import Stamp
+from .stamps import Stamp, weighted_pixels
 from .timing import staged
 
 __all__ = [
@@ -106,7 +105,7 @@ def extra_starts(model: ModelDef, theta0: np.ndarray) -> list[np.ndarray]:
     place (the main start); the returned list holds the other starts.
     """
     has_point = any(not c.has_shape for c in model.components)
-    sizes = [i for i, kind in enumerate(model.nonlinear_kinds) if kind == ParamKind.LN_REFF]
+    sizes = list(model.reff_positions)
     if has_point and sizes:
         alt = theta0.copy()
         for i in sizes:
@@ -292,9 +291,8 @@ def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
         ran_away = False
         if spec.model.free_centroid:
             ran_away |= not (x_lo - 0.5 <= th[0] <= x_hi - 0.5 and y_lo - 0.5 <= th[1] <= y_hi - 0.5)
-        for k, kind in enumerate(spec.model.nonlinear_kinds):
-            if kind == ParamKind.LN_REFF:
-                ran_away |= bool(th[k] > ln_size_10)
+        for k in spec.model.reff_positions:
+            ran_away |= bool(th[k] > ln_size_10)
         tcov = res.cov[a : a + spec.n_theta, a : a + spec.n_theta]
         fcov: list[np.ndarray | None] = [None] * len(bands)
         for k, b in enumerate(used):
@@ -305,7 +303,7 @@ def split_result(prep: Prepared, res: SceneFit) -> list[SourceOutcome]:
         fl.set("param_at_bound", res.at_bound)
         # A source whose flux in some band has no finite error (the whole Fisher matrix singular, or this
         # source without information in a joint fit) is not a measurement: unflagged rows have errors.
-        no_error = any(not np.isfinite(np.diag(fc)).all() for fc in fcov if fc is not None)
+        no_error = any(not np.isfinite(fc.diagonal()).all() for fc in fcov if fc is not None)
         fl.set("singular_fisher", res.singular or no_error)
         if res.unconstrained is not None:
             fl.set("shape_unconstrained", bool(res.unconstrained[a : a + spec.n_theta].any()))
@@ -361,9 +359,8 @@ _MAX_ETA = -np.log(MIN_Q)
 
 def flat_shape(spec: SourceSpec, theta: np.ndarray) -> bool:
     """Whether a resolved (``reff`` >= 1 pixel) extended component's axis ratio is below `MIN_Q`."""
-    return any(kind == ParamKind.LN_REFF and bool(theta[k] >= 0.0 and np.hypot(theta[k + 1], theta[k + 2])
-                                                  > _MAX_ETA)
-               for k, kind in enumerate(spec.model.nonlinear_kinds))
+    return any(bool(theta[k] >= 0.0 and np.hypot(theta[k + 1], theta[k + 2]) > _MAX_ETA)
+               for k in spec.model.reff_positions)
 
 
 def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
@@ -376,8 +373,7 @@ def collapsed_size(spec: SourceSpec, theta: np.ndarray) -> bool:
     theta : `numpy.ndarray`
         Its nonlinear parameters (natural units).
     """
-    return any(kind == ParamKind.LN_REFF and bool(theta[k] < _LN_MIN_REFF)
-               for k, kind in enumerate(spec.model.nonlinear_kinds))
+    return any(bool(theta[k] < _LN_MIN_REFF) for k in spec.model.reff_positions)
 
 
 def implausible_flux(fluxes: np.ndarray, bands: Sequence[BandInput | None]) -> bool:
@@ -400,9 +396,9 @@ def implausible_flux(fluxes: np.ndarray, bands: Sequence[BandInput | None]) -> b
     for f, b in zip(fluxes, bands):
         if b is None or not np.isfinite(f).all():
             continue
-        use = b.weight > 0
-        data = float(b.image[use].sum())
-        noise = float(np.sqrt((1.0 / b.weight[use]).sum()))
+        image, weight = weighted_pixels(b.image, b.weight)
+        data = float(image.sum())
+        noise = float(np.sqrt((1.0 / weight).sum()))
         if abs(float(f.sum())) > MAX_FLUX_RATIO * (max(data, 0.0) + FLUX_NOISE_SIGMAS * noise):
             return True
     return False

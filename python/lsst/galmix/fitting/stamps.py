@@ -14,10 +14,12 @@ up to ``stamp_max`` and the object's footprint; the fit is then repeated on the 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -27,7 +29,7 @@ __all__ = [
     "VARIANCE_FLOOR", "Exclusion",
     "Stamp",
     "background_pixels", "cut_box", "cut_stamp", "largest_eigenvalue", "required_half_size",
-    "weights_from_variance",
+    "weighted_pixels", "weights_from_variance",
 ]
 
 VARIANCE_FLOOR = 1e-6
@@ -100,18 +102,27 @@ def weights_from_variance(
     flags = FlagSet()
     nan_pix = ~np.isfinite(data)
     bad_var = ~(np.isfinite(var) & (var > 0))
+    any_bad_var = bool(bad_var.any())
     if not bad_var.all():
         # A pixel whose variance is orders of magnitude below its neighbours' would carry the whole fit
         # (its weight swamps every other pixel): it is a bad variance, not a measurement. The median is
         # needed only when some variance is below the floor times the largest (the median's upper bound).
-        good_var = var[~bad_var]
+        # Without a bad variance the good ones are all of ``var`` (no copy; the same min, max and median).
+        good_var = var[~bad_var] if any_bad_var else var
         if good_var.min() < VARIANCE_FLOOR * good_var.max():
             bad_var |= var < VARIANCE_FLOOR * np.median(good_var)
-    masked = np.zeros(data.shape, bool) if bad is None else np.asarray(bad, bool)
-    flags.set("nan_pixels", bool(nan_pix.any()))
-    flags.set("bad_variance", bool(bad_var.any()))
-    flags.set("masked_pixels", bool(masked.any()))
-    good = ~(nan_pix | bad_var | masked)
+            any_bad_var = bool(bad_var.any())
+    masked = None if bad is None else np.asarray(bad, bool)
+    any_nan = bool(nan_pix.any())
+    any_masked = masked is not None and bool(masked.any())
+    flags.set("nan_pixels", any_nan)
+    flags.set("bad_variance", any_bad_var)
+    flags.set("masked_pixels", any_masked)
+    if not (any_nan or any_bad_var or any_masked):
+        # Every pixel is good (the usual stamp): the general branch below would give the same arrays.
+        flags.set("no_data", data.size == 0)
+        return data, 1.0 / var, flags
+    good = ~(nan_pix | bad_var if masked is None else nan_pix | bad_var | masked)
     if good.all():
         weight = 1.0 / var
     else:
@@ -209,6 +220,19 @@ def cut_box(
     return Stamp(data, weight, origin[0] + cxa, origin[1] + cya, flags)
 
 
+def weighted_pixels(image: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values of ``image`` and ``weight`` (same shape) at the pixels of positive weight, in row-major
+    order (``image[weight > 0]``, ``weight[weight > 0]``).
+
+    Where every pixel has weight (the usual stamp) these are flat views of the C-contiguous arrays, not
+    copies: the same values in the same order, so reductions over them give the same bits.
+    """
+    if weight.size and image.flags.c_contiguous and weight.flags.c_contiguous and weight.min() > 0:
+        return image.ravel(), weight.ravel()
+    use = weight > 0
+    return image[use], weight[use]
+
+
 def required_half_size(
     gaussians: np.ndarray, noise: float, flux_fraction: float, edge_noise: float, limit: int,
 ) -> tuple[int, int]:
@@ -246,29 +270,43 @@ def required_half_size(
     if not (total > 0) or not np.isfinite(g).all():
         return 0, 0
     det = g[:, 3] * g[:, 5] - g[:, 4] ** 2
-    peak = np.maximum(flux, 0.0) / (2 * np.pi * np.sqrt(np.maximum(det, 1e-12)))
-    w = np.maximum(flux, 0.0) / total
-    return (_half_size_along(np.maximum(g[:, 3], 1e-6), w, peak, noise, 0.5 * flux_fraction, edge_noise, limit),
-            _half_size_along(np.maximum(g[:, 5], 1e-6), w, peak, noise, 0.5 * flux_fraction, edge_noise, limit))
+    positive = np.maximum(flux, 0.0)
+    peak = positive / (2 * np.pi * np.sqrt(np.maximum(det, 1e-12)))
+    w = positive / total
+    half = 0.5 * flux_fraction
+    # What both axes share (the light bound's log, the noise bound's level) is computed once.
+    log_ratio = max(np.log(float(w.sum()) / half), 0.0) if half > 0 else 0.0
+    level = edge_noise * noise if noise > 0 else None
+    return (_half_size_along(np.maximum(g[:, 3], 1e-6), w, peak, half, log_ratio, level, limit),
+            _half_size_along(np.maximum(g[:, 5], 1e-6), w, peak, half, log_ratio, level, limit))
 
 
-def _half_size_along(var: np.ndarray, w: np.ndarray, peak: np.ndarray, noise: float, flux_fraction: float,
-                     edge_noise: float, limit: int) -> int:
-    """`required_half_size` along one axis (``var``: each Gaussian's variance along it): the smallest
-    integer radius meeting either bound, at most ``limit``. Both bounds fall with the radius, so one
-    pass over the radii replaces a bisection of ~15 small numpy calls; the light bound holds by
-    ``sqrt(2 max(var) ln(sum(w) / flux_fraction))``, so no radius beyond it is tried."""
+@lru_cache(maxsize=64)
+def _half_square_radii(top: int) -> np.ndarray:
+    """``-r^2 / 2`` of the radii ``0..top`` as a column (read-only, kept per ``top``)."""
+    out = -0.5 * np.square(np.arange(top + 1, dtype=float))[:, None]
+    out.flags.writeable = False
+    return out
+
+
+def _half_size_along(var: np.ndarray, w: np.ndarray, peak: np.ndarray, flux_fraction: float, log_ratio: float,
+                     level: float | None, limit: int) -> int:
+    """`required_half_size` along one axis (``var``: each Gaussian's variance along it; ``log_ratio``:
+    ``max(ln(sum(w) / flux_fraction), 0)``; ``level``: the edge surface brightness that suffices, `None`
+    without a noise bound): the smallest integer radius meeting either bound, at most ``limit``. Both
+    bounds fall with the radius, so one pass over the radii replaces a bisection of ~15 small numpy calls;
+    the light bound holds by ``sqrt(2 max(var) ln(sum(w) / flux_fraction))``, so no radius beyond it is
+    tried."""
     top = int(limit)
     if flux_fraction > 0:
-        reach = 2.0 * float(var.max()) * max(np.log(float(w.sum()) / flux_fraction), 0.0)
-        top = min(top, int(np.ceil(np.sqrt(reach))))
-    radii = np.arange(top + 1, dtype=float)
-    e = np.exp(-0.5 * np.square(radii)[:, None] / var)
+        reach = 2.0 * float(var.max()) * log_ratio
+        top = min(top, math.ceil(math.sqrt(reach)))
+    e = np.exp(_half_square_radii(top) / var)
     ok = e @ w <= flux_fraction
-    if noise > 0:
-        ok |= e @ peak <= edge_noise * noise
+    if level is not None:
+        ok |= e @ peak <= level
     # Without any radius passing, ``top``: the limit, or where the light bound holds but for rounding.
-    return int(np.argmax(ok)) if ok.any() else top
+    return int(ok.argmax()) if ok.any() else top
 
 
 def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray, covs: list,
@@ -301,6 +339,11 @@ def largest_eigenvalue(a: float, b: float, d: float) -> float:
 _FAR_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _FAR_CACHE_SIZE = 64
 _FAR_LOCK = threading.Lock()
+_GEOMETRY: OrderedDict[tuple, list] = OrderedDict()
+_GEOMETRY_SIZE = 8
+_GEOMETRY_PIXELS = 2_000_000
+"""The distances of the last ``_GEOMETRY_SIZE`` boxes are kept, unless a box's distances (per source)
+exceed ``_GEOMETRY_PIXELS`` values (16 MB): a large blend's box is tested at one radius."""
 
 
 def _far_from_sources(x0: int, y0: int, shape: tuple[int, int], centres: np.ndarray, covs: list,
@@ -308,34 +351,56 @@ def _far_from_sources(x0: int, y0: int, shape: tuple[int, int], centres: np.ndar
     """Pixels of a box farther than ``sigmas`` observed sigma from every source (read-only bool mask).
 
     The bands of a stamp share its box and its sources, so the masks of the last few boxes are kept:
-    only the weights differ from band to band.
+    only the weights differ from band to band. So are the sources' squared Mahalanobis distances over
+    the box, which the masks of other radii (the sky tests ask for 3 and 5 sigma) compare again.
     """
-    key = (x0, y0, shape, sigmas, centres.tobytes(),
-           tuple(None if c is None else np.asarray(c, float).tobytes() for c in covs))
+    geometry_key = (x0, y0, shape, centres.tobytes(),
+                    tuple(None if c is None else np.asarray(c, float).tobytes() for c in covs))
+    key = (geometry_key, sigmas)
     with _FAR_LOCK:
         far = _FAR_CACHE.get(key)
         if far is not None:
             _FAR_CACHE.move_to_end(key)
             return far
+        geometry = _GEOMETRY.get(geometry_key)
+        if geometry is not None:
+            _GEOMETRY.move_to_end(geometry_key)
+    if geometry is None:
+        geometry = []
+        for (cx, cy), cov in zip(centres, covs):
+            a, b, d = (4.0, 0.0, 4.0) if cov is None else (float(cov[0][0]), float(cov[0][1]), float(cov[1][1]))
+            # Closed forms of the 2 x 2 largest eigenvalue and inverse (LAPACK calls cost more than the mask).
+            # Per source: centre, sigma along the major axis, terms and the distances (computed when needed).
+            geometry.append([cx, cy, float(np.sqrt(max(largest_eigenvalue(a, b, d), 0.0))), a, b, d, None])
     ny, nx = shape
-    # A column and a row of coordinates broadcast to the stamp (the same values as a full mesh).
-    yy, xx = np.arange(y0, y0 + ny)[:, None], np.arange(x0, x0 + nx)[None, :]
-    far = np.ones(shape, bool)
-    for (cx, cy), cov in zip(centres, covs):
-        a, b, d = (4.0, 0.0, 4.0) if cov is None else (float(cov[0][0]), float(cov[0][1]), float(cov[1][1]))
-        # Closed forms of the 2 x 2 largest eigenvalue and inverse (LAPACK calls cost more than the mask).
-        reach = sigmas * float(np.sqrt(max(largest_eigenvalue(a, b, d), 0.0)))
+    far = None
+    for source in geometry:
+        cx, cy, major, a, b, d, d2 = source
+        reach = sigmas * major
         if cx + reach < x0 or cx - reach > x0 + nx - 1 or cy + reach < y0 or cy - reach > y0 + ny - 1:
             continue  # its region does not touch the stamp
-        det = a * d - b * b
-        if det == 0.0:
-            raise np.linalg.LinAlgError("Singular matrix")
-        dx, dy = xx - cx, yy - cy
-        d2 = (d / det) * dx * dx + 2 * (-b / det) * dx * dy + (a / det) * dy * dy
-        far &= d2 > sigmas**2
+        if d2 is None:
+            det = a * d - b * b
+            if det == 0.0:
+                raise np.linalg.LinAlgError("Singular matrix")
+            # A column and a row of coordinates broadcast to the stamp (the same values as a full mesh).
+            dx, dy = np.arange(x0, x0 + nx)[None, :] - cx, np.arange(y0, y0 + ny)[:, None] - cy
+            d2 = source[6] = (d / det) * dx * dx + 2 * (-b / det) * dx * dy + (a / det) * dy * dy
+        if far is None:
+            far = d2 > sigmas**2
+        else:
+            far &= d2 > sigmas**2
+    if far is None:
+        far = np.ones(shape, bool)
     far.flags.writeable = False
     with _FAR_LOCK:
         _FAR_CACHE[key] = far
         while len(_FAR_CACHE) > _FAR_CACHE_SIZE:
             _FAR_CACHE.popitem(last=False)
+        if sum(0 if source[6] is None else source[6].size for source in geometry) <= _GEOMETRY_PIXELS:
+            _GEOMETRY[geometry_key] = geometry
+            while len(_GEOMETRY) > _GEOMETRY_SIZE:
+                _GEOMETRY.popitem(last=False)
+        else:
+            _GEOMETRY.pop(geometry_key, None)
     return far

@@ -133,6 +133,12 @@ class ModelDef:
         return tuple(kinds)
 
     @cached_property
+    def reff_positions(self) -> tuple[int, ...]:
+        """Positions of the ``ln reff`` parameters in `nonlinear_kinds` (one per extended component; kept:
+        the checks of every fit read them)."""
+        return tuple(k for k, kind in enumerate(self.nonlinear_kinds) if kind == ParamKind.LN_REFF)
+
+    @cached_property
     def n_nonlinear(self) -> int:
         """Number of nonlinear parameters."""
         return len(self.nonlinear_names)
