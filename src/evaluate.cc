@@ -317,11 +317,13 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     std::vector<double> data(padded, 0.0), w(padded, 0.0);
     std::size_t nP = static_cast<std::size_t>(std::max(P, 1));
     std::size_t nPt = nP + detail::kMaxTile;  // >= P rounded up to any table's tile
-    AlignedBuffer rows(gs.size() * detail::kRowDoubles), jac(nPt * detail::kDepthPixels),
+    AlignedBuffer gconst(gs.size() * detail::kGaussConstDoubles), rows(gs.size() * detail::kRowDoubles),
+            jac(nPt * detail::kDepthPixels),
             wjac(nPt * detail::kDepthPixels), acc(nPt * nPt * kMaxBlock), bacc(nP * kMaxBlock), cacc(kMaxBlock);
     int stride = nTiles * kernels.tile;
-    detail::NormalScratch scratch{rows.data(), jac.data(), wjac.data(), acc.data(), bacc.data(), cacc.data(),
-                                  sparse};
+    int ready = 0;
+    detail::NormalScratch scratch{gconst.data(), &ready, rows.data(), jac.data(), wjac.data(), acc.data(),
+                                  bacc.data(), cacc.data(), sparse};
     for (auto const& run : image.runs()) {
         int n = run.end - run.begin;
         loadRun(image.ref(), run, data.data(), w.data());

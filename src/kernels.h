@@ -43,7 +43,12 @@ constexpr int kMaxSparseTiles = 64;
 // sparse: zero, accumulate and rank-update only the column tiles the evaluated Gaussians touch (their
 // GPre::tiles must be set); bit-identical to the dense path, which visits every column.
 constexpr int kRowDoubles = 24 + 2 * kMaxBlock;
+// Per Gaussian, constants of the row recurrences that depend on its shape only (kernels_impl.inc), filled
+// by the first run of an image: the caller sizes gconst nG * kGaussConstDoubles and sets *ready = 0.
+constexpr int kGaussConstDoubles = 1 + 2 * kMaxBlock;
 struct NormalScratch {
+    double* gconst;
+    int* ready;
     double* rows;
     double* jac;
     double* wjac;
