@@ -29,7 +29,8 @@ def test_a_warm_refit_takes_fewer_steps_to_the_same_minimum():
     small = BandInput(grown.image[15:46, 15:46], grown.weight[15:46, 15:46], 15, 15, MIX)
     theta0 = np.array([30.0, 30.0, np.log(4.0), 0.0, 0.0, 1.5])
     (first,) = eb.run_problems([eb.make_problem(spec, theta0, [small], settings)])
-    cold, warm = eb.run_problems([eb.make_problem(spec, first.theta, [grown], settings, warm=w) for w in (False, True)])
+    cold, warm = eb.run_problems(
+        [eb.make_problem(spec, first.theta, [grown], settings, warm=w) for w in (False, True)])
     assert cold.converged and warm.converged
     assert warm.n_iter < cold.n_iter
     errors = np.sqrt(np.diag(cold.cov))
@@ -45,7 +46,8 @@ def test_warm_lambda0_is_the_setting():
     theta0 = np.array([20.0, 20.0, np.log(3.5), 0.1, 0.0, 1.2])
     settings = FitSettings()
     settings.warm_lambda0 = 1.0
-    cold, warm = eb.run_problems([eb.make_problem(spec, theta0, [band], settings, warm=w) for w in (False, True)])
+    cold, warm = eb.run_problems(
+        [eb.make_problem(spec, theta0, [band], settings, warm=w) for w in (False, True)])
     assert cold.n_iter == warm.n_iter
     assert np.array_equal(cold.theta, warm.theta)
     settings.warm_lambda0 = 1e-2

@@ -257,8 +257,8 @@ def _prepare_set(
         for th in starts:
             extra_starts(model, th)  # shifts the main start; blends use that one only
         theta0 = np.concatenate(starts)
-    return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky, sky_plane=sky and cfg.sky == "plane",
-                    warm=warm)
+    return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky,
+                    sky_plane=sky and cfg.sky == "plane", warm=warm)
 
 
 SKY_DETECT_SIGMAS = 3.0

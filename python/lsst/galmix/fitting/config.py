@@ -83,9 +83,9 @@ class FitSettings(pexConfig.Config):
     )
     warm_lambda0 = pexConfig.RangeField(
         dtype=float,
-        doc="Initial Levenberg-Marquardt damping (relative to the diagonal of the normal equations) of a refit "
-        "that starts from a fitted solution (a group refitted on grown stamps or with a sky, the later sweeps "
-        "of blend block fits); fits from moments start at the engine's 1",
+        doc="Initial Levenberg-Marquardt damping (relative to the diagonal of the normal equations) of a "
+        "refit that starts from a fitted solution (a group refitted on grown stamps or with a sky, the later "
+        "sweeps of blend block fits); fits from moments start at the engine's 1",
         default=1e-2,
         min=1e-10,
         max=1e10,

@@ -201,7 +201,8 @@ def _settings_key(settings: FitSettings) -> tuple:
     """The values of ``settings`` that a problem's template depends on (settings are mutable configs:
     keyed by value, never by identity)."""
     pri = settings.priors
-    return (settings.max_iter, settings.rtol, settings.xtol, settings.warm_lambda0, tuple(settings.n_bounds), tuple(settings.reff_bounds),
+    return (settings.max_iter, settings.rtol, settings.xtol, settings.warm_lambda0, tuple(settings.n_bounds),
+            tuple(settings.reff_bounds),
             None if pri.ln_reff is None else tuple(pri.ln_reff), pri.eta_sigma,
             None if pri.n is None else tuple(pri.n))
 
@@ -253,7 +254,8 @@ def _build_template(specs: Sequence[SourceSpec], scene: ge.Scene, theta_index: n
     return _Template(scene, kinds, bounds, lower, upper,
                      np.array(reff_index, int), np.array(reff_lo, float), np.array(reff_hi, float),
                      mean if has_prior else None, sigma if has_prior else None,
-                     settings.max_iter, settings.rtol, settings.xtol, settings.warm_lambda0, (n_min, n_max), sky_index, grad_index,
+                     settings.max_iter, settings.rtol, settings.xtol, settings.warm_lambda0, (n_min, n_max),
+                     sky_index, grad_index,
                      _free_centres(specs, scene))
 
 

@@ -218,12 +218,12 @@ class ParameterBounds:
 
         Parameters at a bound in `fixed_for_errors` are fixed (`invert_fisher`), and so are those in
         ``hold`` (boolean per ``theta`` or per row of ``fisher``; unconstrained parameters,
-        `errors.conditional_covariance`); ``at_bound``: `fixed_for_errors` of ``theta`` when the caller has it.
-        A Sersic index above its lower bound cannot move below it either: its share of the other
+        `errors.conditional_covariance`); ``at_bound``: `fixed_for_errors` of ``theta`` when the caller
+        has it. A Sersic index above its lower bound cannot move below it either: its share of the other
         parameters' variances is scaled by ``min(1, (n - n_min)^2 / var(n))``, i.e. its uncertainty is
-        capped at its distance from the bound. This makes the errors continuous across the bound (fixed there, marginal from one sigma
-        above it); without it the fits of small low-index galaxies just above n = 0.5 had error spreads
-        of ~0.8 (doc/fitting.rst, error calibration).
+        capped at its distance from the bound. This makes the errors continuous across the bound (fixed
+        there, marginal from one sigma above it); without it the fits of small low-index galaxies just
+        above n = 0.5 had error spreads of ~0.8 (doc/fitting.rst, error calibration).
         """
         npar = len(theta)
         fixed = np.zeros(len(fisher), bool)

@@ -368,7 +368,10 @@ def _far_from_sources(x0: int, y0: int, shape: tuple[int, int], centres: np.ndar
     if geometry is None:
         geometry = []
         for (cx, cy), cov in zip(centres, covs):
-            a, b, d = (4.0, 0.0, 4.0) if cov is None else (float(cov[0][0]), float(cov[0][1]), float(cov[1][1]))
+            if cov is None:
+                a, b, d = 4.0, 0.0, 4.0
+            else:
+                a, b, d = float(cov[0][0]), float(cov[0][1]), float(cov[1][1])
             # Closed forms of the 2 x 2 largest eigenvalue and inverse (LAPACK calls cost more than the mask).
             # Per source: centre, sigma along the major axis, terms and the distances (computed when needed).
             geometry.append([cx, cy, float(np.sqrt(max(largest_eigenvalue(a, b, d), 0.0))), a, b, d, None])
