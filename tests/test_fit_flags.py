@@ -7,6 +7,7 @@ import pytest
 from astropy.table import Table
 from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
 from lsst.galmix.fitting.patch import fit_patch
+from lsst.galmix.fitting.plan import MAX_POSITION, placeable
 from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.stamps import cut_box, cut_stamp
 from lsst.galmix.fitting.testing import GalaxyTruth, make_scene, moffat_psf, psf_kernel
@@ -160,8 +161,28 @@ def test_nan_position_flags_the_object_and_fits_its_siblings(scene, caplog):
     assert len(t) == 3 and list(t["objectId"]) == [101, 102, 103]
     assert t["gauss_bad_position_flag"][0] and t["gauss_flag"][0] and np.isnan(t["r_gaussFlux"][0])
     assert not t["gauss_flag"][1:].any() and np.allclose(t["r_gaussFlux"][1:], 2000, rtol=0.05)
-    assert "101" in caplog.text and "non-finite catalogue position" in caplog.text
+    assert "101" in caplog.text and "non-finite or out-of-range catalogue position" in caplog.text
     assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
+
+
+@pytest.mark.parametrize("far", [2e9, 1e308, -1e300])
+def test_position_beyond_any_image_is_flagged_like_a_nan(scene, far):
+    # A finite position no image can hold: its squared distances to the others overflow in the neighbour
+    # searches (1e308 made grouping and the plausibility checks raise); it is flagged, the others fitted.
+    images, objects = scene
+    objs = Table(objects, copy=True)
+    objs["objectId"] = [101, 102, 103]
+    objs["y"][2] = far
+    t = _fit(images, objs)
+    assert len(t) == 3 and list(t["objectId"]) == [101, 102, 103]
+    assert t["gauss_bad_position_flag"][2] and t["gauss_flag"][2] and np.isnan(t["r_gaussFlux"][2])
+    assert not t["gauss_bad_position_flag"][:2].any() and np.isfinite(t["r_gaussFlux"][:2]).all()
+
+
+def test_placeable_positions():
+    xy = np.array([[1.0, 2.0], [np.nan, 0.0], [0.0, np.inf], [-MAX_POSITION, MAX_POSITION],
+                   [0.0, 1.01 * MAX_POSITION]])
+    assert placeable(xy).tolist() == [True, False, False, True, False]
 
 
 def test_cut_stamp_nan_centre_names_the_position(scene):

@@ -181,8 +181,8 @@ def fit_patch(
         plan = plan_patch(objects, footprints is not None, cfg.blend_mode, cfg.max_children, cfg.stamp_min)
         if plan.unplaced:
             # No stamp can be cut without a position: flag these rows and fit the others (siblings too).
-            _log.warning("Objects %s have a non-finite catalogue position (x, y): flagged bad_position, not "
-                         "fitted", [ids[i] for i in plan.unplaced])
+            _log.warning("Objects %s have a non-finite or out-of-range catalogue position (x, y): flagged "
+                         "bad_position, not fitted", [ids[i] for i in plan.unplaced])
         placed = [i for g in plan.groups for i in g]
         inputs, input_mask = object_inputs(objects, placed, bands, band_images, psfs, cfg.psf)
         input_mask[plan.unplaced] |= flag_bit("bad_position")

@@ -1,6 +1,6 @@
 """Planning a patch fit: which objects are fitted together, and how each group is fitted.
 
-`plan_patch` splits a patch's objects into rows that cannot be placed (non-finite position) and groups:
+`plan_patch` splits a patch's objects into rows that cannot be placed (`placeable`) and groups:
 isolated objects (alone, or linked by distance when there are no footprints) and blends (children of one
 parent). `route_group` is the one place that decides how a group is fitted: alone, jointly, or in blocks
 with the neighbours' models subtracted (``"subtract"`` mode, and blends larger than ``max_children``).
@@ -15,10 +15,21 @@ import numpy as np
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
-__all__ = ["GROUP_LINK_STAMPS", "PatchPlan", "Route", "group_rows", "plan_patch", "route_group"]
+__all__ = ["GROUP_LINK_STAMPS", "MAX_POSITION", "PatchPlan", "Route", "group_rows", "placeable", "plan_patch",
+           "route_group"]
 
 GROUP_LINK_STAMPS = 2.0
 """Without footprints, isolated objects closer than this many ``stamp_min`` are fitted jointly."""
+
+MAX_POSITION = 1e9
+"""Largest absolute catalogue pixel coordinate at which an object can be placed. Beyond it a finite position
+is as unusable as a non-finite one: no image is that large, and the neighbour searches' squared distances
+would overflow (a coordinate of 1e308 made them raise)."""
+
+
+def placeable(xy: np.ndarray) -> np.ndarray:
+    """Which rows of ``(N, 2)`` catalogue positions can be placed: finite, within `MAX_POSITION`."""
+    return (np.abs(np.asarray(xy, float)) <= MAX_POSITION).all(axis=1)
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,7 @@ class PatchPlan:
     xy : `numpy.ndarray`
         ``(N, 2)`` catalogue positions of all rows.
     unplaced : `list` [`int`]
-        Rows without a finite position (not fitted: ``bad_position``).
+        Rows whose position cannot be placed (`placeable`; not fitted: ``bad_position``).
     groups : `list` [`list` [`int`]]
         Rows fitted together, isolated objects first.
     routes : `list` [`Route`]
@@ -138,7 +149,7 @@ def plan_patch(objects: Table, has_footprints: bool, blend_mode: str, max_childr
         The `lsst.galmix.fitting.source.SourceFitConfig` settings of the same names.
     """
     xy = np.column_stack([np.asarray(objects["x"], float), np.asarray(objects["y"], float)]).reshape(-1, 2)
-    placed = np.isfinite(xy).all(axis=1)
+    placed = placeable(xy)
     link = 0.0 if has_footprints else GROUP_LINK_STAMPS * stamp_min
     groups = group_rows(objects, np.flatnonzero(placed).tolist(), link)
     routes = [route_group(len(g), blend_mode, max_children) for g in groups]

@@ -19,6 +19,7 @@ from scipy.spatial import cKDTree
 from ..models.definitions import ModelDef
 from ..schema import flag_bit, flux_column, param_column
 from .blend import BandImage
+from .plan import placeable
 
 __all__ = [
     "CENTROID_MIN_SHIFT",
@@ -231,7 +232,7 @@ def implausible_flags(
         ``(n,)`` flag mask (`lsst.galmix.schema.FlagSet` bits) per row; 0 where the fit is plausible.
     """
     shaped = [c for c in model.components if c.has_shape]
-    placed = np.flatnonzero(np.isfinite(detections).all(axis=1))
+    placed = np.flatnonzero(placeable(detections))
     present = [im for im in images if im is not None]
     masks = np.zeros(len(detections), dtype=np.int64)
     if len(placed) == 0:
