@@ -14,14 +14,22 @@ FixedProfile::FixedProfile(std::vector<double> weights, std::vector<double> size
     if (_w.empty() || _w.size() != _s.size()) {
         throw InputError("FixedProfile: weights and sizes must be non-empty and of equal length");
     }
-    double sum = 0.0;
+    double top = 0.0;
     for (std::size_t k = 0; k < _w.size(); ++k) {
         if (!(std::isfinite(_w[k]) && _w[k] >= 0.0 && std::isfinite(_s[k]) && _s[k] > 0.0)) {
             throw InputError("FixedProfile: weights must be finite and >= 0, sizes finite and > 0");
         }
-        sum += _w[k];
+        top = std::max(top, _w[k]);
     }
-    if (!(sum > 0.0)) throw InputError("FixedProfile: weights sum to zero");
+    if (!(top > 0.0)) throw InputError("FixedProfile: weights sum to zero");
+    double sum = 0.0;
+    for (double w : _w) sum += w;
+    if (!std::isfinite(sum)) {
+        // Finite weights near the double limit (1e308 + 1e308) overflow their sum, which normalised every
+        // weight to 0: scale them by the largest first (only then, so other weights keep their bits).
+        sum = 0.0;
+        for (auto& w : _w) sum += (w /= top);
+    }
     for (auto& w : _w) w /= sum;
 }
 

@@ -74,6 +74,9 @@ def test_fixed_profile_normalises_and_validates():
         ge.FixedProfile([1.0], [0.0])
     with pytest.raises(ValueError):
         ge.FixedProfile([1.0, 2.0], [1.0])
+    # Weights whose sum overflows double precision still normalise (they used to become all zero).
+    w, _, _, _ = ge.FixedProfile([1e308, 1e308, 5e307], [1.0, 2.0, 3.0]).evaluate()
+    np.testing.assert_allclose(w, [0.4, 0.4, 0.2], rtol=1e-15)
 
 
 def test_param_layout():
