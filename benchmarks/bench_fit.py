@@ -73,15 +73,15 @@ def _stamp_size(t: GalaxyTruth, fwhm_pix: float) -> int:
 
 def _galmix_fit(images, psfs, t, model, cfg) -> tuple[dict, float]:
     obj = ObjectInput(t.x, t.y, None, 0, psfs, FlagSet())
+    m = get_model(model)
     # What `fit_groups` was given, for the replay of ``--stages``.
-    call = (get_model(model), [[0]], {0: obj}, images, None, cfg)
+    call = (m, [[0]], {0: obj}, images, None, cfg)
     t0, c0 = time.perf_counter(), time.thread_time()
     (fit,) = fit_groups(*call)
     out = None if fit.outcomes is None else fit.outcomes[0]
     dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
     if out is None or out.flags.fatal:
         return {"failed": True, "cpu": cpu, "call": call}, dt
-    m = get_model(model)
     th = out.theta
     res = {"failed": False, "flux": out.fluxes[:, 0], "cpu": cpu, "call": call}
     if m.has_shape:

@@ -80,8 +80,8 @@ SOURCE_FLAGS: tuple[FlagDef, ...] = (
     FlagDef("bad_flux", "In some band the fitted total flux exceeds 100x the fitted pixels' data flux (plus 5 sigma "
             "of its noise): over 99% of the model light would lie off the data, an extrapolation"),
     # Wrong answers a converged fit can report (lsst.galmix.fitting.plausibility).
-    FlagDef("bad_position", "The catalogue position is not finite, or beyond 1e9 pixels "
-            "(lsst.galmix.fitting.plan.MAX_POSITION): the object cannot be placed or fitted"),
+    FlagDef("bad_position", "The catalogue position is not finite, or beyond the largest pixel coordinate "
+            "an object can be placed at (lsst.galmix.fitting.plan.MAX_POSITION): it cannot be fitted"),
     FlagDef("centroid_moved", "The fitted centre left the object: it moved beyond max(3 px, 2 observed sigma) "
             "from the detection, or onto another catalogue object"),
     FlagDef("flux_excess", "In some band the fitted flux exceeds 10x the data flux of the object's own footprint "
