@@ -231,8 +231,13 @@ double computeChi2(Mixture const& mixture, PreparedImage const& image) {
 }
 
 void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv> const& derivs,
-                               PreparedImage const& image, NormalEquations& out) {
+                               PreparedImage const& image, NormalEquations& out, std::vector<int> const& columns,
+                               double* columnImages) {
     int P = out.nParams;
+    for (int c : columns) {
+        if (c < 0 || c >= P) throw InputError("recorded column out of range");
+    }
+    int nCols = columnImages ? static_cast<int>(columns.size()) : 0;
     auto gs = prepareMixture(mixture);
     // Group derivatives by Gaussian (a counting sort into one array: this runs for every band of every
     // evaluation), merging repeated (gaussian, column) pairs.
@@ -322,8 +327,10 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
             wjac(nPt * detail::kDepthPixels), acc(nPt * nPt * kMaxBlock), bacc(nP * kMaxBlock), cacc(kMaxBlock);
     int stride = nTiles * kernels.tile;
     int ready = 0;
+    std::vector<double> cols(static_cast<std::size_t>(nCols) * padded);
     detail::NormalScratch scratch{gconst.data(), &ready, rows.data(), jac.data(), wjac.data(), acc.data(),
-                                  bacc.data(), cacc.data(), sparse};
+                                  bacc.data(), cacc.data(), sparse, cols.data(), columns.data(), nCols, padded};
+    std::ptrdiff_t const nx = image.ref().nx, plane = image.ref().ny * nx;
     for (auto const& run : image.runs()) {
         int n = run.end - run.begin;
         loadRun(image.ref(), run, data.data(), w.data());
@@ -332,6 +339,9 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
         std::fill(w.begin() + n, w.begin() + nPad, 0.0);
         kernels.normalRun(gs.data(), static_cast<int>(gs.size()), ds.data(), image.y0() + run.row,
                           image.x0() + run.begin, n, data.data(), w.data(), P, scratch);
+        for (int j = 0; j < nCols; ++j) {
+            std::copy_n(cols.data() + j * padded, n, columnImages + j * plane + run.row * nx + run.begin);
+        }
     }
     auto sum = [lanes](double const* v) {
         double s = 0.0;

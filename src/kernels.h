@@ -2,6 +2,8 @@
 #ifndef LSST_GALMIX_SRC_KERNELS_H
 #define LSST_GALMIX_SRC_KERNELS_H
 
+#include <cstddef>
+
 namespace lsst {
 namespace galmix {
 namespace detail {
@@ -46,6 +48,9 @@ constexpr int kRowDoubles = 24 + 2 * kMaxBlock;
 // Per Gaussian, constants of the row recurrences that depend on its shape only (kernels_impl.inc), filled
 // by the first run of an image: the caller sizes gconst nG * kGaussConstDoubles and sets *ready = 0.
 constexpr int kGaussConstDoubles = 1 + 2 * kMaxBlock;
+// cols (optional): the kernel also writes the Jacobian columns colIdx[0, nCols) of the run's pixels to
+// cols + j colStride + i, i < n rounded up to kMaxBlock (flux columns: the unit-flux models, which spares
+// the caller a second pass to draw the fitted model).
 struct NormalScratch {
     double* gconst;
     int* ready;
@@ -56,6 +61,10 @@ struct NormalScratch {
     double* bacc;
     double* cacc;
     bool sparse;
+    double* cols = nullptr;
+    int const* colIdx = nullptr;
+    int nCols = 0;
+    std::ptrdiff_t colStride = 0;
 };
 
 // The hot loops compiled for one instruction set.

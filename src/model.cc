@@ -325,7 +325,8 @@ double sceneChi2(Scene const& scene, std::vector<double> const& params, std::vec
 }
 
 NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> const& params,
-                                     std::vector<BandData> const& bands, std::vector<char> const& active) {
+                                     std::vector<BandData> const& bands, std::vector<char> const& active,
+                                     std::vector<FluxImages>* fluxImages) {
     if (static_cast<int>(bands.size()) != scene.nBands()) throw InputError("need one BandData per band");
     if (!active.empty() && static_cast<int>(active.size()) != scene.nParams()) {
         throw InputError("active mask must have one entry per parameter");
@@ -340,6 +341,8 @@ NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> con
     BandMixture bm;
     std::vector<int> local(P);
     std::vector<int> global;
+    std::vector<int> recorded;  // local columns of a band's flux images
+    if (fluxImages) fluxImages->resize(scene.nBands());  // the vectors keep their storage from pass to pass
     for (int b = 0; b < scene.nBands(); ++b) {
         scene.bandMixture(params, b, bands[b].psfs, active, true, bm);
         // Only the columns this band touches enter its pass (other bands' fluxes are zero there).
@@ -354,7 +357,24 @@ NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> con
         }
         int Pl = static_cast<int>(global.size());
         NormalEquations ne = makeNormalEquations(Pl);
-        accumulateNormalEquations(bm.mixture, bm.derivs, bands[b].image, ne);
+        recorded.clear();
+        double* pixels = nullptr;
+        if (fluxImages) {
+            FluxImages& fi = (*fluxImages)[b];
+            fi.columns.clear();
+            auto const& info = scene.paramInfo();
+            for (int i = 0; i < P; ++i) {
+                if (info[i].kind == ParamKind::Flux && local[i] >= 0) {
+                    fi.columns.push_back(i);
+                    recorded.push_back(local[i]);
+                }
+            }
+            fi.ny = bands[b].image.ref().ny;
+            fi.nx = bands[b].image.ref().nx;
+            fi.pixels.assign(fi.columns.size() * fi.ny * fi.nx, 0.0);
+            pixels = fi.pixels.data();
+        }
+        accumulateNormalEquations(bm.mixture, bm.derivs, bands[b].image, ne, recorded, pixels);
         total.chi2 += ne.chi2;
         for (int i = 0; i < Pl; ++i) {
             total.b[global[i]] += ne.b[i];

@@ -147,7 +147,7 @@ public:
         {
             std::vector<double> p(params);
             double c;
-            if (!evaluateTrial(p, ne, c)) {
+            if (!evaluateTrial(p, ne, c, _imgCur)) {
                 return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite normal equations");
             }
         }
@@ -227,7 +227,7 @@ public:
                 std::vector<double> fT = fluxesOf(pT);
                 NormalEquations neT;
                 double chi2T = std::numeric_limits<double>::infinity();
-                bool ok = allFinite(pT) && evaluateTrial(pT, neT, chi2T);
+                bool ok = allFinite(pT) && evaluateTrial(pT, neT, chi2T, _imgTrial);
                 double objT = ok ? chi2T + priorTerm(pT) : std::numeric_limits<double>::infinity();
                 if (std::isfinite(objT) && objT <= obj) {
                     accepted = true;
@@ -237,6 +237,7 @@ public:
                     obj = objT;
                     ne = std::move(neT);
                     neFluxes = fT;
+                    std::swap(_imgCur, _imgTrial);
                     // Gain-ratio update (Nielsen's, with a floor of 0.1 instead of 1/3): lambda falls tenfold
                     // where the quadratic model predicted the decrease well (rho near 1), less or not at all
                     // where it did not; a fit crawling along a curved valley otherwise alternates an
@@ -360,13 +361,22 @@ private:
     // Normal equations (free nonlinear parameters and all free fluxes) at params, whose fluxes are the
     // linearisation point F; then replace the fluxes by the exact solution F' at these nonlinear
     // parameters and return chi2(F') = chi2(F) - 2 dF^T b_f + dF^T G dF (exact: the model is linear in F).
-    bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2) const {
+    // With FitOptions::fluxImages the pass also fills `images` (emptied when the pass fails).
+    bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2,
+                       std::vector<FluxImages>& images) const {
+        bool ok = evaluatePass(params, ne, chi2, _opt.fluxImages ? &images : nullptr);
+        if (!ok) images.clear();
+        return ok;
+    }
+
+    bool evaluatePass(std::vector<double>& params, NormalEquations& ne, double& chi2,
+                      std::vector<FluxImages>* images) const {
         ++_nEval;
         std::vector<char> active(_P, 0);
         for (int i : _nl) active[i] = 1;
         for (int i : _fluxes) active[i] = 1;
         try {
-            ne = sceneNormalEquations(_scene, params, _bands, active);
+            ne = sceneNormalEquations(_scene, params, _bands, active, images);
         } catch (InputError const&) {
             return false;  // e.g. a size so small that a covariance degenerates: reject the step
         }
@@ -420,7 +430,7 @@ private:
             params[i] = 0.0;
         }
         // With the free fluxes at zero, b = M^T W (d - m_fixed) and H_ff is the Gram matrix.
-        NormalEquations ne = sceneNormalEquations(_scene, params, _bands, active);
+        NormalEquations ne = sceneNormalEquations(_scene, params, _bands, active, _opt.fluxImages ? &_imgCur : nullptr);
         std::vector<double> G = subMatrix(ne.H, _P, _fluxes, _fluxes);
         std::vector<double> b(nF);
         for (int a = 0; a < nF; ++a) b[a] = ne.b[_fluxes[a]];
@@ -520,6 +530,8 @@ private:
         res.nEval = _nEval;
         res.status = status;
         res.message = msg;
+        // _imgCur is at the nonlinear parameters of `params` (a pass there filled it or it is empty).
+        if (status != FitStatus::NonFinite && status != FitStatus::Error) res.fluxImages = std::move(_imgCur);
         if (reusable(last, lastFluxes, params)) {
             res.fisher = last->H;
         } else if (allFinite(params)) {
@@ -542,6 +554,8 @@ private:
     StopCheck const& _stop;
     int _P;
     mutable int _nEval = 0;
+    // Flux images (FitOptions::fluxImages) of the current point and of the trial point.
+    mutable std::vector<FluxImages> _imgCur, _imgTrial;
     std::vector<int> _nl, _fluxes;
     std::vector<char> _signed;  // per entry of _fluxes: a sky level (linear, either sign)
     std::vector<Bounds> _bounds;

@@ -445,3 +445,49 @@ def test_nnls_gram_refuses_or_survives_overflow():
             assert np.isfinite(x).all() and (x >= 0).all()
     with pytest.raises(ValueError, match="symmetric"):
         ge.nnls_gram(np.array([[1.0, 2.0], [0.0, 1.0]]), np.ones(2))
+
+
+@pytest.mark.parametrize("sky", [False, True])
+def test_flux_images_give_the_fitted_model_without_a_pass(sky):
+    """options.flux_images: per band, the unit-flux models of the sources' fluxes at the returned nonlinear
+    parameters, written by the fit's last pass; the fitted fluxes times them are the drawn model of the
+    sources (no sky) at the weighted pixels and 0 at masked ones. Off by default; none for a failed fit."""
+    spline = ge.SplineProfile(*made_up_spline())
+    disk = ge.FixedProfile([0.6, 0.4], [0.7, 1.6])
+    scene = ge.Scene([ge.Source([ge.Component(spline, "sersic")]),
+                      ge.Source([ge.Component(disk, "disk"), ge.Component(None, "point")])], n_bands=2, sky=sky)
+    truth = np.zeros(scene.n_params)
+    truth[:17] = [18.2, 20.5, np.log(2.5), 0.3, -0.2, 2.5, 400.0, 300.0,
+                  25.1, 22.4, np.log(3.0), -0.25, 0.1, 250.0, 350.0, 60.0, 20.0]
+    psfs = [psf_mixture(), [psf_mixture(1.3), psf_mixture(1.2, dx=0.1)]]
+    rng = np.random.default_rng(3)
+    bands, masks = [], []
+    for b in range(2):
+        image = ge.scene_image(scene, truth, b, psfs[b], (40, 44)) + rng.normal(0.0, 0.5, (40, 44)) + 0.3 * sky
+        sinv = np.full(image.shape, 2.0)
+        sinv[5:9, 3:30] = 0.0  # masked pixels: runs that end and restart within rows
+        masks.append(sinv > 0)
+        bands.append(ge.Band(image, sinv, psf=psfs[b]))
+    start = truth + np.where(np.arange(scene.n_params) < 13, 0.05, 0.0)
+    opts = ge.FitOptions()
+    assert not opts.flux_images
+    assert ge.fit(scene, bands, start, options=opts).flux_images == []
+    opts.flux_images = True
+    res = ge.fit(scene, bands, start, options=opts)
+    assert res.status == ge.FitStatus.CONVERGED, res.message
+    assert len(res.flux_images) == 2
+    fluxes_only = res.params.copy()
+    if sky:
+        fluxes_only[[scene.sky_index(b) for b in range(2)]] = 0.0
+    for b, (columns, images) in enumerate(res.flux_images):
+        assert sorted(columns) == sorted(scene.flux_index(s, c, b) for s, c in ((0, 0), (1, 0), (1, 1)))
+        assert images.shape == (3, 40, 44)
+        model = np.tensordot(res.params[columns], images, 1)
+        drawn = ge.scene_image(scene, fluxes_only, b, psfs[b], (40, 44))
+        scale = np.abs(drawn).max()
+        np.testing.assert_allclose(model[masks[b]], drawn[masks[b]], rtol=0, atol=1e-10 * scale)
+        assert np.all(images[:, ~masks[b]] == 0.0)
+    # A fit whose data cannot be fitted returns none.
+    bad = [ge.Band(np.full((40, 44), 1e300), np.full((40, 44), 1e10), psf=psfs[b]) for b in range(2)]
+    failed = ge.fit(scene, bad, start, options=opts)
+    assert failed.status in (ge.FitStatus.NON_FINITE, ge.FitStatus.ERROR) and failed.flux_images == []

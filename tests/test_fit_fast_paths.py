@@ -10,14 +10,18 @@ import pytest
 from lsst.galmix import engine as ge
 from lsst.galmix.fitting import engine_backend as eb
 from lsst.galmix.fitting.blend import _median_noise
-from lsst.galmix.fitting.optimize import SourceSpec, invert_fisher
+from lsst.galmix.fitting.config import FitSettings
+from lsst.galmix.fitting.optimize import BandInput, SourceSpec, invert_fisher
+from lsst.galmix.fitting.psf import fit_psf_image
 from lsst.galmix.fitting.residual_sources import _gaussian_smooth, _local_maxima
+from lsst.galmix.fitting.source import Prepared, solve
 from lsst.galmix.fitting.stamps import (
     VARIANCE_FLOOR,
     _far_from_sources,
     largest_eigenvalue,
     weights_from_variance,
 )
+from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
 from lsst.galmix.models.definitions import MODELS, get_model
 from lsst.galmix.schema import PSF_FLAGS, SOURCE_FLAGS, FlagSet
 from scipy.ndimage import gaussian_filter, maximum_filter
@@ -182,3 +186,53 @@ def test_band_gaussians_equal_per_band() -> None:
         together = eb.band_gaussians([spec], theta, fluxes, psfs)
         for b in range(3):
             assert np.array_equal(together[b], eb.convolved_gaussians([spec], theta, fluxes[b], psfs[b]))
+
+
+@pytest.mark.parametrize("model, sky", [("sersic", False), ("expdev", True), ("ptsersic", False)])
+def test_fitted_models_sum_the_engines_unit_models(model: str, sky: bool) -> None:
+    """`Prepared.fitted_models` of a solved fit is the fitted fluxes times the unit-flux models the engine
+    wrote in its last pass: at the weighted pixels the drawn models (`model_stamps`) of the same
+    parameters, also with other fluxes; None in a band without data; drawn for parameters of no fit."""
+    m = get_model(model)
+    psfs = [fit_psf_image(psf_kernel(moffat_psf(f), 31), 4).mixture for f in (3.0, 3.6)]
+    truths = [GalaxyTruth(120.0, 215.0, 3000.0, n=1.5, reff=3.0, q=0.6, position_angle=0.4),
+              GalaxyTruth(131.0, 209.0, 1500.0, n=1.0, reff=2.0, q=0.8, position_angle=1.0)]
+    rng = np.random.default_rng(8)
+    bands: list[BandInput | None] = [None]
+    for psf in (3.0, 3.6):
+        image = render_stamp(truths, moffat_psf(psf), (40, 36), (106, 195)) + rng.normal(0.0, 1.0, (40, 36))
+        weight = np.ones(image.shape)
+        weight[30:33, 4:20] = 0.0
+        image[weight == 0] = 0.0
+        bands.append(BandInput(image, weight, 106, 195, psfs[len(bands) - 1]))
+    specs = [SourceSpec(m, (t.x, t.y)) for t in truths]
+    theta0 = np.concatenate([_start(m, t) for t in truths])
+    prep = Prepared(specs, theta0, bands, [FlagSet(), FlagSet()], sky=sky)
+    outcomes = solve([prep], FitSettings())[0]
+    assert prep._units is not None  # the engine returned them
+    theta = np.concatenate([o.theta for o in outcomes])
+    for scale in (1.0, 0.5):  # the fitted fluxes, and others (the models are linear in them)
+        for o in outcomes:
+            o.fluxes = o.fluxes * scale
+        fluxes = np.nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
+        models = prep.fitted_models(outcomes)
+        drawn = eb.model_stamps(specs, theta, fluxes, bands)
+        assert models[0] is None and drawn[0] is None
+        for band, got, ref in zip(bands[1:], models[1:], drawn[1:]):
+            use = band.weight > 0
+            np.testing.assert_allclose(got[use], ref[use], rtol=0, atol=1e-10 * np.abs(ref).max())
+            assert not got.flags.writeable
+    outcomes[0].theta = outcomes[0].theta + 0.01  # parameters of no fit: drawn
+    theta = np.concatenate([o.theta for o in outcomes])
+    fluxes = np.nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
+    for got, ref in zip(prep.fitted_models(outcomes)[1:], eb.model_stamps(specs, theta, fluxes, bands)[1:]):
+        assert np.array_equal(got, ref)
+
+
+def _start(m, t) -> np.ndarray:
+    """Starting parameters of model ``m`` near truth ``t``: centre, then ln reff 1, round, n 1.5."""
+    theta = [t.x + 0.3, t.y - 0.2]
+    for comp in m.components:
+        if comp.has_shape:
+            theta += [1.0, 0.0, 0.0] + ([1.5] if comp.free_n else [])
+    return np.array(theta)

@@ -89,8 +89,12 @@ double computeChi2(Mixture const& mixture, PreparedImage const& image);
 /// chi2 and normal equations in one pass over the weighted pixels, for nParams columns; derivatives
 /// with column < 0 or >= nParams are ignored. Accumulates into `out` (which must be sized
 /// nParams; call resetNormalEquations first), so several bands can be summed.
+///
+/// With `columns`, the same pass also writes the Jacobian columns columns[j] (in [0, nParams)) at the
+/// weighted pixels into columnImages + j ny nx (row-major over the image; other pixels are not written).
 void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv> const& derivs,
-                               PreparedImage const& image, NormalEquations& out);
+                               PreparedImage const& image, NormalEquations& out,
+                               std::vector<int> const& columns = {}, double* columnImages = nullptr);
 
 NormalEquations makeNormalEquations(int nParams);
 

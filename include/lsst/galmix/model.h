@@ -137,10 +137,22 @@ void sceneImage(Scene const& scene, std::vector<double> const& params, int band,
 /// chi2 summed over bands.
 double sceneChi2(Scene const& scene, std::vector<double> const& params, std::vector<BandData> const& bands);
 
+/// Of one band: the model of each of its source fluxes at unit flux (d model / d flux) over its image, at
+/// the weighted pixels (0 elsewhere). Any model of the band's sources at these nonlinear parameters is
+/// sum_j flux[columns[j]] pixels[j], whatever the fluxes.
+struct FluxImages {
+    // Parameter indices (ParamKind::Flux), ascending: the active fluxes with a derivative in this band
+    // (the image of any other flux parameter is zero here).
+    std::vector<int> columns;
+    std::ptrdiff_t ny = 0, nx = 0;
+    std::vector<double> pixels;  // columns.size() x ny x nx
+};
+
 /// One-pass chi2 and normal equations (nParams x nParams, global layout) summed over bands; inactive
-/// parameters have zero rows and columns.
+/// parameters have zero rows and columns. With `fluxImages`, the same pass fills one FluxImages per band.
 NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> const& params,
-                                     std::vector<BandData> const& bands, std::vector<char> const& active);
+                                     std::vector<BandData> const& bands, std::vector<char> const& active,
+                                     std::vector<FluxImages>* fluxImages = nullptr);
 
 /// Shape matrix S(eta) = R(theta) diag(1, q^2) R(theta)^T (xx, xy, yy) and its derivatives
 /// d/deta1, d/deta2 (each xx, xy, yy).

@@ -30,6 +30,8 @@ struct FitOptions {
     /// pushes against); this overrides
     /// [nMin, nMax] for Sersic indices. Ignored for fluxes (non-negativity is nonNegativeFluxes).
     std::vector<double> lower, upper;
+    /// Return FitResult::fluxImages: the unit-flux models of the fit's last pass over the pixels.
+    bool fluxImages = false;
 };
 
 /// Throws InputError naming the first invalid field and its allowed range. With crossField false the
@@ -55,6 +57,10 @@ struct FitResult {
     std::vector<double> fisher;   // J^T W J (P x P, all parameters, natural units) at the best fit
     std::vector<double> priorPrecision;  // 1/sigma^2 of the prior on each parameter (0 = none)
     double seconds = 0.0;         // wall-clock time of this fit (input checks, optimisation, Fisher matrix)
+    /// With FitOptions::fluxImages, per band the unit-flux models at the returned nonlinear parameters,
+    /// written by the pass over the pixels that evaluated them (so the fitted model costs no further pass:
+    /// sum_j params[columns[j]] pixels[j]); empty when no pass evaluated them (a failed start).
+    std::vector<FluxImages> fluxImages;
 };
 
 /// A band's inputs before checking: image (+ inverse sigma) and PSF mixtures (one, or one per source).

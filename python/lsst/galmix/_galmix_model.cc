@@ -399,6 +399,8 @@ void bindOptimize(py::module_& m) {
                      "projecting trial points onto [lower, upper] and override [n_min, n_max]; -inf/inf =\n"
                      "unbounded; ignored for fluxes.");
     defCheckedVector(options, "upper", &FitOptions::upper, "(P,) upper bounds (not NaN); see `lower`.");
+    options.def_readwrite("flux_images", &FitOptions::fluxImages,
+                          "Return FitResult.flux_images (bool): the unit-flux models of the fit's last pass.");
 
     py::class_<FitResult>(m, "FitResult",
                           "Result of fit/fit_batch: params (P,), chi2, objective, n_iter, n_pix, status, message,\n"
@@ -422,7 +424,26 @@ void bindOptimize(py::module_& m) {
             .def_property_readonly("prior_precision",
                                    [](FitResult const& r) { return vectorToArray(r.priorPrecision); })
             .def_readonly("seconds", &FitResult::seconds,
-                          "Wall-clock seconds of this fit in C++ (per problem, also inside fit_batch).");
+                          "Wall-clock seconds of this fit in C++ (per problem, also inside fit_batch).")
+            .def_property_readonly(
+                    "flux_images",
+                    [](FitResult const& r) {
+                        py::list out;
+                        for (auto const& fi : r.fluxImages) {
+                            auto n = static_cast<py::ssize_t>(fi.columns.size());
+                            py::array_t<double> pixels({n, static_cast<py::ssize_t>(fi.ny),
+                                                        static_cast<py::ssize_t>(fi.nx)});
+                            std::copy(fi.pixels.begin(), fi.pixels.end(), pixels.mutable_data());
+                            py::array_t<int> columns(n);
+                            std::copy(fi.columns.begin(), fi.columns.end(), columns.mutable_data());
+                            out.append(py::make_tuple(columns, pixels));
+                        }
+                        return out;
+                    },
+                    "With options.flux_images: per band, (columns (J,), images (J, ny, nx)): the model of\n"
+                    "flux parameter columns[j] at unit flux at the weighted pixels (0 elsewhere), at the\n"
+                    "returned nonlinear parameters; the fitted model of a band is sum_j params[columns[j]]\n"
+                    "images[j]. Empty for a failed fit.");
 
     py::class_<PyProblem>(m, "FitProblem", "One independent fit for fit_batch.")
             .def(py::init([](std::shared_ptr<Scene> scene, std::vector<std::shared_ptr<PyBand>> bands, DArray params0,

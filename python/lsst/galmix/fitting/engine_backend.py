@@ -131,6 +131,7 @@ def make_problem(
     if warm:
         opts.lambda0 = t.warm_lambda0
     opts.n_min, opts.n_max = t.n_bounds
+    opts.flux_images = True  # the fitted models come with the fit (`SceneFit.unit_models`)
     opts.lower, opts.upper = lower, upper
     if t.prior_mean is not None:
         opts.prior_mean = t.prior_mean
@@ -558,7 +559,28 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
                      converged=status == int(ge.FitStatus.CONVERGED), at_bound=bounds.at_bound(theta),
                      singular=singular, failed=failed, message=str(res.message), seconds=float(res.seconds),
                      unconstrained=held, sky=sky, sky_err=sky_err, sky_plane=plane, sky_plane_cov=plane_cov,
-                     sky_origin=p.scene.sky_origin if plane is not None else None)
+                     sky_origin=p.scene.sky_origin if plane is not None else None,
+                     unit_models=None if failed else _unit_models(p, res.flux_images, ncomp))
+
+
+def _unit_models(p: EngineProblem, flux_images: list, n_comp: int) -> list[np.ndarray | None] | None:
+    """`SceneFit.unit_models` from the engine's ``flux_images`` (per used band: flux parameter columns and
+    their unit-flux images); a flux without an image in its band has none there (zero)."""
+    if len(flux_images) != len(p.used):
+        return None
+    out: list[np.ndarray | None] = [None] * p.n_bands
+    for k, (b, (columns, images)) in enumerate(zip(p.used, flux_images)):
+        wanted = p.flux_index.reshape(len(p.used), n_comp)[k]
+        if len(columns) == n_comp and np.array_equal(columns, wanted):
+            out[b] = images
+            continue
+        units = np.zeros((n_comp, *images.shape[1:]))
+        rows = {int(c): j for j, c in enumerate(columns)}
+        for comp, col in enumerate(wanted):
+            if int(col) in rows:
+                units[comp] = images[rows[int(col)]]
+        out[b] = units
+    return out
 
 
 def run_problems(problems: Sequence[EngineProblem], n_threads: int = 1) -> list[SceneFit]:

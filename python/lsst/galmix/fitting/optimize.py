@@ -135,6 +135,10 @@ class SceneFit:
         pixel, per pixel per pixel) and their ``3 x 3`` covariance; `None` otherwise.
     sky_origin : `tuple` [`float`, `float`] or `None`
         The absolute pixel position about which the sky plane is expanded.
+    unit_models : `list` [`numpy.ndarray` or `None`] or `None`
+        Per band, ``(n_comp, ny, nx)``: each source component's model at unit flux and the nonlinear
+        parameters ``theta``, at the stamp's weighted pixels (0 elsewhere; `None` for bands without data),
+        written by the engine's last pass over the pixels; `None` when the engine returned none.
     """
 
     theta: np.ndarray
@@ -154,6 +158,7 @@ class SceneFit:
     sky_plane: np.ndarray | None = None
     sky_plane_cov: np.ndarray | None = None
     sky_origin: tuple[float, float] | None = None
+    unit_models: list[np.ndarray | None] | None = None
 
 
 class ParameterBounds:

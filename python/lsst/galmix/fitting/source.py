@@ -171,20 +171,33 @@ class Prepared:
     warm: bool = False
     _models: tuple[bytes, list[np.ndarray | None]] | None = field(default=None, init=False, repr=False,
                                                                    compare=False)
+    _units: tuple[bytes, list[np.ndarray | None]] | None = field(default=None, init=False, repr=False,
+                                                                  compare=False)
+
+    def keep_unit_models(self, fit: SceneFit) -> None:
+        """Keep the unit-flux models the engine returned with a fit of these inputs (`SceneFit.unit_models`):
+        `fitted_models` of that fit then sums them instead of drawing the models."""
+        self._units = None if fit.unit_models is None else (fit.theta.tobytes(), fit.unit_models)
 
     def fitted_models(self, outcomes: Sequence[SourceOutcome]) -> list[np.ndarray | None]:
-        """Models of fitted sources (one outcome per spec) over the stamps, per band (`model_stamps`:
-        non-finite fluxes drawn as zero; read-only arrays).
+        """Models of fitted sources (one outcome per spec) over the stamps, per band (non-finite fluxes
+        taken as zero; read-only arrays). Only the values at pixels of positive weight are meaningful.
 
-        The models of the last fit asked for are kept: the sky test after a group's fit and the search
-        for residual sources ask for the same fit when its stamps did not grow.
+        Of the fit kept by `keep_unit_models` they are the unit-flux models of the engine's last pass
+        times the fluxes (no pass over the pixels; zero at pixels of zero weight), otherwise drawn
+        (`model_stamps`). The models of the last fit asked for are kept: the sky test after a group's fit
+        and the search for residual sources ask for the same fit when its stamps did not grow.
         """
         theta = np.concatenate([o.theta for o in outcomes])
         fluxes = nan_to_num(np.concatenate([o.fluxes for o in outcomes], axis=1))
         key = theta.tobytes() + fluxes.tobytes()
         if self._models is not None and self._models[0] == key:
             return self._models[1]
-        models = model_stamps(self.specs, theta, fluxes, self.bands)
+        if self._units is not None and self._units[0] == theta.tobytes():
+            models = [None if u is None else (f @ u.reshape(len(f), -1)).reshape(u.shape[1:])
+                      for f, u in zip(fluxes, self._units[1])]
+        else:
+            models = model_stamps(self.specs, theta, fluxes, self.bands)
         for m in models:
             if m is not None:
                 m.flags.writeable = False
@@ -213,6 +226,8 @@ def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 
     results = run_problems([make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky,
                                          sky_plane=p.sky and p.sky_plane, warm=p.warm) for p in prepared],
                            n_threads)
+    for p, r in zip(prepared, results):
+        p.keep_unit_models(r)
     return [split_result(p, r) for p, r in zip(prepared, results)]
 
 
