@@ -137,21 +137,30 @@ public:
         if (static_cast<int>(params.size()) != _P) throw InputError("initial parameters have the wrong length");
         if (!allFinite(params)) throw InputError("non-finite initial parameters");
         for (int i : _nl) params[i] = _bounds[i].clamp(params[i]);
-        double chi2 = solveFluxes(params);
+        // From given fluxes (a previous fit's) the first pass linearises at them and solves the fluxes
+        // itself; otherwise a pass solves the fluxes first, so that the first normal equations are
+        // linearised where the nonlinear columns (which scale with the fluxes) have their right size.
+        bool givenFluxes = _opt.startFluxes && !_nl.empty() && anyPositiveFlux(params);
+        double chi2 = givenFluxes ? 0.0 : solveFluxes(params);
         double obj = chi2 + priorTerm(params);
         if (!std::isfinite(obj)) return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite chi2");
         if (_nl.empty()) return finish(res, params, chi2, obj, 0, FitStatus::Converged, "fluxes only");
         // One pass per trial point: the normal equations at (theta', F) give both the Gauss-Newton system
         // for the next step and, through the flux block, the exact non-negative fluxes F' and chi2 at theta'.
         NormalEquations ne;
+        std::vector<double> neFluxes = fluxesOf(params);
         {
             std::vector<double> p(params);
             double c;
             if (!evaluateTrial(p, ne, c, _imgCur)) {
                 return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite normal equations");
             }
+            if (givenFluxes) {
+                params = p;
+                chi2 = c;
+                obj = chi2 + priorTerm(params);
+            }
         }
-        std::vector<double> neFluxes = fluxesOf(params);
         double lambda = _opt.lambda0;
         double nu = 2.0;  // growth of lambda on the next rejected trial (Nielsen)
         int nA = static_cast<int>(_nl.size());
@@ -361,6 +370,13 @@ private:
     // Normal equations (free nonlinear parameters and all free fluxes) at params, whose fluxes are the
     // linearisation point F; then replace the fluxes by the exact solution F' at these nonlinear
     // parameters and return chi2(F') = chi2(F) - 2 dF^T b_f + dF^T G dF (exact: the model is linear in F).
+    bool anyPositiveFlux(std::vector<double> const& params) const {
+        for (std::size_t a = 0; a < _fluxes.size(); ++a) {
+            if (!_signed[a] && params[_fluxes[a]] > 0.0) return true;
+        }
+        return false;
+    }
+
     // With FitOptions::fluxImages the pass also fills `images` (emptied when the pass fails).
     bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2,
                        std::vector<FluxImages>& images) const {

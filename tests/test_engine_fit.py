@@ -491,3 +491,38 @@ def test_flux_images_give_the_fitted_model_without_a_pass(sky):
     bad = [ge.Band(np.full((40, 44), 1e300), np.full((40, 44), 1e10), psf=psfs[b]) for b in range(2)]
     failed = ge.fit(scene, bad, start, options=opts)
     assert failed.status in (ge.FitStatus.NON_FINITE, ge.FitStatus.ERROR) and failed.flux_images == []
+
+
+def test_start_fluxes_skip_the_flux_pass_of_a_warm_start():
+    """options.start_fluxes: a refit from a fit's parameters (fluxes included) linearises its first pass
+    at the given fluxes instead of solving them in a pass of its own: one pass fewer, the same solution.
+    Without a positive source flux in params0 the option is ignored."""
+    scene = sersic_like_scene(n_bands=2)
+    truth = np.concatenate([TRUTH[:6], [500.0, 300.0]])
+    psfs = [psf_mixture(1.0), psf_mixture(1.3)]
+    rng = np.random.default_rng(12)
+    bands = []
+    for b in range(2):
+        image = ge.scene_image(scene, truth, b, psfs[b], (40, 40)) + rng.normal(0.0, 0.5, (40, 40))
+        bands.append(ge.Band(image, np.full((40, 40), 2.0), psf=psfs[b]))
+    start = np.concatenate([START[:6], [0.0, 0.0]])
+    first = ge.fit(scene, bands, start)
+    assert first.status == ge.FitStatus.CONVERGED, first.message
+    warm = first.params + np.array([0.05, -0.04, 0.03, 0.02, -0.02, 0.1, 0.0, 0.0])
+    warm[6:] *= 1.02  # the fluxes of a neighbouring solution
+    opts = ge.FitOptions()
+    cold = ge.fit(scene, bands, warm, options=opts)
+    opts.start_fluxes = True
+    given = ge.fit(scene, bands, warm, options=opts)
+    for res in (cold, given):
+        assert res.status == ge.FitStatus.CONVERGED, res.message
+        np.testing.assert_allclose(res.params, first.params, rtol=1e-5, atol=1e-5)
+    assert given.n_eval == cold.n_eval - 1
+    assert given.chi2 == pytest.approx(scene.chi2(given.params, bands), rel=1e-10)
+    # No positive source flux to linearise at: the fluxes are solved first, as without the option.
+    zero = warm.copy()
+    zero[6:] = 0.0
+    ignored = ge.fit(scene, bands, zero, options=opts)
+    opts.start_fluxes = False
+    reference = ge.fit(scene, bands, zero, options=opts)
+    assert np.array_equal(ignored.params, reference.params) and ignored.n_eval == reference.n_eval

@@ -1,11 +1,21 @@
-"""Refits that start from a fitted solution start with little damping (`FitSettings.warm_lambda0`)."""
+"""Refits that start from a fitted solution start with little damping (`FitSettings.warm_lambda0`) and
+from its fluxes (`Prepared.fluxes0`)."""
 
 import numpy as np
 from lsst.galmix.fitting import engine_backend as eb
-from lsst.galmix.fitting.config import FitSettings
+from lsst.galmix.fitting import source
+from lsst.galmix.fitting.config import FitSettings, SourceFitConfig
 from lsst.galmix.fitting.optimize import BandInput, SourceSpec
+from lsst.galmix.fitting.patch import fit_patch
 from lsst.galmix.fitting.psf import fit_psf_image
-from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, noise_sigma_for_snr, psf_kernel, render_stamp
+from lsst.galmix.fitting.testing import (
+    GalaxyTruth,
+    make_scene,
+    moffat_psf,
+    noise_sigma_for_snr,
+    psf_kernel,
+    render_stamp,
+)
 from lsst.galmix.models.definitions import get_model
 
 PSF = moffat_psf(3.0)
@@ -53,3 +63,30 @@ def test_warm_lambda0_is_the_setting():
     settings.warm_lambda0 = 1e-2
     (quick,) = eb.run_problems([eb.make_problem(spec, theta0, [band], settings, warm=True)])
     assert not np.array_equal(quick.theta, cold.theta)
+
+
+def test_refits_on_grown_stamps_start_from_the_fitted_fluxes(monkeypatch):
+    # A bright concentrated galaxy outgrows its first stamp: its refit (warm) is given the first fit's
+    # fluxes, which the engine linearises at instead of solving them in a pass of its own.
+    images, objects = make_scene([GalaxyTruth(40.2, 39.7, 20000.0, n=3.5, reff=4.0, q=0.7, position_angle=0.3)],
+                                 {"g": PSF, "r": PSF}, {"g": 0.6, "r": 1.0}, (80, 80), {"g": 1.0, "r": 1.0},
+                                 np.random.default_rng(4))
+    seen: list[tuple[source.Prepared, list[source.SourceOutcome]]] = []
+    solve = source.solve
+
+    def recording(prepared, settings, n_threads=1):
+        outcomes = solve(prepared, settings, n_threads)
+        seen.extend(zip(prepared, outcomes))
+        return outcomes
+
+    monkeypatch.setattr("lsst.galmix.fitting.stages.solve", recording)
+    monkeypatch.setattr("lsst.galmix.fitting.blend.solve", recording)
+    table = fit_patch(images, (0, 0), objects, None, {"g": MIX, "r": MIX}, "sersic", SourceFitConfig())
+    assert table["sersic_flag"][0] == 0
+    (first, first_out), (refit, _) = seen[0], seen[1]
+    assert not first.warm and first.fluxes0 is None
+    assert refit.warm and refit.bands[1].image.size > first.bands[1].image.size
+    assert np.array_equal(refit.fluxes0, np.concatenate([o.fluxes for o in first_out], axis=1))
+    problem = eb.make_problem(refit.specs, refit.theta0, refit.bands, FitSettings(), warm=True,
+                              fluxes0=refit.fluxes0)
+    assert problem.problem.params0[problem.flux_index].tolist() == refit.fluxes0.ravel().tolist()

@@ -32,6 +32,10 @@ struct FitOptions {
     std::vector<double> lower, upper;
     /// Return FitResult::fluxImages: the unit-flux models of the fit's last pass over the pixels.
     bool fluxImages = false;
+    /// The free fluxes of params0 are a starting point (a previous fit's): the first pass linearises at
+    /// them instead of a pass solving the fluxes first (one pass fewer). Ignored when no source flux of
+    /// params0 is positive.
+    bool startFluxes = false;
 };
 
 /// Throws InputError naming the first invalid field and its allowed range. With crossField false the

@@ -401,6 +401,10 @@ void bindOptimize(py::module_& m) {
     defCheckedVector(options, "upper", &FitOptions::upper, "(P,) upper bounds (not NaN); see `lower`.");
     options.def_readwrite("flux_images", &FitOptions::fluxImages,
                           "Return FitResult.flux_images (bool): the unit-flux models of the fit's last pass.");
+    options.def_readwrite("start_fluxes", &FitOptions::startFluxes,
+                          "The free fluxes of params0 are a starting point (a previous fit's, bool): the first\n"
+                          "pass linearises at them instead of solving the fluxes in a pass of its own.\n"
+                          "Ignored when no source flux of params0 is positive.");
 
     py::class_<FitResult>(m, "FitResult",
                           "Result of fit/fit_batch: params (P,), chi2, objective, n_iter, n_pix, status, message,\n"

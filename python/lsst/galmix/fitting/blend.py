@@ -216,12 +216,13 @@ def _prepare_set(
     crowd: Sequence[ObjectInput] = (),
     sky: bool = False,
     warm: bool = False,
+    fluxes0: np.ndarray | None = None,
 ) -> Prepared | None:
     """Stamps, band inputs and starting parameters to fit a set of objects jointly on the box covering
     their stamps (``owners``: the blend whose pixels are split between its children when there are no
     footprints; ``crowd``: the whole blend, whose other children occupy pixels that are not background
     when deciding on a sky; ``sky``: fit a sky where ``cfg.sky`` is ``"auto"``, if the stamp allows it;
-    ``warm``: ``theta0`` is a fitted solution, `Prepared.warm`).
+    ``warm``: ``theta0`` is a fitted solution, `Prepared.warm`, with its fluxes ``fluxes0``).
     `None` (with ``no_data`` flags) when no band is usable."""
     if not _any_image(images):
         for o in objs:
@@ -258,7 +259,7 @@ def _prepare_set(
             extra_starts(model, th)  # shifts the main start; blends use that one only
         theta0 = np.concatenate(starts)
     return Prepared(specs, theta0, bands, [o.flags for o in objs], sky=sky,
-                    sky_plane=sky and cfg.sky == "plane", warm=warm)
+                    sky_plane=sky and cfg.sky == "plane", warm=warm, fluxes0=fluxes0 if warm else None)
 
 
 SKY_DETECT_SIGMAS = 3.0
@@ -407,11 +408,12 @@ def _grow_stamps(
             if box is None and sky == prep.sky:
                 continue
             theta0 = np.concatenate([o.theta for o in outs])
+            fluxes0 = np.concatenate([o.fluxes for o in outs], axis=1)
             box = box or _prep_box(prep)
             if sky:
                 box = _square(*box)
             new = _prepare_set(model, objs, images, footprints, keep, cfg, box=box, theta0=theta0,
-                               owners=owners, sky=sky, warm=True)
+                               owners=owners, sky=sky, warm=True, fluxes0=fluxes0)
             if new is not None:
                 todo.append((k, new))
         if not todo:
@@ -612,7 +614,8 @@ def _fit_in_blocks(model, objs, images, footprints, cfg: SourceFitConfig, size: 
                 crowd = members + [objs[j] for j in near[k]]
                 prep = _prepare_set(model, members, images, footprints, [o.label for o in members] + labels, cfg,
                                     subtract=sub, box=(start, stop), theta0=np.concatenate([b.theta for b in before]),
-                                    crowd=crowd, sky=any(sky[i] for i in block), warm=not first)
+                                    crowd=crowd, sky=any(sky[i] for i in block), warm=not first,
+                                    fluxes0=np.concatenate([b.fluxes for b in before], axis=1))
                 if prep is not None:
                     # The refit gets copies of the flags: they replace the earlier fit's only if it is kept.
                     prep.flags = [FlagSet(mask=f.mask) for f in prep.flags]

@@ -95,6 +95,7 @@ def make_problem(
     sky: bool = False,
     sky_plane: bool = False,
     warm: bool = False,
+    fluxes0: np.ndarray | None = None,
 ) -> EngineProblem:
     """Prepare an engine fit of sources (jointly) on the usable bands.
 
@@ -116,6 +117,10 @@ def make_problem(
     warm : `bool`
         ``theta0`` is a fitted solution (a refit): the optimizer starts with the damping
         ``settings.warm_lambda0`` instead of the engine's default for starts from moments.
+    fluxes0 : `numpy.ndarray`, optional
+        ``(n_band, n_comp)`` fluxes of the fitted solution a warm start starts from (non-finite taken as
+        zero): the engine's first pass linearises at them (`FitOptions.start_fluxes`) instead of solving
+        the fluxes in a pass of its own.
     """
     used = [i for i, b in enumerate(bands) if b is not None]
     t = _template(specs, len(used), sky, sky_plane, settings)
@@ -130,6 +135,9 @@ def make_problem(
     opts.max_iter, opts.ftol, opts.xtol = t.max_iter, t.rtol, t.xtol
     if warm:
         opts.lambda0 = t.warm_lambda0
+    if fluxes0 is not None:
+        params0[flux_index] = nan_to_num(np.asarray(fluxes0, float)[used].ravel())
+        opts.start_fluxes = True
     opts.n_min, opts.n_max = t.n_bounds
     opts.flux_images = True  # the fitted models come with the fit (`SceneFit.unit_models`)
     opts.lower, opts.upper = lower, upper

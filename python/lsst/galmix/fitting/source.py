@@ -160,6 +160,8 @@ class Prepared:
         With ``sky``, fit a plane per band (level and gradients) instead of a flat level.
     warm : `bool`
         ``theta0`` is a fitted solution (a refit): `make_problem`'s ``warm``.
+    fluxes0 : `numpy.ndarray` or `None`
+        With ``warm``, that solution's ``(n_band, n_comp)`` fluxes (`make_problem`'s ``fluxes0``).
     """
 
     specs: list[SourceSpec]
@@ -169,6 +171,7 @@ class Prepared:
     sky: bool = False
     sky_plane: bool = False
     warm: bool = False
+    fluxes0: np.ndarray | None = None
     _models: tuple[bytes, list[np.ndarray | None]] | None = field(default=None, init=False, repr=False,
                                                                    compare=False)
     _units: tuple[bytes, list[np.ndarray | None]] | None = field(default=None, init=False, repr=False,
@@ -224,7 +227,8 @@ def solve(prepared: Sequence[Prepared], settings: FitSettings, n_threads: int = 
         Per fit, one outcome per source.
     """
     results = run_problems([make_problem(p.specs, p.theta0, p.bands, settings, sky=p.sky,
-                                         sky_plane=p.sky and p.sky_plane, warm=p.warm) for p in prepared],
+                                         sky_plane=p.sky and p.sky_plane, warm=p.warm, fluxes0=p.fluxes0)
+                            for p in prepared],
                            n_threads)
     for p, r in zip(prepared, results):
         p.keep_unit_models(r)
