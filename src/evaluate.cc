@@ -231,8 +231,8 @@ double computeChi2(Mixture const& mixture, PreparedImage const& image) {
 }
 
 void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv> const& derivs,
-                               PreparedImage const& image, NormalEquations& out, std::vector<int> const& columns,
-                               double* columnImages) {
+                               PreparedImage const& image, NormalEquations& out,
+                               std::vector<int> const& columns, double* columnImages) {
     int P = out.nParams;
     for (int c : columns) {
         if (c < 0 || c >= P) throw InputError("recorded column out of range");
@@ -329,7 +329,8 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     int ready = 0;
     std::vector<double> cols(static_cast<std::size_t>(nCols) * padded);
     detail::NormalScratch scratch{gconst.data(), &ready, rows.data(), jac.data(), wjac.data(), acc.data(),
-                                  bacc.data(), cacc.data(), sparse, cols.data(), columns.data(), nCols, padded};
+                                  bacc.data(), cacc.data(), sparse, cols.data(), columns.data(), nCols,
+                                  padded};
     std::ptrdiff_t const nx = image.ref().nx, plane = image.ref().ny * nx;
     for (auto const& run : image.runs()) {
         int n = run.end - run.begin;

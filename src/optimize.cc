@@ -446,7 +446,8 @@ private:
             params[i] = 0.0;
         }
         // With the free fluxes at zero, b = M^T W (d - m_fixed) and H_ff is the Gram matrix.
-        NormalEquations ne = sceneNormalEquations(_scene, params, _bands, active, _opt.fluxImages ? &_imgCur : nullptr);
+        NormalEquations ne =
+                sceneNormalEquations(_scene, params, _bands, active, _opt.fluxImages ? &_imgCur : nullptr);
         std::vector<double> G = subMatrix(ne.H, _P, _fluxes, _fluxes);
         std::vector<double> b(nF);
         for (int a = 0; a < nF; ++a) b[a] = ne.b[_fluxes[a]];

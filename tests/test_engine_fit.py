@@ -454,8 +454,9 @@ def test_flux_images_give_the_fitted_model_without_a_pass(sky):
     sources (no sky) at the weighted pixels and 0 at masked ones. Off by default; none for a failed fit."""
     spline = ge.SplineProfile(*made_up_spline())
     disk = ge.FixedProfile([0.6, 0.4], [0.7, 1.6])
-    scene = ge.Scene([ge.Source([ge.Component(spline, "sersic")]),
-                      ge.Source([ge.Component(disk, "disk"), ge.Component(None, "point")])], n_bands=2, sky=sky)
+    sources = [ge.Source([ge.Component(spline, "sersic")]),
+               ge.Source([ge.Component(disk, "disk"), ge.Component(None, "point")])]
+    scene = ge.Scene(sources, n_bands=2, sky=sky)
     truth = np.zeros(scene.n_params)
     truth[:17] = [18.2, 20.5, np.log(2.5), 0.3, -0.2, 2.5, 400.0, 300.0,
                   25.1, 22.4, np.log(3.0), -0.25, 0.1, 250.0, 350.0, 60.0, 20.0]
@@ -463,7 +464,8 @@ def test_flux_images_give_the_fitted_model_without_a_pass(sky):
     rng = np.random.default_rng(3)
     bands, masks = [], []
     for b in range(2):
-        image = ge.scene_image(scene, truth, b, psfs[b], (40, 44)) + rng.normal(0.0, 0.5, (40, 44)) + 0.3 * sky
+        image = ge.scene_image(scene, truth, b, psfs[b], (40, 44)) + rng.normal(0.0, 0.5, (40, 44))
+        image += 0.3 * sky
         sinv = np.full(image.shape, 2.0)
         sinv[5:9, 3:30] = 0.0  # masked pixels: runs that end and restart within rows
         masks.append(sinv > 0)

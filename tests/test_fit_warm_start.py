@@ -68,9 +68,9 @@ def test_warm_lambda0_is_the_setting():
 def test_refits_on_grown_stamps_start_from_the_fitted_fluxes(monkeypatch):
     # A bright concentrated galaxy outgrows its first stamp: its refit (warm) is given the first fit's
     # fluxes, which the engine linearises at instead of solving them in a pass of its own.
-    images, objects = make_scene([GalaxyTruth(40.2, 39.7, 20000.0, n=3.5, reff=4.0, q=0.7, position_angle=0.3)],
-                                 {"g": PSF, "r": PSF}, {"g": 0.6, "r": 1.0}, (80, 80), {"g": 1.0, "r": 1.0},
-                                 np.random.default_rng(4))
+    truth = GalaxyTruth(40.2, 39.7, 20000.0, n=3.5, reff=4.0, q=0.7, position_angle=0.3)
+    images, objects = make_scene([truth], {"g": PSF, "r": PSF}, {"g": 0.6, "r": 1.0}, (80, 80),
+                                 {"g": 1.0, "r": 1.0}, np.random.default_rng(4))
     seen: list[tuple[source.Prepared, list[source.SourceOutcome]]] = []
     solve = source.solve
 

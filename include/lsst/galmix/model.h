@@ -142,7 +142,7 @@ double sceneChi2(Scene const& scene, std::vector<double> const& params, std::vec
 /// sum_j flux[columns[j]] pixels[j], whatever the fluxes.
 struct FluxImages {
     // Parameter indices (ParamKind::Flux), ascending: the active fluxes with a derivative in this band
-    // (the image of any other flux parameter is zero here).
+    // (an active flux not listed has no light in this band; inactive fluxes are not recorded).
     std::vector<int> columns;
     std::ptrdiff_t ny = 0, nx = 0;
     std::vector<double> pixels;  // columns.size() x ny x nx

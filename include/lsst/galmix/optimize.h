@@ -61,7 +61,8 @@ struct FitResult {
     std::vector<double> fisher;   // J^T W J (P x P, all parameters, natural units) at the best fit
     std::vector<double> priorPrecision;  // 1/sigma^2 of the prior on each parameter (0 = none)
     double seconds = 0.0;         // wall-clock time of this fit (input checks, optimisation, Fisher matrix)
-    /// With FitOptions::fluxImages, per band the unit-flux models at the returned nonlinear parameters,
+    /// With FitOptions::fluxImages, per band the unit-flux models of the free source fluxes at the returned
+    /// nonlinear parameters,
     /// written by the pass over the pixels that evaluated them (so the fitted model costs no further pass:
     /// sum_j params[columns[j]] pixels[j]); empty when no pass evaluated them (a failed start).
     std::vector<FluxImages> fluxImages;

@@ -400,10 +400,10 @@ void bindOptimize(py::module_& m) {
                      "unbounded; ignored for fluxes.");
     defCheckedVector(options, "upper", &FitOptions::upper, "(P,) upper bounds (not NaN); see `lower`.");
     options.def_readwrite("flux_images", &FitOptions::fluxImages,
-                          "Return FitResult.flux_images (bool): the unit-flux models of the fit's last pass.");
+                          "Return FitResult.flux_images (bool): the unit-flux models of the last pass.");
     options.def_readwrite("start_fluxes", &FitOptions::startFluxes,
-                          "The free fluxes of params0 are a starting point (a previous fit's, bool): the first\n"
-                          "pass linearises at them instead of solving the fluxes in a pass of its own.\n"
+                          "The free fluxes of params0 are a starting point (bool; a previous fit's): the\n"
+                          "first pass linearises at them instead of a pass that solves the fluxes first.\n"
                           "Ignored when no source flux of params0 is positive.");
 
     py::class_<FitResult>(m, "FitResult",

@@ -573,8 +573,9 @@ def _result(p: EngineProblem, res: ge.FitResult) -> SceneFit:
 
 def _unit_models(p: EngineProblem, flux_images: list, n_comp: int) -> list[np.ndarray | None] | None:
     """`SceneFit.unit_models` from the engine's ``flux_images`` (per used band: flux parameter columns and
-    their unit-flux images); a flux without an image in its band has none there (zero)."""
-    if len(flux_images) != len(p.used):
+    their unit-flux images); a free flux without an image in its band has none there (zero). `None`
+    when the engine returned none, or when a flux is fixed (the engine records free fluxes only)."""
+    if len(flux_images) != len(p.used) or not p.free[p.flux_index].all():
         return None
     out: list[np.ndarray | None] = [None] * p.n_bands
     for k, (b, (columns, images)) in enumerate(zip(p.used, flux_images)):
