@@ -326,7 +326,8 @@ double sceneChi2(Scene const& scene, std::vector<double> const& params, std::vec
 
 NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> const& params,
                                      std::vector<BandData> const& bands, std::vector<char> const& active,
-                                     std::vector<FluxImages>* fluxImages) {
+                                     std::vector<FluxImages>* fluxImages,
+                                     std::vector<BandNormalEquations>* perBand) {
     if (static_cast<int>(bands.size()) != scene.nBands()) throw InputError("need one BandData per band");
     if (!active.empty() && static_cast<int>(active.size()) != scene.nParams()) {
         throw InputError("active mask must have one entry per parameter");
@@ -343,6 +344,7 @@ NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> con
     std::vector<int> global;
     std::vector<int> recorded;  // local columns of a band's flux images
     if (fluxImages) fluxImages->resize(scene.nBands());  // the vectors keep their storage from pass to pass
+    if (perBand) perBand->clear();
     for (int b = 0; b < scene.nBands(); ++b) {
         scene.bandMixture(params, b, bands[b].psfs, active, true, bm);
         // Only the columns this band touches enter its pass (other bands' fluxes are zero there).
@@ -380,6 +382,7 @@ NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> con
             total.b[global[i]] += ne.b[i];
             for (int j = 0; j < Pl; ++j) total.H[global[i] * P + global[j]] += ne.H[i * Pl + j];
         }
+        if (perBand) perBand->push_back({global, std::move(ne)});
     }
     return total;
 }

@@ -128,6 +128,19 @@ public:
                 }
             }
         }
+        // Sources with one free flux per band (one component): their model in a band is that flux times
+        // a unit model, so normal equations at unit fluxes can be rescaled to any fluxes (unitStart).
+        int nS = scene.nSources(), nB = scene.nBands();
+        _sourceFlux.assign(static_cast<std::size_t>(nS) * nB, -1);
+        std::vector<int> count(_sourceFlux.size(), 0);
+        bool single = true;
+        for (int i = 0; i < _P; ++i) {
+            if (info[i].kind != ParamKind::Flux) continue;
+            std::size_t k = static_cast<std::size_t>(info[i].source) * nB + info[i].band;
+            _sourceFlux[k] = i;
+            single &= ++count[k] == 1 && (free.empty() || free[i]);
+        }
+        _unitStart = single && std::all_of(count.begin(), count.end(), [](int c) { return c == 1; });
     }
 
     FitResult run(std::vector<double> params) {
@@ -137,19 +150,23 @@ public:
         if (static_cast<int>(params.size()) != _P) throw InputError("initial parameters have the wrong length");
         if (!allFinite(params)) throw InputError("non-finite initial parameters");
         for (int i : _nl) params[i] = _bounds[i].clamp(params[i]);
-        // From given fluxes (a previous fit's) the first pass linearises at them and solves the fluxes
-        // itself; otherwise a pass solves the fluxes first, so that the first normal equations are
-        // linearised where the nonlinear columns (which scale with the fluxes) have their right size.
-        bool givenFluxes = _opt.startFluxes && !_nl.empty() && anyPositiveFlux(params);
-        double chi2 = givenFluxes ? 0.0 : solveFluxes(params);
-        double obj = chi2 + priorTerm(params);
-        if (!std::isfinite(obj)) return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite chi2");
-        if (_nl.empty()) return finish(res, params, chi2, obj, 0, FitStatus::Converged, "fluxes only");
+        // The first normal equations must be linearised at the fluxes of the start, since the nonlinear
+        // columns scale with them. Sources of one component take one pass at unit fluxes, rescaled
+        // (unitStart); otherwise, from given fluxes (a previous fit's) the first pass linearises at them
+        // and solves the fluxes itself; otherwise a pass solves the fluxes first.
+        bool unit = !_nl.empty() && _unitStart;
+        bool givenFluxes = !unit && _opt.startFluxes && !_nl.empty() && anyPositiveFlux(params);
         // One pass per trial point: the normal equations at (theta', F) give both the Gauss-Newton system
         // for the next step and, through the flux block, the exact non-negative fluxes F' and chi2 at theta'.
         NormalEquations ne;
+        double chi2 = 0.0;
+        bool started = unit && unitStart(params, ne, chi2);
+        if (!started) chi2 = givenFluxes ? 0.0 : solveFluxes(params);
+        double obj = chi2 + priorTerm(params);
+        if (!std::isfinite(obj)) return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite chi2");
+        if (_nl.empty()) return finish(res, params, chi2, obj, 0, FitStatus::Converged, "fluxes only");
         std::vector<double> neFluxes = fluxesOf(params);
-        {
+        if (!started) {
             std::vector<double> p(params);
             double c;
             if (!evaluateTrial(p, ne, c, _imgCur)) {
@@ -370,6 +387,88 @@ private:
     // Normal equations (free nonlinear parameters and all free fluxes) at params, whose fluxes are the
     // linearisation point F; then replace the fluxes by the exact solution F' at these nonlinear
     // parameters and return chi2(F') = chi2(F) - 2 dF^T b_f + dF^T G dF (exact: the model is linear in F).
+    // A start from moments (fluxes unknown) in one pass instead of two: the normal equations at unit source
+    // fluxes, per band, give the exact fluxes F at these nonlinear parameters (the flux block does not
+    // depend on them) and are then rescaled to F: a source's nonlinear columns in band b scale with its flux
+    // there, and the residual moves by -dF times the flux columns. The result is the normal equations a
+    // pass at F gives (to rounding), chi2 at F, and params with the fluxes F. Needs _unitStart; false
+    // (nothing changed) when the pass fails, and the caller then solves the fluxes in a pass of its own.
+    bool unitStart(std::vector<double>& params, NormalEquations& ne, double& chi2) const {
+        std::vector<double> p(params);
+        for (std::size_t a = 0; a < _fluxes.size(); ++a) {
+            if (!_signed[a]) p[_fluxes[a]] = 1.0;
+        }
+        std::vector<char> active(_P, 0);
+        for (int i : _nl) active[i] = 1;
+        for (int i : _fluxes) active[i] = 1;
+        std::vector<BandNormalEquations> perBand;
+        NormalEquations one;
+        ++_nEval;
+        try {
+            one = sceneNormalEquations(_scene, p, _bands, active, _opt.fluxImages ? &_imgCur : nullptr, &perBand);
+        } catch (InputError const&) {
+            _imgCur.clear();
+            return false;
+        }
+        if (!allFinite(one.H) || !allFinite(one.b) || !std::isfinite(one.chi2)) {
+            _imgCur.clear();
+            return false;
+        }
+        int nF = static_cast<int>(_fluxes.size());
+        std::vector<double> G = subMatrix(one.H, _P, _fluxes, _fluxes);
+        std::vector<double> bf(nF), c(nF);
+        for (int a = 0; a < nF; ++a) {
+            bf[a] = one.b[_fluxes[a]];
+            c[a] = bf[a];
+            for (int k = 0; k < nF; ++k) c[a] += G[a * nF + k] * p[_fluxes[k]];
+        }
+        std::vector<double> F = solveFluxSystem(G, c);
+        std::vector<double> dF(_P, 0.0);  // by parameter: the move of each linear parameter from p
+        for (int a = 0; a < nF; ++a) dF[_fluxes[a]] = F[a] - p[_fluxes[a]];
+        auto const& info = _scene.paramInfo();
+        int nB = _scene.nBands();
+        ne = makeNormalEquations(_P);
+        ne.chi2 = one.chi2;
+        std::vector<double> scale;
+        for (int b = 0; b < nB; ++b) {
+            auto const& g = perBand[b].global;
+            auto const& h = perBand[b].ne;
+            int n = static_cast<int>(g.size());
+            scale.assign(n, 1.0);
+            for (int i = 0; i < n; ++i) {
+                ParamInfo const& pi = info[g[i]];
+                if (pi.kind != ParamKind::Flux && !isSkyKind(pi.kind)) {
+                    scale[i] = F[fluxSlot(_sourceFlux[static_cast<std::size_t>(pi.source) * nB + b])];
+                }
+            }
+            for (int i = 0; i < n; ++i) {
+                double r = h.b[i];
+                for (int j = 0; j < n; ++j) r -= dF[g[j]] * h.H[i * n + j];
+                ne.b[g[i]] += scale[i] * r;
+                for (int j = 0; j < n; ++j) ne.H[g[i] * _P + g[j]] += scale[i] * scale[j] * h.H[i * n + j];
+            }
+        }
+        std::vector<double> dFa(nF);
+        for (int a = 0; a < nF; ++a) {
+            dFa[a] = dF[_fluxes[a]];
+            p[_fluxes[a]] = F[a];
+        }
+        double c2 = updatedChi2(one.chi2, dFa, bf, G, p);
+        if (!std::isfinite(c2) || !allFinite(ne.H) || !allFinite(ne.b)) {
+            _imgCur.clear();
+            return false;
+        }
+        ne.chi2 = c2;
+        chi2 = c2;
+        params = p;
+        return true;
+    }
+
+    // Position of parameter i in _fluxes.
+    int fluxSlot(int i) const {
+        return static_cast<int>(std::find(_fluxes.begin(), _fluxes.end(), i) - _fluxes.begin());
+    }
+
     bool anyPositiveFlux(std::vector<double> const& params) const {
         for (std::size_t a = 0; a < _fluxes.size(); ++a) {
             if (!_signed[a] && params[_fluxes[a]] > 0.0) return true;
@@ -573,6 +672,10 @@ private:
     mutable int _nEval = 0;
     // Flux images (FitOptions::fluxImages) of the current point and of the trial point.
     mutable std::vector<FluxImages> _imgCur, _imgTrial;
+    // Per (source, band): the source's flux parameter in the band (-1: none); _unitStart: every source has
+    // exactly one, free (see unitStart).
+    std::vector<int> _sourceFlux;
+    bool _unitStart = false;
     std::vector<int> _nl, _fluxes;
     std::vector<char> _signed;  // per entry of _fluxes: a sky level (linear, either sign)
     std::vector<Bounds> _bounds;

@@ -495,23 +495,28 @@ def test_flux_images_give_the_fitted_model_without_a_pass(sky):
     assert failed.status in (ge.FitStatus.NON_FINITE, ge.FitStatus.ERROR) and failed.flux_images == []
 
 
-def test_start_fluxes_skip_the_flux_pass_of_a_warm_start():
-    """options.start_fluxes: a refit from a fit's parameters (fluxes included) linearises its first pass
-    at the given fluxes instead of solving them in a pass of its own: one pass fewer, the same solution.
-    Without a positive source flux in params0 the option is ignored."""
-    scene = sersic_like_scene(n_bands=2)
-    truth = np.concatenate([TRUTH[:6], [500.0, 300.0]])
-    psfs = [psf_mixture(1.0), psf_mixture(1.3)]
-    rng = np.random.default_rng(12)
+def _two_band_problem(scene, truth, psfs, seed):
+    rng = np.random.default_rng(seed)
     bands = []
-    for b in range(2):
+    for b in range(scene.n_bands):
         image = ge.scene_image(scene, truth, b, psfs[b], (40, 40)) + rng.normal(0.0, 0.5, (40, 40))
         bands.append(ge.Band(image, np.full((40, 40), 2.0), psf=psfs[b]))
-    start = np.concatenate([START[:6], [0.0, 0.0]])
-    first = ge.fit(scene, bands, start)
+    return bands
+
+
+def test_start_fluxes_skip_the_flux_pass_of_a_warm_start():
+    """options.start_fluxes: a refit from a fit's parameters (fluxes included) of sources with several
+    components linearises its first pass at the given fluxes instead of solving them in a pass of its own:
+    one pass fewer, the same solution. Without a positive source flux in params0 the option is ignored."""
+    disk = ge.FixedProfile([0.6, 0.4], [0.7, 1.6])
+    scene = ge.Scene([ge.Source([ge.Component(disk, "disk"), ge.Component(None, "point")])], n_bands=2)
+    truth = np.array([20.3, 19.6, np.log(3.0), 0.3, -0.2, 400.0, 150.0, 300.0, 90.0])
+    psfs = [psf_mixture(1.0), psf_mixture(1.3)]
+    bands = _two_band_problem(scene, truth, psfs, 12)
+    first = ge.fit(scene, bands, np.concatenate([truth[:5] + [0.4, -0.3, 0.2, -0.1, 0.1], np.zeros(4)]))
     assert first.status == ge.FitStatus.CONVERGED, first.message
-    warm = first.params + np.array([0.05, -0.04, 0.03, 0.02, -0.02, 0.1, 0.0, 0.0])
-    warm[6:] *= 1.02  # the fluxes of a neighbouring solution
+    warm = first.params + np.array([0.05, -0.04, 0.03, 0.02, -0.02, 0.0, 0.0, 0.0, 0.0])
+    warm[5:] *= 1.02  # the fluxes of a neighbouring solution
     opts = ge.FitOptions()
     cold = ge.fit(scene, bands, warm, options=opts)
     opts.start_fluxes = True
@@ -523,8 +528,39 @@ def test_start_fluxes_skip_the_flux_pass_of_a_warm_start():
     assert given.chi2 == pytest.approx(scene.chi2(given.params, bands), rel=1e-10)
     # No positive source flux to linearise at: the fluxes are solved first, as without the option.
     zero = warm.copy()
-    zero[6:] = 0.0
+    zero[5:] = 0.0
     ignored = ge.fit(scene, bands, zero, options=opts)
     opts.start_fluxes = False
     reference = ge.fit(scene, bands, zero, options=opts)
     assert np.array_equal(ignored.params, reference.params) and ignored.n_eval == reference.n_eval
+
+
+@pytest.mark.parametrize("sky", [False, True])
+def test_single_component_sources_start_in_one_pass(sky):
+    """Sources of one component each start with one pass at unit fluxes, rescaled to the exact fluxes:
+    the fit's first normal equations (its Fisher matrix after 0 iterations) and chi2 are those of a pass at
+    the solved fluxes; sources with two components take the flux pass first (two passes)."""
+    spline = ge.SplineProfile(*made_up_spline())
+    sources = [ge.Source([ge.Component(spline, "sersic")]), ge.Source([ge.Component(None, "point")])]
+    scene = ge.Scene(sources, n_bands=2, sky=sky)
+    truth = np.zeros(scene.n_params)
+    truth[:12] = [18.2, 20.5, np.log(2.5), 0.3, -0.2, 2.5, 400.0, 300.0, 25.1, 22.4, 60.0, 20.0]
+    psfs = [psf_mixture(), psf_mixture(1.3)]
+    bands = _two_band_problem(scene, truth, psfs, 5)
+    linear = np.isin(scene.param_kinds(), [int(ge.ParamKind.FLUX), int(ge.ParamKind.SKY)])
+    assert linear.sum() == 4 + 2 * sky
+    start = np.where(linear, 0.0, truth + 0.1)
+    opts = ge.FitOptions()
+    opts.max_iter = 0
+    res = ge.fit(scene, bands, start, options=opts)
+    assert res.n_eval == 1
+    assert np.array_equal(res.params[~linear], start[~linear]) and np.all(res.params[linear] != 0.0)
+    chi2, _, H, _ = scene.normal_equations(res.params, bands)
+    assert res.chi2 == pytest.approx(chi2, rel=1e-12)
+    np.testing.assert_allclose(res.fisher, H, rtol=1e-11, atol=1e-12 * np.abs(H).max())
+    # The flux pass first where a source has two components.
+    disk = ge.FixedProfile([0.6, 0.4], [0.7, 1.6])
+    two = ge.Scene([ge.Source([ge.Component(disk, "disk"), ge.Component(None, "point")])], n_bands=2, sky=sky)
+    start2 = np.zeros(two.n_params)
+    start2[:5] = [20.3, 19.6, np.log(3.0), 0.3, -0.2]
+    assert ge.fit(two, bands, start2, options=opts).n_eval == 2

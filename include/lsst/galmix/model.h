@@ -148,11 +148,20 @@ struct FluxImages {
     std::vector<double> pixels;  // columns.size() x ny x nx
 };
 
+/// One band's share of sceneNormalEquations: its chi2, H and b over the parameters `global` (the columns its
+/// pass touched; local index i is parameter global[i]).
+struct BandNormalEquations {
+    std::vector<int> global;
+    NormalEquations ne;
+};
+
 /// One-pass chi2 and normal equations (nParams x nParams, global layout) summed over bands; inactive
-/// parameters have zero rows and columns. With `fluxImages`, the same pass fills one FluxImages per band.
+/// parameters have zero rows and columns. With `fluxImages`, the same pass fills one FluxImages per band;
+/// with `perBand`, it also keeps each band's share.
 NormalEquations sceneNormalEquations(Scene const& scene, std::vector<double> const& params,
                                      std::vector<BandData> const& bands, std::vector<char> const& active,
-                                     std::vector<FluxImages>* fluxImages = nullptr);
+                                     std::vector<FluxImages>* fluxImages = nullptr,
+                                     std::vector<BandNormalEquations>* perBand = nullptr);
 
 /// Shape matrix S(eta) = R(theta) diag(1, q^2) R(theta)^T (xx, xy, yy) and its derivatives
 /// d/deta1, d/deta2 (each xx, xy, yy).

@@ -34,7 +34,8 @@ struct FitOptions {
     bool fluxImages = false;
     /// The free fluxes of params0 are a starting point (a previous fit's): the first pass linearises at
     /// them instead of a pass solving the fluxes first (one pass fewer). Ignored when no source flux of
-    /// params0 is positive.
+    /// params0 is positive, and where every source has one component (its first pass, at unit fluxes,
+    /// solves them anyway).
     bool startFluxes = false;
 };
 

@@ -404,7 +404,8 @@ void bindOptimize(py::module_& m) {
     options.def_readwrite("start_fluxes", &FitOptions::startFluxes,
                           "The free fluxes of params0 are a starting point (bool; a previous fit's): the\n"
                           "first pass linearises at them instead of a pass that solves the fluxes first.\n"
-                          "Ignored when no source flux of params0 is positive.");
+                          "Ignored when no source flux of params0 is positive, and where every source has\n"
+                          "one component (the first pass, at unit fluxes, solves them anyway).");
 
     py::class_<FitResult>(m, "FitResult",
                           "Result of fit/fit_batch: params (P,), chi2, objective, n_iter, n_pix, status, message,\n"
