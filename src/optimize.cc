@@ -384,9 +384,6 @@ private:
         return x;
     }
 
-    // Normal equations (free nonlinear parameters and all free fluxes) at params, whose fluxes are the
-    // linearisation point F; then replace the fluxes by the exact solution F' at these nonlinear
-    // parameters and return chi2(F') = chi2(F) - 2 dF^T b_f + dF^T G dF (exact: the model is linear in F).
     // A start from moments (fluxes unknown) in one pass instead of two: the normal equations at unit source
     // fluxes, per band, give the exact fluxes F at these nonlinear parameters (the flux block does not
     // depend on them) and are then rescaled to F: a source's nonlinear columns in band b scale with its flux
@@ -405,7 +402,8 @@ private:
         NormalEquations one;
         ++_nEval;
         try {
-            one = sceneNormalEquations(_scene, p, _bands, active, _opt.fluxImages ? &_imgCur : nullptr, &perBand);
+            one = sceneNormalEquations(_scene, p, _bands, active, _opt.fluxImages ? &_imgCur : nullptr,
+                                       &perBand);
         } catch (InputError const&) {
             _imgCur.clear();
             return false;
@@ -414,21 +412,13 @@ private:
             _imgCur.clear();
             return false;
         }
-        int nF = static_cast<int>(_fluxes.size());
-        std::vector<double> G = subMatrix(one.H, _P, _fluxes, _fluxes);
-        std::vector<double> bf(nF), c(nF);
-        for (int a = 0; a < nF; ++a) {
-            bf[a] = one.b[_fluxes[a]];
-            c[a] = bf[a];
-            for (int k = 0; k < nF; ++k) c[a] += G[a * nF + k] * p[_fluxes[k]];
-        }
-        std::vector<double> F = solveFluxSystem(G, c);
-        std::vector<double> dF(_P, 0.0);  // by parameter: the move of each linear parameter from p
-        for (int a = 0; a < nF; ++a) dF[_fluxes[a]] = F[a] - p[_fluxes[a]];
+        std::vector<double> moves;
+        double c2 = solveFluxesAt(one, p, moves);  // p now holds the exact fluxes F
+        std::vector<double> dF(_P, 0.0);  // by parameter: the move of each linear parameter
+        for (std::size_t a = 0; a < _fluxes.size(); ++a) dF[_fluxes[a]] = moves[a];
         auto const& info = _scene.paramInfo();
         int nB = _scene.nBands();
         ne = makeNormalEquations(_P);
-        ne.chi2 = one.chi2;
         std::vector<double> scale;
         for (int b = 0; b < nB; ++b) {
             auto const& g = perBand[b].global;
@@ -438,7 +428,7 @@ private:
             for (int i = 0; i < n; ++i) {
                 ParamInfo const& pi = info[g[i]];
                 if (pi.kind != ParamKind::Flux && !isSkyKind(pi.kind)) {
-                    scale[i] = F[fluxSlot(_sourceFlux[static_cast<std::size_t>(pi.source) * nB + b])];
+                    scale[i] = p[_sourceFlux[static_cast<std::size_t>(pi.source) * nB + b]];
                 }
             }
             for (int i = 0; i < n; ++i) {
@@ -448,12 +438,6 @@ private:
                 for (int j = 0; j < n; ++j) ne.H[g[i] * _P + g[j]] += scale[i] * scale[j] * h.H[i * n + j];
             }
         }
-        std::vector<double> dFa(nF);
-        for (int a = 0; a < nF; ++a) {
-            dFa[a] = dF[_fluxes[a]];
-            p[_fluxes[a]] = F[a];
-        }
-        double c2 = updatedChi2(one.chi2, dFa, bf, G, p);
         if (!std::isfinite(c2) || !allFinite(ne.H) || !allFinite(ne.b)) {
             _imgCur.clear();
             return false;
@@ -464,11 +448,6 @@ private:
         return true;
     }
 
-    // Position of parameter i in _fluxes.
-    int fluxSlot(int i) const {
-        return static_cast<int>(std::find(_fluxes.begin(), _fluxes.end(), i) - _fluxes.begin());
-    }
-
     bool anyPositiveFlux(std::vector<double> const& params) const {
         for (std::size_t a = 0; a < _fluxes.size(); ++a) {
             if (!_signed[a] && params[_fluxes[a]] > 0.0) return true;
@@ -476,6 +455,9 @@ private:
         return false;
     }
 
+    // Normal equations (free nonlinear parameters and all free fluxes) at params, whose fluxes are the
+    // linearisation point F; then replace the fluxes by the exact solution F' at these nonlinear
+    // parameters and return chi2(F') = chi2(F) - 2 dF^T b_f + dF^T G dF (exact: the model is linear in F).
     // With FitOptions::fluxImages the pass also fills `images` (emptied when the pass fails).
     bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2,
                        std::vector<FluxImages>& images) const {
@@ -496,9 +478,19 @@ private:
             return false;  // e.g. a size so small that a covariance degenerates: reject the step
         }
         if (!allFinite(ne.H) || !allFinite(ne.b) || !std::isfinite(ne.chi2)) return false;
-        int nF = static_cast<int>(_fluxes.size());
         chi2 = ne.chi2;
-        if (nF == 0) return true;
+        if (_fluxes.empty()) return true;
+        std::vector<double> moves;
+        chi2 = solveFluxesAt(ne, params, moves);
+        return std::isfinite(chi2);
+    }
+
+    // Replace the free fluxes of `params` (the fluxes `ne` is linearised at) by the exact (non-negative)
+    // solution at its nonlinear parameters, from the flux block of `ne`; `moves` gets their changes (per
+    // entry of _fluxes). Returns chi2 at the new fluxes (updatedChi2).
+    double solveFluxesAt(NormalEquations const& ne, std::vector<double>& params,
+                         std::vector<double>& moves) const {
+        int nF = static_cast<int>(_fluxes.size());
         std::vector<double> G = subMatrix(ne.H, _P, _fluxes, _fluxes);
         std::vector<double> bf(nF), c(nF);
         for (int a = 0; a < nF; ++a) {
@@ -507,11 +499,12 @@ private:
             for (int k = 0; k < nF; ++k) c[a] += G[a * nF + k] * params[_fluxes[k]];
         }
         std::vector<double> F = solveFluxSystem(G, c);
-        std::vector<double> dF(nF);
-        for (int a = 0; a < nF; ++a) dF[a] = F[a] - params[_fluxes[a]];
-        for (int a = 0; a < nF; ++a) params[_fluxes[a]] = F[a];
-        chi2 = updatedChi2(chi2, dF, bf, G, params);
-        return std::isfinite(chi2);
+        moves.resize(nF);
+        for (int a = 0; a < nF; ++a) {
+            moves[a] = F[a] - params[_fluxes[a]];
+            params[_fluxes[a]] = F[a];
+        }
+        return updatedChi2(ne.chi2, moves, bf, G, params);
     }
 
     // chi2 after the fluxes move by dF from a point with chi2 `chi2`, flux-block b and Gram matrix G:

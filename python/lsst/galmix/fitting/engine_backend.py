@@ -119,8 +119,9 @@ def make_problem(
         ``settings.warm_lambda0`` instead of the engine's default for starts from moments.
     fluxes0 : `numpy.ndarray`, optional
         ``(n_band, n_comp)`` fluxes of the fitted solution a warm start starts from (non-finite taken as
-        zero): the engine's first pass linearises at them (`FitOptions.start_fluxes`) instead of solving
-        the fluxes in a pass of its own.
+        zero): where a source has several components the engine's first pass linearises at them
+        (`FitOptions.start_fluxes`) instead of solving the fluxes in a pass of its own (sources of one
+        component start in one pass anyway).
     """
     used = [i for i, b in enumerate(bands) if b is not None]
     t = _template(specs, len(used), sky, sky_plane, settings)
