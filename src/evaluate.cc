@@ -32,6 +32,7 @@ GPre precompute(Gaussian const& g) {
     p.ixx = g.yy / det;
     p.ixy = -g.xy / det;
     p.iyy = g.xx / det;
+    p.rixx = 1.0 / p.ixx;
     p.unit = 1.0 / (kTwoPi * std::sqrt(det));
     p.flux = g.flux;
     p.dBegin = p.dEnd = p.nFlux = p.nCentre = p.nShape = 0;

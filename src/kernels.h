@@ -12,6 +12,7 @@ namespace detail {
 // (ds[dBegin, dEnd), ordered by kind: nFlux of kind 0, nCentre of kind 1, nShape of kind 2, then kind 3).
 struct GPre {
     double cx, cy, ixx, ixy, iyy, unit, flux;
+    double rixx;  // 1 / ixx: row ranges multiply by it (a division per Gaussian-row costs ~5% of small fits)
     int dBegin, dEnd, nFlux, nCentre, nShape;
     // Bit t set: a derivative of this Gaussian lies in column tile t (columns [t tile, (t + 1) tile) of
     // the active table's tile width). Set by the caller when the sparse normal-equation path is on.
@@ -45,9 +46,9 @@ constexpr int kMaxSparseTiles = 64;
 // sparse: zero, accumulate and rank-update only the column tiles the evaluated Gaussians touch (their
 // GPre::tiles must be set); bit-identical to the dense path, which visits every column.
 constexpr int kRowDoubles = 24 + 2 * kMaxBlock;
-// Per Gaussian, constants of the row recurrences that depend on its shape only (kernels_impl.inc), filled
-// by the first run of an image: the caller sizes gconst nG * kGaussConstDoubles and sets *ready = 0.
-constexpr int kGaussConstDoubles = 1 + 2 * kMaxBlock;
+// Per Gaussian, the constant of the row recurrences that depends on its shape only (kernels_impl.inc),
+// filled by the first run of an image: the caller sizes gconst nG * kGaussConstDoubles and sets *ready = 0.
+constexpr int kGaussConstDoubles = 1;
 // cols (optional): the kernel also writes the Jacobian columns colIdx[0, nCols) of the run's pixels to
 // cols + j colStride + i, i < n rounded up to kMaxBlock (flux columns: the unit-flux models, which spares
 // the caller a second pass to draw the fitted model).
