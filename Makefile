@@ -77,7 +77,8 @@ sanitize: install
 	$(SAN_ENV) $(PY) -c "import lsst.galmix._galmix as m; assert '$(SANITIZE_DIR)/' in m.__file__, m.__file__"
 	$(SAN_ENV) GALMIX_FUZZ_EXAMPLES=$(SANITIZE_EXAMPLES) GALMIX_FUZZ_STATS=$(CURDIR)/$(FUZZ_STATS) \
 		$(PY) -m pytest -n 2 -p no:cacheprovider tests/test_engine_eval.py tests/test_engine_model.py \
-		tests/test_engine_fit.py tests/fuzz; status=$$?; \
+		tests/test_engine_fit.py tests/test_engine_normal_sparse.py tests/test_engine_reference.py \
+		tests/fuzz; status=$$?; \
 	if ls $(SANITIZE_DIR)/report.* >/dev/null 2>&1; then \
 		cat $(SANITIZE_DIR)/report.*; echo "make sanitize: sanitizer findings (above)" >&2; exit 1; fi; \
 	exit $$status

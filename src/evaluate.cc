@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 #include <sstream>
+#include <tuple>
+#include <utility>
 
 #include "kernels.h"
 #include "lsst/galmix/simd.h"
@@ -17,6 +19,7 @@ namespace {
 
 using detail::DPre;
 using detail::GPre;
+using detail::GroupTerm;
 using detail::kMaxBlock;
 
 constexpr double kTwoPi = 6.283185307179586476925286766559;
@@ -35,36 +38,28 @@ GPre precompute(Gaussian const& g) {
     p.rixx = 1.0 / p.ixx;
     p.unit = 1.0 / (kTwoPi * std::sqrt(det));
     p.flux = g.flux;
-    p.dBegin = p.dEnd = p.nFlux = p.nCentre = p.nShape = 0;
+    p.dBegin = p.dEnd = 0;
+    p.fluxGroup = p.cenBegin = p.cenEnd = p.covBegin = p.covEnd = -1;
+    p.alone = false;
     p.tiles = 0;
     return p;
 }
 
-DPre precomputeDeriv(GPre const& p, GaussianDeriv const& d, int col) {
-    // dv/dflux = e; dv/dcx = v ux; dv/dcy = v uy; dv/dCxx = v (ux^2 - ixx)/2; dv/dCxy = v (ux uy - ixy);
-    // dv/dCyy = v (uy^2 - iyy)/2, with v = flux e.
-    DPre o;
-    o.col = col;
-    double f = p.flux;
-    auto const& c = d.d;
-    o.k[0] = c[0] - f * (0.5 * c[3] * p.ixx + c[4] * p.ixy + 0.5 * c[5] * p.iyy);
-    o.k[1] = f * c[1];
-    o.k[2] = f * c[2];
-    o.k[3] = 0.5 * f * c[3];
-    o.k[4] = f * c[4];
-    o.k[5] = 0.5 * f * c[5];
-    bool cov = (c[3] != 0.0 || c[4] != 0.0 || c[5] != 0.0);
-    bool cen = (c[1] != 0.0 || c[2] != 0.0);
-    if (!cov && !cen) {
-        o.kind = 0;
-    } else if (!cov && c[0] == 0.0) {
-        o.kind = 1;
-    } else if (!cen) {
-        o.kind = 2;
-    } else {
-        o.kind = 3;
+// Appends `part` to `terms` as a new group, or returns the group of the previous Gaussian (`prev`: its
+// [begin, end)) when its terms are the same: consecutive Gaussians with the same parts share a group.
+std::pair<int, int> groupOf(std::vector<GroupTerm> const& part, std::pair<int, int> prev,
+                            std::vector<GroupTerm>& terms) {
+    if (part.empty()) return {-1, -1};
+    auto same = [](GroupTerm const& x, GroupTerm const& y) {
+        return x.col == y.col && x.a == y.a && x.b == y.b && x.c == y.c;
+    };
+    if (prev.first >= 0 && prev.second - prev.first == static_cast<int>(part.size()) &&
+        std::equal(part.begin(), part.end(), terms.begin() + prev.first, same)) {
+        return prev;
     }
-    return o;
+    int begin = static_cast<int>(terms.size());
+    terms.insert(terms.end(), part.begin(), part.end());
+    return {begin, static_cast<int>(terms.size())};
 }
 
 // Zero-initialised, 64-byte aligned doubles.
@@ -270,31 +265,48 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
             for (int k = 0; k < 6; ++k) it->d[k] += d.d[k];
         }
     }
-    // Each Gaussian's derivatives ordered by kind (flux, centre, shape, general): the kernel loops over each
-    // kind without a per-derivative branch.
+    // Each Gaussian's derivatives split into flux parts and the terms of its centre and covariance groups
+    // (kernels.h). The derivative coefficients are (dflux, dcx, dcy, dCxx, dCxy, dCyy) of the Gaussian.
     std::vector<DPre> ds;
     ds.reserve(grouped.size());
-    std::vector<DPre> pre;  // one Gaussian's non-zero derivatives, reused
+    std::vector<GroupTerm> terms;
+    std::vector<GroupTerm> centre, covariance;  // one Gaussian's parts, reused
+    std::pair<int, int> cen{-1, -1}, cov{-1, -1};
     for (std::size_t g = 0; g < nG; ++g) {
         GaussianDeriv const* first = grouped.data() + start[g];
-        pre.clear();
-        for (int i = 0; i < count[g]; ++i) {
-            auto const& d = first[i];
-            bool zero = std::all_of(d.d.begin(), d.d.end(), [](double v) { return v == 0.0; });
-            if (!zero) pre.push_back(precomputeDeriv(gs[g], d, d.column));
-        }
+        GaussianDeriv const* last = first + count[g];
+        // Sorted by column, so that the same parts compare equal whatever order the model listed them in.
+        std::sort(grouped.begin() + start[g], grouped.begin() + start[g] + count[g],
+                  [](GaussianDeriv const& x, GaussianDeriv const& y) { return x.column < y.column; });
+        centre.clear();
+        covariance.clear();
         gs[g].dBegin = static_cast<int>(ds.size());
-        for (int kind = 0; kind < 4; ++kind) {
-            int before = static_cast<int>(ds.size());
-            for (auto const& dp : pre) {
-                if (dp.kind == kind) ds.push_back(dp);
-            }
-            int n = static_cast<int>(ds.size()) - before;
-            if (kind == 0) gs[g].nFlux = n;
-            if (kind == 1) gs[g].nCentre = n;
-            if (kind == 2) gs[g].nShape = n;
+        for (GaussianDeriv const* d = first; d < last; ++d) {
+            auto const& c = d->d;
+            if (c[0] != 0.0) ds.push_back({d->column, c[0]});
+            if (c[1] != 0.0 || c[2] != 0.0) centre.push_back({d->column, c[1], c[2], 0.0});
+            if (c[3] != 0.0 || c[4] != 0.0 || c[5] != 0.0) covariance.push_back({d->column, 0.5 * c[3], c[4], 0.5 * c[5]});
         }
         gs[g].dEnd = static_cast<int>(ds.size());
+        if (gs[g].dEnd > gs[g].dBegin) {
+            // The same flux columns as the previous Gaussian: the same flux group.
+            GPre const* prev = g > 0 ? &gs[g - 1] : nullptr;
+            bool same = prev && prev->fluxGroup >= 0 && prev->dEnd - prev->dBegin == gs[g].dEnd - gs[g].dBegin &&
+                        std::equal(ds.begin() + gs[g].dBegin, ds.end(), ds.begin() + prev->dBegin,
+                                   [](DPre const& x, DPre const& y) { return x.col == y.col; });
+            gs[g].fluxGroup = same ? prev->fluxGroup : static_cast<int>(g);
+        }
+        cen = groupOf(centre, cen, terms);
+        cov = groupOf(covariance, cov, terms);
+        std::tie(gs[g].cenBegin, gs[g].cenEnd) = cen;
+        std::tie(gs[g].covBegin, gs[g].covEnd) = cov;
+    }
+    for (std::size_t g = 0; g < nG; ++g) {
+        auto shares = [&](std::size_t o) {
+            return (gs[o].fluxGroup >= 0 && gs[o].fluxGroup == gs[g].fluxGroup) ||
+                   (gs[o].covBegin >= 0 && gs[o].covBegin == gs[g].covBegin);
+        };
+        gs[g].alone = !(g > 0 && shares(g - 1)) && !(g + 1 < nG && shares(g + 1));
     }
     auto const& kernels = detail::activeKernels();
     int lanes = kernels.lanes;
@@ -311,7 +323,10 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
     if (sparse) {
         unsigned long long all = 0;
         for (auto& g : gs) {
-            for (int i = g.dBegin; i < g.dEnd; ++i) g.tiles |= 1ull << (ds[i].col / kernels.tile);
+            auto tile = [&](int col) { g.tiles |= 1ull << (col / kernels.tile); };
+            for (int i = g.dBegin; i < g.dEnd; ++i) tile(ds[i].col);
+            for (int t = g.cenBegin; t < g.cenEnd; ++t) tile(terms[t].col);
+            for (int t = g.covBegin; t < g.covEnd; ++t) tile(terms[t].col);
             all |= g.tiles;
         }
         if (path == NormalPath::Auto) {
@@ -339,7 +354,7 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
         int nPad = ((n + kMaxBlock - 1) / kMaxBlock) * kMaxBlock;
         std::fill(data.begin() + n, data.begin() + nPad, 0.0);
         std::fill(w.begin() + n, w.begin() + nPad, 0.0);
-        kernels.normalRun(gs.data(), static_cast<int>(gs.size()), ds.data(), image.y0() + run.row,
+        kernels.normalRun(gs.data(), static_cast<int>(gs.size()), ds.data(), terms.data(), image.y0() + run.row,
                           image.x0() + run.begin, n, data.data(), w.data(), P, scratch);
         for (int j = 0; j < nCols; ++j) {
             std::copy_n(cols.data() + j * padded, n, columnImages + j * plane + run.row * nx + run.begin);

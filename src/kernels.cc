@@ -37,7 +37,8 @@ constexpr double kCutFit = 25.0;
 // with GALMIX_MARCH=native (then still 2-double blocks).
 namespace isa_baseline {
 #define GALMIX_KLANES 2
-#define GALMIX_KUNROLL 1
+// Two 2-double registers per step: 2-5% faster than one on the 24^2 and 40^2 stamps of fits.
+#define GALMIX_KUNROLL 2
 #define GALMIX_KNAME "baseline"
 #if defined(__AVX2__)
 #define GALMIX_KDESC "the build's -march (GALMIX_MARCH)"
@@ -59,8 +60,10 @@ namespace isa_baseline {
 #pragma GCC target("avx,avx2,fma,bmi,bmi2,lzcnt,movbe,f16c,popcnt")
 namespace isa_avx2 {
 #define GALMIX_KLANES 4
-// Two registers per step: 1-band bench_fit fits 4% faster, 3-band 5%, NE at 64^2-256^2 13-20%.
-#define GALMIX_KUNROLL 2
+// One register per step: with the group sums of the derivative groups (kernels.h) two registers per step
+// spill on 16 ymm registers; one was 8-12% faster on the 16^2-32^2 stamps of fits, the same at 48^2 and
+// 2-3% slower at 64^2 (bench_engine.py's source with PSFs of 2 and 4 Gaussians; doc/engine.rst).
+#define GALMIX_KUNROLL 1
 #define GALMIX_KNAME "avx2"
 #define GALMIX_KDESC "x86-64-v3 (AVX2+FMA)"
 #include "kernels_impl.inc"
@@ -77,7 +80,8 @@ namespace isa_avx2 {
 namespace isa_avx512 {
 #define GALMIX_KLANES 8
 // One register per step: two were 15-20% faster on 128^2-256^2 stamps but 3-10% slower on the small
-// stamps of fits (a 16-pixel step wastes more at the ends of short rows).
+// stamps of fits (a 16-pixel step wastes more at the ends of short rows); with the derivative groups
+// 16-20% slower on 24^2 and 40^2 stamps.
 #define GALMIX_KUNROLL 1
 #define GALMIX_KNAME "avx512"
 #define GALMIX_KDESC "x86-64-v4 (AVX-512F/BW/CD/DQ/VL+FMA)"

@@ -8,23 +8,42 @@ namespace lsst {
 namespace galmix {
 namespace detail {
 
-// A Gaussian ready for evaluation: inverse covariance, normalisation, and its slice of derivatives
-// (ds[dBegin, dEnd), ordered by kind: nFlux of kind 0, nCentre of kind 1, nShape of kind 2, then kind 3).
+// A Gaussian ready for evaluation: inverse covariance, normalisation, its flux parts ds[dBegin, dEnd), the
+// first Gaussian of its flux group (-1: no flux parts) and the terms of its centre and covariance groups,
+// terms[cenBegin, cenEnd) and terms[covBegin, covEnd) (begin = end = -1: none).
 struct GPre {
     double cx, cy, ixx, ixy, iyy, unit, flux;
     double rixx;  // 1 / ixx: row ranges multiply by it (a division per Gaussian-row costs ~5% of small fits)
-    int dBegin, dEnd, nFlux, nCentre, nShape;
+    int dBegin, dEnd, fluxGroup, cenBegin, cenEnd, covBegin, covEnd;
+    // No other Gaussian shares its flux or covariance group: its parts go to their columns directly (the
+    // PSF Gaussians of a PSF fit), without the group sums' stores and zeroing.
+    bool alone;
     // Bit t set: a derivative of this Gaussian lies in column tile t (columns [t tile, (t + 1) tile) of
     // the active table's tile width). Set by the caller when the sparse normal-equation path is on.
     unsigned long long tiles;
 };
 
-// d(model)/d(param) for one Gaussian = e * (k0 + k1 ux + k2 uy + k3 ux^2 + k4 ux uy + k5 uy^2), with
-// e = exp(-Q/2) / (2 pi sqrt(det)) and u = C^{-1} (p - centre). kind: 0 flux only (k0), 1 centre only
-// (k1, k2), 2 flux and covariance (k1 = k2 = 0: sizes, shapes, Sersic index), 3 general.
+// d(model)/d(param) of one Gaussian of flux f, with e = exp(-Q/2) / (2 pi sqrt(det)), v = f e and
+// u = C^{-1} (p - centre), split by what the parameter moves:
+//   flux part        k e                                                   (DPre, per Gaussian)
+//   centre part      a v ux + b v uy                                       (GroupTerm of its centre group)
+//   covariance part  a v (ux^2 - ixx) + b v (ux uy - ixy) + c v (uy^2 - iyy)  (GroupTerm of its covariance group)
+// A centre or covariance group is a run of consecutive Gaussians whose parts are the same for every
+// parameter: the PSF Gaussians of one profile component share d(covariance)/d(param), all Gaussians of a
+// source its centre's. The kernel sums v ux, v uy and the three covariance terms over a group's Gaussians
+// and adds them to the group's columns once, instead of adding every Gaussian to every column. A flux group
+// is a run of Gaussians with flux parts in the same columns: the kernel sums the first kFluxRegs of them
+// over the group in registers (further flux parts go to the Jacobian row directly). Why: a column that
+// every Gaussian adds to in the Jacobian row in memory is a chain of dependent loads and stores from
+// Gaussian to Gaussian; sums in registers leave one load and store per group.
 struct DPre {
-    int col, kind;
-    double k[6];
+    int col;
+    double k;
+};
+constexpr int kFluxRegs = 2;
+struct GroupTerm {
+    int col;
+    double a, b, c;
 };
 
 // Pixels whose vectors every kernel pads its runs to (the widest block of any instruction set).
@@ -81,8 +100,8 @@ struct KernelTable {
                       double const* w, double* m);
     // Adds one run's chi2, J^T W J (lower triangle) and J^T W r to the scratch accumulators. data and w
     // are padded with zeros to a multiple of kMaxBlock.
-    void (*normalRun)(GPre const* gs, int nG, DPre const* ds, double ypix, double x0, int n,
-                      double const* data, double const* w, int P, NormalScratch const& s);
+    void (*normalRun)(GPre const* gs, int nG, DPre const* ds, GroupTerm const* terms, double ypix, double x0,
+                      int n, double const* data, double const* w, int P, NormalScratch const& s);
 };
 
 // The kernels in use (selected once from GALMIX_ISA or the CPU, changed by setIsa).
