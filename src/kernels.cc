@@ -39,6 +39,7 @@ namespace isa_baseline {
 #define GALMIX_KLANES 2
 // Two 2-double registers per step: 2-5% faster than one on the 24^2 and 40^2 stamps of fits.
 #define GALMIX_KUNROLL 2
+#define GALMIX_KUNROLL_LONG 2
 #define GALMIX_KNAME "baseline"
 #if defined(__AVX2__)
 #define GALMIX_KDESC "the build's -march (GALMIX_MARCH)"
@@ -48,6 +49,7 @@ namespace isa_baseline {
 #include "kernels_impl.inc"
 #undef GALMIX_KLANES
 #undef GALMIX_KUNROLL
+#undef GALMIX_KUNROLL_LONG
 #undef GALMIX_KNAME
 #undef GALMIX_KDESC
 }  // namespace isa_baseline
@@ -60,15 +62,19 @@ namespace isa_baseline {
 #pragma GCC target("avx,avx2,fma,bmi,bmi2,lzcnt,movbe,f16c,popcnt")
 namespace isa_avx2 {
 #define GALMIX_KLANES 4
-// One register per step: with the group sums of the derivative groups (kernels.h) two registers per step
-// spill on 16 ymm registers; one was 8-12% faster on the 16^2-32^2 stamps of fits, the same at 48^2 and
-// 2-3% slower at 64^2 (bench_engine.py's source with PSFs of 2 and 4 Gaussians; doc/engine.rst).
+// One register per step on runs shorter than kLongRun: with the group sums of the derivative groups
+// (kernels.h) two registers per step spill on 16 ymm registers; one was 8-12% faster on the 16^2-32^2
+// stamps of fits, the same at 48^2 and 2-3% slower at 64^2 (bench_engine.py's source with PSFs of 2 and
+// 4 Gaussians; doc/engine.rst). Two on runs of 56 pixels and more: NE 1-9% faster at 64^2, 5-27% at
+// 128^2, 5-8% at 256^2 (bench_engine.py).
 #define GALMIX_KUNROLL 1
+#define GALMIX_KUNROLL_LONG 2
 #define GALMIX_KNAME "avx2"
 #define GALMIX_KDESC "x86-64-v3 (AVX2+FMA)"
 #include "kernels_impl.inc"
 #undef GALMIX_KLANES
 #undef GALMIX_KUNROLL
+#undef GALMIX_KUNROLL_LONG
 #undef GALMIX_KNAME
 #undef GALMIX_KDESC
 }  // namespace isa_avx2
@@ -83,11 +89,13 @@ namespace isa_avx512 {
 // stamps of fits (a 16-pixel step wastes more at the ends of short rows); with the derivative groups
 // 16-20% slower on 24^2 and 40^2 stamps.
 #define GALMIX_KUNROLL 1
+#define GALMIX_KUNROLL_LONG 1
 #define GALMIX_KNAME "avx512"
 #define GALMIX_KDESC "x86-64-v4 (AVX-512F/BW/CD/DQ/VL+FMA)"
 #include "kernels_impl.inc"
 #undef GALMIX_KLANES
 #undef GALMIX_KUNROLL
+#undef GALMIX_KUNROLL_LONG
 #undef GALMIX_KNAME
 #undef GALMIX_KDESC
 }  // namespace isa_avx512

@@ -65,9 +65,10 @@ constexpr int kMaxSparseTiles = 64;
 // sparse: zero, accumulate and rank-update only the column tiles the evaluated Gaussians touch (their
 // GPre::tiles must be set); bit-identical to the dense path, which visits every column.
 constexpr int kRowDoubles = 24 + 2 * kMaxBlock;
-// Per Gaussian, the constant of the row recurrences that depends on its shape only (kernels_impl.inc),
+// Per Gaussian, the constants of the row recurrences that depend on its shape only (kernels_impl.inc: one
+// for steps of one block, one for steps of two),
 // filled by the first run of an image: the caller sizes gconst nG * kGaussConstDoubles and sets *ready = 0.
-constexpr int kGaussConstDoubles = 1;
+constexpr int kGaussConstDoubles = 2;
 // cols (optional): the kernel also writes the Jacobian columns colIdx[0, nCols) of the run's pixels to
 // cols + j colStride + i, i < n rounded up to kMaxBlock (flux columns: the unit-flux models, which spares
 // the caller a second pass to draw the fitted model).

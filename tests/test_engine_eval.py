@@ -294,8 +294,10 @@ def wide_scene():
     sinv = rng.uniform(0.5, 1.5, shape)
     data = model + rng.normal(0, 1, shape) / sinv
     G = conv.shape[0]
-    # Columns of every kind the kernel distinguishes: flux (0, 6), centre (1, 2), flux and covariance (3,
-    # 4, 5, 7) and general (8: centre and covariance together).
+    # Columns of every part the kernel distinguishes: flux (0, 6), centre (1, 2), covariance (3, 4, 5),
+    # flux and covariance (7) and all three (8). The centre and covariance parts are the same for every
+    # Gaussian (one centre and one covariance group of G Gaussians); column 6 has no flux part in
+    # Gaussian 0, which then starts a flux group of its own. Rows of 301 pixels: the long-run steps.
     deriv = np.zeros((G, 6, 9))
     for g in range(G):
         deriv[g, :, :6] = np.eye(6) * [1.0 / conv[g, 0], 1, 1, 1, 1, 1]  # one shared set of 6 columns
