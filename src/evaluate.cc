@@ -285,13 +285,16 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
             auto const& c = d->d;
             if (c[0] != 0.0) ds.push_back({d->column, c[0]});
             if (c[1] != 0.0 || c[2] != 0.0) centre.push_back({d->column, c[1], c[2], 0.0});
-            if (c[3] != 0.0 || c[4] != 0.0 || c[5] != 0.0) covariance.push_back({d->column, 0.5 * c[3], c[4], 0.5 * c[5]});
+            if (c[3] != 0.0 || c[4] != 0.0 || c[5] != 0.0) {
+                covariance.push_back({d->column, 0.5 * c[3], c[4], 0.5 * c[5]});
+            }
         }
         gs[g].dEnd = static_cast<int>(ds.size());
         if (gs[g].dEnd > gs[g].dBegin) {
             // The same flux columns as the previous Gaussian: the same flux group.
             GPre const* prev = g > 0 ? &gs[g - 1] : nullptr;
-            bool same = prev && prev->fluxGroup >= 0 && prev->dEnd - prev->dBegin == gs[g].dEnd - gs[g].dBegin &&
+            bool same = prev && prev->fluxGroup >= 0 &&
+                        prev->dEnd - prev->dBegin == gs[g].dEnd - gs[g].dBegin &&
                         std::equal(ds.begin() + gs[g].dBegin, ds.end(), ds.begin() + prev->dBegin,
                                    [](DPre const& x, DPre const& y) { return x.col == y.col; });
             gs[g].fluxGroup = same ? prev->fluxGroup : static_cast<int>(g);
@@ -354,8 +357,8 @@ void accumulateNormalEquations(Mixture const& mixture, std::vector<GaussianDeriv
         int nPad = ((n + kMaxBlock - 1) / kMaxBlock) * kMaxBlock;
         std::fill(data.begin() + n, data.begin() + nPad, 0.0);
         std::fill(w.begin() + n, w.begin() + nPad, 0.0);
-        kernels.normalRun(gs.data(), static_cast<int>(gs.size()), ds.data(), terms.data(), image.y0() + run.row,
-                          image.x0() + run.begin, n, data.data(), w.data(), P, scratch);
+        kernels.normalRun(gs.data(), static_cast<int>(gs.size()), ds.data(), terms.data(),
+                          image.y0() + run.row, image.x0() + run.begin, n, data.data(), w.data(), P, scratch);
         for (int j = 0; j < nCols; ++j) {
             std::copy_n(cols.data() + j * padded, n, columnImages + j * plane + run.row * nx + run.begin);
         }

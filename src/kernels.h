@@ -25,9 +25,9 @@ struct GPre {
 
 // d(model)/d(param) of one Gaussian of flux f, with e = exp(-Q/2) / (2 pi sqrt(det)), v = f e and
 // u = C^{-1} (p - centre), split by what the parameter moves:
-//   flux part        k e                                                   (DPre, per Gaussian)
-//   centre part      a v ux + b v uy                                       (GroupTerm of its centre group)
-//   covariance part  a v (ux^2 - ixx) + b v (ux uy - ixy) + c v (uy^2 - iyy)  (GroupTerm of its covariance group)
+//   flux part        k e                                                        (DPre, per Gaussian)
+//   centre part      a v ux + b v uy                                            (GroupTerm, centre group)
+//   covariance part  a v (ux^2 - ixx) + b v (ux uy - ixy) + c v (uy^2 - iyy)    (GroupTerm, covariance group)
 // A centre or covariance group is a run of consecutive Gaussians whose parts are the same for every
 // parameter: the PSF Gaussians of one profile component share d(covariance)/d(param), all Gaussians of a
 // source its centre's. The kernel sums v ux, v uy and the three covariance terms over a group's Gaussians
