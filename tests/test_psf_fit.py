@@ -153,6 +153,92 @@ def test_refinement_that_cannot_win_is_not_read():
         assert np.array_equal(getattr(below.mixture, name), getattr(free.mixture, name))
 
 
+def _count_refinements(monkeypatch) -> list:
+    from lsst.galmix.fitting import psf as psf_module
+
+    calls = []
+    real = psf_module._fit_scene
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(psf_module, "_fit_scene", counted)
+    return calls
+
+
+def test_symmetric_kernels_skip_the_free_centre_refinement(monkeypatch):
+    # A kernel even under the point reflection about its centre gives free centres nothing to gain: the fit
+    # is the concentric one, without a refinement.
+    from lsst.galmix.fitting import psf as psf_module
+
+    calls = _count_refinements(monkeypatch)
+    for profile in (moffat_psf(3.0).shear(g1=0.08, g2=-0.05), galsim.Kolmogorov(fwhm=3.2).shear(g2=0.04)):
+        kern = psf_kernel(profile, 41).astype(float)
+        k = kern / kern.sum()
+        fit = fit_psf_image(kern, 4)
+        concentric = psf_module._fit_concentric(k, 4, 200)
+        assert fit.mixture is not None and concentric is not None
+        assert fit.chi2 == concentric.chi2 and fit.n_iter == concentric.n_iter
+        for name in ("dx", "dy", "xx", "yy", "xy"):
+            assert np.array_equal(getattr(fit.mixture, name), getattr(concentric.mixture, name))
+    assert calls == []
+
+
+def test_asymmetric_kernels_are_refined_and_the_gain_is_bounded_by_the_odd_part(monkeypatch):
+    # Odd parts from rounding-level up: every one of these kernels is refined; what the refinement gains
+    # stays below the power of the kernel's odd part (the bound `_centres_fixed_by_symmetry` relies on).
+    from lsst.galmix.fitting import psf as psf_module
+
+    calls = _count_refinements(monkeypatch)
+    base = psf_kernel(moffat_psf(3.0).shear(g1=0.05), 41).astype(float)
+    bump = psf_kernel(galsim.Gaussian(sigma=1.5).shift(1.0, 0.5), 41)
+    for eps in (1e-5, 1e-3, 3e-2):
+        kern = base + eps * (bump - bump[::-1, ::-1])
+        k = kern / kern.sum()
+        power = float((k * k).sum())
+        odd = 0.25 * float(((k - k[::-1, ::-1]) ** 2).sum()) / power
+        concentric = psf_module._fit_concentric(k, 4, 200)
+        assert not psf_module._centres_fixed_by_symmetry(k, concentric, power)
+        free = psf_module._fit_scene(k, 4, 200, psf_module._mixture_start(concentric.mixture), power)
+        assert free is not None and 0 < concentric.chi2 - free.chi2 <= odd
+        n = len(calls)
+        fit_psf_image(kern, 4)
+        assert len(calls) == n + 1
+    # With the fit centred on the array, the odd part's power decides (against SYMMETRIC_GAIN of the
+    # concentric residual); with its centre off the array's centre, the test does not hold.
+    k = base / base.sum()
+    power = float((k * k).sum())
+    fit = psf_module._fit_concentric(k, 4, 200)
+    assert psf_module._centres_fixed_by_symmetry(k, fit, power)
+    odd = (bump - bump[::-1, ::-1]).astype(float)  # odd: the odd part of eps * odd is itself
+    unit = float((odd * odd).sum())
+    for gain, fixed in ((0.9, True), (1.1, False)):
+        eps = np.sqrt(gain * psf_module.SYMMETRIC_GAIN * fit.chi2 * power / unit)
+        assert psf_module._centres_fixed_by_symmetry(k + eps * odd, fit, power) is fixed
+    fit.mixture.dx = fit.mixture.dx + 1e-3
+    assert not psf_module._centres_fixed_by_symmetry(k, fit, power)
+
+
+def test_symmetric_kernel_whose_concentric_fit_stalled_is_still_refined(monkeypatch):
+    # 3 Gaussians on a simulated repository's cell kernel (a sheared Moffat, so symmetric): the concentric
+    # fit stops with a Gaussian at zero flux, the refinement restarts it and finds a far lower residual.
+    from types import SimpleNamespace
+
+    from lsst.galmix.fitting import psf as psf_module
+    from lsst.galmix.sim.observing import PsfField
+
+    calls = _count_refinements(monkeypatch)
+    field = PsfField(SimpleNamespace(nx=4000, ny=4000, pixel_scale=0.2), "r")
+    kern = field.kernel_image(3500.0, 3500.0, 25)
+    k = kern / kern.sum()
+    concentric = psf_module._fit_concentric(k, 3, 200)
+    assert concentric is not None and (concentric.mixture.frac == 0).any()
+    assert not psf_module._centres_fixed_by_symmetry(k, concentric, float((k * k).sum()))
+    fit = fit_psf_image(kern, 3)
+    assert calls == [3] and fit.chi2 < 0.1 * concentric.chi2
+
+
 def test_kernel_finiteness():
     # A NaN or infinite pixel is no data; finite pixels whose sum overflows are data (not a flux-less
     # kernel either way: no mixture).

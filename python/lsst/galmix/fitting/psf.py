@@ -202,6 +202,44 @@ def _unit_weight(shape: tuple[int, int]) -> np.ndarray:
     return w
 
 
+SYMMETRIC_GAIN = 1e-3
+"""A concentric PSF fit is refined with free centres unless free centres can lower its ``psf_chi2`` by at
+most this fraction of it (`_centres_fixed_by_symmetry`)."""
+
+
+def _centres_fixed_by_symmetry(k: np.ndarray, fit: PsfFit, power: float) -> bool:
+    """Whether a free-centre refinement of the concentric ``fit`` of the unit-sum kernel ``k`` cannot
+    lower its ``psf_chi2`` by more than `SYMMETRIC_GAIN` of it.
+
+    Write the kernel as the sum of its parts even and odd under the point reflection about the array
+    centre, ``((nx - 1) / 2, (ny - 1) / 2)``. A concentric mixture centred there is even, so its residual's
+    odd part is the kernel's, and the derivatives of the model by each Gaussian's centre are odd: the
+    gradient of the refinement's objective at its start is the odd part's alone, and a Gauss-Newton step
+    from there lowers the residual power by at most the odd part's power. Every kernel drawn from a
+    symmetric profile (GalSim Moffat, Kolmogorov, sheared or not, centred on the array) has no odd part
+    at all: on 900 cell kernels of the simulated repositories' PSF fields (25-41 pixels, 6 bands) the
+    refinements this skips lowered ``psf_chi2`` by at most 1.2e-7 of it (4 Gaussians; 2e-9 with 3), the
+    optimizer's tolerance, at 0.17 ms of a 1 ms fit. Measured kernels (HSC, Legacy Surveys) have odd
+    parts about as large as the concentric residual, and are refined.
+    """
+    ny, nx = k.shape
+    mix = fit.mixture
+    # Offsets of the fit's centre from the array's centre pixel (nx // 2, ny // 2).
+    off_x, off_y = (nx - 1) / 2 - nx // 2, (ny - 1) / 2 - ny // 2
+    if mix is None or not (np.abs(mix.dx - off_x).max() <= 1e-6 and np.abs(mix.dy - off_y).max() <= 1e-6):
+        return False
+    # The argument needs the concentric fit at a minimum the refinement starts from. A Gaussian without
+    # flux, or wider than the kernel image, is one the concentric fit could not place: with 3 Gaussians on
+    # the simulated repositories' Moffats it stopped with one at zero flux and 1e7 pixels or more, or at
+    # sigma 18-100 pixels on a 25-41 pixel kernel, and the refinement (its size bounds, fresh fluxes) found
+    # a residual 20-700x lower, centres unmoved.
+    ny_half, nx_half = 0.5 * ny, 0.5 * nx
+    if not ((mix.frac > 0).all() and mix.xx.max() <= nx_half**2 and mix.yy.max() <= ny_half**2):
+        return False
+    odd = k - k[::-1, ::-1]  # twice the odd part
+    return bool(0.25 * float((odd * odd).sum()) <= SYMMETRIC_GAIN * fit.chi2 * power)
+
+
 def _fit_scene(
     k: np.ndarray, n_gauss: int, max_iter: int, theta0: np.ndarray, power: float | None = None,
     beat: float | None = None,
@@ -271,10 +309,11 @@ def fit_psf_image(kernel: np.ndarray, n_gauss: int = 2, max_iter: int = 200) -> 
         power = _power(k)
         fit = _fit_concentric(k, n_gauss, max_iter, power)
         # Real kernels are not concentric (HSC: 3-7x lower chi2 with free centres), so 3-4 Gaussians are
-        # refined with free centres, from the concentric fit when there is one (1-10 iterations).
+        # refined with free centres, from the concentric fit when there is one (1-10 iterations), unless
+        # the kernel's symmetry leaves free centres nothing to gain.
         if fit is None:
             starts = [_moments_start(k, s) for s in _SIZES[n_gauss]]
-        elif n_gauss >= 3 and fit.mixture is not None:
+        elif n_gauss >= 3 and fit.mixture is not None and not _centres_fixed_by_symmetry(k, fit, power):
             starts = [_mixture_start(fit.mixture)]
         else:
             starts = []
