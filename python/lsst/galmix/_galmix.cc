@@ -277,6 +277,17 @@ PYBIND11_MODULE(_galmix, m) {
             "Convolve an (N, 6) source mixture with an (M, 6) PSF mixture -> (N*M, 6), source-major.");
 
     m.def(
+            "required_half_size",
+            [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, double noise, double fluxFraction,
+               double edgeNoise, int limit) {
+                return requiredHalfSize(mixtureFromArray(mix), noise, fluxFraction, edgeNoise, limit);
+            },
+            py::arg("gaussians"), py::arg("noise"), py::arg("flux_fraction"), py::arg("edge_noise"), py::arg("limit"),
+            "(half_x, half_y): the half-sizes of the stamp that holds the (G, 6) mixture's model, per axis the\n"
+            "smallest radius <= limit where at most flux_fraction of the light lies beyond the edges or the\n"
+            "surface brightness on them is at most edge_noise * noise (include/lsst/galmix/mixture.h).");
+
+    m.def(
             "render",
             [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, py::array out, double x0,
                double y0) {

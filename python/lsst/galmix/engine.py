@@ -36,6 +36,7 @@ from ._galmix import (
     nnls_gram,
     normal_equations,
     render,
+    required_half_size,
 )
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "normal_equations",
     "render",
     "render_image",
+    "required_half_size",
     "scene_image",
 ]
 
