@@ -1,12 +1,10 @@
 #include "lsst/galmix/gaussian.h"
 #include "lsst/galmix/mixture.h"
 
-#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
-#include <vector>
 
 #include "lsst/galmix/evaluate.h"
 
@@ -126,66 +124,6 @@ double totalFlux(Mixture const& m) {
     double f = 0.0;
     for (auto const& g : m) f += g.flux;
     return f;
-}
-
-namespace {
-
-// requiredHalfSize along one axis (var: each Gaussian's variance along it, floored at 1e-6; w: positive
-// fluxes over the total; half: half the flux fraction; level < 0: no surface-brightness bound).
-int halfSizeAlong(std::vector<double> const& var, std::vector<double> const& w, std::vector<double> const& peak,
-                  double half, double logRatio, double level, int limit) {
-    int top = limit;
-    if (half > 0.0) {
-        double vmax = 0.0;
-        for (double v : var) vmax = std::max(vmax, v);
-        top = static_cast<int>(std::min<double>(top, std::ceil(std::sqrt(2.0 * vmax * logRatio))));
-    }
-    // Both bounds fall with the radius: the first radius that passes is the answer.
-    for (int r = 0; r <= top; ++r) {
-        double q = -0.5 * (static_cast<double>(r) * r);
-        double light = 0.0, edge = 0.0;
-        for (std::size_t k = 0; k < var.size(); ++k) {
-            double e = std::exp(q / var[k]);
-            light += w[k] * e;
-            edge += peak[k] * e;
-        }
-        if (light <= half || (level >= 0.0 && edge <= level)) return r;
-    }
-    return top;
-}
-
-}  // namespace
-
-std::pair<int, int> requiredHalfSize(Mixture const& m, double noise, double fluxFraction, double edgeNoise,
-                                     int limit) {
-    double total = 0.0;
-    for (auto const& g : m) {
-        if (!(std::isfinite(g.flux) && std::isfinite(g.x) && std::isfinite(g.y) && std::isfinite(g.xx) &&
-              std::isfinite(g.xy) && std::isfinite(g.yy))) {
-            return {0, 0};
-        }
-        total += g.flux;
-    }
-    if (!(total > 0.0)) return {0, 0};
-    std::size_t n = m.size();
-    std::vector<double> w(n), peak(n), varX(n), varY(n);
-    double wSum = 0.0;
-    for (std::size_t k = 0; k < n; ++k) {
-        Gaussian const& g = m[k];
-        double positive = std::max(g.flux, 0.0);
-        double det = g.xx * g.yy - g.xy * g.xy;
-        peak[k] = positive / (2.0 * M_PI * std::sqrt(std::max(det, 1e-12)));
-        w[k] = positive / total;
-        wSum += w[k];
-        varX[k] = std::max(g.xx, 1e-6);
-        varY[k] = std::max(g.yy, 1e-6);
-    }
-    double half = 0.5 * fluxFraction;
-    // What both axes share (the light bound's log, the surface-brightness level) is computed once.
-    double logRatio = half > 0.0 ? std::max(std::log(wSum / half), 0.0) : 0.0;
-    double level = noise > 0.0 ? edgeNoise * noise : -1.0;
-    return {halfSizeAlong(varX, w, peak, half, logRatio, level, limit),
-            halfSizeAlong(varY, w, peak, half, logRatio, level, limit)};
 }
 
 }  // namespace galmix

@@ -17,8 +17,7 @@ from lsst.galmix.fitting.residual_sources import _gaussian_smooth, _local_maxima
 from lsst.galmix.fitting.source import Prepared, solve
 from lsst.galmix.fitting.stamps import (
     VARIANCE_FLOOR,
-    _far_from_sources,
-    largest_eigenvalue,
+    background_pixels,
     weights_from_variance,
 )
 from lsst.galmix.fitting.testing import GalaxyTruth, moffat_psf, psf_kernel, render_stamp
@@ -94,24 +93,26 @@ def test_median_noise() -> None:
         assert _median_noise(weight) == float(np.median(1.0 / np.sqrt(weight[weight > 0])))
 
 
-def test_two_by_two_closed_forms() -> None:
-    rng = np.random.default_rng(7)
-    for _ in range(200):
-        a = rng.normal(size=(2, 2))
-        cov = a @ a.T + 0.01 * np.eye(2)
-        assert largest_eigenvalue(cov[0, 0], cov[0, 1], cov[1, 1]) == pytest.approx(np.linalg.eigvalsh(cov).max(),
-                                                                                 rel=1e-12, abs=1e-14)
-    # The background mask: the Mahalanobis test with the closed-form inverse.
-    centres = np.array([[10.3, 12.1], [30.0, 5.5]])
-    covs = [np.array([[9.0, 2.0], [2.0, 4.0]]), None]
-    far = _far_from_sources(0, 0, (25, 40), centres, covs, 3.0)
+def test_background_mask() -> None:
+    # The Mahalanobis test of every source, on the stamp's weighted pixels only; a source beyond the stamp
+    # changes nothing, one without a finite covariance covers the whole stamp, a singular one is an error.
+    centres = np.array([[10.3, 12.1], [30.0, 5.5], [-40.0, 60.0]])
+    covs = [np.array([[9.0, 2.0], [2.0, 4.0]]), None, np.array([[4.0, 0.0], [0.0, 4.0]])]
+    weight = np.ones((25, 40))
+    weight[3, 7] = weight[20, 33] = 0.0
+    x0, y0 = -3, 2
     yy, xx = np.mgrid[0:25, 0:40]
-    expected = np.ones((25, 40), bool)
+    expected = weight > 0
     for (cx, cy), c in zip(centres, covs):
         inv = np.linalg.inv(np.eye(2) * 4.0 if c is None else c)
-        dx, dy = xx - cx, yy - cy
+        dx, dy = xx + x0 - cx, yy + y0 - cy
         expected &= inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy > 9.0
-    assert np.array_equal(far, expected)
+    far = background_pixels(weight, x0, y0, centres, covs, 3.0)
+    assert far.dtype == bool and 0 < far.sum() < weight.size - 2 and np.array_equal(far, expected)
+    assert np.array_equal(background_pixels(weight, x0, y0, centres[2:], covs[2:], 3.0), weight > 0)
+    assert not background_pixels(weight, x0, y0, centres[:1], [np.full((2, 2), np.nan)], 3.0).any()
+    with pytest.raises(ValueError, match="singular"):
+        background_pixels(weight, x0, y0, centres[:1], [np.ones((2, 2))], 3.0)
 
 
 def test_singular_fisher_detected() -> None:

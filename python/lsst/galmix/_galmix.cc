@@ -15,6 +15,7 @@
 #include "lsst/galmix/mixture.h"
 #include "lsst/galmix/model.h"
 #include "lsst/galmix/simd.h"
+#include "lsst/galmix/stamp.h"
 #include "bindings_common.h"
 
 namespace py = pybind11;
@@ -277,7 +278,7 @@ PYBIND11_MODULE(_galmix, m) {
             "Convolve an (N, 6) source mixture with an (M, 6) PSF mixture -> (N*M, 6), source-major.");
 
     m.def(
-            "required_half_size",
+            "stamp_half_sizes",
             [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, double noise, double fluxFraction,
                double edgeNoise, int limit) {
                 return requiredHalfSize(mixtureFromArray(mix), noise, fluxFraction, edgeNoise, limit);
@@ -285,7 +286,32 @@ PYBIND11_MODULE(_galmix, m) {
             py::arg("gaussians"), py::arg("noise"), py::arg("flux_fraction"), py::arg("edge_noise"), py::arg("limit"),
             "(half_x, half_y): the half-sizes of the stamp that holds the (G, 6) mixture's model, per axis the\n"
             "smallest radius <= limit where at most flux_fraction of the light lies beyond the edges or the\n"
-            "surface brightness on them is at most edge_noise * noise (include/lsst/galmix/mixture.h).");
+            "surface brightness on them is at most edge_noise * noise (include/lsst/galmix/stamp.h).");
+    m.def(
+            "background_mask",
+            [](py::array_t<double, py::array::c_style | py::array::forcecast> weight, int x0, int y0,
+               py::array_t<double, py::array::c_style | py::array::forcecast> centres,
+               py::array_t<double, py::array::c_style | py::array::forcecast> covs, double sigmas) {
+                weight = aligned(weight);
+                centres = aligned(centres);
+                covs = aligned(covs);
+                if (weight.ndim() != 2) throw InputError("background_mask: weight must be a 2-d array");
+                if (centres.ndim() != 2 || centres.shape(1) != 2 || covs.ndim() != 2 || covs.shape(1) != 3 ||
+                    covs.shape(0) != centres.shape(0)) {
+                    throw InputError("background_mask: centres must be (N, 2) and covariances (N, 3)");
+                }
+                py::array_t<bool> out({weight.shape(0), weight.shape(1)});
+                static_assert(sizeof(bool) == sizeof(std::uint8_t), "numpy bool is one byte");
+                backgroundPixels(weight.data(), static_cast<int>(weight.shape(1)), static_cast<int>(weight.shape(0)), x0,
+                                 y0, centres.data(), covs.data(), static_cast<int>(centres.shape(0)), sigmas,
+                                 reinterpret_cast<std::uint8_t*>(out.mutable_data()));
+                return out;
+            },
+            py::arg("weight"), py::arg("x0"), py::arg("y0"), py::arg("centres"), py::arg("covariances"),
+            py::arg("sigmas"),
+            "Boolean mask of the stamp's weighted pixels farther than `sigmas` observed sigma from every\n"
+            "source: (N, 2) centres, (N, 3) covariance terms (xx, xy, yy); pixel [0, 0] at (x0, y0)\n"
+            "(include/lsst/galmix/stamp.h).");
 
     m.def(
             "render",

@@ -22,6 +22,7 @@ from ._galmix import (
     Scene,
     Source,
     SplineProfile,
+    background_mask,
     chi2,
     convolve,
     default_psf_fit_options,
@@ -36,7 +37,7 @@ from ._galmix import (
     nnls_gram,
     normal_equations,
     render,
-    required_half_size,
+    stamp_half_sizes,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "Scene",
     "Source",
     "SplineProfile",
+    "background_mask",
     "chi2",
     "convolve",
     "default_psf_fit_options",
@@ -68,8 +70,8 @@ __all__ = [
     "normal_equations",
     "render",
     "render_image",
-    "required_half_size",
     "scene_image",
+    "stamp_half_sizes",
 ]
 
 

@@ -14,9 +14,6 @@ up to ``stamp_max`` and the object's footprint; the fit is then repeated on the 
 
 from __future__ import annotations
 
-import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +25,7 @@ from ..schema import FlagSet
 __all__ = [
     "VARIANCE_FLOOR", "Exclusion",
     "Stamp",
-    "background_pixels", "cut_box", "cut_stamp", "largest_eigenvalue", "required_half_size",
+    "background_pixels", "cut_box", "cut_stamp", "required_half_size",
     "weighted_pixels", "weights_from_variance",
 ]
 
@@ -263,10 +260,10 @@ def required_half_size(
     of a Gaussian beyond ``|x| > R`` is at most ``exp(-R^2 / (2 xx))`` (its 1-d marginal's two tails), and
     its surface brightness on the line ``x = R`` at most ``peak exp(-R^2 / (2 xx))`` (the quadratic form
     is smallest there at ``R^2 / xx``). An elongated galaxy so gets the box of its ellipse, not the square
-    of its major axis. The engine computes it (`lsst.galmix.engine.required_half_size`): one call instead
+    of its major axis. The engine computes it (`lsst.galmix.engine.stamp_half_sizes`): one call instead
     of the ~20 numpy calls of a pass over the radii, which cost ~0.1 ms per fitted source.
     """
-    return ge.required_half_size(np.asarray(gaussians, float), float(noise), float(flux_fraction),
+    return ge.stamp_half_sizes(np.asarray(gaussians, float), float(noise), float(flux_fraction),
                                  float(edge_noise), int(limit))
 
 
@@ -286,85 +283,17 @@ def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray,
         Observed covariance of each source (`None`: a round sigma of 2 pixels).
     sigmas : `float`
         Mahalanobis radius of the region each source covers.
+
+    Notes
+    -----
+    The engine computes the mask (`lsst.galmix.engine.background_mask`), testing each source only on
+    the pixels within ``sigmas`` times its major-axis sigma: the sky tests ask for it after every fit, in
+    every band and at two radii, and the numpy form cost ~0.1 ms per fitted source.
     """
-    far = _far_from_sources(int(x0), int(y0), weight.shape, np.asarray(centres, float), covs, float(sigmas))
-    return (weight > 0) & far
+    terms = np.array([_ROUND_COV if c is None else (c[0][0], c[0][1], c[1][1]) for c in covs], float).reshape(-1, 3)
+    return ge.background_mask(weight, int(x0), int(y0), np.asarray(centres, float).reshape(-1, 2), terms,
+                                float(sigmas))
 
 
-def largest_eigenvalue(a: float, b: float, d: float) -> float:
-    """Largest eigenvalue of the symmetric matrix ``[[a, b], [b, d]]``."""
-    half_tr = 0.5 * (a + d)
-    return half_tr + float(np.sqrt(0.25 * (a - d) ** 2 + b * b))
-
-
-_FAR_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_FAR_CACHE_SIZE = 64
-_FAR_LOCK = threading.Lock()
-_GEOMETRY: OrderedDict[tuple, list] = OrderedDict()
-_GEOMETRY_SIZE = 8
-_GEOMETRY_PIXELS = 2_000_000
-"""The distances of the last ``_GEOMETRY_SIZE`` boxes are kept, unless a box's distances (per source)
-exceed ``_GEOMETRY_PIXELS`` values (16 MB): a large blend's box is tested at one radius."""
-
-
-def _far_from_sources(x0: int, y0: int, shape: tuple[int, int], centres: np.ndarray, covs: list,
-                      sigmas: float) -> np.ndarray:
-    """Pixels of a box farther than ``sigmas`` observed sigma from every source (read-only bool mask).
-
-    The bands of a stamp share its box and its sources, so the masks of the last few boxes are kept:
-    only the weights differ from band to band. So are the sources' squared Mahalanobis distances over
-    the box, which the masks of other radii (the sky tests ask for 3 and 5 sigma) compare again.
-    """
-    geometry_key = (x0, y0, shape, centres.tobytes(),
-                    tuple(None if c is None else np.asarray(c, float).tobytes() for c in covs))
-    key = (geometry_key, sigmas)
-    with _FAR_LOCK:
-        far = _FAR_CACHE.get(key)
-        if far is not None:
-            _FAR_CACHE.move_to_end(key)
-            return far
-        geometry = _GEOMETRY.get(geometry_key)
-        if geometry is not None:
-            _GEOMETRY.move_to_end(geometry_key)
-    if geometry is None:
-        geometry = []
-        for (cx, cy), cov in zip(centres, covs):
-            if cov is None:
-                a, b, d = 4.0, 0.0, 4.0
-            else:
-                a, b, d = float(cov[0][0]), float(cov[0][1]), float(cov[1][1])
-            # Closed forms of the 2 x 2 largest eigenvalue and inverse (LAPACK calls cost more than the mask).
-            # Per source: centre, sigma along the major axis, terms and the distances (computed when needed).
-            geometry.append([cx, cy, float(np.sqrt(max(largest_eigenvalue(a, b, d), 0.0))), a, b, d, None])
-    ny, nx = shape
-    far = None
-    for source in geometry:
-        cx, cy, major, a, b, d, d2 = source
-        reach = sigmas * major
-        if cx + reach < x0 or cx - reach > x0 + nx - 1 or cy + reach < y0 or cy - reach > y0 + ny - 1:
-            continue  # its region does not touch the stamp
-        if d2 is None:
-            det = a * d - b * b
-            if det == 0.0:
-                raise np.linalg.LinAlgError("Singular matrix")
-            # A column and a row of coordinates broadcast to the stamp (the same values as a full mesh).
-            dx, dy = np.arange(x0, x0 + nx)[None, :] - cx, np.arange(y0, y0 + ny)[:, None] - cy
-            d2 = source[6] = (d / det) * dx * dx + 2 * (-b / det) * dx * dy + (a / det) * dy * dy
-        if far is None:
-            far = d2 > sigmas**2
-        else:
-            far &= d2 > sigmas**2
-    if far is None:
-        far = np.ones(shape, bool)
-    far.flags.writeable = False
-    with _FAR_LOCK:
-        _FAR_CACHE[key] = far
-        while len(_FAR_CACHE) > _FAR_CACHE_SIZE:
-            _FAR_CACHE.popitem(last=False)
-        if sum(0 if source[6] is None else source[6].size for source in geometry) <= _GEOMETRY_PIXELS:
-            _GEOMETRY[geometry_key] = geometry
-            while len(_GEOMETRY) > _GEOMETRY_SIZE:
-                _GEOMETRY.popitem(last=False)
-        else:
-            _GEOMETRY.pop(geometry_key, None)
-    return far
+_ROUND_COV = (4.0, 0.0, 4.0)
+"""Covariance terms ``(xx, xy, yy)`` of a source without an observed covariance in `background_pixels`."""
