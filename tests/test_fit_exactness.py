@@ -159,8 +159,9 @@ def test_nan_to_num_equals_numpy(a):
         assert got.dtype == np.nan_to_num(a, **kw).dtype
 
 
-# The adaptive moments of the fit's start as they were computed on numpy scalars, before the float
-# version of `adaptive_moments`: it must give the same numbers, to the bit.
+# The adaptive moments of the fit's start as they were computed with numpy, before the engine computed them
+# (`lsst.galmix.engine.adaptive_second_moments`): the same operations in the same order, so the same numbers
+# but for the rounding of sums and exponentials.
 def _reference_moments(
     image: np.ndarray,
     weight: np.ndarray | None = None,
@@ -279,11 +280,32 @@ def _moment_stamps() -> list[tuple[np.ndarray, np.ndarray, tuple[float, float]]]
 
 @pytest.mark.parametrize("fix_centroid", [True, False])
 @pytest.mark.parametrize("rtol", [1e-2, 1e-3])
-def test_adaptive_moments_equal_the_numpy_scalar_version(fix_centroid, rtol):
+def test_adaptive_moments_equal_the_numpy_version(fix_centroid, rtol):
+    # Converged: equal to 1e-10 (2e-12 measured). Not converged after max_iter (faint stamps), the rounding
+    # grows over the iterations: 1e-6 (7e-9 measured). Convergence itself never differs.
+    converged = 0
     for img, weight, guess in _moment_stamps():
         for kw in ({"guess": guess}, {}):
             got = adaptive_moments(img, weight, 3.0, -2.0, fix_centroid=fix_centroid and "guess" in kw, rtol=rtol, **kw)
             ref = _reference_moments(img, weight, 3.0, -2.0, fix_centroid=fix_centroid and "guess" in kw, rtol=rtol,
                                      **kw)
-            assert (got.x, got.y, got.flux, got.ok) == (ref.x, ref.y, ref.flux, ref.ok)
-            assert np.array_equal(got.cov, ref.cov)
+            assert got.ok == ref.ok
+            converged += got.ok
+            tol = 1e-10 if got.ok else 1e-6
+            np.testing.assert_allclose([got.x, got.y, got.flux], [ref.x, ref.y, ref.flux], rtol=tol)
+            np.testing.assert_allclose(got.cov, ref.cov, rtol=tol, atol=tol * np.abs(ref.cov).max())
+    assert converged > 60
+
+
+def test_adaptive_moments_without_usable_pixels_and_bad_shapes():
+    # No finite pixel of positive weight: the start (the guess, or the origin), not converged, no flux.
+    img = np.full((5, 6), np.nan)
+    img[2, 3] = 1.0
+    weight = np.ones((5, 6))
+    weight[2, 3] = 0.0
+    for guess, at in (((4.5, 1.0), (4.5, 1.0)), (None, (3.0, -2.0))):
+        got = adaptive_moments(img, weight, 3.0, -2.0, guess=guess, sigma0=1.5)
+        assert (got.x, got.y, got.flux, got.ok) == (*at, 0.0, False)
+        assert np.array_equal(got.cov, np.eye(2) * 2.25)
+    with pytest.raises(ValueError, match="shape"):
+        adaptive_moments(np.ones((5, 6)), np.ones((6, 5)))

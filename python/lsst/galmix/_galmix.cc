@@ -14,6 +14,7 @@
 #include "lsst/galmix/gaussian.h"
 #include "lsst/galmix/mixture.h"
 #include "lsst/galmix/model.h"
+#include "lsst/galmix/moments.h"
 #include "lsst/galmix/simd.h"
 #include "lsst/galmix/stamp.h"
 #include "bindings_common.h"
@@ -287,6 +288,30 @@ PYBIND11_MODULE(_galmix, m) {
             "(half_x, half_y): the half-sizes of the stamp that holds the (G, 6) mixture's model, per axis the\n"
             "smallest radius <= limit where at most flux_fraction of the light lies beyond the edges or the\n"
             "surface brightness on them is at most edge_noise * noise (include/lsst/galmix/stamp.h).");
+    m.def(
+            "adaptive_second_moments",
+            [](py::array_t<double, py::array::c_style | py::array::forcecast> image,
+               std::optional<py::array_t<double, py::array::c_style | py::array::forcecast>> weight, double x0,
+               double y0, std::optional<std::pair<double, double>> guess, double sigma0, int maxIter, bool fixCentroid,
+               double rtol) {
+                image = aligned(image);
+                if (image.ndim() != 2) throw InputError("adaptive_second_moments: image must be a 2-d array");
+                if (weight) {
+                    *weight = aligned(*weight);
+                    if (weight->ndim() != 2 || weight->shape(0) != image.shape(0) || weight->shape(1) != image.shape(1)) {
+                        throw InputError("adaptive_second_moments: weight must have the image's shape");
+                    }
+                }
+                AdaptiveMomentsResult r = adaptiveMoments(
+                        image.data(), weight ? weight->data() : nullptr, static_cast<int>(image.shape(1)),
+                        static_cast<int>(image.shape(0)), x0, y0, guess.has_value(), guess ? guess->first : 0.0,
+                        guess ? guess->second : 0.0, sigma0, maxIter, fixCentroid, rtol);
+                return py::make_tuple(r.x, r.y, r.xx, r.xy, r.yy, r.flux, r.ok);
+            },
+            py::arg("image"), py::arg("weight"), py::arg("x0"), py::arg("y0"), py::arg("guess"), py::arg("sigma0"),
+            py::arg("max_iter"), py::arg("fix_centroid"), py::arg("rtol"),
+            "(x, y, xx, xy, yy, flux, ok): adaptive second moments of a 2-d image over its finite pixels of\n"
+            "positive weight (include/lsst/galmix/moments.h; lsst.galmix.fitting.moments.adaptive_moments).");
     m.def(
             "background_mask",
             [](py::array_t<double, py::array::c_style | py::array::forcecast> weight, int x0, int y0,
