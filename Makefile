@@ -78,7 +78,7 @@ sanitize: install
 	$(SAN_ENV) GALMIX_FUZZ_EXAMPLES=$(SANITIZE_EXAMPLES) GALMIX_FUZZ_STATS=$(CURDIR)/$(FUZZ_STATS) \
 		$(PY) -m pytest -n 2 -p no:cacheprovider tests/test_engine_eval.py tests/test_engine_model.py \
 		tests/test_engine_fit.py tests/test_engine_normal_sparse.py tests/test_engine_reference.py \
-		tests/fuzz; status=$$?; \
+		tests/test_fit_stamps_rule.py tests/test_fit_fast_paths.py tests/test_fit_exactness.py tests/fuzz; status=$$?; \
 	if ls $(SANITIZE_DIR)/report.* >/dev/null 2>&1; then \
 		cat $(SANITIZE_DIR)/report.*; echo "make sanitize: sanitizer findings (above)" >&2; exit 1; fi; \
 	exit $$status

@@ -121,7 +121,8 @@ AdaptiveMomentsResult adaptiveMoments(double const* image, double const* weight,
             break;
         }
         double scale = std::max(std::abs(next.xx), std::abs(next.yy));
-        double change = std::max({std::abs(next.xx - m.xx), std::abs(next.xy - m.xy), std::abs(next.yy - m.yy)});
+        double change =
+                std::max({std::abs(next.xx - m.xx), std::abs(next.xy - m.xy), std::abs(next.yy - m.yy)});
         bool done = change <= rtol * scale && std::abs(ncx - cx) < rtol && std::abs(ncy - cy) < rtol;
         m = next;
         cx = ncx;

@@ -20,7 +20,9 @@ namespace galmix {
 /// brightness is at most peak exp(-R^2 / (2 v)), so an elongated galaxy gets the box of its ellipse. Only
 /// positive fluxes count (as fractions of the total flux); a mixture with a non-finite value or without
 /// positive total flux gives (0, 0). Without any radius passing, limit, or where the light bound holds
-/// but for rounding, sqrt(2 max(v) ln(sum of fractions / (fluxFraction / 2))).
+/// but for rounding, sqrt(2 max(v) ln(sum of fractions / (fluxFraction / 2))). A limit beyond
+/// kMaxHalfSize throws InputError.
+constexpr int kMaxHalfSize = 1 << 16;
 std::pair<int, int> requiredHalfSize(Mixture const& m, double noise, double fluxFraction, double edgeNoise,
                                      int limit);
 
@@ -28,7 +30,8 @@ std::pair<int, int> requiredHalfSize(Mixture const& m, double noise, double flux
 /// `sigmas` observed sigma (the Mahalanobis distance of its centre) from every source, else 0. The stamp
 /// is ny x nx, row-major, its pixel [0, 0] at absolute (x0, y0); source k is centred at centres[2k, 2k+1]
 /// with observed covariance terms covs[3k, 3k+1, 3k+2] = (xx, xy, yy). A source whose covariance or centre
-/// is not finite covers the whole stamp; a singular covariance throws InputError.
+/// is not finite, or whose covariance is not positive definite, is tested on every pixel; a singular
+/// covariance, or sigmas not >= 0, throws InputError.
 void backgroundPixels(double const* weight, int nx, int ny, int x0, int y0, double const* centres,
                       double const* covs, int nSources, double sigmas, std::uint8_t* background);
 

@@ -278,45 +278,44 @@ PYBIND11_MODULE(_galmix, m) {
             py::arg("source"), py::arg("psf"),
             "Convolve an (N, 6) source mixture with an (M, 6) PSF mixture -> (N*M, 6), source-major.");
 
+    using DArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
     m.def(
             "stamp_half_sizes",
-            [](py::array_t<double, py::array::c_style | py::array::forcecast> mix, double noise, double fluxFraction,
-               double edgeNoise, int limit) {
+            [](DArray mix, double noise, double fluxFraction, double edgeNoise, int limit) {
                 return requiredHalfSize(mixtureFromArray(mix), noise, fluxFraction, edgeNoise, limit);
             },
-            py::arg("gaussians"), py::arg("noise"), py::arg("flux_fraction"), py::arg("edge_noise"), py::arg("limit"),
-            "(half_x, half_y): the half-sizes of the stamp that holds the (G, 6) mixture's model, per axis the\n"
-            "smallest radius <= limit where at most flux_fraction of the light lies beyond the edges or the\n"
-            "surface brightness on them is at most edge_noise * noise (include/lsst/galmix/stamp.h).");
+            py::arg("gaussians"), py::arg("noise"), py::arg("flux_fraction"), py::arg("edge_noise"),
+            py::arg("limit"),
+            "(half_x, half_y): the half-sizes of the stamp that holds the (G, 6) mixture's model, per axis\n"
+            "the smallest radius <= limit where at most flux_fraction of the light lies beyond the edges or\n"
+            "the surface brightness on them is at most edge_noise * noise (include/lsst/galmix/stamp.h).");
     m.def(
             "adaptive_second_moments",
-            [](py::array_t<double, py::array::c_style | py::array::forcecast> image,
-               std::optional<py::array_t<double, py::array::c_style | py::array::forcecast>> weight, double x0,
-               double y0, std::optional<std::pair<double, double>> guess, double sigma0, int maxIter, bool fixCentroid,
+            [](DArray image, std::optional<DArray> weight, double x0, double y0,
+               std::optional<std::pair<double, double>> guess, double sigma0, int maxIter, bool fixCentroid,
                double rtol) {
                 image = aligned(image);
                 if (image.ndim() != 2) throw InputError("adaptive_second_moments: image must be a 2-d array");
+                int ny = static_cast<int>(image.shape(0)), nx = static_cast<int>(image.shape(1));
                 if (weight) {
                     *weight = aligned(*weight);
-                    if (weight->ndim() != 2 || weight->shape(0) != image.shape(0) || weight->shape(1) != image.shape(1)) {
+                    if (weight->ndim() != 2 || weight->shape(0) != ny || weight->shape(1) != nx) {
                         throw InputError("adaptive_second_moments: weight must have the image's shape");
                     }
                 }
-                AdaptiveMomentsResult r = adaptiveMoments(
-                        image.data(), weight ? weight->data() : nullptr, static_cast<int>(image.shape(1)),
-                        static_cast<int>(image.shape(0)), x0, y0, guess.has_value(), guess ? guess->first : 0.0,
-                        guess ? guess->second : 0.0, sigma0, maxIter, fixCentroid, rtol);
+                double gx = guess ? guess->first : 0.0, gy = guess ? guess->second : 0.0;
+                AdaptiveMomentsResult r = adaptiveMoments(image.data(), weight ? weight->data() : nullptr, nx, ny,
+                                                          x0, y0, guess.has_value(), gx, gy, sigma0, maxIter,
+                                                          fixCentroid, rtol);
                 return py::make_tuple(r.x, r.y, r.xx, r.xy, r.yy, r.flux, r.ok);
             },
-            py::arg("image"), py::arg("weight"), py::arg("x0"), py::arg("y0"), py::arg("guess"), py::arg("sigma0"),
-            py::arg("max_iter"), py::arg("fix_centroid"), py::arg("rtol"),
+            py::arg("image"), py::arg("weight"), py::arg("x0"), py::arg("y0"), py::arg("guess"),
+            py::arg("sigma0"), py::arg("max_iter"), py::arg("fix_centroid"), py::arg("rtol"),
             "(x, y, xx, xy, yy, flux, ok): adaptive second moments of a 2-d image over its finite pixels of\n"
             "positive weight (include/lsst/galmix/moments.h; lsst.galmix.fitting.moments.adaptive_moments).");
     m.def(
             "background_mask",
-            [](py::array_t<double, py::array::c_style | py::array::forcecast> weight, int x0, int y0,
-               py::array_t<double, py::array::c_style | py::array::forcecast> centres,
-               py::array_t<double, py::array::c_style | py::array::forcecast> covs, double sigmas) {
+            [](DArray weight, int x0, int y0, DArray centres, DArray covs, double sigmas) {
                 weight = aligned(weight);
                 centres = aligned(centres);
                 covs = aligned(covs);
@@ -325,10 +324,11 @@ PYBIND11_MODULE(_galmix, m) {
                     covs.shape(0) != centres.shape(0)) {
                     throw InputError("background_mask: centres must be (N, 2) and covariances (N, 3)");
                 }
+                int ny = static_cast<int>(weight.shape(0)), nx = static_cast<int>(weight.shape(1));
                 py::array_t<bool> out({weight.shape(0), weight.shape(1)});
                 static_assert(sizeof(bool) == sizeof(std::uint8_t), "numpy bool is one byte");
-                backgroundPixels(weight.data(), static_cast<int>(weight.shape(1)), static_cast<int>(weight.shape(0)), x0,
-                                 y0, centres.data(), covs.data(), static_cast<int>(centres.shape(0)), sigmas,
+                backgroundPixels(weight.data(), nx, ny, x0, y0, centres.data(), covs.data(),
+                                 static_cast<int>(centres.shape(0)), sigmas,
                                  reinterpret_cast<std::uint8_t*>(out.mutable_data()));
                 return out;
             },
