@@ -85,6 +85,21 @@ struct Bounds {
 // most 22 tenfold and 12 nu rises.
 constexpr int kMaxDampingSteps = 40;
 
+// What a pass over the pixels leaves besides its normal equations: the unit-flux models of its bands
+// (FitOptions::fluxImages) and, where every source has one flux per band, each band's normal equations and
+// the parameters the pass was linearised at, from which `finish` rescales the Fisher matrix to the final
+// fluxes (rescaledFisher).
+struct PassProducts {
+    std::vector<FluxImages> images;
+    std::vector<BandNormalEquations> bands;
+    std::vector<double> at;
+    void clear() {
+        images.clear();
+        bands.clear();
+        at.clear();
+    }
+};
+
 class SceneFitter {
 public:
     SceneFitter(Scene const& scene, std::vector<BandData> const& bands, std::vector<char> const& free,
@@ -169,7 +184,7 @@ public:
         if (!started) {
             std::vector<double> p(params);
             double c;
-            if (!evaluateTrial(p, ne, c, _imgCur)) {
+            if (!evaluateTrial(p, ne, c, _cur)) {
                 return finish(res, params, chi2, obj, 0, FitStatus::NonFinite, "non-finite normal equations");
             }
             if (givenFluxes) {
@@ -253,7 +268,7 @@ public:
                 std::vector<double> fT = fluxesOf(pT);
                 NormalEquations neT;
                 double chi2T = std::numeric_limits<double>::infinity();
-                bool ok = allFinite(pT) && evaluateTrial(pT, neT, chi2T, _imgTrial);
+                bool ok = allFinite(pT) && evaluateTrial(pT, neT, chi2T, _trial);
                 double objT = ok ? chi2T + priorTerm(pT) : std::numeric_limits<double>::infinity();
                 if (std::isfinite(objT) && objT <= obj) {
                     accepted = true;
@@ -263,7 +278,7 @@ public:
                     obj = objT;
                     ne = std::move(neT);
                     neFluxes = fT;
-                    std::swap(_imgCur, _imgTrial);
+                    std::swap(_cur, _trial);
                     // Gain-ratio update (Nielsen's, with a floor of 0.1 instead of 1/3): lambda falls tenfold
                     // where the quadratic model predicted the decrease well (rho near 1), less or not at all
                     // where it did not; a fit crawling along a curved valley otherwise alternates an
@@ -398,18 +413,19 @@ private:
         std::vector<char> active(_P, 0);
         for (int i : _nl) active[i] = 1;
         for (int i : _fluxes) active[i] = 1;
-        std::vector<BandNormalEquations> perBand;
         NormalEquations one;
         ++_nEval;
+        _cur.at = p;
         try {
-            one = sceneNormalEquations(_scene, p, _bands, active, _opt.fluxImages ? &_imgCur : nullptr,
-                                       &perBand);
+            one = sceneNormalEquations(_scene, p, _bands, active, _opt.fluxImages ? &_cur.images : nullptr,
+                                       &_cur.bands);
         } catch (InputError const&) {
-            _imgCur.clear();
+            _cur.clear();
             return false;
         }
+        std::vector<BandNormalEquations> const& perBand = _cur.bands;
         if (!allFinite(one.H) || !allFinite(one.b) || !std::isfinite(one.chi2)) {
-            _imgCur.clear();
+            _cur.clear();
             return false;
         }
         std::vector<double> moves;
@@ -439,7 +455,7 @@ private:
             }
         }
         if (!std::isfinite(c2) || !allFinite(ne.H) || !allFinite(ne.b)) {
-            _imgCur.clear();
+            _cur.clear();
             return false;
         }
         ne.chi2 = c2;
@@ -459,21 +475,23 @@ private:
     // linearisation point F; then replace the fluxes by the exact solution F' at these nonlinear
     // parameters and return chi2(F') = chi2(F) - 2 dF^T b_f + dF^T G dF (exact: the model is linear in F).
     // With FitOptions::fluxImages the pass also fills `images` (emptied when the pass fails).
-    bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2,
-                       std::vector<FluxImages>& images) const {
-        bool ok = evaluatePass(params, ne, chi2, _opt.fluxImages ? &images : nullptr);
-        if (!ok) images.clear();
+    bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2, PassProducts& out) const {
+        bool ok = evaluatePass(params, ne, chi2, out);
+        if (!ok) out.clear();
         return ok;
     }
 
-    bool evaluatePass(std::vector<double>& params, NormalEquations& ne, double& chi2,
-                      std::vector<FluxImages>* images) const {
+    bool evaluatePass(std::vector<double>& params, NormalEquations& ne, double& chi2, PassProducts& out) const {
         ++_nEval;
         std::vector<char> active(_P, 0);
         for (int i : _nl) active[i] = 1;
         for (int i : _fluxes) active[i] = 1;
+        out.bands.clear();
+        out.at.clear();
+        if (_unitStart) out.at = params;
         try {
-            ne = sceneNormalEquations(_scene, params, _bands, active, images);
+            ne = sceneNormalEquations(_scene, params, _bands, active, _opt.fluxImages ? &out.images : nullptr,
+                                      _unitStart ? &out.bands : nullptr);
         } catch (InputError const&) {
             return false;  // e.g. a size so small that a covariance degenerates: reject the step
         }
@@ -538,8 +556,10 @@ private:
             params[i] = 0.0;
         }
         // With the free fluxes at zero, b = M^T W (d - m_fixed) and H_ff is the Gram matrix.
+        _cur.bands.clear();  // a pass with the fluxes at zero: nothing to rescale
+        _cur.at.clear();
         NormalEquations ne =
-                sceneNormalEquations(_scene, params, _bands, active, _opt.fluxImages ? &_imgCur : nullptr);
+                sceneNormalEquations(_scene, params, _bands, active, _opt.fluxImages ? &_cur.images : nullptr);
         std::vector<double> G = subMatrix(ne.H, _P, _fluxes, _fluxes);
         std::vector<double> b(nF);
         for (int a = 0; a < nF; ++a) b[a] = ne.b[_fluxes[a]];
@@ -629,6 +649,43 @@ private:
         return true;
     }
 
+    // The Fisher matrix at `params` from the bands of the last pass (_cur), linearised at the same
+    // nonlinear parameters but other fluxes: where every source has one flux per band, a nonlinear
+    // parameter's column in a band is that flux times the unit model's, so each band's block is rescaled by
+    // the flux ratios (as unitStart rescales a pass at unit fluxes); flux and sky columns do not depend on
+    // the fluxes. The same matrix as a pass at `params` to rounding. False where it does not apply (no
+    // per-band equations, fixed parameters, a flux at zero in the pass).
+    bool rescaledFisher(std::vector<double> const& params, std::vector<double>& H) const {
+        int nB = _scene.nBands();
+        if (!_unitStart || static_cast<int>(_nl.size() + _fluxes.size()) != _P) return false;
+        if (static_cast<int>(_cur.bands.size()) != nB || static_cast<int>(_cur.at.size()) != _P) return false;
+        for (int i : _nl) {
+            if (!(params[i] == _cur.at[i])) return false;
+        }
+        auto const& info = _scene.paramInfo();
+        std::vector<double> out(static_cast<std::size_t>(_P) * _P, 0.0);
+        std::vector<double> scale;
+        for (int b = 0; b < nB; ++b) {
+            auto const& g = _cur.bands[b].global;
+            auto const& h = _cur.bands[b].ne;
+            int n = static_cast<int>(g.size());
+            scale.assign(n, 1.0);
+            for (int i = 0; i < n; ++i) {
+                ParamInfo const& pi = info[g[i]];
+                if (pi.kind == ParamKind::Flux || isSkyKind(pi.kind)) continue;
+                int k = _sourceFlux[static_cast<std::size_t>(pi.source) * nB + b];
+                if (k < 0 || !(_cur.at[k] > 0.0)) return false;
+                scale[i] = params[k] / _cur.at[k];
+            }
+            for (int i = 0; i < n; ++i) {
+                for (int j = 0; j < n; ++j) out[g[i] * _P + g[j]] += scale[i] * scale[j] * h.H[i * n + j];
+            }
+        }
+        if (!allFinite(out)) return false;
+        H = std::move(out);
+        return true;
+    }
+
     FitResult& finish(FitResult& res, std::vector<double> const& params, double chi2, double obj, int iter,
                       FitStatus status, std::string const& msg, NormalEquations const* last = nullptr,
                       std::vector<double> const* lastFluxes = nullptr) const {
@@ -639,9 +696,11 @@ private:
         res.nEval = _nEval;
         res.status = status;
         res.message = msg;
-        // _imgCur is at the nonlinear parameters of `params` (a pass there filled it or it is empty).
-        if (status != FitStatus::NonFinite && status != FitStatus::Error) res.fluxImages = std::move(_imgCur);
-        if (reusable(last, lastFluxes, params)) {
+        // _cur is at the nonlinear parameters of `params` (a pass there filled it or it is empty).
+        if (status != FitStatus::NonFinite && status != FitStatus::Error) res.fluxImages = std::move(_cur.images);
+        if (last && rescaledFisher(params, res.fisher)) {
+            // The last pass's bands, rescaled to the final fluxes: exact, and no pass over the pixels.
+        } else if (reusable(last, lastFluxes, params)) {
             res.fisher = last->H;
         } else if (allFinite(params)) {
             try {
@@ -663,8 +722,8 @@ private:
     StopCheck const& _stop;
     int _P;
     mutable int _nEval = 0;
-    // Flux images (FitOptions::fluxImages) of the current point and of the trial point.
-    mutable std::vector<FluxImages> _imgCur, _imgTrial;
+    // What the passes at the current point and at the trial point left (flux images, per-band equations).
+    mutable PassProducts _cur, _trial;
     // Per (source, band): the source's flux parameter in the band (-1: none); _unitStart: every source has
     // exactly one, free (see unitStart).
     std::vector<int> _sourceFlux;

@@ -564,3 +564,38 @@ def test_single_component_sources_start_in_one_pass(sky):
     start2 = np.zeros(two.n_params)
     start2[:5] = [20.3, 19.6, np.log(3.0), 0.3, -0.2]
     assert ge.fit(two, bands, start2, options=opts).n_eval == 2
+
+
+@pytest.mark.parametrize("sky", [False, True])
+def test_fisher_of_single_component_sources_is_the_pass_at_the_final_fluxes(sky):
+    """Where every source has one flux per band, the Fisher matrix is the last pass's per-band equations
+    rescaled to the final fluxes: that of a pass at the final parameters to rounding (1e-11), whatever the
+    fluxes moved by in the last step. With two components in a source it is a pass at fluxes within 1e-4
+    of the final ones (or a pass at them)."""
+    spline = ge.SplineProfile(*made_up_spline())
+    sources = [ge.Source([ge.Component(spline, "sersic")]), ge.Source([ge.Component(None, "point")])]
+    scene = ge.Scene(sources, n_bands=2, sky=sky)
+    truth = np.zeros(scene.n_params)
+    truth[:12] = [18.2, 20.5, np.log(2.5), 0.3, -0.2, 2.5, 400.0, 300.0, 25.1, 22.4, 60.0, 20.0]
+    psfs = [psf_mixture(), psf_mixture(1.3)]
+    linear = np.isin(scene.param_kinds(), [int(ge.ParamKind.FLUX), int(ge.ParamKind.SKY)])
+    checked = 0
+    for seed in range(6):
+        bands = _two_band_problem(scene, truth, psfs, seed)
+        start = np.where(linear, 0.0, truth + np.where(linear, 0.0, 0.3))
+        res = ge.fit(scene, bands, start)
+        assert res.status == ge.FitStatus.CONVERGED, res.message
+        assert res.n_iter >= 2
+        _, _, H, _ = scene.normal_equations(res.params, bands)
+        np.testing.assert_allclose(res.fisher, H, rtol=1e-11, atol=1e-13 * np.abs(H).max())
+        checked += 1
+    assert checked == 6
+    disk = ge.FixedProfile([0.6, 0.4], [0.7, 1.6])
+    two = ge.Scene([ge.Source([ge.Component(disk, "disk"), ge.Component(None, "point")])], n_bands=2, sky=sky)
+    truth2 = np.zeros(two.n_params)
+    truth2[:9] = [20.3, 19.6, np.log(3.0), 0.3, -0.2, 400.0, 150.0, 300.0, 90.0]
+    bands = _two_band_problem(two, truth2, psfs, 11)
+    linear2 = np.isin(two.param_kinds(), [int(ge.ParamKind.FLUX), int(ge.ParamKind.SKY)])
+    res = ge.fit(two, bands, np.where(linear2, 0.0, truth2 + 0.2))
+    _, _, H, _ = two.normal_equations(res.params, bands)
+    np.testing.assert_allclose(res.fisher, H, rtol=2e-4, atol=1e-12 * np.abs(H).max())
