@@ -535,17 +535,23 @@ def test_start_fluxes_skip_the_flux_pass_of_a_warm_start():
     assert np.array_equal(ignored.params, reference.params) and ignored.n_eval == reference.n_eval
 
 
-@pytest.mark.parametrize("sky", [False, True])
-def test_single_component_sources_start_in_one_pass(sky):
-    """Sources of one component each start with one pass at unit fluxes, rescaled to the exact fluxes:
-    the fit's first normal equations (its Fisher matrix after 0 iterations) and chi2 are those of a pass at
-    the solved fluxes; sources with two components take the flux pass first (two passes)."""
+def _sersic_and_point_scene(sky):
+    """A Sersic-like source and a point source, one component each, in two bands (optionally a sky): the
+    scene, its true parameters and the two bands' PSFs."""
     spline = ge.SplineProfile(*made_up_spline())
     sources = [ge.Source([ge.Component(spline, "sersic")]), ge.Source([ge.Component(None, "point")])]
     scene = ge.Scene(sources, n_bands=2, sky=sky)
     truth = np.zeros(scene.n_params)
     truth[:12] = [18.2, 20.5, np.log(2.5), 0.3, -0.2, 2.5, 400.0, 300.0, 25.1, 22.4, 60.0, 20.0]
-    psfs = [psf_mixture(), psf_mixture(1.3)]
+    return scene, truth, [psf_mixture(), psf_mixture(1.3)]
+
+
+@pytest.mark.parametrize("sky", [False, True])
+def test_single_component_sources_start_in_one_pass(sky):
+    """Sources of one component each start with one pass at unit fluxes, rescaled to the exact fluxes:
+    the fit's first normal equations (its Fisher matrix after 0 iterations) and chi2 are those of a pass at
+    the solved fluxes; sources with two components take the flux pass first (two passes)."""
+    scene, truth, psfs = _sersic_and_point_scene(sky)
     bands = _two_band_problem(scene, truth, psfs, 5)
     linear = np.isin(scene.param_kinds(), [int(ge.ParamKind.FLUX), int(ge.ParamKind.SKY)])
     assert linear.sum() == 4 + 2 * sky
@@ -572,12 +578,7 @@ def test_fisher_of_single_component_sources_is_the_pass_at_the_final_fluxes(sky)
     rescaled to the final fluxes: that of a pass at the final parameters to rounding (1e-11), whatever the
     fluxes moved by in the last step. With two components in a source it is a pass at fluxes within 1e-4
     of the final ones (or a pass at them)."""
-    spline = ge.SplineProfile(*made_up_spline())
-    sources = [ge.Source([ge.Component(spline, "sersic")]), ge.Source([ge.Component(None, "point")])]
-    scene = ge.Scene(sources, n_bands=2, sky=sky)
-    truth = np.zeros(scene.n_params)
-    truth[:12] = [18.2, 20.5, np.log(2.5), 0.3, -0.2, 2.5, 400.0, 300.0, 25.1, 22.4, 60.0, 20.0]
-    psfs = [psf_mixture(), psf_mixture(1.3)]
+    scene, truth, psfs = _sersic_and_point_scene(sky)
     linear = np.isin(scene.param_kinds(), [int(ge.ParamKind.FLUX), int(ge.ParamKind.SKY)])
     checked = 0
     for seed in range(6):
