@@ -423,7 +423,6 @@ private:
             _cur.clear();
             return false;
         }
-        std::vector<BandNormalEquations> const& perBand = _cur.bands;
         if (!allFinite(one.H) || !allFinite(one.b) || !std::isfinite(one.chi2)) {
             _cur.clear();
             return false;
@@ -432,21 +431,13 @@ private:
         double c2 = solveFluxesAt(one, p, moves);  // p now holds the exact fluxes F
         std::vector<double> dF(_P, 0.0);  // by parameter: the move of each linear parameter
         for (std::size_t a = 0; a < _fluxes.size(); ++a) dF[_fluxes[a]] = moves[a];
-        auto const& info = _scene.paramInfo();
-        int nB = _scene.nBands();
         ne = makeNormalEquations(_P);
         std::vector<double> scale;
-        for (int b = 0; b < nB; ++b) {
-            auto const& g = perBand[b].global;
-            auto const& h = perBand[b].ne;
+        for (int b = 0; b < _scene.nBands(); ++b) {
+            auto const& g = _cur.bands[b].global;
+            auto const& h = _cur.bands[b].ne;
             int n = static_cast<int>(g.size());
-            scale.assign(n, 1.0);
-            for (int i = 0; i < n; ++i) {
-                ParamInfo const& pi = info[g[i]];
-                if (pi.kind != ParamKind::Flux && !isSkyKind(pi.kind)) {
-                    scale[i] = p[_sourceFlux[static_cast<std::size_t>(pi.source) * nB + b]];
-                }
-            }
+            bandScales(b, p, scale);  // the pass was at unit fluxes: the scales are the fluxes F
             for (int i = 0; i < n; ++i) {
                 double r = h.b[i];
                 for (int j = 0; j < n; ++j) r -= dF[g[j]] * h.H[i * n + j];
@@ -475,13 +466,15 @@ private:
     // linearisation point F; then replace the fluxes by the exact solution F' at these nonlinear
     // parameters and return chi2(F') = chi2(F) - 2 dF^T b_f + dF^T G dF (exact: the model is linear in F).
     // With FitOptions::fluxImages the pass also fills `images` (emptied when the pass fails).
-    bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2, PassProducts& out) const {
+    bool evaluateTrial(std::vector<double>& params, NormalEquations& ne, double& chi2,
+                       PassProducts& out) const {
         bool ok = evaluatePass(params, ne, chi2, out);
         if (!ok) out.clear();
         return ok;
     }
 
-    bool evaluatePass(std::vector<double>& params, NormalEquations& ne, double& chi2, PassProducts& out) const {
+    bool evaluatePass(std::vector<double>& params, NormalEquations& ne, double& chi2,
+                      PassProducts& out) const {
         ++_nEval;
         std::vector<char> active(_P, 0);
         for (int i : _nl) active[i] = 1;
@@ -558,8 +551,8 @@ private:
         // With the free fluxes at zero, b = M^T W (d - m_fixed) and H_ff is the Gram matrix.
         _cur.bands.clear();  // a pass with the fluxes at zero: nothing to rescale
         _cur.at.clear();
-        NormalEquations ne =
-                sceneNormalEquations(_scene, params, _bands, active, _opt.fluxImages ? &_cur.images : nullptr);
+        std::vector<FluxImages>* images = _opt.fluxImages ? &_cur.images : nullptr;
+        NormalEquations ne = sceneNormalEquations(_scene, params, _bands, active, images);
         std::vector<double> G = subMatrix(ne.H, _P, _fluxes, _fluxes);
         std::vector<double> b(nF);
         for (int a = 0; a < nF; ++a) b[a] = ne.b[_fluxes[a]];
@@ -655,6 +648,25 @@ private:
     // the flux ratios (as unitStart rescales a pass at unit fluxes); flux and sky columns do not depend on
     // the fluxes. The same matrix as a pass at `params` to rounding. False where it does not apply (no
     // per-band equations, fixed parameters, a flux at zero in the pass).
+    // Per column of the last pass's equations of band b (_cur.bands[b]), the factor by which it changes when
+    // the fluxes go from those of the pass (_cur.at) to those of `to`: a nonlinear parameter's column is its
+    // source's flux in the band times the unit model's, flux and sky columns do not depend on the fluxes.
+    // False where a source's flux in the pass is not positive (its columns were zero).
+    bool bandScales(int b, std::vector<double> const& to, std::vector<double>& scale) const {
+        auto const& info = _scene.paramInfo();
+        auto const& g = _cur.bands[b].global;
+        int nB = _scene.nBands();
+        scale.assign(g.size(), 1.0);
+        for (std::size_t i = 0; i < g.size(); ++i) {
+            ParamInfo const& pi = info[g[i]];
+            if (pi.kind == ParamKind::Flux || isSkyKind(pi.kind)) continue;
+            int k = _sourceFlux[static_cast<std::size_t>(pi.source) * nB + b];
+            if (k < 0 || !(_cur.at[k] > 0.0)) return false;
+            scale[i] = to[k] / _cur.at[k];
+        }
+        return true;
+    }
+
     bool rescaledFisher(std::vector<double> const& params, std::vector<double>& H) const {
         int nB = _scene.nBands();
         if (!_unitStart || static_cast<int>(_nl.size() + _fluxes.size()) != _P) return false;
@@ -662,21 +674,13 @@ private:
         for (int i : _nl) {
             if (!(params[i] == _cur.at[i])) return false;
         }
-        auto const& info = _scene.paramInfo();
         std::vector<double> out(static_cast<std::size_t>(_P) * _P, 0.0);
         std::vector<double> scale;
         for (int b = 0; b < nB; ++b) {
             auto const& g = _cur.bands[b].global;
             auto const& h = _cur.bands[b].ne;
             int n = static_cast<int>(g.size());
-            scale.assign(n, 1.0);
-            for (int i = 0; i < n; ++i) {
-                ParamInfo const& pi = info[g[i]];
-                if (pi.kind == ParamKind::Flux || isSkyKind(pi.kind)) continue;
-                int k = _sourceFlux[static_cast<std::size_t>(pi.source) * nB + b];
-                if (k < 0 || !(_cur.at[k] > 0.0)) return false;
-                scale[i] = params[k] / _cur.at[k];
-            }
+            if (!bandScales(b, params, scale)) return false;
             for (int i = 0; i < n; ++i) {
                 for (int j = 0; j < n; ++j) out[g[i] * _P + g[j]] += scale[i] * scale[j] * h.H[i * n + j];
             }
@@ -697,7 +701,9 @@ private:
         res.status = status;
         res.message = msg;
         // _cur is at the nonlinear parameters of `params` (a pass there filled it or it is empty).
-        if (status != FitStatus::NonFinite && status != FitStatus::Error) res.fluxImages = std::move(_cur.images);
+        if (status != FitStatus::NonFinite && status != FitStatus::Error) {
+            res.fluxImages = std::move(_cur.images);
+        }
         if (last && rescaledFisher(params, res.fisher)) {
             // The last pass's bands, rescaled to the final fluxes: exact, and no pass over the pixels.
         } else if (reusable(last, lastFluxes, params)) {
