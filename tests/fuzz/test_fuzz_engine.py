@@ -382,7 +382,8 @@ def test_shape_helpers(q, pa):
 
 @fuzz_settings()
 @given(mix=mixtures(n_max=8), noise=any_float | st.floats(0.0, 10.0), frac=any_float | st.floats(0.0, 0.1),
-       edge=any_float | st.floats(0.0, 1.0), limit=st.integers(-5, 400) | st.sampled_from([2**16, 2**16 + 1, 2**31 - 1]))
+       edge=any_float | st.floats(0.0, 1.0),
+       limit=st.integers(-5, 400) | st.sampled_from([2**16, 2**16 + 1, 2**31 - 1]))
 def test_stamp_half_sizes(mix, noise, frac, edge, limit):
     ok, res = call(ge.stamp_half_sizes, mix, noise, frac, edge, limit)
     if ok:
@@ -393,9 +394,9 @@ def test_stamp_half_sizes(mix, noise, frac, edge, limit):
 @given(weight=arrays(), n=st.integers(0, 6), x0=st.integers(-50, 50) | st.sampled_from([2**31 - 1, -(2**31)]),
        y0=st.integers(-50, 50), sigmas=any_float | st.sampled_from([3.0, 5.0]), data=st.data())
 def test_background_mask(weight, n, x0, y0, sigmas, data):
-    centres = np.array(data.draw(st.lists(mostly_sane_float, min_size=2 * n, max_size=2 * n)), float).reshape(-1, 2)
-    covs = np.array(data.draw(st.lists(mostly_sane_float | st.floats(0.1, 20.0), min_size=3 * n, max_size=3 * n)),
-                    float).reshape(-1, 3)
+    centres = np.array(data.draw(st.lists(mostly_sane_float, min_size=2 * n, max_size=2 * n)), float)
+    terms = st.lists(mostly_sane_float | st.floats(0.1, 20.0), min_size=3 * n, max_size=3 * n)
+    centres, covs = centres.reshape(-1, 2), np.array(data.draw(terms), float).reshape(-1, 3)
     ok, res = call(ge.background_mask, weight, x0, y0, centres, covs, sigmas)
     if ok:
         w = np.asarray(weight, dtype=np.float64)
@@ -403,7 +404,8 @@ def test_background_mask(weight, n, x0, y0, sigmas, data):
 
 
 @fuzz_settings()
-@given(image=arrays(), weight=st.none() | arrays(), guess=st.none() | st.tuples(mostly_sane_float, mostly_sane_float),
+@given(image=arrays(), weight=st.none() | arrays(),
+       guess=st.none() | st.tuples(mostly_sane_float, mostly_sane_float),
        sigma0=any_float | st.floats(0.3, 5.0), max_iter=st.integers(-5, 40), fix=st.booleans(),
        rtol=any_float | st.sampled_from([1e-3, 1e-2]))
 def test_adaptive_second_moments(image, weight, guess, sigma0, max_iter, fix, rtol):

@@ -82,9 +82,9 @@ def adaptive_moments(
     moments : `AdaptiveMoments`
         The measurement; ``ok`` is False if it failed (the returned values are then the start).
     """
-    x, y, xx, xy, yy, flux, ok = ge.adaptive_second_moments(
-        image, weight, x0, y0, None if guess is None else (float(guess[0]), float(guess[1])), sigma0, max_iter,
-        fix_centroid, rtol)
+    start = None if guess is None else (float(guess[0]), float(guess[1]))
+    x, y, xx, xy, yy, flux, ok = ge.adaptive_second_moments(image, weight, x0, y0, start, sigma0, max_iter,
+                                                            fix_centroid, rtol)
     return AdaptiveMoments(x, y, np.array([[xx, xy], [xy, yy]]), flux, ok)
 
 

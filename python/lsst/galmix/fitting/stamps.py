@@ -267,6 +267,10 @@ def required_half_size(
                                  float(edge_noise), int(limit))
 
 
+_ROUND_COV = (4.0, 0.0, 4.0)
+"""Covariance terms ``(xx, xy, yy)`` of a source without an observed covariance in `background_pixels`."""
+
+
 def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray, covs: list,
                       sigmas: float = 3.0) -> np.ndarray:
     """Weighted pixels farther than ``sigmas`` observed sigma from every source of a stamp (bool mask).
@@ -290,10 +294,6 @@ def background_pixels(weight: np.ndarray, x0: int, y0: int, centres: np.ndarray,
     the pixels within ``sigmas`` times its major-axis sigma: the sky tests ask for it after every fit, in
     every band and at two radii, and the numpy form cost ~0.1 ms per fitted source.
     """
-    terms = np.array([_ROUND_COV if c is None else (c[0][0], c[0][1], c[1][1]) for c in covs], float).reshape(-1, 3)
-    return ge.background_mask(weight, int(x0), int(y0), np.asarray(centres, float).reshape(-1, 2), terms,
-                                float(sigmas))
-
-
-_ROUND_COV = (4.0, 0.0, 4.0)
-"""Covariance terms ``(xx, xy, yy)`` of a source without an observed covariance in `background_pixels`."""
+    terms = np.array([_ROUND_COV if c is None else (c[0][0], c[0][1], c[1][1]) for c in covs], float)
+    return ge.background_mask(weight, int(x0), int(y0), np.asarray(centres, float).reshape(-1, 2),
+                              terms.reshape(-1, 3), float(sigmas))
